@@ -1,0 +1,524 @@
+//! The streaming engine: compressed bytes in, one decision per row out.
+//!
+//! ```text
+//! input (Read) -> size limit -> gzip (multi-member) -> size limit -> CSV -> header -> rows
+//!                 [decompression thread]              [calling thread]
+//! ```
+//!
+//! Memory is bounded whatever the file size: a handful of 256 KiB chunks in
+//! flight between the threads, one CSV record, and the first ten log lines of
+//! each problem kind. The decompressed size limit is enforced by the reader
+//! itself, so a decompression bomb is refused at the limit without ever being
+//! inflated past it.
+//!
+//! The same function serves a file on disk (`bdia validate`) and an upload
+//! body streamed by the server: the input is any `Read + Send`.
+
+use std::io::{self, BufReader, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver};
+
+use crate::error::{FileError, RowProblem};
+use crate::log::ProcessingLog;
+use crate::row::{Header, RowRules, ValidRow};
+
+/// Size limits (spec 3: 100 MiB compressed, 1 GiB uncompressed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Maximum bytes of the upload as sent.
+    pub max_compressed: u64,
+    /// Maximum bytes of CSV after decompression.
+    pub max_uncompressed: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_compressed: 100 * 1024 * 1024,
+            max_uncompressed: 1024 * 1024 * 1024,
+        }
+    }
+}
+
+/// How the input is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Encoding {
+    /// gzip, possibly multi-member (the contract).
+    #[default]
+    Gzip,
+    /// Plain CSV (offline validation only, `--plain`).
+    Plain,
+}
+
+/// Settings of one run of the engine.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Size limits.
+    pub limits: Limits,
+    /// Input encoding.
+    pub encoding: Encoding,
+    /// Per-caller row rules.
+    pub rules: RowRules,
+    /// Decompress on a separate thread (faster on more than one core).
+    pub threaded: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            limits: Limits::default(),
+            encoding: Encoding::Gzip,
+            rules: RowRules::default(),
+            threaded: true,
+        }
+    }
+}
+
+/// What the engine reports about each data row.
+#[derive(Debug)]
+pub enum RowEvent<'a> {
+    /// A row that will be submitted.
+    Valid {
+        /// Data row number, from 1.
+        row: u64,
+        /// The checked row; call [`ValidRow::to_hit`] to normalize it.
+        valid: &'a ValidRow<'a>,
+    },
+    /// A row that will be skipped.
+    Invalid {
+        /// Data row number, from 1.
+        row: u64,
+        /// Why.
+        problem: &'a RowProblem,
+        /// The row's fields as read, for reject reports.
+        record: &'a csv::ByteRecord,
+    },
+}
+
+/// An error that stops the engine without a verdict on the file.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Reading the input itself failed (a disconnected client, a disk error).
+    #[error("reading the input failed: {0}")]
+    Input(#[source] io::Error),
+    /// The row sink asked to stop.
+    #[error("row sink failed: {0}")]
+    Sink(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+/// The verdict on one file.
+#[derive(Debug, Clone)]
+pub struct FileReport {
+    /// Bytes of input read (the compressed size).
+    pub size: u64,
+    /// Bytes of CSV after decompression.
+    pub uncompressed_size: u64,
+    /// Data rows (header and blank lines not counted).
+    pub rows: u64,
+    /// Rows that will be skipped (all rows when the file is rejected).
+    pub invalid_rows: u64,
+    /// Set when the file is refused as a whole.
+    pub rejection: Option<FileError>,
+    /// The header as read, when there was one.
+    pub header: Option<Vec<String>>,
+    /// The processing log.
+    pub log: ProcessingLog,
+}
+
+impl FileReport {
+    /// `REJECTED` or `UPLOADED`.
+    pub fn status_code(&self) -> &'static str {
+        if self.rejection.is_some() {
+            "REJECTED"
+        } else {
+            "UPLOADED"
+        }
+    }
+
+    /// Rows that will be submitted.
+    pub fn valid_rows(&self) -> u64 {
+        self.rows - self.invalid_rows
+    }
+
+    /// True when the file is accepted and every row is valid.
+    pub fn is_fully_valid(&self) -> bool {
+        self.rejection.is_none() && self.invalid_rows == 0
+    }
+
+    /// The processing log text (spec 3.5).
+    pub fn processing_log(&self) -> String {
+        match &self.rejection {
+            Some(e) => self.log.render_rejected(e, self.rows),
+            None => self.log.render(self.rows, self.invalid_rows),
+        }
+    }
+}
+
+/// Where an I/O error came from, carried inside `io::Error` through the decoder.
+#[derive(Debug)]
+enum Fault {
+    Source(io::Error),
+    Compressed(u64),
+    Uncompressed(u64),
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fault::Source(e) => write!(f, "{e}"),
+            Fault::Compressed(l) => write!(f, "compressed input over {l} bytes"),
+            Fault::Uncompressed(l) => write!(f, "decompressed content over {l} bytes"),
+        }
+    }
+}
+
+impl std::error::Error for Fault {}
+
+fn fault(e: Fault) -> io::Error {
+    io::Error::other(e)
+}
+
+/// Counts bytes and refuses to go past a limit.
+struct Limited<'c, R> {
+    inner: R,
+    count: &'c AtomicU64,
+    limit: u64,
+    fault: fn(u64) -> Fault,
+    tag_errors: bool,
+}
+
+impl<R: Read> Read for Limited<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let seen = self.count.load(Ordering::Relaxed);
+        if seen > self.limit {
+            return Err(fault((self.fault)(self.limit)));
+        }
+        // Never ask for more than one byte past the limit.
+        let room = (self.limit - seen + 1).min(buf.len() as u64) as usize;
+        let n = match self.inner.read(&mut buf[..room]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
+            Err(e) if self.tag_errors => return Err(fault(Fault::Source(e))),
+            Err(e) => return Err(e),
+        };
+        let total = seen + n as u64;
+        self.count.store(total, Ordering::Relaxed);
+        if total > self.limit {
+            return Err(fault((self.fault)(self.limit)));
+        }
+        Ok(n)
+    }
+}
+
+const CHUNK: usize = 256 * 1024;
+
+/// Reads chunks decoded on another thread.
+struct ChannelReader {
+    rx: Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    pos: usize,
+    done: bool,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos >= self.chunk.len() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.rx.recv() {
+                Ok(Ok(c)) => {
+                    self.chunk = c;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => {
+                    self.done = true;
+                    return Err(e);
+                }
+                Err(_) => {
+                    self.done = true;
+                    return Ok(0);
+                }
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Runs the contract over one file. `sink` sees every data row in order; an
+/// error it returns stops the run with [`EngineError::Sink`].
+///
+/// A file refused as a whole is not an error: the report says why
+/// ([`FileReport::rejection`]). Only a failure to read `input` itself (or the
+/// sink) is.
+pub fn process<R, F>(input: R, opts: &Options, mut sink: F) -> Result<FileReport, EngineError>
+where
+    R: Read + Send,
+    F: FnMut(RowEvent<'_>) -> Result<(), Box<dyn std::error::Error + Send + Sync>>,
+{
+    let compressed = AtomicU64::new(0);
+    let uncompressed = AtomicU64::new(0);
+    let limited = Limited {
+        inner: input,
+        count: &compressed,
+        limit: opts.limits.max_compressed,
+        fault: Fault::Compressed,
+        tag_errors: true,
+    };
+    let mut limited = limited;
+    let mut report = FileReport {
+        size: 0,
+        uncompressed_size: 0,
+        rows: 0,
+        invalid_rows: 0,
+        rejection: None,
+        header: None,
+        log: ProcessingLog::new(),
+    };
+
+    // Look at the first two bytes without losing them: a network read may
+    // return a single byte, so read until two are in hand.
+    let mut head = [0u8; 2];
+    let mut got = 0;
+    while got < head.len() {
+        match limited.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return finish_on_error(report, e, &compressed, &uncompressed),
+        }
+    }
+    if opts.encoding == Encoding::Gzip && head[..got] != [0x1f, 0x8b] {
+        report.rejection = Some(FileError::NotGzip);
+        // Drain, so the size is known and the client is read to the end.
+        if let Err(e) = io::copy(&mut limited, &mut io::sink()) {
+            return finish_on_error(report, e, &compressed, &uncompressed);
+        }
+        report.size = compressed.load(Ordering::Relaxed);
+        return Ok(report);
+    }
+    let buffered = BufReader::with_capacity(
+        64 * 1024,
+        io::Cursor::new(head[..got].to_vec()).chain(limited),
+    );
+
+    let result = std::thread::scope(|scope| {
+        let decoded: Box<dyn Read + Send + '_> = match opts.encoding {
+            Encoding::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
+            Encoding::Plain => Box::new(buffered),
+        };
+        let csv_input = Limited {
+            inner: decoded,
+            count: &uncompressed,
+            limit: opts.limits.max_uncompressed,
+            fault: Fault::Uncompressed,
+            tag_errors: false,
+        };
+        if opts.threaded {
+            let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(4);
+            scope.spawn(move || {
+                let mut src = csv_input;
+                loop {
+                    let mut chunk = vec![0u8; CHUNK];
+                    let mut filled = 0;
+                    let res = loop {
+                        match src.read(&mut chunk[filled..]) {
+                            Ok(0) => break Ok(()),
+                            Ok(n) => {
+                                filled += n;
+                                if filled == CHUNK {
+                                    break Ok(());
+                                }
+                            }
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => break Err(e),
+                        }
+                    };
+                    chunk.truncate(filled);
+                    let last = filled < CHUNK || res.is_err();
+                    if filled > 0 && tx.send(Ok(chunk)).is_err() {
+                        return;
+                    }
+                    if let Err(e) = res {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                    if last {
+                        return;
+                    }
+                }
+            });
+            let reader = ChannelReader {
+                rx,
+                chunk: Vec::new(),
+                pos: 0,
+                done: false,
+            };
+            read_rows(reader, opts, &mut report, &mut sink)
+        } else {
+            read_rows(csv_input, opts, &mut report, &mut sink)
+        }
+    });
+    match result {
+        Ok(()) => {
+            report.size = compressed.load(Ordering::Relaxed);
+            report.uncompressed_size = uncompressed.load(Ordering::Relaxed);
+            Ok(report)
+        }
+        Err(RunError::Io(e)) => finish_on_error(report, e, &compressed, &uncompressed),
+        Err(RunError::Sink(e)) => Err(EngineError::Sink(e)),
+    }
+}
+
+/// Turns an I/O failure into a rejection (gzip, limits) or an input error.
+fn finish_on_error(
+    mut report: FileReport,
+    e: io::Error,
+    compressed: &AtomicU64,
+    uncompressed: &AtomicU64,
+) -> Result<FileReport, EngineError> {
+    report.size = compressed.load(Ordering::Relaxed);
+    report.uncompressed_size = uncompressed.load(Ordering::Relaxed);
+    let fault = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<Fault>())
+        .map(|f| match f {
+            Fault::Source(_) => None,
+            Fault::Compressed(l) => Some(FileError::TooLargeCompressed { limit: *l }),
+            Fault::Uncompressed(l) => Some(FileError::TooLargeUncompressed { limit: *l }),
+        });
+    let rejection = match fault {
+        Some(Some(r)) => r,
+        Some(None) => {
+            let inner = e.into_inner().expect("checked above");
+            let Ok(f) = inner.downcast::<Fault>() else {
+                unreachable!("checked above")
+            };
+            let Fault::Source(src) = *f else {
+                unreachable!("checked above")
+            };
+            return Err(EngineError::Input(src));
+        }
+        None => FileError::BadGzip(e.to_string()),
+    };
+    // A header problem found first stays the reason; size limits override it.
+    if report.rejection.is_none() || rejection.is_too_large() {
+        report.rejection = Some(rejection);
+    }
+    report.invalid_rows = report.rows;
+    Ok(report)
+}
+
+enum RunError {
+    Io(io::Error),
+    Sink(Box<dyn std::error::Error + Send + Sync>),
+}
+
+fn csv_io(e: csv::Error) -> RunError {
+    match e.into_kind() {
+        csv::ErrorKind::Io(e) => RunError::Io(e),
+        other => RunError::Io(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{other:?}"),
+        )),
+    }
+}
+
+fn read_rows<R, F>(
+    input: R,
+    opts: &Options,
+    report: &mut FileReport,
+    sink: &mut F,
+) -> Result<(), RunError>
+where
+    R: Read,
+    F: FnMut(RowEvent<'_>) -> Result<(), Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut rdr = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .buffer_capacity(128 * 1024)
+        .from_reader(input);
+    let mut record = csv::ByteRecord::new();
+    if !rdr.read_byte_record(&mut record).map_err(csv_io)? {
+        report.rejection = Some(FileError::Empty);
+        return Ok(());
+    }
+    let names: Result<Vec<&str>, _> = record.iter().map(std::str::from_utf8).collect();
+    let header = match names {
+        Err(_) => Err(FileError::HeaderNotUtf8),
+        Ok(names) => {
+            report.header = Some(names.iter().map(|s| s.to_string()).collect());
+            Header::parse(&names)
+        }
+    };
+    let header = match header {
+        Ok(h) => h,
+        Err(e) => {
+            report.rejection = Some(e);
+            // Count the rows anyway: a rejected file reports them, all invalid.
+            while rdr.read_byte_record(&mut record).map_err(csv_io)? {
+                report.rows += 1;
+                report.invalid_rows += 1;
+            }
+            return Ok(());
+        }
+    };
+    for (pos, name) in header.unknown_columns() {
+        report.log.warn(format!(
+            "Warning: unknown column '{name}' (column {pos}) is ignored."
+        ));
+    }
+    while rdr.read_byte_record(&mut record).map_err(csv_io)? {
+        report.rows += 1;
+        let row = report.rows;
+        let outcome = check_record(&header, &record, &opts.rules, |valid| {
+            sink(RowEvent::Valid { row, valid })
+        });
+        match outcome {
+            Ok(res) => res.map_err(RunError::Sink)?,
+            Err(problem) => {
+                report.invalid_rows += 1;
+                report.log.row(row, &problem);
+                sink(RowEvent::Invalid {
+                    row,
+                    problem: &problem,
+                    record: &record,
+                })
+                .map_err(RunError::Sink)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks one record; on success hands the valid row to `on_valid`.
+fn check_record<T>(
+    header: &Header,
+    record: &csv::ByteRecord,
+    rules: &RowRules,
+    on_valid: impl FnOnce(&ValidRow<'_>) -> T,
+) -> Result<T, RowProblem> {
+    if record.len() != header.len() {
+        return Err(RowProblem::ColumnCount {
+            expected: header.len(),
+            found: record.len(),
+        });
+    }
+    let mut fields: Vec<&str> = Vec::with_capacity(record.len());
+    for (i, raw) in record.iter().enumerate() {
+        match std::str::from_utf8(raw) {
+            Ok(s) => fields.push(s),
+            Err(_) => {
+                return Err(RowProblem::InvalidUtf8 {
+                    place: format!("column {} ('{}')", i + 1, header.names()[i]),
+                })
+            }
+        }
+    }
+    let valid = header.check(&fields, rules)?;
+    Ok(on_valid(&valid))
+}

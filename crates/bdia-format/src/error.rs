@@ -1,0 +1,322 @@
+//! What can be wrong with a file as a whole ([`FileError`]) and with one row
+//! ([`RowProblem`]), each with a stable snake_case code for metrics and JSON.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::timestamp::TimestampError;
+
+/// A problem that rejects the whole file: nothing of it is processed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FileError {
+    /// The bytes do not start with the gzip magic number.
+    #[error("Not in GZIP format")]
+    NotGzip,
+    /// The gzip stream is corrupt or truncated.
+    #[error("Invalid GZIP data: {0}")]
+    BadGzip(String),
+    /// The file has no header line at all.
+    #[error("The file is empty: no header row")]
+    Empty,
+    /// The header line is not UTF-8.
+    #[error("The header row is not valid UTF-8")]
+    HeaderNotUtf8,
+    /// A header column name is empty (often a trailing comma).
+    #[error("Empty header column name at column {column} (a trailing comma in the header?)")]
+    EmptyColumnName {
+        /// 1-based column position.
+        column: usize,
+    },
+    /// The same column appears twice (case-insensitively).
+    #[error("Duplicate header column '{name}' (columns {first} and {second})")]
+    DuplicateColumn {
+        /// The second spelling seen.
+        name: String,
+        /// 1-based position of the first occurrence.
+        first: usize,
+        /// 1-based position of the second occurrence.
+        second: usize,
+    },
+    /// No `timestamp` column.
+    #[error("Missing required header column 'timestamp'")]
+    MissingTimestampColumn,
+    /// No column that can identify a visitor.
+    #[error("Missing a visitor ID header column (one of visitorID, marketingCloudVisitorID, IPAddress, customerID.[customerIDType].id)")]
+    MissingVisitorIdColumn,
+    /// Compressed size over the limit.
+    #[error("File too large: the compressed upload exceeds {limit} bytes")]
+    TooLargeCompressed {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// Decompressed size over the limit.
+    #[error("File too large: the decompressed content exceeds {limit} bytes")]
+    TooLargeUncompressed {
+        /// The limit in bytes.
+        limit: u64,
+    },
+}
+
+impl FileError {
+    /// Stable snake_case code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            FileError::NotGzip => "not_gzip",
+            FileError::BadGzip(_) => "bad_gzip",
+            FileError::Empty => "empty_file",
+            FileError::HeaderNotUtf8 => "header_not_utf8",
+            FileError::EmptyColumnName { .. } => "empty_column_name",
+            FileError::DuplicateColumn { .. } => "duplicate_column",
+            FileError::MissingTimestampColumn => "missing_timestamp_column",
+            FileError::MissingVisitorIdColumn => "missing_visitor_id_column",
+            FileError::TooLargeCompressed { .. } => "too_large_compressed",
+            FileError::TooLargeUncompressed { .. } => "too_large_uncompressed",
+        }
+    }
+
+    /// True for the size limits (answered 413 by the server).
+    pub fn is_too_large(&self) -> bool {
+        matches!(
+            self,
+            FileError::TooLargeCompressed { .. } | FileError::TooLargeUncompressed { .. }
+        )
+    }
+}
+
+/// The kind of a row problem, without its details.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RowErrorKind {
+    /// Field count differs from the header's.
+    ColumnCount,
+    /// A field is not valid UTF-8.
+    InvalidUtf8,
+    /// No visitor identifier.
+    MissingVisitorId,
+    /// No page URL, page name or link to report.
+    NothingToReport,
+    /// No report suite.
+    MissingReportSuite,
+    /// A report suite the caller may not write to.
+    ReportSuiteNotAllowed,
+    /// Empty timestamp.
+    MissingTimestamp,
+    /// Timestamp in neither allowed form.
+    InvalidTimestamp,
+    /// Empty user agent.
+    MissingUserAgent,
+    /// authState outside the allowed set.
+    InvalidAuthState,
+    /// isMCSeed outside the allowed set.
+    InvalidIsMcSeed,
+    /// isMCSeed true with an empty id.
+    SeedWithoutId,
+}
+
+impl RowErrorKind {
+    /// Every kind, in the order used for summaries.
+    pub const ALL: &'static [RowErrorKind] = &[
+        RowErrorKind::ColumnCount,
+        RowErrorKind::InvalidUtf8,
+        RowErrorKind::MissingVisitorId,
+        RowErrorKind::NothingToReport,
+        RowErrorKind::MissingReportSuite,
+        RowErrorKind::ReportSuiteNotAllowed,
+        RowErrorKind::MissingTimestamp,
+        RowErrorKind::InvalidTimestamp,
+        RowErrorKind::MissingUserAgent,
+        RowErrorKind::InvalidAuthState,
+        RowErrorKind::InvalidIsMcSeed,
+        RowErrorKind::SeedWithoutId,
+    ];
+
+    /// Stable snake_case code.
+    pub fn code(self) -> &'static str {
+        match self {
+            RowErrorKind::ColumnCount => "column_count",
+            RowErrorKind::InvalidUtf8 => "invalid_utf8",
+            RowErrorKind::MissingVisitorId => "missing_visitor_id",
+            RowErrorKind::NothingToReport => "nothing_to_report",
+            RowErrorKind::MissingReportSuite => "missing_report_suite",
+            RowErrorKind::ReportSuiteNotAllowed => "report_suite_not_allowed",
+            RowErrorKind::MissingTimestamp => "missing_timestamp",
+            RowErrorKind::InvalidTimestamp => "invalid_timestamp",
+            RowErrorKind::MissingUserAgent => "missing_user_agent",
+            RowErrorKind::InvalidAuthState => "invalid_auth_state",
+            RowErrorKind::InvalidIsMcSeed => "invalid_is_mc_seed",
+            RowErrorKind::SeedWithoutId => "seed_without_id",
+        }
+    }
+
+    /// Phrase used when summarising the rows past the first ten.
+    pub fn summary(self) -> &'static str {
+        match self {
+            RowErrorKind::ColumnCount => "inconsistent column count",
+            RowErrorKind::InvalidUtf8 => "invalid UTF-8",
+            RowErrorKind::MissingVisitorId => "missing visitor ID",
+            RowErrorKind::NothingToReport => "nothing to report",
+            RowErrorKind::MissingReportSuite => "missing 'ReportSuiteID'",
+            RowErrorKind::ReportSuiteNotAllowed => "report suite not allowed",
+            RowErrorKind::MissingTimestamp => "missing 'Timestamp'",
+            RowErrorKind::InvalidTimestamp => "invalid 'Timestamp'",
+            RowErrorKind::MissingUserAgent => "missing 'UserAgent'",
+            RowErrorKind::InvalidAuthState => "invalid authState",
+            RowErrorKind::InvalidIsMcSeed => "invalid isMCSeed",
+            RowErrorKind::SeedWithoutId => "isMCSeed set without an id",
+        }
+    }
+}
+
+/// What is wrong with one row, with the details needed to explain it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RowProblem {
+    /// Field count differs from the header's.
+    ColumnCount {
+        /// Header field count.
+        expected: usize,
+        /// This row's field count.
+        found: usize,
+    },
+    /// A field (or a decoded queryString value) is not UTF-8.
+    InvalidUtf8 {
+        /// Where: a column name, or `queryString 'key'`.
+        place: String,
+    },
+    /// No visitor identifier.
+    MissingVisitorId,
+    /// Nothing to report.
+    NothingToReport,
+    /// No report suite.
+    MissingReportSuite,
+    /// A report suite the caller may not write to.
+    ReportSuiteNotAllowed {
+        /// The suite named.
+        rsid: String,
+    },
+    /// Empty timestamp.
+    MissingTimestamp,
+    /// Timestamp in neither allowed form.
+    InvalidTimestamp {
+        /// The raw value.
+        value: String,
+        /// Why.
+        reason: TimestampError,
+    },
+    /// Empty user agent.
+    MissingUserAgent,
+    /// authState outside the allowed set.
+    InvalidAuthState {
+        /// Column or queryString key.
+        place: String,
+        /// The raw value.
+        value: String,
+    },
+    /// isMCSeed outside the allowed set.
+    InvalidIsMcSeed {
+        /// Column or queryString key.
+        place: String,
+        /// The raw value.
+        value: String,
+    },
+    /// isMCSeed true with an empty id.
+    SeedWithoutId {
+        /// The customer ID type.
+        id_type: String,
+    },
+}
+
+impl RowProblem {
+    /// The kind, for counting and codes.
+    pub fn kind(&self) -> RowErrorKind {
+        match self {
+            RowProblem::ColumnCount { .. } => RowErrorKind::ColumnCount,
+            RowProblem::InvalidUtf8 { .. } => RowErrorKind::InvalidUtf8,
+            RowProblem::MissingVisitorId => RowErrorKind::MissingVisitorId,
+            RowProblem::NothingToReport => RowErrorKind::NothingToReport,
+            RowProblem::MissingReportSuite => RowErrorKind::MissingReportSuite,
+            RowProblem::ReportSuiteNotAllowed { .. } => RowErrorKind::ReportSuiteNotAllowed,
+            RowProblem::MissingTimestamp => RowErrorKind::MissingTimestamp,
+            RowProblem::InvalidTimestamp { .. } => RowErrorKind::InvalidTimestamp,
+            RowProblem::MissingUserAgent => RowErrorKind::MissingUserAgent,
+            RowProblem::InvalidAuthState { .. } => RowErrorKind::InvalidAuthState,
+            RowProblem::InvalidIsMcSeed { .. } => RowErrorKind::InvalidIsMcSeed,
+            RowProblem::SeedWithoutId { .. } => RowErrorKind::SeedWithoutId,
+        }
+    }
+
+    /// The processing-log line for this problem on data row `row`.
+    pub fn log_line(&self, row: u64) -> String {
+        match self {
+            RowProblem::ColumnCount { expected, found } => format!(
+                "On row: {row}, inconsistent column count. Expected {expected} columns, but found {found}."
+            ),
+            other => format!("On row: {row}, {other}. This row will not be submitted."),
+        }
+    }
+}
+
+impl fmt::Display for RowProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RowProblem::ColumnCount { expected, found } => write!(
+                f,
+                "inconsistent column count. Expected {expected} columns, but found {found}"
+            ),
+            RowProblem::InvalidUtf8 { place } => write!(f, "invalid UTF-8 in {place}"),
+            RowProblem::MissingVisitorId => f.write_str(
+                "missing visitor ID (a seeded 'customerID.[type].id', 'visitorID', 'marketingCloudVisitorID' or 'IPAddress')",
+            ),
+            RowProblem::NothingToReport => f.write_str(
+                "nothing to report (needs 'pageURL', 'pageName', or 'linkType' with 'linkName' or 'linkURL')",
+            ),
+            RowProblem::MissingReportSuite => f.write_str("missing 'ReportSuiteID'"),
+            RowProblem::ReportSuiteNotAllowed { rsid } => {
+                write!(f, "report suite '{rsid}' does not belong to this company")
+            }
+            RowProblem::MissingTimestamp => f.write_str("missing 'Timestamp'"),
+            RowProblem::InvalidTimestamp { value, reason } => write!(
+                f,
+                "invalid 'Timestamp' '{}' ({})",
+                clip(value),
+                reason.explain()
+            ),
+            RowProblem::MissingUserAgent => f.write_str("missing 'UserAgent'"),
+            RowProblem::InvalidAuthState { place, value } => write!(
+                f,
+                "invalid {place} '{}' (allowed: 0, 1, 2, UNKNOWN, AUTHENTICATED, LOGGED_OUT or empty)",
+                clip(value)
+            ),
+            RowProblem::InvalidIsMcSeed { place, value } => write!(
+                f,
+                "invalid {place} '{}' (allowed: 0, 1, true, false or empty)",
+                clip(value)
+            ),
+            RowProblem::SeedWithoutId { id_type } => write!(
+                f,
+                "'customerID.{id_type}.isMCSeed' is true but 'customerID.{id_type}.id' is empty"
+            ),
+        }
+    }
+}
+
+/// Shortens a value quoted in a message to at most 40 characters.
+fn clip(value: &str) -> String {
+    if value.chars().count() <= 40 {
+        value.to_string()
+    } else {
+        let head: String = value.chars().take(37).collect();
+        format!("{head}...")
+    }
+}
+
+/// One invalid row, as listed by `bdia validate --json` and the reject report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RowError {
+    /// Data row number, from 1.
+    pub row: u64,
+    /// Stable code of the problem kind.
+    pub kind: RowErrorKind,
+    /// Human explanation.
+    pub message: String,
+}

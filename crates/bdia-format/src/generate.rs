@@ -1,0 +1,427 @@
+//! A generator of realistic batch files, for tests and benchmarks: many
+//! visitors, non-decreasing timestamps (so every visitor's rows are in time
+//! order), a mix of column-style and queryString-style rows, quoted fields
+//! (commas, doubled quotes, line breaks, non-ASCII), page views and link
+//! hits, and a chosen rate of invalid rows of chosen kinds.
+//!
+//! The output is deterministic for a given [`GenOptions`] (seeded RNG), and
+//! the returned [`GenSummary`] says exactly which rows were made invalid, so
+//! tests can hold the engine to it.
+
+use std::collections::BTreeMap;
+use std::io::{self, Write};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::error::RowErrorKind;
+
+/// The row problems the generator can inject.
+pub const INJECTABLE: &[RowErrorKind] = &[
+    RowErrorKind::ColumnCount,
+    RowErrorKind::InvalidUtf8,
+    RowErrorKind::MissingVisitorId,
+    RowErrorKind::NothingToReport,
+    RowErrorKind::MissingReportSuite,
+    RowErrorKind::MissingTimestamp,
+    RowErrorKind::InvalidTimestamp,
+    RowErrorKind::MissingUserAgent,
+    RowErrorKind::InvalidAuthState,
+    RowErrorKind::InvalidIsMcSeed,
+    RowErrorKind::SeedWithoutId,
+];
+
+/// What to generate.
+#[derive(Debug, Clone)]
+pub struct GenOptions {
+    /// Data rows to write.
+    pub rows: u64,
+    /// Size of the visitor pool.
+    pub visitors: u64,
+    /// RNG seed.
+    pub seed: u64,
+    /// Unix seconds of the first hit.
+    pub start: i64,
+    /// Mean seconds between consecutive rows of the file.
+    pub mean_gap: u32,
+    /// Report suites to spread hits over (a few rows name two at once).
+    pub report_suites: Vec<String>,
+    /// Fraction of rows made invalid, in `0.0..=1.0`.
+    pub invalid_rate: f64,
+    /// Which problems to inject (evenly); empty means all of [`INJECTABLE`].
+    pub invalid_kinds: Vec<RowErrorKind>,
+    /// Only rows whose visitor falls in this group (of `groups`), by visitor
+    /// index; `None` keeps every visitor.
+    pub group: Option<(u64, u64)>,
+}
+
+impl Default for GenOptions {
+    fn default() -> Self {
+        GenOptions {
+            rows: 1000,
+            visitors: 100,
+            seed: 1,
+            start: 1_700_000_000,
+            mean_gap: 2,
+            report_suites: vec!["acme.prod".into()],
+            invalid_rate: 0.0,
+            invalid_kinds: Vec::new(),
+            group: None,
+        }
+    }
+}
+
+/// What was generated.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GenSummary {
+    /// Data rows written.
+    pub rows: u64,
+    /// Invalid rows written, by kind.
+    pub invalid: BTreeMap<RowErrorKind, u64>,
+    /// Data row numbers (from 1) of the invalid rows, with their kind.
+    pub invalid_rows: Vec<(u64, RowErrorKind)>,
+}
+
+impl GenSummary {
+    /// Total invalid rows.
+    pub fn invalid_total(&self) -> u64 {
+        self.invalid.values().sum()
+    }
+}
+
+/// The header written by [`generate`].
+pub const HEADER: &[&str] = &[
+    "timestamp",
+    "visitorID",
+    "marketingCloudVisitorID",
+    "IPAddress",
+    "customerID.crm.id",
+    "customerID.crm.authState",
+    "customerID.crm.isMCSeed",
+    "reportSuiteID",
+    "userAgent",
+    "pageName",
+    "pageURL",
+    "linkType",
+    "linkName",
+    "linkURL",
+    "referrer",
+    "channel",
+    "campaign",
+    "events",
+    "products",
+    "eVar1",
+    "eVar2",
+    "eVar10",
+    "prop1",
+    "prop2",
+    "contextData.app.version",
+    "language",
+    "queryString",
+];
+
+const USER_AGENTS: &[&str] = &[
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.6478.71 Mobile Safari/537.36",
+    "AcmeKiosk/2.1 (\"store display\", build 7781)",
+];
+
+const SECTIONS: &[&str] = &[
+    "home", "products", "cart", "checkout", "support", "blog", "café",
+];
+const CHANNELS: &[&str] = &["Home", "Products", "Checkout", "Support", "Blog"];
+const LANGUAGES: &[&str] = &["en-US", "de-DE", "fr-FR", "ja-JP"];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Identity {
+    Vid,
+    Mcid,
+    Ip,
+    Customer,
+}
+
+fn identity_of(visitor: u64) -> Identity {
+    match visitor % 10 {
+        0..=5 => Identity::Vid,
+        6 | 7 => Identity::Mcid,
+        8 => Identity::Ip,
+        _ => Identity::Customer,
+    }
+}
+
+fn page_name(section: &str, n: u32) -> String {
+    match n % 5 {
+        0 => format!("{section}: overview"),
+        1 => format!("{section} > item {n}"),
+        2 => format!("{section}, \"featured\" {n}"),
+        3 => format!("{section} – page {n}"),
+        _ => format!("{section}/{n}"),
+    }
+}
+
+fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// Writes a plain CSV batch file to `out` (gzip it for upload).
+pub fn generate<W: Write>(opts: &GenOptions, out: W) -> io::Result<GenSummary> {
+    let mut rng = SmallRng::seed_from_u64(opts.seed);
+    let mut w = csv::WriterBuilder::new().flexible(true).from_writer(out);
+    w.write_record(HEADER)?;
+    let kinds: &[RowErrorKind] = if opts.invalid_kinds.is_empty() {
+        INJECTABLE
+    } else {
+        &opts.invalid_kinds
+    };
+    let suites: Vec<String> = if opts.report_suites.is_empty() {
+        vec!["acme.prod".into()]
+    } else {
+        opts.report_suites.clone()
+    };
+    let mut summary = GenSummary::default();
+    let mut t = opts.start;
+    let visitors = opts.visitors.max(1);
+    let mut row: Vec<Vec<u8>> = vec![Vec::new(); HEADER.len()];
+    while summary.rows < opts.rows {
+        t += i64::from(rng.gen_range(0..=opts.mean_gap.saturating_mul(2)));
+        let visitor = rng.gen_range(0..visitors);
+        if let Some((g, n)) = opts.group {
+            if visitor % n.max(1) != g {
+                continue;
+            }
+        }
+        for f in row.iter_mut() {
+            f.clear();
+        }
+        let set = |row: &mut Vec<Vec<u8>>, i: usize, v: &str| {
+            row[i].clear();
+            row[i].extend_from_slice(v.as_bytes());
+        };
+        // Identity.
+        let vkey = visitor.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ opts.seed;
+        match identity_of(visitor) {
+            Identity::Vid => set(&mut row, 1, &format!("{vkey:016x}")),
+            Identity::Mcid => set(
+                &mut row,
+                2,
+                &format!("{:019}{:019}", vkey % 10u64.pow(19), visitor),
+            ),
+            Identity::Ip => set(
+                &mut row,
+                3,
+                &format!(
+                    "10.{}.{}.{}",
+                    visitor >> 16 & 255,
+                    visitor >> 8 & 255,
+                    visitor & 255
+                ),
+            ),
+            Identity::Customer => {
+                set(&mut row, 4, &format!("CRM{visitor}"));
+                set(
+                    &mut row,
+                    5,
+                    ["1", "AUTHENTICATED", "2"][visitor as usize % 3],
+                );
+                set(&mut row, 6, if visitor % 2 == 0 { "1" } else { "true" });
+            }
+        }
+        // Time: mostly epoch seconds, some ISO-8601 in UTC or with an offset.
+        match rng.gen_range(0..10) {
+            0 => set(&mut row, 0, &crate::timestamp::format_utc(t)),
+            1 => {
+                let local = crate::timestamp::format_utc(t + 3600);
+                set(&mut row, 0, &format!("{}+01:00", &local[..19]));
+            }
+            _ => set(&mut row, 0, &t.to_string()),
+        }
+        let suite = &suites[(visitor % suites.len() as u64) as usize];
+        if suites.len() > 1 && rng.gen_range(0..50) == 0 {
+            set(&mut row, 7, &suites.join(","));
+        } else {
+            set(&mut row, 7, suite);
+        }
+        let mut ua = USER_AGENTS[(visitor % USER_AGENTS.len() as u64) as usize].to_string();
+        if rng.gen_range(0..200) == 0 {
+            ua.push_str("\n(continued)");
+        }
+        set(&mut row, 8, &ua);
+        let section = SECTIONS[rng.gen_range(0..SECTIONS.len())];
+        let n: u32 = rng.gen_range(1..400);
+        let name = page_name(section, n);
+        let url = format!("https://www.example.com/{section}/{n}?ref=list&id={visitor}");
+        let link = rng.gen_range(0..100);
+        let qs_style = rng.gen_range(0..10) < 3;
+        if qs_style {
+            let mut qs = format!("AQB=1&ce=UTF-8&g={}", enc(&url));
+            if link < 10 {
+                let (pe, lname) = match link % 3 {
+                    0 => ("lnk_o", format!("cta {n}")),
+                    1 => ("lnk_e", "partner site".to_string()),
+                    _ => ("lnk_d", format!("brochure-{n}.pdf")),
+                };
+                qs.push_str(&format!("&pe={pe}&pev2={}", enc(&lname)));
+            } else {
+                qs.push_str(&format!("&pageName={}", enc(&name)));
+            }
+            qs.push_str(&format!(
+                "&v1={}&c1={}&ch={}",
+                enc(section),
+                n % 7,
+                CHANNELS[n as usize % CHANNELS.len()]
+            ));
+            if n % 4 == 0 {
+                qs.push_str("&c.app.version=3.2.1");
+            }
+            qs.push_str("&AQE=1");
+            set(&mut row, 26, &qs);
+        } else {
+            set(&mut row, 10, &url);
+            if link < 10 {
+                match link % 3 {
+                    0 => {
+                        set(&mut row, 11, "o");
+                        set(&mut row, 12, &format!("cta {n}"));
+                    }
+                    1 => {
+                        set(&mut row, 11, "e");
+                        set(&mut row, 13, "https://partner.example.org/");
+                    }
+                    _ => {
+                        set(&mut row, 11, "d");
+                        set(&mut row, 12, &format!("brochure-{n}.pdf"));
+                        set(
+                            &mut row,
+                            13,
+                            &format!("https://www.example.com/files/brochure-{n}.pdf"),
+                        );
+                    }
+                }
+            } else {
+                set(&mut row, 9, &name);
+            }
+            set(&mut row, 15, CHANNELS[n as usize % CHANNELS.len()]);
+            set(&mut row, 19, section);
+            set(&mut row, 22, &(n % 7).to_string());
+        }
+        if n % 3 == 0 {
+            set(&mut row, 14, "https://www.search.example/?q=acme+shoes");
+        }
+        if n % 11 == 0 {
+            set(&mut row, 16, &format!("email-{}", n % 5));
+        }
+        match n % 17 {
+            0 => {
+                set(&mut row, 17, "purchase,event1,event2=5");
+                set(&mut row, 18, &format!(";SKU-{n};1;{}.99", n % 90 + 9));
+            }
+            1 => set(&mut row, 17, "prodView,event1"),
+            _ => {}
+        }
+        set(&mut row, 20, &format!("segment-{}", visitor % 13));
+        if n % 5 == 0 {
+            set(&mut row, 21, "member");
+        }
+        set(&mut row, 23, &format!("v{}", visitor % 9));
+        if n % 4 == 0 && !qs_style {
+            set(&mut row, 24, "3.2.1");
+        }
+        set(
+            &mut row,
+            25,
+            LANGUAGES[(visitor % LANGUAGES.len() as u64) as usize],
+        );
+
+        let row_number = summary.rows + 1;
+        let mut fields = row.len();
+        if opts.invalid_rate > 0.0 && rng.gen_bool(opts.invalid_rate.clamp(0.0, 1.0)) {
+            let kind = kinds[rng.gen_range(0..kinds.len())];
+            if inject(&mut row, &mut fields, kind) {
+                *summary.invalid.entry(kind).or_insert(0) += 1;
+                summary.invalid_rows.push((row_number, kind));
+            }
+        }
+        w.write_record(row.iter().take(fields))?;
+        summary.rows += 1;
+    }
+    w.flush()?;
+    Ok(summary)
+}
+
+/// Makes the row invalid in the given way; returns false for kinds it cannot inject.
+fn inject(row: &mut [Vec<u8>], fields: &mut usize, kind: RowErrorKind) -> bool {
+    let clear_identity = |row: &mut [Vec<u8>]| {
+        for i in 1..=6 {
+            row[i].clear();
+        }
+        // A queryString may carry vid/mid: it carries neither here.
+    };
+    match kind {
+        RowErrorKind::ColumnCount => *fields = row.len() - 2,
+        RowErrorKind::InvalidUtf8 => {
+            row[9].clear();
+            row[9].extend_from_slice(b"Caf\xe9 (latin-1)");
+        }
+        RowErrorKind::MissingVisitorId => clear_identity(row),
+        RowErrorKind::NothingToReport => {
+            for i in [9, 10, 11, 12, 13, 26] {
+                row[i].clear();
+            }
+        }
+        RowErrorKind::MissingReportSuite => row[7].clear(),
+        RowErrorKind::MissingTimestamp => row[0].clear(),
+        RowErrorKind::InvalidTimestamp => {
+            let ts = String::from_utf8_lossy(&row[0]).to_string();
+            row[0].clear();
+            match ts.parse::<i64>() {
+                Ok(secs) => row[0].extend_from_slice(format!("{}123", secs).as_bytes()),
+                Err(_) => row[0].extend_from_slice(format!("{}.250Z", &ts[..19]).as_bytes()),
+            }
+        }
+        RowErrorKind::MissingUserAgent => row[8].clear(),
+        RowErrorKind::InvalidAuthState => {
+            clear_identity(row);
+            row[1].extend_from_slice(b"fallback-visitor");
+            row[4].extend_from_slice(b"CRM-x");
+            row[5].extend_from_slice(b"signed_in");
+        }
+        RowErrorKind::InvalidIsMcSeed => {
+            clear_identity(row);
+            row[1].extend_from_slice(b"fallback-visitor");
+            row[4].extend_from_slice(b"CRM-x");
+            row[6].extend_from_slice(b"yes");
+        }
+        RowErrorKind::SeedWithoutId => {
+            clear_identity(row);
+            row[1].extend_from_slice(b"fallback-visitor");
+            row[6].extend_from_slice(b"1");
+        }
+        RowErrorKind::ReportSuiteNotAllowed => return false,
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn is_deterministic() {
+        let opts = GenOptions {
+            rows: 200,
+            invalid_rate: 0.2,
+            ..GenOptions::default()
+        };
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        let sa = generate(&opts, &mut a).unwrap();
+        let sb = generate(&opts, &mut b).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(sa, sb);
+        assert_eq!(sa.rows, 200);
+        assert!(sa.invalid_total() > 10);
+    }
+}

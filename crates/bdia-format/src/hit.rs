@@ -1,0 +1,224 @@
+//! The normalized hit: what one valid row means, with every variable of spec
+//! section 3.4 in a typed place, queryString values merged under columns.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::fields::Field;
+
+/// Which kind of identifier identifies the visitor (spec 3.2, 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VisitorKind {
+    /// A customer ID with isMCSeed true.
+    Customer,
+    /// `visitorID` / `vid`.
+    Vid,
+    /// `marketingCloudVisitorID` / `mid`.
+    Mcid,
+    /// `IPAddress`.
+    Ip,
+}
+
+impl VisitorKind {
+    /// Stable name, as stored in the lake's `visitor_id_type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VisitorKind::Customer => "customer",
+            VisitorKind::Vid => "vid",
+            VisitorKind::Mcid => "mcid",
+            VisitorKind::Ip => "ip",
+        }
+    }
+}
+
+/// The identifier chosen for a row.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Visitor {
+    /// Which kind of identifier.
+    pub kind: VisitorKind,
+    /// For [`VisitorKind::Customer`], the customerIDType (case-sensitive).
+    pub customer_id_type: Option<String>,
+    /// The raw identifier value.
+    pub id: String,
+}
+
+impl Visitor {
+    /// A key unique across kinds: a visitorID and an equal-looking IP never merge.
+    pub fn key(&self) -> String {
+        match &self.customer_id_type {
+            Some(t) => format!("customer:{t}:{}", self.id),
+            None => format!("{}:{}", self.kind.as_str(), self.id),
+        }
+    }
+}
+
+/// Authentication state of a customer ID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AuthState {
+    /// `0` / `UNKNOWN`.
+    Unknown,
+    /// `1` / `AUTHENTICATED`.
+    Authenticated,
+    /// `2` / `LOGGED_OUT`.
+    LoggedOut,
+}
+
+impl AuthState {
+    /// Parses an allowed value; `Ok(None)` for empty, `Err` for anything else.
+    pub fn parse(s: &str) -> Result<Option<AuthState>, ()> {
+        if s.is_empty() {
+            return Ok(None);
+        }
+        let v = match s {
+            "0" => AuthState::Unknown,
+            "1" => AuthState::Authenticated,
+            "2" => AuthState::LoggedOut,
+            _ if s.eq_ignore_ascii_case("unknown") => AuthState::Unknown,
+            _ if s.eq_ignore_ascii_case("authenticated") => AuthState::Authenticated,
+            _ if s.eq_ignore_ascii_case("logged_out") => AuthState::LoggedOut,
+            _ => return Err(()),
+        };
+        Ok(Some(v))
+    }
+}
+
+/// Parses an isMCSeed value: 0/1/true/false/empty (case-insensitive).
+pub fn parse_is_mc_seed(s: &str) -> Result<bool, ()> {
+    match s {
+        "" | "0" => Ok(false),
+        "1" => Ok(true),
+        _ if s.eq_ignore_ascii_case("true") => Ok(true),
+        _ if s.eq_ignore_ascii_case("false") => Ok(false),
+        _ => Err(()),
+    }
+}
+
+/// One customer ID of a row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CustomerId {
+    /// The id value (may be empty when only other attributes were given).
+    pub id: String,
+    /// The authentication state, when given.
+    pub auth_state: Option<AuthState>,
+    /// Whether this ID seeds the Experience Cloud visitor ID.
+    pub is_mc_seed: bool,
+}
+
+/// The kind of a link hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkType {
+    /// `d` / `lnk_d`.
+    Download,
+    /// `e` / `lnk_e`.
+    Exit,
+    /// `o` / `lnk_o`, and an empty or unrecognised type with a link name.
+    Custom,
+}
+
+impl LinkType {
+    /// Normalizes a column (`d`, `e`, `o`) or queryString (`lnk_d`...) value.
+    /// Anything else non-empty counts as custom.
+    pub fn normalize(s: &str) -> Option<LinkType> {
+        let v = s.strip_prefix("lnk_").unwrap_or(s);
+        match v {
+            "" => None,
+            "d" | "D" => Some(LinkType::Download),
+            "e" | "E" => Some(LinkType::Exit),
+            _ => Some(LinkType::Custom),
+        }
+    }
+}
+
+/// Page view or link hit (spec 3.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HitType {
+    /// A page view.
+    PageView,
+    /// A link hit of the given kind; not a page view.
+    Link(LinkType),
+}
+
+impl HitType {
+    /// Stable name, as stored in the lake's `hit_type`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HitType::PageView => "page_view",
+            HitType::Link(LinkType::Download) => "link_download",
+            HitType::Link(LinkType::Exit) => "link_exit",
+            HitType::Link(LinkType::Custom) => "link_custom",
+        }
+    }
+}
+
+/// One event of the `events` list.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    /// `purchase`, `event1`, `prodView`...
+    pub name: String,
+    /// The value of `event2=5`, when given and numeric.
+    pub value: Option<f64>,
+}
+
+/// Splits an `events` value: `purchase,event1,event2=5`.
+pub fn parse_events(s: &str) -> Vec<Event> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|e| match e.split_once('=') {
+            Some((name, value)) => Event {
+                name: name.trim().to_string(),
+                value: value.trim().parse::<f64>().ok().filter(|v| v.is_finite()),
+            },
+            None => Event {
+                name: e.to_string(),
+                value: None,
+            },
+        })
+        .collect()
+}
+
+/// A valid row, normalized.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hit {
+    /// Data row number in its file, from 1 (lineage).
+    pub row: u64,
+    /// Unix seconds, UTC.
+    pub timestamp: i64,
+    /// The report suites the hit goes to (at least one).
+    pub report_suites: Vec<String>,
+    /// The visitor identity chosen by priority.
+    pub visitor: Visitor,
+    /// Page view or link hit.
+    pub hit_type: HitType,
+    /// Simple variables, indexed by [`Field`] (`vars[Field::PageName as usize]`);
+    /// `None` when absent or empty.
+    pub vars: Vec<Option<String>>,
+    /// `eVar1..=250`.
+    pub evars: BTreeMap<u16, String>,
+    /// `prop1..=75`.
+    pub props: BTreeMap<u16, String>,
+    /// `hier1..=5`.
+    pub hiers: BTreeMap<u16, String>,
+    /// `list1..=3`.
+    pub lists: BTreeMap<u16, String>,
+    /// `contextData.*` / `c.*`.
+    pub context_data: BTreeMap<String, String>,
+    /// `hints.*` / `h.*`, by lower-case hint name.
+    pub hints: BTreeMap<String, String>,
+    /// Customer IDs by (case-sensitive) type.
+    pub customer_ids: BTreeMap<String, CustomerId>,
+    /// The parsed `events` list.
+    pub events: Vec<Event>,
+}
+
+impl Hit {
+    /// A simple variable's value.
+    pub fn get(&self, field: Field) -> Option<&str> {
+        self.vars[field as usize].as_deref()
+    }
+}

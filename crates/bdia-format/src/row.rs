@@ -1,0 +1,508 @@
+//! Header analysis (spec 3, 3.1) and the row rules (spec 3.2, 3.3): a
+//! [`Header`] is built once per file, then [`Header::check`] decides each row
+//! and [`ValidRow::to_hit`] normalizes it on demand.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crate::error::{FileError, RowProblem};
+use crate::fields::{CidAttr, Column, Field};
+use crate::hit::{
+    parse_events, parse_is_mc_seed, AuthState, CustomerId, Hit, HitType, LinkType, Visitor,
+    VisitorKind,
+};
+use crate::query::{self, Pair};
+use crate::timestamp;
+
+/// Decides whether the caller may write to a report suite.
+pub type SuitePolicy = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// Per-caller settings of the row rules.
+#[derive(Clone, Default)]
+pub struct RowRules {
+    /// When the company is provisioned with one seed customerIDType, only
+    /// that type's isMCSeed counts; other types fall back to the next
+    /// identifier. `None`: any type may seed, the first in header order wins.
+    pub seed_customer_id_type: Option<String>,
+    /// Which report suites the caller may write to; `None` allows all.
+    pub allow_report_suite: Option<SuitePolicy>,
+}
+
+impl std::fmt::Debug for RowRules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowRules")
+            .field("seed_customer_id_type", &self.seed_customer_id_type)
+            .field("allow_report_suite", &self.allow_report_suite.is_some())
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct CidColumns {
+    id_type: String,
+    id: Option<usize>,
+    auth_state: Option<usize>,
+    is_mc_seed: Option<usize>,
+}
+
+/// The analysed header of a file.
+#[derive(Debug, Clone)]
+pub struct Header {
+    names: Vec<String>,
+    columns: Vec<Option<Column>>,
+    simple: [Option<usize>; Field::COUNT],
+    query_string: Option<usize>,
+    cids: Vec<CidColumns>,
+}
+
+impl Header {
+    /// Analyses the header fields (a leading UTF-8 BOM is stripped).
+    pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<Header, FileError> {
+        let names: Vec<String> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let n = n.as_ref();
+                if i == 0 {
+                    n.strip_prefix('\u{feff}').unwrap_or(n).to_string()
+                } else {
+                    n.to_string()
+                }
+            })
+            .collect();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut columns = Vec::with_capacity(names.len());
+        let mut simple = [None; Field::COUNT];
+        let mut query_string = None;
+        let mut cids: Vec<CidColumns> = Vec::new();
+        for (i, name) in names.iter().enumerate() {
+            if name.is_empty() {
+                return Err(FileError::EmptyColumnName { column: i + 1 });
+            }
+            let column = Column::from_header(name);
+            let key = match &column {
+                Some(c) => c.duplicate_key(name),
+                None => name.to_ascii_lowercase(),
+            };
+            if let Some(first) = seen.insert(key, i) {
+                return Err(FileError::DuplicateColumn {
+                    name: name.clone(),
+                    first: first + 1,
+                    second: i + 1,
+                });
+            }
+            match &column {
+                Some(Column::Field(f)) => simple[*f as usize] = Some(i),
+                Some(Column::QueryString) => query_string = Some(i),
+                Some(Column::CustomerId { id_type, attr }) => {
+                    let pos = match cids.iter().position(|c| &c.id_type == id_type) {
+                        Some(p) => p,
+                        None => {
+                            cids.push(CidColumns {
+                                id_type: id_type.clone(),
+                                id: None,
+                                auth_state: None,
+                                is_mc_seed: None,
+                            });
+                            cids.len() - 1
+                        }
+                    };
+                    let slot = match attr {
+                        CidAttr::Id => &mut cids[pos].id,
+                        CidAttr::AuthState => &mut cids[pos].auth_state,
+                        CidAttr::IsMcSeed => &mut cids[pos].is_mc_seed,
+                    };
+                    *slot = Some(i);
+                }
+                _ => {}
+            }
+            columns.push(column);
+        }
+        if simple[Field::Timestamp as usize].is_none() {
+            return Err(FileError::MissingTimestampColumn);
+        }
+        if !columns
+            .iter()
+            .any(|c| c.as_ref().is_some_and(Column::is_visitor_id_column))
+        {
+            return Err(FileError::MissingVisitorIdColumn);
+        }
+        Ok(Header {
+            names,
+            columns,
+            simple,
+            query_string,
+            cids,
+        })
+    }
+
+    /// Number of columns.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Always false: a parsed header has at least a timestamp column.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// The column names, as written (BOM stripped).
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Columns that are not part of the contract: `(1-based position, name)`.
+    pub fn unknown_columns(&self) -> Vec<(usize, &str)> {
+        self.columns
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.is_none())
+            .map(|(i, _)| (i + 1, self.names[i].as_str()))
+            .collect()
+    }
+
+    fn col<'a>(&self, fields: &[&'a str], f: Field) -> Option<&'a str> {
+        self.simple[f as usize]
+            .map(|i| fields[i])
+            .filter(|v| !v.is_empty())
+    }
+
+    /// Applies the row rules to one row whose fields are already UTF-8.
+    pub fn check<'a>(
+        &'a self,
+        fields: &'a [&'a str],
+        rules: &RowRules,
+    ) -> Result<ValidRow<'a>, RowProblem> {
+        if fields.len() != self.names.len() {
+            return Err(RowProblem::ColumnCount {
+                expected: self.names.len(),
+                found: fields.len(),
+            });
+        }
+        let qs = match self.query_string.map(|i| fields[i]) {
+            Some(raw) if !raw.is_empty() => {
+                query::decode(raw).map_err(|bad| RowProblem::InvalidUtf8 {
+                    place: format!("queryString '{}'", bad.key),
+                })?
+            }
+            _ => Vec::new(),
+        };
+        let view = RowView {
+            header: self,
+            fields,
+            qs: &qs,
+        };
+        let visitor = view.visitor(rules)?;
+        let ts_raw = self.col(fields, Field::Timestamp);
+        let timestamp = match ts_raw {
+            None => return Err(RowProblem::MissingTimestamp),
+            Some(raw) => timestamp::parse(raw).map_err(|reason| RowProblem::InvalidTimestamp {
+                value: raw.to_string(),
+                reason,
+            })?,
+        };
+        let rsids = self
+            .col(fields, Field::ReportSuiteId)
+            .filter(|r| r.split(',').any(|s| !s.trim().is_empty()))
+            .ok_or(RowProblem::MissingReportSuite)?;
+        if let Some(allow) = &rules.allow_report_suite {
+            if let Some(bad) = split_suites(rsids).find(|s| !allow(s)) {
+                return Err(RowProblem::ReportSuiteNotAllowed {
+                    rsid: bad.to_string(),
+                });
+            }
+        }
+        if self.col(fields, Field::UserAgent).is_none() {
+            return Err(RowProblem::MissingUserAgent);
+        }
+        let reportable = view.get(Field::PageUrl).is_some()
+            || view.get(Field::PageName).is_some()
+            || view.qs_value("pe").is_some()
+            || (self.col(fields, Field::LinkType).is_some()
+                && (view.get(Field::LinkName).is_some() || view.get(Field::LinkUrl).is_some()));
+        if !reportable {
+            return Err(RowProblem::NothingToReport);
+        }
+        Ok(ValidRow {
+            header: self,
+            fields,
+            qs,
+            visitor,
+            timestamp,
+            rsids,
+        })
+    }
+}
+
+fn split_suites(raw: &str) -> impl Iterator<Item = &str> {
+    raw.split(',').map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Where a customer-ID attribute came from, for messages.
+#[derive(Clone, Copy)]
+enum Src<'a> {
+    Column(&'a str),
+    Query,
+}
+
+#[derive(Default)]
+struct CidView<'a> {
+    id_type: &'a str,
+    id: Option<&'a str>,
+    auth: Option<(&'a str, Option<Src<'a>>)>,
+    seed: Option<(&'a str, Option<Src<'a>>)>,
+}
+
+struct RowView<'h, 'q> {
+    header: &'h Header,
+    fields: &'h [&'h str],
+    qs: &'q [Pair<'h>],
+}
+
+impl<'h, 'q> RowView<'h, 'q> {
+    fn qs_value(&self, key: &str) -> Option<&'q str> {
+        self.qs
+            .iter()
+            .find(|(k, v)| k.eq_ignore_ascii_case(key) && !v.is_empty())
+            .map(|(_, v)| v.as_ref())
+    }
+
+    /// Column value when non-empty, else the queryString's.
+    fn get(&self, f: Field) -> Option<&'q str>
+    where
+        'h: 'q,
+    {
+        self.header
+            .col(self.fields, f)
+            .or_else(|| f.query_key().and_then(|k| self.qs_value(k)))
+    }
+
+    fn customer_ids(&self) -> Vec<CidView<'q>>
+    where
+        'h: 'q,
+    {
+        let mut out: Vec<CidView<'q>> = Vec::new();
+        for c in &self.header.cids {
+            let pick = |i: Option<usize>| i.map(|i| self.fields[i]).filter(|v| !v.is_empty());
+            out.push(CidView {
+                id_type: &c.id_type,
+                id: pick(c.id),
+                auth: pick(c.auth_state)
+                    .map(|v| (v, c.auth_state.map(|i| Src::Column(&self.header.names[i])))),
+                seed: pick(c.is_mc_seed)
+                    .map(|v| (v, c.is_mc_seed.map(|i| Src::Column(&self.header.names[i])))),
+            });
+        }
+        for (k, v) in self.qs {
+            if v.is_empty() {
+                continue;
+            }
+            if let Some(Column::CustomerId { id_type, attr }) = Column::from_query_key(k) {
+                let pos = match out.iter().position(|c| c.id_type == id_type) {
+                    Some(p) => p,
+                    None => {
+                        // Borrow the type from the key itself ("cid." + type + "." + attr).
+                        let t = &k[4..4 + id_type.len()];
+                        out.push(CidView {
+                            id_type: t,
+                            ..CidView::default()
+                        });
+                        out.len() - 1
+                    }
+                };
+                let c = &mut out[pos];
+                match attr {
+                    CidAttr::Id => {
+                        c.id.get_or_insert(v);
+                    }
+                    CidAttr::AuthState => {
+                        c.auth.get_or_insert((v, Some(Src::Query)));
+                    }
+                    CidAttr::IsMcSeed => {
+                        c.seed.get_or_insert((v, Some(Src::Query)));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    fn visitor(&self, rules: &RowRules) -> Result<Visitor, RowProblem>
+    where
+        'h: 'q,
+    {
+        let mut seeded: Option<Visitor> = None;
+        for c in self.customer_ids() {
+            if let Some((v, src)) = c.auth {
+                if AuthState::parse(v).is_err() {
+                    return Err(RowProblem::InvalidAuthState {
+                        place: place(src, c.id_type, "as"),
+                        value: v.to_string(),
+                    });
+                }
+            }
+            let seed = match c.seed {
+                Some((v, src)) => parse_is_mc_seed(v).map_err(|_| RowProblem::InvalidIsMcSeed {
+                    place: place(src, c.id_type, "ismcseed"),
+                    value: v.to_string(),
+                })?,
+                None => false,
+            };
+            let counts = rules
+                .seed_customer_id_type
+                .as_deref()
+                .is_none_or(|t| t == c.id_type);
+            if seed && counts {
+                let Some(id) = c.id else {
+                    return Err(RowProblem::SeedWithoutId {
+                        id_type: c.id_type.to_string(),
+                    });
+                };
+                if seeded.is_none() {
+                    seeded = Some(Visitor {
+                        kind: VisitorKind::Customer,
+                        customer_id_type: Some(c.id_type.to_string()),
+                        id: id.to_string(),
+                    });
+                }
+            }
+        }
+        if let Some(v) = seeded {
+            return Ok(v);
+        }
+        let (kind, id) = if let Some(v) = self.get(Field::VisitorId) {
+            (VisitorKind::Vid, v)
+        } else if let Some(v) = self.get(Field::MarketingCloudVisitorId) {
+            (VisitorKind::Mcid, v)
+        } else if let Some(v) = self.get(Field::IpAddress) {
+            (VisitorKind::Ip, v)
+        } else {
+            return Err(RowProblem::MissingVisitorId);
+        };
+        Ok(Visitor {
+            kind,
+            customer_id_type: None,
+            id: id.to_string(),
+        })
+    }
+}
+
+fn place(src: Option<Src<'_>>, id_type: &str, query_attr: &str) -> String {
+    match src {
+        Some(Src::Column(name)) => format!("'{name}'"),
+        _ => format!("queryString 'cid.{id_type}.{query_attr}'"),
+    }
+}
+
+/// A row that passed every rule; [`ValidRow::to_hit`] normalizes it.
+#[derive(Debug)]
+pub struct ValidRow<'a> {
+    header: &'a Header,
+    fields: &'a [&'a str],
+    qs: Vec<Pair<'a>>,
+    visitor: Visitor,
+    timestamp: i64,
+    rsids: &'a str,
+}
+
+impl ValidRow<'_> {
+    /// The visitor chosen by priority.
+    pub fn visitor(&self) -> &Visitor {
+        &self.visitor
+    }
+
+    /// Unix seconds, UTC.
+    pub fn timestamp(&self) -> i64 {
+        self.timestamp
+    }
+
+    /// The report suites named by the row.
+    pub fn report_suites(&self) -> impl Iterator<Item = &str> {
+        split_suites(self.rsids)
+    }
+
+    /// Builds the normalized hit: columns first, then queryString values for
+    /// the variables the columns left empty.
+    pub fn to_hit(&self, row: u64) -> Hit {
+        let h = self.header;
+        let mut hit = Hit {
+            row,
+            timestamp: self.timestamp,
+            report_suites: self.report_suites().map(str::to_string).collect(),
+            visitor: self.visitor.clone(),
+            hit_type: HitType::PageView,
+            vars: vec![None; Field::COUNT],
+            evars: BTreeMap::new(),
+            props: BTreeMap::new(),
+            hiers: BTreeMap::new(),
+            lists: BTreeMap::new(),
+            context_data: BTreeMap::new(),
+            hints: BTreeMap::new(),
+            customer_ids: BTreeMap::new(),
+            events: Vec::new(),
+        };
+        let columns = h.columns.iter().enumerate().filter_map(|(i, c)| {
+            let v = self.fields[i];
+            c.clone().filter(|_| !v.is_empty()).map(|c| (c, v))
+        });
+        let queries = self.qs.iter().filter_map(|(k, v)| {
+            Column::from_query_key(k)
+                .filter(|_| !v.is_empty())
+                .map(|c| (c, v.as_ref()))
+        });
+        for (column, value) in columns.chain(queries) {
+            let value = value.to_string();
+            match column {
+                Column::Field(f) => {
+                    hit.vars[f as usize].get_or_insert(value);
+                }
+                Column::EVar(n) => {
+                    hit.evars.entry(n).or_insert(value);
+                }
+                Column::Prop(n) => {
+                    hit.props.entry(n).or_insert(value);
+                }
+                Column::Hier(n) => {
+                    hit.hiers.entry(n).or_insert(value);
+                }
+                Column::List(n) => {
+                    hit.lists.entry(n).or_insert(value);
+                }
+                Column::ContextData(k) => {
+                    hit.context_data.entry(k).or_insert(value);
+                }
+                Column::Hint(name) => {
+                    hit.hints.entry(name.to_string()).or_insert(value);
+                }
+                Column::CustomerId { id_type, attr } => {
+                    let c = hit.customer_ids.entry(id_type).or_insert(CustomerId {
+                        id: String::new(),
+                        auth_state: None,
+                        is_mc_seed: false,
+                    });
+                    match attr {
+                        CidAttr::Id if c.id.is_empty() => c.id = value,
+                        CidAttr::AuthState if c.auth_state.is_none() => {
+                            c.auth_state = AuthState::parse(&value).ok().flatten();
+                        }
+                        CidAttr::IsMcSeed if !c.is_mc_seed => {
+                            c.is_mc_seed = parse_is_mc_seed(&value).unwrap_or(false);
+                        }
+                        _ => {}
+                    }
+                }
+                Column::QueryString => {}
+            }
+        }
+        let link_type = hit.get(Field::LinkType).and_then(LinkType::normalize);
+        hit.hit_type = match (link_type, hit.get(Field::LinkName)) {
+            (Some(t), _) => HitType::Link(t),
+            (None, Some(_)) => HitType::Link(LinkType::Custom),
+            (None, None) => HitType::PageView,
+        };
+        if let Some(events) = hit.get(Field::Events) {
+            hit.events = parse_events(events);
+        }
+        hit
+    }
+}
