@@ -1,0 +1,508 @@
+//! The contract of [`MetadataStore`], as a suite every backend must pass.
+//!
+//! A backend's test calls [`run_all`] with a factory of fresh, empty stores:
+//!
+//! ```no_run
+//! # async fn t() {
+//! use std::sync::Arc;
+//! use bdia_store::{conformance, sqlite::SqliteStore, MetadataStore};
+//! conformance::run_all(|| async {
+//!     Arc::new(SqliteStore::in_memory().unwrap()) as Arc<dyn MetadataStore>
+//! })
+//! .await;
+//! # }
+//! ```
+//!
+//! Each check panics with a message naming the broken rule.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::{
+    ApiClient, CommitOutcome, CompanySettings, FileQuery, FileRecord, FileStatus, MetadataStore,
+    NewFile, RateLimitSetting, StatusUpdate, StoreError, SuiteClaim,
+};
+
+/// Runs every check, each on a fresh store from `make`.
+pub async fn run_all<F, Fut>(make: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Arc<dyn MetadataStore>>,
+{
+    companies(make().await).await;
+    report_suites(make().await).await;
+    concurrent_suite_claims(make().await).await;
+    clients(make().await).await;
+    commit_and_group_sequence(make().await).await;
+    idempotency(make().await).await;
+    rejected_key_reuse(make().await).await;
+    racing_commits(make().await).await;
+    tenant_scoping(make().await).await;
+    listing(make().await).await;
+    status_updates_and_pending(make().await).await;
+    ping(make().await).await;
+}
+
+/// A file record for tests.
+pub fn sample_file(company: &str, file_id: &str, group: &str, key: Option<&str>) -> NewFile {
+    NewFile {
+        record: FileRecord {
+            file_id: file_id.into(),
+            company_id: company.into(),
+            visitor_group_id: group.into(),
+            idempotency_key: key.unwrap_or(file_id).into(),
+            upload_name: "f.csv.gz".into(),
+            size: 100,
+            uncompressed_size: 300,
+            received_date: 1_700_000_000,
+            rows: 10,
+            invalid_rows: 1,
+            status: FileStatus::Uploaded,
+            error: None,
+            error_code: None,
+            processing_log: "Processing complete: 9 rows will be submitted. 1 rows were invalid."
+                .into(),
+            processing_start_date: None,
+            file_reader_complete_date: None,
+            processing_end_date: None,
+            group_seq: None,
+            blob_key: Some(crate::blob::file_key(file_id)),
+            rejects_key: None,
+        },
+        client_key: key.is_some(),
+    }
+}
+
+fn rejected(mut f: NewFile) -> NewFile {
+    f.record.status = FileStatus::Rejected;
+    f.record.error = Some("Not in GZIP format".into());
+    f.record.error_code = Some("not_gzip".into());
+    f.record.blob_key = None;
+    f
+}
+
+async fn inserted(s: &dyn MetadataStore, f: NewFile) -> FileRecord {
+    match s.commit_upload(f).await.expect("commit_upload") {
+        CommitOutcome::Inserted(r) => r,
+        CommitOutcome::Existing(r) => panic!("expected a new record, got existing {}", r.file_id),
+    }
+}
+
+async fn with_company(s: &dyn MetadataStore, id: &str) {
+    s.create_company(id, "00ff", CompanySettings::default())
+        .await
+        .expect("create company");
+}
+
+/// Companies: create, conflict, get, list, settings round trip.
+pub async fn companies(s: Arc<dyn MetadataStore>) {
+    let c = s
+        .create_company("acme", "abcd", CompanySettings::default())
+        .await
+        .unwrap();
+    assert_eq!(c.id, "acme");
+    assert_eq!(c.salt, "abcd");
+    assert!(
+        c.settings.auto_create_report_suites,
+        "auto-create defaults on"
+    );
+    assert_eq!(c.settings.rows_per_second, None, "throttle defaults off");
+    assert!(matches!(
+        s.create_company("acme", "x", CompanySettings::default())
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    with_company(&*s, "beta").await;
+    let got = s
+        .get_company("acme")
+        .await
+        .unwrap()
+        .expect("company exists");
+    assert_eq!(got, c);
+    assert!(s.get_company("nope").await.unwrap().is_none());
+    let ids: Vec<_> = s
+        .list_companies()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(ids, ["acme", "beta"]);
+    let settings = CompanySettings {
+        seed_customer_id_type: Some("crm".into()),
+        rows_per_second: Some(500),
+        upload_rate_limit: RateLimitSetting::Custom {
+            per_second: 3,
+            burst: 7,
+        },
+        auto_create_report_suites: false,
+    };
+    let updated = s
+        .update_company_settings("acme", settings.clone())
+        .await
+        .unwrap();
+    assert_eq!(updated.settings, settings);
+    assert_eq!(
+        s.get_company("acme").await.unwrap().unwrap().settings,
+        settings
+    );
+    assert!(matches!(
+        s.update_company_settings("nope", settings).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+/// Report suites: owned by one company, unique across companies.
+pub async fn report_suites(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    with_company(&*s, "beta").await;
+    let rs = s
+        .create_report_suite("acme", "acme.prod", "Europe/Paris")
+        .await
+        .unwrap();
+    assert_eq!(rs.time_zone, "Europe/Paris");
+    assert!(matches!(
+        s.create_report_suite("beta", "acme.prod", "UTC").await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.create_report_suite("ghost", "g.prod", "UTC").await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        s.claim_report_suite("acme", "acme.prod", false)
+            .await
+            .unwrap(),
+        SuiteClaim::Owned
+    );
+    assert_eq!(
+        s.claim_report_suite("beta", "acme.prod", true)
+            .await
+            .unwrap(),
+        SuiteClaim::OtherCompany
+    );
+    assert_eq!(
+        s.claim_report_suite("beta", "beta.new", false)
+            .await
+            .unwrap(),
+        SuiteClaim::Unknown
+    );
+    assert!(s.get_report_suite("beta.new").await.unwrap().is_none());
+    assert_eq!(
+        s.claim_report_suite("beta", "beta.new", true)
+            .await
+            .unwrap(),
+        SuiteClaim::Created
+    );
+    let created = s.get_report_suite("beta.new").await.unwrap().unwrap();
+    assert_eq!(created.company_id, "beta");
+    assert_eq!(created.time_zone, "UTC", "auto-created suites are UTC");
+    let acme: Vec<_> = s
+        .list_report_suites(Some("acme"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.rsid)
+        .collect();
+    assert_eq!(acme, ["acme.prod"]);
+    assert_eq!(s.list_report_suites(None).await.unwrap().len(), 2);
+}
+
+/// Two companies claiming one new suite at once: one wins.
+pub async fn concurrent_suite_claims(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    with_company(&*s, "beta").await;
+    let a = {
+        let s = s.clone();
+        tokio::spawn(async move { s.claim_report_suite("acme", "shared", true).await })
+    };
+    let b = {
+        let s = s.clone();
+        tokio::spawn(async move { s.claim_report_suite("beta", "shared", true).await })
+    };
+    let mut claims = vec![a.await.unwrap().unwrap(), b.await.unwrap().unwrap()];
+    claims.sort_by_key(|c| *c == SuiteClaim::Created);
+    assert_eq!(claims, [SuiteClaim::OtherCompany, SuiteClaim::Created]);
+}
+
+/// Clients: create, conflict, disable, public key.
+pub async fn clients(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    let c = ApiClient {
+        client_id: "cid1".into(),
+        company_id: "acme".into(),
+        secret_hash: "sha256$aa$bb".into(),
+        technical_account: "tech1@techacct".into(),
+        public_key_pem: None,
+        disabled: false,
+        created: 1,
+    };
+    assert_eq!(s.create_client(c.clone()).await.unwrap(), c);
+    assert!(matches!(
+        s.create_client(c.clone()).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let mut orphan = c.clone();
+    orphan.client_id = "cid2".into();
+    orphan.company_id = "ghost".into();
+    assert!(matches!(
+        s.create_client(orphan).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(s.get_client("cid1").await.unwrap().unwrap(), c);
+    assert!(s.get_client("none").await.unwrap().is_none());
+    s.set_client_disabled("cid1", true).await.unwrap();
+    assert!(s.get_client("cid1").await.unwrap().unwrap().disabled);
+    s.set_client_public_key("cid1", Some("PEM")).await.unwrap();
+    assert_eq!(
+        s.get_client("cid1")
+            .await
+            .unwrap()
+            .unwrap()
+            .public_key_pem
+            .as_deref(),
+        Some("PEM")
+    );
+    assert!(matches!(
+        s.set_client_disabled("none", true).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(s.list_clients(Some("acme")).await.unwrap().len(), 1);
+    assert_eq!(s.list_clients(Some("other")).await.unwrap().len(), 0);
+}
+
+/// UPLOADED records get 1, 2, 3... per (company, group); REJECTED get none.
+pub async fn commit_and_group_sequence(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    with_company(&*s, "beta").await;
+    let a1 = inserted(&*s, sample_file("acme", "f1", "g1", None)).await;
+    let a2 = inserted(&*s, sample_file("acme", "f2", "g2", None)).await;
+    let r = inserted(&*s, rejected(sample_file("acme", "f3", "g1", None))).await;
+    let a3 = inserted(&*s, sample_file("acme", "f4", "g1", None)).await;
+    let b1 = inserted(&*s, sample_file("beta", "f5", "g1", None)).await;
+    assert_eq!(a1.group_seq, Some(1));
+    assert_eq!(a2.group_seq, Some(1), "groups are numbered independently");
+    assert_eq!(
+        r.group_seq, None,
+        "REJECTED files are not in the group order"
+    );
+    assert_eq!(a3.group_seq, Some(2));
+    assert_eq!(
+        b1.group_seq,
+        Some(1),
+        "companies are numbered independently"
+    );
+    let got = s.get_file("acme", "f4").await.unwrap().unwrap();
+    assert_eq!(got, a3, "a committed record reads back identical");
+}
+
+/// A key already accepted returns the original record, storing nothing.
+pub async fn idempotency(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    let first = inserted(&*s, sample_file("acme", "f1", "g", Some("k"))).await;
+    match s
+        .commit_upload(sample_file("acme", "f2", "g", Some("k")))
+        .await
+        .unwrap()
+    {
+        CommitOutcome::Existing(r) => assert_eq!(r, first),
+        CommitOutcome::Inserted(_) => panic!("a reused key must not store a second file"),
+    }
+    // Even a REJECTED retry of an accepted key stores nothing.
+    assert!(matches!(
+        s.commit_upload(rejected(sample_file("acme", "f3", "g", Some("k"))))
+            .await
+            .unwrap(),
+        CommitOutcome::Existing(_)
+    ));
+    assert!(s.get_file("acme", "f2").await.unwrap().is_none());
+    assert!(s.get_file("acme", "f3").await.unwrap().is_none());
+    assert_eq!(s.find_by_key("acme", "k").await.unwrap().unwrap(), first);
+    assert!(s.find_by_key("acme", "other").await.unwrap().is_none());
+}
+
+/// A key whose upload was REJECTED may be used again.
+pub async fn rejected_key_reuse(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    let r = inserted(&*s, rejected(sample_file("acme", "f1", "g", Some("k")))).await;
+    assert_eq!(s.find_by_key("acme", "k").await.unwrap().unwrap(), r);
+    let r2 = inserted(&*s, rejected(sample_file("acme", "f2", "g", Some("k")))).await;
+    assert_eq!(
+        s.find_by_key("acme", "k").await.unwrap().unwrap(),
+        r2,
+        "the latest REJECTED record when none was accepted"
+    );
+    let ok = inserted(&*s, sample_file("acme", "f3", "g", Some("k"))).await;
+    assert_eq!(ok.group_seq, Some(1));
+    assert_eq!(s.find_by_key("acme", "k").await.unwrap().unwrap(), ok);
+    assert!(
+        s.get_file("acme", "f1").await.unwrap().is_some(),
+        "REJECTED records stay"
+    );
+}
+
+/// Concurrent commits with one key: exactly one is stored.
+pub async fn racing_commits(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.commit_upload(sample_file("acme", &format!("f{i}"), "g", Some("same")))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut inserted_ids = Vec::new();
+    let mut existing_ids = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            CommitOutcome::Inserted(r) => inserted_ids.push(r.file_id),
+            CommitOutcome::Existing(r) => existing_ids.push(r.file_id),
+        }
+    }
+    assert_eq!(inserted_ids.len(), 1, "exactly one racing upload is stored");
+    assert!(existing_ids.iter().all(|id| *id == inserted_ids[0]));
+    let page = s.list_files("acme", &FileQuery::default()).await.unwrap();
+    assert_eq!(page.files.len(), 1);
+}
+
+/// One company never sees another's files or keys.
+pub async fn tenant_scoping(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    with_company(&*s, "beta").await;
+    inserted(&*s, sample_file("acme", "f1", "g", Some("k"))).await;
+    assert!(s.get_file("beta", "f1").await.unwrap().is_none());
+    assert!(s.find_by_key("beta", "k").await.unwrap().is_none());
+    assert!(s
+        .list_files("beta", &FileQuery::default())
+        .await
+        .unwrap()
+        .files
+        .is_empty());
+    // The same key in another company is a different upload.
+    let b = inserted(&*s, sample_file("beta", "f2", "g", Some("k"))).await;
+    assert_eq!(s.find_by_key("beta", "k").await.unwrap().unwrap(), b);
+}
+
+/// Listing: newest first, filters, pagination with a cursor.
+pub async fn listing(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    for i in 0..5 {
+        inserted(&*s, sample_file("acme", &format!("u{i}"), "g1", None)).await;
+    }
+    inserted(&*s, sample_file("acme", "other", "g2", None)).await;
+    inserted(&*s, rejected(sample_file("acme", "rej", "g1", None))).await;
+    let mut q = FileQuery {
+        visitor_group_id: Some("g1".into()),
+        status: Some(FileStatus::Uploaded),
+        limit: 2,
+        cursor: None,
+    };
+    let mut seen = Vec::new();
+    loop {
+        let page = s.list_files("acme", &q).await.unwrap();
+        assert!(page.files.len() <= 2);
+        seen.extend(page.files.into_iter().map(|f| f.file_id));
+        match page.next_cursor {
+            Some(c) => q.cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        ["u4", "u3", "u2", "u1", "u0"],
+        "newest first, no gaps"
+    );
+    let all = s.list_files("acme", &FileQuery::default()).await.unwrap();
+    assert_eq!(all.files.len(), 7);
+    assert_eq!(all.files[0].file_id, "rej");
+    assert_eq!(all.next_cursor, None);
+    assert!(matches!(
+        s.list_files(
+            "acme",
+            &FileQuery {
+                cursor: Some("not-a-cursor".into()),
+                ..FileQuery::default()
+            }
+        )
+        .await,
+        Err(StoreError::Invalid(_))
+    ));
+}
+
+/// Status updates and the pending queue in acceptance order.
+pub async fn status_updates_and_pending(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    with_company(&*s, "beta").await;
+    inserted(&*s, sample_file("acme", "a1", "g", None)).await;
+    inserted(&*s, sample_file("beta", "b1", "g", None)).await;
+    inserted(&*s, rejected(sample_file("acme", "r1", "g", None))).await;
+    inserted(&*s, sample_file("acme", "a2", "g", None)).await;
+    let pending: Vec<_> = s
+        .pending_files(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.file_id)
+        .collect();
+    assert_eq!(pending, ["a1", "b1", "a2"]);
+    let rec = s
+        .update_file_status(
+            "a1",
+            StatusUpdate {
+                status: Some(FileStatus::Processing),
+                processing_start_date: Some(10),
+                ..StatusUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rec.status, FileStatus::Processing);
+    assert_eq!(rec.processing_start_date, Some(10));
+    assert_eq!(rec.processing_end_date, None);
+    let rec = s
+        .update_file_status(
+            "a1",
+            StatusUpdate {
+                status: Some(FileStatus::Complete),
+                file_reader_complete_date: Some(11),
+                processing_end_date: Some(12),
+                ..StatusUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            rec.processing_start_date,
+            rec.file_reader_complete_date,
+            rec.processing_end_date
+        ),
+        (Some(10), Some(11), Some(12))
+    );
+    assert_eq!(s.get_file("acme", "a1").await.unwrap().unwrap(), rec);
+    let pending: Vec<_> = s
+        .pending_files(100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| f.file_id)
+        .collect();
+    assert_eq!(pending, ["b1", "a2"]);
+    assert!(matches!(
+        s.update_file_status("ghost", StatusUpdate::default()).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let mut keys = s.referenced_blob_keys().await.unwrap();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["files/a1.csv.gz", "files/a2.csv.gz", "files/b1.csv.gz"]
+    );
+}
+
+/// Readiness.
+pub async fn ping(s: Arc<dyn MetadataStore>) {
+    s.ping().await.unwrap();
+}

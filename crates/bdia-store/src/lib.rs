@@ -1,0 +1,446 @@
+//! Durable state of bdia.
+//!
+//! Two abstractions, each with an embedded backend first:
+//!
+//! - [`MetadataStore`]: companies, report suites, API clients, file records
+//!   and idempotency keys. The embedded backend is [`sqlite::SqliteStore`]
+//!   (WAL, `synchronous=FULL`). Its contract is written down as the
+//!   [`conformance`] suite, which every backend (a PostgreSQL one later) must
+//!   pass unchanged.
+//! - [`blob::BlobStore`]: staged upload bytes and per-file reject reports,
+//!   on a local directory now (the `object_store` crate's `LocalFileSystem`),
+//!   on an S3-compatible store later.
+//!
+//! Invariants the server relies on:
+//!
+//! - A file record is created once, by [`MetadataStore::commit_upload`],
+//!   after its staged bytes are durable. Records are never deleted.
+//! - For one company, at most one non-`REJECTED` record holds a given
+//!   idempotency key; `commit_upload` returns that record instead of
+//!   inserting a second one (also under concurrent calls).
+//! - Every `UPLOADED` record carries `group_seq`: 1, 2, 3... per
+//!   (company, visitor group), in commit order, which is the order in which
+//!   the server answered 200. [`MetadataStore::pending_files`] lists the
+//!   files still to process in that order.
+
+pub mod blob;
+pub mod conformance;
+pub mod sqlite;
+
+use std::fmt;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// What can go wrong in a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The thing asked for does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A uniqueness rule was broken (an id that already exists).
+    #[error("already exists: {0}")]
+    Conflict(String),
+    /// The request itself is not acceptable (a malformed id).
+    #[error("invalid: {0}")]
+    Invalid(String),
+    /// The backend failed (disk, database, I/O).
+    #[error("storage backend failed: {0}")]
+    Backend(String),
+}
+
+impl StoreError {
+    /// Stable snake_case code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            StoreError::NotFound(_) => "not_found",
+            StoreError::Conflict(_) => "conflict",
+            StoreError::Invalid(_) => "invalid",
+            StoreError::Backend(_) => "backend",
+        }
+    }
+}
+
+/// Result of store operations.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The upload rate limit a company is held to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case", tag = "mode")]
+pub enum RateLimitSetting {
+    /// The server-wide default from the configuration.
+    #[default]
+    Default,
+    /// No limit for this company.
+    Off,
+    /// A company-specific limit.
+    Custom {
+        /// Sustained uploads per second.
+        per_second: u32,
+        /// Uploads allowed at once after a quiet period.
+        burst: u32,
+    },
+}
+
+impl fmt::Display for RateLimitSetting {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RateLimitSetting::Default => f.write_str("default"),
+            RateLimitSetting::Off => f.write_str("off"),
+            RateLimitSetting::Custom { per_second, burst } => write!(f, "{per_second}/{burst}"),
+        }
+    }
+}
+
+impl FromStr for RateLimitSetting {
+    type Err = StoreError;
+
+    /// `default`, `off`, or `PER_SECOND/BURST` (e.g. `5/20`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "default" => Ok(RateLimitSetting::Default),
+            "off" => Ok(RateLimitSetting::Off),
+            _ => {
+                let bad = || {
+                    StoreError::Invalid(format!(
+                        "rate limit '{s}': expected 'default', 'off' or PER_SECOND/BURST (e.g. 5/20)"
+                    ))
+                };
+                let (a, b) = s.split_once('/').ok_or_else(bad)?;
+                let per_second: u32 = a.trim().parse().map_err(|_| bad())?;
+                let burst: u32 = b.trim().parse().map_err(|_| bad())?;
+                if per_second == 0 || burst == 0 {
+                    return Err(bad());
+                }
+                Ok(RateLimitSetting::Custom { per_second, burst })
+            }
+        }
+    }
+}
+
+/// Per-company settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompanySettings {
+    /// The one customerIDType whose isMCSeed counts; `None`: any type.
+    pub seed_customer_id_type: Option<String>,
+    /// Processing throttle in rows per second; `None`: off.
+    pub rows_per_second: Option<u64>,
+    /// Upload request rate limit.
+    pub upload_rate_limit: RateLimitSetting,
+    /// Create unknown report suites for this company on first use.
+    pub auto_create_report_suites: bool,
+}
+
+impl Default for CompanySettings {
+    fn default() -> Self {
+        CompanySettings {
+            seed_customer_id_type: None,
+            rows_per_second: None,
+            upload_rate_limit: RateLimitSetting::Default,
+            auto_create_report_suites: true,
+        }
+    }
+}
+
+/// A tenant.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Company {
+    /// The company id (also the `iss` of its service-account JWTs).
+    pub id: String,
+    /// Salt for seeded visitor IDs, made at creation, hex.
+    pub salt: String,
+    /// Settings.
+    pub settings: CompanySettings,
+    /// Unix seconds.
+    pub created: i64,
+}
+
+/// A report suite, owned by exactly one company.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportSuite {
+    /// The report suite id as used in files.
+    pub rsid: String,
+    /// Owner.
+    pub company_id: String,
+    /// IANA time zone name, `UTC` by default.
+    pub time_zone: String,
+    /// Unix seconds.
+    pub created: i64,
+}
+
+/// What [`MetadataStore::claim_report_suite`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SuiteClaim {
+    /// The caller already owns it.
+    Owned,
+    /// It did not exist and was created for the caller.
+    Created,
+    /// Another company owns it.
+    OtherCompany,
+    /// It does not exist and creation was not asked for.
+    Unknown,
+}
+
+/// An API client: what a token is issued to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiClient {
+    /// The client id (also the `x-api-key`).
+    pub client_id: String,
+    /// Owner.
+    pub company_id: String,
+    /// Hash of the secret (never the secret itself).
+    pub secret_hash: String,
+    /// The technical account (`sub` of its service-account JWTs).
+    pub technical_account: String,
+    /// Registered RSA public key (PEM) for the JWT exchange.
+    pub public_key_pem: Option<String>,
+    /// A disabled client gets 403.
+    pub disabled: bool,
+    /// Unix seconds.
+    pub created: i64,
+}
+
+/// Lifecycle of a file (spec 2.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FileStatus {
+    /// Accepted, waiting to be processed.
+    Uploaded,
+    /// Refused as a whole at upload; nothing will be processed.
+    Rejected,
+    /// Being processed.
+    Processing,
+    /// Processed.
+    Complete,
+    /// Failed internally; needs an operator.
+    Error,
+}
+
+impl FileStatus {
+    /// Every status.
+    pub const ALL: [FileStatus; 5] = [
+        FileStatus::Uploaded,
+        FileStatus::Rejected,
+        FileStatus::Processing,
+        FileStatus::Complete,
+        FileStatus::Error,
+    ];
+
+    /// The wire spelling (`UPLOADED`...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileStatus::Uploaded => "UPLOADED",
+            FileStatus::Rejected => "REJECTED",
+            FileStatus::Processing => "PROCESSING",
+            FileStatus::Complete => "COMPLETE",
+            FileStatus::Error => "ERROR",
+        }
+    }
+}
+
+impl fmt::Display for FileStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for FileStatus {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        FileStatus::ALL
+            .into_iter()
+            .find(|st| st.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| StoreError::Invalid(format!("unknown file status '{s}'")))
+    }
+}
+
+/// Everything known about one uploaded file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    /// Server-made UUID.
+    pub file_id: String,
+    /// Owner.
+    pub company_id: String,
+    /// The `x-adobe-vgid` of the upload.
+    pub visitor_group_id: String,
+    /// The client's key, or the file id when none was given.
+    pub idempotency_key: String,
+    /// The multipart filename, empty when none was sent.
+    pub upload_name: String,
+    /// Compressed bytes.
+    pub size: u64,
+    /// Decompressed bytes.
+    pub uncompressed_size: u64,
+    /// Unix seconds when the upload was accepted.
+    pub received_date: i64,
+    /// Data rows.
+    pub rows: u64,
+    /// Rows that will be skipped.
+    pub invalid_rows: u64,
+    /// Lifecycle status.
+    pub status: FileStatus,
+    /// Why the file was rejected or failed.
+    pub error: Option<String>,
+    /// Stable code of `error`.
+    pub error_code: Option<String>,
+    /// The processing log (spec 3.5).
+    pub processing_log: String,
+    /// Unix seconds, set by the processing stage.
+    pub processing_start_date: Option<i64>,
+    /// Unix seconds, set by the processing stage.
+    pub file_reader_complete_date: Option<i64>,
+    /// Unix seconds, set by the processing stage.
+    pub processing_end_date: Option<i64>,
+    /// Acceptance order within (company, visitor group), from 1; `None` for
+    /// `REJECTED` records.
+    pub group_seq: Option<u64>,
+    /// Blob key of the staged bytes; `None` when not kept (REJECTED).
+    pub blob_key: Option<String>,
+    /// Blob key of the reject report (CSV: row,kind,message,raw); `None`
+    /// when the file had no invalid rows or was REJECTED.
+    pub rejects_key: Option<String>,
+}
+
+/// A file record to commit, as built by the upload path.
+#[derive(Debug, Clone)]
+pub struct NewFile {
+    /// The record; `group_seq` is assigned by the store.
+    pub record: FileRecord,
+    /// True when the client sent its own idempotency key.
+    pub client_key: bool,
+}
+
+/// Result of [`MetadataStore::commit_upload`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommitOutcome {
+    /// The record was stored (with its `group_seq` when `UPLOADED`).
+    Inserted(FileRecord),
+    /// The key already belongs to an accepted file: that record, nothing
+    /// was stored.
+    Existing(FileRecord),
+}
+
+/// Filters of a file listing.
+#[derive(Debug, Clone, Default)]
+pub struct FileQuery {
+    /// Only this visitor group.
+    pub visitor_group_id: Option<String>,
+    /// Only this status.
+    pub status: Option<FileStatus>,
+    /// Page size (the store caps it at 1000; 0 means 100).
+    pub limit: u32,
+    /// Continue after this cursor (from [`FilePage::next_cursor`]).
+    pub cursor: Option<String>,
+}
+
+/// One page of a file listing, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilePage {
+    /// The records.
+    pub files: Vec<FileRecord>,
+    /// Cursor of the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A status change made by the processing stage.
+#[derive(Debug, Clone, Default)]
+pub struct StatusUpdate {
+    /// New status.
+    pub status: Option<FileStatus>,
+    /// Set `processing_start_date`.
+    pub processing_start_date: Option<i64>,
+    /// Set `file_reader_complete_date`.
+    pub file_reader_complete_date: Option<i64>,
+    /// Set `processing_end_date`.
+    pub processing_end_date: Option<i64>,
+    /// Set `error` (and its code).
+    pub error: Option<(String, String)>,
+}
+
+/// Metadata of companies, clients, report suites and files.
+///
+/// The contract is the [`conformance`] suite.
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    /// Creates a company; [`StoreError::Conflict`] when the id exists.
+    async fn create_company(
+        &self,
+        id: &str,
+        salt: &str,
+        settings: CompanySettings,
+    ) -> StoreResult<Company>;
+    /// One company.
+    async fn get_company(&self, id: &str) -> StoreResult<Option<Company>>;
+    /// All companies, by id.
+    async fn list_companies(&self) -> StoreResult<Vec<Company>>;
+    /// Replaces a company's settings.
+    async fn update_company_settings(
+        &self,
+        id: &str,
+        settings: CompanySettings,
+    ) -> StoreResult<Company>;
+
+    /// Creates a report suite; [`StoreError::Conflict`] when the rsid exists
+    /// (for any company), [`StoreError::NotFound`] for an unknown company.
+    async fn create_report_suite(
+        &self,
+        company_id: &str,
+        rsid: &str,
+        time_zone: &str,
+    ) -> StoreResult<ReportSuite>;
+    /// One report suite, whoever owns it.
+    async fn get_report_suite(&self, rsid: &str) -> StoreResult<Option<ReportSuite>>;
+    /// Report suites of one company (or all), by rsid.
+    async fn list_report_suites(&self, company_id: Option<&str>) -> StoreResult<Vec<ReportSuite>>;
+    /// Looks a report suite up for a writer and, when `create` is set and
+    /// nobody owns it, creates it for `company_id` (time zone UTC).
+    /// Atomic: two companies claiming the same new rsid get one `Created`
+    /// and one `OtherCompany`.
+    async fn claim_report_suite(
+        &self,
+        company_id: &str,
+        rsid: &str,
+        create: bool,
+    ) -> StoreResult<SuiteClaim>;
+
+    /// Registers a client; [`StoreError::Conflict`] when the id exists.
+    async fn create_client(&self, client: ApiClient) -> StoreResult<ApiClient>;
+    /// One client.
+    async fn get_client(&self, client_id: &str) -> StoreResult<Option<ApiClient>>;
+    /// Clients of one company (or all), by id.
+    async fn list_clients(&self, company_id: Option<&str>) -> StoreResult<Vec<ApiClient>>;
+    /// Enables or disables a client.
+    async fn set_client_disabled(&self, client_id: &str, disabled: bool) -> StoreResult<()>;
+    /// Registers (or clears) a client's public key.
+    async fn set_client_public_key(&self, client_id: &str, pem: Option<&str>) -> StoreResult<()>;
+
+    /// Stores a new file record, atomically with the idempotency check: when
+    /// a non-`REJECTED` record of the same company already holds the key,
+    /// nothing is stored and that record is returned. An `UPLOADED` record
+    /// gets the next `group_seq` of its (company, visitor group).
+    async fn commit_upload(&self, file: NewFile) -> StoreResult<CommitOutcome>;
+    /// One file of one company.
+    async fn get_file(&self, company_id: &str, file_id: &str) -> StoreResult<Option<FileRecord>>;
+    /// The file a key points to for a company: the accepted one when there
+    /// is one, else the latest `REJECTED` one.
+    async fn find_by_key(&self, company_id: &str, key: &str) -> StoreResult<Option<FileRecord>>;
+    /// Files of one company, newest first.
+    async fn list_files(&self, company_id: &str, query: &FileQuery) -> StoreResult<FilePage>;
+    /// Changes a file's status and processing dates (processing stage).
+    async fn update_file_status(
+        &self,
+        file_id: &str,
+        update: StatusUpdate,
+    ) -> StoreResult<FileRecord>;
+    /// Files still to process (`UPLOADED` or `PROCESSING`), of every
+    /// company, in acceptance order (by commit; `group_seq` ascending within
+    /// each (company, visitor group)).
+    async fn pending_files(&self, limit: u32) -> StoreResult<Vec<FileRecord>>;
+    /// Every blob key referenced by a record (staged files and reject
+    /// reports): what a startup sweep must keep.
+    async fn referenced_blob_keys(&self) -> StoreResult<Vec<String>>;
+    /// True when the backend answers (readiness).
+    async fn ping(&self) -> StoreResult<()>;
+}

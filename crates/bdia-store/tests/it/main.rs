@@ -1,0 +1,4 @@
+//! Integration tests of bdia-store.
+
+mod blob;
+mod sqlite;
