@@ -194,7 +194,7 @@ impl<R: Read> Read for Limited<'_, R> {
             return Err(fault((self.fault)(self.limit)));
         }
         // Never ask for more than one byte past the limit.
-        let room = (self.limit - seen + 1).min(buf.len() as u64) as usize;
+        let room = (self.limit - seen).saturating_add(1).min(buf.len() as u64) as usize;
         let n = match self.inner.read(&mut buf[..room]) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),

@@ -354,8 +354,8 @@ pub fn generate<W: Write>(opts: &GenOptions, out: W) -> io::Result<GenSummary> {
 /// Makes the row invalid in the given way; returns false for kinds it cannot inject.
 fn inject(row: &mut [Vec<u8>], fields: &mut usize, kind: RowErrorKind) -> bool {
     let clear_identity = |row: &mut [Vec<u8>]| {
-        for i in 1..=6 {
-            row[i].clear();
+        for field in row.iter_mut().take(7).skip(1) {
+            field.clear();
         }
         // A queryString may carry vid/mid: it carries neither here.
     };

@@ -54,6 +54,18 @@ impl Visitor {
     }
 }
 
+/// A value outside the allowed set of its column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotAllowed;
+
+impl std::fmt::Display for NotAllowed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("value outside the allowed set")
+    }
+}
+
+impl std::error::Error for NotAllowed {}
+
 /// Authentication state of a customer ID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -68,7 +80,7 @@ pub enum AuthState {
 
 impl AuthState {
     /// Parses an allowed value; `Ok(None)` for empty, `Err` for anything else.
-    pub fn parse(s: &str) -> Result<Option<AuthState>, ()> {
+    pub fn parse(s: &str) -> Result<Option<AuthState>, NotAllowed> {
         if s.is_empty() {
             return Ok(None);
         }
@@ -79,20 +91,20 @@ impl AuthState {
             _ if s.eq_ignore_ascii_case("unknown") => AuthState::Unknown,
             _ if s.eq_ignore_ascii_case("authenticated") => AuthState::Authenticated,
             _ if s.eq_ignore_ascii_case("logged_out") => AuthState::LoggedOut,
-            _ => return Err(()),
+            _ => return Err(NotAllowed),
         };
         Ok(Some(v))
     }
 }
 
 /// Parses an isMCSeed value: 0/1/true/false/empty (case-insensitive).
-pub fn parse_is_mc_seed(s: &str) -> Result<bool, ()> {
+pub fn parse_is_mc_seed(s: &str) -> Result<bool, NotAllowed> {
     match s {
         "" | "0" => Ok(false),
         "1" => Ok(true),
         _ if s.eq_ignore_ascii_case("true") => Ok(true),
         _ if s.eq_ignore_ascii_case("false") => Ok(false),
-        _ => Err(()),
+        _ => Err(NotAllowed),
     }
 }
 

@@ -1,0 +1,3 @@
+//! The `bdia` binary, run as a user runs it.
+
+mod validate;
