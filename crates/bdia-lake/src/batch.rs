@@ -1,0 +1,281 @@
+//! Arrow builders for the hit schema: enriched hits in, record batches out.
+
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    ArrayBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder,
+    MapBuilder, MapFieldNames, StringBuilder, StructBuilder, TimestampMicrosecondBuilder,
+};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{ArrowError, SchemaRef};
+use bdia_format::fields::{Field, MAX_EVAR, MAX_HIER, MAX_LIST, MAX_PROP};
+use bdia_format::hit::AuthState;
+use bdia_model::EnrichedHit;
+
+use crate::schema::{
+    customer_id_fields, event_fields, event_item, hits_schema, map_entries, raw_fields,
+    TIMESTAMP_TZ,
+};
+
+fn map_names() -> MapFieldNames {
+    MapFieldNames {
+        entry: "key_value".into(),
+        key: "key".into(),
+        value: "value".into(),
+    }
+}
+
+fn micros(secs: i64) -> i64 {
+    secs.saturating_mul(1_000_000)
+}
+
+fn auth_state_name(a: AuthState) -> &'static str {
+    match a {
+        AuthState::Unknown => "UNKNOWN",
+        AuthState::Authenticated => "AUTHENTICATED",
+        AuthState::LoggedOut => "LOGGED_OUT",
+    }
+}
+
+/// Column builders for one batch of hits.
+pub(crate) struct HitBatchBuilder {
+    schema: SchemaRef,
+    raw: Vec<Field>,
+    report_suite: StringBuilder,
+    hit_time: TimestampMicrosecondBuilder,
+    visitor_id: StringBuilder,
+    visitor_id_type: StringBuilder,
+    visit_num: Int32Builder,
+    visit_page_num: Int32Builder,
+    visit_start_time: TimestampMicrosecondBuilder,
+    new_visit: BooleanBuilder,
+    out_of_order: BooleanBuilder,
+    hit_type: StringBuilder,
+    page_name: StringBuilder,
+    page_url: StringBuilder,
+    link_name: StringBuilder,
+    link_url: StringBuilder,
+    events: ListBuilder<StructBuilder>,
+    file_id: StringBuilder,
+    row_number: Int64Builder,
+    vars: Vec<StringBuilder>,
+    evars: Vec<StringBuilder>,
+    props: Vec<StringBuilder>,
+    hiers: Vec<StringBuilder>,
+    lists: Vec<StringBuilder>,
+    context_data: MapBuilder<StringBuilder, StringBuilder>,
+    customer_ids: MapBuilder<StringBuilder, StructBuilder>,
+    hints: MapBuilder<StringBuilder, StringBuilder>,
+    rows: usize,
+}
+
+fn strings(n: u16) -> Vec<StringBuilder> {
+    (0..n).map(|_| StringBuilder::new()).collect()
+}
+
+fn string_map() -> MapBuilder<StringBuilder, StringBuilder> {
+    MapBuilder::new(
+        Some(map_names()),
+        StringBuilder::new(),
+        StringBuilder::new(),
+    )
+    .with_values_field(value_field(&map_entries(
+        arrow_schema::DataType::Utf8,
+        false,
+    )))
+}
+
+/// The value field of a map's entries struct.
+fn value_field(entries: &arrow_schema::FieldRef) -> arrow_schema::FieldRef {
+    match entries.data_type() {
+        arrow_schema::DataType::Struct(f) => f[1].clone(),
+        _ => unreachable!("map entries are a struct"),
+    }
+}
+
+impl HitBatchBuilder {
+    pub(crate) fn new() -> HitBatchBuilder {
+        let raw: Vec<Field> = raw_fields().collect();
+        let event = StructBuilder::new(
+            event_fields(),
+            vec![
+                Box::new(StringBuilder::new()) as Box<dyn ArrayBuilder>,
+                Box::new(Float64Builder::new()),
+            ],
+        );
+        let cid = StructBuilder::new(
+            customer_id_fields(),
+            vec![
+                Box::new(StringBuilder::new()) as Box<dyn ArrayBuilder>,
+                Box::new(StringBuilder::new()),
+                Box::new(BooleanBuilder::new()),
+            ],
+        );
+        let cid_entries = map_entries(arrow_schema::DataType::Struct(customer_id_fields()), false);
+        HitBatchBuilder {
+            schema: hits_schema(),
+            vars: raw.iter().map(|_| StringBuilder::new()).collect(),
+            raw,
+            report_suite: StringBuilder::new(),
+            hit_time: TimestampMicrosecondBuilder::new().with_timezone(TIMESTAMP_TZ),
+            visitor_id: StringBuilder::new(),
+            visitor_id_type: StringBuilder::new(),
+            visit_num: Int32Builder::new(),
+            visit_page_num: Int32Builder::new(),
+            visit_start_time: TimestampMicrosecondBuilder::new().with_timezone(TIMESTAMP_TZ),
+            new_visit: BooleanBuilder::new(),
+            out_of_order: BooleanBuilder::new(),
+            hit_type: StringBuilder::new(),
+            page_name: StringBuilder::new(),
+            page_url: StringBuilder::new(),
+            link_name: StringBuilder::new(),
+            link_url: StringBuilder::new(),
+            events: ListBuilder::new(event).with_field(event_item()),
+            file_id: StringBuilder::new(),
+            row_number: Int64Builder::new(),
+            evars: strings(MAX_EVAR),
+            props: strings(MAX_PROP),
+            hiers: strings(MAX_HIER),
+            lists: strings(MAX_LIST),
+            context_data: string_map(),
+            customer_ids: MapBuilder::new(Some(map_names()), StringBuilder::new(), cid)
+                .with_values_field(value_field(&cid_entries)),
+            hints: string_map(),
+            rows: 0,
+        }
+    }
+
+    /// Rows appended since the last [`HitBatchBuilder::finish`].
+    pub(crate) fn len(&self) -> usize {
+        self.rows
+    }
+
+    pub(crate) fn append(&mut self, h: &EnrichedHit, file_id: &str) -> Result<(), ArrowError> {
+        let hit = &h.hit;
+        self.report_suite.append_value(&h.report_suite);
+        self.hit_time.append_value(micros(hit.timestamp));
+        self.visitor_id.append_value(&h.visitor_id);
+        self.visitor_id_type
+            .append_value(h.visitor_id_type.as_str());
+        self.visit_num
+            .append_value(i32::try_from(h.visit.visit_num).unwrap_or(i32::MAX));
+        self.visit_page_num
+            .append_value(i32::try_from(h.visit.visit_page_num).unwrap_or(i32::MAX));
+        self.visit_start_time
+            .append_value(micros(h.visit.visit_start_time));
+        self.new_visit.append_value(h.visit.new_visit);
+        self.out_of_order.append_value(h.visit.out_of_order);
+        self.hit_type.append_value(hit.hit_type.as_str());
+        self.page_name.append_option(hit.get(Field::PageName));
+        self.page_url.append_option(hit.get(Field::PageUrl));
+        self.link_name.append_option(hit.get(Field::LinkName));
+        self.link_url.append_option(hit.get(Field::LinkUrl));
+        {
+            let item = self.events.values();
+            for e in &hit.events {
+                item.field_builder::<StringBuilder>(0)
+                    .expect("name")
+                    .append_value(&e.name);
+                item.field_builder::<Float64Builder>(1)
+                    .expect("value")
+                    .append_option(e.value);
+                item.append(true);
+            }
+            self.events.append(true);
+        }
+        self.file_id.append_value(file_id);
+        self.row_number
+            .append_value(i64::try_from(hit.row).unwrap_or(i64::MAX));
+        for (b, f) in self.vars.iter_mut().zip(&self.raw) {
+            b.append_option(hit.get(*f));
+        }
+        for (map, out) in [
+            (&hit.evars, &mut self.evars),
+            (&hit.props, &mut self.props),
+            (&hit.hiers, &mut self.hiers),
+            (&hit.lists, &mut self.lists),
+        ] {
+            // Sparse maps: append nulls, then fill the numbers present.
+            let mut next = 1u16;
+            for (&n, v) in map {
+                let idx = usize::from(n);
+                if n < next || idx > out.len() {
+                    continue;
+                }
+                for b in &mut out[usize::from(next) - 1..idx - 1] {
+                    b.append_null();
+                }
+                out[idx - 1].append_value(v);
+                next = n + 1;
+            }
+            for b in &mut out[usize::from(next) - 1..] {
+                b.append_null();
+            }
+        }
+        for (k, v) in &hit.context_data {
+            self.context_data.keys().append_value(k);
+            self.context_data.values().append_value(v);
+        }
+        self.context_data.append(true)?;
+        for (k, v) in &hit.hints {
+            self.hints.keys().append_value(k);
+            self.hints.values().append_value(v);
+        }
+        self.hints.append(true)?;
+        for (t, c) in &hit.customer_ids {
+            self.customer_ids.keys().append_value(t);
+            let s = self.customer_ids.values();
+            s.field_builder::<StringBuilder>(0)
+                .expect("id")
+                .append_value(&c.id);
+            s.field_builder::<StringBuilder>(1)
+                .expect("auth_state")
+                .append_option(c.auth_state.map(auth_state_name));
+            s.field_builder::<BooleanBuilder>(2)
+                .expect("is_mc_seed")
+                .append_value(c.is_mc_seed);
+            s.append(true);
+        }
+        self.customer_ids.append(true)?;
+        self.rows += 1;
+        Ok(())
+    }
+
+    /// Builds a record batch of the appended rows and resets the builders.
+    pub(crate) fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        let mut cols: Vec<ArrayRef> = vec![
+            Arc::new(self.report_suite.finish()),
+            Arc::new(self.hit_time.finish()),
+            Arc::new(self.visitor_id.finish()),
+            Arc::new(self.visitor_id_type.finish()),
+            Arc::new(self.visit_num.finish()),
+            Arc::new(self.visit_page_num.finish()),
+            Arc::new(self.visit_start_time.finish()),
+            Arc::new(self.new_visit.finish()),
+            Arc::new(self.out_of_order.finish()),
+            Arc::new(self.hit_type.finish()),
+            Arc::new(self.page_name.finish()),
+            Arc::new(self.page_url.finish()),
+            Arc::new(self.link_name.finish()),
+            Arc::new(self.link_url.finish()),
+            Arc::new(self.events.finish()),
+            Arc::new(self.file_id.finish()),
+            Arc::new(self.row_number.finish()),
+        ];
+        for b in self
+            .vars
+            .iter_mut()
+            .chain(&mut self.evars)
+            .chain(&mut self.props)
+            .chain(&mut self.hiers)
+            .chain(&mut self.lists)
+        {
+            cols.push(Arc::new(b.finish()));
+        }
+        cols.push(Arc::new(self.context_data.finish()));
+        cols.push(Arc::new(self.customer_ids.finish()));
+        cols.push(Arc::new(self.hints.finish()));
+        self.rows = 0;
+        RecordBatch::try_new(self.schema.clone(), cols)
+    }
+}

@@ -1,0 +1,356 @@
+//! [`Lake`]: publication of staged files, exactly once, and recovery.
+
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::error::LakeError;
+use crate::partition::SuiteZones;
+use crate::reader::LakeReader;
+use crate::writer::{LakeConfig, LakeWriter, SpooledPart, StagedFile};
+use crate::{check_name, COMMITS, MANIFEST, STAGING};
+
+/// Version of the manifest format.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// One part of a file, as recorded in its manifest.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PartEntry {
+    /// Object path relative to the lake root.
+    pub path: String,
+    /// Report suite of every row.
+    pub report_suite: String,
+    /// Partition day, `YYYY-MM-DD`, in the suite's time zone.
+    pub date: String,
+    /// Rows.
+    pub rows: u64,
+    /// Size in bytes.
+    pub bytes: u64,
+}
+
+/// What a file put in the lake: written to `_staging/<file_id>/_manifest.json`
+/// once every part is staged, and to `_commits/<file_id>.json` once every
+/// part is published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileManifest {
+    /// [`MANIFEST_VERSION`].
+    pub version: u32,
+    /// The file id.
+    pub file_id: String,
+    /// Hits in all parts.
+    pub rows: u64,
+    /// The parts, sorted by path.
+    pub parts: Vec<PartEntry>,
+    /// Staging only: parts of an earlier commit of this file that this one
+    /// replaces without overwriting them; deleted once this one is committed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stale: Vec<String>,
+}
+
+/// What [`Lake::recover`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Files whose staging was complete: their publication was finished.
+    pub rolled_forward: Vec<String>,
+    /// Files whose staging was incomplete: their leftovers were deleted.
+    pub discarded: Vec<String>,
+}
+
+/// A hit lake on an object store, under a root prefix. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    store: Arc<dyn ObjectStore>,
+    root: Path,
+    config: LakeConfig,
+}
+
+fn not_found(e: &object_store::Error) -> bool {
+    matches!(e, object_store::Error::NotFound { .. })
+}
+
+impl Lake {
+    /// A lake under `root` (e.g. `lake`) in `store`.
+    pub fn new(store: Arc<dyn ObjectStore>, root: Path, config: LakeConfig) -> Lake {
+        Lake {
+            store,
+            root,
+            config,
+        }
+    }
+
+    /// A lake in a local directory (created if missing), at its top.
+    pub fn local(dir: impl AsRef<std::path::Path>, config: LakeConfig) -> Result<Lake, LakeError> {
+        std::fs::create_dir_all(dir.as_ref())?;
+        let store = object_store::local::LocalFileSystem::new_with_prefix(dir.as_ref())?;
+        Ok(Lake::new(Arc::new(store), Path::default(), config))
+    }
+
+    /// The object store.
+    pub fn store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The root prefix.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The writer settings.
+    pub fn config(&self) -> &LakeConfig {
+        &self.config
+    }
+
+    /// A reader of committed parts.
+    pub fn reader(&self) -> LakeReader {
+        LakeReader::new(self.clone())
+    }
+
+    /// The object path of `rel` (slash-separated, already validated) under the root.
+    pub(crate) fn path(&self, rel: &str) -> Path {
+        let mut p = self.root.clone();
+        for seg in rel.split('/') {
+            p = p.clone().join(seg);
+        }
+        p
+    }
+
+    fn staging_dir(&self, file_id: &str) -> Path {
+        self.path(&format!("{STAGING}/{file_id}"))
+    }
+
+    fn staged(&self, file_id: &str, rel: &str) -> Path {
+        self.path(&format!("{STAGING}/{file_id}/{rel}"))
+    }
+
+    pub(crate) fn commit_path(&self, file_id: &str) -> Path {
+        self.path(&format!("{COMMITS}/{file_id}.json"))
+    }
+
+    /// Starts writing one file's hits. Day partitions follow `zones`.
+    pub fn begin(&self, file_id: &str, zones: SuiteZones) -> Result<LakeWriter, LakeError> {
+        LakeWriter::new(file_id, zones, self.config.clone())
+    }
+
+    /// Puts a staged file into the lake, exactly once:
+    ///
+    /// 1. leftovers of an earlier attempt under `_staging/<file_id>/` are deleted;
+    /// 2. every part is uploaded under `_staging/<file_id>/`;
+    /// 3. `_staging/<file_id>/_manifest.json` is written: the file is staged;
+    /// 4. each part is copied to its final path under `hits/` (overwriting
+    ///    an identical object from an earlier run);
+    /// 5. `_commits/<file_id>.json` is written: the file is committed;
+    /// 6. parts of an earlier commit of this file that this one no longer
+    ///    has (listed as `stale` in the staged manifest) are deleted, then
+    ///    the staging prefix (manifest first).
+    ///
+    /// A crash before 3 leaves only staging leftovers, which
+    /// [`Lake::recover`] deletes; a crash after 3 is finished by
+    /// [`Lake::recover`] from the staged copy. Publishing the same file
+    /// twice gives the same lake.
+    pub async fn publish(&self, staged: StagedFile) -> Result<FileManifest, LakeError> {
+        let StagedFile {
+            file_id,
+            parts,
+            rows,
+        } = staged;
+        check_name("file_id", &file_id)?;
+        self.delete_prefix(&self.staging_dir(&file_id)).await?;
+        let mut entries = Vec::with_capacity(parts.len());
+        for part in parts {
+            entries.push(self.upload(&file_id, part).await?);
+        }
+        entries.sort();
+        let stale = match self.committed(&file_id).await? {
+            Some(previous) => {
+                let now: BTreeSet<&str> = entries.iter().map(|p| p.path.as_str()).collect();
+                previous
+                    .parts
+                    .into_iter()
+                    .map(|p| p.path)
+                    .filter(|p| !now.contains(p.as_str()))
+                    .collect()
+            }
+            None => Vec::new(),
+        };
+        let manifest = FileManifest {
+            version: MANIFEST_VERSION,
+            file_id: file_id.clone(),
+            rows,
+            parts: entries,
+            stale,
+        };
+        self.store
+            .put(
+                &self.staged(&file_id, MANIFEST),
+                PutPayload::from(serde_json::to_vec_pretty(&manifest)?),
+            )
+            .await?;
+        self.roll_forward(&manifest).await?;
+        Ok(manifest)
+    }
+
+    async fn upload(&self, file_id: &str, part: SpooledPart) -> Result<PartEntry, LakeError> {
+        let SpooledPart {
+            path,
+            report_suite,
+            date,
+            rows,
+            bytes,
+            mut file,
+        } = part;
+        let target = self.staged(file_id, &path);
+        let chunk = self.config.upload_part_bytes.max(1);
+        if bytes as usize <= chunk {
+            let mut buf = Vec::with_capacity(bytes as usize);
+            file.read_to_end(&mut buf)?;
+            self.store.put(&target, PutPayload::from(buf)).await?;
+        } else {
+            let mut upload = self.store.put_multipart(&target).await?;
+            let result: Result<(), LakeError> = async {
+                loop {
+                    let mut buf = Vec::with_capacity(chunk);
+                    (&mut file).take(chunk as u64).read_to_end(&mut buf)?;
+                    if buf.is_empty() {
+                        break;
+                    }
+                    upload.put_part(PutPayload::from(buf)).await?;
+                }
+                upload.complete().await?;
+                Ok(())
+            }
+            .await;
+            if let Err(e) = result {
+                let _ = upload.abort().await;
+                return Err(e);
+            }
+        }
+        Ok(PartEntry {
+            path,
+            report_suite,
+            date,
+            rows,
+            bytes,
+        })
+    }
+
+    /// Steps 4 to 6 of [`Lake::publish`], from a complete staging.
+    async fn roll_forward(&self, manifest: &FileManifest) -> Result<(), LakeError> {
+        let file_id = &manifest.file_id;
+        for part in &manifest.parts {
+            self.store
+                .copy(&self.staged(file_id, &part.path), &self.path(&part.path))
+                .await?;
+        }
+        let record = FileManifest {
+            stale: Vec::new(),
+            ..manifest.clone()
+        };
+        self.store
+            .put(
+                &self.commit_path(file_id),
+                PutPayload::from(serde_json::to_vec_pretty(&record)?),
+            )
+            .await?;
+        for old in &manifest.stale {
+            self.delete_if_exists(&self.path(old)).await?;
+        }
+        self.delete_if_exists(&self.staged(file_id, MANIFEST))
+            .await?;
+        self.delete_prefix(&self.staging_dir(file_id)).await?;
+        Ok(())
+    }
+
+    /// The commit record of a file, if it is committed.
+    pub async fn committed(&self, file_id: &str) -> Result<Option<FileManifest>, LakeError> {
+        check_name("file_id", file_id)?;
+        self.read_manifest(&self.commit_path(file_id)).await
+    }
+
+    async fn read_manifest(&self, path: &Path) -> Result<Option<FileManifest>, LakeError> {
+        match self.store.get(path).await {
+            Ok(r) => {
+                let bytes = r.bytes().await?;
+                let m: FileManifest =
+                    serde_json::from_slice(&bytes).map_err(|e| LakeError::Corrupt {
+                        path: path.to_string(),
+                        reason: e.to_string(),
+                    })?;
+                Ok(Some(m))
+            }
+            Err(e) if not_found(&e) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Finishes or undoes whatever a crash interrupted: for each file under
+    /// `_staging/`, a complete staging (its manifest present) is published,
+    /// an incomplete one deleted. Run it at startup, before processing.
+    pub async fn recover(&self) -> Result<Recovery, LakeError> {
+        let mut out = Recovery::default();
+        let staging = self.path(STAGING);
+        let listing = match self.store.list_with_delimiter(Some(&staging)).await {
+            Ok(l) => l,
+            Err(e) if not_found(&e) => return Ok(out),
+            Err(e) => return Err(e.into()),
+        };
+        let mut ids: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
+        ids.sort();
+        for file_id in ids {
+            if check_name("file_id", &file_id).is_err() {
+                continue;
+            }
+            match self.read_manifest(&self.staged(&file_id, MANIFEST)).await? {
+                Some(m) if m.file_id == file_id => {
+                    self.roll_forward(&m).await?;
+                    out.rolled_forward.push(file_id);
+                }
+                _ => {
+                    self.delete_prefix(&self.staging_dir(&file_id)).await?;
+                    out.discarded.push(file_id);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes a committed file from the lake (its parts, then its commit
+    /// record), e.g. before reprocessing it from a different visitor state.
+    pub async fn remove_file(&self, file_id: &str) -> Result<(), LakeError> {
+        if let Some(m) = self.committed(file_id).await? {
+            self.delete_if_exists(&self.commit_path(file_id)).await?;
+            for p in &m.parts {
+                self.delete_if_exists(&self.path(&p.path)).await?;
+            }
+        }
+        self.delete_prefix(&self.staging_dir(file_id)).await
+    }
+
+    async fn delete_if_exists(&self, path: &Path) -> Result<(), LakeError> {
+        match self.store.delete(path).await {
+            Ok(()) => Ok(()),
+            Err(e) if not_found(&e) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn delete_prefix(&self, prefix: &Path) -> Result<(), LakeError> {
+        let objects: Vec<Path> = match self.store.list(Some(prefix)).try_collect::<Vec<_>>().await {
+            Ok(v) => v.into_iter().map(|m| m.location).collect(),
+            Err(e) if not_found(&e) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        for o in objects {
+            self.delete_if_exists(&o).await?;
+        }
+        Ok(())
+    }
+}

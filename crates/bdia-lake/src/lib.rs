@@ -1,0 +1,141 @@
+//! The hit lake: enriched hits as hive-partitioned Parquet files on an
+//! object store, each uploaded file's output published exactly once.
+//!
+//! # Layout
+//!
+//! Under the lake's root prefix (`DATA_DIR/lake` by default):
+//!
+//! ```text
+//! hits/report_suite=<rsid>/date=<YYYY-MM-DD>/part-<file_id>-<nnnn>.parquet
+//!     the data; <nnnn> counts the parts of one file in one partition, from 0000
+//! _commits/<file_id>.json
+//!     commit record: the file's parts (path, suite, day, rows, bytes)
+//! _staging/<file_id>/hits/...        parts being published
+//! _staging/<file_id>/_manifest.json  written once every part is staged
+//! ```
+//!
+//! The day is the hit's calendar day in its report suite's time zone
+//! ([`SuiteZones`]). Columns are described in `docs/LAKE.md` and built by
+//! [`schema::hits_schema`].
+//!
+//! # Writing one file
+//!
+//! ```text
+//! Lake::begin(file_id, zones) -> LakeWriter::push(hit)... -> finish() -> StagedFile
+//!     (CPU, on a blocking thread; parts spooled to unlinked temp files)
+//! Lake::publish(staged).await -> FileManifest
+//!     (I/O: staging upload, staged manifest, copy to hits/, commit record)
+//! then, in the metadata store, one transaction: file COMPLETE + visitor state
+//! ```
+//!
+//! # Invariants (exactly once)
+//!
+//! - Object names depend only on the file id, the hits and the
+//!   configuration; the hits depend only on the file and the visitor state
+//!   before it. Processing a file again writes the same objects.
+//! - Nothing under `hits/` comes from a file whose parts were not all
+//!   staged first: parts are copied to `hits/` only after
+//!   `_staging/<file_id>/_manifest.json` exists.
+//! - [`LakeReader`] returns only parts listed in their file's commit record,
+//!   so a query never sees a file that is not completely published.
+//!   Tools that glob `hits/**/*.parquet` directly see a file's parts appear
+//!   one by one during the copy step (step 4 of [`Lake::publish`]), and
+//!   after a crash in that step, until [`Lake::recover`] finishes it.
+//! - A crash anywhere is repaired by [`Lake::recover`] (at startup): a
+//!   complete staging is published (roll forward), an incomplete one is
+//!   deleted (roll back). Parts of an earlier publication of the same file
+//!   that the new one no longer has (a changed time zone, a changed
+//!   configuration) are deleted after the new commit record is written.
+//! - The lake's commit comes before the metadata commit. A file that is
+//!   published but whose metadata commit did not happen is processed again
+//!   from the same visitor state, and publishes the same objects.
+
+mod batch;
+pub mod error;
+pub mod lake;
+pub mod partition;
+pub mod reader;
+pub mod schema;
+pub mod writer;
+
+pub use error::LakeError;
+pub use jiff::civil::Date;
+pub use lake::{FileManifest, Lake, PartEntry, Recovery};
+pub use partition::SuiteZones;
+pub use reader::{LakeReader, PartRef};
+pub use schema::hits_schema;
+pub use writer::{LakeConfig, LakeWriter, SpooledPart, StagedFile};
+
+/// Top directory of the data.
+pub const HITS: &str = "hits";
+/// Directory of commit records.
+pub const COMMITS: &str = "_commits";
+/// Directory of files being published.
+pub const STAGING: &str = "_staging";
+/// Name of a staging manifest.
+pub const MANIFEST: &str = "_manifest.json";
+
+/// File ids and report suites become path segments: ASCII letters, digits,
+/// `.`, `_` and `-`, not starting with `.` or `_`, at most 200 bytes.
+pub(crate) fn check_name(what: &'static str, value: &str) -> Result<(), LakeError> {
+    let ok = !value.is_empty()
+        && value.len() <= 200
+        && !value.starts_with(['.', '_'])
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(LakeError::InvalidName {
+            what,
+            value: value.to_string(),
+        })
+    }
+}
+
+/// The relative path of part `seq` of a file in a partition.
+pub(crate) fn part_path(report_suite: &str, date: &str, file_id: &str, seq: u32) -> String {
+    format!("{HITS}/report_suite={report_suite}/date={date}/part-{file_id}-{seq:04}.parquet")
+}
+
+/// `part-<file_id>-<nnnn>.parquet` -> (file_id, seq).
+pub(crate) fn parse_part_name(name: &str) -> Option<(String, u32)> {
+    let stem = name.strip_prefix("part-")?.strip_suffix(".parquet")?;
+    let (file_id, seq) = stem.rsplit_once('-')?;
+    if file_id.is_empty() || seq.len() < 4 || !seq.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((file_id.to_string(), seq.parse().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_names_round_trip() {
+        let p = part_path("acme.prod", "2024-01-02", "5c04f400-fca5-420c", 3);
+        assert_eq!(
+            p,
+            "hits/report_suite=acme.prod/date=2024-01-02/part-5c04f400-fca5-420c-0003.parquet"
+        );
+        let name = p.rsplit('/').next().unwrap();
+        assert_eq!(
+            parse_part_name(name),
+            Some(("5c04f400-fca5-420c".to_string(), 3))
+        );
+        assert_eq!(parse_part_name("part-x.parquet"), None);
+        assert_eq!(parse_part_name("other.parquet"), None);
+    }
+
+    #[test]
+    fn names_that_cannot_be_path_segments_are_refused() {
+        for bad in ["", "a/b", "..", ".hidden", "_staging", "a b", "é", "a=b"] {
+            assert!(check_name("file_id", bad).is_err(), "{bad:?}");
+        }
+        for good in ["acme.prod", "5c04f400-fca5-420c-9c36-b94aaec55e69", "rs_1"] {
+            assert!(check_name("file_id", good).is_ok(), "{good:?}");
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The schema of the hit lake: one row per hit and report suite.
+//!
+//! Column order: the lineage/identity/visit columns first (names fixed by
+//! the contract), then one nullable string column per remaining simple
+//! variable (named as the batch file column: `browserHeight`, `userAgent`...),
+//! then `eVar1`..`eVar250`, `prop1`..`prop75`, `hier1`..`hier5`,
+//! `list1`..`list3`, then the maps `context_data`, `customer_ids`, `hints`.
+//! `docs/LAKE.md` documents every column.
+
+use std::sync::{Arc, OnceLock};
+
+use arrow_schema::{DataType, Field as ArrowField, Fields, Schema, SchemaRef, TimeUnit};
+use bdia_format::fields::{Field, MAX_EVAR, MAX_HIER, MAX_LIST, MAX_PROP};
+
+/// Time zone of the timestamp columns (`hit_time`, `visit_start_time`).
+pub const TIMESTAMP_TZ: &str = "UTC";
+
+/// Simple variables that have a dedicated column of their own instead of a
+/// raw string column: `pageName` -> `page_name`, `pageURL` -> `page_url`,
+/// `linkName` -> `link_name`, `linkURL` -> `link_url`, `events` -> the parsed
+/// `events` list, `reportSuiteID` -> `report_suite` (one per hit),
+/// `timestamp` -> `hit_time`.
+pub const DEDICATED: &[Field] = &[
+    Field::PageName,
+    Field::PageUrl,
+    Field::LinkName,
+    Field::LinkUrl,
+    Field::Events,
+    Field::ReportSuiteId,
+    Field::Timestamp,
+];
+
+/// The simple variables stored as raw nullable string columns, in schema order.
+pub fn raw_fields() -> impl Iterator<Item = Field> {
+    Field::ALL
+        .iter()
+        .copied()
+        .filter(|f| !DEDICATED.contains(f))
+}
+
+/// The timestamp type of `hit_time` and `visit_start_time`: microseconds, UTC.
+pub fn timestamp_type() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some(TIMESTAMP_TZ.into()))
+}
+
+/// `struct{name, value}` of one event.
+pub(crate) fn event_fields() -> Fields {
+    Fields::from(vec![
+        ArrowField::new("name", DataType::Utf8, false),
+        ArrowField::new("value", DataType::Float64, true),
+    ])
+}
+
+/// The list item of `events`.
+pub(crate) fn event_item() -> Arc<ArrowField> {
+    Arc::new(ArrowField::new(
+        "element",
+        DataType::Struct(event_fields()),
+        false,
+    ))
+}
+
+/// `struct{id, auth_state, is_mc_seed}` of one customer ID.
+pub(crate) fn customer_id_fields() -> Fields {
+    Fields::from(vec![
+        ArrowField::new("id", DataType::Utf8, false),
+        ArrowField::new("auth_state", DataType::Utf8, true),
+        ArrowField::new("is_mc_seed", DataType::Boolean, false),
+    ])
+}
+
+/// The entries field of a map column with string keys.
+pub(crate) fn map_entries(value: DataType, value_nullable: bool) -> Arc<ArrowField> {
+    Arc::new(ArrowField::new(
+        "key_value",
+        DataType::Struct(Fields::from(vec![
+            ArrowField::new("key", DataType::Utf8, false),
+            ArrowField::new("value", value, value_nullable),
+        ])),
+        false,
+    ))
+}
+
+fn map(name: &str, value: DataType, value_nullable: bool) -> ArrowField {
+    ArrowField::new(
+        name,
+        DataType::Map(map_entries(value, value_nullable), false),
+        false,
+    )
+}
+
+/// The Arrow schema of every lake file (the same for all files).
+pub fn hits_schema() -> SchemaRef {
+    static SCHEMA: OnceLock<SchemaRef> = OnceLock::new();
+    SCHEMA.get_or_init(build_schema).clone()
+}
+
+fn build_schema() -> SchemaRef {
+    let s = |name: &str| ArrowField::new(name, DataType::Utf8, false);
+    let opt = |name: &str| ArrowField::new(name, DataType::Utf8, true);
+    let mut fields = vec![
+        s("report_suite"),
+        ArrowField::new("hit_time", timestamp_type(), false),
+        s("visitor_id"),
+        s("visitor_id_type"),
+        ArrowField::new("visit_num", DataType::Int32, false),
+        ArrowField::new("visit_page_num", DataType::Int32, false),
+        ArrowField::new("visit_start_time", timestamp_type(), false),
+        ArrowField::new("new_visit", DataType::Boolean, false),
+        ArrowField::new("out_of_order", DataType::Boolean, false),
+        s("hit_type"),
+        opt("page_name"),
+        opt("page_url"),
+        opt("link_name"),
+        opt("link_url"),
+        ArrowField::new("events", DataType::List(event_item()), false),
+        s("file_id"),
+        ArrowField::new("row_number", DataType::Int64, false),
+    ];
+    fields.extend(raw_fields().map(|f| opt(f.column())));
+    fields.extend((1..=MAX_EVAR).map(|n| opt(&format!("eVar{n}"))));
+    fields.extend((1..=MAX_PROP).map(|n| opt(&format!("prop{n}"))));
+    fields.extend((1..=MAX_HIER).map(|n| opt(&format!("hier{n}"))));
+    fields.extend((1..=MAX_LIST).map(|n| opt(&format!("list{n}"))));
+    fields.push(map("context_data", DataType::Utf8, false));
+    fields.push(map(
+        "customer_ids",
+        DataType::Struct(customer_id_fields()),
+        false,
+    ));
+    fields.push(map("hints", DataType::Utf8, false));
+    Arc::new(Schema::new(fields))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn column_names_are_unique_and_include_the_contract() {
+        let schema = hits_schema();
+        let mut names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+        for required in [
+            "report_suite",
+            "hit_time",
+            "visitor_id",
+            "visitor_id_type",
+            "visit_num",
+            "visit_page_num",
+            "visit_start_time",
+            "new_visit",
+            "hit_type",
+            "page_name",
+            "page_url",
+            "link_name",
+            "link_url",
+            "events",
+            "file_id",
+            "row_number",
+            "eVar1",
+            "eVar250",
+            "prop75",
+            "hier5",
+            "list3",
+            "userAgent",
+            "context_data",
+            "customer_ids",
+            "hints",
+        ] {
+            assert!(names.contains(&required), "{required} missing");
+        }
+        let n = names.len();
+        names.sort_unstable_by_key(|n| n.to_ascii_lowercase());
+        names.dedup_by_key(|n| n.to_ascii_lowercase());
+        assert_eq!(names.len(), n, "names unique even case-insensitively");
+    }
+}

@@ -1,0 +1,627 @@
+//! The enrichment of one file: normalized hits in, enriched hits and the new
+//! visitor state out.
+//!
+//! A file's output is a pure function of (its hits, the visitor state before
+//! it): [`FileEnricher`] asks a [`VisitorStates`] only for state as it was
+//! before the file, keeps every (report suite, visitor) it touched in memory,
+//! and hands that back as a [`StateDelta`] at the end. Processing the same
+//! file again from the same state therefore gives identical hits and an
+//! identical delta; the caller commits the delta together with the file's
+//! completion, atomically.
+//!
+//! Memory grows with the distinct (report suite, visitor) pairs of one file,
+//! not with the number of hits; hits stream through [`FileEnricher::enrich`].
+//! [`enrich_file`] is the whole-file convenience for tests and small inputs.
+//!
+//! A row naming several report suites becomes one hit per suite (duplicates
+//! in the list are ignored), each with its own visit state.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+
+use bdia_format::hit::{Hit, HitType, VisitorKind};
+use serde::{Deserialize, Serialize};
+
+use crate::identity::Identity;
+use crate::visit::{advance, VisitInfo, VisitState};
+
+/// How many out-of-order rows are listed by row number in the processing log.
+pub const MAX_OUT_OF_ORDER_EXAMPLES: usize = 10;
+
+/// Where visitor state is read from: state as it was before the file.
+pub trait VisitorStates {
+    /// Why a lookup failed (a storage error).
+    type Error;
+
+    /// The state of `visitor_key` ([`bdia_format::hit::Visitor::key`]) in
+    /// `report_suite`, or `None` for a visitor never seen there.
+    fn get(
+        &mut self,
+        report_suite: &str,
+        visitor_key: &str,
+    ) -> Result<Option<VisitState>, Self::Error>;
+}
+
+impl<S: VisitorStates + ?Sized> VisitorStates for &mut S {
+    type Error = S::Error;
+
+    fn get(
+        &mut self,
+        report_suite: &str,
+        visitor_key: &str,
+    ) -> Result<Option<VisitState>, Self::Error> {
+        (**self).get(report_suite, visitor_key)
+    }
+}
+
+/// Visitor state held in memory: for tests, tools and small deployments.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemoryStates {
+    suites: HashMap<String, HashMap<String, VisitState>>,
+}
+
+impl MemoryStates {
+    /// Stores every entry of a delta (what a commit does).
+    pub fn apply(&mut self, delta: &StateDelta) {
+        for e in &delta.entries {
+            self.suites
+                .entry(e.report_suite.clone())
+                .or_default()
+                .insert(e.visitor_key.clone(), e.state);
+        }
+    }
+
+    /// The stored state of one visitor in one suite.
+    pub fn state(&self, report_suite: &str, visitor_key: &str) -> Option<VisitState> {
+        self.suites.get(report_suite)?.get(visitor_key).copied()
+    }
+
+    /// Number of (report suite, visitor) pairs stored.
+    pub fn len(&self) -> usize {
+        self.suites.values().map(HashMap::len).sum()
+    }
+
+    /// True when nothing is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl VisitorStates for MemoryStates {
+    type Error = Infallible;
+
+    fn get(
+        &mut self,
+        report_suite: &str,
+        visitor_key: &str,
+    ) -> Result<Option<VisitState>, Infallible> {
+        Ok(self.state(report_suite, visitor_key))
+    }
+}
+
+/// One output hit: a row as seen by one of its report suites.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnrichedHit {
+    /// The normalized row (lineage: `hit.row`).
+    pub hit: Hit,
+    /// The report suite of this copy of the row.
+    pub report_suite: String,
+    /// The visitor ID stored in the lake (seeded for customer IDs).
+    pub visitor_id: String,
+    /// Which kind of identifier identified the visitor.
+    pub visitor_id_type: VisitorKind,
+    /// The hit's visit.
+    pub visit: VisitInfo,
+}
+
+impl EnrichedHit {
+    /// Whether this hit is a page view (link hits are not).
+    pub fn is_page_view(&self) -> bool {
+        self.hit.hit_type == HitType::PageView
+    }
+}
+
+/// The new state of one (report suite, visitor) after a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateEntry {
+    /// Report suite ID.
+    pub report_suite: String,
+    /// [`bdia_format::hit::Visitor::key`].
+    pub visitor_key: String,
+    /// State after the file's last hit of this visitor in this suite.
+    pub state: VisitState,
+}
+
+/// Every (report suite, visitor) a file touched, with its new state, sorted
+/// by (report suite, visitor key) so the same file gives the same bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateDelta {
+    /// The entries, sorted, one per pair.
+    pub entries: Vec<StateEntry>,
+}
+
+/// One row that went back in time for its visitor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutOfOrder {
+    /// Data row number in the file.
+    pub row: u64,
+    /// The first report suite in which it was out of order.
+    pub report_suite: String,
+    /// The visitor ([`bdia_format::hit::Visitor::key`]).
+    pub visitor_key: String,
+    /// The row's time (unix seconds).
+    pub hit_time: i64,
+    /// The visitor's latest hit time before it (unix seconds).
+    pub last_hit_time: i64,
+}
+
+/// Rows of a file that went back in time (spec section 4): a count and the
+/// first examples, for the file's processing log.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutOfOrderReport {
+    /// Rows earlier than their visitor's last processed hit (in at least one suite).
+    pub rows: u64,
+    /// The first [`MAX_OUT_OF_ORDER_EXAMPLES`] of them, in file order.
+    pub examples: Vec<OutOfOrder>,
+}
+
+impl OutOfOrderReport {
+    /// True when every row was in time order.
+    pub fn is_empty(&self) -> bool {
+        self.rows == 0
+    }
+
+    /// Lines for the processing log: one per example, then a summary; empty
+    /// when there is nothing to report.
+    ///
+    /// ```
+    /// let r = bdia_model::OutOfOrderReport::default();
+    /// assert!(r.log_lines().is_empty());
+    /// ```
+    pub fn log_lines(&self) -> Vec<String> {
+        if self.rows == 0 {
+            return Vec::new();
+        }
+        let mut lines: Vec<String> = self
+            .examples
+            .iter()
+            .map(|e| {
+                format!(
+                    "On row: {}, the hit ({}) is earlier than the last processed hit ({}) of visitor '{}' in report suite '{}'. It was processed in the visitor's current visit.",
+                    e.row, e.hit_time, e.last_hit_time, e.visitor_key, e.report_suite
+                )
+            })
+            .collect();
+        let more = self.rows.saturating_sub(self.examples.len() as u64);
+        if more > 0 {
+            lines.push(format!(
+                "{more} more rows were earlier than their visitor's last processed hit."
+            ));
+        }
+        lines.push(format!(
+            "Out of order: {} rows were earlier than their visitor's last processed hit.",
+            self.rows
+        ));
+        lines
+    }
+}
+
+/// Enriches the hits of one file, one at a time, in file order.
+#[derive(Debug)]
+pub struct FileEnricher<'a> {
+    identity: &'a Identity,
+    /// State of every touched (suite, visitor key), as of the last hit seen.
+    touched: HashMap<String, HashMap<String, VisitState>>,
+    out_of_order: OutOfOrderReport,
+    hits: u64,
+}
+
+impl<'a> FileEnricher<'a> {
+    /// A fresh enricher for one file of a company.
+    pub fn new(identity: &'a Identity) -> FileEnricher<'a> {
+        FileEnricher {
+            identity,
+            touched: HashMap::new(),
+            out_of_order: OutOfOrderReport::default(),
+            hits: 0,
+        }
+    }
+
+    /// Output hits produced so far.
+    pub fn hits(&self) -> u64 {
+        self.hits
+    }
+
+    /// Enriches one row: one [`EnrichedHit`] per distinct report suite, in
+    /// the row's order. `states` is only asked about pairs this file has not
+    /// touched yet, so it must answer with state as of before the file.
+    pub fn enrich<S: VisitorStates>(
+        &mut self,
+        hit: Hit,
+        states: &mut S,
+    ) -> Result<Vec<EnrichedHit>, S::Error> {
+        let key = hit.visitor.key();
+        let visitor_id = self.identity.visitor_id(&hit.visitor);
+        let kind = hit.visitor.kind;
+        let is_page_view = hit.hit_type == HitType::PageView;
+        let mut suites: Vec<&str> = Vec::with_capacity(hit.report_suites.len());
+        for s in &hit.report_suites {
+            if !suites.contains(&s.as_str()) {
+                suites.push(s);
+            }
+        }
+        let mut visits = Vec::with_capacity(suites.len());
+        let mut first_out_of_order: Option<(usize, i64)> = None;
+        for (i, suite) in suites.iter().enumerate() {
+            let before = match self.touched.get(*suite).and_then(|m| m.get(&key)) {
+                Some(s) => Some(*s),
+                None => states.get(suite, &key)?,
+            };
+            let (after, info) = advance(before.as_ref(), hit.timestamp, is_page_view);
+            if info.out_of_order && first_out_of_order.is_none() {
+                first_out_of_order = Some((i, before.map_or(0, |b| b.last_hit_time)));
+            }
+            match self.touched.get_mut(*suite) {
+                Some(m) => {
+                    m.insert(key.clone(), after);
+                }
+                None => {
+                    self.touched
+                        .entry((*suite).to_string())
+                        .or_default()
+                        .insert(key.clone(), after);
+                }
+            }
+            visits.push(info);
+        }
+        if let Some((i, last)) = first_out_of_order {
+            self.out_of_order.rows += 1;
+            if self.out_of_order.examples.len() < MAX_OUT_OF_ORDER_EXAMPLES {
+                self.out_of_order.examples.push(OutOfOrder {
+                    row: hit.row,
+                    report_suite: suites[i].to_string(),
+                    visitor_key: key.clone(),
+                    hit_time: hit.timestamp,
+                    last_hit_time: last,
+                });
+            }
+        }
+        let suites: Vec<String> = suites.into_iter().map(str::to_string).collect();
+        let n = suites.len();
+        let mut out = Vec::with_capacity(n);
+        let mut hit = Some(hit);
+        for (i, (suite, visit)) in suites.into_iter().zip(visits).enumerate() {
+            let h = if i + 1 == n {
+                hit.take().expect("moved once, at the end")
+            } else {
+                hit.as_ref().expect("still here").clone()
+            };
+            out.push(EnrichedHit {
+                hit: h,
+                report_suite: suite,
+                visitor_id: visitor_id.clone(),
+                visitor_id_type: kind,
+                visit,
+            });
+        }
+        self.hits += out.len() as u64;
+        Ok(out)
+    }
+
+    /// Ends the file: the new state of every touched pair, and the
+    /// out-of-order report.
+    pub fn finish(self) -> (StateDelta, OutOfOrderReport) {
+        let mut entries: Vec<StateEntry> = self
+            .touched
+            .into_iter()
+            .flat_map(|(suite, m)| {
+                m.into_iter().map(move |(visitor_key, state)| StateEntry {
+                    report_suite: suite.clone(),
+                    visitor_key,
+                    state,
+                })
+            })
+            .collect();
+        entries.sort_by(|a, b| {
+            (&a.report_suite, &a.visitor_key).cmp(&(&b.report_suite, &b.visitor_key))
+        });
+        (StateDelta { entries }, self.out_of_order)
+    }
+}
+
+/// The enrichment of a whole file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileEnrichment {
+    /// Output hits, in file order; a row with several suites gives several.
+    pub hits: Vec<EnrichedHit>,
+    /// New state of every touched (report suite, visitor).
+    pub delta: StateDelta,
+    /// Rows that went back in time.
+    pub out_of_order: OutOfOrderReport,
+}
+
+/// Enriches all hits of one file against the state before it: a pure
+/// function of (`hits`, the state `states` returns).
+pub fn enrich_file<S: VisitorStates>(
+    hits: impl IntoIterator<Item = Hit>,
+    identity: &Identity,
+    mut states: S,
+) -> Result<FileEnrichment, S::Error> {
+    let mut enricher = FileEnricher::new(identity);
+    let mut out = Vec::new();
+    for hit in hits {
+        out.extend(enricher.enrich(hit, &mut states)?);
+    }
+    let (delta, out_of_order) = enricher.finish();
+    Ok(FileEnrichment {
+        hits: out,
+        delta,
+        out_of_order,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::seeded_visitor_id;
+    use bdia_format::fields::Field;
+    use bdia_format::hit::{LinkType, Visitor};
+    use proptest::prelude::*;
+
+    fn hit(row: u64, ts: i64, suites: &[&str], kind: VisitorKind, id: &str, page: bool) -> Hit {
+        Hit {
+            row,
+            timestamp: ts,
+            report_suites: suites.iter().map(|s| s.to_string()).collect(),
+            visitor: Visitor {
+                kind,
+                customer_id_type: (kind == VisitorKind::Customer).then(|| "CRM".to_string()),
+                id: id.into(),
+            },
+            hit_type: if page {
+                HitType::PageView
+            } else {
+                HitType::Link(LinkType::Custom)
+            },
+            vars: vec![None; Field::COUNT],
+            evars: Default::default(),
+            props: Default::default(),
+            hiers: Default::default(),
+            lists: Default::default(),
+            context_data: Default::default(),
+            hints: Default::default(),
+            customer_ids: Default::default(),
+            events: vec![],
+        }
+    }
+
+    fn vid(row: u64, ts: i64, id: &str) -> Hit {
+        hit(row, ts, &["rs1"], VisitorKind::Vid, id, true)
+    }
+
+    fn summary(out: &FileEnrichment) -> Vec<(u64, &str, u32, u32, bool)> {
+        out.hits
+            .iter()
+            .map(|h| {
+                (
+                    h.hit.row,
+                    h.report_suite.as_str(),
+                    h.visit.visit_num,
+                    h.visit.visit_page_num,
+                    h.visit.new_visit,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn two_suites_on_one_row_give_one_hit_each_with_its_own_visits() {
+        let identity = Identity::new(*b"s");
+        let hits = vec![
+            hit(1, 0, &["rs1"], VisitorKind::Vid, "a", true),
+            hit(2, 100, &["rs1", "rs2"], VisitorKind::Vid, "a", true),
+            hit(3, 200, &["rs2", "rs1", "rs2"], VisitorKind::Vid, "a", false),
+        ];
+        let out = enrich_file(hits, &identity, MemoryStates::default()).unwrap();
+        assert_eq!(
+            summary(&out),
+            [
+                (1, "rs1", 1, 1, true),
+                (2, "rs1", 1, 2, false),
+                (2, "rs2", 1, 1, true),
+                (3, "rs2", 1, 1, false),
+                (3, "rs1", 1, 2, false),
+            ]
+        );
+        assert_eq!(out.delta.entries.len(), 2);
+        assert_eq!(out.delta.entries[0].report_suite, "rs1");
+        assert_eq!(out.delta.entries[1].report_suite, "rs2");
+        assert_eq!(out.delta.entries[0].state.last_hit_time, 200);
+    }
+
+    #[test]
+    fn visitors_continue_across_files() {
+        let identity = Identity::new(*b"s");
+        let mut states = MemoryStates::default();
+        let f1 = enrich_file([vid(1, 0, "a"), vid(2, 600, "a")], &identity, &mut states).unwrap();
+        states.apply(&f1.delta);
+        // 1,800 s after the last hit of file 1: the same visit, page 3.
+        let f2 = enrich_file(
+            [vid(1, 2_400, "a"), vid(2, 4_201, "a"), vid(3, 4_300, "b")],
+            &identity,
+            &mut states,
+        )
+        .unwrap();
+        assert_eq!(
+            summary(&f2),
+            [
+                (1, "rs1", 1, 3, false),
+                (2, "rs1", 2, 1, true),
+                (3, "rs1", 1, 1, true),
+            ]
+        );
+        states.apply(&f2.delta);
+        assert_eq!(
+            states.state("rs1", "vid:a"),
+            Some(VisitState {
+                last_hit_time: 4_201,
+                visit_num: 2,
+                visit_start_time: 4_201,
+                visit_page_num: 1
+            })
+        );
+        assert_eq!(states.len(), 2);
+    }
+
+    #[test]
+    fn a_rerun_from_the_same_state_is_identical() {
+        let identity = Identity::new(*b"s");
+        let mut states = MemoryStates::default();
+        let f1 = enrich_file([vid(1, 0, "a")], &identity, &mut states).unwrap();
+        states.apply(&f1.delta);
+        let file2 = vec![vid(1, 100, "a"), vid(2, 50, "a"), vid(3, 9_000, "b")];
+        let a = enrich_file(file2.clone(), &identity, &mut states).unwrap();
+        let b = enrich_file(file2, &identity, &mut states.clone()).unwrap();
+        assert_eq!(a, b);
+        // Applying the delta twice changes nothing more.
+        states.apply(&a.delta);
+        let once = states.clone();
+        states.apply(&a.delta);
+        assert_eq!(once, states);
+    }
+
+    #[test]
+    fn out_of_order_rows_are_processed_counted_and_reported() {
+        let identity = Identity::new(*b"s");
+        let mut states = MemoryStates::default();
+        let f1 = enrich_file([vid(1, 1_000, "a")], &identity, &mut states).unwrap();
+        states.apply(&f1.delta);
+        let mut file = vec![vid(1, 900, "a"), vid(2, 1_100, "a")];
+        for i in 0..12 {
+            file.push(vid(3 + i, 500 + i as i64, "a"));
+        }
+        let out = enrich_file(file, &identity, &mut states).unwrap();
+        assert_eq!(out.hits.len(), 14, "nothing is dropped");
+        assert!(out.hits[0].visit.out_of_order);
+        assert_eq!(out.hits[0].visit.visit_num, 1);
+        assert!(!out.hits[1].visit.out_of_order);
+        assert_eq!(out.out_of_order.rows, 13);
+        assert_eq!(out.out_of_order.examples.len(), MAX_OUT_OF_ORDER_EXAMPLES);
+        assert_eq!(
+            out.out_of_order.examples[0],
+            OutOfOrder {
+                row: 1,
+                report_suite: "rs1".into(),
+                visitor_key: "vid:a".into(),
+                hit_time: 900,
+                last_hit_time: 1_000
+            }
+        );
+        assert_eq!(out.out_of_order.examples[1].last_hit_time, 1_100);
+        let lines = out.out_of_order.log_lines();
+        assert_eq!(lines.len(), 12);
+        assert!(lines[0]
+            .starts_with("On row: 1, the hit (900) is earlier than the last processed hit (1000)"));
+        assert_eq!(
+            lines[10],
+            "3 more rows were earlier than their visitor's last processed hit."
+        );
+        assert_eq!(
+            lines[11],
+            "Out of order: 13 rows were earlier than their visitor's last processed hit."
+        );
+        // The state's last hit time did not move backwards.
+        states.apply(&out.delta);
+        assert_eq!(states.state("rs1", "vid:a").unwrap().last_hit_time, 1_100);
+    }
+
+    #[test]
+    fn identities_of_different_kinds_never_merge() {
+        let identity = Identity::new(*b"salt");
+        let hits = vec![
+            hit(1, 0, &["rs1"], VisitorKind::Vid, "x", true),
+            hit(2, 10, &["rs1"], VisitorKind::Ip, "x", true),
+            hit(3, 20, &["rs1"], VisitorKind::Mcid, "x", true),
+            hit(4, 30, &["rs1"], VisitorKind::Customer, "x", true),
+        ];
+        let out = enrich_file(hits, &identity, MemoryStates::default()).unwrap();
+        assert!(out
+            .hits
+            .iter()
+            .all(|h| h.visit.new_visit && h.visit.visit_num == 1));
+        assert_eq!(out.delta.entries.len(), 4);
+        assert_eq!(
+            out.hits[3].visitor_id,
+            seeded_visitor_id(b"salt", "CRM", "x")
+        );
+        assert_eq!(out.hits[3].visitor_id_type, VisitorKind::Customer);
+        assert_eq!(out.hits[1].visitor_id, "x");
+        assert_eq!(out.hits[1].visitor_id_type, VisitorKind::Ip);
+    }
+
+    #[test]
+    fn state_lookups_are_made_only_for_untouched_pairs() {
+        struct Counting(MemoryStates, usize);
+        impl VisitorStates for Counting {
+            type Error = Infallible;
+            fn get(&mut self, s: &str, k: &str) -> Result<Option<VisitState>, Infallible> {
+                self.1 += 1;
+                self.0.get(s, k)
+            }
+        }
+        let identity = Identity::new(*b"s");
+        let mut c = Counting(MemoryStates::default(), 0);
+        enrich_file((1..=100).map(|i| vid(i, i as i64, "a")), &identity, &mut c).unwrap();
+        assert_eq!(c.1, 1);
+    }
+
+    #[test]
+    fn storage_errors_are_passed_through() {
+        struct Broken;
+        impl VisitorStates for Broken {
+            type Error = &'static str;
+            fn get(&mut self, _: &str, _: &str) -> Result<Option<VisitState>, &'static str> {
+                Err("disk on fire")
+            }
+        }
+        let identity = Identity::new(*b"s");
+        assert_eq!(
+            enrich_file([vid(1, 0, "a")], &identity, Broken).unwrap_err(),
+            "disk on fire"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn splitting_a_group_into_files_changes_nothing(
+            gaps in prop::collection::vec((0i64..4_000, 0usize..4, any::<bool>(), 0usize..3), 1..150),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let identity = Identity::new(*b"s");
+            let suites = [&["rs1"][..], &["rs2"][..], &["rs1", "rs2"][..]];
+            let mut t = 1_000_000i64;
+            let hits: Vec<Hit> = gaps
+                .iter()
+                .enumerate()
+                .map(|(i, &(g, v, page, s))| {
+                    t += g;
+                    hit(i as u64 + 1, t, suites[s], VisitorKind::Vid, &format!("v{v}"), page)
+                })
+                .collect();
+            let whole = enrich_file(hits.clone(), &identity, MemoryStates::default()).unwrap();
+            let cut = cut.index(hits.len() + 1);
+            let mut states = MemoryStates::default();
+            let a = enrich_file(hits[..cut].to_vec(), &identity, &mut states).unwrap();
+            states.apply(&a.delta);
+            let b = enrich_file(hits[cut..].to_vec(), &identity, &mut states).unwrap();
+            states.apply(&b.delta);
+            let mut split = a.hits;
+            split.extend(b.hits);
+            prop_assert_eq!(&whole.hits, &split);
+            let mut all = MemoryStates::default();
+            all.apply(&whole.delta);
+            prop_assert_eq!(all, states);
+            prop_assert_eq!(whole.out_of_order.rows, 0);
+        }
+    }
+}
