@@ -20,6 +20,8 @@ use std::sync::mpsc::{sync_channel, Receiver};
 
 use crate::error::{FileError, RowProblem};
 use crate::log::ProcessingLog;
+use csv::StringRecord;
+
 use crate::row::{Header, RowRules, ValidRow};
 
 /// Size limits (spec 3: 100 MiB compressed, 1 GiB uncompressed).
@@ -472,13 +474,36 @@ where
             "Warning: unknown column '{name}' (column {pos}) is ignored."
         ));
     }
+    // The record moves between its byte form (for reading, reused) and its
+    // string form (UTF-8 checked once for the whole row) without copying.
     while rdr.read_byte_record(&mut record).map_err(csv_io)? {
         report.rows += 1;
         let row = report.rows;
-        let outcome = check_record(&header, &record, &opts.rules, |valid| {
-            sink(RowEvent::Valid { row, valid })
-        });
-        match outcome {
+        let checked = if record.len() != header.len() {
+            Err(RowProblem::ColumnCount {
+                expected: header.len(),
+                found: record.len(),
+            })
+        } else {
+            match StringRecord::from_byte_record(record) {
+                Ok(fields) => {
+                    let outcome = match header.check(&fields, &opts.rules) {
+                        Ok(valid) => Ok(sink(RowEvent::Valid { row, valid: &valid })),
+                        Err(problem) => Err(problem),
+                    };
+                    record = fields.into_byte_record();
+                    outcome
+                }
+                Err(e) => {
+                    let field = e.utf8_error().field();
+                    record = e.into_byte_record();
+                    Err(RowProblem::InvalidUtf8 {
+                        place: format!("column {} ('{}')", field + 1, header.names()[field]),
+                    })
+                }
+            }
+        };
+        match checked {
             Ok(res) => res.map_err(RunError::Sink)?,
             Err(problem) => {
                 report.invalid_rows += 1;
@@ -493,32 +518,4 @@ where
         }
     }
     Ok(())
-}
-
-/// Checks one record; on success hands the valid row to `on_valid`.
-fn check_record<T>(
-    header: &Header,
-    record: &csv::ByteRecord,
-    rules: &RowRules,
-    on_valid: impl FnOnce(&ValidRow<'_>) -> T,
-) -> Result<T, RowProblem> {
-    if record.len() != header.len() {
-        return Err(RowProblem::ColumnCount {
-            expected: header.len(),
-            found: record.len(),
-        });
-    }
-    let mut fields: Vec<&str> = Vec::with_capacity(record.len());
-    for (i, raw) in record.iter().enumerate() {
-        match std::str::from_utf8(raw) {
-            Ok(s) => fields.push(s),
-            Err(_) => {
-                return Err(RowProblem::InvalidUtf8 {
-                    place: format!("column {} ('{}')", i + 1, header.names()[i]),
-                })
-            }
-        }
-    }
-    let valid = header.check(&fields, rules)?;
-    Ok(on_valid(&valid))
 }

@@ -5,6 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use csv::StringRecord;
+
 use crate::error::{FileError, RowProblem};
 use crate::fields::{CidAttr, Column, Field};
 use crate::hit::{
@@ -161,16 +163,16 @@ impl Header {
             .collect()
     }
 
-    fn col<'a>(&self, fields: &[&'a str], f: Field) -> Option<&'a str> {
+    fn col<'a>(&self, fields: &'a StringRecord, f: Field) -> Option<&'a str> {
         self.simple[f as usize]
-            .map(|i| fields[i])
+            .map(|i| &fields[i])
             .filter(|v| !v.is_empty())
     }
 
-    /// Applies the row rules to one row whose fields are already UTF-8.
+    /// Applies the row rules to one row (already known to be UTF-8).
     pub fn check<'a>(
         &'a self,
-        fields: &'a [&'a str],
+        fields: &'a StringRecord,
         rules: &RowRules,
     ) -> Result<ValidRow<'a>, RowProblem> {
         if fields.len() != self.names.len() {
@@ -179,7 +181,7 @@ impl Header {
                 found: fields.len(),
             });
         }
-        let qs = match self.query_string.map(|i| fields[i]) {
+        let qs = match self.query_string.map(|i| &fields[i]) {
             Some(raw) if !raw.is_empty() => {
                 query::decode(raw).map_err(|bad| RowProblem::InvalidUtf8 {
                     place: format!("queryString '{}'", bad.key),
@@ -245,17 +247,16 @@ enum Src<'a> {
     Query,
 }
 
-#[derive(Default)]
 struct CidView<'a> {
     id_type: &'a str,
     id: Option<&'a str>,
-    auth: Option<(&'a str, Option<Src<'a>>)>,
-    seed: Option<(&'a str, Option<Src<'a>>)>,
+    auth: Option<(&'a str, Src<'a>)>,
+    seed: Option<(&'a str, Src<'a>)>,
 }
 
 struct RowView<'h, 'q> {
     header: &'h Header,
-    fields: &'h [&'h str],
+    fields: &'h StringRecord,
     qs: &'q [Pair<'h>],
 }
 
@@ -277,97 +278,67 @@ impl<'h, 'q> RowView<'h, 'q> {
             .or_else(|| f.query_key().and_then(|k| self.qs_value(k)))
     }
 
-    fn customer_ids(&self) -> Vec<CidView<'q>>
+    /// The queryString value of `cid.<id_type>.<attr>` (type case-sensitive).
+    fn qs_cid(&self, id_type: &str, attr: &str) -> Option<&'q str> {
+        self.qs
+            .iter()
+            .find(|(k, v)| {
+                !v.is_empty()
+                    && cid_key(k).is_some_and(|(t, a)| t == id_type && a.eq_ignore_ascii_case(attr))
+            })
+            .map(|(_, v)| v.as_ref())
+    }
+
+    /// Judges every customer ID of the row (header types in header order,
+    /// then types only the queryString names) and returns the seeded visitor,
+    /// if any.
+    fn seeded_visitor(&self, rules: &RowRules) -> Result<Option<Visitor>, RowProblem>
     where
         'h: 'q,
     {
-        let mut out: Vec<CidView<'q>> = Vec::new();
+        let mut seeded: Option<Visitor> = None;
         for c in &self.header.cids {
-            let pick = |i: Option<usize>| i.map(|i| self.fields[i]).filter(|v| !v.is_empty());
-            out.push(CidView {
+            let pick = |i: Option<usize>| i.map(|i| &self.fields[i]).filter(|v| !v.is_empty());
+            let column = |i: Option<usize>| {
+                pick(i).map(|v| (v, Src::Column(&self.header.names[i.expect("picked")])))
+            };
+            let view = CidView {
                 id_type: &c.id_type,
-                id: pick(c.id),
-                auth: pick(c.auth_state)
-                    .map(|v| (v, c.auth_state.map(|i| Src::Column(&self.header.names[i])))),
-                seed: pick(c.is_mc_seed)
-                    .map(|v| (v, c.is_mc_seed.map(|i| Src::Column(&self.header.names[i])))),
-            });
+                id: pick(c.id).or_else(|| self.qs_cid(&c.id_type, "id")),
+                auth: column(c.auth_state)
+                    .or_else(|| self.qs_cid(&c.id_type, "as").map(|v| (v, Src::Query))),
+                seed: column(c.is_mc_seed)
+                    .or_else(|| self.qs_cid(&c.id_type, "ismcseed").map(|v| (v, Src::Query))),
+            };
+            judge(view, rules, &mut seeded)?;
         }
-        for (k, v) in self.qs {
-            if v.is_empty() {
+        for (i, (k, _)) in self.qs.iter().enumerate() {
+            let Some((id_type, _)) = cid_key(k) else {
+                continue;
+            };
+            let seen_before = self.header.cids.iter().any(|c| c.id_type == id_type)
+                || self.qs[..i]
+                    .iter()
+                    .any(|(k2, _)| cid_key(k2).is_some_and(|(t, _)| t == id_type));
+            if seen_before {
                 continue;
             }
-            if let Some(Column::CustomerId { id_type, attr }) = Column::from_query_key(k) {
-                let pos = match out.iter().position(|c| c.id_type == id_type) {
-                    Some(p) => p,
-                    None => {
-                        // Borrow the type from the key itself ("cid." + type + "." + attr).
-                        let t = &k[4..4 + id_type.len()];
-                        out.push(CidView {
-                            id_type: t,
-                            ..CidView::default()
-                        });
-                        out.len() - 1
-                    }
-                };
-                let c = &mut out[pos];
-                match attr {
-                    CidAttr::Id => {
-                        c.id.get_or_insert(v);
-                    }
-                    CidAttr::AuthState => {
-                        c.auth.get_or_insert((v, Some(Src::Query)));
-                    }
-                    CidAttr::IsMcSeed => {
-                        c.seed.get_or_insert((v, Some(Src::Query)));
-                    }
-                }
-            }
+            let view = CidView {
+                id_type,
+                id: self.qs_cid(id_type, "id"),
+                auth: self.qs_cid(id_type, "as").map(|v| (v, Src::Query)),
+                seed: self.qs_cid(id_type, "ismcseed").map(|v| (v, Src::Query)),
+            };
+            judge(view, rules, &mut seeded)?;
         }
-        out
+        Ok(seeded)
     }
 
     fn visitor(&self, rules: &RowRules) -> Result<Visitor, RowProblem>
     where
         'h: 'q,
     {
-        let mut seeded: Option<Visitor> = None;
-        for c in self.customer_ids() {
-            if let Some((v, src)) = c.auth {
-                if AuthState::parse(v).is_err() {
-                    return Err(RowProblem::InvalidAuthState {
-                        place: place(src, c.id_type, "as"),
-                        value: v.to_string(),
-                    });
-                }
-            }
-            let seed = match c.seed {
-                Some((v, src)) => parse_is_mc_seed(v).map_err(|_| RowProblem::InvalidIsMcSeed {
-                    place: place(src, c.id_type, "ismcseed"),
-                    value: v.to_string(),
-                })?,
-                None => false,
-            };
-            let counts = rules
-                .seed_customer_id_type
-                .as_deref()
-                .is_none_or(|t| t == c.id_type);
-            if seed && counts {
-                let Some(id) = c.id else {
-                    return Err(RowProblem::SeedWithoutId {
-                        id_type: c.id_type.to_string(),
-                    });
-                };
-                if seeded.is_none() {
-                    seeded = Some(Visitor {
-                        kind: VisitorKind::Customer,
-                        customer_id_type: Some(c.id_type.to_string()),
-                        id: id.to_string(),
-                    });
-                }
-            }
-        }
-        if let Some(v) = seeded {
+        if let Some(v) = self.seeded_visitor(rules)? {
             return Ok(v);
         }
         let (kind, id) = if let Some(v) = self.get(Field::VisitorId) {
@@ -387,10 +358,62 @@ impl<'h, 'q> RowView<'h, 'q> {
     }
 }
 
-fn place(src: Option<Src<'_>>, id_type: &str, query_attr: &str) -> String {
+/// Splits a queryString key `cid.<type>.<attr>` into `(type, attr)`.
+fn cid_key(k: &str) -> Option<(&str, &str)> {
+    if k.len() < 6 || !k.as_bytes()[..4].eq_ignore_ascii_case(b"cid.") {
+        return None;
+    }
+    let (t, a) = k[4..].rsplit_once('.')?;
+    (!t.is_empty()).then_some((t, a))
+}
+
+/// Checks one customer ID's values; records it as the visitor when it is the
+/// first seed that counts.
+fn judge<'a>(
+    c: CidView<'a>,
+    rules: &RowRules,
+    seeded: &mut Option<Visitor>,
+) -> Result<(), RowProblem> {
+    if let Some((v, src)) = c.auth {
+        if AuthState::parse(v).is_err() {
+            return Err(RowProblem::InvalidAuthState {
+                place: place(src, c.id_type, "as"),
+                value: v.to_string(),
+            });
+        }
+    }
+    let seed = match c.seed {
+        Some((v, src)) => parse_is_mc_seed(v).map_err(|_| RowProblem::InvalidIsMcSeed {
+            place: place(src, c.id_type, "ismcseed"),
+            value: v.to_string(),
+        })?,
+        None => false,
+    };
+    let counts = rules
+        .seed_customer_id_type
+        .as_deref()
+        .is_none_or(|t| t == c.id_type);
+    if seed && counts {
+        let Some(id) = c.id else {
+            return Err(RowProblem::SeedWithoutId {
+                id_type: c.id_type.to_string(),
+            });
+        };
+        if seeded.is_none() {
+            *seeded = Some(Visitor {
+                kind: VisitorKind::Customer,
+                customer_id_type: Some(c.id_type.to_string()),
+                id: id.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn place(src: Src<'_>, id_type: &str, query_attr: &str) -> String {
     match src {
-        Some(Src::Column(name)) => format!("'{name}'"),
-        _ => format!("queryString 'cid.{id_type}.{query_attr}'"),
+        Src::Column(name) => format!("'{name}'"),
+        Src::Query => format!("queryString 'cid.{id_type}.{query_attr}'"),
     }
 }
 
@@ -398,7 +421,7 @@ fn place(src: Option<Src<'_>>, id_type: &str, query_attr: &str) -> String {
 #[derive(Debug)]
 pub struct ValidRow<'a> {
     header: &'a Header,
-    fields: &'a [&'a str],
+    fields: &'a StringRecord,
     qs: Vec<Pair<'a>>,
     visitor: Visitor,
     timestamp: i64,
@@ -442,7 +465,7 @@ impl ValidRow<'_> {
             events: Vec::new(),
         };
         let columns = h.columns.iter().enumerate().filter_map(|(i, c)| {
-            let v = self.fields[i];
+            let v = &self.fields[i];
             c.clone().filter(|_| !v.is_empty()).map(|c| (c, v))
         });
         let queries = self.qs.iter().filter_map(|(k, v)| {
