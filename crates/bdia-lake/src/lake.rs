@@ -67,6 +67,8 @@ pub struct Lake {
     store: Arc<dyn ObjectStore>,
     root: Path,
     config: LakeConfig,
+    /// Set for [`Lake::local`]: where empty directories are pruned.
+    local_dir: Option<std::path::PathBuf>,
 }
 
 fn not_found(e: &object_store::Error) -> bool {
@@ -80,14 +82,18 @@ impl Lake {
             store,
             root,
             config,
+            local_dir: None,
         }
     }
 
-    /// A lake in a local directory (created if missing), at its top.
+    /// A lake in a local directory (created if missing), at its top. Empty
+    /// directories left by publication are removed.
     pub fn local(dir: impl AsRef<std::path::Path>, config: LakeConfig) -> Result<Lake, LakeError> {
         std::fs::create_dir_all(dir.as_ref())?;
         let store = object_store::local::LocalFileSystem::new_with_prefix(dir.as_ref())?;
-        Ok(Lake::new(Arc::new(store), Path::default(), config))
+        let mut lake = Lake::new(Arc::new(store), Path::default(), config);
+        lake.local_dir = Some(dir.as_ref().to_path_buf());
+        Ok(lake)
     }
 
     /// The object store.
@@ -262,6 +268,7 @@ impl Lake {
         self.delete_if_exists(&self.staged(file_id, MANIFEST))
             .await?;
         self.delete_prefix(&self.staging_dir(file_id)).await?;
+        self.prune_local(&format!("{STAGING}/{file_id}"));
         Ok(())
     }
 
@@ -314,8 +321,10 @@ impl Lake {
                     out.rolled_forward.push(file_id);
                 }
                 _ => {
-                    self.delete_prefix(&self.staging_dir(&file_id)).await?;
-                    out.discarded.push(file_id);
+                    if self.delete_prefix(&self.staging_dir(&file_id)).await? > 0 {
+                        out.discarded.push(file_id.clone());
+                    }
+                    self.prune_local(&format!("{STAGING}/{file_id}"));
                 }
             }
         }
@@ -331,7 +340,9 @@ impl Lake {
                 self.delete_if_exists(&self.path(&p.path)).await?;
             }
         }
-        self.delete_prefix(&self.staging_dir(file_id)).await
+        self.delete_prefix(&self.staging_dir(file_id)).await?;
+        self.prune_local(&format!("{STAGING}/{file_id}"));
+        Ok(())
     }
 
     async fn delete_if_exists(&self, path: &Path) -> Result<(), LakeError> {
@@ -342,15 +353,41 @@ impl Lake {
         }
     }
 
-    async fn delete_prefix(&self, prefix: &Path) -> Result<(), LakeError> {
+    /// Deletes every object under `prefix`; returns how many there were.
+    async fn delete_prefix(&self, prefix: &Path) -> Result<usize, LakeError> {
         let objects: Vec<Path> = match self.store.list(Some(prefix)).try_collect::<Vec<_>>().await {
             Ok(v) => v.into_iter().map(|m| m.location).collect(),
-            Err(e) if not_found(&e) => return Ok(()),
+            Err(e) if not_found(&e) => return Ok(0),
             Err(e) => return Err(e.into()),
         };
+        let n = objects.len();
         for o in objects {
             self.delete_if_exists(&o).await?;
         }
-        Ok(())
+        Ok(n)
+    }
+
+    /// On a local lake, removes the empty directories left under `rel`
+    /// (object stores have no directories; a local file system keeps them).
+    /// Best effort: a directory that is not empty stays.
+    fn prune_local(&self, rel: &str) {
+        fn prune(dir: &std::path::Path) {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for e in entries.flatten() {
+                    if e.file_type().is_ok_and(|t| t.is_dir()) {
+                        prune(&e.path());
+                    }
+                }
+            }
+            let _ = std::fs::remove_dir(dir);
+        }
+        if let Some(base) = &self.local_dir {
+            let mut dir = base.clone();
+            for seg in self.root.parts() {
+                dir.push(seg.as_ref());
+            }
+            dir.extend(rel.split('/'));
+            prune(&dir);
+        }
     }
 }

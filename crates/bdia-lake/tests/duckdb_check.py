@@ -1,0 +1,46 @@
+"""Reads a bdia hit lake with DuckDB and prints a few aggregates.
+
+Usage: python3 duckdb_check.py LAKE_DIR
+Prints `hits=N page_views=M` and checks the contract columns and types.
+"""
+import sys
+
+import duckdb
+
+root = sys.argv[1]
+glob = f"{root}/hits/**/*.parquet"
+con = duckdb.connect()
+rel = f"read_parquet('{glob}', hive_partitioning = true)"
+
+cols = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {rel}").fetchall()}
+for name in [
+    "report_suite", "hit_time", "visitor_id", "visitor_id_type", "visit_num",
+    "visit_page_num", "visit_start_time", "new_visit", "hit_type", "page_name",
+    "page_url", "link_name", "link_url", "events", "file_id", "row_number",
+    "eVar1", "eVar250", "prop75", "hier5", "list3", "context_data",
+    "customer_ids", "hints", "date",
+]:
+    assert name in cols, f"missing column {name}: {sorted(cols)}"
+assert cols["hit_time"].startswith("TIMESTAMP WITH TIME ZONE"), cols["hit_time"]
+assert cols["events"].startswith("STRUCT(") and cols["events"].endswith("[]"), cols["events"]
+assert cols["context_data"].startswith("MAP("), cols["context_data"]
+assert cols["customer_ids"].startswith("MAP("), cols["customer_ids"]
+
+hits, page_views = con.execute(
+    f"SELECT count(*), count(*) FILTER (WHERE hit_type = 'page_view') FROM {rel}"
+).fetchone()
+visits = con.execute(
+    f"SELECT count(*) FROM {rel} WHERE new_visit"
+).fetchone()[0]
+events = con.execute(
+    f"SELECT count(*) FROM (SELECT unnest(events) AS e FROM {rel}) WHERE e.name = 'purchase'"
+).fetchone()[0]
+seeded = con.execute(
+    f"SELECT count(*) FROM {rel} WHERE customer_ids['CRM'].auth_state = 'AUTHENTICATED'"
+).fetchone()[0]
+bad_dates = con.execute(
+    f"SELECT count(*) FROM {rel} WHERE report_suite = 'rs1' "
+    "AND strftime(timezone('UTC', hit_time), '%Y-%m-%d') <> CAST(date AS VARCHAR)"
+).fetchone()[0]
+assert bad_dates == 0, f"{bad_dates} rs1 hits outside their UTC day partition"
+print(f"hits={hits} page_views={page_views} visits={visits} purchases={events} crm={seeded}")

@@ -1,0 +1,236 @@
+//! Helpers: hits, lakes in temp dirs, snapshots, a store that crashes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use bdia_format::fields::Field;
+use bdia_format::hit::{
+    AuthState, CustomerId, Event, Hit, HitType, LinkType, Visitor, VisitorKind,
+};
+use bdia_lake::{Lake, LakeConfig, SuiteZones};
+use bdia_model::{enrich_file, EnrichedHit, Identity, MemoryStates};
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
+
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    futures::executor::block_on(f)
+}
+
+/// A hit with a bit of everything.
+pub fn rich_hit(row: u64, ts: i64, suites: &[&str], visitor: &str) -> Hit {
+    let mut vars = vec![None; Field::COUNT];
+    vars[Field::PageName as usize] = Some(format!("page {row}"));
+    vars[Field::PageUrl as usize] = Some(format!("https://example.com/{row}"));
+    vars[Field::UserAgent as usize] = Some("Mozilla/5.0".into());
+    vars[Field::VisitorId as usize] = Some(visitor.into());
+    vars[Field::BrowserHeight as usize] = Some("768".into());
+    vars[Field::Events as usize] = Some("purchase,event2=5".into());
+    let mut hit = Hit {
+        row,
+        timestamp: ts,
+        report_suites: suites.iter().map(|s| s.to_string()).collect(),
+        visitor: Visitor {
+            kind: VisitorKind::Vid,
+            customer_id_type: None,
+            id: visitor.into(),
+        },
+        hit_type: HitType::PageView,
+        vars,
+        evars: [(1, format!("e1-{row}")), (250, "last".to_string())].into(),
+        props: [(75, "p75".to_string())].into(),
+        hiers: [(2, "a|b".to_string())].into(),
+        lists: [(3, "x,y".to_string())].into(),
+        context_data: [("app.version".to_string(), "1.2".to_string())].into(),
+        hints: [("platform".to_string(), "Linux".to_string())].into(),
+        customer_ids: [(
+            "CRM".to_string(),
+            CustomerId {
+                id: "c-1".into(),
+                auth_state: Some(AuthState::Authenticated),
+                is_mc_seed: false,
+            },
+        )]
+        .into(),
+        events: vec![
+            Event {
+                name: "purchase".into(),
+                value: None,
+            },
+            Event {
+                name: "event2".into(),
+                value: Some(5.0),
+            },
+        ],
+    };
+    if row % 3 == 0 {
+        hit.hit_type = HitType::Link(LinkType::Download);
+        hit.vars[Field::LinkName as usize] = Some("pdf".into());
+        hit.vars[Field::LinkUrl as usize] = Some("https://example.com/a.pdf".into());
+    }
+    hit
+}
+
+/// A file of `n` hits over a few visitors, suites and days.
+pub fn sample_file(n: u64, start: i64, gap: i64) -> Vec<Hit> {
+    (1..=n)
+        .map(|row| {
+            let suites: &[&str] = match row % 5 {
+                0 => &["rs1", "rs2"],
+                1 | 2 => &["rs1"],
+                _ => &["rs2"],
+            };
+            rich_hit(
+                row,
+                start + row as i64 * gap,
+                suites,
+                &format!("v{}", row % 7),
+            )
+        })
+        .collect()
+}
+
+pub fn enrich(hits: Vec<Hit>) -> Vec<EnrichedHit> {
+    enrich_file(hits, &Identity::new(*b"salt"), MemoryStates::default())
+        .unwrap()
+        .hits
+}
+
+pub fn zones() -> SuiteZones {
+    let mut z = SuiteZones::utc();
+    z.insert("rs2", "America/New_York").unwrap();
+    z
+}
+
+pub fn small_config() -> LakeConfig {
+    LakeConfig {
+        batch_rows: 7,
+        row_group_rows: 20,
+        ..LakeConfig::default()
+    }
+}
+
+/// Writes and publishes one file.
+pub fn write_file(lake: &Lake, file_id: &str, hits: &[EnrichedHit], zones: SuiteZones) {
+    let mut w = lake.begin(file_id, zones).unwrap();
+    for h in hits {
+        w.push(h).unwrap();
+    }
+    let staged = w.finish().unwrap();
+    block_on(lake.publish(staged)).unwrap();
+}
+
+/// Every object of a store with its bytes.
+pub fn snapshot(store: &dyn ObjectStore) -> BTreeMap<String, Vec<u8>> {
+    block_on(async {
+        let metas: Vec<ObjectMeta> = store.list(None).try_collect().await.unwrap();
+        let mut out = BTreeMap::new();
+        for m in metas {
+            let b = store.get(&m.location).await.unwrap().bytes().await.unwrap();
+            out.insert(m.location.to_string(), b.to_vec());
+        }
+        out
+    })
+}
+
+/// A store whose mutating calls fail once a budget is spent, like a
+/// process killed at that point.
+#[derive(Debug)]
+pub struct CrashingStore {
+    pub inner: Arc<dyn ObjectStore>,
+    pub budget: AtomicI64,
+}
+
+impl CrashingStore {
+    pub fn new(inner: Arc<dyn ObjectStore>, budget: i64) -> CrashingStore {
+        CrashingStore {
+            inner,
+            budget: AtomicI64::new(budget),
+        }
+    }
+
+    fn spend(&self) -> object_store::Result<()> {
+        if self.budget.fetch_sub(1, Ordering::SeqCst) <= 0 {
+            Err(object_store::Error::Generic {
+                store: "crashing",
+                source: "simulated crash".into(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn spent_all(&self) -> bool {
+        self.budget.load(Ordering::SeqCst) < 0
+    }
+}
+
+impl fmt::Display for CrashingStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CrashingStore({})", self.inner)
+    }
+}
+
+#[async_trait::async_trait]
+impl ObjectStore for CrashingStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        self.spend()?;
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.spend()?;
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        match self.spend() {
+            Ok(()) => self.inner.delete_stream(locations),
+            Err(e) => futures::stream::once(async move { Err(e) }).boxed(),
+        }
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.spend()?;
+        self.inner.copy_opts(from, to, options).await
+    }
+}

@@ -1,0 +1,44 @@
+//! Optional: DuckDB (Python package) reads the lake. Skips, saying why, when
+//! `python3 -c "import duckdb"` fails.
+
+use std::process::Command;
+
+use bdia_lake::{Lake, LakeConfig};
+
+use crate::common::*;
+
+#[test]
+fn duckdb_reads_the_lake_when_installed() {
+    let probe = Command::new("python3")
+        .args(["-c", "import duckdb"])
+        .output();
+    match probe {
+        Ok(o) if o.status.success() => {}
+        _ => {
+            eprintln!("skipped: the duckdb Python package is not installed (pip install duckdb)");
+            return;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::local(dir.path(), LakeConfig::default()).unwrap();
+    let hits = enrich(sample_file(500, 1_700_000_000, 400));
+    write_file(&lake, "f1", &hits, zones());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/duckdb_check.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("duckdb: {stdout}");
+    let page_views = hits.iter().filter(|h| h.is_page_view()).count();
+    assert!(
+        stdout.contains(&format!("hits={} page_views={page_views}", hits.len())),
+        "{stdout}"
+    );
+}

@@ -1,0 +1,7 @@
+//! Integration tests of the hit lake: real Parquet on a local object store.
+
+mod common;
+mod duckdb;
+mod exactly_once;
+mod reader;
+mod roundtrip;
