@@ -1,0 +1,252 @@
+//! Credentials and tokens.
+//!
+//! - Client secrets are stored as `sha256$<salt hex>$<digest hex>` of
+//!   salt||secret. Secrets are 32 random bytes, so a salted SHA-256 is
+//!   enough (no password stretching needed); comparison is constant-time.
+//! - Access tokens are JWTs signed HS256 with the server key
+//!   (`DATA_DIR/server.key`), claims `iss="bdia"`, `sub=<client id>`,
+//!   `company`, `iat`, `exp`. Only HS256 is accepted: `alg: none` and any
+//!   other algorithm fail, as do a bad signature and an expired token.
+//! - The service-account exchange verifies an RS256 JWT signed by the
+//!   client's key, against the public key or certificate (PEM) registered
+//!   for it: `exp` required, `iss` = the company, `sub` = the client's
+//!   technical account, `aud` naming the client (`<client id>` or a URL
+//!   ending in `/c/<client id>`, the original's shape).
+
+use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use bdia_store::ApiClient;
+
+use crate::error::ApiError;
+
+/// The `iss` of access tokens made here.
+pub const TOKEN_ISSUER: &str = "bdia";
+
+/// `n` random bytes, hex.
+pub fn random_hex(n: usize) -> String {
+    let mut buf = vec![0u8; n];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    hex::encode(buf)
+}
+
+fn digest(salt: &[u8], secret: &str) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(salt);
+    h.update(secret.as_bytes());
+    h.finalize().to_vec()
+}
+
+/// Hashes a client secret for storage.
+pub fn hash_secret(secret: &str) -> String {
+    let mut salt = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut salt);
+    format!(
+        "sha256${}${}",
+        hex::encode(salt),
+        hex::encode(digest(&salt, secret))
+    )
+}
+
+/// Checks a secret against its stored hash, in constant time.
+pub fn verify_secret(secret: &str, stored: &str) -> bool {
+    let mut parts = stored.split('$');
+    let (Some("sha256"), Some(salt), Some(want), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let (Ok(salt), Ok(want)) = (hex::decode(salt), hex::decode(want)) else {
+        return false;
+    };
+    let got = digest(&salt, secret);
+    got.len() == want.len() && got.iter().zip(&want).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// Claims of an access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// Always [`TOKEN_ISSUER`].
+    pub iss: String,
+    /// The client id.
+    pub sub: String,
+    /// The client's company.
+    pub company: String,
+    /// Issued at, unix seconds.
+    pub iat: i64,
+    /// Expiry, unix seconds.
+    pub exp: i64,
+}
+
+/// The token endpoints' answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessToken {
+    /// The JWT.
+    pub access_token: String,
+    /// Always `bearer`.
+    pub token_type: String,
+    /// Lifetime in seconds.
+    pub expires_in: u64,
+}
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Issues and checks access tokens with the server key.
+#[derive(Clone)]
+pub struct TokenIssuer {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    ttl_secs: u64,
+}
+
+impl std::fmt::Debug for TokenIssuer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenIssuer")
+            .field("ttl_secs", &self.ttl_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TokenIssuer {
+    /// From the server key bytes (not empty).
+    pub fn new(key: &[u8], ttl_secs: u64) -> Result<TokenIssuer, jsonwebtoken::errors::Error> {
+        Ok(TokenIssuer {
+            encoding: EncodingKey::from_secret(key)?,
+            decoding: DecodingKey::from_secret(key)?,
+            ttl_secs,
+        })
+    }
+
+    /// A token for `client`.
+    pub fn issue(&self, client: &ApiClient) -> Result<AccessToken, ApiError> {
+        self.issue_at(client, now(), self.ttl_secs)
+    }
+
+    /// A token with explicit times (tests make expired ones with it).
+    pub fn issue_at(
+        &self,
+        client: &ApiClient,
+        iat: i64,
+        ttl_secs: u64,
+    ) -> Result<AccessToken, ApiError> {
+        let claims = Claims {
+            iss: TOKEN_ISSUER.into(),
+            sub: client.client_id.clone(),
+            company: client.company_id.clone(),
+            iat,
+            exp: iat + ttl_secs as i64,
+        };
+        let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(ApiError::internal)?;
+        Ok(AccessToken {
+            access_token: token,
+            token_type: "bearer".into(),
+            expires_in: ttl_secs,
+        })
+    }
+
+    /// Checks signature, algorithm, issuer and expiry.
+    pub fn verify(&self, token: &str) -> Result<Claims, ApiError> {
+        let mut v = Validation::new(Algorithm::HS256);
+        v.set_issuer(&[TOKEN_ISSUER]);
+        v.set_required_spec_claims(&["exp", "iss", "sub"]);
+        v.leeway = 0;
+        decode::<Claims>(token, &self.decoding, &v)
+            .map(|d| d.claims)
+            .map_err(|e| {
+                let why = match e.kind() {
+                    jsonwebtoken::errors::ErrorKind::ExpiredSignature => "Access token expired",
+                    _ => "Invalid access token",
+                };
+                ApiError::Unauthorized(why.into())
+            })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct ExchangeClaims {
+    #[allow(dead_code)]
+    exp: i64,
+    aud: Option<serde_json::Value>,
+}
+
+fn aud_names_client(aud: &serde_json::Value, client_id: &str) -> bool {
+    let ok = |s: &str| s == client_id || s.ends_with(&format!("/c/{client_id}"));
+    match aud {
+        serde_json::Value::String(s) => ok(s),
+        serde_json::Value::Array(a) => a.iter().any(|v| v.as_str().is_some_and(ok)),
+        _ => false,
+    }
+}
+
+/// Verifies a service-account JWT signed by `client`'s registered key.
+pub fn verify_client_jwt(client: &ApiClient, jwt: &str, leeway_secs: u64) -> Result<(), ApiError> {
+    let Some(pem) = &client.public_key_pem else {
+        return Err(ApiError::Unauthorized(
+            "No public key is registered for this client".into(),
+        ));
+    };
+    let key = DecodingKey::from_rsa_pem(pem.as_bytes())
+        .map_err(|e| ApiError::internal(format!("registered key of {}: {e}", client.client_id)))?;
+    let mut v = Validation::new(Algorithm::RS256);
+    v.set_issuer(&[client.company_id.as_str()]);
+    v.sub = Some(client.technical_account.clone());
+    v.validate_aud = false;
+    v.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+    v.leeway = leeway_secs;
+    let data = decode::<ExchangeClaims>(jwt, &key, &v).map_err(|e| {
+        ApiError::Unauthorized(format!("Invalid jwt_token: {}", jwt_reason(e.kind())))
+    })?;
+    match &data.claims.aud {
+        Some(aud) if aud_names_client(aud, &client.client_id) => Ok(()),
+        _ => Err(ApiError::Unauthorized(
+            "Invalid jwt_token: aud does not name this client".into(),
+        )),
+    }
+}
+
+fn jwt_reason(kind: &jsonwebtoken::errors::ErrorKind) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind as K;
+    match kind {
+        K::ExpiredSignature => "expired",
+        K::InvalidIssuer => "iss is not the client's company",
+        K::InvalidSubject => "sub is not the client's technical account",
+        K::InvalidSignature => "bad signature",
+        K::InvalidAlgorithm => "algorithm must be RS256",
+        K::MissingRequiredClaim(_) => "a required claim (exp, iss, sub, aud) is missing",
+        _ => "malformed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_round_trip() {
+        let h = hash_secret("s3cret");
+        assert!(verify_secret("s3cret", &h));
+        assert!(!verify_secret("s3cret!", &h));
+        assert!(!verify_secret("s3cret", "garbage"));
+        assert_ne!(hash_secret("s3cret"), h, "salted");
+    }
+
+    #[test]
+    fn aud_shapes() {
+        assert!(aud_names_client(&serde_json::json!("c1"), "c1"));
+        assert!(aud_names_client(
+            &serde_json::json!("https://ims-na1.adobelogin.com/c/c1"),
+            "c1"
+        ));
+        assert!(aud_names_client(&serde_json::json!(["x", "c1"]), "c1"));
+        assert!(!aud_names_client(&serde_json::json!("c2"), "c1"));
+    }
+}

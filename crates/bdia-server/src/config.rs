@@ -1,0 +1,229 @@
+//! Server configuration: a TOML file plus `BDIA_` environment overrides.
+//!
+//! Precedence, lowest first: [`Config::default`], the TOML file, the
+//! environment ([`Config::apply_env`]), command-line flags (applied by the
+//! caller). [`Config::validate`] names the offending value.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the server can be told.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Directory holding the database, staged files and keys
+    /// (`BDIA_DATA_DIR`).
+    pub data_dir: PathBuf,
+    /// Address to listen on (`BDIA_LISTEN`).
+    pub listen: SocketAddr,
+    /// Upload size limits.
+    pub limits: LimitsConfig,
+    /// Default upload rate limit per company.
+    pub rate_limit: RateLimitConfig,
+    /// Token settings.
+    pub auth: AuthConfig,
+    /// Seconds to wait for in-flight uploads at shutdown
+    /// (`BDIA_SHUTDOWN_GRACE_SECS`).
+    pub shutdown_grace_secs: u64,
+}
+
+/// Upload size limits (spec 3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Maximum compressed upload size in bytes (`BDIA_MAX_COMPRESSED_BYTES`).
+    pub max_compressed_bytes: u64,
+    /// Maximum decompressed size in bytes (`BDIA_MAX_UNCOMPRESSED_BYTES`).
+    pub max_uncompressed_bytes: u64,
+}
+
+/// The server-wide default upload rate limit; each company may override it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Apply a limit at all (`BDIA_RATE_LIMIT_ENABLED`).
+    pub enabled: bool,
+    /// Sustained uploads per second per company (`BDIA_RATE_LIMIT_PER_SECOND`).
+    pub per_second: u32,
+    /// Uploads allowed at once (`BDIA_RATE_LIMIT_BURST`).
+    pub burst: u32,
+}
+
+/// Token settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Lifetime of access tokens in seconds (`BDIA_TOKEN_TTL_SECS`).
+    pub token_ttl_secs: u64,
+    /// Clock skew tolerated on client-signed JWTs, seconds
+    /// (`BDIA_JWT_LEEWAY_SECS`).
+    pub jwt_leeway_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./bdia-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            limits: LimitsConfig::default(),
+            rate_limit: RateLimitConfig::default(),
+            auth: AuthConfig::default(),
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_compressed_bytes: 100 * 1024 * 1024,
+            max_uncompressed_bytes: 1024 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            enabled: true,
+            per_second: 1,
+            burst: 10,
+        }
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig {
+            token_ttl_secs: 86_400,
+            jwt_leeway_secs: 60,
+        }
+    }
+}
+
+/// A configuration problem, naming the key and value.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(pub String);
+
+fn parse_env<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigError> {
+    value
+        .trim()
+        .parse()
+        .map_err(|_| ConfigError(format!("{key}={value:?} is not a valid value")))
+}
+
+impl Config {
+    /// Reads a TOML file.
+    pub fn from_toml_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("reading {}: {e}", path.display())))?;
+        Config::from_toml(&text).map_err(|e| ConfigError(format!("{}: {}", path.display(), e.0)))
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError(e.to_string()))
+    }
+
+    /// Applies `BDIA_*` overrides from the process environment.
+    pub fn apply_env(&mut self) -> Result<(), ConfigError> {
+        self.apply_vars(std::env::vars())
+    }
+
+    /// Applies `BDIA_*` overrides from the given variables (testable).
+    pub fn apply_vars<I>(&mut self, vars: I) -> Result<(), ConfigError>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        for (k, v) in vars {
+            match k.as_str() {
+                "BDIA_DATA_DIR" => self.data_dir = PathBuf::from(v),
+                "BDIA_LISTEN" => self.listen = parse_env(&k, &v)?,
+                "BDIA_MAX_COMPRESSED_BYTES" => {
+                    self.limits.max_compressed_bytes = parse_env(&k, &v)?
+                }
+                "BDIA_MAX_UNCOMPRESSED_BYTES" => {
+                    self.limits.max_uncompressed_bytes = parse_env(&k, &v)?
+                }
+                "BDIA_RATE_LIMIT_ENABLED" => self.rate_limit.enabled = parse_env(&k, &v)?,
+                "BDIA_RATE_LIMIT_PER_SECOND" => self.rate_limit.per_second = parse_env(&k, &v)?,
+                "BDIA_RATE_LIMIT_BURST" => self.rate_limit.burst = parse_env(&k, &v)?,
+                "BDIA_TOKEN_TTL_SECS" => self.auth.token_ttl_secs = parse_env(&k, &v)?,
+                "BDIA_JWT_LEEWAY_SECS" => self.auth.jwt_leeway_secs = parse_env(&k, &v)?,
+                "BDIA_SHUTDOWN_GRACE_SECS" => self.shutdown_grace_secs = parse_env(&k, &v)?,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the values, naming the first bad one.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(ConfigError("data_dir is empty".into()));
+        }
+        if self.limits.max_compressed_bytes == 0 {
+            return Err(ConfigError(
+                "limits.max_compressed_bytes = 0: must be > 0".into(),
+            ));
+        }
+        if self.limits.max_uncompressed_bytes == 0 {
+            return Err(ConfigError(
+                "limits.max_uncompressed_bytes = 0: must be > 0".into(),
+            ));
+        }
+        if self.rate_limit.enabled
+            && (self.rate_limit.per_second == 0 || self.rate_limit.burst == 0)
+        {
+            return Err(ConfigError(format!(
+                "rate_limit.per_second = {}, rate_limit.burst = {}: both must be > 0 when enabled",
+                self.rate_limit.per_second, self.rate_limit.burst
+            )));
+        }
+        if self.auth.token_ttl_secs == 0 {
+            return Err(ConfigError("auth.token_ttl_secs = 0: must be > 0".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_env_and_validation() {
+        let mut c = Config::from_toml(
+            "listen = \"127.0.0.1:9000\"\n[rate_limit]\nburst = 3\n[limits]\nmax_compressed_bytes = 10\n",
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.rate_limit.burst, 3);
+        assert_eq!(c.rate_limit.per_second, 1);
+        c.apply_vars([
+            ("BDIA_RATE_LIMIT_ENABLED".to_string(), "false".to_string()),
+            ("BDIA_DATA_DIR".to_string(), "/tmp/x".to_string()),
+        ])
+        .unwrap();
+        assert!(!c.rate_limit.enabled);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        c.validate().unwrap();
+        assert!(
+            Config::from_toml("nope = 1").is_err(),
+            "unknown keys refused"
+        );
+        let err = c
+            .apply_vars([("BDIA_LISTEN".to_string(), "x".to_string())])
+            .unwrap_err();
+        assert!(err.to_string().contains("BDIA_LISTEN"));
+        c.auth.token_ttl_secs = 0;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("token_ttl_secs"));
+    }
+}

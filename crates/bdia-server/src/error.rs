@@ -1,0 +1,117 @@
+//! The one error type of the HTTP layer and its one mapping to responses.
+//!
+//! Every body is JSON (`{"error": "..."}`). 5xx bodies say nothing about
+//! the cause; the detail is logged once, here.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bdia_store::StoreError;
+
+/// What a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: a missing header, a missing or duplicate `file` part, a malformed request.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 401: missing, expired, forged or unknown token; api key not matching.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: authenticated but not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404: unknown path, key or file.
+    #[error("{0}")]
+    NotFound(String),
+    /// 405: known path, other method.
+    #[error("Method not allowed")]
+    MethodNotAllowed,
+    /// 413: over the size limits.
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    /// 429: over the rate limit.
+    #[error("Too many requests: retry after {retry_after_secs} s")]
+    RateLimited {
+        /// Seconds to wait (the `Retry-After` header).
+        retry_after_secs: u64,
+    },
+    /// 503: not ready (readiness probe).
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: anything internal. The text is logged, never sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The status code.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Stable snake_case code (a metric label).
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::PayloadTooLarge(_) => "payload_too_large",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// An internal error from anything displayable.
+    pub fn internal(e: impl std::fmt::Display) -> ApiError {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(_) => ApiError::NotFound("Not found".into()),
+            StoreError::Invalid(m) => ApiError::BadRequest(m),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = match &self {
+            ApiError::Internal(detail) => {
+                tracing::error!(error = %detail, "internal error");
+                "Internal server error".to_string()
+            }
+            ApiError::Unavailable(detail) => {
+                tracing::warn!(error = %detail, "not ready");
+                "Service unavailable".to_string()
+            }
+            other => other.to_string(),
+        };
+        metrics::counter!("bdia_http_errors_total", "code" => self.code()).increment(1);
+        let mut resp = (status, Json(serde_json::json!({ "error": message }))).into_response();
+        if let ApiError::RateLimited { retry_after_secs } = self {
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs.max(1)),
+            );
+        }
+        resp
+    }
+}

@@ -1,0 +1,210 @@
+//! Handlers other than upload and validate: tokens, lookups, probes.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::{Form, Json};
+use bdia_store::{FileQuery, FileStatus};
+use serde::Serialize;
+
+use crate::auth::{verify_client_jwt, verify_secret};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::upload::FileView;
+
+fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> Result<&'a str, ApiError> {
+    form.get(name)
+        .map(|s| s.trim())
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| ApiError::BadRequest(format!("Missing form field '{name}'")))
+}
+
+async fn check_client(
+    state: &AppState,
+    form: &HashMap<String, String>,
+) -> Result<bdia_store::ApiClient, ApiError> {
+    let client_id = field(form, "client_id")?;
+    let secret = field(form, "client_secret")?;
+    let client = state.store.get_client(client_id).await?;
+    let Some(client) = client.filter(|c| verify_secret(secret, &c.secret_hash)) else {
+        return Err(ApiError::Unauthorized("Invalid client credentials".into()));
+    };
+    if client.disabled {
+        return Err(ApiError::Forbidden("This API client is disabled".into()));
+    }
+    Ok(client)
+}
+
+/// `POST /ims/token/v3` (client credentials).
+#[tracing::instrument(skip_all)]
+pub async fn token(
+    State(state): State<AppState>,
+    form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, ApiError> {
+    let Form(form) = form.map_err(|_| {
+        ApiError::BadRequest("Expected an application/x-www-form-urlencoded body".into())
+    })?;
+    let grant = field(&form, "grant_type")?;
+    if grant != "client_credentials" {
+        return Err(ApiError::BadRequest(format!(
+            "Unsupported grant_type '{grant}': use client_credentials"
+        )));
+    }
+    let client = check_client(&state, &form).await?;
+    let token = state.tokens.issue(&client)?;
+    metrics::counter!("bdia_tokens_issued_total", "flow" => "client_credentials").increment(1);
+    Ok(Json(token).into_response())
+}
+
+/// `POST /ims/exchange/jwt` (service-account JWT exchange).
+#[tracing::instrument(skip_all)]
+pub async fn exchange_jwt(
+    State(state): State<AppState>,
+    form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
+) -> Result<Response, ApiError> {
+    let Form(form) = form.map_err(|_| {
+        ApiError::BadRequest("Expected an application/x-www-form-urlencoded body".into())
+    })?;
+    let jwt = field(&form, "jwt_token")?.to_string();
+    let client = check_client(&state, &form).await?;
+    verify_client_jwt(&client, &jwt, state.config.auth.jwt_leeway_secs)?;
+    let token = state.tokens.issue(&client)?;
+    metrics::counter!("bdia_tokens_issued_total", "flow" => "jwt_exchange").increment(1);
+    Ok(Json(token).into_response())
+}
+
+fn not_found() -> ApiError {
+    ApiError::NotFound("File not found".into())
+}
+
+/// `GET /aa/collect/v1/events/key/{idempotency_key}`.
+#[tracing::instrument(skip_all)]
+pub async fn by_key(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Path(key): Path<String>,
+) -> Result<Response, ApiError> {
+    let caller = state.authenticate(&headers).await?;
+    let rec = state
+        .store
+        .find_by_key(&caller.company.id, &key)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Json(FileView::from(&rec)).into_response())
+}
+
+/// `GET /aa/collect/v1/events/{file_id}`.
+#[tracing::instrument(skip_all)]
+pub async fn by_id(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Path(file_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let caller = state.authenticate(&headers).await?;
+    let rec = state
+        .store
+        .get_file(&caller.company.id, &file_id)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(Json(FileView::from(&rec)).into_response())
+}
+
+/// A page of files.
+#[derive(Debug, Serialize)]
+pub struct FileList {
+    /// Newest first.
+    pub files: Vec<FileView>,
+    /// Pass as `cursor` for the next page; null on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /aa/collect/v1/events?vgid=&status=&limit=&cursor=`.
+#[tracing::instrument(skip_all)]
+pub async fn list(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let caller = state.authenticate(&headers).await?;
+    let status = q
+        .get("status")
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<FileStatus>())
+        .transpose()
+        .map_err(|_| {
+            ApiError::BadRequest(
+                "status must be one of UPLOADED, REJECTED, PROCESSING, COMPLETE, ERROR".into(),
+            )
+        })?;
+    let limit = match q.get("limit").filter(|s| !s.is_empty()) {
+        None => 100,
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| ApiError::BadRequest("limit must be 1..1000".into()))?,
+    };
+    let query = FileQuery {
+        visitor_group_id: q.get("vgid").filter(|s| !s.is_empty()).cloned(),
+        status,
+        limit,
+        cursor: q.get("cursor").filter(|s| !s.is_empty()).cloned(),
+    };
+    let page = state
+        .store
+        .list_files(&caller.company.id, &query)
+        .await
+        .map_err(|e| match e {
+            bdia_store::StoreError::Invalid(_) => ApiError::BadRequest("Invalid cursor".into()),
+            e => e.into(),
+        })?;
+    Ok(Json(FileList {
+        files: page.files.iter().map(FileView::from).collect(),
+        next_cursor: page.next_cursor,
+    })
+    .into_response())
+}
+
+/// `GET /healthz`: the process is up.
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// `GET /readyz`: the metadata store answers and the blob root exists.
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    state
+        .store
+        .ping()
+        .await
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    if !state.blobs.root().join("files").is_dir() {
+        return Err(ApiError::Unavailable("blob root missing".into()));
+    }
+    Ok(Json(serde_json::json!({ "status": "ready" })))
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+/// `GET /openapi.json`.
+pub async fn openapi() -> Json<serde_json::Value> {
+    Json(crate::openapi::document())
+}
+
+/// Unknown paths.
+pub async fn not_found_fallback() -> ApiError {
+    ApiError::NotFound("Not found".into())
+}
+
+/// Known path, other method.
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

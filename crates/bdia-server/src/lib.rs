@@ -1,0 +1,256 @@
+//! The bdia HTTP service (spec section 2).
+//!
+//! - [`Server::bind`] opens the data dir ([`tenancy::open_data_dir`]),
+//!   recovers (clears `staging/`, removes blobs no record references),
+//!   creates the default company and client on first start, and binds.
+//! - [`Server::run`] serves until the shutdown future resolves, then waits
+//!   (up to `shutdown_grace_secs`) for in-flight uploads: each either
+//!   commits or leaves nothing.
+//! - [`router`] builds the axum router over an [`state::AppState`], so more
+//!   routes can be merged in.
+//! - [`testing::TestServer`] runs a server on `127.0.0.1:0` in a temp dir.
+//!
+//! Data dir layout:
+//!
+//! ```text
+//! DIR/metadata.sqlite[-wal,-shm]   companies, clients, suites, file records
+//! DIR/server.key                   HS256 key of access tokens (0600)
+//! DIR/credentials.json             first-start client credentials (0600)
+//! DIR/blobs/                       staged files (see bdia_store::blob)
+//! ```
+//!
+//! The processing stage finds the files to process with
+//! [`bdia_store::MetadataStore::pending_files`] (acceptance order; each
+//! record's `group_seq` is its rank in its (company, visitor group)), reads
+//! their bytes from `record.blob_key` through
+//! [`bdia_store::blob::BlobStore::object_store`], and moves them through
+//! `PROCESSING` to `COMPLETE`/`ERROR` with
+//! [`bdia_store::MetadataStore::update_file_status`].
+
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod handlers;
+pub mod limiter;
+pub mod openapi;
+pub mod state;
+pub mod tenancy;
+pub mod testing;
+pub mod upload;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
+
+pub use config::Config;
+pub use error::ApiError;
+pub use state::AppState;
+pub use tenancy::Credentials;
+
+/// Every route: (method, path) as served, for docs and the OpenAPI check.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("post", "/ims/token/v3"),
+    ("post", "/ims/exchange/jwt"),
+    ("post", "/aa/collect/v1/events"),
+    ("get", "/aa/collect/v1/events"),
+    ("post", "/aa/collect/v1/events/validate"),
+    ("get", "/aa/collect/v1/events/key/{idempotency_key}"),
+    ("get", "/aa/collect/v1/events/{file_id}"),
+    ("get", "/healthz"),
+    ("get", "/readyz"),
+    ("get", "/metrics"),
+    ("get", "/openapi.json"),
+];
+
+/// The process-wide Prometheus handle (the recorder is installed once).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
+            }
+            metrics::describe_counter!(
+                "bdia_rows_rejected_total",
+                "Rows refused at upload, by cause (row problem kind or file-level rejection code)"
+            );
+            metrics::describe_counter!(
+                "bdia_files_rejected_total",
+                "Files refused as a whole at upload, by cause"
+            );
+            metrics::describe_counter!("bdia_uploads_total", "Upload requests by outcome");
+            metrics::describe_counter!("bdia_http_errors_total", "Error answers by code");
+            handle
+        })
+        .clone()
+}
+
+/// The router of the whole API over `state`.
+pub fn router(state: AppState) -> Router {
+    // Size limits are enforced while streaming (413 from the engine); the
+    // body limit here only bounds parts other than `file`.
+    let body_limit = state
+        .config
+        .limits
+        .max_compressed_bytes
+        .saturating_add(1024 * 1024)
+        .min(usize::MAX as u64) as usize;
+    Router::new()
+        .route("/ims/token/v3", post(handlers::token))
+        .route("/ims/exchange/jwt", post(handlers::exchange_jwt))
+        .route(
+            "/aa/collect/v1/events",
+            post(upload::upload).get(handlers::list),
+        )
+        .route("/aa/collect/v1/events/validate", post(upload::validate))
+        .route(
+            "/aa/collect/v1/events/key/{idempotency_key}",
+            get(handlers::by_key),
+        )
+        .route("/aa/collect/v1/events/{file_id}", get(handlers::by_id))
+        .route("/healthz", get(handlers::healthz))
+        .route("/readyz", get(handlers::readyz))
+        .route("/metrics", get(handlers::metrics))
+        .route("/openapi.json", get(handlers::openapi))
+        .fallback(handlers::not_found_fallback)
+        .method_not_allowed_fallback(handlers::method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+/// A bound, ready-to-run server.
+pub struct Server {
+    state: AppState,
+    listener: TcpListener,
+    addr: SocketAddr,
+    first_start: Option<Credentials>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Validates `config`, opens and recovers the data dir, bootstraps a
+    /// first start, and binds `config.listen`.
+    pub async fn bind(config: Config) -> anyhow::Result<Server> {
+        config.validate()?;
+        let data = tenancy::open_data_dir(&config.data_dir).await?;
+        let cleared = data.blobs.clear_staging()?;
+        let orphans = tenancy::sweep_orphans(&*data.store, &data.blobs).await?;
+        if cleared + orphans > 0 {
+            tracing::info!(cleared, orphans, "recovered data dir");
+        }
+        let first_start = tenancy::ensure_default_tenant(&*data.store, &config.data_dir).await?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let state = AppState {
+            tokens: auth::TokenIssuer::new(&data.server_key, config.auth.token_ttl_secs)?,
+            limiter: Arc::new(limiter::UploadLimiter::new(config.rate_limit.clone())),
+            config: Arc::new(config),
+            store: data.store,
+            blobs: data.blobs,
+            metrics: metrics_handle(),
+            tasks: TaskTracker::new(),
+        };
+        Ok(Server {
+            state,
+            listener,
+            addr,
+            first_start,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The state the router runs over.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Credentials made by this start when the data dir was empty.
+    pub fn first_start_credentials(&self) -> Option<&Credentials> {
+        self.first_start.as_ref()
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight uploads finish.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let app = router(self.state.clone());
+        self.run_with(app, shutdown).await
+    }
+
+    /// Like [`Server::run`] with a router built (or extended) by the caller.
+    pub async fn run_with(
+        self,
+        app: Router,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let tasks = self.state.tasks.clone();
+        let grace = Duration::from_secs(self.state.config.shutdown_grace_secs);
+        tracing::info!(addr = %self.addr, "serving");
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving")?;
+        tasks.close();
+        if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
+            tracing::warn!("in-flight uploads did not finish within the grace period");
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Binds and serves `config` until `shutdown` resolves.
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    Server::bind(config).await?.run(shutdown).await
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested");
+}

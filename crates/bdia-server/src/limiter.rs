@@ -1,0 +1,133 @@
+//! Per-company upload rate limits (spec 5), with `governor`.
+//!
+//! One token-bucket limiter per company, made on first use with the
+//! company's setting (or the server default). State is bounded: entries
+//! idle for [`IDLE_EVICT`] are dropped (a limiter idle that long is full
+//! again, so dropping it changes nothing), and keys are authenticated
+//! company ids only, never caller-chosen strings.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bdia_store::RateLimitSetting;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+
+use crate::config::RateLimitConfig;
+
+/// How long an unused limiter is kept.
+pub const IDLE_EVICT: Duration = Duration::from_secs(600);
+
+struct Entry {
+    setting: RateLimitSetting,
+    limiter: Option<DefaultDirectRateLimiter>,
+    last_used: Instant,
+}
+
+/// Upload limiters of all companies.
+pub struct UploadLimiter {
+    default: RateLimitConfig,
+    entries: Mutex<HashMap<String, Entry>>,
+    checks: std::sync::atomic::AtomicU64,
+}
+
+impl std::fmt::Debug for UploadLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UploadLimiter")
+            .field("default", &self.default)
+            .finish_non_exhaustive()
+    }
+}
+
+fn quota(per_second: u32, burst: u32) -> Option<Quota> {
+    Some(Quota::per_second(NonZeroU32::new(per_second)?).allow_burst(NonZeroU32::new(burst)?))
+}
+
+impl UploadLimiter {
+    /// With the server default.
+    pub fn new(default: RateLimitConfig) -> UploadLimiter {
+        UploadLimiter {
+            default,
+            entries: Mutex::new(HashMap::new()),
+            checks: Default::default(),
+        }
+    }
+
+    fn make(&self, setting: RateLimitSetting) -> Option<DefaultDirectRateLimiter> {
+        let q = match setting {
+            RateLimitSetting::Off => None,
+            RateLimitSetting::Default if !self.default.enabled => None,
+            RateLimitSetting::Default => quota(self.default.per_second, self.default.burst),
+            RateLimitSetting::Custom { per_second, burst } => quota(per_second, burst),
+        }?;
+        Some(RateLimiter::direct(q))
+    }
+
+    /// Takes one upload from `company`'s bucket, or says how long to wait.
+    pub fn check(&self, company: &str, setting: RateLimitSetting) -> Result<(), Duration> {
+        let now = Instant::now();
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if self
+            .checks
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            % 256
+            == 0
+        {
+            entries.retain(|_, e| now.duration_since(e.last_used) < IDLE_EVICT);
+        }
+        let entry = entries.entry(company.to_string()).or_insert_with(|| Entry {
+            setting,
+            limiter: self.make(setting),
+            last_used: now,
+        });
+        if entry.setting != setting {
+            entry.setting = setting;
+            entry.limiter = self.make(setting);
+        }
+        entry.last_used = now;
+        match &entry.limiter {
+            None => Ok(()),
+            Some(l) => l
+                .check()
+                .map_err(|not_until| not_until.wait_time_from(DefaultClock::default().now())),
+        }
+    }
+
+    /// Number of companies with limiter state (bounded by eviction).
+    pub fn len(&self) -> usize {
+        self.entries.lock().map(|e| e.len()).unwrap_or(0)
+    }
+
+    /// True when no state is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burst_then_refuse_and_off() {
+        let l = UploadLimiter::new(RateLimitConfig {
+            enabled: true,
+            per_second: 1,
+            burst: 3,
+        });
+        for _ in 0..3 {
+            l.check("a", RateLimitSetting::Default).unwrap();
+        }
+        let wait = l.check("a", RateLimitSetting::Default).unwrap_err();
+        assert!(wait <= Duration::from_secs(1));
+        // Another company has its own bucket.
+        l.check("b", RateLimitSetting::Default).unwrap();
+        // Switched off for a company.
+        for _ in 0..10 {
+            l.check("a", RateLimitSetting::Off).unwrap();
+        }
+        assert_eq!(l.len(), 2);
+    }
+}

@@ -1,0 +1,97 @@
+//! Shared state of the service and request authentication.
+
+use std::sync::Arc;
+
+use axum::http::HeaderMap;
+use bdia_store::blob::BlobStore;
+use bdia_store::{ApiClient, Company, MetadataStore};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio_util::task::TaskTracker;
+
+use crate::auth::TokenIssuer;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::limiter::UploadLimiter;
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The configuration in force.
+    pub config: Arc<Config>,
+    /// Metadata.
+    pub store: Arc<dyn MetadataStore>,
+    /// Staged files.
+    pub blobs: BlobStore,
+    /// Access tokens.
+    pub tokens: TokenIssuer,
+    /// Upload rate limits.
+    pub limiter: Arc<UploadLimiter>,
+    /// Prometheus rendering.
+    pub metrics: PrometheusHandle,
+    /// In-flight upload jobs (waited for at shutdown).
+    pub tasks: TaskTracker,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The API client.
+    pub client: ApiClient,
+    /// Its company.
+    pub company: Company,
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+impl AppState {
+    /// Checks `Authorization: Bearer` and `x-api-key` (spec 2): 401 for a
+    /// missing, expired, forged or unknown token or a key that is not the
+    /// token's client; 403 for a disabled client.
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        let auth = header(headers, "authorization")
+            .ok_or_else(|| ApiError::Unauthorized("Missing Authorization header".into()))?;
+        let token = auth
+            .strip_prefix("Bearer ")
+            .or_else(|| auth.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::Unauthorized("Authorization must be 'Bearer <token>'".into())
+            })?;
+        let claims = self.tokens.verify(token)?;
+        let api_key = header(headers, "x-api-key")
+            .ok_or_else(|| ApiError::Unauthorized("Missing x-api-key header".into()))?;
+        if api_key != claims.sub {
+            return Err(ApiError::Unauthorized(
+                "x-api-key does not match the access token's client".into(),
+            ));
+        }
+        let client = self
+            .store
+            .get_client(&claims.sub)
+            .await?
+            .ok_or_else(|| ApiError::Unauthorized("Unknown client".into()))?;
+        if client.company_id != claims.company {
+            return Err(ApiError::Unauthorized("Invalid access token".into()));
+        }
+        if client.disabled {
+            return Err(ApiError::Forbidden("This API client is disabled".into()));
+        }
+        let company = self
+            .store
+            .get_company(&client.company_id)
+            .await?
+            .ok_or_else(|| ApiError::internal(format!("company of client {}", client.client_id)))?;
+        Ok(Caller { client, company })
+    }
+}

@@ -1,0 +1,217 @@
+//! The data dir, first-start bootstrap, and tenant administration shared by
+//! the server and `bdia admin`.
+
+use std::collections::HashSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use bdia_store::blob::BlobStore;
+use bdia_store::sqlite::SqliteStore;
+use bdia_store::{ApiClient, Company, CompanySettings, MetadataStore, ReportSuite};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{hash_secret, random_hex};
+
+/// Name of the company made on first start.
+pub const DEFAULT_COMPANY: &str = "default";
+
+/// An opened data dir.
+pub struct DataDir {
+    /// Metadata.
+    pub store: Arc<dyn MetadataStore>,
+    /// Staged files.
+    pub blobs: BlobStore,
+    /// HS256 key of access tokens.
+    pub server_key: Vec<u8>,
+    /// The directory.
+    pub root: PathBuf,
+}
+
+impl std::fmt::Debug for DataDir {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataDir")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Client credentials as written to `credentials.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credentials {
+    /// Company id.
+    pub company: String,
+    /// Client id (also the `x-api-key`).
+    pub client_id: String,
+    /// Client secret (shown once).
+    pub client_secret: String,
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(bytes)?;
+    f.sync_all()
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
+}
+
+/// Opens (creating) a data dir: database, blob root, server key.
+pub async fn open_data_dir(root: &Path) -> anyhow::Result<DataDir> {
+    std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+    let store = SqliteStore::open(&root.join("metadata.sqlite"))
+        .with_context(|| format!("opening the database in {}", root.display()))?;
+    let blobs = BlobStore::open_local(&root.join("blobs"))?;
+    let key_path = root.join("server.key");
+    let server_key = match std::fs::read_to_string(&key_path) {
+        Ok(hex_key) => hex::decode(hex_key.trim())
+            .ok()
+            .filter(|k| k.len() >= 32)
+            .with_context(|| format!("{} is not a valid key", key_path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let k = random_hex(32);
+            write_private(&key_path, k.as_bytes())
+                .with_context(|| format!("writing {}", key_path.display()))?;
+            hex::decode(k).expect("hex made here")
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", key_path.display())),
+    };
+    Ok(DataDir {
+        store: Arc::new(store),
+        blobs,
+        server_key,
+        root: root.to_path_buf(),
+    })
+}
+
+/// Removes blobs that no record references (a crash between publishing a
+/// staged file and committing its record). Returns how many.
+pub async fn sweep_orphans(store: &dyn MetadataStore, blobs: &BlobStore) -> anyhow::Result<usize> {
+    let keep: HashSet<String> = store.referenced_blob_keys().await?.into_iter().collect();
+    let mut n = 0;
+    for key in blobs.list_keys().await? {
+        if !keep.contains(&key) {
+            blobs.delete(&key).await?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+/// Checks an id given by an operator (company, client, report suite).
+pub fn check_id(kind: &str, id: &str) -> anyhow::Result<()> {
+    if id.is_empty() || id.len() > 255 {
+        bail!("{kind} id must be 1..255 characters");
+    }
+    if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "._-@:".contains(c))
+    {
+        bail!("{kind} id '{id}': use letters, digits and . _ - @ : only");
+    }
+    Ok(())
+}
+
+/// Creates a company with a fresh salt.
+pub async fn create_company(
+    store: &dyn MetadataStore,
+    id: &str,
+    settings: CompanySettings,
+) -> anyhow::Result<Company> {
+    check_id("company", id)?;
+    Ok(store.create_company(id, &random_hex(16), settings).await?)
+}
+
+/// Creates a report suite.
+pub async fn create_report_suite(
+    store: &dyn MetadataStore,
+    company: &str,
+    rsid: &str,
+    time_zone: &str,
+) -> anyhow::Result<ReportSuite> {
+    check_id("report suite", rsid)?;
+    if time_zone.is_empty() || time_zone.len() > 64 {
+        bail!("time zone '{time_zone}' is not a time zone name");
+    }
+    Ok(store.create_report_suite(company, rsid, time_zone).await?)
+}
+
+/// Creates an API client; returns it with its secret (stored hashed only).
+pub async fn create_client(
+    store: &dyn MetadataStore,
+    company: &str,
+    client_id: Option<&str>,
+    technical_account: Option<&str>,
+    public_key_pem: Option<String>,
+) -> anyhow::Result<(ApiClient, String)> {
+    let client_id = client_id
+        .map(str::to_string)
+        .unwrap_or_else(|| random_hex(16));
+    check_id("client", &client_id)?;
+    if let Some(pem) = &public_key_pem {
+        jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes())
+            .context("the public key must be an RSA public key or certificate in PEM")?;
+    }
+    let secret = format!("p8e-{}", random_hex(32));
+    let client = ApiClient {
+        technical_account: technical_account
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("{client_id}@techacct.bdia")),
+        client_id,
+        company_id: company.to_string(),
+        secret_hash: hash_secret(&secret),
+        public_key_pem,
+        disabled: false,
+        created: crate::auth::now(),
+    };
+    let client = store.create_client(client).await?;
+    Ok((client, secret))
+}
+
+/// On an empty database: creates the default company and client and writes
+/// `DIR/credentials.json` (0600). Returns the credentials when it did.
+pub async fn ensure_default_tenant(
+    store: &dyn MetadataStore,
+    dir: &Path,
+) -> anyhow::Result<Option<Credentials>> {
+    if !store.list_companies().await?.is_empty() {
+        return Ok(None);
+    }
+    let company = create_company(store, DEFAULT_COMPANY, CompanySettings::default()).await?;
+    let (client, secret) = create_client(store, &company.id, None, None, None).await?;
+    let creds = Credentials {
+        company: company.id,
+        client_id: client.client_id,
+        client_secret: secret,
+    };
+    let json = serde_json::to_vec_pretty(&creds)?;
+    write_private(&dir.join("credentials.json"), &json)
+        .with_context(|| format!("writing {}", dir.join("credentials.json").display()))?;
+    Ok(Some(creds))
+}
+
+/// A ready-to-paste shell example: get a token, upload a file, look it up.
+pub fn curl_example(base_url: &str, creds: &Credentials) -> String {
+    format!(
+        r#"TOKEN=$(curl -s -X POST {base_url}/ims/token/v3 \
+  -d grant_type=client_credentials -d client_id={id} -d client_secret={secret} \
+  | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+curl -s -X POST {base_url}/aa/collect/v1/events \
+  -H "Authorization: Bearer $TOKEN" -H "x-api-key: {id}" \
+  -H "x-adobe-vgid: group1" -F file=@ingest_file.csv.gz
+curl -s {base_url}/aa/collect/v1/events?vgid=group1 \
+  -H "Authorization: Bearer $TOKEN" -H "x-api-key: {id}""#,
+        id = creds.client_id,
+        secret = creds.client_secret,
+    )
+}

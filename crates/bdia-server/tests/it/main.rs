@@ -1,0 +1,9 @@
+//! Integration tests of bdia-server: real HTTP against a server bound to
+//! 127.0.0.1:0 with a temp data dir.
+
+mod auth;
+mod common;
+mod lifecycle;
+mod lookups;
+mod tenancy;
+mod upload;

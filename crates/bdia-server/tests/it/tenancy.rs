@@ -1,0 +1,106 @@
+use bdia_server::tenancy;
+use bdia_store::CompanySettings;
+
+use crate::common::*;
+
+async fn second_company(
+    s: &bdia_server::testing::TestServer,
+    id: &str,
+    settings: CompanySettings,
+) -> Api {
+    tenancy::create_company(&*s.state.store, id, settings)
+        .await
+        .unwrap();
+    let (client, secret) = tenancy::create_client(&*s.state.store, id, None, None, None)
+        .await
+        .unwrap();
+    Api::with(s, &client.client_id, &secret).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenants_never_see_each_other() {
+    let s = start().await;
+    let acme = Api::default_client(&s).await;
+    let beta = second_company(&s, "beta", CompanySettings::default()).await;
+    let (_, v) = acme
+        .upload_with(small_file(2, "acme.prod"), "g", Some("shared-key"), None)
+        .await;
+    let id = v["file_id"].as_str().unwrap().to_string();
+
+    let (st, _) = beta.get_json("/aa/collect/v1/events/key/shared-key").await;
+    assert_eq!(st, 404, "another company's key");
+    let (st, _) = beta.get_json(&format!("/aa/collect/v1/events/{id}")).await;
+    assert_eq!(st, 404, "another company's file");
+    let (_, list) = beta.get_json("/aa/collect/v1/events").await;
+    assert!(list["files"].as_array().unwrap().is_empty());
+
+    // The same key in the other company is a separate upload.
+    let (st, v) = beta
+        .upload_with(small_file(2, "beta.prod"), "g", Some("shared-key"), None)
+        .await;
+    assert_eq!(st, 200);
+    assert_ne!(v["file_id"].as_str().unwrap(), id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_suites_are_owned_and_auto_created() {
+    let s = start().await;
+    let acme = Api::default_client(&s).await;
+    let store = &s.state.store;
+    tenancy::create_report_suite(
+        &**store,
+        &s.credentials.company,
+        "acme.prod",
+        "Europe/Paris",
+    )
+    .await
+    .unwrap();
+    let beta = second_company(&s, "beta", CompanySettings::default()).await;
+
+    // Rows naming another company's suite are invalid rows.
+    let (st, v) = beta.upload(small_file(4, "acme.prod"), "g").await;
+    assert_eq!(st, 200);
+    assert_eq!(v["status_code"], "UPLOADED");
+    assert_eq!(v["invalid_rows"], 4, "{v}");
+    let (st, _) = beta.validate(small_file(1, "acme.prod")).await;
+    assert_eq!(st, 400);
+
+    // An unknown suite is created for the caller on first upload.
+    let (_, v) = beta.upload(small_file(3, "beta.new"), "g").await;
+    assert_eq!(v["invalid_rows"], 0);
+    let rs = store.get_report_suite("beta.new").await.unwrap().unwrap();
+    assert_eq!(
+        (rs.company_id.as_str(), rs.time_zone.as_str()),
+        ("beta", "UTC")
+    );
+    // ... and is then refused to others.
+    let (_, v) = acme.upload(small_file(3, "beta.new"), "g").await;
+    assert_eq!(v["invalid_rows"], 3);
+
+    // Validate never creates suites.
+    let (st, _) = acme.validate(small_file(1, "acme.unseen")).await;
+    assert_eq!(st, 200);
+    assert!(store
+        .get_report_suite("acme.unseen")
+        .await
+        .unwrap()
+        .is_none());
+
+    // A company that refuses unknown suites.
+    let strict = second_company(
+        &s,
+        "strict",
+        CompanySettings {
+            auto_create_report_suites: false,
+            ..CompanySettings::default()
+        },
+    )
+    .await;
+    let (_, v) = strict.upload(small_file(2, "strict.new"), "g").await;
+    assert_eq!(v["invalid_rows"], 2);
+    assert!(store
+        .get_report_suite("strict.new")
+        .await
+        .unwrap()
+        .is_none());
+}
