@@ -113,6 +113,41 @@ pub(crate) fn parse_part_name(name: &str) -> Option<(String, u32)> {
 mod tests {
     use super::*;
 
+    /// The worker moves writers to blocking threads and spawns publication
+    /// on a multi-threaded runtime.
+    #[allow(dead_code)]
+    fn types_and_futures_are_send(lake: &Lake, staged: StagedFile) {
+        fn is_send<T: Send>(_: &T) {}
+        is_send(lake);
+        is_send(&staged);
+        is_send(&lake.begin("f", SuiteZones::utc()));
+        is_send(&lake.publish(staged));
+        is_send(&lake.recover());
+        is_send(&lake.remove_file("f"));
+        let reader = lake.reader();
+        let d: Date = "2024-01-01".parse().unwrap();
+        is_send(&reader.parts("rs", d, d));
+        is_send(&reader.committed_files());
+    }
+
+    #[test]
+    fn the_schema_is_documented() {
+        let doc = include_str!("../../../docs/LAKE.md");
+        for f in schema::hits_schema().fields() {
+            let name = f.name();
+            let documented = doc.contains(&format!("`{name}`"))
+                || [("eVar", 250), ("prop", 75), ("hier", 5), ("list", 3)]
+                    .iter()
+                    .any(|(p, max)| {
+                        name.strip_prefix(p)
+                            .and_then(|n| n.parse::<u16>().ok())
+                            .is_some_and(|n| (1..=*max).contains(&n))
+                            && doc.contains(&format!("`{p}1` .. `{p}{max}`"))
+                    });
+            assert!(documented, "column {name} is not in docs/LAKE.md");
+        }
+    }
+
     #[test]
     fn part_names_round_trip() {
         let p = part_path("acme.prod", "2024-01-02", "5c04f400-fca5-420c", 3);
