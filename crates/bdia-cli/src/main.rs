@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod admin;
 mod generate;
+mod serve;
 mod validate;
 
 /// bdia: a self-hosted Bulk Data Insertion server and its client tools.
@@ -21,6 +23,10 @@ enum Command {
     Validate(validate::Args),
     /// Write a realistic batch file (for tests, demos and benchmarks).
     Generate(generate::Args),
+    /// Run the ingestion server.
+    Serve(serve::Args),
+    /// Manage companies, report suites and API clients; print tokens.
+    Admin(admin::Args),
 }
 
 fn main() -> ExitCode {
@@ -28,6 +34,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Admin(args) => admin::run(args),
     };
     match result {
         Ok(code) => code,

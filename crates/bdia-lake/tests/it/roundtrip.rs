@@ -254,3 +254,27 @@ fn a_file_from_the_format_engine_goes_all_the_way() {
     assert!(hits >= report.rows - report.invalid_rows);
     assert!(!delta.entries.is_empty());
 }
+
+#[test]
+fn a_file_without_hits_is_committed_with_no_parts() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::local(dir.path(), small_config()).unwrap();
+    write_file(&lake, "empty", &[], SuiteZones::utc());
+    let m = block_on(lake.committed("empty")).unwrap().unwrap();
+    assert_eq!((m.rows, m.parts.len()), (0, 0));
+    assert!(!snapshot(lake.store().as_ref())
+        .keys()
+        .any(|k| k.starts_with("hits/")));
+}
+
+#[test]
+fn invalid_names_are_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::local(dir.path(), small_config()).unwrap();
+    assert!(lake.begin("../escape", SuiteZones::utc()).is_err());
+    let mut w = lake.begin("f", SuiteZones::utc()).unwrap();
+    let mut hits = enrich(vec![rich_hit(1, 1_700_000_000, &["rs1"], "v")]);
+    hits[0].report_suite = "a/b".into();
+    let err = w.push(&hits[0]).unwrap_err();
+    assert_eq!(err.code(), "lake_invalid_name");
+}
