@@ -429,6 +429,16 @@ pub struct ValidRow<'a> {
 }
 
 impl ValidRow<'_> {
+    /// The row's fields as read, in header order.
+    pub fn fields(&self) -> &StringRecord {
+        self.fields
+    }
+
+    /// The header the row was checked against.
+    pub fn header(&self) -> &Header {
+        self.header
+    }
+
     /// The visitor chosen by priority.
     pub fn visitor(&self) -> &Visitor {
         &self.visitor

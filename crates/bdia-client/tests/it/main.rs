@@ -1,0 +1,3 @@
+//! Integration tests of the client tools, on real files.
+
+mod prepare;
