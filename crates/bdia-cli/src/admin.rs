@@ -1,0 +1,300 @@
+//! `bdia admin`: manage companies, report suites and API clients on a data
+//! dir (also while the server runs on it), and print access tokens.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use bdia_server::auth::TokenIssuer;
+use bdia_server::tenancy;
+use bdia_store::{CompanySettings, MetadataStore, RateLimitSetting};
+use clap::Subcommand;
+use serde_json::json;
+
+/// Arguments of `bdia admin`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Data directory [default: ./bdia-data, or BDIA_DATA_DIR, or the
+    /// config file's].
+    #[arg(long, value_name = "DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// TOML configuration file (for its data_dir and token settings).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Subcommand, Debug)]
+enum AdminCommand {
+    /// Companies (tenants).
+    #[command(subcommand)]
+    Company(CompanyCommand),
+    /// Report suites.
+    #[command(subcommand, name = "report-suite")]
+    ReportSuite(SuiteCommand),
+    /// API clients.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Print an access token for a client (for scripts).
+    Token {
+        /// The client id.
+        client_id: String,
+        /// Lifetime in seconds [default: the server's token_ttl_secs].
+        #[arg(long)]
+        ttl: Option<u64>,
+    },
+}
+
+#[derive(clap::Args, Debug, Default)]
+struct SettingsArgs {
+    /// The one customerIDType whose isMCSeed counts ("" clears it).
+    #[arg(long, value_name = "TYPE")]
+    seed_type: Option<String>,
+    /// Processing throttle in rows per second (0: off).
+    #[arg(long, value_name = "N")]
+    rows_per_second: Option<u64>,
+    /// Upload rate limit: default, off, or PER_SECOND/BURST (e.g. 5/20).
+    #[arg(long, value_name = "LIMIT")]
+    rate_limit: Option<RateLimitSetting>,
+    /// Create unknown report suites on first upload (true/false).
+    #[arg(long, value_name = "BOOL")]
+    auto_create_report_suites: Option<bool>,
+}
+
+impl SettingsArgs {
+    fn apply(self, s: &mut CompanySettings) {
+        if let Some(t) = self.seed_type {
+            s.seed_customer_id_type = Some(t).filter(|t| !t.is_empty());
+        }
+        if let Some(n) = self.rows_per_second {
+            s.rows_per_second = Some(n).filter(|n| *n > 0);
+        }
+        if let Some(r) = self.rate_limit {
+            s.upload_rate_limit = r;
+        }
+        if let Some(a) = self.auto_create_report_suites {
+            s.auto_create_report_suites = a;
+        }
+    }
+}
+
+#[derive(Subcommand, Debug)]
+enum CompanyCommand {
+    /// Create a company (its seed salt is made now).
+    Create {
+        /// Company id (also the `iss` of its service-account JWTs).
+        id: String,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+    /// List companies.
+    List,
+    /// Show or change a company's settings.
+    Settings {
+        /// Company id.
+        id: String,
+        #[command(flatten)]
+        settings: SettingsArgs,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum SuiteCommand {
+    /// Create a report suite for a company.
+    Create {
+        /// Report suite id.
+        rsid: String,
+        /// Owner.
+        #[arg(long)]
+        company: String,
+        /// IANA time zone.
+        #[arg(long, default_value = "UTC")]
+        time_zone: String,
+    },
+    /// List report suites.
+    List {
+        /// Only this company's.
+        #[arg(long)]
+        company: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum ClientCommand {
+    /// Create an API client; prints its secret once.
+    Create {
+        /// Owner.
+        #[arg(long)]
+        company: String,
+        /// Client id [default: random].
+        #[arg(long)]
+        client_id: Option<String>,
+        /// Technical account (`sub` of its service-account JWTs).
+        #[arg(long)]
+        technical_account: Option<String>,
+        /// RSA public key or certificate (PEM file) for the JWT exchange.
+        #[arg(long, value_name = "PEM")]
+        public_key: Option<PathBuf>,
+    },
+    /// List API clients (secrets are never shown).
+    List {
+        /// Only this company's.
+        #[arg(long)]
+        company: Option<String>,
+    },
+    /// Disable a client (its calls get 403).
+    Disable {
+        /// Client id.
+        client_id: String,
+    },
+    /// Enable a disabled client.
+    Enable {
+        /// Client id.
+        client_id: String,
+    },
+    /// Register (or replace) a client's public key.
+    SetKey {
+        /// Client id.
+        client_id: String,
+        /// RSA public key or certificate (PEM file).
+        #[arg(long, value_name = "PEM")]
+        public_key: PathBuf,
+    },
+}
+
+fn print(v: serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+}
+
+fn read_pem(path: &PathBuf) -> anyhow::Result<String> {
+    let pem =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes())
+        .with_context(|| format!("{}: not an RSA public key or certificate", path.display()))?;
+    Ok(pem)
+}
+
+fn client_json(c: &bdia_store::ApiClient) -> serde_json::Value {
+    json!({
+        "client_id": c.client_id,
+        "company": c.company_id,
+        "technical_account": c.technical_account,
+        "public_key": c.public_key_pem.is_some(),
+        "disabled": c.disabled,
+        "created": c.created,
+    })
+}
+
+/// Runs one admin command.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = crate::serve::load_config(args.config.as_ref(), args.data_dir, None)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let data = tenancy::open_data_dir(&config.data_dir).await?;
+        let store: &dyn MetadataStore = &*data.store;
+        match args.command {
+            AdminCommand::Company(CompanyCommand::Create { id, settings }) => {
+                let mut s = CompanySettings::default();
+                settings.apply(&mut s);
+                let c = tenancy::create_company(store, &id, s).await?;
+                print(json!({ "company": c.id, "settings": c.settings }));
+            }
+            AdminCommand::Company(CompanyCommand::List) => {
+                let list: Vec<_> = store
+                    .list_companies()
+                    .await?
+                    .into_iter()
+                    .map(|c| json!({ "company": c.id, "settings": c.settings, "created": c.created }))
+                    .collect();
+                print(json!(list));
+            }
+            AdminCommand::Company(CompanyCommand::Settings { id, settings }) => {
+                let Some(c) = store.get_company(&id).await? else {
+                    bail!("no company '{id}'");
+                };
+                let mut s = c.settings.clone();
+                settings.apply(&mut s);
+                let c = if s != c.settings {
+                    store.update_company_settings(&id, s).await?
+                } else {
+                    c
+                };
+                print(json!({ "company": c.id, "settings": c.settings }));
+            }
+            AdminCommand::ReportSuite(SuiteCommand::Create {
+                rsid,
+                company,
+                time_zone,
+            }) => {
+                let rs = tenancy::create_report_suite(store, &company, &rsid, &time_zone).await?;
+                print(json!(rs));
+            }
+            AdminCommand::ReportSuite(SuiteCommand::List { company }) => {
+                print(json!(store.list_report_suites(company.as_deref()).await?));
+            }
+            AdminCommand::Client(ClientCommand::Create {
+                company,
+                client_id,
+                technical_account,
+                public_key,
+            }) => {
+                let pem = public_key.as_ref().map(read_pem).transpose()?;
+                let (c, secret) = tenancy::create_client(
+                    store,
+                    &company,
+                    client_id.as_deref(),
+                    technical_account.as_deref(),
+                    pem,
+                )
+                .await?;
+                let mut v = client_json(&c);
+                v["client_secret"] = json!(secret);
+                print(v);
+            }
+            AdminCommand::Client(ClientCommand::List { company }) => {
+                let list: Vec<_> = store
+                    .list_clients(company.as_deref())
+                    .await?
+                    .iter()
+                    .map(client_json)
+                    .collect();
+                print(json!(list));
+            }
+            AdminCommand::Client(ClientCommand::Disable { client_id }) => {
+                store.set_client_disabled(&client_id, true).await?;
+                print(json!({ "client_id": client_id, "disabled": true }));
+            }
+            AdminCommand::Client(ClientCommand::Enable { client_id }) => {
+                store.set_client_disabled(&client_id, false).await?;
+                print(json!({ "client_id": client_id, "disabled": false }));
+            }
+            AdminCommand::Client(ClientCommand::SetKey {
+                client_id,
+                public_key,
+            }) => {
+                let pem = read_pem(&public_key)?;
+                store.set_client_public_key(&client_id, Some(&pem)).await?;
+                print(json!({ "client_id": client_id, "public_key": true }));
+            }
+            AdminCommand::Token { client_id, ttl } => {
+                let Some(client) = store.get_client(&client_id).await? else {
+                    bail!("no client '{client_id}'");
+                };
+                if client.disabled {
+                    bail!("client '{client_id}' is disabled");
+                }
+                let issuer = TokenIssuer::new(&data.server_key, config.auth.token_ttl_secs)?;
+                let ttl = ttl.unwrap_or(config.auth.token_ttl_secs);
+                let t = issuer
+                    .issue_at(&client, bdia_server::auth::now(), ttl)
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                println!("{}", t.access_token);
+            }
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,78 @@
+//! `bdia serve`: run the ingestion server.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use bdia_server::{tenancy, Config, Server};
+
+/// Arguments of `bdia serve`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Data directory (database, staged files, keys) [default: ./bdia-data].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// TOML configuration file (BDIA_* environment variables override it,
+    /// flags override both).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Loads the configuration: defaults, file, environment, flags.
+pub fn load_config(
+    config: Option<&PathBuf>,
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+) -> anyhow::Result<Config> {
+    let mut c = match config {
+        Some(p) => Config::from_toml_file(p)?,
+        None => Config::default(),
+    };
+    c.apply_env()?;
+    if let Some(d) = data_dir {
+        c.data_dir = d;
+    }
+    if let Some(l) = listen {
+        c.listen = l;
+    }
+    c.validate()?;
+    Ok(c)
+}
+
+/// Runs the server until SIGTERM or ctrl-c.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = load_config(args.config.as_ref(), args.data_dir, args.listen)?;
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let data_dir = config.data_dir.clone();
+        let server = Server::bind(config).await?;
+        let base = format!("http://{}", server.local_addr());
+        if let Some(creds) = server.first_start_credentials() {
+            println!(
+                "First start: created company '{}' and API client '{}'.\n\
+                 Credentials written to {} (mode 0600).\n\nTry it:\n\n{}\n",
+                creds.company,
+                creds.client_id,
+                data_dir.join("credentials.json").display(),
+                tenancy::curl_example(&base, creds)
+            );
+        }
+        println!("bdia listening on {base} (data dir {})", data_dir.display());
+        server.run(bdia_server::shutdown_signal()).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
