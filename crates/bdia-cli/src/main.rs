@@ -6,6 +6,8 @@ use clap::{Parser, Subcommand};
 
 mod admin;
 mod generate;
+mod prepare;
+mod remote;
 mod serve;
 mod validate;
 
@@ -23,6 +25,14 @@ enum Command {
     Validate(validate::Args),
     /// Write a realistic batch file (for tests, demos and benchmarks).
     Generate(generate::Args),
+    /// Turn CSV exports into correct batch files: grouped, sorted, chunked, gzipped.
+    Prepare(prepare::Args),
+    /// Upload prepared files safely: one at a time per group, retries, resume.
+    Upload(remote::UploadArgs),
+    /// Show a file's record, log or rejects, or a visitor group's files.
+    Status(remote::StatusArgs),
+    /// List files on the server, newest first.
+    Files(remote::FilesArgs),
     /// Run the ingestion server.
     Serve(serve::Args),
     /// Manage companies, report suites and API clients; print tokens.
@@ -34,6 +44,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Validate(args) => validate::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Prepare(args) => prepare::run(args),
+        Command::Upload(args) => remote::upload(args),
+        Command::Status(args) => remote::status(args),
+        Command::Files(args) => remote::files(args),
         Command::Serve(args) => serve::run(args),
         Command::Admin(args) => admin::run(args),
     };

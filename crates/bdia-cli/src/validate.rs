@@ -37,6 +37,12 @@ pub struct Args {
     /// Never show a progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Ask the server at this URL (its validate endpoint) instead of
+    /// checking locally; credentials as for `bdia upload`.
+    #[arg(long)]
+    url: Option<String>,
+    #[command(flatten)]
+    server: crate::remote::ServerArgs,
 }
 
 /// The `--json` object of one file.
@@ -55,6 +61,9 @@ struct JsonReport<'a> {
 
 /// Runs the command.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(url) = &args.url {
+        return crate::remote::validate_remote(url, &args.server, &args.files, args.json);
+    }
     let opts = Options {
         limits: Limits {
             max_compressed: args.max_compressed,

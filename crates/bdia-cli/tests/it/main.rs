@@ -1,3 +1,4 @@
 //! The `bdia` binary, run as a user runs it.
 
+mod client;
 mod validate;

@@ -1,0 +1,346 @@
+//! The client tools against a real `bdia serve` process: prepare, upload
+//! (parallel groups, resume, idempotent re-runs, rejected files, 429 storms),
+//! status and files.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+struct Served {
+    child: Child,
+    url: String,
+    client_id: String,
+    client_secret: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn healthy(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = String::new();
+    let _ = s.read_to_string(&mut buf);
+    buf.starts_with("HTTP/1.1 200") || buf.starts_with("HTTP/1.0 200")
+}
+
+fn serve(env: &[(&str, &str)]) -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bdia"));
+    cmd.args([
+        "serve",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--data-dir",
+    ])
+    .arg(dir.path().join("data"))
+    .env("BDIA_RATE_LIMIT_ENABLED", "false")
+    .stdout(Stdio::null())
+    .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let start = Instant::now();
+    while !healthy(port) {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("bdia serve exited: {status}");
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let creds: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("data/credentials.json")).unwrap())
+            .unwrap();
+    Served {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        client_id: creds["client_id"].as_str().unwrap().to_string(),
+        client_secret: creds["client_secret"].as_str().unwrap().to_string(),
+        _dir: dir,
+    }
+}
+
+impl Served {
+    fn bdia(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_bdia"))
+            .args(args)
+            .env("BDIA_URL", &self.url)
+            .env("BDIA_CLIENT_ID", &self.client_id)
+            .env("BDIA_CLIENT_SECRET", &self.client_secret)
+            .env("BDIA_CLIENT_CONFIG", "/nonexistent")
+            .output()
+            .unwrap()
+    }
+
+    /// Every file record on the server.
+    fn files(&self) -> Vec<serde_json::Value> {
+        let out = self.bdia(&["files", "--json"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+fn json_lines(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Generates `n` plain inputs over the same time span and prepares them.
+fn prepared(dir: &Path, groups: &str, max_rows: &str) -> PathBuf {
+    let mut inputs = Vec::new();
+    for seed in 0..3 {
+        let p = dir.join(format!("export-{seed}.csv"));
+        let out = Command::new(env!("CARGO_BIN_EXE_bdia"))
+            .args(["generate", "--plain", "--rows", "400", "--visitors", "60"])
+            .args(["--seed", &seed.to_string(), "--invalid-rate", "0.05", "-o"])
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        inputs.push(p);
+    }
+    let out_dir = dir.join("prepared");
+    let out = Command::new(env!("CARGO_BIN_EXE_bdia"))
+        .arg("prepare")
+        .args(&inputs)
+        .args([
+            "--groups",
+            groups,
+            "--max-rows",
+            max_rows,
+            "--json",
+            "--out",
+        ])
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["input_rows"], 1200);
+    assert_eq!(
+        summary["written_rows"].as_u64().unwrap() + summary["rejected_rows"].as_u64().unwrap(),
+        1200
+    );
+    out_dir
+}
+
+fn manifest_files(dir: &Path) -> Vec<serde_json::Value> {
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    m["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["files"].as_array().unwrap().clone())
+        .collect()
+}
+
+#[test]
+fn prepare_then_upload_in_parallel_exactly_once_and_resume() {
+    let server = serve(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = prepared(tmp.path(), "3", "150");
+    let planned = manifest_files(&dir);
+    assert!(planned.len() >= 6, "several files per group");
+
+    let out = server.bdia(&["upload", dir.to_str().unwrap(), "--parallel", "4", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let events = json_lines(&out);
+    let uploaded: Vec<&serde_json::Value> =
+        events.iter().filter(|e| e["event"] == "uploaded").collect();
+    assert_eq!(uploaded.len(), planned.len());
+    // Within a group, files were sent in manifest order.
+    for g in ["group-0", "group-1", "group-2"] {
+        let order: Vec<&str> = uploaded
+            .iter()
+            .filter(|e| e["group"] == g)
+            .map(|e| e["path"].as_str().unwrap())
+            .collect();
+        let mut sorted = order.clone();
+        sorted.sort();
+        assert_eq!(order, sorted, "{g} in order");
+    }
+    let on_server = server.files();
+    assert_eq!(on_server.len(), planned.len());
+    assert!(on_server.iter().all(|f| f["status_code"] != "REJECTED"));
+    let rows: u64 = on_server.iter().map(|f| f["rows"].as_u64().unwrap()).sum();
+    assert_eq!(
+        rows,
+        planned
+            .iter()
+            .map(|f| f["rows"].as_u64().unwrap())
+            .sum::<u64>()
+    );
+    // Progress was saved: every manifest entry has its file id.
+    let after = manifest_files(&dir);
+    assert!(after.iter().all(|f| f["upload"]["file_id"].is_string()));
+
+    // A re-run sends nothing.
+    let out = server.bdia(&["upload", dir.to_str().unwrap(), "--json"]);
+    assert!(out.status.success());
+    let again = json_lines(&out);
+    assert_eq!(
+        again
+            .iter()
+            .filter(|e| e["event"] == "already_done")
+            .count(),
+        planned.len()
+    );
+    assert_eq!(server.files().len(), planned.len());
+
+    // Progress lost (a fresh copy of the manifest): the idempotency keys
+    // make the server answer with the original records; nothing is ingested twice.
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    for g in m["groups"].as_array_mut().unwrap() {
+        for f in g["files"].as_array_mut().unwrap() {
+            f.as_object_mut().unwrap().remove("upload");
+        }
+    }
+    std::fs::write(dir.join("manifest.json"), serde_json::to_vec(&m).unwrap()).unwrap();
+    let out = server.bdia(&["upload", dir.to_str().unwrap(), "--json"]);
+    assert!(out.status.success());
+    let ids_again: Vec<String> = manifest_files(&dir)
+        .iter()
+        .map(|f| f["upload"]["file_id"].as_str().unwrap().to_string())
+        .collect();
+    let ids_first: Vec<String> = after
+        .iter()
+        .map(|f| f["upload"]["file_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids_again, ids_first);
+    assert_eq!(server.files().len(), planned.len());
+
+    // status by id, by key, by group.
+    let id = &ids_first[0];
+    let out = server.bdia(&["status", id, "--json"]);
+    assert!(out.status.success());
+    let rec: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(rec["file_id"], id.as_str());
+    let key = rec["idempotency_key"].as_str().unwrap().to_string();
+    assert!(key.starts_with("bdia-"));
+    let out = server.bdia(&["status", "--key", &key, "--json"]);
+    let by_key: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(by_key["file_id"], id.as_str());
+    let out = server.bdia(&["status", "--vgid", "group-1", "--json"]);
+    assert!(json_lines(&out)
+        .iter()
+        .all(|f| f["visitor_group_id"] == "group-1"));
+    let out = server.bdia(&["status", "no-such-file"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn a_rejected_file_stops_its_group_only() {
+    let server = serve(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let good = tmp.path().join("good.csv.gz");
+    let out = Command::new(env!("CARGO_BIN_EXE_bdia"))
+        .args(["generate", "--rows", "50", "-o"])
+        .arg(&good)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let bad = tmp.path().join("bad.csv.gz");
+    std::fs::write(&bad, "timestamp,visitorID\n1,v\n").unwrap(); // not gzip
+    let out = server.bdia(&[
+        "upload",
+        "--vgid",
+        "loose",
+        "--json",
+        bad.to_str().unwrap(),
+        good.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let events = json_lines(&out);
+    let done = events.iter().find(|e| e["event"] == "group_done").unwrap();
+    assert!(
+        done["stopped"].as_str().unwrap().contains("REJECTED"),
+        "{done}"
+    );
+    let files = server.files();
+    assert_eq!(
+        files.len(),
+        1,
+        "the good file after the rejected one was not sent"
+    );
+    assert_eq!(files[0]["status_code"], "REJECTED");
+}
+
+#[test]
+fn a_429_storm_is_ridden_out_without_duplicates() {
+    let server = serve(&[
+        ("BDIA_RATE_LIMIT_ENABLED", "true"),
+        ("BDIA_RATE_LIMIT_PER_SECOND", "2"),
+        ("BDIA_RATE_LIMIT_BURST", "1"),
+    ]);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = prepared(tmp.path(), "4", "200");
+    let planned = manifest_files(&dir);
+    let out = server.bdia(&[
+        "upload",
+        dir.to_str().unwrap(),
+        "--parallel",
+        "4",
+        "--json",
+        "--max-attempts",
+        "50",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let events = json_lines(&out);
+    let retries = events
+        .iter()
+        .filter(|e| e["event"] == "retrying" && e["error"].as_str().unwrap().contains("429"))
+        .count();
+    assert!(retries > 0, "the limit was hit");
+    assert_eq!(server.files().len(), planned.len());
+}

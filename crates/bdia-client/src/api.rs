@@ -1,0 +1,387 @@
+//! A typed client of the Bulk Data Insertion API (and of bdia's own lookups).
+//!
+//! It gets an access token with the client-credentials flow
+//! (`POST /ims/token/v3`) and renews it before it expires or when the server
+//! answers 401. Every call returns the server's JSON answer as a typed value
+//! or a [`ClientError`] that says whether a retry can help.
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::Mutex;
+
+/// Where and who.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    /// Base URL, e.g. `http://127.0.0.1:8080`.
+    pub url: String,
+    /// API client id (also sent as `x-api-key`).
+    pub client_id: String,
+    /// API client secret.
+    pub client_secret: String,
+}
+
+/// A file record, as the server returns it (spec 2.1 and lookups).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileRecord {
+    /// The server's id of the file.
+    pub file_id: String,
+    /// The visitor group.
+    #[serde(default)]
+    pub visitor_group_id: String,
+    /// Bytes of the compressed upload.
+    #[serde(default)]
+    pub size: u64,
+    /// Unix seconds.
+    #[serde(default)]
+    pub received_date: i64,
+    /// Data rows.
+    #[serde(default)]
+    pub rows: u64,
+    /// Rows that will be skipped.
+    #[serde(default)]
+    pub invalid_rows: u64,
+    /// The multipart filename, if any.
+    #[serde(default)]
+    pub upload_name: String,
+    /// Human status.
+    #[serde(default)]
+    pub status: String,
+    /// `UPLOADED`, `REJECTED`, `PROCESSING`, `COMPLETE` or `ERROR`.
+    #[serde(default)]
+    pub status_code: String,
+    /// The processing log.
+    #[serde(default)]
+    pub processing_log: String,
+    /// The idempotency key (the file id when none was sent).
+    #[serde(default)]
+    pub idempotency_key: String,
+    /// The reason of a rejection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processing_start_date: Option<i64>,
+    /// Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_reader_complete_date: Option<i64>,
+    /// Unix seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processing_end_date: Option<i64>,
+}
+
+impl FileRecord {
+    /// True once nothing more will happen to the file.
+    pub fn is_final(&self) -> bool {
+        matches!(self.status_code.as_str(), "COMPLETE" | "REJECTED" | "ERROR")
+    }
+}
+
+/// One page of `GET /aa/collect/v1/events`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FilePage {
+    /// Newest first.
+    pub files: Vec<FileRecord>,
+    /// Pass back as `cursor` for the next page.
+    #[serde(default)]
+    pub next_cursor: Option<String>,
+}
+
+/// What went wrong with a call.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server answered with an error status.
+    #[error("HTTP {status}: {message}")]
+    Http {
+        /// The status code.
+        status: u16,
+        /// The server's `error` text.
+        message: String,
+        /// `Retry-After`, when given.
+        retry_after: Option<Duration>,
+    },
+    /// No answer: connection refused, reset, timed out. The request may or
+    /// may not have reached the server.
+    #[error("network: {0}")]
+    Network(String),
+    /// An answer that is not the expected JSON.
+    #[error("unexpected answer: {0}")]
+    Decode(String),
+}
+
+impl ClientError {
+    /// True when the same call may succeed later (network, 5xx, 429).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ClientError::Http { status, .. } => *status == 429 || *status >= 500,
+            ClientError::Network(_) => true,
+            ClientError::Decode(_) => false,
+        }
+    }
+
+    /// True when the request may have been carried out without an answer
+    /// (so an upload should be looked up by key before it is sent again).
+    pub fn outcome_unknown(&self) -> bool {
+        match self {
+            ClientError::Http { status, .. } => *status >= 500,
+            ClientError::Network(_) => true,
+            ClientError::Decode(_) => true,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    #[serde(default)]
+    expires_in: u64,
+}
+
+/// The client. Cheap to share behind an `Arc`; calls may run concurrently.
+pub struct Client {
+    http: reqwest::Client,
+    creds: Credentials,
+    token: Mutex<Option<(String, Instant)>>,
+}
+
+fn network(e: reqwest::Error) -> ClientError {
+    ClientError::Network(e.to_string())
+}
+
+impl Client {
+    /// A client for `creds`; `timeout` bounds each request.
+    pub fn new(creds: Credentials, timeout: Duration) -> Result<Client, ClientError> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .map_err(network)?;
+        let mut creds = creds;
+        creds.url = creds.url.trim_end_matches('/').to_string();
+        Ok(Client {
+            http,
+            creds,
+            token: Mutex::new(None),
+        })
+    }
+
+    /// The base URL.
+    pub fn url(&self) -> &str {
+        &self.creds.url
+    }
+
+    /// A valid access token, fetched or renewed when needed.
+    pub async fn token(&self) -> Result<String, ClientError> {
+        let mut slot = self.token.lock().await;
+        if let Some((t, until)) = slot.as_ref() {
+            if Instant::now() < *until {
+                return Ok(t.clone());
+            }
+        }
+        let resp = self
+            .http
+            .post(format!("{}/ims/token/v3", self.creds.url))
+            .form(&[
+                ("grant_type", "client_credentials"),
+                ("client_id", self.creds.client_id.as_str()),
+                ("client_secret", self.creds.client_secret.as_str()),
+            ])
+            .send()
+            .await
+            .map_err(network)?;
+        let answer: TokenAnswer = decode(resp).await?;
+        // Renew a minute early (or at half-life for short tokens).
+        let life = Duration::from_secs(answer.expires_in.max(2));
+        let margin = Duration::from_secs(60).min(life / 2);
+        *slot = Some((answer.access_token.clone(), Instant::now() + life - margin));
+        Ok(answer.access_token)
+    }
+
+    async fn forget_token(&self) {
+        *self.token.lock().await = None;
+    }
+
+    /// Sends a request built by `build` with auth headers; on 401 renews the
+    /// token once and tries again.
+    async fn send<T, F>(&self, build: F) -> Result<T, ClientError>
+    where
+        T: for<'de> Deserialize<'de>,
+        F: Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    {
+        for attempt in 0..2 {
+            let token = self.token().await?;
+            let resp = build(&self.http)
+                .bearer_auth(&token)
+                .header("x-api-key", &self.creds.client_id)
+                .send()
+                .await
+                .map_err(network)?;
+            if resp.status().as_u16() == 401 && attempt == 0 {
+                self.forget_token().await;
+                continue;
+            }
+            return decode(resp).await;
+        }
+        unreachable!("the loop returns on its second pass")
+    }
+
+    /// `POST /aa/collect/v1/events`: uploads one gzip batch file.
+    pub async fn upload(
+        &self,
+        visitor_group: &str,
+        idempotency_key: Option<&str>,
+        upload_name: &str,
+        body: bytes::Bytes,
+    ) -> Result<FileRecord, ClientError> {
+        self.send(|http| {
+            let part = reqwest::multipart::Part::stream(body.clone())
+                .file_name(upload_name.to_string())
+                .mime_str("application/gzip")
+                .expect("static mime type");
+            let form = reqwest::multipart::Form::new().part("file", part);
+            let mut req = http
+                .post(format!("{}/aa/collect/v1/events", self.creds.url))
+                .header("x-adobe-vgid", visitor_group)
+                .multipart(form);
+            if let Some(k) = idempotency_key {
+                req = req.header("x-adobe-idempotency-key", k);
+            }
+            req
+        })
+        .await
+    }
+
+    /// `POST /aa/collect/v1/events/validate`: `Ok(message)` when valid,
+    /// `Err(Http { status: 400, message })` with the reason otherwise.
+    pub async fn validate(
+        &self,
+        upload_name: &str,
+        body: bytes::Bytes,
+    ) -> Result<String, ClientError> {
+        #[derive(Deserialize)]
+        struct Valid {
+            success: String,
+        }
+        let v: Valid = self
+            .send(|http| {
+                let part = reqwest::multipart::Part::stream(body.clone())
+                    .file_name(upload_name.to_string());
+                http.post(format!("{}/aa/collect/v1/events/validate", self.creds.url))
+                    .multipart(reqwest::multipart::Form::new().part("file", part))
+            })
+            .await?;
+        Ok(v.success)
+    }
+
+    /// `GET /aa/collect/v1/events/key/{key}`; `None` when unknown.
+    pub async fn by_key(&self, key: &str) -> Result<Option<FileRecord>, ClientError> {
+        let path = format!(
+            "{}/aa/collect/v1/events/key/{}",
+            self.creds.url,
+            percent_encode(key)
+        );
+        not_found_is_none(self.send(|http| http.get(&path)).await)
+    }
+
+    /// `GET /aa/collect/v1/events/{file_id}`; `None` when unknown.
+    pub async fn by_id(&self, file_id: &str) -> Result<Option<FileRecord>, ClientError> {
+        let path = format!(
+            "{}/aa/collect/v1/events/{}",
+            self.creds.url,
+            percent_encode(file_id)
+        );
+        not_found_is_none(self.send(|http| http.get(&path)).await)
+    }
+
+    /// `GET /aa/collect/v1/events?vgid=&status=&limit=&cursor=`.
+    pub async fn list(
+        &self,
+        visitor_group: Option<&str>,
+        status: Option<&str>,
+        limit: Option<u32>,
+        cursor: Option<&str>,
+    ) -> Result<FilePage, ClientError> {
+        let mut q: Vec<(&str, String)> = Vec::new();
+        if let Some(v) = visitor_group {
+            q.push(("vgid", v.to_string()));
+        }
+        if let Some(s) = status {
+            q.push(("status", s.to_string()));
+        }
+        if let Some(l) = limit {
+            q.push(("limit", l.to_string()));
+        }
+        if let Some(c) = cursor {
+            q.push(("cursor", c.to_string()));
+        }
+        let url = format!("{}/aa/collect/v1/events", self.creds.url);
+        self.send(|http| http.get(&url).query(&q)).await
+    }
+
+    /// `GET /aa/collect/v1/events/{file_id}/rejects`: the reject report as CSV.
+    pub async fn rejects(&self, file_id: &str) -> Result<String, ClientError> {
+        let url = format!(
+            "{}/aa/collect/v1/events/{}/rejects",
+            self.creds.url,
+            percent_encode(file_id)
+        );
+        let token = self.token().await?;
+        let resp = self
+            .http
+            .get(&url)
+            .bearer_auth(&token)
+            .header("x-api-key", &self.creds.client_id)
+            .send()
+            .await
+            .map_err(network)?;
+        if !resp.status().is_success() {
+            return Err(http_error(resp).await);
+        }
+        resp.text().await.map_err(network)
+    }
+}
+
+fn percent_encode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+fn not_found_is_none<T>(r: Result<T, ClientError>) -> Result<Option<T>, ClientError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(ClientError::Http { status: 404, .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+async fn http_error(resp: reqwest::Response) -> ClientError {
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let text = resp.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+        .unwrap_or(text);
+    ClientError::Http {
+        status,
+        message,
+        retry_after,
+    }
+}
+
+async fn decode<T: for<'de> Deserialize<'de>>(resp: reqwest::Response) -> Result<T, ClientError> {
+    if !resp.status().is_success() {
+        return Err(http_error(resp).await);
+    }
+    let bytes = resp.bytes().await.map_err(network)?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ClientError::Decode(format!(
+            "{e}: {}",
+            String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+        ))
+    })
+}
