@@ -344,3 +344,196 @@ fn a_429_storm_is_ridden_out_without_duplicates() {
     assert!(retries > 0, "the limit was hit");
     assert_eq!(server.files().len(), planned.len());
 }
+
+/// A TCP proxy in front of the server that swallows the answers to some
+/// uploads: the server accepts the file, the client never hears back.
+struct DroppingProxy {
+    port: u16,
+    dropped: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl DroppingProxy {
+    /// Drops the answer of every `every`-th upload (1st, every+1-th, ...).
+    fn start(upstream: u16, every: usize) -> DroppingProxy {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        use std::sync::Arc;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let uploads = Arc::new(AtomicUsize::new(0));
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let dropped2 = dropped.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { break };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let armed = Arc::new(AtomicBool::new(false));
+                let (mut c_read, mut s_write) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (uploads, armed_up) = (uploads.clone(), armed.clone());
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match c_read.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let chunk = &buf[..n];
+                        if chunk.starts_with(b"POST /aa/collect/v1/events HTTP/1.1")
+                            && uploads.fetch_add(1, Ordering::SeqCst) % every == 0
+                        {
+                            armed_up.store(true, Ordering::SeqCst);
+                        }
+                        if s_write.write_all(chunk).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = s_write.shutdown(std::net::Shutdown::Write);
+                });
+                let (mut s_read, mut c_write) = (server, client);
+                let dropped = dropped2.clone();
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match s_read.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if armed.load(Ordering::SeqCst) {
+                            // The server answered the upload: cut the line.
+                            dropped.fetch_add(1, Ordering::SeqCst);
+                            let _ = c_write.shutdown(std::net::Shutdown::Both);
+                            let _ = s_read.shutdown(std::net::Shutdown::Both);
+                            break;
+                        }
+                        if c_write.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = c_write.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        DroppingProxy { port, dropped }
+    }
+}
+
+#[test]
+fn answers_lost_after_the_server_accepted_are_not_ingested_twice() {
+    let server = serve(&[]);
+    let upstream: u16 = server.url.rsplit(':').next().unwrap().parse().unwrap();
+    let proxy = DroppingProxy::start(upstream, 2);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = prepared(tmp.path(), "2", "150");
+    let planned = manifest_files(&dir);
+    let out = Command::new(env!("CARGO_BIN_EXE_bdia"))
+        .args(["upload", dir.to_str().unwrap(), "--json", "--parallel", "2"])
+        .args(["--url", &format!("http://127.0.0.1:{}", proxy.port)])
+        .args([
+            "--client-id",
+            &server.client_id,
+            "--client-secret",
+            &server.client_secret,
+        ])
+        .env("BDIA_CLIENT_CONFIG", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let lost = proxy.dropped.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(lost >= planned.len() / 2, "answers were dropped: {lost}");
+    // Every file on the server once; the manifest points at those records.
+    let on_server = server.files();
+    assert_eq!(on_server.len(), planned.len());
+    let mut keys: Vec<&str> = on_server
+        .iter()
+        .map(|f| f["idempotency_key"].as_str().unwrap())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), planned.len());
+    let mut server_ids: Vec<String> = on_server
+        .iter()
+        .map(|f| f["file_id"].as_str().unwrap().to_string())
+        .collect();
+    let mut manifest_ids: Vec<String> = manifest_files(&dir)
+        .iter()
+        .map(|f| f["upload"]["file_id"].as_str().unwrap().to_string())
+        .collect();
+    server_ids.sort();
+    manifest_ids.sort();
+    assert_eq!(server_ids, manifest_ids);
+}
+
+#[test]
+fn a_server_killed_and_restarted_mid_run_loses_and_duplicates_nothing() {
+    let mut server = serve(&[]);
+    let port: u16 = server.url.rsplit(':').next().unwrap().parse().unwrap();
+    let data_dir = server._dir.path().join("data");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = prepared(tmp.path(), "2", "40");
+    let planned = manifest_files(&dir);
+    assert!(planned.len() >= 20);
+    let upload = Command::new(env!("CARGO_BIN_EXE_bdia"))
+        .args([
+            "upload",
+            dir.to_str().unwrap(),
+            "--json",
+            "--parallel",
+            "2",
+            "--max-attempts",
+            "40",
+        ])
+        .env("BDIA_URL", &server.url)
+        .env("BDIA_CLIENT_ID", &server.client_id)
+        .env("BDIA_CLIENT_SECRET", &server.client_secret)
+        .env("BDIA_CLIENT_CONFIG", "/nonexistent")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill the server (SIGKILL) once a few files are in, mid-run.
+    let start = Instant::now();
+    loop {
+        let done = std::fs::read(dir.join("manifest.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .map(|m| m.to_string().matches("\"file_id\"").count())
+            .unwrap_or(0);
+        if done >= 3 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // Restart on the same data dir and port.
+    server.child = Command::new(env!("CARGO_BIN_EXE_bdia"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(&data_dir)
+        .env("BDIA_RATE_LIMIT_ENABLED", "false")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = upload.wait_with_output().unwrap();
+    let events = json_lines(&out);
+    assert!(out.status.success(), "{events:?}");
+    assert!(
+        events.iter().any(|e| e["event"] == "retrying"),
+        "the run saw the server go away"
+    );
+    let on_server = server.files();
+    assert_eq!(on_server.len(), planned.len(), "each file exactly once");
+    assert!(on_server.iter().all(|f| f["status_code"] != "REJECTED"));
+}
