@@ -22,8 +22,9 @@
 //! The processing stage finds the files to process with
 //! [`bdia_store::MetadataStore::pending_files`] (acceptance order; each
 //! record's `group_seq` is its rank in its (company, visitor group)), reads
-//! their bytes from `record.blob_key` through
-//! [`bdia_store::blob::BlobStore::object_store`], and moves them through
+//! their bytes from `record.blob_key` with
+//! [`bdia_store::blob::BlobStore::open_read`] (or through
+//! [`bdia_store::blob::BlobStore::object_store`]), and moves them through
 //! `PROCESSING` to `COMPLETE`/`ERROR` with
 //! [`bdia_store::MetadataStore::update_file_status`].
 

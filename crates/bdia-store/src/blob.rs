@@ -86,6 +86,20 @@ impl BlobStore {
         &self.root
     }
 
+    /// Where a key's object lives on the local disk (readers that want a
+    /// plain `std::fs::File`, e.g. the format engine, which is synchronous).
+    pub fn local_path(&self, key: &str) -> PathBuf {
+        self.root.join(key)
+    }
+
+    /// Opens an object for synchronous reading.
+    pub fn open_read(&self, key: &str) -> StoreResult<File> {
+        File::open(self.local_path(key)).map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => StoreError::NotFound(key.to_string()),
+            _ => io_err(e),
+        })
+    }
+
     /// Starts a staged file named `name` (unique per upload). Blocking I/O:
     /// call it from a blocking thread.
     pub fn stage(&self, name: &str) -> StoreResult<StagedFile> {

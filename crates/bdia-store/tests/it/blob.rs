@@ -12,6 +12,14 @@ async fn staged_files_are_published_or_left_nowhere() {
     staged.publish(&file_key("f1")).unwrap();
     assert_eq!(&blobs.get(&file_key("f1")).await.unwrap()[..], b"hello");
     assert!(blobs.exists(&file_key("f1")).await.unwrap());
+    let mut read = String::new();
+    std::io::Read::read_to_string(&mut blobs.open_read(&file_key("f1")).unwrap(), &mut read)
+        .unwrap();
+    assert_eq!(read, "hello");
+    assert!(matches!(
+        blobs.open_read("files/none"),
+        Err(bdia_store::StoreError::NotFound(_))
+    ));
 
     // Dropped without publish: nothing left in staging.
     let mut staged = blobs.stage("up2").unwrap();
