@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -84,9 +85,10 @@ fn not_found() -> ApiError {
 pub async fn by_key(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
-    Path(key): Path<String>,
+    key: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let caller = state.authenticate(&headers).await?;
+    let Path(key) = key.map_err(|_| ApiError::BadRequest("Malformed key".into()))?;
     let rec = state
         .store
         .find_by_key(&caller.company.id, &key)
@@ -100,9 +102,10 @@ pub async fn by_key(
 pub async fn by_id(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
-    Path(file_id): Path<String>,
+    file_id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let caller = state.authenticate(&headers).await?;
+    let Path(file_id) = file_id.map_err(|_| ApiError::BadRequest("Malformed file id".into()))?;
     let rec = state
         .store
         .get_file(&caller.company.id, &file_id)
@@ -125,9 +128,10 @@ pub struct FileList {
 pub async fn list(
     State(state): State<AppState>,
     headers: axum::http::HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let caller = state.authenticate(&headers).await?;
+    let Query(q) = q.map_err(|_| ApiError::BadRequest("Malformed query string".into()))?;
     let status = q
         .get("status")
         .filter(|s| !s.is_empty())

@@ -118,6 +118,8 @@ async fn file_record_and_listing() {
         assert!(v.get(k).unwrap().is_null(), "{k} is null until set");
     }
     assert!(v["processing_log"].is_string());
+    let (st, v) = api.get_json("/aa/collect/v1/events/%FF%FE").await;
+    assert_eq!(st, 400, "{v}");
     let (st, v) = api.get_json("/aa/collect/v1/events/not-a-file").await;
     assert_eq!((st, v["error"].as_str().unwrap()), (404, "File not found"));
 
