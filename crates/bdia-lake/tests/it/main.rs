@@ -3,5 +3,6 @@
 mod common;
 mod duckdb;
 mod exactly_once;
+mod props;
 mod reader;
 mod roundtrip;

@@ -1,0 +1,107 @@
+//! Throughput and peak memory of the processing path without the server:
+//! gzipped batch file -> format engine -> enrichment -> lake writer ->
+//! publication to a local lake.
+//!
+//! ```sh
+//! cargo run --release -p bdia-lake --example lake_throughput -- 1000000
+//! ```
+//!
+//! Prints rows per second of each phase and the process's peak RSS.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter};
+use std::time::Instant;
+
+use bdia_format::engine::{process, Options, RowEvent};
+use bdia_format::generate::{generate, GenOptions};
+use bdia_lake::{Lake, LakeConfig, SuiteZones};
+use bdia_model::{FileEnricher, Identity, MemoryStates};
+
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let rows: u64 = std::env::args()
+        .nth(1)
+        .map(|a| a.parse())
+        .transpose()?
+        .unwrap_or(200_000);
+    let work = tempfile::tempdir()?;
+    let input = work.path().join("input.csv.gz");
+    {
+        let out = BufWriter::new(File::create(&input)?);
+        let mut gz = flate2::write::GzEncoder::new(out, flate2::Compression::fast());
+        generate(
+            &GenOptions {
+                rows,
+                visitors: rows / 20 + 1,
+                report_suites: vec!["acme.prod".into(), "acme.dev".into()],
+                mean_gap: 2,
+                ..GenOptions::default()
+            },
+            &mut gz,
+        )?;
+        gz.finish()?;
+    }
+    let size = std::fs::metadata(&input)?.len();
+    println!("input: {rows} rows, {size} bytes gzip");
+
+    let lake = Lake::local(work.path().join("lake"), LakeConfig::default())?;
+    let identity = Identity::new(*b"bench-salt");
+    let mut states = MemoryStates::default();
+    let mut enricher = FileEnricher::new(&identity);
+    let mut writer = lake.begin("bench-file", SuiteZones::utc())?;
+
+    // Profiling aid: BDIA_BENCH_STOP=to_hit|enrich stops the pipeline early.
+    let stop = std::env::var("BDIA_BENCH_STOP").unwrap_or_default();
+    let t0 = Instant::now();
+    let report = process(
+        BufReader::new(File::open(&input)?),
+        &Options::default(),
+        |event| {
+            if let RowEvent::Valid { row, valid } = event {
+                let hit = valid.to_hit(row);
+                if stop == "to_hit" {
+                    return Ok(());
+                }
+                for hit in enricher.enrich(hit, &mut states)? {
+                    if stop != "enrich" {
+                        writer.push(&hit)?;
+                    }
+                }
+            }
+            Ok(())
+        },
+    )?;
+    let staged = writer.finish()?;
+    let encode = t0.elapsed();
+    let t1 = Instant::now();
+    let manifest = futures::executor::block_on(lake.publish(staged))?;
+    let publish = t1.elapsed();
+    let (delta, _) = enricher.finish();
+
+    let total = encode + publish;
+    let lake_bytes: u64 = manifest.parts.iter().map(|p| p.bytes).sum();
+    println!(
+        "rows: {} valid of {}; hits: {}; parts: {}; parquet bytes: {lake_bytes}; visitors touched: {}",
+        report.rows - report.invalid_rows,
+        report.rows,
+        manifest.rows,
+        manifest.parts.len(),
+        delta.entries.len()
+    );
+    println!(
+        "read+validate+enrich+encode: {:.3} s; publish: {:.3} s; total: {:.3} s; {:.0} rows/s",
+        encode.as_secs_f64(),
+        publish.as_secs_f64(),
+        total.as_secs_f64(),
+        report.rows as f64 / total.as_secs_f64()
+    );
+    if let Some(kib) = peak_rss_kib() {
+        println!("peak RSS: {:.1} MiB", kib as f64 / 1024.0);
+    }
+    Ok(())
+}
