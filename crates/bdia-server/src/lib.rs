@@ -16,6 +16,7 @@
 //! DIR/metadata.sqlite[-wal,-shm]   companies, clients, suites, file records
 //! DIR/server.key                   HS256 key of access tokens (0600)
 //! DIR/credentials.json             first-start client credentials (0600)
+//! DIR/server.lock                  held (flock) by the one server of this dir
 //! DIR/blobs/                       staged files (see bdia_store::blob)
 //! ```
 //!
@@ -133,6 +134,8 @@ pub fn router(state: AppState) -> Router {
 /// A bound, ready-to-run server.
 pub struct Server {
     state: AppState,
+    /// Held while serving: one server per data dir.
+    _lock: std::fs::File,
     listener: TcpListener,
     addr: SocketAddr,
     first_start: Option<Credentials>,
@@ -152,6 +155,7 @@ impl Server {
     pub async fn bind(config: Config) -> anyhow::Result<Server> {
         config.validate()?;
         let data = tenancy::open_data_dir(&config.data_dir).await?;
+        let lock = tenancy::lock_data_dir(&config.data_dir)?;
         let cleared = data.blobs.clear_staging()?;
         let orphans = tenancy::sweep_orphans(&*data.store, &data.blobs).await?;
         if cleared + orphans > 0 {
@@ -173,6 +177,7 @@ impl Server {
         };
         Ok(Server {
             state,
+            _lock: lock,
             listener,
             addr,
             first_start,

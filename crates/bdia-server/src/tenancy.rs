@@ -94,6 +94,32 @@ pub async fn open_data_dir(root: &Path) -> anyhow::Result<DataDir> {
     })
 }
 
+/// Takes the data dir's server lock (`DATA_DIR/server.lock`), so that a
+/// second server on the same dir refuses to start instead of sweeping the
+/// first one's uploads. Released when the returned file is dropped (or the
+/// process ends). `bdia admin` does not take it.
+#[allow(clippy::incompatible_msrv)] // File::try_lock: the toolchain in use has it
+pub fn lock_data_dir(root: &Path) -> anyhow::Result<std::fs::File> {
+    let path = root.join("server.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another bdia server is running on {} (lock {} is held)",
+            root.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("locking {}", path.display()))
+        }
+    }
+}
+
 /// Removes blobs that no record references (a crash between publishing a
 /// staged file and committing its record). Returns how many.
 pub async fn sweep_orphans(store: &dyn MetadataStore, blobs: &BlobStore) -> anyhow::Result<usize> {

@@ -52,6 +52,20 @@ async fn restart_keeps_records_and_staged_files_consistent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_data_dir_refuses_to_start() {
+    let s = start().await;
+    let err = TestServer::start_in(None, s.data_dir(), |_| {})
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("another bdia server"), "{err}");
+    let (st, _) = Api::default_client(&s)
+        .await
+        .upload(small_file(1, "acme.prod"), "g")
+        .await;
+    assert_eq!(st, 200, "the first one is untouched");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_start_writes_private_credentials() {
     let s = start().await;
     let path = s.data_dir().join("credentials.json");
