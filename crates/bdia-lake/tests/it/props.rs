@@ -79,7 +79,8 @@ proptest! {
             let want = expected.iter().filter(|e| e.0 == suite).count() as u64;
             prop_assert_eq!(listed, want);
             for p in parts {
-                prop_assert!(p.path.as_ref().contains(&format!("date={}", p.date)));
+                let dir = format!("date={}", p.date);
+                prop_assert!(p.path.as_ref().contains(&dir), "{} not in {}", dir, p.path);
             }
         }
     }
