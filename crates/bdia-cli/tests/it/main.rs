@@ -1,4 +1,5 @@
 //! The `bdia` binary, run as a user runs it.
 
+mod admin;
 mod client;
 mod validate;

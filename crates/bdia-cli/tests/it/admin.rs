@@ -1,0 +1,155 @@
+//! `bdia admin` on a data dir, then a token it printed used against
+//! `bdia serve` on the same dir.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn bdia(dir: &std::path::Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_bdia"))
+        .arg("admin")
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn get(port: u16, path: &str, token: &str, key: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: x\r\nAuthorization: Bearer {token}\r\nx-api-key: {key}\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn admin_manages_tenants_and_prints_working_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let c = json(&bdia(
+        d,
+        &["company", "create", "acme", "--rate-limit", "off"],
+    ));
+    assert_eq!(c["company"], "acme");
+    assert_eq!(c["settings"]["upload_rate_limit"]["mode"], "off");
+    assert!(
+        !bdia(d, &["company", "create", "acme"]).status.success(),
+        "duplicate"
+    );
+    assert!(
+        !bdia(d, &["company", "create", "x", "--rate-limit", "fast"])
+            .status
+            .success()
+    );
+
+    let rs = json(&bdia(
+        d,
+        &[
+            "report-suite",
+            "create",
+            "acme.prod",
+            "--company",
+            "acme",
+            "--time-zone",
+            "Europe/Paris",
+        ],
+    ));
+    assert_eq!(rs["time_zone"], "Europe/Paris");
+    let list = json(&bdia(d, &["report-suite", "list", "--company", "acme"]));
+    assert_eq!(list.as_array().unwrap().len(), 1);
+
+    let client = json(&bdia(
+        d,
+        &[
+            "client",
+            "create",
+            "--company",
+            "acme",
+            "--client-id",
+            "etl",
+        ],
+    ));
+    assert!(client["client_secret"].as_str().unwrap().len() > 32);
+    let clients = json(&bdia(d, &["client", "list", "--company", "acme"]));
+    assert_eq!(clients[0]["client_id"], "etl");
+    assert!(
+        clients[0].get("client_secret").is_none(),
+        "secrets never listed"
+    );
+
+    let s = json(&bdia(
+        d,
+        &[
+            "company",
+            "settings",
+            "acme",
+            "--auto-create-report-suites",
+            "false",
+        ],
+    ));
+    assert_eq!(s["settings"]["auto_create_report_suites"], false);
+
+    let tok = bdia(d, &["token", "etl"]);
+    assert!(tok.status.success());
+    let token = String::from_utf8(tok.stdout).unwrap().trim().to_string();
+    assert_eq!(token.split('.').count(), 3);
+
+    // The token works against a server on the same data dir.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_bdia"))
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
+        .arg(d)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let mut answer = String::new();
+    while start.elapsed() < Duration::from_secs(30) {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            answer = get(port, "/aa/collect/v1/events", &token, "etl");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let wrong_key = get(port, "/aa/collect/v1/events", &token, "other");
+    json(&bdia(d, &["client", "disable", "etl"]));
+    let disabled = get(port, "/aa/collect/v1/events", &token, "etl");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
+        "{answer}"
+    );
+    assert!(wrong_key.contains(" 401 "), "{wrong_key}");
+    assert!(disabled.contains(" 403 "), "{disabled}");
+    assert!(
+        !bdia(d, &["token", "etl"]).status.success(),
+        "no token for a disabled client"
+    );
+}
