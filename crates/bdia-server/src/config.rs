@@ -37,6 +37,10 @@ pub struct LimitsConfig {
     pub max_compressed_bytes: u64,
     /// Maximum decompressed size in bytes (`BDIA_MAX_UNCOMPRESSED_BYTES`).
     pub max_uncompressed_bytes: u64,
+    /// Report suites one upload may create for its company; rows naming
+    /// more unknown suites are invalid
+    /// (`BDIA_MAX_NEW_REPORT_SUITES_PER_UPLOAD`).
+    pub max_new_report_suites_per_upload: u32,
 }
 
 /// The server-wide default upload rate limit; each company may override it.
@@ -80,6 +84,7 @@ impl Default for LimitsConfig {
         LimitsConfig {
             max_compressed_bytes: 100 * 1024 * 1024,
             max_uncompressed_bytes: 1024 * 1024 * 1024,
+            max_new_report_suites_per_upload: 100,
         }
     }
 }
@@ -147,6 +152,9 @@ impl Config {
                 }
                 "BDIA_MAX_UNCOMPRESSED_BYTES" => {
                     self.limits.max_uncompressed_bytes = parse_env(&k, &v)?
+                }
+                "BDIA_MAX_NEW_REPORT_SUITES_PER_UPLOAD" => {
+                    self.limits.max_new_report_suites_per_upload = parse_env(&k, &v)?
                 }
                 "BDIA_RATE_LIMIT_ENABLED" => self.rate_limit.enabled = parse_env(&k, &v)?,
                 "BDIA_RATE_LIMIT_PER_SECOND" => self.rate_limit.per_second = parse_env(&k, &v)?,

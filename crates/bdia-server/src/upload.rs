@@ -197,40 +197,75 @@ fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
     }
 }
 
+/// Distinct report suites looked up in the database per file, at most;
+/// further unknown ones are refused without a lookup.
+pub const MAX_SUITE_LOOKUPS: usize = 10_000;
+
+struct SuiteCache {
+    known: HashMap<String, bool>,
+    lookups: usize,
+    new_suites: u32,
+}
+
 /// Row rules for a caller: its seed type and which suites it may write.
-/// With `create`, unknown suites are created for the caller when its company
-/// allows it. Called from the blocking thread; lookups are cached per file.
-fn row_rules(state: &AppState, caller: &Caller, create: bool) -> RowRules {
+/// The caller's own suites are loaded up front; any other name is looked up
+/// once per file. With `create`, unknown suites are created for the caller
+/// when its company allows it, at most `max_new_report_suites_per_upload`
+/// per file (rows naming more are invalid). Called from the blocking thread.
+async fn row_rules(state: &AppState, caller: &Caller, create: bool) -> Result<RowRules, ApiError> {
     let store = state.store.clone();
     let company = caller.company.id.clone();
     let auto = caller.company.settings.auto_create_report_suites;
+    let max_new = state.config.limits.max_new_report_suites_per_upload;
+    let known: HashMap<String, bool> = store
+        .list_report_suites(Some(&company))
+        .await?
+        .into_iter()
+        .map(|r| (r.rsid, true))
+        .collect();
     let handle = tokio::runtime::Handle::current();
-    let cache: Mutex<HashMap<String, bool>> = Mutex::new(HashMap::new());
+    let cache = Mutex::new(SuiteCache {
+        known,
+        lookups: 0,
+        new_suites: 0,
+    });
     let policy = move |rsid: &str| -> bool {
-        if let Some(v) = cache.lock().ok().and_then(|c| c.get(rsid).copied()) {
-            return v;
+        let Ok(mut c) = cache.lock() else {
+            return false;
+        };
+        if let Some(v) = c.known.get(rsid) {
+            return *v;
         }
-        let claim = handle.block_on(store.claim_report_suite(&company, rsid, create && auto));
+        if c.lookups >= MAX_SUITE_LOOKUPS {
+            return false;
+        }
+        c.lookups += 1;
+        let may_add = auto && c.new_suites < max_new;
+        let claim = handle.block_on(store.claim_report_suite(&company, rsid, create && may_add));
         let allowed = match claim {
-            Ok(SuiteClaim::Owned | SuiteClaim::Created) => true,
-            Ok(SuiteClaim::Unknown) => auto,
-            Ok(SuiteClaim::OtherCompany) => false,
+            Ok(SuiteClaim::Owned) => true,
+            Ok(SuiteClaim::Created) => {
+                c.new_suites += 1;
+                true
+            }
+            // Validation: would be created by an upload.
+            Ok(SuiteClaim::Unknown) if !create && may_add => {
+                c.new_suites += 1;
+                true
+            }
+            Ok(SuiteClaim::Unknown | SuiteClaim::OtherCompany) => false,
             Err(e) => {
                 tracing::error!(error = %e, "report suite lookup failed");
                 false
             }
         };
-        if let Ok(mut c) = cache.lock() {
-            if c.len() < 10_000 {
-                c.insert(rsid.to_string(), allowed);
-            }
-        }
+        c.known.insert(rsid.to_string(), allowed);
         allowed
     };
-    RowRules {
+    Ok(RowRules {
         seed_customer_id_type: caller.company.settings.seed_customer_id_type.clone(),
         allow_report_suite: Some(Arc::new(policy)),
-    }
+    })
 }
 
 fn engine_options(state: &AppState, rules: RowRules) -> Options {
@@ -537,7 +572,7 @@ pub async fn upload(
     let file_id = uuid::Uuid::new_v4().to_string();
     span.record("file_id", file_id.as_str());
     let received_date = crate::auth::now();
-    let opts = engine_options(&state, row_rules(&state, &caller, true));
+    let opts = engine_options(&state, row_rules(&state, &caller, true).await?);
     let job = {
         let state = state.clone();
         let file_id = file_id.clone();
@@ -683,7 +718,7 @@ pub async fn validate(
     tracing::Span::current().record("company", caller.company.id.as_str());
     let mut mp = open_multipart(&state, Request::from_parts(parts, body)).await?;
     let (tx, rx) = mpsc::channel::<Msg>(CHANNEL_CHUNKS);
-    let opts = engine_options(&state, row_rules(&state, &caller, false));
+    let opts = engine_options(&state, row_rules(&state, &caller, false).await?);
     let job = tokio::task::spawn_blocking(move || run_pass(rx, opts, None));
     let pumped = pump(&mut mp, tx, state.config.limits.max_compressed_bytes, None).await;
     let pass = job.await.map_err(ApiError::internal)?;

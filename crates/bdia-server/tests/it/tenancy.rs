@@ -86,6 +86,20 @@ async fn report_suites_are_owned_and_auto_created() {
         .unwrap()
         .is_none());
 
+    // At most `max_new_report_suites_per_upload` new suites per upload.
+    let mut csv = format!("{HEADER}\n");
+    for i in 0..150 {
+        csv.push_str(&format!("1700000000,v1,many.{i},Mozilla/5.0,Home\n"));
+    }
+    let (_, v) = beta.upload(gz(csv.as_bytes()), "g").await;
+    assert_eq!(v["rows"], 150);
+    assert_eq!(v["invalid_rows"], 50, "{v}");
+    let owned = store.list_report_suites(Some("beta")).await.unwrap();
+    assert_eq!(
+        owned.iter().filter(|r| r.rsid.starts_with("many.")).count(),
+        100
+    );
+
     // A company that refuses unknown suites.
     let strict = second_company(
         &s,
