@@ -27,6 +27,9 @@ pub struct Config {
     /// Seconds to wait for in-flight uploads at shutdown
     /// (`BDIA_SHUTDOWN_GRACE_SECS`).
     pub shutdown_grace_secs: u64,
+    /// An upload that sends nothing for this many seconds is dropped, like a
+    /// disconnect (`BDIA_UPLOAD_IDLE_TIMEOUT_SECS`).
+    pub upload_idle_timeout_secs: u64,
 }
 
 /// Upload size limits (spec 3).
@@ -75,6 +78,7 @@ impl Default for Config {
             rate_limit: RateLimitConfig::default(),
             auth: AuthConfig::default(),
             shutdown_grace_secs: 30,
+            upload_idle_timeout_secs: 60,
         }
     }
 }
@@ -162,6 +166,9 @@ impl Config {
                 "BDIA_TOKEN_TTL_SECS" => self.auth.token_ttl_secs = parse_env(&k, &v)?,
                 "BDIA_JWT_LEEWAY_SECS" => self.auth.jwt_leeway_secs = parse_env(&k, &v)?,
                 "BDIA_SHUTDOWN_GRACE_SECS" => self.shutdown_grace_secs = parse_env(&k, &v)?,
+                "BDIA_UPLOAD_IDLE_TIMEOUT_SECS" => {
+                    self.upload_idle_timeout_secs = parse_env(&k, &v)?
+                }
                 _ => {}
             }
         }
@@ -190,6 +197,11 @@ impl Config {
                 "rate_limit.per_second = {}, rate_limit.burst = {}: both must be > 0 when enabled",
                 self.rate_limit.per_second, self.rate_limit.burst
             )));
+        }
+        if self.upload_idle_timeout_secs == 0 {
+            return Err(ConfigError(
+                "upload_idle_timeout_secs = 0: must be > 0".into(),
+            ));
         }
         if self.auth.token_ttl_secs == 0 {
             return Err(ConfigError("auth.token_ttl_secs = 0: must be > 0".into()));

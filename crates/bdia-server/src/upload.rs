@@ -27,7 +27,9 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use axum::extract::multipart::MultipartError;
 use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -427,14 +429,15 @@ async fn stream_field(
     field: &mut axum::extract::multipart::Field<'_>,
     tx: &mpsc::Sender<Msg>,
     drain_cap: u64,
+    idle: Duration,
 ) -> Result<bool, ApiError> {
     loop {
-        match field.chunk().await {
+        match within(idle, field.chunk()).await {
             Ok(Some(b)) => {
                 if tx.send(Msg::Data(b)).await.is_err() {
                     let mut drained = 0u64;
                     while drained < drain_cap {
-                        match field.chunk().await {
+                        match within(idle, field.chunk()).await {
                             Ok(Some(b)) => drained += b.len() as u64,
                             _ => break,
                         }
@@ -443,8 +446,23 @@ async fn stream_field(
                 }
             }
             Ok(None) => return Ok(true),
-            Err(e) => return Err(fail(tx, multipart_error(e)).await),
+            Err(e) => return Err(fail(tx, e).await),
         }
+    }
+}
+
+/// Waits for the next piece of the body, at most `idle`: a client that
+/// stops sending is treated like one that disconnected.
+async fn within<T>(
+    idle: Duration,
+    fut: impl std::future::Future<Output = Result<T, MultipartError>>,
+) -> Result<T, ApiError> {
+    match tokio::time::timeout(idle, fut).await {
+        Ok(r) => r.map_err(multipart_error),
+        Err(_) => Err(ApiError::BadRequest(format!(
+            "Upload stalled: nothing received for {} s",
+            idle.as_secs()
+        ))),
     }
 }
 
@@ -462,11 +480,12 @@ async fn pump(
     mp: &mut Multipart,
     tx: mpsc::Sender<Msg>,
     drain_cap: u64,
+    idle: Duration,
     mut name: Option<oneshot::Sender<String>>,
 ) -> Result<(), ApiError> {
     let mut seen_file = false;
     loop {
-        match mp.next_field().await {
+        match within(idle, mp.next_field()).await {
             Ok(Some(mut f)) => {
                 if f.name() == Some("file") {
                     if seen_file {
@@ -482,21 +501,21 @@ async fn pump(
                     if let Some(n) = name.take() {
                         let _ = n.send(file_name_of(f.file_name()));
                     }
-                    if !stream_field(&mut f, &tx, drain_cap).await? {
+                    if !stream_field(&mut f, &tx, drain_cap, idle).await? {
                         return Ok(());
                     }
                 } else {
                     loop {
-                        match f.chunk().await {
+                        match within(idle, f.chunk()).await {
                             Ok(Some(_)) => {}
                             Ok(None) => break,
-                            Err(e) => return Err(fail(&tx, multipart_error(e)).await),
+                            Err(e) => return Err(fail(&tx, e).await),
                         }
                     }
                 }
             }
             Ok(None) => break,
-            Err(e) => return Err(fail(&tx, multipart_error(e)).await),
+            Err(e) => return Err(fail(&tx, e).await),
         }
     }
     if !seen_file {
@@ -612,6 +631,7 @@ pub async fn upload(
         &mut mp,
         tx,
         state.config.limits.max_compressed_bytes,
+        Duration::from_secs(state.config.upload_idle_timeout_secs),
         Some(name_tx),
     )
     .await;
@@ -720,7 +740,14 @@ pub async fn validate(
     let (tx, rx) = mpsc::channel::<Msg>(CHANNEL_CHUNKS);
     let opts = engine_options(&state, row_rules(&state, &caller, false).await?);
     let job = tokio::task::spawn_blocking(move || run_pass(rx, opts, None));
-    let pumped = pump(&mut mp, tx, state.config.limits.max_compressed_bytes, None).await;
+    let pumped = pump(
+        &mut mp,
+        tx,
+        state.config.limits.max_compressed_bytes,
+        Duration::from_secs(state.config.upload_idle_timeout_secs),
+        None,
+    )
+    .await;
     let pass = job.await.map_err(ApiError::internal)?;
     pumped?;
     let pass = match pass {

@@ -175,3 +175,42 @@ async fn shutdown_lets_an_in_flight_upload_complete() {
     assert_eq!(st, 200);
     assert_eq!(rec["rows"], 20_000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_upload_is_dropped_and_leaves_nothing() {
+    let s = start_with(|c| c.upload_idle_timeout_secs = 1).await;
+    let api = Api::default_client(&s).await;
+    let (file, _) = generated(5_000, 0.0, &["acme.prod"]);
+    let body = bare_multipart("BOUNDARY", &file);
+    let head = upload_head(&api, body.len());
+    let half = body[..body.len() / 2].to_vec();
+    let addr = s.addr;
+    // Send half, then nothing, keeping the connection open.
+    let resp = tokio::task::spawn_blocking(move || {
+        let mut sock = std::net::TcpStream::connect(addr).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        sock.write_all(head.as_bytes()).unwrap();
+        sock.write_all(&half).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !response_complete(&got) {
+            match sock.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    })
+    .await
+    .unwrap();
+    assert!(resp.starts_with("HTTP/1.1 400"), "{resp}");
+    assert!(raw_body(&resp).contains("stalled"), "{resp}");
+    assert!(
+        wait_until(|| blob_files(&s).is_empty()).await,
+        "{:?}",
+        blob_files(&s)
+    );
+    let (_, list) = api.get_json("/aa/collect/v1/events").await;
+    assert!(list["files"].as_array().unwrap().is_empty());
+}
