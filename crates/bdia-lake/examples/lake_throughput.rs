@@ -49,7 +49,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let size = std::fs::metadata(&input)?.len();
     println!("input: {rows} rows, {size} bytes gzip");
 
-    let lake = Lake::local(work.path().join("lake"), LakeConfig::default())?;
+    let mut config = LakeConfig::default();
+    if let Ok(mb) = std::env::var("BDIA_LAKE_BUDGET_MB") {
+        config.memory_budget_bytes = mb.parse::<usize>()? << 20;
+    }
+    if let Ok(n) = std::env::var("BDIA_LAKE_BATCH_ROWS") {
+        config.batch_rows = n.parse()?;
+    }
+    let lake = Lake::local(work.path().join("lake"), config)?;
     let identity = Identity::new(*b"bench-salt");
     let mut states = MemoryStates::default();
     let mut enricher = FileEnricher::new(&identity);

@@ -6,8 +6,8 @@ use arrow_array::builder::{
     ArrayBuilder, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder,
     MapBuilder, MapFieldNames, StringBuilder, StructBuilder, TimestampMicrosecondBuilder,
 };
-use arrow_array::{ArrayRef, RecordBatch};
-use arrow_schema::{ArrowError, SchemaRef};
+use arrow_array::{new_null_array, ArrayRef, RecordBatch};
+use arrow_schema::{ArrowError, DataType, SchemaRef};
 use bdia_format::fields::{Field, MAX_EVAR, MAX_HIER, MAX_LIST, MAX_PROP};
 use bdia_format::hit::AuthState;
 use bdia_model::EnrichedHit;
@@ -37,6 +37,50 @@ fn auth_state_name(a: AuthState) -> &'static str {
     }
 }
 
+/// A nullable string column that costs nothing until it gets a value: most
+/// of the ~360 variable columns are null in most rows, so appending a null
+/// to each of them per row would dominate the cost of a row.
+#[derive(Default)]
+struct Sparse {
+    builder: Option<StringBuilder>,
+}
+
+impl Sparse {
+    /// Sets row `row` (rows before it that were not set are null).
+    fn set(&mut self, row: usize, value: &str) {
+        let b = self.builder.get_or_insert_with(StringBuilder::new);
+        let missing = row - b.len();
+        if missing > 0 {
+            b.append_nulls(missing);
+        }
+        b.append_value(value);
+    }
+
+    fn set_option(&mut self, row: usize, value: Option<&str>) {
+        if let Some(v) = value {
+            self.set(row, v);
+        }
+    }
+
+    /// The column of `rows` rows; the builder is released.
+    fn finish(&mut self, rows: usize) -> ArrayRef {
+        match self.builder.take() {
+            None => new_null_array(&DataType::Utf8, rows),
+            Some(mut b) => {
+                let missing = rows - b.len();
+                if missing > 0 {
+                    b.append_nulls(missing);
+                }
+                Arc::new(b.finish())
+            }
+        }
+    }
+}
+
+fn sparse(n: usize) -> Vec<Sparse> {
+    (0..n).map(|_| Sparse::default()).collect()
+}
+
 /// Column builders for one batch of hits.
 pub(crate) struct HitBatchBuilder {
     schema: SchemaRef,
@@ -51,26 +95,22 @@ pub(crate) struct HitBatchBuilder {
     new_visit: BooleanBuilder,
     out_of_order: BooleanBuilder,
     hit_type: StringBuilder,
-    page_name: StringBuilder,
-    page_url: StringBuilder,
-    link_name: StringBuilder,
-    link_url: StringBuilder,
+    page_name: Sparse,
+    page_url: Sparse,
+    link_name: Sparse,
+    link_url: Sparse,
     events: ListBuilder<StructBuilder>,
     file_id: StringBuilder,
     row_number: Int64Builder,
-    vars: Vec<StringBuilder>,
-    evars: Vec<StringBuilder>,
-    props: Vec<StringBuilder>,
-    hiers: Vec<StringBuilder>,
-    lists: Vec<StringBuilder>,
+    vars: Vec<Sparse>,
+    evars: Vec<Sparse>,
+    props: Vec<Sparse>,
+    hiers: Vec<Sparse>,
+    lists: Vec<Sparse>,
     context_data: MapBuilder<StringBuilder, StringBuilder>,
     customer_ids: MapBuilder<StringBuilder, StructBuilder>,
     hints: MapBuilder<StringBuilder, StringBuilder>,
     rows: usize,
-}
-
-fn strings(n: u16) -> Vec<StringBuilder> {
-    (0..n).map(|_| StringBuilder::new()).collect()
 }
 
 fn string_map() -> MapBuilder<StringBuilder, StringBuilder> {
@@ -114,7 +154,7 @@ impl HitBatchBuilder {
         let cid_entries = map_entries(arrow_schema::DataType::Struct(customer_id_fields()), false);
         HitBatchBuilder {
             schema: hits_schema(),
-            vars: raw.iter().map(|_| StringBuilder::new()).collect(),
+            vars: sparse(raw.len()),
             raw,
             report_suite: StringBuilder::new(),
             hit_time: TimestampMicrosecondBuilder::new().with_timezone(TIMESTAMP_TZ),
@@ -126,17 +166,17 @@ impl HitBatchBuilder {
             new_visit: BooleanBuilder::new(),
             out_of_order: BooleanBuilder::new(),
             hit_type: StringBuilder::new(),
-            page_name: StringBuilder::new(),
-            page_url: StringBuilder::new(),
-            link_name: StringBuilder::new(),
-            link_url: StringBuilder::new(),
+            page_name: Sparse::default(),
+            page_url: Sparse::default(),
+            link_name: Sparse::default(),
+            link_url: Sparse::default(),
             events: ListBuilder::new(event).with_field(event_item()),
             file_id: StringBuilder::new(),
             row_number: Int64Builder::new(),
-            evars: strings(MAX_EVAR),
-            props: strings(MAX_PROP),
-            hiers: strings(MAX_HIER),
-            lists: strings(MAX_LIST),
+            evars: sparse(MAX_EVAR.into()),
+            props: sparse(MAX_PROP.into()),
+            hiers: sparse(MAX_HIER.into()),
+            lists: sparse(MAX_LIST.into()),
             context_data: string_map(),
             customer_ids: MapBuilder::new(Some(map_names()), StringBuilder::new(), cid)
                 .with_values_field(value_field(&cid_entries)),
@@ -166,10 +206,11 @@ impl HitBatchBuilder {
         self.new_visit.append_value(h.visit.new_visit);
         self.out_of_order.append_value(h.visit.out_of_order);
         self.hit_type.append_value(hit.hit_type.as_str());
-        self.page_name.append_option(hit.get(Field::PageName));
-        self.page_url.append_option(hit.get(Field::PageUrl));
-        self.link_name.append_option(hit.get(Field::LinkName));
-        self.link_url.append_option(hit.get(Field::LinkUrl));
+        let row = self.rows;
+        self.page_name.set_option(row, hit.get(Field::PageName));
+        self.page_url.set_option(row, hit.get(Field::PageUrl));
+        self.link_name.set_option(row, hit.get(Field::LinkName));
+        self.link_url.set_option(row, hit.get(Field::LinkUrl));
         {
             let item = self.events.values();
             for e in &hit.events {
@@ -187,7 +228,7 @@ impl HitBatchBuilder {
         self.row_number
             .append_value(i64::try_from(hit.row).unwrap_or(i64::MAX));
         for (b, f) in self.vars.iter_mut().zip(&self.raw) {
-            b.append_option(hit.get(*f));
+            b.set_option(row, hit.get(*f));
         }
         for (map, out) in [
             (&hit.evars, &mut self.evars),
@@ -195,21 +236,10 @@ impl HitBatchBuilder {
             (&hit.hiers, &mut self.hiers),
             (&hit.lists, &mut self.lists),
         ] {
-            // Sparse maps: append nulls, then fill the numbers present.
-            let mut next = 1u16;
             for (&n, v) in map {
-                let idx = usize::from(n);
-                if n < next || idx > out.len() {
-                    continue;
+                if let Some(col) = usize::from(n).checked_sub(1).and_then(|i| out.get_mut(i)) {
+                    col.set(row, v);
                 }
-                for b in &mut out[usize::from(next) - 1..idx - 1] {
-                    b.append_null();
-                }
-                out[idx - 1].append_value(v);
-                next = n + 1;
-            }
-            for b in &mut out[usize::from(next) - 1..] {
-                b.append_null();
             }
         }
         for (k, v) in &hit.context_data {
@@ -243,6 +273,7 @@ impl HitBatchBuilder {
 
     /// Builds a record batch of the appended rows and resets the builders.
     pub(crate) fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
+        let rows = self.rows;
         let mut cols: Vec<ArrayRef> = vec![
             Arc::new(self.report_suite.finish()),
             Arc::new(self.hit_time.finish()),
@@ -254,10 +285,10 @@ impl HitBatchBuilder {
             Arc::new(self.new_visit.finish()),
             Arc::new(self.out_of_order.finish()),
             Arc::new(self.hit_type.finish()),
-            Arc::new(self.page_name.finish()),
-            Arc::new(self.page_url.finish()),
-            Arc::new(self.link_name.finish()),
-            Arc::new(self.link_url.finish()),
+            self.page_name.finish(rows),
+            self.page_url.finish(rows),
+            self.link_name.finish(rows),
+            self.link_url.finish(rows),
             Arc::new(self.events.finish()),
             Arc::new(self.file_id.finish()),
             Arc::new(self.row_number.finish()),
@@ -270,7 +301,7 @@ impl HitBatchBuilder {
             .chain(&mut self.hiers)
             .chain(&mut self.lists)
         {
-            cols.push(Arc::new(b.finish()));
+            cols.push(b.finish(rows));
         }
         cols.push(Arc::new(self.context_data.finish()));
         cols.push(Arc::new(self.customer_ids.finish()));

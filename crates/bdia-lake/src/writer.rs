@@ -9,8 +9,11 @@
 //! [`LakeConfig::row_group_rows`] rows or [`LakeConfig::row_group_bytes`]
 //! bytes. At most [`LakeConfig::max_open_partitions`] partitions are open at
 //! once: opening one more closes the least recently written, and a partition
-//! written again later gets its next part number. Memory is therefore about
-//! `max_open_partitions x (batch + row group)`, whatever the file size.
+//! written again later gets its next part number. Row groups in progress of
+//! all open partitions together stay under
+//! [`LakeConfig::memory_budget_bytes`] (the least recently written end
+//! theirs early). Memory is therefore about
+//! `memory_budget_bytes + max_open_partitions x batch`, whatever the file size.
 //!
 //! Part names are a pure function of the file id, the hits and the
 //! configuration, so writing the same file again yields the same objects.
@@ -44,6 +47,9 @@ pub struct LakeConfig {
     pub row_group_bytes: usize,
     /// Partitions open at once per file; more closes the least recently written.
     pub max_open_partitions: usize,
+    /// Bytes that the row groups in progress of all open partitions may
+    /// hold together; past it, the least recently written end theirs early.
+    pub memory_budget_bytes: usize,
     /// Parts up to this size are uploaded in one request, larger ones in
     /// multipart chunks of this size (S3 needs at least 5 MiB).
     pub upload_part_bytes: usize,
@@ -53,10 +59,11 @@ impl Default for LakeConfig {
     fn default() -> Self {
         LakeConfig {
             spool_dir: None,
-            batch_rows: 4_096,
+            batch_rows: 1_024,
             row_group_rows: 128 * 1024,
             row_group_bytes: 16 * 1024 * 1024,
             max_open_partitions: 16,
+            memory_budget_bytes: 16 * 1024 * 1024,
             upload_part_bytes: 8 * 1024 * 1024,
         }
     }
@@ -70,6 +77,7 @@ impl LakeConfig {
             ("row_group_rows", self.row_group_rows),
             ("row_group_bytes", self.row_group_bytes),
             ("max_open_partitions", self.max_open_partitions),
+            ("memory_budget_bytes", self.memory_budget_bytes),
         ] {
             if v == 0 {
                 return Err(format!("{name} must be greater than 0"));
@@ -139,7 +147,7 @@ pub struct LakeWriter {
     config: LakeConfig,
     props: WriterProperties,
     days: DayCache,
-    open: HashMap<(String, String), OpenPart>,
+    open: Vec<OpenPart>,
     next_seq: HashMap<(String, String), u32>,
     done: Vec<SpooledPart>,
     clock: u64,
@@ -170,7 +178,7 @@ impl LakeWriter {
             props: config.writer_properties(),
             config,
             days: DayCache::default(),
-            open: HashMap::new(),
+            open: Vec::new(),
             next_seq: HashMap::new(),
             done: Vec::new(),
             clock: 0,
@@ -190,36 +198,21 @@ impl LakeWriter {
 
     /// Adds one enriched hit to its partition.
     pub fn push(&mut self, hit: &EnrichedHit) -> Result<(), LakeError> {
-        let day = self
-            .days
-            .day(&self.zones, &hit.report_suite, hit.hit.timestamp)?
-            .to_string();
         self.clock += 1;
-        let key = (hit.report_suite.clone(), day);
-        if !self.open.contains_key(&key) {
-            check_name("report_suite", &hit.report_suite)?;
-            while self.open.len() >= self.config.max_open_partitions {
-                self.close_least_recent()?;
+        let suite = hit.report_suite.as_str();
+        let day = self.days.day(&self.zones, suite, hit.hit.timestamp)?;
+        let idx = match self
+            .open
+            .iter()
+            .position(|p| p.report_suite == suite && p.date == day)
+        {
+            Some(i) => i,
+            None => {
+                let key = (suite.to_string(), day.to_string());
+                self.open_partition(key)?
             }
-            let file = self.spool_file()?;
-            let seq = self.next_seq.entry(key.clone()).or_insert(0);
-            let part = OpenPart {
-                report_suite: key.0.clone(),
-                date: key.1.clone(),
-                seq: *seq,
-                builder: HitBatchBuilder::new(),
-                writer: ArrowWriter::try_new(
-                    BufWriter::with_capacity(256 * 1024, file),
-                    hits_schema(),
-                    Some(self.props.clone()),
-                )?,
-                rows: 0,
-                last_used: 0,
-            };
-            *seq += 1;
-            self.open.insert(key.clone(), part);
-        }
-        let part = self.open.get_mut(&key).expect("opened above");
+        };
+        let part = &mut self.open[idx];
         part.last_used = self.clock;
         part.builder.append(hit, &self.file_id)?;
         part.rows += 1;
@@ -227,6 +220,61 @@ impl LakeWriter {
         if part.builder.len() >= self.config.batch_rows {
             let batch = part.builder.finish()?;
             part.writer.write(&batch)?;
+            self.enforce_memory_budget()?;
+        }
+        Ok(())
+    }
+
+    fn open_partition(&mut self, key: (String, String)) -> Result<usize, LakeError> {
+        check_name("report_suite", &key.0)?;
+        while self.open.len() >= self.config.max_open_partitions {
+            self.close_least_recent()?;
+        }
+        let file = self.spool_file()?;
+        let seq = self.next_seq.entry(key.clone()).or_insert(0);
+        let part = OpenPart {
+            report_suite: key.0,
+            date: key.1,
+            seq: *seq,
+            builder: HitBatchBuilder::new(),
+            writer: ArrowWriter::try_new(
+                BufWriter::with_capacity(64 * 1024, file),
+                hits_schema(),
+                Some(self.props.clone()),
+            )?,
+            rows: 0,
+            last_used: self.clock,
+        };
+        *seq += 1;
+        self.open.push(part);
+        Ok(self.open.len() - 1)
+    }
+
+    /// Row groups in progress are held in memory until they are full. When
+    /// all open partitions together hold more than
+    /// [`LakeConfig::memory_budget_bytes`], the least recently written ones
+    /// end their row group early (it goes to the spool file) until half the
+    /// budget is left.
+    fn enforce_memory_budget(&mut self) -> Result<(), LakeError> {
+        let budget = self.config.memory_budget_bytes;
+        let mut total: usize = self.open.iter().map(|p| p.writer.memory_size()).sum();
+        if total <= budget {
+            return Ok(());
+        }
+        let mut order: Vec<usize> = (0..self.open.len()).collect();
+        order.sort_by_key(|&i| self.open[i].last_used);
+        for i in order {
+            if total <= budget / 2 {
+                break;
+            }
+            let part = &mut self.open[i];
+            let before = part.writer.memory_size();
+            if part.builder.len() > 0 {
+                let batch = part.builder.finish()?;
+                part.writer.write(&batch)?;
+            }
+            part.writer.flush()?;
+            total = total.saturating_sub(before);
         }
         Ok(())
     }
@@ -242,13 +290,10 @@ impl LakeWriter {
     }
 
     fn close_least_recent(&mut self) -> Result<(), LakeError> {
-        let key = self
-            .open
-            .iter()
-            .min_by_key(|(_, p)| p.last_used)
-            .map(|(k, _)| k.clone())
+        let i = (0..self.open.len())
+            .min_by_key(|&i| self.open[i].last_used)
             .expect("called with open partitions");
-        let part = self.open.remove(&key).expect("present");
+        let part = self.open.swap_remove(i);
         let done = self.close(part)?;
         self.done.push(done);
         Ok(())
@@ -276,7 +321,7 @@ impl LakeWriter {
 
     /// Closes every partition: the file's output is complete in the spool.
     pub fn finish(mut self) -> Result<StagedFile, LakeError> {
-        let open: Vec<OpenPart> = self.open.drain().map(|(_, p)| p).collect();
+        let open: Vec<OpenPart> = std::mem::take(&mut self.open);
         for part in open {
             let done = self.close(part)?;
             self.done.push(done);

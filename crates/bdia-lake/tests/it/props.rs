@@ -18,6 +18,7 @@ proptest! {
         gaps in prop::collection::vec((0i64..40_000, 0usize..3), 1..120),
         batch_rows in 1usize..40,
         max_open in 1usize..4,
+        tiny_budget in any::<bool>(),
     ) {
         let suites = [&["rs1"][..], &["rs2"][..], &["rs1", "rs2"][..]];
         let mut t = 1_709_900_000i64; // around the 2024 US DST change
@@ -35,6 +36,8 @@ proptest! {
             batch_rows,
             row_group_rows: 16,
             max_open_partitions: max_open,
+            // A tiny budget ends every row group at every batch.
+            memory_budget_bytes: if tiny_budget { 1 } else { 64 << 20 },
             ..LakeConfig::default()
         };
         let lake = Lake::local(dir.path(), config).unwrap();
