@@ -18,9 +18,12 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use bdia_model::enrich::StateEntry;
+use bdia_model::{StateDelta, VisitState};
+
 use crate::{
-    ApiClient, CommitOutcome, CompanySettings, FileQuery, FileRecord, FileStatus, MetadataStore,
-    NewFile, RateLimitSetting, StatusUpdate, StoreError, SuiteClaim,
+    ApiClient, CommitOutcome, CompanySettings, Completion, FileQuery, FileRecord, FileStatus,
+    GroupRef, MetadataStore, NewFile, RateLimitSetting, StatusUpdate, StoreError, SuiteClaim,
 };
 
 /// Runs every check, each on a fresh store from `make`.
@@ -41,6 +44,11 @@ where
     listing(make().await).await;
     status_updates_and_pending(make().await).await;
     ping(make().await).await;
+    group_claims_in_order(make().await).await;
+    concurrent_claims(make().await).await;
+    completion_and_visitor_state(make().await).await;
+    errors_stop_a_group_until_retry(make().await).await;
+    requeue_after_crash(make().await).await;
 }
 
 /// A file record for tests.
@@ -505,4 +513,272 @@ pub async fn status_updates_and_pending(s: Arc<dyn MetadataStore>) {
 /// Readiness.
 pub async fn ping(s: Arc<dyn MetadataStore>) {
     s.ping().await.unwrap();
+}
+
+fn group(company: &str, g: &str) -> GroupRef {
+    GroupRef {
+        company_id: company.into(),
+        visitor_group_id: g.into(),
+    }
+}
+
+fn entry(suite: &str, key: &str, t: i64, n: u32) -> StateEntry {
+    StateEntry {
+        report_suite: suite.into(),
+        visitor_key: key.into(),
+        state: VisitState {
+            last_hit_time: t,
+            visit_num: n,
+            visit_start_time: t - 10,
+            visit_page_num: 2,
+        },
+    }
+}
+
+fn done(entries: Vec<StateEntry>) -> Completion {
+    Completion {
+        file_reader_complete_date: 20,
+        processing_end_date: 21,
+        processing_log: "final log".into(),
+        delta: StateDelta { entries },
+        release_blob: true,
+    }
+}
+
+/// Claims: strict acceptance order within a group, one `PROCESSING` file
+/// per group, groups independent, runnable groups by oldest waiting file.
+pub async fn group_claims_in_order(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    for (id, g) in [("a1", "g1"), ("b1", "g2"), ("a2", "g1"), ("a3", "g1")] {
+        inserted(&*s, sample_file("acme", id, g, None)).await;
+    }
+    inserted(&*s, rejected(sample_file("acme", "r", "g3", None))).await;
+    assert_eq!(
+        s.runnable_groups(10).await.unwrap(),
+        [group("acme", "g1"), group("acme", "g2")],
+        "groups with waiting files, oldest first; REJECTED files never wait"
+    );
+    let g1 = group("acme", "g1");
+    let first = s.claim_next_file(&g1, 5).await.unwrap().expect("a1");
+    assert_eq!(first.file_id, "a1");
+    assert_eq!(first.status, FileStatus::Processing);
+    assert_eq!(first.processing_start_date, Some(5));
+    assert_eq!(
+        s.get_file("acme", "a1").await.unwrap().unwrap().status,
+        FileStatus::Processing
+    );
+    assert!(
+        s.claim_next_file(&g1, 6).await.unwrap().is_none(),
+        "one PROCESSING file per group"
+    );
+    assert_eq!(s.runnable_groups(10).await.unwrap(), [group("acme", "g2")]);
+    let b1 = s
+        .claim_next_file(&group("acme", "g2"), 6)
+        .await
+        .unwrap()
+        .expect("groups are independent");
+    assert_eq!(b1.file_id, "b1");
+    s.complete_file("a1", done(vec![])).await.unwrap();
+    assert_eq!(
+        s.claim_next_file(&g1, 7).await.unwrap().unwrap().file_id,
+        "a2"
+    );
+    s.complete_file("a2", done(vec![])).await.unwrap();
+    assert_eq!(
+        s.claim_next_file(&g1, 8).await.unwrap().unwrap().file_id,
+        "a3"
+    );
+    s.complete_file("a3", done(vec![])).await.unwrap();
+    assert!(s.claim_next_file(&g1, 9).await.unwrap().is_none());
+    assert!(s
+        .claim_next_file(&group("acme", "ghost"), 9)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(s.runnable_groups(10).await.unwrap().is_empty());
+}
+
+/// Concurrent claims of one group hand out one file, never two.
+pub async fn concurrent_claims(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    for i in 0..5 {
+        inserted(&*s, sample_file("acme", &format!("f{i}"), "g", None)).await;
+    }
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.claim_next_file(&group("acme", "g"), 1).await.unwrap()
+        }));
+    }
+    let mut claimed = Vec::new();
+    for t in tasks {
+        if let Some(f) = t.await.unwrap() {
+            claimed.push(f.file_id);
+        }
+    }
+    assert_eq!(claimed, ["f0"], "exactly one claim wins, the first file");
+}
+
+/// Completion: dates, log, blob release and the state delta, in one
+/// commit; lookups answer in request order; only a PROCESSING file completes.
+pub async fn completion_and_visitor_state(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    with_company(&*s, "beta").await;
+    inserted(&*s, sample_file("acme", "a1", "g", None)).await;
+    inserted(&*s, sample_file("acme", "a2", "g", None)).await;
+    inserted(&*s, sample_file("beta", "b1", "g", None)).await;
+    assert!(matches!(
+        s.complete_file("a1", done(vec![])).await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.claim_next_file(&group("acme", "g"), 1).await.unwrap();
+    let rec = s
+        .complete_file(
+            "a1",
+            done(vec![
+                entry("rs1", "vid:a", 100, 1),
+                entry("rs2", "vid:a", 200, 3),
+            ]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(rec.status, FileStatus::Complete);
+    assert_eq!(rec.processing_log, "final log");
+    assert_eq!(rec.blob_key, None, "released blob keys are forgotten");
+    assert_eq!(
+        (
+            rec.processing_start_date,
+            rec.file_reader_complete_date,
+            rec.processing_end_date
+        ),
+        (Some(1), Some(20), Some(21))
+    );
+    assert_eq!(s.get_file("acme", "a1").await.unwrap().unwrap(), rec);
+    assert!(matches!(
+        s.complete_file("a1", done(vec![])).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let keys = vec![
+        ("rs2".to_string(), "vid:a".to_string()),
+        ("rs1".to_string(), "vid:b".to_string()),
+        ("rs1".to_string(), "vid:a".to_string()),
+    ];
+    let got = s.visitor_states("acme", keys.clone()).await.unwrap();
+    assert_eq!(got[0].unwrap().last_hit_time, 200);
+    assert_eq!(got[0].unwrap().visit_num, 3);
+    assert_eq!(got[1], None);
+    assert_eq!(got[2], Some(entry("rs1", "vid:a", 100, 1).state));
+    assert_eq!(
+        s.visitor_states("beta", keys).await.unwrap(),
+        [None, None, None],
+        "visitor state is per company"
+    );
+    // A later file overwrites what it touched and keeps the rest.
+    s.claim_next_file(&group("acme", "g"), 2).await.unwrap();
+    s.complete_file(
+        "a2",
+        done(vec![
+            entry("rs1", "vid:a", 300, 2),
+            entry("rs1", "vid:c", 5, 1),
+        ]),
+    )
+    .await
+    .unwrap();
+    let all = s.list_visitor_states("acme", None, 10).await.unwrap();
+    let summary: Vec<_> = all
+        .iter()
+        .map(|e| {
+            (
+                e.report_suite.as_str(),
+                e.visitor_key.as_str(),
+                e.last_hit_time,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("rs1", "vid:a", 300),
+            ("rs1", "vid:c", 5),
+            ("rs2", "vid:a", 200)
+        ]
+    );
+    let page = s
+        .list_visitor_states("acme", Some(("rs1".into(), "vid:a".into())), 1)
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0].visitor_key, "vid:c", "pages continue after the key");
+    assert!(s
+        .list_visitor_states("beta", None, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// An ERROR stops its group (later files wait) until retried; other
+/// groups go on; retry clears the error, keeps the upload log.
+pub async fn errors_stop_a_group_until_retry(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    inserted(&*s, sample_file("acme", "a1", "g", None)).await;
+    inserted(&*s, sample_file("acme", "a2", "g", None)).await;
+    inserted(&*s, sample_file("acme", "o1", "other", None)).await;
+    let g = group("acme", "g");
+    assert!(matches!(
+        s.fail_file("a1", "disk", "io", 3).await,
+        Err(StoreError::Conflict(_))
+    ));
+    s.claim_next_file(&g, 1).await.unwrap();
+    let failed = s
+        .fail_file("a1", "lake write failed", "lake", 3)
+        .await
+        .unwrap();
+    assert_eq!(failed.status, FileStatus::Error);
+    assert_eq!(failed.error.as_deref(), Some("lake write failed"));
+    assert_eq!(failed.error_code.as_deref(), Some("lake"));
+    assert_eq!(failed.processing_end_date, Some(3));
+    assert!(failed
+        .processing_log
+        .ends_with("\nProcessing failed: lake write failed"));
+    assert_eq!(
+        crate::upload_log(&failed.processing_log),
+        "Processing complete: 9 rows will be submitted. 1 rows were invalid."
+    );
+    assert!(s.claim_next_file(&g, 4).await.unwrap().is_none(), "stopped");
+    assert_eq!(
+        s.runnable_groups(10).await.unwrap(),
+        [group("acme", "other")]
+    );
+    assert_eq!(s.retry_group(&group("acme", "other")).await.unwrap(), 0);
+    assert_eq!(s.retry_group(&g).await.unwrap(), 1);
+    let again = s.get_file("acme", "a1").await.unwrap().unwrap();
+    assert_eq!(again.status, FileStatus::Uploaded);
+    assert_eq!((again.error, again.processing_end_date), (None, None));
+    assert_eq!(
+        s.claim_next_file(&g, 5).await.unwrap().unwrap().file_id,
+        "a1",
+        "the failed file runs again first"
+    );
+}
+
+/// Startup: PROCESSING files go back to UPLOADED and are claimed again.
+pub async fn requeue_after_crash(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    inserted(&*s, sample_file("acme", "a1", "g", None)).await;
+    inserted(&*s, sample_file("acme", "a2", "g", None)).await;
+    s.claim_next_file(&group("acme", "g"), 1).await.unwrap();
+    assert_eq!(s.requeue_processing().await.unwrap(), 1);
+    assert_eq!(s.requeue_processing().await.unwrap(), 0);
+    let rec = s.get_file("acme", "a1").await.unwrap().unwrap();
+    assert_eq!(rec.status, FileStatus::Uploaded);
+    assert_eq!(rec.processing_start_date, None);
+    assert_eq!(
+        s.claim_next_file(&group("acme", "g"), 2)
+            .await
+            .unwrap()
+            .unwrap()
+            .file_id,
+        "a1"
+    );
 }

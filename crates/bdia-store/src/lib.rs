@@ -31,6 +31,7 @@ use std::fmt;
 use std::str::FromStr;
 
 use async_trait::async_trait;
+use bdia_model::{StateDelta, VisitState};
 use serde::{Deserialize, Serialize};
 
 /// What can go wrong in a store.
@@ -359,6 +360,61 @@ pub struct StatusUpdate {
     pub error: Option<(String, String)>,
 }
 
+/// A (company, visitor group) pair.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct GroupRef {
+    /// Owner.
+    pub company_id: String,
+    /// The visitor group id.
+    pub visitor_group_id: String,
+}
+
+/// The outcome of processing one file, committed by
+/// [`MetadataStore::complete_file`] in one transaction.
+#[derive(Debug, Clone, Default)]
+pub struct Completion {
+    /// Unix seconds when the staged file had been read to its end.
+    pub file_reader_complete_date: i64,
+    /// Unix seconds when processing ended.
+    pub processing_end_date: i64,
+    /// The final processing log (upload log plus processing notes).
+    pub processing_log: String,
+    /// The new state of every (report suite, visitor) the file touched.
+    pub delta: StateDelta,
+    /// Forget the staged blob's key (the caller deletes the blob after the
+    /// commit; a blob no record references is swept at startup).
+    pub release_blob: bool,
+}
+
+/// One stored visitor state.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct StoredState {
+    /// Report suite ID.
+    pub report_suite: String,
+    /// Visitor key (`bdia_format::hit::Visitor::key`).
+    pub visitor_key: String,
+    /// Last hit time (unix seconds).
+    pub last_hit_time: i64,
+    /// Current visit number.
+    pub visit_num: u32,
+    /// Start of the current visit (unix seconds).
+    pub visit_start_time: i64,
+    /// Page views so far in the current visit.
+    pub visit_page_num: u32,
+}
+
+impl StoredState {
+    /// The visit state part.
+    pub fn state(&self) -> VisitState {
+        VisitState {
+            last_hit_time: self.last_hit_time,
+            visit_num: self.visit_num,
+            visit_start_time: self.visit_start_time,
+            visit_page_num: self.visit_page_num,
+        }
+    }
+}
+
 /// Metadata of companies, clients, report suites and files.
 ///
 /// The contract is the [`conformance`] suite.
@@ -443,4 +499,66 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn referenced_blob_keys(&self) -> StoreResult<Vec<String>>;
     /// True when the backend answers (readiness).
     async fn ping(&self) -> StoreResult<()>;
+
+    /// Groups that have an `UPLOADED` file and neither a `PROCESSING` nor an
+    /// `ERROR` one, ordered by their oldest waiting file; at most `limit`.
+    async fn runnable_groups(&self, limit: u32) -> StoreResult<Vec<GroupRef>>;
+    /// Atomically claims the next file of a group: the `UPLOADED` file with
+    /// the lowest `group_seq` becomes `PROCESSING` with
+    /// `processing_start_date = now`. `None` when the group has nothing
+    /// waiting, already has a `PROCESSING` file, or is stopped by an `ERROR`.
+    async fn claim_next_file(&self, group: &GroupRef, now: i64) -> StoreResult<Option<FileRecord>>;
+    /// Stored visitor states of one company for `keys` ((report suite,
+    /// visitor key) pairs), answered in the same order; `None` for a
+    /// visitor never committed.
+    async fn visitor_states(
+        &self,
+        company_id: &str,
+        keys: Vec<(String, String)>,
+    ) -> StoreResult<Vec<Option<VisitState>>>;
+    /// One transaction: a `PROCESSING` file becomes `COMPLETE` with its
+    /// dates and final log, and every entry of `completion.delta` is stored
+    /// as the new state of its visitor (in the file's company).
+    /// [`StoreError::Conflict`] when the file is not `PROCESSING`.
+    async fn complete_file(&self, file_id: &str, completion: Completion)
+        -> StoreResult<FileRecord>;
+    /// A `PROCESSING` file becomes `ERROR` with `reason` (and its `code`),
+    /// `processing_end_date = now`, and the reason appended to its log; its
+    /// group stops. [`StoreError::Conflict`] when the file is not `PROCESSING`.
+    async fn fail_file(
+        &self,
+        file_id: &str,
+        reason: &str,
+        code: &str,
+        now: i64,
+    ) -> StoreResult<FileRecord>;
+    /// Restarts a stopped group: its `ERROR` files become `UPLOADED` again
+    /// (error and processing dates cleared). Returns how many.
+    async fn retry_group(&self, group: &GroupRef) -> StoreResult<u64>;
+    /// Startup: every `PROCESSING` file becomes `UPLOADED` again (its
+    /// processing start cleared). Returns how many.
+    async fn requeue_processing(&self) -> StoreResult<u64>;
+    /// Stored visitor states of one company, ordered by (report suite,
+    /// visitor key), after `after` (exclusive), at most `limit` (an export
+    /// and test aid).
+    async fn list_visitor_states(
+        &self,
+        company_id: &str,
+        after: Option<(String, String)>,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredState>>;
+}
+
+/// The line appended to a file's processing log when processing fails;
+/// [`upload_log`] cuts the log there.
+pub const FAILURE_PREFIX: &str = "Processing failed: ";
+
+/// The upload part of a processing log: everything before the first
+/// failure note left by an earlier attempt.
+pub fn upload_log(log: &str) -> &str {
+    match log.find(&format!("\n{FAILURE_PREFIX}")) {
+        Some(i) => &log[..i],
+        None if log.starts_with(FAILURE_PREFIX) => "",
+        None => log,
+    }
 }

@@ -1,7 +1,7 @@
 //! The embedded metadata backend: one SQLite database file.
 //!
-//! Layout: tables `companies`, `report_suites`, `clients` and `files`
-//! (schema in [`SCHEMA`]). The database runs in WAL mode with
+//! Layout: tables `companies`, `report_suites`, `clients`, `files` and
+//! `visitor_states` (schema in [`SCHEMA`]). The database runs in WAL mode with
 //! `synchronous=FULL`, so a committed transaction survives a power loss.
 //!
 //! Invariants enforced by the schema itself (so that they hold across
@@ -9,6 +9,12 @@
 //! - `files_key`: one non-`REJECTED` record per (company, idempotency key);
 //! - `files_group_seq`: one record per (company, visitor group, group_seq);
 //! - report suite ids and client ids are unique across companies.
+//!
+//! `visitor_states` holds one row per (company, report suite, visitor key),
+//! a `WITHOUT ROWID` table clustered on that key: tens of millions of
+//! visitors stay on disk, and a file's processing looks up only the keys
+//! it touches, in batches ([`MetadataStore::visitor_states`]). Rows change
+//! only in [`MetadataStore::complete_file`]'s transaction.
 //!
 //! Every call runs on tokio's blocking pool, holding the one connection.
 
@@ -18,10 +24,12 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
+use bdia_model::VisitState;
+
 use crate::{
-    ApiClient, CommitOutcome, Company, CompanySettings, FilePage, FileQuery, FileRecord,
-    FileStatus, MetadataStore, NewFile, ReportSuite, StatusUpdate, StoreError, StoreResult,
-    SuiteClaim,
+    ApiClient, CommitOutcome, Company, CompanySettings, Completion, FilePage, FileQuery,
+    FileRecord, FileStatus, GroupRef, MetadataStore, NewFile, ReportSuite, StatusUpdate,
+    StoreError, StoreResult, StoredState, SuiteClaim, FAILURE_PREFIX,
 };
 
 /// The schema, applied idempotently at open.
@@ -77,6 +85,18 @@ CREATE UNIQUE INDEX IF NOT EXISTS files_group_seq
     ON files(company_id, visitor_group_id, group_seq) WHERE group_seq IS NOT NULL;
 CREATE INDEX IF NOT EXISTS files_company ON files(company_id, seq);
 CREATE INDEX IF NOT EXISTS files_status ON files(status, seq);
+CREATE INDEX IF NOT EXISTS files_group_status
+    ON files(company_id, visitor_group_id, status);
+CREATE TABLE IF NOT EXISTS visitor_states (
+    company_id TEXT NOT NULL,
+    report_suite TEXT NOT NULL,
+    visitor_key TEXT NOT NULL,
+    last_hit_time INTEGER NOT NULL,
+    visit_num INTEGER NOT NULL,
+    visit_start_time INTEGER NOT NULL,
+    visit_page_num INTEGER NOT NULL,
+    PRIMARY KEY (company_id, report_suite, visitor_key)
+) WITHOUT ROWID;
 "#;
 
 const FILE_COLUMNS: &str = "file_id, company_id, visitor_group_id, idempotency_key, upload_name, \
@@ -794,6 +814,295 @@ impl MetadataStore for SqliteStore {
             conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))
                 .map_err(backend)
                 .map(|_| ())
+        })
+        .await
+    }
+
+    async fn runnable_groups(&self, limit: u32) -> StoreResult<Vec<GroupRef>> {
+        self.with(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT f.company_id, f.visitor_group_id, MIN(f.seq) AS first FROM files f \
+                     WHERE f.status = 'UPLOADED' AND NOT EXISTS (SELECT 1 FROM files g \
+                       WHERE g.company_id = f.company_id AND g.visitor_group_id = f.visitor_group_id \
+                       AND g.status IN ('PROCESSING', 'ERROR')) \
+                     GROUP BY f.company_id, f.visitor_group_id ORDER BY first LIMIT ?1",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([limit as i64], |r| {
+                    Ok(GroupRef {
+                        company_id: r.get(0)?,
+                        visitor_group_id: r.get(1)?,
+                    })
+                })
+                .map_err(backend)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(backend);
+            rows
+        })
+        .await
+    }
+
+    async fn claim_next_file(&self, group: &GroupRef, now: i64) -> StoreResult<Option<FileRecord>> {
+        let group = group.clone();
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let busy: i64 = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM files WHERE company_id = ?1 AND visitor_group_id = ?2 \
+                     AND status IN ('PROCESSING', 'ERROR')",
+                    params![group.company_id, group.visitor_group_id],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            if busy > 0 {
+                return Ok(None);
+            }
+            let next = tx
+                .query_row(
+                    &format!(
+                        "SELECT {FILE_COLUMNS} FROM files WHERE company_id = ?1 \
+                         AND visitor_group_id = ?2 AND status = 'UPLOADED' \
+                         ORDER BY group_seq LIMIT 1"
+                    ),
+                    params![group.company_id, group.visitor_group_id],
+                    file_from_row,
+                )
+                .optional()
+                .map_err(backend)?;
+            let Some(mut rec) = next else {
+                return Ok(None);
+            };
+            tx.execute(
+                "UPDATE files SET status = 'PROCESSING', processing_start_date = ?2 \
+                 WHERE file_id = ?1",
+                params![rec.file_id, now],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            rec.status = FileStatus::Processing;
+            rec.processing_start_date = Some(now);
+            Ok(Some(rec))
+        })
+        .await
+    }
+
+    async fn visitor_states(
+        &self,
+        company_id: &str,
+        keys: Vec<(String, String)>,
+    ) -> StoreResult<Vec<Option<VisitState>>> {
+        let company_id = company_id.to_string();
+        self.with(move |conn| {
+            let tx = conn.transaction().map_err(backend)?;
+            let mut out = Vec::with_capacity(keys.len());
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT last_hit_time, visit_num, visit_start_time, visit_page_num \
+                         FROM visitor_states WHERE company_id = ?1 AND report_suite = ?2 \
+                         AND visitor_key = ?3",
+                    )
+                    .map_err(backend)?;
+                for (suite, key) in &keys {
+                    let st = stmt
+                        .query_row(params![company_id, suite, key], |r| {
+                            Ok(VisitState {
+                                last_hit_time: r.get(0)?,
+                                visit_num: r.get::<_, i64>(1)? as u32,
+                                visit_start_time: r.get(2)?,
+                                visit_page_num: r.get::<_, i64>(3)? as u32,
+                            })
+                        })
+                        .optional()
+                        .map_err(backend)?;
+                    out.push(st);
+                }
+            }
+            tx.commit().map_err(backend)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn complete_file(
+        &self,
+        file_id: &str,
+        completion: Completion,
+    ) -> StoreResult<FileRecord> {
+        let file_id = file_id.to_string();
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let Some(mut rec) = file_by_id(&tx, &file_id)? else {
+                return Err(StoreError::NotFound(format!("file '{file_id}'")));
+            };
+            if rec.status != FileStatus::Processing {
+                return Err(StoreError::Conflict(format!(
+                    "file '{file_id}' is {}, not PROCESSING",
+                    rec.status
+                )));
+            }
+            rec.status = FileStatus::Complete;
+            rec.file_reader_complete_date = Some(completion.file_reader_complete_date);
+            rec.processing_end_date = Some(completion.processing_end_date);
+            rec.processing_log = completion.processing_log;
+            if completion.release_blob {
+                rec.blob_key = None;
+            }
+            tx.execute(
+                "UPDATE files SET status = 'COMPLETE', file_reader_complete_date = ?2, \
+                 processing_end_date = ?3, processing_log = ?4, blob_key = ?5 WHERE file_id = ?1",
+                params![
+                    file_id,
+                    rec.file_reader_complete_date,
+                    rec.processing_end_date,
+                    rec.processing_log,
+                    rec.blob_key
+                ],
+            )
+            .map_err(backend)?;
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "INSERT INTO visitor_states (company_id, report_suite, visitor_key, \
+                         last_hit_time, visit_num, visit_start_time, visit_page_num) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                         ON CONFLICT (company_id, report_suite, visitor_key) DO UPDATE SET \
+                         last_hit_time = excluded.last_hit_time, visit_num = excluded.visit_num, \
+                         visit_start_time = excluded.visit_start_time, \
+                         visit_page_num = excluded.visit_page_num",
+                    )
+                    .map_err(backend)?;
+                for e in &completion.delta.entries {
+                    stmt.execute(params![
+                        rec.company_id,
+                        e.report_suite,
+                        e.visitor_key,
+                        e.state.last_hit_time,
+                        e.state.visit_num as i64,
+                        e.state.visit_start_time,
+                        e.state.visit_page_num as i64
+                    ])
+                    .map_err(backend)?;
+                }
+            }
+            tx.commit().map_err(backend)?;
+            Ok(rec)
+        })
+        .await
+    }
+
+    async fn fail_file(
+        &self,
+        file_id: &str,
+        reason: &str,
+        code: &str,
+        now: i64,
+    ) -> StoreResult<FileRecord> {
+        let (file_id, reason, code) = (file_id.to_string(), reason.to_string(), code.to_string());
+        self.with(move |conn| {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let Some(mut rec) = file_by_id(&tx, &file_id)? else {
+                return Err(StoreError::NotFound(format!("file '{file_id}'")));
+            };
+            if rec.status != FileStatus::Processing {
+                return Err(StoreError::Conflict(format!(
+                    "file '{file_id}' is {}, not PROCESSING",
+                    rec.status
+                )));
+            }
+            rec.status = FileStatus::Error;
+            rec.error = Some(reason.clone());
+            rec.error_code = Some(code);
+            rec.processing_end_date = Some(now);
+            let base = crate::upload_log(&rec.processing_log).to_string();
+            rec.processing_log = if base.is_empty() {
+                format!("{FAILURE_PREFIX}{reason}")
+            } else {
+                format!("{base}\n{FAILURE_PREFIX}{reason}")
+            };
+            tx.execute(
+                "UPDATE files SET status = 'ERROR', error = ?2, error_code = ?3, \
+                 processing_end_date = ?4, processing_log = ?5 WHERE file_id = ?1",
+                params![file_id, rec.error, rec.error_code, now, rec.processing_log],
+            )
+            .map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(rec)
+        })
+        .await
+    }
+
+    async fn retry_group(&self, group: &GroupRef) -> StoreResult<u64> {
+        let group = group.clone();
+        self.with(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE files SET status = 'UPLOADED', error = NULL, error_code = NULL, \
+                     processing_start_date = NULL, file_reader_complete_date = NULL, \
+                     processing_end_date = NULL WHERE company_id = ?1 AND visitor_group_id = ?2 \
+                     AND status = 'ERROR'",
+                    params![group.company_id, group.visitor_group_id],
+                )
+                .map_err(backend)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn requeue_processing(&self) -> StoreResult<u64> {
+        self.with(|conn| {
+            let n = conn
+                .execute(
+                    "UPDATE files SET status = 'UPLOADED', processing_start_date = NULL, \
+                     file_reader_complete_date = NULL WHERE status = 'PROCESSING'",
+                    [],
+                )
+                .map_err(backend)?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn list_visitor_states(
+        &self,
+        company_id: &str,
+        after: Option<(String, String)>,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredState>> {
+        let company_id = company_id.to_string();
+        self.with(move |conn| {
+            let (suite, key) = after.unzip();
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT report_suite, visitor_key, last_hit_time, visit_num, \
+                     visit_start_time, visit_page_num FROM visitor_states \
+                     WHERE company_id = ?1 AND (?2 IS NULL OR (report_suite, visitor_key) > (?2, ?3)) \
+                     ORDER BY report_suite, visitor_key LIMIT ?4",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![company_id, suite, key, limit as i64], |r| {
+                    Ok(StoredState {
+                        report_suite: r.get(0)?,
+                        visitor_key: r.get(1)?,
+                        last_hit_time: r.get(2)?,
+                        visit_num: r.get::<_, i64>(3)? as u32,
+                        visit_start_time: r.get(4)?,
+                        visit_page_num: r.get::<_, i64>(5)? as u32,
+                    })
+                })
+                .map_err(backend)?
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(backend);
+            rows
         })
         .await
     }
