@@ -36,6 +36,17 @@ enum AdminCommand {
     /// API clients.
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Restart a visitor group stopped by a failed (ERROR) file: the file
+    /// is processed again, then the group's later files (a running server
+    /// notices within its poll interval).
+    Retry {
+        /// The company.
+        #[arg(long)]
+        company: String,
+        /// The visitor group id.
+        #[arg(long)]
+        vgid: String,
+    },
     /// Print an access token for a client (for scripts).
     Token {
         /// The client id.
@@ -278,6 +289,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 let pem = read_pem(&public_key)?;
                 store.set_client_public_key(&client_id, Some(&pem)).await?;
                 print(json!({ "client_id": client_id, "public_key": true }));
+            }
+            AdminCommand::Retry { company, vgid } => {
+                if store.get_company(&company).await?.is_none() {
+                    bail!("no company '{company}'");
+                }
+                let retried = store
+                    .retry_group(&bdia_store::GroupRef {
+                        company_id: company.clone(),
+                        visitor_group_id: vgid.clone(),
+                    })
+                    .await?;
+                print(json!({ "company": company, "visitor_group_id": vgid, "retried": retried }));
             }
             AdminCommand::Token { client_id, ttl } => {
                 let Some(client) = store.get_client(&client_id).await? else {

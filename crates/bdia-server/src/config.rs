@@ -30,6 +30,36 @@ pub struct Config {
     /// An upload that sends nothing for this many seconds is dropped, like a
     /// disconnect (`BDIA_UPLOAD_IDLE_TIMEOUT_SECS`).
     pub upload_idle_timeout_secs: u64,
+    /// The processing stage.
+    pub processing: ProcessingConfig,
+}
+
+/// The processing stage (uploaded files -> lake).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProcessingConfig {
+    /// Process uploaded files at all (`BDIA_PROCESSING_ENABLED`).
+    pub enabled: bool,
+    /// Files processed at once, each of a different visitor group
+    /// (`BDIA_PROCESSING_WORKERS`).
+    pub workers: usize,
+    /// How often the scheduler looks for work when nothing woke it, in
+    /// milliseconds (`BDIA_PROCESSING_POLL_MS`).
+    pub poll_interval_ms: u64,
+    /// Keep staged files after their file is `COMPLETE` instead of deleting
+    /// them (`BDIA_KEEP_STAGED_FILES`).
+    pub keep_staged_files: bool,
+}
+
+impl Default for ProcessingConfig {
+    fn default() -> Self {
+        ProcessingConfig {
+            enabled: true,
+            workers: 2,
+            poll_interval_ms: 1_000,
+            keep_staged_files: false,
+        }
+    }
 }
 
 /// Upload size limits (spec 3).
@@ -79,6 +109,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             shutdown_grace_secs: 30,
             upload_idle_timeout_secs: 60,
+            processing: ProcessingConfig::default(),
         }
     }
 }
@@ -169,6 +200,10 @@ impl Config {
                 "BDIA_UPLOAD_IDLE_TIMEOUT_SECS" => {
                     self.upload_idle_timeout_secs = parse_env(&k, &v)?
                 }
+                "BDIA_PROCESSING_ENABLED" => self.processing.enabled = parse_env(&k, &v)?,
+                "BDIA_PROCESSING_WORKERS" => self.processing.workers = parse_env(&k, &v)?,
+                "BDIA_PROCESSING_POLL_MS" => self.processing.poll_interval_ms = parse_env(&k, &v)?,
+                "BDIA_KEEP_STAGED_FILES" => self.processing.keep_staged_files = parse_env(&k, &v)?,
                 _ => {}
             }
         }
@@ -201,6 +236,17 @@ impl Config {
         if self.upload_idle_timeout_secs == 0 {
             return Err(ConfigError(
                 "upload_idle_timeout_secs = 0: must be > 0".into(),
+            ));
+        }
+        if self.processing.workers == 0 || self.processing.workers > 256 {
+            return Err(ConfigError(format!(
+                "processing.workers = {}: must be 1..=256",
+                self.processing.workers
+            )));
+        }
+        if self.processing.poll_interval_ms == 0 {
+            return Err(ConfigError(
+                "processing.poll_interval_ms = 0: must be > 0".into(),
             ));
         }
         if self.auth.token_ttl_secs == 0 {

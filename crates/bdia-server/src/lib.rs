@@ -18,16 +18,14 @@
 //! DIR/credentials.json             first-start client credentials (0600)
 //! DIR/server.lock                  held (flock) by the one server of this dir
 //! DIR/blobs/                       staged files (see bdia_store::blob)
+//! DIR/lake/                        the hit lake (see bdia_lake, processing)
+//! DIR/lake-spool/                  part files being written
 //! ```
 //!
-//! The processing stage finds the files to process with
-//! [`bdia_store::MetadataStore::pending_files`] (acceptance order; each
-//! record's `group_seq` is its rank in its (company, visitor group)), reads
-//! their bytes from `record.blob_key` with
-//! [`bdia_store::blob::BlobStore::open_read`] (or through
-//! [`bdia_store::blob::BlobStore::object_store`]), and moves them through
-//! `PROCESSING` to `COMPLETE`/`ERROR` with
-//! [`bdia_store::MetadataStore::update_file_status`].
+//! The processing stage ([`processing`]) runs next to the HTTP side: at
+//! bind, [`processing::recover`] repairs the lake and requeues files a crash
+//! left `PROCESSING`; while serving, the scheduler moves uploaded files
+//! through `PROCESSING` to `COMPLETE`/`ERROR`.
 
 pub mod auth;
 pub mod config;
@@ -35,6 +33,7 @@ pub mod error;
 pub mod handlers;
 pub mod limiter;
 pub mod openapi;
+pub mod processing;
 pub mod state;
 pub mod tenancy;
 pub mod testing;
@@ -67,6 +66,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/aa/collect/v1/events/validate"),
     ("get", "/aa/collect/v1/events/key/{idempotency_key}"),
     ("get", "/aa/collect/v1/events/{file_id}"),
+    ("get", "/aa/collect/v1/events/{file_id}/rejects"),
+    ("post", "/aa/collect/v1/groups/{vgid}/retry"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -93,6 +94,27 @@ pub fn metrics_handle() -> PrometheusHandle {
             );
             metrics::describe_counter!("bdia_uploads_total", "Upload requests by outcome");
             metrics::describe_counter!("bdia_http_errors_total", "Error answers by code");
+            metrics::describe_counter!(
+                "bdia_rows_processed_total",
+                "Rows read by the processing stage"
+            );
+            metrics::describe_counter!(
+                "bdia_rows_throttled_total",
+                "Rows the processing throttle held back (delayed, never dropped)"
+            );
+            metrics::describe_counter!(
+                "bdia_files_processed_total",
+                "Files processed, by outcome (complete, error)"
+            );
+            metrics::describe_counter!(
+                "bdia_processing_errors_total",
+                "Files that failed processing, by cause"
+            );
+            metrics::describe_gauge!(
+                "bdia_processing_groups_waiting",
+                "Visitor groups with files waiting for a worker"
+            );
+            metrics::describe_gauge!("bdia_processing_files_in_progress", "Files being processed");
             handle
         })
         .clone()
@@ -121,6 +143,14 @@ pub fn router(state: AppState) -> Router {
             get(handlers::by_key),
         )
         .route("/aa/collect/v1/events/{file_id}", get(handlers::by_id))
+        .route(
+            "/aa/collect/v1/events/{file_id}/rejects",
+            get(processing::api::rejects),
+        )
+        .route(
+            "/aa/collect/v1/groups/{vgid}/retry",
+            post(processing::api::retry_group),
+        )
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
         .route("/metrics", get(handlers::metrics))
@@ -161,6 +191,8 @@ impl Server {
         if cleared + orphans > 0 {
             tracing::info!(cleared, orphans, "recovered data dir");
         }
+        let processing = processing::Processing::open(&config.data_dir)?;
+        processing::recover(&*data.store, processing.lake()).await?;
         let first_start = tenancy::ensure_default_tenant(&*data.store, &config.data_dir).await?;
         let listener = TcpListener::bind(config.listen)
             .await
@@ -174,6 +206,7 @@ impl Server {
             blobs: data.blobs,
             metrics: metrics_handle(),
             tasks: TaskTracker::new(),
+            processing,
         };
         Ok(Server {
             state,
@@ -216,14 +249,37 @@ impl Server {
     ) -> anyhow::Result<()> {
         let tasks = self.state.tasks.clone();
         let grace = Duration::from_secs(self.state.config.shutdown_grace_secs);
+        let stop_processing = tokio_util::sync::CancellationToken::new();
+        let scheduler = self.state.config.processing.enabled.then(|| {
+            let shared = Arc::new(processing::Shared {
+                store: self.state.store.clone(),
+                blobs: self.state.blobs.clone(),
+                lake: self.state.processing.lake().clone(),
+                limits: self.state.config.limits.clone(),
+                keep_staged_files: self.state.config.processing.keep_staged_files,
+                throttles: processing::throttle::Throttles::new(),
+            });
+            tokio::spawn(processing::run_scheduler(
+                self.state.processing.clone(),
+                shared,
+                self.state.config.processing.clone(),
+                stop_processing.clone(),
+            ))
+        });
         tracing::info!(addr = %self.addr, "serving");
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await
             .context("serving")?;
+        stop_processing.cancel();
         tasks.close();
         if tokio::time::timeout(grace, tasks.wait()).await.is_err() {
             tracing::warn!("in-flight uploads did not finish within the grace period");
+        }
+        if let Some(s) = scheduler {
+            if tokio::time::timeout(grace, s).await.is_err() {
+                tracing::warn!("in-flight files did not stop within the grace period");
+            }
         }
         tracing::info!("stopped");
         Ok(())

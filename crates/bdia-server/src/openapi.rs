@@ -168,6 +168,26 @@ pub fn document() -> Value {
                     "404": error_response("File not found")
                 }), auth_errors())
             } },
+            "/aa/collect/v1/events/{file_id}/rejects": { "get": {
+                "summary": "The file's reject report: every invalid row (row, kind, message, raw) as CSV",
+                "security": security,
+                "parameters": [api_key, { "name": "file_id", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "responses": merge(json!({
+                    "200": { "description": "CSV with a header row", "content": { "text/csv": { "schema": { "type": "string" } } } },
+                    "404": error_response("File not found")
+                }), auth_errors())
+            } },
+            "/aa/collect/v1/groups/{vgid}/retry": { "post": {
+                "summary": "Restarts a visitor group stopped by a failed (ERROR) file",
+                "security": security,
+                "parameters": [api_key, { "name": "vgid", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "responses": merge(json!({
+                    "200": { "description": "Files moved back to UPLOADED", "content": { "application/json": { "schema": {
+                        "type": "object", "properties": {
+                            "visitor_group_id": { "type": "string" },
+                            "retried": { "type": "integer" } } } } } }
+                }), auth_errors())
+            } },
             "/healthz": { "get": { "summary": "Liveness", "responses": { "200": { "description": "Up" } } } },
             "/readyz": { "get": { "summary": "Readiness (database and blob store)", "responses": {
                 "200": { "description": "Ready" }, "503": error_response("Not ready") } } },

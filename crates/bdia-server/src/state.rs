@@ -30,6 +30,8 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// In-flight upload jobs (waited for at shutdown).
     pub tasks: TaskTracker,
+    /// The processing stage: the lake and the scheduler's wake-up.
+    pub processing: crate::processing::Processing,
 }
 
 impl std::fmt::Debug for AppState {

@@ -30,7 +30,8 @@ impl std::fmt::Debug for TestServer {
     }
 }
 
-/// The test configuration: port 0, rate limit off, given data dir.
+/// The test configuration: port 0, rate limit off, processing off, given
+/// data dir.
 pub fn test_config(data_dir: &Path) -> Config {
     let mut c = Config {
         data_dir: data_dir.to_path_buf(),
@@ -39,6 +40,9 @@ pub fn test_config(data_dir: &Path) -> Config {
     };
     c.rate_limit.enabled = false;
     c.shutdown_grace_secs = 10;
+    // Tests of uploads look at files as accepted; tests of processing turn
+    // it on.
+    c.processing.enabled = false;
     c
 }
 
@@ -106,4 +110,117 @@ impl Drop for TestServer {
             let _ = tx.send(());
         }
     }
+}
+
+/// One hit read back from the lake: the columns tests reason about.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct LakeHit {
+    /// `file_id`.
+    pub file_id: String,
+    /// `row_number`.
+    pub row_number: i64,
+    /// `report_suite`.
+    pub report_suite: String,
+    /// The `date=` partition of the part.
+    pub date: String,
+    /// `hit_time`, unix seconds.
+    pub hit_time: i64,
+    /// `visitor_id`.
+    pub visitor_id: String,
+    /// `visitor_id_type`.
+    pub visitor_id_type: String,
+    /// `visit_num`.
+    pub visit_num: i32,
+    /// `visit_page_num`.
+    pub visit_page_num: i32,
+    /// `visit_start_time`, unix seconds.
+    pub visit_start_time: i64,
+    /// `new_visit`.
+    pub new_visit: bool,
+    /// `out_of_order`.
+    pub out_of_order: bool,
+    /// `hit_type`.
+    pub hit_type: String,
+    /// Every column of the row as `name=value` (Arrow debug text), in
+    /// schema order, `file_id` excluded: for whole-row comparisons.
+    pub all: String,
+}
+
+/// Every hit of every committed file of the lake under `data_dir/lake`
+/// (parts listed in `_commits/*.json`, as readers see them), sorted.
+pub fn lake_hits(data_dir: &Path) -> anyhow::Result<Vec<LakeHit>> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::{Int32Type, Int64Type, TimestampMicrosecondType};
+    use arrow_array::Array;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    let lake = data_dir.join("lake");
+    let mut out = Vec::new();
+    let commits = match std::fs::read_dir(lake.join(bdia_lake::COMMITS)) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e.into()),
+    };
+    for entry in commits {
+        let entry = entry?;
+        let manifest: bdia_lake::FileManifest =
+            serde_json::from_slice(&std::fs::read(entry.path())?)?;
+        for part in manifest.parts {
+            let file = std::fs::File::open(lake.join(&part.path))?;
+            let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
+            for batch in reader {
+                let batch = batch?;
+                let schema = batch.schema();
+                let col = |name: &str| {
+                    batch
+                        .column(schema.index_of(name).expect("lake column"))
+                        .clone()
+                };
+                let (rs, fid, vid, vtype, htype) = (
+                    col("report_suite"),
+                    col("file_id"),
+                    col("visitor_id"),
+                    col("visitor_id_type"),
+                    col("hit_type"),
+                );
+                let (time, vstart) = (col("hit_time"), col("visit_start_time"));
+                let (vnum, vpage, rown) =
+                    (col("visit_num"), col("visit_page_num"), col("row_number"));
+                let (newv, ooo) = (col("new_visit"), col("out_of_order"));
+                let fid_index = schema.index_of("file_id")?;
+                for i in 0..batch.num_rows() {
+                    let mut all = String::new();
+                    for (c, f) in schema.fields().iter().enumerate() {
+                        if c == fid_index {
+                            continue;
+                        }
+                        let v = batch.column(c).slice(i, 1);
+                        all.push_str(&format!("{}={:?};", f.name(), v));
+                    }
+                    out.push(LakeHit {
+                        file_id: fid.as_string::<i32>().value(i).to_string(),
+                        row_number: rown.as_primitive::<Int64Type>().value(i),
+                        report_suite: rs.as_string::<i32>().value(i).to_string(),
+                        date: part.date.clone(),
+                        hit_time: time.as_primitive::<TimestampMicrosecondType>().value(i)
+                            / 1_000_000,
+                        visitor_id: vid.as_string::<i32>().value(i).to_string(),
+                        visitor_id_type: vtype.as_string::<i32>().value(i).to_string(),
+                        visit_num: vnum.as_primitive::<Int32Type>().value(i),
+                        visit_page_num: vpage.as_primitive::<Int32Type>().value(i),
+                        visit_start_time: vstart
+                            .as_primitive::<TimestampMicrosecondType>()
+                            .value(i)
+                            / 1_000_000,
+                        new_visit: newv.as_boolean().value(i),
+                        out_of_order: ooo.as_boolean().value(i),
+                        hit_type: htype.as_string::<i32>().value(i).to_string(),
+                        all,
+                    });
+                }
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
 }

@@ -717,6 +717,9 @@ async fn finish_upload(
                 group_seq = rec.group_seq,
                 "file committed"
             );
+            if rec.status == FileStatus::Uploaded {
+                state.processing.wake();
+            }
             Ok(Json(FileView::from(&rec)).into_response())
         }
         CommitOutcome::Existing(rec) => {

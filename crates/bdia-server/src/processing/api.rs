@@ -1,0 +1,85 @@
+//! HTTP endpoints of the processing stage: a file's reject report and the
+//! retry of a stopped visitor group. Both are scoped to the caller's
+//! company: another company's file or group is not found.
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bdia_store::GroupRef;
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Header of every reject report.
+pub const REJECTS_HEADER: &str = "row,kind,message,raw\n";
+
+/// `GET /aa/collect/v1/events/{file_id}/rejects`: every invalid row of the
+/// file as CSV (`row,kind,message,raw`); only the header when the file had
+/// none.
+#[tracing::instrument(skip_all)]
+pub async fn rejects(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    file_id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let caller = state.authenticate(&headers).await?;
+    let Path(file_id) = file_id.map_err(|_| ApiError::BadRequest("Malformed file id".into()))?;
+    let rec = state
+        .store
+        .get_file(&caller.company.id, &file_id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound("File not found".into()))?;
+    let body = match &rec.rejects_key {
+        Some(key) => state.blobs.get(key).await?,
+        None => bytes::Bytes::from_static(REJECTS_HEADER.as_bytes()),
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{file_id}-rejects.csv\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// Answer of a group retry.
+#[derive(Debug, Serialize)]
+pub struct RetryAnswer {
+    /// The visitor group.
+    pub visitor_group_id: String,
+    /// Files moved from `ERROR` back to `UPLOADED` (0 when the group was not stopped).
+    pub retried: u64,
+}
+
+/// `POST /aa/collect/v1/groups/{vgid}/retry`: restarts a visitor group
+/// stopped by a failed file; the file is processed again, then the rest.
+#[tracing::instrument(skip_all)]
+pub async fn retry_group(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    vgid: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let caller = state.authenticate(&headers).await?;
+    let Path(vgid) = vgid.map_err(|_| ApiError::BadRequest("Malformed visitor group id".into()))?;
+    let retried = state
+        .store
+        .retry_group(&GroupRef {
+            company_id: caller.company.id.clone(),
+            visitor_group_id: vgid.clone(),
+        })
+        .await?;
+    tracing::info!(visitor_group = %vgid, retried, "group retried");
+    state.processing.wake();
+    Ok(Json(RetryAnswer {
+        visitor_group_id: vgid,
+        retried,
+    })
+    .into_response())
+}

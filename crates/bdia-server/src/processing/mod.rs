@@ -1,0 +1,248 @@
+//! The processing stage: uploaded files -> enriched hits in the lake.
+//!
+//! ```text
+//! scheduler (one task)                         workers (<= processing.workers)
+//!   runnable groups (store) -> round-robin ring
+//!   claim_next_file(group) ──────────────────▶ worker::run (blocking thread:
+//!   wake-ups: upload accepted, retry,             engine, lookups, enrichment,
+//!             worker done, poll interval          lake writer; then publish,
+//!                                                 commit, delete staged file)
+//! ```
+//!
+//! # Ordering and fairness
+//!
+//! A group is (company, visitor group). The store hands out only the next
+//! file of a group in acceptance order and never a second one while one is
+//! `PROCESSING` ([`bdia_store::MetadataStore::claim_next_file`]), so a group's
+//! files run one at a time, in order, even across restarts. The scheduler
+//! keeps a ring of runnable groups and takes one file from the group at its
+//! front; a group that still has files goes back to the end of the ring
+//! when its file is done. A group with 1,000 queued files therefore gets
+//! one turn per round, like a group with one. Different groups run in
+//! parallel on at most `processing.workers` workers. A file that fails is
+//! `ERROR` and stops its group until an operator retries it (`POST
+//! /aa/collect/v1/groups/{vgid}/retry`, `bdia admin retry`): skipping it
+//! would break the group's order.
+//!
+//! # Exactly once
+//!
+//! 1. The worker reads the staged file and the visitor state before it
+//!    (unchanged until the file commits), and writes the file's parts to a
+//!    local spool ([`bdia_lake::LakeWriter`]).
+//! 2. [`bdia_lake::Lake::publish`] puts them under deterministic names
+//!    (from the file id) and writes the file's commit record; readers see
+//!    only committed files.
+//! 3. One metadata transaction marks the file `COMPLETE` (dates, final log
+//!    with out-of-order notes) and stores the visitor state delta
+//!    ([`bdia_store::MetadataStore::complete_file`]).
+//! 4. The staged file is deleted (unless `processing.keep_staged_files`);
+//!    its key was dropped from the record in step 3, so a crash before the
+//!    delete leaves an unreferenced blob that the startup sweep removes.
+//!
+//! At startup, [`recover`] runs [`bdia_lake::Lake::recover`] (finishes or
+//! removes half-published files) and returns `PROCESSING` files to
+//! `UPLOADED`. A crash anywhere thus means the file is processed again from
+//! the same state, writing identical objects: nothing lost, nothing doubled.
+//!
+//! # Layout
+//!
+//! ```text
+//! DATA_DIR/lake/hits/report_suite=<rsid>/date=<YYYY-MM-DD>/part-<file_id>-<nnnn>.parquet
+//! DATA_DIR/lake/_commits/<file_id>.json     (see bdia_lake and docs/LAKE.md)
+//! DATA_DIR/lake/_staging/<file_id>/...
+//! DATA_DIR/lake-spool/                      part files being written (unlinked temp files)
+//! ```
+
+pub mod api;
+pub mod throttle;
+pub mod worker;
+
+use std::collections::{HashSet, VecDeque};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bdia_lake::{Lake, LakeConfig};
+use bdia_store::blob::BlobStore;
+use bdia_store::{GroupRef, MetadataStore};
+use tokio::sync::{mpsc, Notify};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{LimitsConfig, ProcessingConfig};
+use throttle::Throttles;
+
+/// Most groups the scheduler fetches per refresh.
+const REFRESH_GROUPS: u32 = 10_000;
+
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// What workers share.
+pub struct Shared {
+    /// Metadata.
+    pub store: Arc<dyn MetadataStore>,
+    /// Staged files.
+    pub blobs: BlobStore,
+    /// The hit lake.
+    pub lake: Lake,
+    /// Engine size limits (as at upload).
+    pub limits: LimitsConfig,
+    /// Keep staged files after `COMPLETE`.
+    pub keep_staged_files: bool,
+    /// Per-company throttles.
+    pub throttles: Arc<Throttles>,
+}
+
+/// The handle the HTTP side holds: the lake and a way to wake the scheduler.
+#[derive(Clone)]
+pub struct Processing {
+    lake: Lake,
+    wake: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Processing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Processing").finish_non_exhaustive()
+    }
+}
+
+impl Processing {
+    /// Opens the lake under `data_dir/lake` (spool in `data_dir/lake-spool`).
+    pub fn open(data_dir: &Path) -> anyhow::Result<Processing> {
+        let spool = data_dir.join("lake-spool");
+        std::fs::create_dir_all(&spool)?;
+        let config = LakeConfig {
+            spool_dir: Some(spool),
+            ..LakeConfig::default()
+        };
+        let lake = Lake::local(data_dir.join("lake"), config)?;
+        Ok(Processing {
+            lake,
+            wake: Arc::new(Notify::new()),
+        })
+    }
+
+    /// The hit lake.
+    pub fn lake(&self) -> &Lake {
+        &self.lake
+    }
+
+    /// Tells the scheduler that something may be runnable (an upload was
+    /// accepted, a group was retried).
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// Startup recovery: finishes or removes half-published lake output, then
+/// returns `PROCESSING` files to `UPLOADED`. Run before serving.
+pub async fn recover(store: &dyn MetadataStore, lake: &Lake) -> anyhow::Result<()> {
+    let r = lake.recover().await?;
+    let requeued = store.requeue_processing().await?;
+    if !r.rolled_forward.is_empty() || !r.discarded.is_empty() || requeued > 0 {
+        tracing::info!(
+            rolled_forward = r.rolled_forward.len(),
+            discarded = r.discarded.len(),
+            requeued,
+            "recovered processing"
+        );
+    }
+    Ok(())
+}
+
+/// Runs the scheduler until `cancel`, then waits for in-flight files (they
+/// stop at their next batch and are requeued at the next start).
+pub async fn run_scheduler(
+    processing: Processing,
+    shared: Arc<Shared>,
+    config: ProcessingConfig,
+    cancel: CancellationToken,
+) {
+    let workers = config.workers.max(1);
+    let poll = Duration::from_millis(config.poll_interval_ms.max(10));
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<GroupRef>();
+    let mut ring: VecDeque<GroupRef> = VecDeque::new();
+    let mut queued: HashSet<GroupRef> = HashSet::new();
+    let mut running: HashSet<GroupRef> = HashSet::new();
+    let tracker = TaskTracker::new();
+    let stop = Arc::new(AtomicBool::new(false));
+    loop {
+        while let Ok(g) = done_rx.try_recv() {
+            running.remove(&g);
+        }
+        match shared.store.runnable_groups(REFRESH_GROUPS).await {
+            Ok(groups) => {
+                for g in groups {
+                    if !running.contains(&g) && queued.insert(g.clone()) {
+                        ring.push_back(g);
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "listing runnable groups failed"),
+        }
+        while running.len() < workers {
+            let Some(g) = ring.pop_front() else { break };
+            queued.remove(&g);
+            match shared.store.claim_next_file(&g, now()).await {
+                Ok(Some(rec)) => {
+                    running.insert(g.clone());
+                    let shared = shared.clone();
+                    let done = done_tx.clone();
+                    let stop = stop.clone();
+                    tracker.spawn(async move {
+                        process_one(&shared, rec, stop).await;
+                        let _ = done.send(g);
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, "claiming a file failed");
+                    break;
+                }
+            }
+        }
+        metrics::gauge!("bdia_processing_groups_waiting").set(ring.len() as f64);
+        metrics::gauge!("bdia_processing_files_in_progress").set(running.len() as f64);
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            Some(g) = done_rx.recv() => { running.remove(&g); }
+            _ = processing.wake.notified() => {}
+            _ = tokio::time::sleep(poll) => {}
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    tracker.close();
+    tracker.wait().await;
+}
+
+async fn process_one(shared: &Shared, rec: bdia_store::FileRecord, stop: Arc<AtomicBool>) {
+    use tracing::Instrument;
+    let span = tracing::info_span!("process_file", file_id = %rec.file_id, visitor_group = %rec.visitor_group_id);
+    match worker::run(shared, &rec, stop).instrument(span).await {
+        Ok(worker::Outcome::Complete { rows }) => {
+            metrics::counter!("bdia_files_processed_total", "outcome" => "complete").increment(1);
+            tracing::info!(file_id = %rec.file_id, visitor_group = %rec.visitor_group_id, rows, "file complete");
+        }
+        Ok(worker::Outcome::Cancelled) => {
+            tracing::info!(file_id = %rec.file_id, "processing stopped by shutdown; requeued at next start");
+        }
+        Err(f) => {
+            metrics::counter!("bdia_files_processed_total", "outcome" => "error").increment(1);
+            metrics::counter!("bdia_processing_errors_total", "code" => f.code).increment(1);
+            tracing::error!(file_id = %rec.file_id, visitor_group = %rec.visitor_group_id, code = f.code, reason = %f.reason, "file failed; its group stops until retried");
+            if let Err(e) = shared
+                .store
+                .fail_file(&rec.file_id, &f.reason, f.code, now())
+                .await
+            {
+                tracing::error!(file_id = %rec.file_id, error = %e, "recording the failure failed");
+            }
+        }
+    }
+}
