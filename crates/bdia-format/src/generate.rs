@@ -273,7 +273,7 @@ pub fn generate<W: Write>(opts: &GenOptions, out: W) -> io::Result<GenSummary> {
                 n % 7,
                 CHANNELS[n as usize % CHANNELS.len()]
             ));
-            if n % 4 == 0 {
+            if n.is_multiple_of(4) {
                 qs.push_str("&c.app.version=3.2.1");
             }
             qs.push_str("&AQE=1");
@@ -307,10 +307,10 @@ pub fn generate<W: Write>(opts: &GenOptions, out: W) -> io::Result<GenSummary> {
             set(&mut row, 19, section);
             set(&mut row, 22, &(n % 7).to_string());
         }
-        if n % 3 == 0 {
+        if n.is_multiple_of(3) {
             set(&mut row, 14, "https://www.search.example/?q=acme+shoes");
         }
-        if n % 11 == 0 {
+        if n.is_multiple_of(11) {
             set(&mut row, 16, &format!("email-{}", n % 5));
         }
         match n % 17 {
@@ -322,11 +322,11 @@ pub fn generate<W: Write>(opts: &GenOptions, out: W) -> io::Result<GenSummary> {
             _ => {}
         }
         set(&mut row, 20, &format!("segment-{}", visitor % 13));
-        if n % 5 == 0 {
+        if n.is_multiple_of(5) {
             set(&mut row, 21, "member");
         }
         set(&mut row, 23, &format!("v{}", visitor % 9));
-        if n % 4 == 0 && !qs_style {
+        if n.is_multiple_of(4) && !qs_style {
             set(&mut row, 24, "3.2.1");
         }
         set(

@@ -1,0 +1,503 @@
+//! Reports over the hit lake: DataFusion SQL over the committed Parquet
+//! parts of one report suite and date range.
+//!
+//! ```text
+//! ReportRequest::parse(query strings)            checked names, dates, limit
+//! ReportEngine::run(request, suite time zone)
+//!   LakeReader::parts(suite, from, to)           committed parts only
+//!   PartsTable (exactly those parts, through the lake's object store)
+//!   SQL built from the parsed request (sql.rs)   main query [+ totals] [+ bounces]
+//!   -> Report { rows, totals }                   serialized as the API's JSON
+//! ```
+//!
+//! # Definitions
+//!
+//! - `pageviews`: hits of type `page_view`; `link_hits`: the other hits;
+//!   `hits`: all.
+//! - `visits`: for `day` and `hour`, visits whose first hit falls in the row
+//!   (hits with `new_visit`); for other dimensions, distinct
+//!   (`visitor_id_type`, `visitor_id`, `visit_num`) with a hit in the row.
+//! - `visitors`: distinct (`visitor_id_type`, `visitor_id`) in the row.
+//! - `bounces`: visits with exactly one hit in the range, that hit being the
+//!   visit's first, counted on that hit's row.
+//! - `events:<name>`: each occurrence of the event adds its value, or 1.
+//! - Days and hours are in the suite's time zone; a `day` report has a row
+//!   for every day of the range.
+//! - `totals` are over every hit of the range (not only the rows returned):
+//!   sums for additive metrics, distinct counts over the whole range for
+//!   `visitors` (and for `visits` by a non-time dimension).
+//! - Rows by `day`/`hour` are in time order; other rows by the first metric,
+//!   descending, then by value (null last).
+
+pub mod error;
+pub mod request;
+mod sql;
+pub mod table;
+mod udf;
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bdia_lake::{Date, Lake};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Date32Type, Float64Type, Int64Type};
+use datafusion::datasource::object_store::ObjectStoreUrl;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use jiff::tz::TimeZone;
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+
+pub use error::ReportError;
+pub use request::{Dimension, Metric, ReportRequest};
+pub use udf::referrer_host;
+
+/// The URL the lake's object store is registered under.
+const LAKE_URL: &str = "bdia-lake://lake";
+
+/// One value of a metric.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value {
+    /// A count.
+    Count(u64),
+    /// A sum of event values.
+    Sum(f64),
+}
+
+impl Value {
+    fn as_f64(self) -> f64 {
+        match self {
+            Value::Count(n) => n as f64,
+            Value::Sum(x) => x,
+        }
+    }
+
+    fn add(self, other: Value) -> Value {
+        match (self, other) {
+            (Value::Count(a), Value::Count(b)) => Value::Count(a + b),
+            (a, b) => Value::Sum(a.as_f64() + b.as_f64()),
+        }
+    }
+
+    fn zero(metric: &Metric) -> Value {
+        match metric {
+            Metric::Event(_) => Value::Sum(0.0),
+            _ => Value::Count(0),
+        }
+    }
+}
+
+impl Serialize for Value {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            Value::Count(n) => s.serialize_u64(n),
+            Value::Sum(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => s.serialize_i64(x as i64),
+            Value::Sum(x) => s.serialize_f64(x),
+        }
+    }
+}
+
+/// One row: the dimension's value (null when the hits have none) and one
+/// value per metric, in the request's order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// The dimension value.
+    pub key: Option<String>,
+    /// Metric values.
+    pub values: Vec<Value>,
+}
+
+/// A finished report; serializes as
+/// `{"report_suite","dimension","from","to","rows":[{"<dimension>":..,"<metric>":..}],"totals":{..}}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    /// The report suite.
+    pub report_suite: String,
+    /// The dimension's name.
+    pub dimension: String,
+    /// First day.
+    pub from: Date,
+    /// Last day.
+    pub to: Date,
+    /// Metric names, in order.
+    pub metrics: Vec<String>,
+    /// The rows.
+    pub rows: Vec<Row>,
+    /// Totals over the whole range, one per metric.
+    pub totals: Vec<Value>,
+}
+
+struct RowJson<'a>(&'a Report, &'a Row);
+
+impl Serialize for RowJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(1 + self.1.values.len()))?;
+        map.serialize_entry(&self.0.dimension, &self.1.key)?;
+        for (name, v) in self.0.metrics.iter().zip(&self.1.values) {
+            map.serialize_entry(name, v)?;
+        }
+        map.end()
+    }
+}
+
+struct RowsJson<'a>(&'a Report);
+
+impl Serialize for RowsJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.rows.iter().map(|r| RowJson(self.0, r)))
+    }
+}
+
+struct TotalsJson<'a>(&'a Report);
+
+impl Serialize for TotalsJson<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.totals.len()))?;
+        for (name, v) in self.0.metrics.iter().zip(&self.0.totals) {
+            map.serialize_entry(name, v)?;
+        }
+        map.end()
+    }
+}
+
+impl Serialize for Report {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(6))?;
+        map.serialize_entry("report_suite", &self.report_suite)?;
+        map.serialize_entry("dimension", &self.dimension)?;
+        map.serialize_entry("from", &self.from.to_string())?;
+        map.serialize_entry("to", &self.to.to_string())?;
+        map.serialize_entry("rows", &RowsJson(self))?;
+        map.serialize_entry("totals", &TotalsJson(self))?;
+        map.end()
+    }
+}
+
+/// Runs reports over one lake. Cheap to clone; the Parquet metadata cache
+/// is shared by every report.
+#[derive(Clone)]
+pub struct ReportEngine {
+    lake: Lake,
+    runtime: Arc<RuntimeEnv>,
+    url: ObjectStoreUrl,
+    target_partitions: usize,
+}
+
+impl std::fmt::Debug for ReportEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReportEngine")
+            .field("target_partitions", &self.target_partitions)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `(start in UTC microseconds, offset in microseconds)` of every offset
+/// period of `tz` that overlaps the days `from..=to` (with a day of margin).
+fn offset_periods(tz: &TimeZone, from: Date, to: Date) -> Vec<(i64, i64)> {
+    let midnight = |d: Date| {
+        jiff::Timestamp::from_second(i64::from(table::date32(d)) * 86_400)
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH)
+    };
+    let start = midnight(from.yesterday().unwrap_or(from));
+    let end = midnight(to.tomorrow().and_then(|d| d.tomorrow()).unwrap_or(to));
+    let us = |o: jiff::tz::Offset| i64::from(o.seconds()) * 1_000_000;
+    let mut out = vec![(i64::MIN, us(tz.to_offset(start)))];
+    for t in tz.following(start) {
+        if t.timestamp() >= end {
+            break;
+        }
+        out.push((t.timestamp().as_microsecond(), us(t.offset())));
+    }
+    out
+}
+
+fn hour_label(index: i64) -> String {
+    match jiff::Timestamp::from_second(index.saturating_mul(3600)) {
+        Ok(t) => TimeZone::UTC
+            .to_datetime(t)
+            .strftime("%Y-%m-%dT%H:00")
+            .to_string(),
+        Err(_) => index.to_string(),
+    }
+}
+
+/// Reads the `d` column of a result batch as row keys.
+fn keys(batch: &RecordBatch, dim: Dimension) -> Result<Vec<Option<String>>, ReportError> {
+    let col = batch.column_by_name("d").ok_or_else(|| missing("d"))?;
+    let n = col.len();
+    Ok(match dim {
+        Dimension::Day => {
+            let a = cast(col, &DataType::Date32)?;
+            let a = a.as_primitive::<Date32Type>();
+            (0..n)
+                .map(|i| {
+                    a.is_valid(i)
+                        .then(|| table::from_date32(a.value(i)).to_string())
+                })
+                .collect()
+        }
+        Dimension::Hour => {
+            let a = cast(col, &DataType::Int64)?;
+            let a = a.as_primitive::<Int64Type>();
+            (0..n)
+                .map(|i| a.is_valid(i).then(|| hour_label(a.value(i))))
+                .collect()
+        }
+        _ => {
+            let a = cast(col, &DataType::Utf8)?;
+            let a = a.as_string::<i32>();
+            (0..n)
+                .map(|i| a.is_valid(i).then(|| a.value(i).to_string()))
+                .collect()
+        }
+    })
+}
+
+fn missing(name: &str) -> ReportError {
+    ReportError::Query(datafusion::error::DataFusionError::Internal(format!(
+        "result column {name} missing"
+    )))
+}
+
+/// Reads a metric column as values.
+fn values(batch: &RecordBatch, name: &str, metric: &Metric) -> Result<Vec<Value>, ReportError> {
+    let col = batch.column_by_name(name).ok_or_else(|| missing(name))?;
+    Ok(match metric {
+        Metric::Event(_) => {
+            let a = cast(col, &DataType::Float64)?;
+            let a = a.as_primitive::<Float64Type>();
+            (0..a.len())
+                .map(|i| Value::Sum(if a.is_valid(i) { a.value(i) } else { 0.0 }))
+                .collect()
+        }
+        _ => {
+            let a = cast(col, &DataType::Int64)?;
+            let a = a.as_primitive::<Int64Type>();
+            (0..a.len())
+                .map(|i| {
+                    Value::Count(if a.is_valid(i) {
+                        a.value(i).max(0) as u64
+                    } else {
+                        0
+                    })
+                })
+                .collect()
+        }
+    })
+}
+
+impl ReportEngine {
+    /// An engine over `lake`, using every core.
+    pub fn new(lake: Lake) -> Result<ReportEngine, ReportError> {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        ReportEngine::with_partitions(lake, cores)
+    }
+
+    /// An engine running each query on `target_partitions` partitions.
+    pub fn with_partitions(
+        lake: Lake,
+        target_partitions: usize,
+    ) -> Result<ReportEngine, ReportError> {
+        let url = ObjectStoreUrl::parse(LAKE_URL)?;
+        let runtime = RuntimeEnvBuilder::new().build_arc()?;
+        runtime.register_object_store(url.as_ref(), lake.store().clone());
+        Ok(ReportEngine {
+            lake,
+            runtime,
+            url,
+            target_partitions: target_partitions.max(1),
+        })
+    }
+
+    fn context(
+        &self,
+        parts: Vec<bdia_lake::PartRef>,
+        req: &ReportRequest,
+    ) -> Result<SessionContext, ReportError> {
+        let config = SessionConfig::new()
+            .with_target_partitions(self.target_partitions)
+            .with_information_schema(false);
+        let ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
+        ctx.register_table(
+            "hits",
+            Arc::new(table::PartsTable::new(self.url.clone(), parts)),
+        )?;
+        ctx.register_udf(udf::ReferrerHost::udf());
+        let mut k = 0;
+        for m in &req.metrics {
+            if let Metric::Event(name) = m {
+                ctx.register_udf(udf::EventTotal::udf(sql::event_fn(k), name.clone()));
+                k += 1;
+            }
+        }
+        Ok(ctx)
+    }
+
+    async fn query(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>, ReportError> {
+        Ok(ctx.sql(sql).await?.collect().await?)
+    }
+
+    /// Runs `req` over the suite's committed parts; `time_zone` is the
+    /// suite's IANA time zone (`UTC` when it has none).
+    pub async fn run(&self, req: &ReportRequest, time_zone: &str) -> Result<Report, ReportError> {
+        let tz = TimeZone::get(time_zone).map_err(|_| {
+            ReportError::invalid(
+                "invalid_time_zone",
+                format!(
+                    "Unknown time zone '{time_zone}' of report suite {}",
+                    req.report_suite
+                ),
+            )
+        })?;
+        let parts = self
+            .lake
+            .reader()
+            .parts(&req.report_suite, req.from, req.to)
+            .await?;
+        let ctx = self.context(parts, req)?;
+        let hour = sql::hour_expr(&offset_periods(&tz, req.from, req.to));
+        let dim_sql = sql::dimension_expr(req.dimension, &hour);
+        let distinct_visits = !req.dimension.is_time();
+
+        let main_metrics: Vec<(usize, &Metric)> = req
+            .metrics
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| **m != Metric::Bounces)
+            .collect();
+        let plan = sql::Plan {
+            metrics: main_metrics.clone(),
+            distinct_visits,
+        };
+        let main_sql = sql::main_query(&dim_sql, &plan);
+        let non_additive: Vec<(usize, &Metric)> = main_metrics
+            .iter()
+            .filter(|(_, m)| !m.additive(&req.dimension))
+            .copied()
+            .collect();
+        let totals_sql = (!non_additive.is_empty()).then(|| {
+            sql::main_query(
+                "0",
+                &sql::Plan {
+                    metrics: non_additive.clone(),
+                    distinct_visits,
+                },
+            )
+        });
+        let bounce_index = req.metrics.iter().position(|m| *m == Metric::Bounces);
+        let bounces_sql = bounce_index.map(|_| sql::bounces_query(&dim_sql));
+
+        let (main, totals, bounces) = futures::try_join!(
+            Self::query(&ctx, &main_sql),
+            async {
+                match &totals_sql {
+                    Some(q) => Self::query(&ctx, q).await.map(Some),
+                    None => Ok(None),
+                }
+            },
+            async {
+                match &bounces_sql {
+                    Some(q) => Self::query(&ctx, q).await.map(Some),
+                    None => Ok(None),
+                }
+            },
+        )?;
+
+        // Rows by key.
+        let zero: Vec<Value> = req.metrics.iter().map(Value::zero).collect();
+        let mut by_key: HashMap<Option<String>, Vec<Value>> = HashMap::new();
+        for batch in &main {
+            let ks = keys(batch, req.dimension)?;
+            let mut cols = Vec::new();
+            for (i, m) in &main_metrics {
+                cols.push((*i, values(batch, &format!("m{i}"), m)?));
+            }
+            for (r, k) in ks.into_iter().enumerate() {
+                let row = by_key.entry(k).or_insert_with(|| zero.clone());
+                for (i, col) in &cols {
+                    row[*i] = col[r];
+                }
+            }
+        }
+        if let (Some(bi), Some(batches)) = (bounce_index, &bounces) {
+            for batch in batches {
+                let ks = keys(batch, req.dimension)?;
+                let bs = values(batch, "b", &Metric::Bounces)?;
+                for (k, b) in ks.into_iter().zip(bs) {
+                    by_key.entry(k).or_insert_with(|| zero.clone())[bi] = b;
+                }
+            }
+        }
+        if req.dimension == Dimension::Day {
+            let mut d = req.from;
+            while d <= req.to {
+                by_key
+                    .entry(Some(d.to_string()))
+                    .or_insert_with(|| zero.clone());
+                match d.tomorrow() {
+                    Ok(next) => d = next,
+                    Err(_) => break,
+                }
+            }
+        }
+
+        // Totals: sums of every row, then the distinct counts.
+        let mut totals_v = zero.clone();
+        for row in by_key.values() {
+            for (i, v) in row.iter().enumerate() {
+                if req.metrics[i].additive(&req.dimension) {
+                    totals_v[i] = totals_v[i].add(*v);
+                }
+            }
+        }
+        if let Some(batches) = &totals {
+            for batch in batches {
+                for (i, m) in &non_additive {
+                    if let Some(v) = values(batch, &format!("m{i}"), m)?.first() {
+                        totals_v[*i] = *v;
+                    }
+                }
+            }
+        }
+
+        let mut rows: Vec<Row> = by_key
+            .into_iter()
+            .map(|(key, values)| Row { key, values })
+            .collect();
+        if req.dimension.is_time() {
+            rows.sort_by(|a, b| a.key.cmp(&b.key));
+        } else {
+            rows.sort_by(|a, b| {
+                let (x, y) = (a.values[0].as_f64(), b.values[0].as_f64());
+                y.partial_cmp(&x)
+                    .unwrap_or(Ordering::Equal)
+                    .then_with(|| match (&a.key, &b.key) {
+                        (Some(p), Some(q)) => p.cmp(q),
+                        (Some(_), None) => Ordering::Less,
+                        (None, Some(_)) => Ordering::Greater,
+                        (None, None) => Ordering::Equal,
+                    })
+            });
+        }
+        if let Some(limit) = req.limit {
+            rows.truncate(limit);
+        }
+        Ok(Report {
+            report_suite: req.report_suite.clone(),
+            dimension: req.dimension.to_string(),
+            from: req.from,
+            to: req.to,
+            metrics: req.metrics.iter().map(Metric::name).collect(),
+            rows,
+            totals: totals_v,
+        })
+    }
+}
+
+impl From<datafusion::arrow::error::ArrowError> for ReportError {
+    fn from(e: datafusion::arrow::error::ArrowError) -> Self {
+        ReportError::Query(e.into())
+    }
+}

@@ -1,0 +1,257 @@
+//! The SQL of a report, built only from parsed [`Metric`]s and
+//! [`Dimension`]s, numbers, and the fixed names of lake columns.
+//!
+//! The main query aggregates in levels so that distinct counts of
+//! composite keys are plain group-bys:
+//!
+//! ```text
+//! h:  one row per hit: d (the dimension), t, v (visitor), n (visit), per-hit metric values
+//! l1: GROUP BY d [, t, v] [, n]     sums of per-hit values
+//! l2: GROUP BY d [, t, v]           count(*) = distinct visits (when n was a key)
+//! l3: GROUP BY d                    count(*) = distinct visitors
+//! ```
+//!
+//! Every metric is aliased `m<i>` after its position in the request.
+//! Bounces come from their own query (visits with exactly one hit, that hit
+//! being the visit's first, counted on that hit's dimension value).
+
+use std::fmt::Write as _;
+
+use crate::request::{Dimension, Metric};
+
+/// Lake column names, quoted (DataFusion folds unquoted names to lower case).
+fn col(name: &str) -> String {
+    debug_assert!(name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'));
+    format!("\"{name}\"")
+}
+
+/// The dimension expression over the `hits` table. `hour_expr` is the
+/// local hour index (hours since 1970-01-01T00:00 local time).
+pub(crate) fn dimension_expr(dim: Dimension, hour_expr: &str) -> String {
+    match dim {
+        Dimension::Day => col("date"),
+        Dimension::Hour => hour_expr.to_string(),
+        Dimension::Page => format!(
+            "CASE WHEN {ht} = 'page_view' THEN coalesce({pn}, {pu}) END",
+            ht = col("hit_type"),
+            pn = col("page_name"),
+            pu = col("page_url")
+        ),
+        Dimension::PageUrl => col("page_url"),
+        Dimension::LinkName => col("link_name"),
+        Dimension::LinkType => format!(
+            "CASE {ht} WHEN 'link_download' THEN 'download' WHEN 'link_exit' THEN 'exit' WHEN 'link_custom' THEN 'custom' END",
+            ht = col("hit_type")
+        ),
+        Dimension::Channel => col("channel"),
+        Dimension::Campaign => col("campaign"),
+        Dimension::ReferrerHost => format!("referrer_host({})", col("referrer")),
+        Dimension::Evar(n) => col(&format!("eVar{n}")),
+        Dimension::Prop(n) => col(&format!("prop{n}")),
+        Dimension::VisitorIdType => col("visitor_id_type"),
+        Dimension::FileId => col("file_id"),
+    }
+}
+
+/// The local hour index of `hit_time`: UTC microseconds plus the zone's
+/// offset, by the transitions `(from_us, offset_us)` sorted by time (the
+/// first applies before the second's start, and so on).
+pub(crate) fn hour_expr(offsets: &[(i64, i64)]) -> String {
+    let ts = format!("CAST({} AS BIGINT)", col("hit_time"));
+    let offset = match offsets {
+        [] => "0".to_string(),
+        [(_, only)] => only.to_string(),
+        [first, rest @ ..] => {
+            let mut s = String::from("CASE");
+            let mut prev = first.1;
+            for (start, off) in rest {
+                let _ = write!(s, " WHEN {ts} < {start} THEN {prev}");
+                prev = *off;
+            }
+            let _ = write!(s, " ELSE {prev} END");
+            s
+        }
+    };
+    format!("(({ts} + {offset}) / 3600000000)")
+}
+
+/// The name of the event function of the `k`-th event metric.
+pub(crate) fn event_fn(k: usize) -> String {
+    format!("event_total_{k}")
+}
+
+/// Which metrics need which grouping.
+pub(crate) struct Plan<'a> {
+    /// `(alias index, metric)` of the metrics of the main query.
+    pub metrics: Vec<(usize, &'a Metric)>,
+    /// Whether `visits` is a distinct count (non-time dimension).
+    pub distinct_visits: bool,
+}
+
+/// The main query: `d` and `m<i>` for every metric of `plan` (bounces
+/// excluded). `dim` is the dimension expression.
+pub(crate) fn main_query(dim: &str, plan: &Plan<'_>) -> String {
+    let has = |f: &dyn Fn(&Metric) -> bool| plan.metrics.iter().any(|(_, m)| f(m));
+    let visitors = has(&|m| *m == Metric::Visitors);
+    let need_n = plan.distinct_visits && has(&|m| *m == Metric::Visits);
+    let need_tv = visitors || need_n;
+
+    // Per-hit values summed at level 1.
+    let mut per_hit: Vec<(String, String)> = Vec::new();
+    let mut event_k = 0;
+    for (i, m) in &plan.metrics {
+        let alias = format!("m{i}");
+        let expr = match m {
+            Metric::PageViews => format!(
+                "CASE WHEN {} = 'page_view' THEN 1 ELSE 0 END",
+                col("hit_type")
+            ),
+            Metric::LinkHits => format!(
+                "CASE WHEN {} <> 'page_view' THEN 1 ELSE 0 END",
+                col("hit_type")
+            ),
+            Metric::Hits => "1".to_string(),
+            Metric::Visits if !plan.distinct_visits => {
+                format!("CASE WHEN {} THEN 1 ELSE 0 END", col("new_visit"))
+            }
+            Metric::Event(_) => {
+                let e = format!("{}({})", event_fn(event_k), col("events"));
+                event_k += 1;
+                e
+            }
+            Metric::Visits | Metric::Visitors | Metric::Bounces => continue,
+        };
+        per_hit.push((alias, expr));
+    }
+
+    let mut h = format!("SELECT {dim} AS d");
+    if need_tv {
+        let _ = write!(
+            h,
+            ", {} AS t, {} AS v",
+            col("visitor_id_type"),
+            col("visitor_id")
+        );
+    }
+    if need_n {
+        let _ = write!(h, ", {} AS n", col("visit_num"));
+    }
+    for (alias, expr) in &per_hit {
+        let _ = write!(h, ", {expr} AS {alias}");
+    }
+    h.push_str(" FROM hits");
+
+    let sums = |extra: &str| -> String {
+        let mut s = String::new();
+        for (alias, _) in &per_hit {
+            let _ = write!(s, ", sum({alias}) AS {alias}");
+        }
+        s.push_str(extra);
+        s
+    };
+    let mut keys = String::from("d");
+    if need_tv {
+        keys.push_str(", t, v");
+    }
+    if need_n {
+        keys.push_str(", n");
+    }
+    let mut q = format!("SELECT {keys}{} FROM ({h}) GROUP BY {keys}", sums(""));
+
+    let visits_alias = plan
+        .metrics
+        .iter()
+        .find(|(_, m)| **m == Metric::Visits)
+        .map(|(i, _)| format!("m{i}"));
+    let visitors_alias = plan
+        .metrics
+        .iter()
+        .find(|(_, m)| **m == Metric::Visitors)
+        .map(|(i, _)| format!("m{i}"));
+
+    if need_n {
+        let va = visits_alias.clone().unwrap_or_default();
+        if visitors {
+            q = format!(
+                "SELECT d, t, v{} FROM ({q}) GROUP BY d, t, v",
+                sums(&format!(", count(*) AS {va}"))
+            );
+        } else {
+            q = format!(
+                "SELECT d{} FROM ({q}) GROUP BY d",
+                sums(&format!(", count(*) AS {va}"))
+            );
+            return q;
+        }
+    }
+    if visitors {
+        let mut extra = String::new();
+        if need_n {
+            let va = visits_alias.unwrap_or_default();
+            let _ = write!(extra, ", sum({va}) AS {va}");
+        }
+        let _ = write!(
+            extra,
+            ", count(*) AS {}",
+            visitors_alias.unwrap_or_default()
+        );
+        q = format!("SELECT d{} FROM ({q}) GROUP BY d", sums(&extra));
+    }
+    q
+}
+
+/// The bounces query: `d`, `b`.
+pub(crate) fn bounces_query(dim: &str) -> String {
+    format!(
+        "SELECT d, count(*) AS b FROM (\
+           SELECT min(d) AS d FROM (\
+             SELECT {dim} AS d, {t} AS t, {v} AS v, {n} AS n, {nv} AS nv FROM hits\
+           ) GROUP BY t, v, n HAVING count(*) = 1 AND max(CASE WHEN nv THEN 1 ELSE 0 END) = 1\
+         ) GROUP BY d",
+        t = col("visitor_id_type"),
+        v = col("visitor_id"),
+        n = col("visit_num"),
+        nv = col("new_visit"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hour_expression_switches_offsets() {
+        assert_eq!(
+            hour_expr(&[]),
+            "((CAST(\"hit_time\" AS BIGINT) + 0) / 3600000000)"
+        );
+        let e = hour_expr(&[(0, -5), (100, -4), (200, -5)]);
+        assert!(
+            e.contains("WHEN CAST(\"hit_time\" AS BIGINT) < 100 THEN -5"),
+            "{e}"
+        );
+        assert!(e.contains("< 200 THEN -4 ELSE -5 END"), "{e}");
+    }
+
+    #[test]
+    fn daily_report_groups_by_visitor_once() {
+        let m = [Metric::PageViews, Metric::Visits, Metric::Visitors];
+        let plan = Plan {
+            metrics: m.iter().enumerate().collect(),
+            distinct_visits: false,
+        };
+        let q = main_query("\"date\"", &plan);
+        assert_eq!(q.matches("GROUP BY").count(), 2, "{q}");
+    }
+
+    #[test]
+    fn distinct_visits_add_a_level() {
+        let m = [Metric::Visits, Metric::Visitors];
+        let plan = Plan {
+            metrics: m.iter().enumerate().collect(),
+            distinct_visits: true,
+        };
+        let q = main_query("\"page_url\"", &plan);
+        assert_eq!(q.matches("GROUP BY").count(), 3, "{q}");
+    }
+}

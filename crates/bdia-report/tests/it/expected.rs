@@ -1,0 +1,394 @@
+//! Generated input rows and an independent computation of every metric
+//! from them: its own sessionization and time-zone arithmetic, nothing read
+//! from the lake or from the enrichment.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use bdia_format::fields::Field;
+use bdia_format::hit::{Event, Hit, HitType, LinkType, Visitor, VisitorKind};
+use jiff::tz::TimeZone;
+
+/// One input row, as a batch file would carry it.
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub kind: VisitorKind,
+    pub visitor: String,
+    pub ts: i64,
+    pub suites: Vec<String>,
+    /// None: a page view; Some(d/e/o).
+    pub link: Option<char>,
+    pub link_name: Option<String>,
+    pub page_name: Option<String>,
+    pub page_url: Option<String>,
+    pub channel: Option<String>,
+    pub campaign: Option<String>,
+    pub referrer: Option<String>,
+    pub evar3: Option<String>,
+    pub prop5: Option<String>,
+    pub events: Vec<(String, Option<f64>)>,
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+        xs[self.below(xs.len() as u64) as usize]
+    }
+    fn maybe(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+pub const WEB: &str = "acme.web";
+pub const APP: &str = "acme.app";
+pub const WEB_TZ: &str = "America/New_York";
+
+/// Rows of `visitors` visitors from `start` (unix seconds), each visitor's
+/// rows in time order, all sorted by time. Gaps include exactly 1,800 s,
+/// 1,801 s and runs long enough to cross the 12-hour visit limit.
+pub fn generate(seed: u64, visitors: usize, start: i64) -> Vec<Input> {
+    let mut rng = Rng(seed | 1);
+    let pages = ["Home", "Products", "Cart", "Checkout", "Search", "About"];
+    let refs = [
+        "https://www.Google.com/search?q=x",
+        "http://news.example.org:8080/a/b",
+        "https://user@shop.example.net/",
+        "example.com/path",
+    ];
+    let gaps = [5, 30, 600, 1800, 1801, 5000, 20000, 600, 60, 1800];
+    let mut out = Vec::new();
+    for v in 0..visitors {
+        // The same id as a visitorID and as an IP address: two visitors.
+        let kind = if v % 5 == 4 {
+            VisitorKind::Ip
+        } else {
+            VisitorKind::Vid
+        };
+        let visitor = format!("v{}", v % 20);
+        let mut ts = start + rng.below(3 * 86_400) as i64;
+        let n = if v == 3 {
+            90
+        } else {
+            1 + rng.below(30) as usize
+        };
+        for _ in 0..n {
+            let gap = if v == 3 {
+                600
+            } else {
+                gaps[rng.below(gaps.len() as u64) as usize]
+            };
+            ts += gap;
+            let link = if rng.maybe(25) {
+                Some(['d', 'e', 'o'][rng.below(3) as usize])
+            } else {
+                None
+            };
+            let mut suites = vec![WEB.to_string()];
+            if rng.maybe(30) {
+                suites.push(APP.to_string());
+            }
+            if rng.maybe(5) {
+                suites = vec![APP.to_string()];
+            }
+            let page = rng.pick(&pages).to_string();
+            let mut events = Vec::new();
+            if rng.maybe(20) {
+                events.push(("purchase".to_string(), None));
+            }
+            if rng.maybe(30) {
+                let value = if rng.maybe(50) {
+                    Some(rng.below(10) as f64 + 0.5)
+                } else {
+                    None
+                };
+                events.push(("event2".to_string(), value));
+            }
+            out.push(Input {
+                kind,
+                visitor: visitor.clone(),
+                ts,
+                suites,
+                link,
+                link_name: link.map(|_| format!("link {}", rng.below(4))),
+                page_name: (!rng.maybe(10)).then(|| page.clone()),
+                page_url: Some(format!("https://acme.example/{}", page.to_lowercase())),
+                channel: rng
+                    .maybe(60)
+                    .then(|| rng.pick(&["Search", "Social", "Email"]).to_string()),
+                campaign: rng.maybe(30).then(|| format!("cmp{}", rng.below(3))),
+                referrer: rng.maybe(50).then(|| rng.pick(&refs).to_string()),
+                evar3: rng
+                    .maybe(50)
+                    .then(|| rng.pick(&["gold", "silver"]).to_string()),
+                prop5: rng
+                    .maybe(50)
+                    .then(|| rng.pick(&["en", "fr", "de"]).to_string()),
+                events,
+            });
+        }
+    }
+    out.sort_by_key(|r| r.ts);
+    out
+}
+
+/// The normalized hit the format engine would make of a row.
+pub fn to_hit(row: u64, r: &Input) -> Hit {
+    let mut vars = vec![None; Field::COUNT];
+    vars[Field::PageName as usize] = r.page_name.clone();
+    vars[Field::PageUrl as usize] = r.page_url.clone();
+    vars[Field::LinkName as usize] = r.link_name.clone();
+    vars[Field::Channel as usize] = r.channel.clone();
+    vars[Field::Campaign as usize] = r.campaign.clone();
+    vars[Field::Referrer as usize] = r.referrer.clone();
+    vars[Field::UserAgent as usize] = Some("Mozilla/5.0".into());
+    if !r.events.is_empty() {
+        vars[Field::Events as usize] = Some(
+            r.events
+                .iter()
+                .map(|(n, v)| match v {
+                    Some(v) => format!("{n}={v}"),
+                    None => n.clone(),
+                })
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+    }
+    Hit {
+        row,
+        timestamp: r.ts,
+        report_suites: r.suites.clone(),
+        visitor: Visitor {
+            kind: r.kind,
+            customer_id_type: None,
+            id: r.visitor.clone(),
+        },
+        hit_type: match r.link {
+            None => HitType::PageView,
+            Some('d') => HitType::Link(LinkType::Download),
+            Some('e') => HitType::Link(LinkType::Exit),
+            Some(_) => HitType::Link(LinkType::Custom),
+        },
+        vars,
+        evars: r.evar3.iter().map(|v| (3, v.clone())).collect(),
+        props: r.prop5.iter().map(|v| (5, v.clone())).collect(),
+        hiers: Default::default(),
+        lists: Default::default(),
+        context_data: Default::default(),
+        hints: Default::default(),
+        customer_ids: Default::default(),
+        events: r
+            .events
+            .iter()
+            .map(|(n, v)| Event {
+                name: n.clone(),
+                value: *v,
+            })
+            .collect(),
+    }
+}
+
+/// A row of one suite with its visit, computed here.
+#[derive(Debug, Clone)]
+pub struct Sessionized<'a> {
+    pub input: &'a Input,
+    pub file_id: String,
+    pub visitor: (String, String),
+    pub visit: u32,
+    pub first: bool,
+    pub local_day: String,
+    pub local_hour: String,
+}
+
+fn kind_name(k: VisitorKind) -> &'static str {
+    match k {
+        VisitorKind::Customer => "customer",
+        VisitorKind::Vid => "vid",
+        VisitorKind::Mcid => "mcid",
+        VisitorKind::Ip => "ip",
+    }
+}
+
+/// Visits per (visitor, suite): a new one after more than 1,800 s without a
+/// hit or once 43,200 s have passed since the visit began.
+pub fn sessionize<'a>(rows: &'a [(String, Input)], suite: &str, tz: &str) -> Vec<Sessionized<'a>> {
+    let tz = TimeZone::get(tz).unwrap();
+    let mut state: HashMap<(String, String), (u32, i64, i64)> = HashMap::new();
+    let mut out = Vec::new();
+    for (file_id, r) in rows {
+        if !r.suites.iter().any(|s| s == suite) {
+            continue;
+        }
+        let key = (kind_name(r.kind).to_string(), r.visitor.clone());
+        let (visit, first) = match state.get(&key).copied() {
+            Some((n, last, start)) if r.ts - last <= 1800 && r.ts - start < 43_200 => {
+                state.insert(key.clone(), (n, r.ts, start));
+                (n, false)
+            }
+            Some((n, _, _)) => {
+                state.insert(key.clone(), (n + 1, r.ts, r.ts));
+                (n + 1, true)
+            }
+            None => {
+                state.insert(key.clone(), (1, r.ts, r.ts));
+                (1, true)
+            }
+        };
+        let local = tz.to_datetime(jiff::Timestamp::from_second(r.ts).unwrap());
+        out.push(Sessionized {
+            input: r,
+            file_id: file_id.clone(),
+            visitor: key,
+            visit,
+            first,
+            local_day: local.strftime("%Y-%m-%d").to_string(),
+            local_hour: local.strftime("%Y-%m-%dT%H:00").to_string(),
+        });
+    }
+    out
+}
+
+/// A host, read differently from the engine: drop the scheme, cut at the
+/// first of `/?#`, drop user info and port, lower-case.
+fn host(r: &str) -> Option<String> {
+    let no_scheme = r.split_once("://").map_or(r, |(_, rest)| rest);
+    let authority: String = no_scheme
+        .chars()
+        .take_while(|c| !"/?#".contains(*c))
+        .collect();
+    let after_user = authority.split('@').next_back().unwrap_or("");
+    let h = after_user.split(':').next().unwrap_or("").to_lowercase();
+    (!h.is_empty()).then_some(h)
+}
+
+/// The dimension value of a row.
+pub fn dimension(dim: &str, s: &Sessionized<'_>) -> Option<String> {
+    let r = s.input;
+    match dim {
+        "day" => Some(s.local_day.clone()),
+        "hour" => Some(s.local_hour.clone()),
+        "page" => match r.link {
+            None => r.page_name.clone().or(r.page_url.clone()),
+            Some(_) => None,
+        },
+        "page_url" => r.page_url.clone(),
+        "link_name" => r.link_name.clone(),
+        "link_type" => r.link.map(|c| match c {
+            'd' => "download".to_string(),
+            'e' => "exit".to_string(),
+            _ => "custom".to_string(),
+        }),
+        "channel" => r.channel.clone(),
+        "campaign" => r.campaign.clone(),
+        "referrer_host" => r.referrer.as_deref().and_then(host),
+        "evar3" => r.evar3.clone(),
+        "prop5" => r.prop5.clone(),
+        "evar7" => None,
+        "visitor_id_type" => Some(s.visitor.0.clone()),
+        "file_id" => Some(s.file_id.clone()),
+        other => panic!("no expected value for dimension {other}"),
+    }
+}
+
+/// Rows of a report: dimension value -> metric -> value.
+pub type Rows = BTreeMap<Option<String>, BTreeMap<String, f64>>;
+
+pub const METRICS: &[&str] = &[
+    "pageviews",
+    "visits",
+    "visitors",
+    "link_hits",
+    "hits",
+    "bounces",
+    "events:purchase",
+    "events:event2",
+    "events:nothing",
+];
+
+/// Expected rows (dimension value -> metric -> value) and totals of a
+/// report over the rows whose local day is in `from..=to`.
+pub fn report(
+    all: &[Sessionized<'_>],
+    dim: &str,
+    from: &str,
+    to: &str,
+) -> (Rows, BTreeMap<String, f64>) {
+    let in_range: Vec<&Sessionized<'_>> = all
+        .iter()
+        .filter(|s| s.local_day.as_str() >= from && s.local_day.as_str() <= to)
+        .collect();
+    let time = dim == "day" || dim == "hour";
+    // Hits of each visit in the range.
+    let mut visit_hits: HashMap<(&(String, String), u32), usize> = HashMap::new();
+    for s in &in_range {
+        *visit_hits.entry((&s.visitor, s.visit)).or_default() += 1;
+    }
+    let groups: Vec<(Option<String>, Vec<&Sessionized<'_>>)> = {
+        let mut m: BTreeMap<Option<String>, Vec<&Sessionized<'_>>> = BTreeMap::new();
+        for s in &in_range {
+            m.entry(dimension(dim, s)).or_default().push(s);
+        }
+        m.into_iter().collect()
+    };
+    let compute = |rows: &[&Sessionized<'_>]| -> BTreeMap<String, f64> {
+        let mut out = BTreeMap::new();
+        let pv = rows.iter().filter(|s| s.input.link.is_none()).count();
+        let visits = if time {
+            rows.iter().filter(|s| s.first).count()
+        } else {
+            rows.iter()
+                .map(|s| (&s.visitor, s.visit))
+                .collect::<HashSet<_>>()
+                .len()
+        };
+        let visitors = rows
+            .iter()
+            .map(|s| &s.visitor)
+            .collect::<HashSet<_>>()
+            .len();
+        let bounces = rows
+            .iter()
+            .filter(|s| s.first && visit_hits[&(&s.visitor, s.visit)] == 1)
+            .count();
+        let event = |name: &str| -> f64 {
+            rows.iter()
+                .flat_map(|s| s.input.events.iter())
+                .filter(|(n, _)| n == name)
+                .map(|(_, v)| v.unwrap_or(1.0))
+                .sum()
+        };
+        out.insert("pageviews".into(), pv as f64);
+        out.insert("visits".into(), visits as f64);
+        out.insert("visitors".into(), visitors as f64);
+        out.insert("link_hits".into(), (rows.len() - pv) as f64);
+        out.insert("hits".into(), rows.len() as f64);
+        out.insert("bounces".into(), bounces as f64);
+        out.insert("events:purchase".into(), event("purchase"));
+        out.insert("events:event2".into(), event("event2"));
+        out.insert("events:nothing".into(), 0.0);
+        out
+    };
+    let mut rows: BTreeMap<Option<String>, BTreeMap<String, f64>> = groups
+        .iter()
+        .map(|(k, rs)| (k.clone(), compute(rs)))
+        .collect();
+    if dim == "day" {
+        let mut d: jiff::civil::Date = from.parse().unwrap();
+        let end: jiff::civil::Date = to.parse().unwrap();
+        while d <= end {
+            rows.entry(Some(d.to_string()))
+                .or_insert_with(|| compute(&[]));
+            d = d.tomorrow().unwrap();
+        }
+    }
+    let totals = compute(&in_range);
+    (rows, totals)
+}
