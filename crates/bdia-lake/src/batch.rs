@@ -62,10 +62,11 @@ impl Sparse {
         }
     }
 
-    /// The column of `rows` rows; the builder is released.
-    fn finish(&mut self, rows: usize) -> ArrayRef {
+    /// The column of `rows` rows; the builder is released. `nulls` is an
+    /// all-null string array of `rows` rows, shared by every empty column.
+    fn finish(&mut self, rows: usize, nulls: &ArrayRef) -> ArrayRef {
         match self.builder.take() {
-            None => new_null_array(&DataType::Utf8, rows),
+            None => nulls.clone(),
             Some(mut b) => {
                 let missing = rows - b.len();
                 if missing > 0 {
@@ -274,6 +275,7 @@ impl HitBatchBuilder {
     /// Builds a record batch of the appended rows and resets the builders.
     pub(crate) fn finish(&mut self) -> Result<RecordBatch, ArrowError> {
         let rows = self.rows;
+        let nulls = new_null_array(&DataType::Utf8, rows);
         let mut cols: Vec<ArrayRef> = vec![
             Arc::new(self.report_suite.finish()),
             Arc::new(self.hit_time.finish()),
@@ -285,10 +287,10 @@ impl HitBatchBuilder {
             Arc::new(self.new_visit.finish()),
             Arc::new(self.out_of_order.finish()),
             Arc::new(self.hit_type.finish()),
-            self.page_name.finish(rows),
-            self.page_url.finish(rows),
-            self.link_name.finish(rows),
-            self.link_url.finish(rows),
+            self.page_name.finish(rows, &nulls),
+            self.page_url.finish(rows, &nulls),
+            self.link_name.finish(rows, &nulls),
+            self.link_url.finish(rows, &nulls),
             Arc::new(self.events.finish()),
             Arc::new(self.file_id.finish()),
             Arc::new(self.row_number.finish()),
@@ -301,7 +303,7 @@ impl HitBatchBuilder {
             .chain(&mut self.hiers)
             .chain(&mut self.lists)
         {
-            cols.push(b.finish(rows));
+            cols.push(b.finish(rows, &nulls));
         }
         cols.push(Arc::new(self.context_data.finish()));
         cols.push(Arc::new(self.customer_ids.finish()));

@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 
-use bdia_format::hit::{Hit, HitType, VisitorKind};
+use bdia_format::hit::{Hit, HitType, Visitor, VisitorKind};
 use serde::{Deserialize, Serialize};
 
 use crate::identity::Identity;
@@ -210,8 +210,9 @@ impl OutOfOrderReport {
 #[derive(Debug)]
 pub struct FileEnricher<'a> {
     identity: &'a Identity,
-    /// State of every touched (suite, visitor key), as of the last hit seen.
-    touched: HashMap<String, HashMap<String, VisitState>>,
+    /// State of every touched (suite, visitor key), as of the last hit seen;
+    /// a file names few suites, so they are searched linearly.
+    touched: Vec<(String, HashMap<String, VisitState>)>,
     out_of_order: OutOfOrderReport,
     hits: u64,
 }
@@ -221,7 +222,7 @@ impl<'a> FileEnricher<'a> {
     pub fn new(identity: &'a Identity) -> FileEnricher<'a> {
         FileEnricher {
             identity,
-            touched: HashMap::new(),
+            touched: Vec::new(),
             out_of_order: OutOfOrderReport::default(),
             hits: 0,
         }
@@ -240,7 +241,7 @@ impl<'a> FileEnricher<'a> {
         hit: Hit,
         states: &mut S,
     ) -> Result<Vec<EnrichedHit>, S::Error> {
-        let key = hit.visitor.key();
+        let key = visitor_key(&hit.visitor);
         let visitor_id = self.identity.visitor_id(&hit.visitor);
         let kind = hit.visitor.kind;
         let is_page_view = hit.hit_type == HitType::PageView;
@@ -253,24 +254,27 @@ impl<'a> FileEnricher<'a> {
         let mut visits = Vec::with_capacity(suites.len());
         let mut first_out_of_order: Option<(usize, i64)> = None;
         for (i, suite) in suites.iter().enumerate() {
-            let before = match self.touched.get(*suite).and_then(|m| m.get(&key)) {
-                Some(s) => Some(*s),
-                None => states.get(suite, &key)?,
+            let t = match self.touched.iter().position(|(s, _)| s == suite) {
+                Some(t) => t,
+                None => {
+                    self.touched.push((suite.to_string(), HashMap::new()));
+                    self.touched.len() - 1
+                }
+            };
+            let map = &mut self.touched[t].1;
+            let (before, slot) = match map.get_mut(key.as_str()) {
+                Some(slot) => (Some(*slot), Some(slot)),
+                None => (states.get(suite, &key)?, None),
             };
             let (after, info) = advance(before.as_ref(), hit.timestamp, is_page_view);
+            match slot {
+                Some(slot) => *slot = after,
+                None => {
+                    map.insert(key.clone(), after);
+                }
+            }
             if info.out_of_order && first_out_of_order.is_none() {
                 first_out_of_order = Some((i, before.map_or(0, |b| b.last_hit_time)));
-            }
-            match self.touched.get_mut(*suite) {
-                Some(m) => {
-                    m.insert(key.clone(), after);
-                }
-                None => {
-                    self.touched
-                        .entry((*suite).to_string())
-                        .or_default()
-                        .insert(key.clone(), after);
-                }
             }
             visits.push(info);
         }
@@ -326,6 +330,29 @@ impl<'a> FileEnricher<'a> {
             (&a.report_suite, &a.visitor_key).cmp(&(&b.report_suite, &b.visitor_key))
         });
         (StateDelta { entries }, self.out_of_order)
+    }
+}
+
+/// [`bdia_format::hit::Visitor::key`], built without the formatting machinery
+/// (it runs once per row).
+fn visitor_key(v: &Visitor) -> String {
+    match &v.customer_id_type {
+        Some(t) => {
+            let mut k = String::with_capacity(10 + t.len() + v.id.len());
+            k.push_str("customer:");
+            k.push_str(t);
+            k.push(':');
+            k.push_str(&v.id);
+            k
+        }
+        None => {
+            let kind = v.kind.as_str();
+            let mut k = String::with_capacity(kind.len() + 1 + v.id.len());
+            k.push_str(kind);
+            k.push(':');
+            k.push_str(&v.id);
+            k
+        }
     }
 }
 
@@ -557,6 +584,19 @@ mod tests {
         assert_eq!(out.hits[3].visitor_id_type, VisitorKind::Customer);
         assert_eq!(out.hits[1].visitor_id, "x");
         assert_eq!(out.hits[1].visitor_id_type, VisitorKind::Ip);
+    }
+
+    #[test]
+    fn state_keys_are_the_format_crates_visitor_keys() {
+        for kind in [
+            VisitorKind::Customer,
+            VisitorKind::Vid,
+            VisitorKind::Mcid,
+            VisitorKind::Ip,
+        ] {
+            let v = hit(1, 0, &["rs1"], kind, "id:with:colons", true).visitor;
+            assert_eq!(visitor_key(&v), v.key());
+        }
     }
 
     #[test]

@@ -69,7 +69,7 @@ pub fn rich_hit(row: u64, ts: i64, suites: &[&str], visitor: &str) -> Hit {
             },
         ],
     };
-    if row % 3 == 0 {
+    if row.is_multiple_of(3) {
         hit.hit_type = HitType::Link(LinkType::Download);
         hit.vars[Field::LinkName as usize] = Some("pdf".into());
         hit.vars[Field::LinkUrl as usize] = Some("https://example.com/a.pdf".into());
