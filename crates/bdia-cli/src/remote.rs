@@ -118,6 +118,22 @@ impl ServerArgs {
     }
 }
 
+/// The server's URL (flag or `BDIA_URL`) and the caller's credentials.
+#[derive(clap::Args, Clone)]
+pub struct RemoteArgs {
+    /// Base URL of the server.
+    #[arg(long, env = "BDIA_URL")]
+    url: Option<String>,
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+impl RemoteArgs {
+    fn client(&self) -> anyhow::Result<Client> {
+        self.server.client(self.url.as_deref())
+    }
+}
+
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -146,11 +162,8 @@ pub struct UploadArgs {
     /// Print one JSON object per event instead of progress bars.
     #[arg(long)]
     json: bool,
-    /// Base URL of the server.
-    #[arg(long, env = "BDIA_URL")]
-    url: Option<String>,
     #[command(flatten)]
-    server: ServerArgs,
+    remote: RemoteArgs,
 }
 
 /// Runs `bdia upload`.
@@ -168,7 +181,7 @@ pub fn upload(args: UploadArgs) -> anyhow::Result<ExitCode> {
         }
         _ => bail!("pass one directory made by `bdia prepare`, or batch files with --vgid GROUP"),
     };
-    let client = Arc::new(args.server.client(args.url.as_deref())?);
+    let client = Arc::new(args.remote.client()?);
     let plan = Arc::new(plan);
     let opts = UploadOptions {
         parallel: args.parallel,
@@ -425,11 +438,8 @@ pub struct StatusArgs {
     /// Print JSON.
     #[arg(long)]
     json: bool,
-    /// Base URL of the server.
-    #[arg(long, env = "BDIA_URL")]
-    url: Option<String>,
     #[command(flatten)]
-    server: ServerArgs,
+    remote: RemoteArgs,
 }
 
 fn print_record(r: &FileRecord) {
@@ -460,7 +470,7 @@ fn print_record(r: &FileRecord) {
 
 /// Runs `bdia status`.
 pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
-    let client = args.server.client(args.url.as_deref())?;
+    let client = args.remote.client()?;
     let rt = runtime()?;
     rt.block_on(async {
         if let Some(vgid) = &args.vgid {
@@ -501,16 +511,13 @@ pub struct FilesArgs {
     /// Print JSON Lines.
     #[arg(long)]
     json: bool,
-    /// Base URL of the server.
-    #[arg(long, env = "BDIA_URL")]
-    url: Option<String>,
     #[command(flatten)]
-    server: ServerArgs,
+    remote: RemoteArgs,
 }
 
 /// Runs `bdia files`.
 pub fn files(args: FilesArgs) -> anyhow::Result<ExitCode> {
-    let client = args.server.client(args.url.as_deref())?;
+    let client = args.remote.client()?;
     runtime()?.block_on(list_all(
         &client,
         args.vgid.as_deref(),

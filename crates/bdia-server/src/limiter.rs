@@ -72,8 +72,7 @@ impl UploadLimiter {
         if self
             .checks
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-            % 256
-            == 0
+            .is_multiple_of(256)
         {
             entries.retain(|_, e| now.duration_since(e.last_used) < IDLE_EVICT);
         }
