@@ -5,5 +5,7 @@ mod auth;
 mod common;
 mod lifecycle;
 mod lookups;
+mod processing;
+mod reports;
 mod tenancy;
 mod upload;
