@@ -6,6 +6,5 @@ mod common;
 mod lifecycle;
 mod lookups;
 mod processing;
-mod reports;
 mod tenancy;
 mod upload;
