@@ -36,7 +36,8 @@
 //! - Nothing under `hits/` comes from a file whose parts were not all
 //!   staged first: parts are copied to `hits/` only after
 //!   `_staging/<file_id>/_manifest.json` exists.
-//! - [`LakeReader`] returns only parts listed in their file's commit record,
+//! - [`LakeReader`] returns only parts listed in their file's commit record
+//!   (the commit records are the lake's index),
 //!   so a query never sees a file that is not completely published.
 //!   Tools that glob `hits/**/*.parquet` directly see a file's parts appear
 //!   one by one during the copy step (step 4 of [`Lake::publish`]), and
@@ -99,16 +100,6 @@ pub(crate) fn part_path(report_suite: &str, date: &str, file_id: &str, seq: u32)
     format!("{HITS}/report_suite={report_suite}/date={date}/part-{file_id}-{seq:04}.parquet")
 }
 
-/// `part-<file_id>-<nnnn>.parquet` -> (file_id, seq).
-pub(crate) fn parse_part_name(name: &str) -> Option<(String, u32)> {
-    let stem = name.strip_prefix("part-")?.strip_suffix(".parquet")?;
-    let (file_id, seq) = stem.rsplit_once('-')?;
-    if file_id.is_empty() || seq.len() < 4 || !seq.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some((file_id.to_string(), seq.parse().ok()?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,19 +140,12 @@ mod tests {
     }
 
     #[test]
-    fn part_names_round_trip() {
+    fn part_names_follow_the_layout() {
         let p = part_path("acme.prod", "2024-01-02", "5c04f400-fca5-420c", 3);
         assert_eq!(
             p,
             "hits/report_suite=acme.prod/date=2024-01-02/part-5c04f400-fca5-420c-0003.parquet"
         );
-        let name = p.rsplit('/').next().unwrap();
-        assert_eq!(
-            parse_part_name(name),
-            Some(("5c04f400-fca5-420c".to_string(), 3))
-        );
-        assert_eq!(parse_part_name("part-x.parquet"), None);
-        assert_eq!(parse_part_name("other.parquet"), None);
     }
 
     #[test]

@@ -1,19 +1,24 @@
 //! [`LakeReader`]: which Parquet objects a query may read.
 //!
-//! Only parts listed in their file's commit record (`_commits/<file_id>.json`)
-//! are returned: an object of a file that is not committed, or not any more
-//! part of its file's latest commit, is never handed to a query.
+//! The commit records under `_commits/` are the lake's index: a part is
+//! returned only when its file's commit record lists it, so an object of a
+//! file that is not committed (or no longer part of its file's latest
+//! commit) is never handed to a query. Each call lists `_commits/` once and
+//! reads only the records that are new or changed since the reader's last
+//! call (the listing's size, time and ETag tell); clones of a reader share
+//! that cache.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use futures::TryStreamExt;
 use jiff::civil::Date;
 use object_store::path::Path;
-use object_store::ObjectStore;
+use object_store::{ObjectMeta, ObjectStore};
 
 use crate::error::LakeError;
 use crate::lake::{FileManifest, Lake};
-use crate::{check_name, parse_part_name, COMMITS, HITS};
+use crate::{check_name, COMMITS};
 
 /// One committed Parquet object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,10 +37,14 @@ pub struct PartRef {
     pub bytes: u64,
 }
 
-/// Lists committed parts of the lake.
+type Index = HashMap<String, (ObjectMeta, Arc<FileManifest>)>;
+
+/// Lists committed parts of the lake. Cheap to clone; clones share a cache
+/// of commit records.
 #[derive(Debug, Clone)]
 pub struct LakeReader {
     lake: Lake,
+    cache: Arc<Mutex<Index>>,
 }
 
 fn not_found(e: &object_store::Error) -> bool {
@@ -44,57 +53,84 @@ fn not_found(e: &object_store::Error) -> bool {
 
 impl LakeReader {
     pub(crate) fn new(lake: Lake) -> LakeReader {
-        LakeReader { lake }
+        LakeReader {
+            lake,
+            cache: Arc::new(Mutex::new(HashMap::new())),
+        }
     }
 
-    /// The ids of all committed files, sorted.
-    pub async fn committed_files(&self) -> Result<Vec<String>, LakeError> {
+    /// The commit record of every committed file, by file id.
+    pub async fn commits(&self) -> Result<Vec<Arc<FileManifest>>, LakeError> {
         let prefix = self.lake.path(COMMITS);
-        let mut ids: Vec<String> = match self
+        let listing: Vec<ObjectMeta> = match self
             .lake
             .store()
             .list(Some(&prefix))
             .try_collect::<Vec<_>>()
             .await
         {
-            Ok(v) => v
-                .into_iter()
-                .filter_map(|m| {
-                    m.location
-                        .filename()
-                        .and_then(|n| n.strip_suffix(".json"))
-                        .map(str::to_string)
-                })
-                .collect(),
+            Ok(v) => v,
             Err(e) if not_found(&e) => Vec::new(),
             Err(e) => return Err(e.into()),
         };
-        ids.sort();
-        Ok(ids)
+        let mut listed: Vec<(String, ObjectMeta)> = listing
+            .into_iter()
+            .filter_map(|m| {
+                let id = m.location.filename()?.strip_suffix(".json")?.to_string();
+                check_name("file_id", &id).ok()?;
+                Some((id, m))
+            })
+            .collect();
+        listed.sort_by(|a, b| a.0.cmp(&b.0));
+        let stale: Vec<(String, ObjectMeta)> = {
+            let cache = self.cache.lock().expect("reader cache");
+            listed
+                .iter()
+                .filter(|(id, meta)| cache.get(id).is_none_or(|(m, _)| m != meta))
+                .cloned()
+                .collect()
+        };
+        let mut fresh = Vec::with_capacity(stale.len());
+        for (id, meta) in stale {
+            // A record deleted between the listing and the read is skipped.
+            if let Some(m) = self.lake.committed(&id).await? {
+                fresh.push((id, meta, Arc::new(m)));
+            }
+        }
+        let mut cache = self.cache.lock().expect("reader cache");
+        for (id, meta, m) in fresh {
+            cache.insert(id, (meta, m));
+        }
+        let present: std::collections::HashSet<&str> =
+            listed.iter().map(|(id, _)| id.as_str()).collect();
+        cache.retain(|id, _| present.contains(id.as_str()));
+        Ok(listed
+            .iter()
+            .filter_map(|(id, _)| cache.get(id).map(|(_, m)| m.clone()))
+            .collect())
     }
 
-    /// The report suites that have a partition directory, sorted.
-    pub async fn report_suites(&self) -> Result<Vec<String>, LakeError> {
-        let mut out: Vec<String> = self
-            .dirs(&self.lake.path(HITS))
+    /// The ids of all committed files, sorted.
+    pub async fn committed_files(&self) -> Result<Vec<String>, LakeError> {
+        Ok(self
+            .commits()
             .await?
             .iter()
-            .filter_map(|d| d.strip_prefix("report_suite=").map(str::to_string))
-            .collect();
-        out.sort();
-        Ok(out)
+            .map(|m| m.file_id.clone())
+            .collect())
     }
 
-    async fn dirs(&self, prefix: &Path) -> Result<Vec<String>, LakeError> {
-        match self.lake.store().list_with_delimiter(Some(prefix)).await {
-            Ok(l) => Ok(l
-                .common_prefixes
-                .iter()
-                .filter_map(|p| p.filename().map(str::to_string))
-                .collect()),
-            Err(e) if not_found(&e) => Ok(Vec::new()),
-            Err(e) => Err(e.into()),
-        }
+    /// The report suites that have committed parts, sorted.
+    pub async fn report_suites(&self) -> Result<Vec<String>, LakeError> {
+        let mut out: Vec<String> = self
+            .commits()
+            .await?
+            .iter()
+            .flat_map(|m| m.parts.iter().map(|p| p.report_suite.clone()))
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
     }
 
     /// Committed parts of one report suite whose day is in `from..=to`,
@@ -106,61 +142,29 @@ impl LakeReader {
         to: Date,
     ) -> Result<Vec<PartRef>, LakeError> {
         check_name("report_suite", report_suite)?;
-        let suite_dir = self
-            .lake
-            .path(&format!("{HITS}/report_suite={report_suite}"));
-        let mut days: Vec<Date> = self
-            .dirs(&suite_dir)
-            .await?
-            .iter()
-            .filter_map(|d| d.strip_prefix("date=")?.parse::<Date>().ok())
-            .filter(|d| (from..=to).contains(d))
-            .collect();
-        days.sort();
-        let mut commits: HashMap<String, Option<FileManifest>> = HashMap::new();
         let mut out = Vec::new();
-        for day in days {
-            let dir = suite_dir.clone().join(format!("date={day}"));
-            let mut objects = match self.lake.store().list_with_delimiter(Some(&dir)).await {
-                Ok(l) => l.objects,
-                Err(e) if not_found(&e) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            objects.sort_by(|a, b| a.location.cmp(&b.location));
-            for o in objects {
-                let Some((file_id, _)) = o.location.filename().and_then(parse_part_name) else {
-                    continue;
-                };
-                if !commits.contains_key(&file_id) {
-                    let m = self.lake.committed(&file_id).await?;
-                    commits.insert(file_id.clone(), m);
-                }
-                let Some(Some(m)) = commits.get(&file_id) else {
-                    continue;
-                };
-                let rel = self.relative(&o.location);
-                if let Some(entry) = m.parts.iter().find(|p| p.path == rel) {
+        for m in self.commits().await? {
+            for p in m.parts.iter().filter(|p| p.report_suite == report_suite) {
+                let date: Date = p
+                    .date
+                    .parse()
+                    .map_err(|e: jiff::Error| LakeError::Corrupt {
+                        path: self.lake.commit_path(&m.file_id).to_string(),
+                        reason: format!("date {:?}: {e}", p.date),
+                    })?;
+                if (from..=to).contains(&date) {
                     out.push(PartRef {
-                        path: o.location.clone(),
-                        report_suite: report_suite.to_string(),
-                        date: day,
-                        file_id,
-                        rows: entry.rows,
-                        bytes: entry.bytes,
+                        path: self.lake.path(&p.path),
+                        report_suite: p.report_suite.clone(),
+                        date,
+                        file_id: m.file_id.clone(),
+                        rows: p.rows,
+                        bytes: p.bytes,
                     });
                 }
             }
         }
+        out.sort_by(|a, b| (a.date, &a.path).cmp(&(b.date, &b.path)));
         Ok(out)
-    }
-
-    fn relative(&self, p: &Path) -> String {
-        let root: Vec<_> = self.lake.root().parts().collect();
-        let parts: Vec<String> = p
-            .parts()
-            .skip(root.len())
-            .map(|s| s.as_ref().to_string())
-            .collect();
-        parts.join("/")
     }
 }

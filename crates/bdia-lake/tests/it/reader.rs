@@ -96,3 +96,36 @@ fn a_lake_under_a_root_prefix_works_the_same() {
         .starts_with("data/lake/hits/report_suite=rs1/"));
     assert!(dir.path().join("data/lake/_commits/f1.json").exists());
 }
+
+#[test]
+fn a_reader_sees_later_commits_republications_and_removals() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::local(dir.path(), small_config()).unwrap();
+    let reader = lake.reader();
+    let all = |r: &bdia_lake::LakeReader| {
+        block_on(r.parts("rs1", date("2000-01-01"), date("2100-01-01"))).unwrap()
+    };
+    assert!(all(&reader).is_empty());
+    // 2023-11-14T22:13:20Z + a few minutes: the 14th in UTC, the 15th in Tokyo.
+    let hits = enrich(sample_file(5, 1_700_000_000, 60));
+    write_file(&lake, "f1", &hits, SuiteZones::utc());
+    let first = all(&reader);
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].date, date("2023-11-14"));
+    let mut tokyo = SuiteZones::utc();
+    tokyo.insert("rs1", "Asia/Tokyo").unwrap();
+    write_file(&lake, "f1", &hits, tokyo);
+    let again = all(&reader.clone());
+    assert_eq!(again.len(), 1);
+    assert_eq!(
+        again[0].date,
+        date("2023-11-15"),
+        "the changed record is read again"
+    );
+    write_file(&lake, "f2", &hits, SuiteZones::utc());
+    assert_eq!(all(&reader).len(), 2);
+    block_on(lake.remove_file("f1")).unwrap();
+    let left = all(&reader);
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].file_id, "f2");
+}
