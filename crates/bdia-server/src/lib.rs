@@ -29,11 +29,13 @@
 
 pub mod auth;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod handlers;
 pub mod limiter;
 pub mod openapi;
 pub mod processing;
+pub mod reports;
 pub mod state;
 pub mod tenancy;
 pub mod testing;
@@ -68,6 +70,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/aa/collect/v1/events/{file_id}"),
     ("get", "/aa/collect/v1/events/{file_id}/rejects"),
     ("post", "/aa/collect/v1/groups/{vgid}/retry"),
+    ("get", "/api/v1/report-suites"),
+    ("get", "/api/v1/report-suites/{rsid}/report"),
+    ("get", "/api/v1/groups"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -155,6 +160,14 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(handlers::readyz))
         .route("/metrics", get(handlers::metrics))
         .route("/openapi.json", get(handlers::openapi))
+        .route("/api/v1/report-suites", get(reports::report_suites))
+        .route("/api/v1/report-suites/{rsid}/report", get(reports::report))
+        .route("/api/v1/groups", get(reports::groups))
+        .route("/", get(console::to_console))
+        .route("/console", get(console::to_console))
+        .route("/console/", get(console::index))
+        .route("/console/app.js", get(console::app_js))
+        .route("/console/app.css", get(console::app_css))
         .fallback(handlers::not_found_fallback)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

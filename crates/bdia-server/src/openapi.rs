@@ -66,7 +66,7 @@ fn form_body(required: &[&str], props: Value) -> Value {
 pub fn document() -> Value {
     let security = json!([{ "bearer": [], "apiKey": [] }]);
     let api_key = header_param("x-api-key", true, "Client id; must be the token's client");
-    json!({
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": {
             "title": "bdia: Bulk Data Insertion API",
@@ -168,24 +168,41 @@ pub fn document() -> Value {
                     "404": error_response("File not found")
                 }), auth_errors())
             } },
-            "/aa/collect/v1/events/{file_id}/rejects": { "get": {
-                "summary": "The file's reject report: every invalid row (row, kind, message, raw) as CSV",
+            "/api/v1/report-suites": { "get": {
+                "summary": "The caller's company's report suites, with their time zones",
                 "security": security,
-                "parameters": [api_key, { "name": "file_id", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "parameters": [api_key],
                 "responses": merge(json!({
-                    "200": { "description": "CSV with a header row", "content": { "text/csv": { "schema": { "type": "string" } } } },
-                    "404": error_response("File not found")
+                    "200": json_ok("Report suites", "ReportSuites")
                 }), auth_errors())
             } },
-            "/aa/collect/v1/groups/{vgid}/retry": { "post": {
-                "summary": "Restarts a visitor group stopped by a failed (ERROR) file",
+            "/api/v1/report-suites/{rsid}/report": { "get": {
+                "summary": "A report over the suite's processed hits: metrics by one dimension over a date range",
+                "description": "Days and hours are in the suite's time zone. visits: by day/hour, visits whose first hit is in the row; otherwise distinct visits with a hit in the row. visitors: distinct visitors in the row. bounces: visits with one hit. events:<name>: each occurrence adds its value, or 1. totals cover the whole range (not only the rows returned). Rows by day/hour are in time order (every day of the range for day); otherwise by the first metric, descending.",
                 "security": security,
-                "parameters": [api_key, { "name": "vgid", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "parameters": [api_key,
+                    { "name": "rsid", "in": "path", "required": true, "schema": { "type": "string" } },
+                    { "name": "metrics", "in": "query", "required": true, "schema": { "type": "string" },
+                      "description": "Comma separated: pageviews, visits, visitors, link_hits, hits, bounces, events:<name> (at most 20)" },
+                    { "name": "dimension", "in": "query", "schema": { "type": "string", "default": "day" },
+                      "description": "day, hour, page, page_url, link_name, link_type, channel, campaign, referrer_host, evar1..evar250, prop1..prop75, visitor_id_type, file_id" },
+                    { "name": "from", "in": "query", "required": true, "schema": { "type": "string", "format": "date" } },
+                    { "name": "to", "in": "query", "required": true, "schema": { "type": "string", "format": "date" },
+                      "description": "Included; at most 731 days after from" },
+                    { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 10000 },
+                      "description": "Rows returned; default 100 (every row for day and hour)" }],
                 "responses": merge(json!({
-                    "200": { "description": "Files moved back to UPLOADED", "content": { "application/json": { "schema": {
-                        "type": "object", "properties": {
-                            "visitor_group_id": { "type": "string" },
-                            "retried": { "type": "integer" } } } } } }
+                    "200": json_ok("The report", "Report"),
+                    "400": error_response("Unknown metric or dimension, malformed date, bad range or limit"),
+                    "404": error_response("Report suite not found (unknown, or another company's)")
+                }), auth_errors())
+            } },
+            "/api/v1/groups": { "get": {
+                "summary": "Visitor groups: queued files, file in progress, last completed file and its rows per second",
+                "security": security,
+                "parameters": [api_key],
+                "responses": merge(json!({
+                    "200": json_ok("Groups", "Groups")
                 }), auth_errors())
             } },
             "/healthz": { "get": { "summary": "Liveness", "responses": { "200": { "description": "Up" } } } },
@@ -202,6 +219,31 @@ pub fn document() -> Value {
             },
             "schemas": {
                 "Error": { "type": "object", "required": ["error"], "properties": { "error": { "type": "string" } } },
+                "ReportSuites": { "type": "object", "properties": { "report_suites": { "type": "array", "items": {
+                    "type": "object", "properties": {
+                        "rsid": { "type": "string" },
+                        "time_zone": { "type": "string", "description": "IANA name" } } } } } },
+                "Groups": { "type": "object", "properties": { "groups": { "type": "array", "items": {
+                    "$ref": "#/components/schemas/Group" } } } },
+                "Group": { "type": "object", "properties": {
+                    "visitor_group_id": { "type": "string" },
+                    "queued": { "type": "integer" },
+                    "in_progress": { "type": "string", "nullable": true },
+                    "errors": { "type": "integer" },
+                    "last_completed": { "type": "string", "nullable": true },
+                    "last_completed_date": { "type": "integer", "nullable": true },
+                    "rows_per_second": { "type": "number", "nullable": true },
+                    "files": { "type": "integer" } } },
+                "Report": { "type": "object", "properties": {
+                    "report_suite": { "type": "string" },
+                    "dimension": { "type": "string" },
+                    "from": { "type": "string", "format": "date" },
+                    "to": { "type": "string", "format": "date" },
+                    "rows": { "type": "array", "items": { "type": "object",
+                        "description": "The dimension's value (null when hits have none) under the dimension's name, then one number per metric under its name",
+                        "additionalProperties": true } },
+                    "totals": { "type": "object", "additionalProperties": { "type": "number" } } } },
+
                 "AccessToken": { "type": "object", "properties": {
                     "access_token": { "type": "string" },
                     "token_type": { "type": "string", "enum": ["bearer"] },
@@ -229,5 +271,38 @@ pub fn document() -> Value {
                     "next_cursor": { "type": "string", "nullable": true } } }
             }
         }
-    })
+    });
+    processing_paths(&mut doc, &security, &api_key);
+    doc
+}
+
+/// The processing stage's endpoints (reject report, group retry).
+fn processing_paths(doc: &mut Value, security: &Value, api_key: &Value) {
+    let paths = json!({
+        "/aa/collect/v1/events/{file_id}/rejects": { "get": {
+            "summary": "The file's reject report: every invalid row (row, kind, message, raw) as CSV",
+            "security": security,
+            "parameters": [api_key, { "name": "file_id", "in": "path", "required": true, "schema": { "type": "string" } }],
+            "responses": merge(json!({
+                "200": { "description": "CSV with a header row", "content": { "text/csv": { "schema": { "type": "string" } } } },
+                "404": error_response("File not found")
+            }), auth_errors())
+        } },
+        "/aa/collect/v1/groups/{vgid}/retry": { "post": {
+            "summary": "Restarts a visitor group stopped by a failed (ERROR) file",
+            "security": security,
+            "parameters": [api_key, { "name": "vgid", "in": "path", "required": true, "schema": { "type": "string" } }],
+            "responses": merge(json!({
+                "200": { "description": "Files moved back to UPLOADED", "content": { "application/json": { "schema": {
+                    "type": "object", "properties": {
+                        "visitor_group_id": { "type": "string" },
+                        "retried": { "type": "integer" } } } } } }
+            }), auth_errors())
+        } }
+    });
+    if let (Some(all), Some(add)) = (doc["paths"].as_object_mut(), paths.as_object()) {
+        for (k, v) in add {
+            all.insert(k.clone(), v.clone());
+        }
+    }
 }

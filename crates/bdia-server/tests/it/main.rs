@@ -6,5 +6,6 @@ mod common;
 mod lifecycle;
 mod lookups;
 mod processing;
+mod reports;
 mod tenancy;
 mod upload;
