@@ -2,4 +2,5 @@
 
 mod admin;
 mod client;
+mod crash;
 mod validate;
