@@ -8,6 +8,7 @@ mod admin;
 mod generate;
 mod prepare;
 mod remote;
+mod report;
 mod serve;
 mod validate;
 
@@ -33,6 +34,8 @@ enum Command {
     Status(remote::StatusArgs),
     /// List files on the server, newest first.
     Files(remote::FilesArgs),
+    /// A report from the server: metrics by day, page, eVar... (table, CSV or JSON).
+    Report(report::Args),
     /// Run the ingestion server.
     Serve(serve::Args),
     /// Manage companies, report suites and API clients; print tokens.
@@ -48,6 +51,7 @@ fn main() -> ExitCode {
         Command::Upload(args) => remote::upload(args),
         Command::Status(args) => remote::status(args),
         Command::Files(args) => remote::files(args),
+        Command::Report(args) => report::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Admin(args) => admin::run(args),
     };

@@ -129,7 +129,8 @@ pub struct RemoteArgs {
 }
 
 impl RemoteArgs {
-    fn client(&self) -> anyhow::Result<Client> {
+    /// A client for the server and credentials these arguments name.
+    pub(crate) fn client(&self) -> anyhow::Result<Client> {
         self.server.client(self.url.as_deref())
     }
 }

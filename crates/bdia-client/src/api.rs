@@ -87,6 +87,39 @@ pub struct FilePage {
     pub next_cursor: Option<String>,
 }
 
+/// What a report asks for (`GET /api/v1/report-suites/{rsid}/report`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportQuery {
+    /// Comma-separated metrics (`pageviews,visits,visitors`, `events:purchase`...).
+    pub metrics: String,
+    /// The dimension (`day` when `None`).
+    pub dimension: Option<String>,
+    /// First day, `YYYY-MM-DD`.
+    pub from: String,
+    /// Last day, `YYYY-MM-DD` (included).
+    pub to: String,
+    /// At most this many rows.
+    pub limit: Option<u32>,
+}
+
+/// A report: rows of `{"<dimension>": value, "<metric>": number...}` and
+/// totals by metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// The report suite.
+    pub report_suite: String,
+    /// The dimension's name.
+    pub dimension: String,
+    /// First day.
+    pub from: String,
+    /// Last day.
+    pub to: String,
+    /// The rows, each a JSON object (the dimension's value first).
+    pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
+    /// Totals by metric name.
+    pub totals: serde_json::Map<String, serde_json::Value>,
+}
+
 /// What went wrong with a call.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -315,6 +348,28 @@ impl Client {
             q.push(("cursor", c.to_string()));
         }
         let url = format!("{}/aa/collect/v1/events", self.creds.url);
+        self.send(|http| http.get(&url).query(&q)).await
+    }
+
+    /// `GET /api/v1/report-suites/{rsid}/report`: a report over the suite's
+    /// processed hits.
+    pub async fn report(&self, rsid: &str, query: &ReportQuery) -> Result<Report, ClientError> {
+        let mut q: Vec<(&str, String)> = vec![
+            ("metrics", query.metrics.clone()),
+            ("from", query.from.clone()),
+            ("to", query.to.clone()),
+        ];
+        if let Some(d) = &query.dimension {
+            q.push(("dimension", d.clone()));
+        }
+        if let Some(l) = query.limit {
+            q.push(("limit", l.to_string()));
+        }
+        let url = format!(
+            "{}/api/v1/report-suites/{}/report",
+            self.creds.url,
+            percent_encode(rsid)
+        );
         self.send(|http| http.get(&url).query(&q)).await
     }
 
