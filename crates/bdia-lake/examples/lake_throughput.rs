@@ -53,6 +53,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     if let Ok(mb) = std::env::var("BDIA_LAKE_BUDGET_MB") {
         config.memory_budget_bytes = mb.parse::<usize>()? << 20;
     }
+    if std::env::var("BDIA_LAKE_INLINE").is_ok() {
+        config.encode_thread = false;
+    }
     if let Ok(n) = std::env::var("BDIA_LAKE_BATCH_ROWS") {
         config.batch_rows = n.parse()?;
     }

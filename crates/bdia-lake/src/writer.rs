@@ -15,6 +15,12 @@
 //! theirs early). Memory is therefore about
 //! `memory_budget_bytes + max_open_partitions x batch`, whatever the file size.
 //!
+//! Arrow rows are built on the calling thread; Parquet encoding runs inline
+//! or on a thread of its own ([`LakeConfig::encode_thread`]) fed through a
+//! bounded channel of batches. Both apply the same sequence of commands
+//! (open a part, write a batch, close a part) in the same order, so they
+//! produce the same bytes.
+//!
 //! Part names are a pure function of the file id, the hits and the
 //! configuration, so writing the same file again yields the same objects.
 
@@ -22,6 +28,10 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::thread::JoinHandle;
+
+use arrow_array::RecordBatch;
 
 use bdia_model::EnrichedHit;
 use parquet::arrow::ArrowWriter;
@@ -50,6 +60,10 @@ pub struct LakeConfig {
     /// Bytes that the row groups in progress of all open partitions may
     /// hold together; past it, the least recently written end theirs early.
     pub memory_budget_bytes: usize,
+    /// Encode Parquet on a second thread while rows are built on the
+    /// caller's. Helps only when a core is free (off by default: the
+    /// processing workers already keep the cores busy).
+    pub encode_thread: bool,
     /// Parts up to this size are uploaded in one request, larger ones in
     /// multipart chunks of this size (S3 needs at least 5 MiB).
     pub upload_part_bytes: usize,
@@ -64,6 +78,7 @@ impl Default for LakeConfig {
             row_group_bytes: 16 * 1024 * 1024,
             max_open_partitions: 16,
             memory_budget_bytes: 16 * 1024 * 1024,
+            encode_thread: false,
             upload_part_bytes: 8 * 1024 * 1024,
         }
     }
@@ -128,13 +143,223 @@ pub struct StagedFile {
     pub rows: u64,
 }
 
-struct OpenPart {
+/// What the row side asks of the encoder. Applied in order, by one encoder.
+enum Command {
+    /// Start part `seq` of a partition under id `id`.
+    Open {
+        id: u64,
+        report_suite: String,
+        date: String,
+        seq: u32,
+    },
+    /// Encode a batch into part `id`; `clock` orders partitions by recency.
+    Batch {
+        id: u64,
+        batch: RecordBatch,
+        clock: u64,
+    },
+    /// Finish part `id`.
+    Close { id: u64 },
+}
+
+struct EncodedPart {
+    id: u64,
     report_suite: String,
     date: String,
     seq: u32,
-    builder: HitBatchBuilder,
     writer: ArrowWriter<BufWriter<File>>,
     rows: u64,
+    last_used: u64,
+}
+
+/// Owns the Parquet writers of one file's open parts.
+struct Encoder {
+    file_id: String,
+    spool_dir: PathBuf,
+    props: WriterProperties,
+    memory_budget_bytes: usize,
+    open: Vec<EncodedPart>,
+    done: Vec<SpooledPart>,
+}
+
+impl Encoder {
+    fn apply(&mut self, command: Command) -> Result<(), LakeError> {
+        match command {
+            Command::Open {
+                id,
+                report_suite,
+                date,
+                seq,
+            } => {
+                std::fs::create_dir_all(&self.spool_dir)?;
+                let file = tempfile::tempfile_in(&self.spool_dir)?;
+                let writer = ArrowWriter::try_new(
+                    BufWriter::with_capacity(64 * 1024, file),
+                    hits_schema(),
+                    Some(self.props.clone()),
+                )?;
+                self.open.push(EncodedPart {
+                    id,
+                    report_suite,
+                    date,
+                    seq,
+                    writer,
+                    rows: 0,
+                    last_used: 0,
+                });
+            }
+            Command::Batch { id, batch, clock } => {
+                let part = self.part(id)?;
+                part.writer.write(&batch)?;
+                part.rows += batch.num_rows() as u64;
+                part.last_used = clock;
+                self.enforce_memory_budget()?;
+            }
+            Command::Close { id } => {
+                let i = self
+                    .open
+                    .iter()
+                    .position(|p| p.id == id)
+                    .ok_or_else(|| unknown_part(id))?;
+                let part = self.open.swap_remove(i);
+                let done = close(&self.file_id, part)?;
+                self.done.push(done);
+            }
+        }
+        Ok(())
+    }
+
+    fn part(&mut self, id: u64) -> Result<&mut EncodedPart, LakeError> {
+        self.open
+            .iter_mut()
+            .find(|p| p.id == id)
+            .ok_or_else(|| unknown_part(id))
+    }
+
+    /// Row groups in progress are held in memory until they are full. When
+    /// all open parts together hold more than
+    /// [`LakeConfig::memory_budget_bytes`], the least recently written end
+    /// their row group early (it goes to the spool file) until half the
+    /// budget is left.
+    fn enforce_memory_budget(&mut self) -> Result<(), LakeError> {
+        let budget = self.memory_budget_bytes;
+        let mut total: usize = self.open.iter().map(|p| p.writer.memory_size()).sum();
+        if total <= budget {
+            return Ok(());
+        }
+        let mut order: Vec<usize> = (0..self.open.len()).collect();
+        order.sort_by_key(|&i| (self.open[i].last_used, self.open[i].id));
+        for i in order {
+            if total <= budget / 2 {
+                break;
+            }
+            let part = &mut self.open[i];
+            let before = part.writer.memory_size();
+            if before > 0 {
+                part.writer.flush()?;
+                total = total.saturating_sub(before);
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> Result<Vec<SpooledPart>, LakeError> {
+        for part in std::mem::take(&mut self.open) {
+            let done = close(&self.file_id, part)?;
+            self.done.push(done);
+        }
+        Ok(self.done)
+    }
+}
+
+fn unknown_part(id: u64) -> LakeError {
+    LakeError::Corrupt {
+        path: format!("part #{id}"),
+        reason: "no such open part in the writer".into(),
+    }
+}
+
+fn close(file_id: &str, part: EncodedPart) -> Result<SpooledPart, LakeError> {
+    let buf = part.writer.into_inner()?;
+    let mut file = buf.into_inner().map_err(|e| e.into_error())?;
+    file.flush()?;
+    let bytes = file.seek(SeekFrom::End(0))?;
+    file.seek(SeekFrom::Start(0))?;
+    Ok(SpooledPart {
+        path: part_path(&part.report_suite, &part.date, file_id, part.seq),
+        report_suite: part.report_suite,
+        date: part.date,
+        rows: part.rows,
+        bytes,
+        file,
+    })
+}
+
+/// Where commands go: an encoder on this thread or on its own.
+enum Sink {
+    Inline(Box<Encoder>),
+    Thread {
+        tx: Option<SyncSender<Command>>,
+        handle: Option<JoinHandle<Result<Vec<SpooledPart>, LakeError>>>,
+    },
+    /// After an error or after finishing.
+    Done,
+}
+
+impl Sink {
+    fn send(&mut self, command: Command) -> Result<(), LakeError> {
+        match self {
+            Sink::Inline(e) => e.apply(command),
+            Sink::Thread { tx, .. } => {
+                let sent = tx.as_ref().map(|tx| tx.send(command).is_ok());
+                if sent == Some(true) {
+                    Ok(())
+                } else {
+                    // The encoder stopped: its error says why.
+                    Err(self.finish().err().unwrap_or_else(|| LakeError::Corrupt {
+                        path: "encoder".into(),
+                        reason: "the encoder stopped early".into(),
+                    }))
+                }
+            }
+            Sink::Done => Err(LakeError::Corrupt {
+                path: "encoder".into(),
+                reason: "the writer failed earlier".into(),
+            }),
+        }
+    }
+
+    fn finish(&mut self) -> Result<Vec<SpooledPart>, LakeError> {
+        match std::mem::replace(self, Sink::Done) {
+            Sink::Inline(e) => e.finish(),
+            Sink::Thread { tx, handle } => {
+                drop(tx);
+                match handle.map(JoinHandle::join) {
+                    Some(Ok(result)) => result,
+                    Some(Err(_)) => Err(LakeError::Corrupt {
+                        path: "encoder".into(),
+                        reason: "the encoder thread panicked".into(),
+                    }),
+                    None => Err(LakeError::Corrupt {
+                        path: "encoder".into(),
+                        reason: "the writer failed earlier".into(),
+                    }),
+                }
+            }
+            Sink::Done => Err(LakeError::Corrupt {
+                path: "encoder".into(),
+                reason: "the writer failed earlier".into(),
+            }),
+        }
+    }
+}
+
+/// Rows of one open part, on the row side.
+struct Slot {
+    id: u64,
+    report_suite: String,
+    date: String,
+    builder: HitBatchBuilder,
     last_used: u64,
 }
 
@@ -145,11 +370,11 @@ pub struct LakeWriter {
     file_id: String,
     zones: SuiteZones,
     config: LakeConfig,
-    props: WriterProperties,
     days: DayCache,
-    open: Vec<OpenPart>,
+    open: Vec<Slot>,
     next_seq: HashMap<(String, String), u32>,
-    done: Vec<SpooledPart>,
+    next_id: u64,
+    sink: Sink,
     clock: u64,
     rows: u64,
 }
@@ -159,7 +384,6 @@ impl std::fmt::Debug for LakeWriter {
         f.debug_struct("LakeWriter")
             .field("file_id", &self.file_id)
             .field("open_partitions", &self.open.len())
-            .field("finished_parts", &self.done.len())
             .field("rows", &self.rows)
             .finish()
     }
@@ -172,15 +396,41 @@ impl LakeWriter {
         config: LakeConfig,
     ) -> Result<LakeWriter, LakeError> {
         check_name("file_id", file_id)?;
+        let encoder = Encoder {
+            file_id: file_id.to_string(),
+            spool_dir: config.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
+            props: config.writer_properties(),
+            memory_budget_bytes: config.memory_budget_bytes,
+            open: Vec::new(),
+            done: Vec::new(),
+        };
+        let sink = if config.encode_thread {
+            let (tx, rx) = sync_channel::<Command>(4);
+            let handle = std::thread::Builder::new()
+                .name("bdia-lake-encode".into())
+                .spawn(move || {
+                    let mut encoder = encoder;
+                    for command in rx {
+                        encoder.apply(command)?;
+                    }
+                    encoder.finish()
+                })?;
+            Sink::Thread {
+                tx: Some(tx),
+                handle: Some(handle),
+            }
+        } else {
+            Sink::Inline(Box::new(encoder))
+        };
         Ok(LakeWriter {
             file_id: file_id.to_string(),
             zones,
-            props: config.writer_properties(),
             config,
             days: DayCache::default(),
             open: Vec::new(),
             next_seq: HashMap::new(),
-            done: Vec::new(),
+            next_id: 0,
+            sink,
             clock: 0,
             rows: 0,
         })
@@ -212,15 +462,18 @@ impl LakeWriter {
                 self.open_partition(key)?
             }
         };
-        let part = &mut self.open[idx];
-        part.last_used = self.clock;
-        part.builder.append(hit, &self.file_id)?;
-        part.rows += 1;
+        let slot = &mut self.open[idx];
+        slot.last_used = self.clock;
+        slot.builder.append(hit, &self.file_id)?;
         self.rows += 1;
-        if part.builder.len() >= self.config.batch_rows {
-            let batch = part.builder.finish()?;
-            part.writer.write(&batch)?;
-            self.enforce_memory_budget()?;
+        if slot.builder.len() >= self.config.batch_rows {
+            let batch = slot.builder.finish()?;
+            let id = slot.id;
+            self.sink.send(Command::Batch {
+                id,
+                batch,
+                clock: self.clock,
+            })?;
         }
         Ok(())
     }
@@ -230,103 +483,55 @@ impl LakeWriter {
         while self.open.len() >= self.config.max_open_partitions {
             self.close_least_recent()?;
         }
-        let file = self.spool_file()?;
         let seq = self.next_seq.entry(key.clone()).or_insert(0);
-        let part = OpenPart {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.sink.send(Command::Open {
+            id,
+            report_suite: key.0.clone(),
+            date: key.1.clone(),
+            seq: *seq,
+        })?;
+        *seq += 1;
+        self.open.push(Slot {
+            id,
             report_suite: key.0,
             date: key.1,
-            seq: *seq,
             builder: HitBatchBuilder::new(),
-            writer: ArrowWriter::try_new(
-                BufWriter::with_capacity(64 * 1024, file),
-                hits_schema(),
-                Some(self.props.clone()),
-            )?,
-            rows: 0,
             last_used: self.clock,
-        };
-        *seq += 1;
-        self.open.push(part);
+        });
         Ok(self.open.len() - 1)
-    }
-
-    /// Row groups in progress are held in memory until they are full. When
-    /// all open partitions together hold more than
-    /// [`LakeConfig::memory_budget_bytes`], the least recently written ones
-    /// end their row group early (it goes to the spool file) until half the
-    /// budget is left.
-    fn enforce_memory_budget(&mut self) -> Result<(), LakeError> {
-        let budget = self.config.memory_budget_bytes;
-        let mut total: usize = self.open.iter().map(|p| p.writer.memory_size()).sum();
-        if total <= budget {
-            return Ok(());
-        }
-        let mut order: Vec<usize> = (0..self.open.len()).collect();
-        order.sort_by_key(|&i| self.open[i].last_used);
-        for i in order {
-            if total <= budget / 2 {
-                break;
-            }
-            let part = &mut self.open[i];
-            let before = part.writer.memory_size();
-            if part.builder.len() > 0 {
-                let batch = part.builder.finish()?;
-                part.writer.write(&batch)?;
-            }
-            part.writer.flush()?;
-            total = total.saturating_sub(before);
-        }
-        Ok(())
-    }
-
-    fn spool_file(&self) -> Result<File, LakeError> {
-        let dir = self
-            .config
-            .spool_dir
-            .clone()
-            .unwrap_or_else(std::env::temp_dir);
-        std::fs::create_dir_all(&dir)?;
-        Ok(tempfile::tempfile_in(dir)?)
     }
 
     fn close_least_recent(&mut self) -> Result<(), LakeError> {
         let i = (0..self.open.len())
             .min_by_key(|&i| self.open[i].last_used)
             .expect("called with open partitions");
-        let part = self.open.swap_remove(i);
-        let done = self.close(part)?;
-        self.done.push(done);
-        Ok(())
+        let slot = self.open.swap_remove(i);
+        self.close_slot(slot)
     }
 
-    fn close(&self, mut part: OpenPart) -> Result<SpooledPart, LakeError> {
-        if part.builder.len() > 0 {
-            let batch = part.builder.finish()?;
-            part.writer.write(&batch)?;
+    fn close_slot(&mut self, mut slot: Slot) -> Result<(), LakeError> {
+        if slot.builder.len() > 0 {
+            let batch = slot.builder.finish()?;
+            self.sink.send(Command::Batch {
+                id: slot.id,
+                batch,
+                clock: slot.last_used,
+            })?;
         }
-        let buf = part.writer.into_inner()?;
-        let mut file = buf.into_inner().map_err(|e| e.into_error())?;
-        file.flush()?;
-        let bytes = file.seek(SeekFrom::End(0))?;
-        file.seek(SeekFrom::Start(0))?;
-        Ok(SpooledPart {
-            path: part_path(&part.report_suite, &part.date, &self.file_id, part.seq),
-            report_suite: part.report_suite,
-            date: part.date,
-            rows: part.rows,
-            bytes,
-            file,
-        })
+        self.sink.send(Command::Close { id: slot.id })
     }
 
     /// Closes every partition: the file's output is complete in the spool.
     pub fn finish(mut self) -> Result<StagedFile, LakeError> {
-        let open: Vec<OpenPart> = std::mem::take(&mut self.open);
-        for part in open {
-            let done = self.close(part)?;
-            self.done.push(done);
+        let mut open = std::mem::take(&mut self.open);
+        // Close in opening order: the same order whatever the path taken.
+        open.sort_by_key(|s| s.id);
+        for slot in open {
+            self.close_slot(slot)?;
         }
-        let mut parts = std::mem::take(&mut self.done);
+        let mut parts = self.sink.finish()?;
         parts.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(StagedFile {
             file_id: self.file_id.clone(),

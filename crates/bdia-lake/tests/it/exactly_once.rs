@@ -181,3 +181,49 @@ fn removing_a_file_leaves_no_trace() {
     write_file(&l2, "a", &a, zones());
     assert_eq!(snapshot(l1.store().as_ref()), snapshot(l2.store().as_ref()));
 }
+
+#[test]
+fn encoding_on_a_thread_or_inline_gives_the_same_bytes() {
+    let (a, b) = files();
+    let mut snaps = Vec::new();
+    for encode_thread in [true, false] {
+        for budget in [1usize, 16 << 20] {
+            let dir = tempfile::tempdir().unwrap();
+            let config = LakeConfig {
+                encode_thread,
+                memory_budget_bytes: budget,
+                max_open_partitions: 2,
+                ..small_config()
+            };
+            let lake = Lake::local(dir.path(), config).unwrap();
+            write_file(&lake, "a", &a, zones());
+            write_file(&lake, "b", &b, zones());
+            snaps.push((budget, snapshot(lake.store().as_ref())));
+        }
+    }
+    assert_eq!(snaps[0], snaps[2], "tiny budget: thread == inline");
+    assert_eq!(snaps[1], snaps[3], "default budget: thread == inline");
+}
+
+#[test]
+fn an_encoder_failure_is_reported_by_push_or_finish() {
+    let (a, _) = files();
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_dir = dir.path().join("file");
+    std::fs::write(&not_a_dir, b"x").unwrap();
+    for encode_thread in [true, false] {
+        let config = LakeConfig {
+            encode_thread,
+            spool_dir: Some(not_a_dir.join("spool")),
+            ..small_config()
+        };
+        let lake = Lake::local(dir.path().join("lake"), config).unwrap();
+        let mut w = lake.begin("a", zones()).unwrap();
+        let pushed: Result<(), _> = a.iter().try_for_each(|h| w.push(h));
+        let err = match pushed {
+            Err(e) => e,
+            Ok(()) => w.finish().unwrap_err(),
+        };
+        assert_eq!(err.code(), "lake_spool", "{err}");
+    }
+}
