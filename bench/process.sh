@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# Benchmark of the processing stage: rows per second from UPLOADED to
+# COMPLETE for ROWS rows in 4 visitor groups (throttle off), next to DuckDB
+# converting the same gzipped CSV files to Parquet in the same run (the
+# machines are noisy: only ratios are meaningful).
+#
+#   bash bench/process.sh [ROWS]        (default 1,000,000 rows; RUNS=3)
+#
+# Per run:
+#   bdia:   the files are uploaded to a server with processing off, which is
+#           stopped; a server with processing on is started on that data dir
+#           and timed until every file is COMPLETE (validation, visitor
+#           state, visits, partitioned Parquet, publication, commits).
+#   DuckDB: COPY (SELECT * FROM read_csv(FILE, header=true, all_varchar=true))
+#           TO OUT (FORMAT parquet), the 4 files one after the other.
+# Peak RSS: VmHWM of the processing server; ru_maxrss of the DuckDB process.
+# Needs curl and the duckdb Python package (`pip install duckdb`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROWS=${1:-1000000}
+RUNS=${RUNS:-3}
+GROUPS_N=4
+WORK=${BENCH_DIR:-target/bench}
+mkdir -p "$WORK"
+python3 -c 'import duckdb' 2>/dev/null || { echo "duckdb is needed: pip install duckdb" >&2; exit 2; }
+
+cargo build --release -q -p bdia-cli
+BDIA=$(realpath "${CARGO_TARGET_DIR:-target}/release/bdia")
+FILES=()
+for g in $(seq 0 $((GROUPS_N - 1))); do
+  f="$WORK/process-$ROWS-g$g.csv.gz"
+  if [ ! -f "$f" ]; then
+    "$BDIA" generate --rows "$ROWS" --visitors $((ROWS / 20)) --group "$g/$GROUPS_N" \
+      --suites acme.prod,acme.dev --invalid-rate 0.01 --seed 11 -o "$f"
+  fi
+  FILES+=("$f")
+done
+
+wait_ready() {
+  for _ in $(seq 300); do
+    curl -sf "$1/readyz" >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  echo "server did not start" >&2
+  exit 1
+}
+
+RESULTS="$WORK/process-results.txt"
+: >"$RESULTS"
+for run in $(seq "$RUNS"); do
+  DATA=$(mktemp -d "$WORK/process-data.XXXXXX")
+  PORT=$((20000 + RANDOM % 20000))
+  BASE="http://127.0.0.1:$PORT"
+  BDIA_RATE_LIMIT_ENABLED=false BDIA_PROCESSING_ENABLED=false \
+    "$BDIA" serve --data-dir "$DATA" --listen "127.0.0.1:$PORT" >"$WORK/process-server.log" 2>&1 &
+  SERVER=$!
+  wait_ready "$BASE"
+  CLIENT=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["client_id"])' "$DATA/credentials.json")
+  TOKEN=$("$BDIA" admin --data-dir "$DATA" token "$CLIENT")
+  H=(-H "Authorization: Bearer $TOKEN" -H "x-api-key: $CLIENT")
+  for g in $(seq 0 $((GROUPS_N - 1))); do
+    curl -sf -o /dev/null "${H[@]}" -H "x-adobe-vgid: group-$g" -F "file=@${FILES[$g]}" \
+      "$BASE/aa/collect/v1/events"
+  done
+  kill -TERM $SERVER; wait $SERVER || true
+
+  # Processing: from the start of a server with processing on to every file COMPLETE.
+  t0=$(date +%s.%N)
+  BDIA_RATE_LIMIT_ENABLED=false BDIA_PROCESSING_POLL_MS=20 \
+    "$BDIA" serve --data-dir "$DATA" --listen "127.0.0.1:$PORT" >>"$WORK/process-server.log" 2>&1 &
+  SERVER=$!
+  wait_ready "$BASE"
+  while true; do
+    n=$(curl -sf "${H[@]}" "$BASE/aa/collect/v1/events?status=COMPLETE&limit=100" \
+      | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["files"]))')
+    [ "$n" -ge "$GROUPS_N" ] && break
+    sleep 0.02
+  done
+  t1=$(date +%s.%N)
+  HWM_KB=$(awk '/VmHWM/ {print $2}' /proc/$SERVER/status)
+  TOTAL=$(curl -sf "${H[@]}" "$BASE/aa/collect/v1/events?limit=100" \
+    | python3 -c 'import json,sys; print(sum(f["rows"] for f in json.load(sys.stdin)["files"]))')
+  LAKE_MB=$(du -sm "$DATA/lake" | cut -f1)
+  kill -TERM $SERVER; wait $SERVER || true
+  rm -rf "$DATA"
+
+  # DuckDB on the same files, in the same run.
+  OUT=$(mktemp -d "$WORK/process-duckdb.XXXXXX")
+  DUCK=$(python3 - "$OUT" "${FILES[@]}" <<'PY'
+import resource, sys, time
+import duckdb
+out, files = sys.argv[1], sys.argv[2:]
+con = duckdb.connect()
+t0 = time.perf_counter()
+for i, f in enumerate(files):
+    con.execute(f"COPY (SELECT * FROM read_csv('{f}', header=true, all_varchar=true)) "
+                f"TO '{out}/g{i}.parquet' (FORMAT parquet)")
+t1 = time.perf_counter()
+print(f"{t1 - t0:.3f} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}")
+PY
+)
+  rm -rf "$OUT"
+  echo "$run $(python3 -c "print($t1 - $t0)") $HWM_KB $TOTAL $LAKE_MB $DUCK" | tee -a "$RESULTS"
+done
+
+python3 - "$RESULTS" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+bt = [float(r[1]) for r in rows]; bk = [int(r[2]) for r in rows]; n = int(rows[0][3])
+dt = [float(r[5]) for r in rows]; dk = [int(r[6]) for r in rows]
+b, d = statistics.median(bt), statistics.median(dt)
+print(f"rows: {n} in 4 groups; lake: {rows[0][4]} MB")
+print("| | median time (s) | rows/s | peak RSS (MiB) |")
+print("|---|---|---|---|")
+print(f"| bdia processing (UPLOADED -> COMPLETE) | {b:.2f} | {n / b:,.0f} | {max(bk) / 1024:.0f} |")
+print(f"| DuckDB CSV -> Parquet | {d:.2f} | {n / d:,.0f} | {max(dk) / 1024:.0f} |")
+print(f"time ratio bdia/DuckDB: {b / d:.2f} (target <= 1.0)")
+print(f"peak RSS ratio bdia/DuckDB: {max(bk) / max(dk):.2f} (target < 0.5)")
+PY
