@@ -3,6 +3,7 @@
 
 mod auth;
 mod common;
+mod console;
 mod lifecycle;
 mod lookups;
 mod processing;

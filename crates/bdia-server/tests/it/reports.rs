@@ -15,7 +15,7 @@ use crate::common::*;
 
 #[allow(dead_code)]
 #[path = "../../../bdia-report/tests/it/expected.rs"]
-mod expected;
+pub mod expected;
 
 use expected::{Input, METRICS, WEB, WEB_TZ};
 
