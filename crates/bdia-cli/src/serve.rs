@@ -72,6 +72,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             );
         }
         println!("bdia listening on {base} (data dir {})", data_dir.display());
+        println!("Web console: {base}/console/ (sign in with an API client's id and secret)");
         server.run(bdia_server::shutdown_signal()).await
     })?;
     Ok(ExitCode::SUCCESS)
