@@ -165,6 +165,53 @@ fn prepared(dir: &Path, groups: &str, max_rows: &str) -> PathBuf {
     out_dir
 }
 
+/// Waits until every file of the prepared directory is COMPLETE, then checks
+/// that the lake holds each written row exactly once (one suite per row).
+fn assert_lake_holds_exactly(server: &Served, dir: &Path, suite: &str) {
+    let out = server.bdia(&["upload", dir.to_str().unwrap(), "--wait", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = server.bdia(&[
+        "report",
+        "--rsid",
+        suite,
+        "--metrics",
+        "hits",
+        "--dimension",
+        "day",
+        "--from",
+        "2023-11-01",
+        "--to",
+        "2023-11-30",
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let written: u64 = manifest_files(dir)
+        .iter()
+        .map(|f| f["rows"].as_u64().unwrap())
+        .sum();
+    let on_server: u64 = server
+        .files()
+        .iter()
+        .map(|f| f["rows"].as_u64().unwrap() - f["invalid_rows"].as_u64().unwrap())
+        .sum();
+    assert_eq!(on_server, written, "file records");
+    assert_eq!(
+        report["totals"]["hits"].as_u64().unwrap(),
+        written,
+        "lake row count"
+    );
+}
+
 fn manifest_files(dir: &Path) -> Vec<serde_json::Value> {
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
@@ -343,6 +390,7 @@ fn a_429_storm_is_ridden_out_without_duplicates() {
         .count();
     assert!(retries > 0, "the limit was hit");
     assert_eq!(server.files().len(), planned.len());
+    assert_lake_holds_exactly(&server, &dir, "acme.prod");
 }
 
 /// A TCP proxy in front of the server that swallows the answers to some
@@ -467,6 +515,7 @@ fn answers_lost_after_the_server_accepted_are_not_ingested_twice() {
     server_ids.sort();
     manifest_ids.sort();
     assert_eq!(server_ids, manifest_ids);
+    assert_lake_holds_exactly(&server, &dir, "acme.prod");
 }
 
 #[test]
@@ -536,4 +585,139 @@ fn a_server_killed_and_restarted_mid_run_loses_and_duplicates_nothing() {
     let on_server = server.files();
     assert_eq!(on_server.len(), planned.len(), "each file exactly once");
     assert!(on_server.iter().all(|f| f["status_code"] != "REJECTED"));
+    assert_lake_holds_exactly(&server, &dir, "acme.prod");
+}
+
+/// Generates the same three exports twice, once per suite: identical rows
+/// but for `reportSuiteID`.
+fn exports(dir: &Path, suite: &str) -> Vec<PathBuf> {
+    (1..=3)
+        .map(|seed| {
+            let p = dir.join(format!("{suite}-{seed}.csv"));
+            let out = Command::new(env!("CARGO_BIN_EXE_bdia"))
+                .args(["generate", "--plain", "--rows", "700", "--visitors", "90"])
+                .args([
+                    "--mean-gap",
+                    "150",
+                    "--invalid-rate",
+                    "0.02",
+                    "--suites",
+                    suite,
+                ])
+                .args(["--seed", &seed.to_string(), "-o"])
+                .arg(&p)
+                .output()
+                .unwrap();
+            assert!(out.status.success());
+            p
+        })
+        .collect()
+}
+
+fn prepare_into(inputs: &[PathBuf], out: &Path, groups: &str, max_rows: &str) {
+    let res = Command::new(env!("CARGO_BIN_EXE_bdia"))
+        .arg("prepare")
+        .args(inputs)
+        .args(["--groups", groups, "--max-rows", max_rows, "--out"])
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+}
+
+#[test]
+fn shuffled_prepared_upload_reports_like_one_sorted_file() {
+    let server = serve(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    // Suite A: three exports, unsorted together, spread over 4 groups of
+    // small files, uploaded 4 groups at a time.
+    let a = tmp.path().join("a");
+    prepare_into(&exports(tmp.path(), "suite-a"), &a, "4", "150");
+    let out = server.bdia(&[
+        "upload",
+        a.to_str().unwrap(),
+        "--parallel",
+        "4",
+        "--wait",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let finished = json_lines(&out)
+        .into_iter()
+        .filter(|e| e["event"] == "finished")
+        .collect::<Vec<_>>();
+    assert_eq!(finished.len(), manifest_files(&a).len());
+    assert!(finished
+        .iter()
+        .all(|e| e["record"]["status_code"] == "COMPLETE"));
+    // Suite B: the same rows in one group, one sorted file.
+    let b = tmp.path().join("b");
+    prepare_into(&exports(tmp.path(), "suite-b"), &b, "1", "1000000");
+    assert_eq!(manifest_files(&b).len(), 1);
+    let out = server.bdia(&["upload", b.to_str().unwrap(), "--wait", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let report = |suite: &str, dimension: &str, metrics: &str| -> serde_json::Value {
+        let out = server.bdia(&[
+            "report",
+            "--rsid",
+            suite,
+            "--metrics",
+            metrics,
+            "--dimension",
+            dimension,
+            "--from",
+            "2023-11-01",
+            "--to",
+            "2023-11-30",
+            "--limit",
+            "1000",
+            "--format",
+            "json",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    for (dimension, metrics) in [
+        ("day", "pageviews,visits,visitors,link_hits,bounces,hits"),
+        ("page", "pageviews,visitors"),
+        ("visitor_id_type", "hits,visits,visitors"),
+        ("link_type", "link_hits"),
+    ] {
+        let ra = report("suite-a", dimension, metrics);
+        let rb = report("suite-b", dimension, metrics);
+        assert!(
+            !ra["rows"].as_array().unwrap().is_empty(),
+            "{dimension}: {ra}"
+        );
+        assert_eq!(ra["rows"], rb["rows"], "{dimension}");
+        assert_eq!(ra["totals"], rb["totals"], "{dimension}");
+    }
+    let totals = report("suite-a", "day", "hits")["totals"]["hits"]
+        .as_u64()
+        .unwrap();
+    let written: u64 = manifest_files(&a)
+        .iter()
+        .map(|f| f["rows"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        totals, written,
+        "every written row is one hit in the lake, once"
+    );
 }
