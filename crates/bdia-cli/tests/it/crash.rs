@@ -20,8 +20,20 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start(data: &Path, port: u16, processing: bool) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_bdia"))
+/// A `bdia serve` child, killed when dropped (also when a check panics).
+struct Server(Option<Child>);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn start(data: &Path, port: u16, processing: bool) -> Server {
+    let child = Command::new(env!("CARGO_BIN_EXE_bdia"))
         .args([
             "serve",
             "--listen",
@@ -35,10 +47,12 @@ fn start(data: &Path, port: u16, processing: bool) -> Child {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap()
+        .unwrap();
+    Server(Some(child))
 }
 
-fn wait_healthy(child: &mut Child, port: u16) {
+fn wait_healthy(server: &mut Server, port: u16) {
+    let child = server.0.as_mut().expect("running");
     let start = Instant::now();
     loop {
         if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
@@ -62,8 +76,10 @@ fn wait_healthy(child: &mut Child, port: u16) {
     }
 }
 
-fn kill(mut child: Child) {
-    child.kill().unwrap(); // SIGKILL
+/// SIGKILL, then reap.
+fn kill(mut server: Server) {
+    let mut child = server.0.take().expect("running");
+    child.kill().unwrap();
     child.wait().unwrap();
 }
 
