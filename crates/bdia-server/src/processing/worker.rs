@@ -8,6 +8,12 @@
 //! file completes, and a group's files run one at a time. Running the same
 //! file again therefore writes the same lake objects and the same delta.
 //!
+//! Rows are checked again by the same engine as at upload, with the
+//! company's seed setting and its report suites as of the file's start
+//! (suites are never removed, so a row valid at upload stays valid); the
+//! row count must equal the upload's, else the file fails
+//! (`staged_file_changed`).
+//!
 //! Memory: one batch of [`LOOKUP_BATCH`] hits, the states of the (report
 //! suite, visitor) pairs the file touches (needed for its delta anyway),
 //! and the lake writer's bounded buffers.
