@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use bdia_client::api::{Client, ClientError, Credentials, FileRecord};
+use bdia_client::api::{Client, Credentials, FileRecord};
 use bdia_client::upload::{self, Event, Plan, UploadOptions};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Deserialize;
@@ -591,39 +591,50 @@ pub fn validate_remote(
         } else {
             std::fs::read(name).with_context(|| format!("cannot open {name}"))?
         };
-        let size = bytes.len();
         let upload_name = Path::new(name)
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
-        let answer = rt.block_on(client.validate(&upload_name, bytes::Bytes::from(bytes)));
-        let (valid, message) = match answer {
-            Ok(m) => (true, m),
-            Err(ClientError::Http {
-                status: 400,
-                message,
-                ..
-            }) => (false, message),
-            Err(e) => return Err(e.into()),
-        };
-        all_valid &= valid;
+        let v = rt.block_on(client.validate(&upload_name, bytes::Bytes::from(bytes)))?;
+        let fully_valid = v.valid;
+        all_valid &= fully_valid;
         if json {
-            println!(
-                "{}",
-                serde_json::json!({"upload_name": name, "size": size, "valid": valid,
-                    if valid { "success" } else { "error" }: message})
-            );
+            // The local check's fields; the server does not list every
+            // invalid row, so `errors` is absent.
+            let mut obj = serde_json::json!({
+                "upload_name": name,
+                "size": v.size,
+                "rows": v.rows,
+                "invalid_rows": v.invalid_rows,
+                "status_code": v.status_code,
+                "processing_log": v.processing_log,
+            });
+            if let Some(e) = &v.error {
+                obj["error"] = e.clone().into();
+            }
+            println!("{obj}");
         } else {
             println!("{name}");
-            println!("  size: {size} bytes compressed");
+            println!("  size: {} bytes compressed (checked by {url})", v.size);
             println!(
-                "  verdict: {}",
-                if valid {
-                    format!("VALID: {message}")
-                } else {
-                    format!("INVALID: {message}")
-                }
+                "  rows: {}, invalid rows: {}, rows to submit: {}",
+                v.rows,
+                v.invalid_rows,
+                v.rows.saturating_sub(v.invalid_rows)
             );
+            println!("  processing log:");
+            for line in v.processing_log.lines() {
+                println!("    {line}");
+            }
+            let verdict = match (&v.error, v.status_code.as_str()) {
+                (None, _) => "VALID: every row will be submitted".to_string(),
+                (Some(reason), "REJECTED") => format!("REJECTED: {reason}"),
+                (Some(_), _) => format!(
+                    "UPLOADABLE WITH INVALID ROWS: {} rows will be skipped",
+                    v.invalid_rows
+                ),
+            };
+            println!("  verdict: {verdict}");
         }
     }
     Ok(if all_valid {

@@ -120,6 +120,35 @@ pub struct Report {
     pub totals: serde_json::Map<String, serde_json::Value>,
 }
 
+/// The server's answer to a validate call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Validation {
+    /// True for a 200 answer.
+    #[serde(default)]
+    pub valid: bool,
+    /// `File is valid` when valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success: Option<String>,
+    /// The reason when not valid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Bytes of the upload.
+    #[serde(default)]
+    pub size: u64,
+    /// Data rows.
+    #[serde(default)]
+    pub rows: u64,
+    /// Rows that would be skipped.
+    #[serde(default)]
+    pub invalid_rows: u64,
+    /// `UPLOADED` or `REJECTED`: what an upload of the file would get.
+    #[serde(default)]
+    pub status_code: String,
+    /// The processing log of the check.
+    #[serde(default)]
+    pub processing_log: String,
+}
+
 /// What went wrong with a call.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -284,26 +313,43 @@ impl Client {
         .await
     }
 
-    /// `POST /aa/collect/v1/events/validate`: `Ok(message)` when valid,
-    /// `Err(Http { status: 400, message })` with the reason otherwise.
+    /// `POST /aa/collect/v1/events/validate`: the server's verdict, valid
+    /// (200) or not (400); other statuses are errors.
     pub async fn validate(
         &self,
         upload_name: &str,
         body: bytes::Bytes,
-    ) -> Result<String, ClientError> {
-        #[derive(Deserialize)]
-        struct Valid {
-            success: String,
+    ) -> Result<Validation, ClientError> {
+        for attempt in 0..2 {
+            let token = self.token().await?;
+            let part =
+                reqwest::multipart::Part::stream(body.clone()).file_name(upload_name.to_string());
+            let resp = self
+                .http
+                .post(format!("{}/aa/collect/v1/events/validate", self.creds.url))
+                .bearer_auth(&token)
+                .header("x-api-key", &self.creds.client_id)
+                .multipart(reqwest::multipart::Form::new().part("file", part))
+                .send()
+                .await
+                .map_err(network)?;
+            match resp.status().as_u16() {
+                401 if attempt == 0 => {
+                    self.forget_token().await;
+                    continue;
+                }
+                200 | 400 => {
+                    let valid = resp.status().is_success();
+                    let bytes = resp.bytes().await.map_err(network)?;
+                    let mut v: Validation = serde_json::from_slice(&bytes)
+                        .map_err(|e| ClientError::Decode(e.to_string()))?;
+                    v.valid = valid;
+                    return Ok(v);
+                }
+                _ => return Err(http_error(resp).await),
+            }
         }
-        let v: Valid = self
-            .send(|http| {
-                let part = reqwest::multipart::Part::stream(body.clone())
-                    .file_name(upload_name.to_string());
-                http.post(format!("{}/aa/collect/v1/events/validate", self.creds.url))
-                    .multipart(reqwest::multipart::Form::new().part("file", part))
-            })
-            .await?;
-        Ok(v.success)
+        unreachable!("the loop returns on its second pass")
     }
 
     /// `GET /aa/collect/v1/events/key/{key}`; `None` when unknown.

@@ -145,7 +145,12 @@ pub fn document() -> Value {
                 "requestBody": multipart_body(),
                 "responses": merge(json!({
                     "200": { "description": "Valid", "content": { "application/json": { "schema": {
-                        "type": "object", "properties": { "success": { "type": "string", "example": "File is valid" } } } } } },
+                        "type": "object", "properties": {
+                            "success": { "type": "string", "example": "File is valid" },
+                            "size": { "type": "integer" }, "rows": { "type": "integer" },
+                            "invalid_rows": { "type": "integer" },
+                            "status_code": { "type": "string", "enum": ["UPLOADED", "REJECTED"] },
+                            "processing_log": { "type": "string" } } } } } },
                     "400": error_response("Invalid rows or a file-level problem"),
                     "413": error_response("Over the size limits")
                 }), auth_errors())

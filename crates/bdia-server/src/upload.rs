@@ -761,18 +761,34 @@ pub async fn validate(
         Err(PassError::Internal(e)) => return Err(ApiError::Internal(e)),
     };
     let report = &pass.report;
-    if let Some(r) = &report.rejection {
-        if r.is_too_large() {
-            return Err(ApiError::PayloadTooLarge(r.to_string()));
-        }
-        return Err(ApiError::BadRequest(r.to_string()));
+    if report.rejection.as_ref().is_some_and(|r| r.is_too_large()) {
+        let reason = report.rejection.as_ref().map(ToString::to_string);
+        return Err(ApiError::PayloadTooLarge(reason.unwrap_or_default()));
     }
-    if report.invalid_rows > 0 {
-        return Err(ApiError::BadRequest(format!(
-            "File has {} rows that do not conform to the required CSV format! (Ex: row #{})",
-            report.invalid_rows,
-            pass.first_invalid_row.unwrap_or(1)
-        )));
-    }
-    Ok(Json(serde_json::json!({ "success": "File is valid" })).into_response())
+    // The answer of the contract (`success` or `error`), plus the counts and
+    // the processing log of the same check (ours; clients ignore extra fields).
+    let (status, key, message) = if let Some(r) = &report.rejection {
+        (StatusCode::BAD_REQUEST, "error", r.to_string())
+    } else if report.invalid_rows > 0 {
+        (
+            StatusCode::BAD_REQUEST,
+            "error",
+            format!(
+                "File has {} rows that do not conform to the required CSV format! (Ex: row #{})",
+                report.invalid_rows,
+                pass.first_invalid_row.unwrap_or(1)
+            ),
+        )
+    } else {
+        (StatusCode::OK, "success", "File is valid".to_string())
+    };
+    let body = serde_json::json!({
+        key: message,
+        "size": report.size,
+        "rows": report.rows,
+        "invalid_rows": report.invalid_rows,
+        "status_code": report.status_code(),
+        "processing_log": report.processing_log(),
+    });
+    Ok((status, Json(body)).into_response())
 }

@@ -721,3 +721,44 @@ fn shuffled_prepared_upload_reports_like_one_sorted_file() {
         "every written row is one hit in the lake, once"
     );
 }
+
+#[test]
+fn validate_with_url_answers_like_the_local_check() {
+    let server = serve(&[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.csv.gz");
+    let out = Command::new(env!("CARGO_BIN_EXE_bdia"))
+        .args(["generate", "--rows", "300", "--invalid-rate", "0.1", "-o"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let not_gzip = tmp.path().join("plain.csv");
+    std::fs::write(&not_gzip, "timestamp,visitorID\n1,v\n").unwrap();
+    for file in [&bad, &not_gzip] {
+        let f = file.to_str().unwrap();
+        let local = server.bdia(&["validate", "--json", f]);
+        let remote = server.bdia(&["validate", "--json", "--url", &server.url, f]);
+        assert_eq!(local.status.code(), Some(1));
+        assert_eq!(
+            remote.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&remote.stderr)
+        );
+        let l: serde_json::Value = serde_json::from_slice(&local.stdout).unwrap();
+        let r: serde_json::Value = serde_json::from_slice(&remote.stdout).unwrap();
+        for field in [
+            "upload_name",
+            "size",
+            "rows",
+            "invalid_rows",
+            "status_code",
+            "processing_log",
+        ] {
+            assert_eq!(l[field], r[field], "{field}");
+        }
+    }
+    // Nothing was stored by either.
+    assert!(server.files().is_empty());
+}

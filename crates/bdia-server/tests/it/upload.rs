@@ -305,10 +305,16 @@ async fn validate_answers_per_spec_and_stores_nothing() {
     let s = start().await;
     let api = Api::default_client(&s).await;
     let (st, v) = api.validate(small_file(5, "acme.prod")).await;
+    assert_eq!((st, v["success"].clone()), (200, "File is valid".into()));
     assert_eq!(
-        (st, v.clone()),
-        (200, serde_json::json!({"success": "File is valid"}))
+        (v["rows"].clone(), v["invalid_rows"].clone()),
+        (5.into(), 0.into())
     );
+    assert_eq!(v["status_code"], "UPLOADED");
+    assert!(v["processing_log"]
+        .as_str()
+        .unwrap()
+        .ends_with("Processing complete: 5 rows will be submitted. 0 rows were invalid."));
     let (file, summary) = generated(300, 0.1, &["acme.prod"]);
     let first_bad = summary.invalid_rows[0].0;
     let (st, v) = api.validate(file).await;
@@ -320,11 +326,14 @@ async fn validate_answers_per_spec_and_stores_nothing() {
             summary.invalid_total()
         )
     );
+    assert_eq!(v["invalid_rows"], summary.invalid_total());
+    assert_eq!(v["rows"], 300);
     let (st, v) = api.validate(b"nope".to_vec()).await;
     assert_eq!(
         (st, v["error"].as_str().unwrap()),
         (400, "Not in GZIP format")
     );
+    assert_eq!(v["status_code"], "REJECTED");
     let (st, _) = api
         .validate(gz(b"timestamp,visitorID,timestamp\n1,2,3\n"))
         .await;
