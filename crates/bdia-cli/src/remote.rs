@@ -321,6 +321,8 @@ struct Bars {
     overall: ProgressBar,
     groups: Mutex<BTreeMap<String, ProgressBar>>,
     sizes: BTreeMap<String, u64>,
+    files_done: std::sync::atomic::AtomicU64,
+    rows_done: std::sync::atomic::AtomicU64,
 }
 
 impl Bars {
@@ -352,6 +354,8 @@ impl Bars {
             overall,
             groups: Mutex::new(BTreeMap::new()),
             sizes,
+            files_done: Default::default(),
+            rows_done: Default::default(),
         }
     }
 }
@@ -390,6 +394,11 @@ impl Bars {
                 b.set_message(format!("{} {}", record.file_id, record.status_code));
                 self.overall
                     .inc(self.sizes.get(&path).copied().unwrap_or(0));
+                use std::sync::atomic::Ordering::Relaxed;
+                let files = self.files_done.fetch_add(1, Relaxed) + 1;
+                let rows = self.rows_done.fetch_add(record.rows, Relaxed) + record.rows;
+                self.overall
+                    .set_message(format!("{files} files, {rows} rows"));
             }
             Event::Retrying {
                 group,
