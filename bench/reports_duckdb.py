@@ -12,8 +12,9 @@ import duckdb
 parts_file, iterations, bdia = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
 files = [l for l in open(parts_file).read().splitlines() if l]
 con = duckdb.connect()
-con.execute("CREATE VIEW hits AS SELECT * FROM read_parquet($files, hive_partitioning = true)",
-            {"files": files})
+# A view cannot take parameters: the file list is spliced in, quoted.
+listing = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+con.execute(f"CREATE VIEW hits AS SELECT * FROM read_parquet({listing}, hive_partitioning = true)")
 
 DAILY = [
     """SELECT date,
