@@ -92,7 +92,10 @@ fn hit(rng: &mut Rng, row: u64, ts: i64, visitor: u64) -> Hit {
 }
 
 fn gen(dir: &str, hits: u64) -> Result<(), Box<dyn std::error::Error>> {
-    let lake = Lake::local(std::path::Path::new(dir).join("lake"), LakeConfig::default())?;
+    let lake = Lake::local(
+        std::path::Path::new(dir).join("lake"),
+        LakeConfig::default(),
+    )?;
     let mut zones = SuiteZones::utc();
     zones.insert(SUITE, ZONE)?;
     let identity = Identity::new(*b"bench-salt");
@@ -146,7 +149,10 @@ fn median(mut xs: Vec<f64>) -> f64 {
 }
 
 async fn run(dir: &str, iterations: usize) -> Result<(), Box<dyn std::error::Error>> {
-    let lake = Lake::local(std::path::Path::new(dir).join("lake"), LakeConfig::default())?;
+    let lake = Lake::local(
+        std::path::Path::new(dir).join("lake"),
+        LakeConfig::default(),
+    )?;
     let parts = lake
         .reader()
         .parts(SUITE, FROM.parse()?, TO.parse()?)
@@ -156,7 +162,10 @@ async fn run(dir: &str, iterations: usize) -> Result<(), Box<dyn std::error::Err
         .iter()
         .map(|p| root.join(p.path.to_string()).display().to_string())
         .collect();
-    std::fs::write(std::path::Path::new(dir).join("parts.txt"), list.join("\n") + "\n")?;
+    std::fs::write(
+        std::path::Path::new(dir).join("parts.txt"),
+        list.join("\n") + "\n",
+    )?;
     let rows: u64 = parts.iter().map(|p| p.rows).sum();
     let engine = ReportEngine::new(lake)?;
     let daily = ReportRequest::parse(
