@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::{free_port, healthy, prepared_exports};
+
 struct Served {
     child: Child,
     url: String,
@@ -21,29 +23,6 @@ impl Drop for Served {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn healthy(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut buf = String::new();
-    let _ = s.read_to_string(&mut buf);
-    buf.starts_with("HTTP/1.1 200") || buf.starts_with("HTTP/1.0 200")
 }
 
 fn serve(env: &[(&str, &str)]) -> Served {
@@ -122,41 +101,9 @@ fn json_lines(out: &Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Generates `n` plain inputs over the same time span and prepares them.
+/// Three unsorted exports (1,200 rows, 5% invalid) prepared into `groups`.
 fn prepared(dir: &Path, groups: &str, max_rows: &str) -> PathBuf {
-    let mut inputs = Vec::new();
-    for seed in 0..3 {
-        let p = dir.join(format!("export-{seed}.csv"));
-        let out = Command::new(env!("CARGO_BIN_EXE_bdia"))
-            .args(["generate", "--plain", "--rows", "400", "--visitors", "60"])
-            .args(["--seed", &seed.to_string(), "--invalid-rate", "0.05", "-o"])
-            .arg(&p)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        inputs.push(p);
-    }
-    let out_dir = dir.join("prepared");
-    let out = Command::new(env!("CARGO_BIN_EXE_bdia"))
-        .arg("prepare")
-        .args(&inputs)
-        .args([
-            "--groups",
-            groups,
-            "--max-rows",
-            max_rows,
-            "--json",
-            "--out",
-        ])
-        .arg(&out_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (out_dir, summary) = prepared_exports(dir, 400, 60, 0.05, groups, max_rows);
     assert_eq!(summary["input_rows"], 1200);
     assert_eq!(
         summary["written_rows"].as_u64().unwrap() + summary["rejected_rows"].as_u64().unwrap(),

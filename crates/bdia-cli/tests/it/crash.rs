@@ -4,21 +4,13 @@
 //! those of an uninterrupted run on the same uploads, row for row.
 
 use std::collections::BTreeSet;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::{free_port, healthy, prepared_exports};
 use bdia_store::sqlite::SqliteStore;
 use bdia_store::{FileQuery, FileRecord, FileStatus, MetadataStore, StoredState};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A `bdia serve` child, killed when dropped (also when a check panics).
 struct Server(Option<Child>);
@@ -54,17 +46,7 @@ fn start(data: &Path, port: u16, processing: bool) -> Server {
 fn wait_healthy(server: &mut Server, port: u16) {
     let child = server.0.as_mut().expect("running");
     let start = Instant::now();
-    loop {
-        if let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) {
-            use std::io::{Read, Write};
-            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-            let _ = s.write_all(b"GET /healthz HTTP/1.0\r\nHost: x\r\n\r\n");
-            let mut buf = String::new();
-            let _ = s.read_to_string(&mut buf);
-            if buf.starts_with("HTTP/1.1 200") || buf.starts_with("HTTP/1.0 200") {
-                return;
-            }
-        }
+    while !healthy(port) {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("bdia serve exited: {status}");
         }
@@ -220,32 +202,7 @@ impl Lcg {
 }
 
 fn prepare_uploads(work: &Path) -> PathBuf {
-    let mut inputs = Vec::new();
-    for seed in 0..3 {
-        let p = work.join(format!("export-{seed}.csv"));
-        let out = Command::new(env!("CARGO_BIN_EXE_bdia"))
-            .args(["generate", "--plain", "--rows", "1500", "--visitors", "200"])
-            .args(["--seed", &seed.to_string(), "--invalid-rate", "0.02", "-o"])
-            .arg(&p)
-            .output()
-            .unwrap();
-        assert!(out.status.success());
-        inputs.push(p);
-    }
-    let out_dir = work.join("prepared");
-    let out = Command::new(env!("CARGO_BIN_EXE_bdia"))
-        .arg("prepare")
-        .args(&inputs)
-        .args(["--groups", "4", "--max-rows", "400", "--json", "--out"])
-        .arg(&out_dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out_dir
+    prepared_exports(work, 1500, 200, 0.02, "4", "400").0
 }
 
 #[test]

@@ -2,5 +2,6 @@
 
 mod admin;
 mod client;
+mod common;
 mod crash;
 mod validate;
