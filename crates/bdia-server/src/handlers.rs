@@ -104,14 +104,24 @@ pub async fn by_id(
     headers: axum::http::HeaderMap,
     file_id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let caller = state.authenticate(&headers).await?;
+    let rec = callers_file(&state, &headers, file_id).await?;
+    Ok(Json(FileView::from(&rec)).into_response())
+}
+
+/// Authenticates the caller and returns one of its company's files: 404 for
+/// an unknown file or another company's.
+pub(crate) async fn callers_file(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    file_id: Result<Path<String>, PathRejection>,
+) -> Result<bdia_store::FileRecord, ApiError> {
+    let caller = state.authenticate(headers).await?;
     let Path(file_id) = file_id.map_err(|_| ApiError::BadRequest("Malformed file id".into()))?;
-    let rec = state
+    state
         .store
         .get_file(&caller.company.id, &file_id)
         .await?
-        .ok_or_else(not_found)?;
-    Ok(Json(FileView::from(&rec)).into_response())
+        .ok_or_else(not_found)
 }
 
 /// A page of files.

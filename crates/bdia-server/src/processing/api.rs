@@ -25,13 +25,7 @@ pub async fn rejects(
     headers: axum::http::HeaderMap,
     file_id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let caller = state.authenticate(&headers).await?;
-    let Path(file_id) = file_id.map_err(|_| ApiError::BadRequest("Malformed file id".into()))?;
-    let rec = state
-        .store
-        .get_file(&caller.company.id, &file_id)
-        .await?
-        .ok_or_else(|| ApiError::NotFound("File not found".into()))?;
+    let rec = crate::handlers::callers_file(&state, &headers, file_id).await?;
     let body = match &rec.rejects_key {
         Some(key) => state.blobs.get(key).await?,
         None => bytes::Bytes::from_static(REJECTS_HEADER.as_bytes()),
@@ -41,7 +35,7 @@ pub async fn rejects(
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
             (
                 header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{file_id}-rejects.csv\""),
+                format!("attachment; filename=\"{}-rejects.csv\"", rec.file_id),
             ),
         ],
         body,
