@@ -371,7 +371,7 @@ impl ReportEngine {
             metrics: main_metrics.clone(),
             distinct_visits,
         };
-        let main_sql = sql::main_query(&dim_sql, &plan);
+        let main_sql = sql::main_query(Some(&dim_sql), &plan);
         let non_additive: Vec<(usize, &Metric)> = main_metrics
             .iter()
             .filter(|(_, m)| !m.additive(&req.dimension))
@@ -379,7 +379,7 @@ impl ReportEngine {
             .collect();
         let totals_sql = (!non_additive.is_empty()).then(|| {
             sql::main_query(
-                "0",
+                None,
                 &sql::Plan {
                     metrics: non_additive.clone(),
                     distinct_visits,

@@ -89,8 +89,13 @@ pub(crate) struct Plan<'a> {
 }
 
 /// The main query: `d` and `m<i>` for every metric of `plan` (bounces
-/// excluded). `dim` is the dimension expression.
-pub(crate) fn main_query(dim: &str, plan: &Plan<'_>) -> String {
+/// excluded). `dim` is the dimension expression; without one (the totals
+/// of a report) there is no `d` and a single row.
+///
+/// No key is ever a constant: DataFusion treats a constant group key as a
+/// sorted one and then emits the groups `batch_size` at a time, shifting
+/// every remaining group each time (quadratic in the number of groups).
+pub(crate) fn main_query(dim: Option<&str>, plan: &Plan<'_>) -> String {
     let has = |f: &dyn Fn(&Metric) -> bool| plan.metrics.iter().any(|(_, m)| f(m));
     let visitors = has(&|m| *m == Metric::Visitors);
     let need_n = plan.distinct_visits && has(&|m| *m == Metric::Visits);
@@ -124,39 +129,50 @@ pub(crate) fn main_query(dim: &str, plan: &Plan<'_>) -> String {
         per_hit.push((alias, expr));
     }
 
-    let mut h = format!("SELECT {dim} AS d");
+    let mut h: Vec<String> = Vec::new();
+    if let Some(dim) = dim {
+        h.push(format!("{dim} AS d"));
+    }
     if need_tv {
-        let _ = write!(
-            h,
-            ", {} AS t, {} AS v",
-            col("visitor_id_type"),
-            col("visitor_id")
-        );
+        h.push(format!("{} AS t", col("visitor_id_type")));
+        h.push(format!("{} AS v", col("visitor_id")));
     }
     if need_n {
-        let _ = write!(h, ", {} AS n", col("visit_num"));
+        h.push(format!("{} AS n", col("visit_num")));
     }
     for (alias, expr) in &per_hit {
-        let _ = write!(h, ", {expr} AS {alias}");
+        h.push(format!("{expr} AS {alias}"));
     }
-    h.push_str(" FROM hits");
+    if h.is_empty() {
+        h.push("1 AS one".to_string());
+    }
+    let h = format!("SELECT {} FROM hits", h.join(", "));
 
-    let sums = |extra: &str| -> String {
-        let mut s = String::new();
-        for (alias, _) in &per_hit {
-            let _ = write!(s, ", sum({alias}) AS {alias}");
+    let d: Vec<String> = dim.iter().map(|_| "d".to_string()).collect();
+    // `SELECT keys, sums, extra FROM (inner) [GROUP BY keys]`.
+    let level = |keys: &[String], extra: &[String], inner: &str| -> String {
+        let mut select: Vec<String> = keys.to_vec();
+        select.extend(per_hit.iter().map(|(a, _)| format!("sum({a}) AS {a}")));
+        select.extend(extra.iter().cloned());
+        if select.is_empty() {
+            select.push("count(*) AS c".to_string());
         }
-        s.push_str(extra);
-        s
+        let mut q = format!("SELECT {} FROM ({inner})", select.join(", "));
+        if !keys.is_empty() {
+            q.push_str(&format!(" GROUP BY {}", keys.join(", ")));
+        }
+        q
     };
-    let mut keys = String::from("d");
+
+    let mut keys = d.clone();
     if need_tv {
-        keys.push_str(", t, v");
+        keys.push("t".into());
+        keys.push("v".into());
     }
     if need_n {
-        keys.push_str(", n");
+        keys.push("n".into());
     }
-    let mut q = format!("SELECT {keys}{} FROM ({h}) GROUP BY {keys}", sums(""));
+    let mut q = level(&keys, &[], &h);
 
     let visits_alias = plan
         .metrics
@@ -171,31 +187,27 @@ pub(crate) fn main_query(dim: &str, plan: &Plan<'_>) -> String {
 
     if need_n {
         let va = visits_alias.clone().unwrap_or_default();
+        let count = [format!("count(*) AS {va}")];
         if visitors {
-            q = format!(
-                "SELECT d, t, v{} FROM ({q}) GROUP BY d, t, v",
-                sums(&format!(", count(*) AS {va}"))
-            );
+            let mut tv = d.clone();
+            tv.push("t".into());
+            tv.push("v".into());
+            q = level(&tv, &count, &q);
         } else {
-            q = format!(
-                "SELECT d{} FROM ({q}) GROUP BY d",
-                sums(&format!(", count(*) AS {va}"))
-            );
-            return q;
+            return level(&d, &count, &q);
         }
     }
     if visitors {
-        let mut extra = String::new();
+        let mut extra = Vec::new();
         if need_n {
             let va = visits_alias.unwrap_or_default();
-            let _ = write!(extra, ", sum({va}) AS {va}");
+            extra.push(format!("sum({va}) AS {va}"));
         }
-        let _ = write!(
-            extra,
-            ", count(*) AS {}",
+        extra.push(format!(
+            "count(*) AS {}",
             visitors_alias.unwrap_or_default()
-        );
-        q = format!("SELECT d{} FROM ({q}) GROUP BY d", sums(&extra));
+        ));
+        q = level(&d, &extra, &q);
     }
     q
 }
@@ -240,7 +252,7 @@ mod tests {
             metrics: m.iter().enumerate().collect(),
             distinct_visits: false,
         };
-        let q = main_query("\"date\"", &plan);
+        let q = main_query(Some("\"date\""), &plan);
         assert_eq!(q.matches("GROUP BY").count(), 2, "{q}");
     }
 
@@ -251,7 +263,7 @@ mod tests {
             metrics: m.iter().enumerate().collect(),
             distinct_visits: true,
         };
-        let q = main_query("\"page_url\"", &plan);
+        let q = main_query(Some("\"page_url\""), &plan);
         assert_eq!(q.matches("GROUP BY").count(), 3, "{q}");
     }
 }

@@ -41,6 +41,22 @@ pub(crate) fn from_date32(days: i32) -> jiff::civil::Date {
         .unwrap_or(jiff::civil::date(1970, 1, 1))
 }
 
+/// The lake's schema with every top-level string column read as
+/// `Utf8View`: the Parquet reader then decodes strings into views (no
+/// copy of the bytes into one contiguous buffer), and grouping and
+/// comparing compare views.
+fn view_schema(schema: &Schema) -> SchemaRef {
+    let fields: Vec<Arc<Field>> = schema
+        .fields()
+        .iter()
+        .map(|f| match f.data_type() {
+            DataType::Utf8 => Arc::new(f.as_ref().clone().with_data_type(DataType::Utf8View)),
+            _ => f.clone(),
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
 /// A table over a fixed list of committed parts.
 #[derive(Debug)]
 pub struct PartsTable {
@@ -53,7 +69,7 @@ pub struct PartsTable {
 impl PartsTable {
     /// A table reading `parts` from the object store registered at `url`.
     pub fn new(url: ObjectStoreUrl, parts: Vec<PartRef>) -> PartsTable {
-        let file_schema = bdia_lake::hits_schema();
+        let file_schema = view_schema(&bdia_lake::hits_schema());
         let mut fields: Vec<Arc<Field>> = file_schema.fields().iter().cloned().collect();
         fields.push(Arc::new(Field::new(DATE_COLUMN, DataType::Date32, false)));
         PartsTable {
