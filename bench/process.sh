@@ -92,6 +92,8 @@ for run in $(seq "$RUNS"); do
   TOTAL=$(curl -sf "${H[@]}" "$BASE/aa/collect/v1/events?limit=100" \
     | python3 -c 'import json,sys; print(sum(f["rows"] for f in json.load(sys.stdin)["files"]))')
   LAKE_MB=$(du -sm "$DATA/lake" | cut -f1)
+  # The file records (start, reader complete, end), for a closer look.
+  curl -sf "${H[@]}" "$BASE/aa/collect/v1/events?limit=100" > "$WORK/process-records.json"
   kill -TERM $SERVER; wait $SERVER || true
   rm -rf "$DATA"
 

@@ -476,7 +476,7 @@ impl ValidRow<'_> {
         };
         let columns = h.columns.iter().enumerate().filter_map(|(i, c)| {
             let v = &self.fields[i];
-            c.clone().filter(|_| !v.is_empty()).map(|c| (c, v))
+            c.as_ref().filter(|_| !v.is_empty()).map(|c| (c.clone(), v))
         });
         let queries = self.qs.iter().filter_map(|(k, v)| {
             Column::from_query_key(k)

@@ -17,6 +17,9 @@ use bdia_format::generate::{generate, GenOptions};
 use bdia_lake::{Lake, LakeConfig, SuiteZones};
 use bdia_model::{FileEnricher, Identity, MemoryStates};
 
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn peak_rss_kib() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
@@ -55,6 +58,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     if std::env::var("BDIA_LAKE_INLINE").is_ok() {
         config.encode_thread = false;
+    }
+    if let Ok(n) = std::env::var("BDIA_LAKE_MAX_OPEN") {
+        config.max_open_partitions = n.parse()?;
     }
     if let Ok(n) = std::env::var("BDIA_LAKE_BATCH_ROWS") {
         config.batch_rows = n.parse()?;

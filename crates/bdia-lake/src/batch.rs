@@ -43,12 +43,19 @@ fn auth_state_name(a: AuthState) -> &'static str {
 #[derive(Default)]
 struct Sparse {
     builder: Option<StringBuilder>,
+    /// Value bytes of the column's last batch: the next one starts with
+    /// that much room instead of growing by doubling.
+    bytes_hint: usize,
 }
 
 impl Sparse {
-    /// Sets row `row` (rows before it that were not set are null).
-    fn set(&mut self, row: usize, value: &str) {
-        let b = self.builder.get_or_insert_with(StringBuilder::new);
+    /// Sets row `row` (rows before it that were not set are null);
+    /// `rows_hint` is the batch size.
+    fn set(&mut self, row: usize, value: &str, rows_hint: usize) {
+        let bytes = self.bytes_hint.max(value.len() * 8);
+        let b = self
+            .builder
+            .get_or_insert_with(|| StringBuilder::with_capacity(rows_hint, bytes));
         let missing = row - b.len();
         if missing > 0 {
             b.append_nulls(missing);
@@ -56,9 +63,9 @@ impl Sparse {
         b.append_value(value);
     }
 
-    fn set_option(&mut self, row: usize, value: Option<&str>) {
+    fn set_option(&mut self, row: usize, value: Option<&str>, rows_hint: usize) {
         if let Some(v) = value {
-            self.set(row, v);
+            self.set(row, v, rows_hint);
         }
     }
 
@@ -72,6 +79,7 @@ impl Sparse {
                 if missing > 0 {
                     b.append_nulls(missing);
                 }
+                self.bytes_hint = b.values_slice().len();
                 Arc::new(b.finish())
             }
         }
@@ -82,26 +90,56 @@ fn sparse(n: usize) -> Vec<Sparse> {
     (0..n).map(|_| Sparse::default()).collect()
 }
 
+/// A string column with a value in every row, refilled with room for a
+/// whole batch after each [`Dense::finish`].
+struct Dense {
+    builder: StringBuilder,
+    rows_hint: usize,
+}
+
+impl Dense {
+    fn new(rows_hint: usize) -> Dense {
+        Dense {
+            builder: StringBuilder::with_capacity(rows_hint, rows_hint * 16),
+            rows_hint,
+        }
+    }
+
+    fn append(&mut self, value: &str) {
+        self.builder.append_value(value);
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        let bytes = self.builder.values_slice().len();
+        let full = std::mem::replace(
+            &mut self.builder,
+            StringBuilder::with_capacity(self.rows_hint, bytes),
+        );
+        let mut full = full;
+        Arc::new(full.finish())
+    }
+}
+
 /// Column builders for one batch of hits.
 pub(crate) struct HitBatchBuilder {
     schema: SchemaRef,
     raw: Vec<Field>,
-    report_suite: StringBuilder,
+    report_suite: Dense,
     hit_time: TimestampMicrosecondBuilder,
-    visitor_id: StringBuilder,
-    visitor_id_type: StringBuilder,
+    visitor_id: Dense,
+    visitor_id_type: Dense,
     visit_num: Int32Builder,
     visit_page_num: Int32Builder,
     visit_start_time: TimestampMicrosecondBuilder,
     new_visit: BooleanBuilder,
     out_of_order: BooleanBuilder,
-    hit_type: StringBuilder,
+    hit_type: Dense,
     page_name: Sparse,
     page_url: Sparse,
     link_name: Sparse,
     link_url: Sparse,
     events: ListBuilder<StructBuilder>,
-    file_id: StringBuilder,
+    file_id: Dense,
     row_number: Int64Builder,
     vars: Vec<Sparse>,
     evars: Vec<Sparse>,
@@ -112,6 +150,7 @@ pub(crate) struct HitBatchBuilder {
     customer_ids: MapBuilder<StringBuilder, StructBuilder>,
     hints: MapBuilder<StringBuilder, StringBuilder>,
     rows: usize,
+    capacity: usize,
 }
 
 fn string_map() -> MapBuilder<StringBuilder, StringBuilder> {
@@ -135,7 +174,8 @@ fn value_field(entries: &arrow_schema::FieldRef) -> arrow_schema::FieldRef {
 }
 
 impl HitBatchBuilder {
-    pub(crate) fn new() -> HitBatchBuilder {
+    /// Builders sized for batches of `capacity` rows.
+    pub(crate) fn new(capacity: usize) -> HitBatchBuilder {
         let raw: Vec<Field> = raw_fields().collect();
         let event = StructBuilder::new(
             event_fields(),
@@ -157,23 +197,25 @@ impl HitBatchBuilder {
             schema: hits_schema(),
             vars: sparse(raw.len()),
             raw,
-            report_suite: StringBuilder::new(),
-            hit_time: TimestampMicrosecondBuilder::new().with_timezone(TIMESTAMP_TZ),
-            visitor_id: StringBuilder::new(),
-            visitor_id_type: StringBuilder::new(),
-            visit_num: Int32Builder::new(),
-            visit_page_num: Int32Builder::new(),
-            visit_start_time: TimestampMicrosecondBuilder::new().with_timezone(TIMESTAMP_TZ),
-            new_visit: BooleanBuilder::new(),
-            out_of_order: BooleanBuilder::new(),
-            hit_type: StringBuilder::new(),
+            report_suite: Dense::new(capacity),
+            hit_time: TimestampMicrosecondBuilder::with_capacity(capacity)
+                .with_timezone(TIMESTAMP_TZ),
+            visitor_id: Dense::new(capacity),
+            visitor_id_type: Dense::new(capacity),
+            visit_num: Int32Builder::with_capacity(capacity),
+            visit_page_num: Int32Builder::with_capacity(capacity),
+            visit_start_time: TimestampMicrosecondBuilder::with_capacity(capacity)
+                .with_timezone(TIMESTAMP_TZ),
+            new_visit: BooleanBuilder::with_capacity(capacity),
+            out_of_order: BooleanBuilder::with_capacity(capacity),
+            hit_type: Dense::new(capacity),
             page_name: Sparse::default(),
             page_url: Sparse::default(),
             link_name: Sparse::default(),
             link_url: Sparse::default(),
             events: ListBuilder::new(event).with_field(event_item()),
-            file_id: StringBuilder::new(),
-            row_number: Int64Builder::new(),
+            file_id: Dense::new(capacity),
+            row_number: Int64Builder::with_capacity(capacity),
             evars: sparse(MAX_EVAR.into()),
             props: sparse(MAX_PROP.into()),
             hiers: sparse(MAX_HIER.into()),
@@ -183,6 +225,7 @@ impl HitBatchBuilder {
                 .with_values_field(value_field(&cid_entries)),
             hints: string_map(),
             rows: 0,
+            capacity,
         }
     }
 
@@ -193,11 +236,10 @@ impl HitBatchBuilder {
 
     pub(crate) fn append(&mut self, h: &EnrichedHit, file_id: &str) -> Result<(), ArrowError> {
         let hit = &h.hit;
-        self.report_suite.append_value(&h.report_suite);
+        self.report_suite.append(&h.report_suite);
         self.hit_time.append_value(micros(hit.timestamp));
-        self.visitor_id.append_value(&h.visitor_id);
-        self.visitor_id_type
-            .append_value(h.visitor_id_type.as_str());
+        self.visitor_id.append(&h.visitor_id);
+        self.visitor_id_type.append(h.visitor_id_type.as_str());
         self.visit_num
             .append_value(i32::try_from(h.visit.visit_num).unwrap_or(i32::MAX));
         self.visit_page_num
@@ -206,12 +248,15 @@ impl HitBatchBuilder {
             .append_value(micros(h.visit.visit_start_time));
         self.new_visit.append_value(h.visit.new_visit);
         self.out_of_order.append_value(h.visit.out_of_order);
-        self.hit_type.append_value(hit.hit_type.as_str());
+        self.hit_type.append(hit.hit_type.as_str());
         let row = self.rows;
-        self.page_name.set_option(row, hit.get(Field::PageName));
-        self.page_url.set_option(row, hit.get(Field::PageUrl));
-        self.link_name.set_option(row, hit.get(Field::LinkName));
-        self.link_url.set_option(row, hit.get(Field::LinkUrl));
+        let cap = self.capacity;
+        self.page_name
+            .set_option(row, hit.get(Field::PageName), cap);
+        self.page_url.set_option(row, hit.get(Field::PageUrl), cap);
+        self.link_name
+            .set_option(row, hit.get(Field::LinkName), cap);
+        self.link_url.set_option(row, hit.get(Field::LinkUrl), cap);
         {
             let item = self.events.values();
             for e in &hit.events {
@@ -225,11 +270,11 @@ impl HitBatchBuilder {
             }
             self.events.append(true);
         }
-        self.file_id.append_value(file_id);
+        self.file_id.append(file_id);
         self.row_number
             .append_value(i64::try_from(hit.row).unwrap_or(i64::MAX));
         for (b, f) in self.vars.iter_mut().zip(&self.raw) {
-            b.set_option(row, hit.get(*f));
+            b.set_option(row, hit.get(*f), cap);
         }
         for (map, out) in [
             (&hit.evars, &mut self.evars),
@@ -239,7 +284,7 @@ impl HitBatchBuilder {
         ] {
             for (&n, v) in map {
                 if let Some(col) = usize::from(n).checked_sub(1).and_then(|i| out.get_mut(i)) {
-                    col.set(row, v);
+                    col.set(row, v, cap);
                 }
             }
         }
@@ -277,22 +322,22 @@ impl HitBatchBuilder {
         let rows = self.rows;
         let nulls = new_null_array(&DataType::Utf8, rows);
         let mut cols: Vec<ArrayRef> = vec![
-            Arc::new(self.report_suite.finish()),
+            self.report_suite.finish(),
             Arc::new(self.hit_time.finish()),
-            Arc::new(self.visitor_id.finish()),
-            Arc::new(self.visitor_id_type.finish()),
+            self.visitor_id.finish(),
+            self.visitor_id_type.finish(),
             Arc::new(self.visit_num.finish()),
             Arc::new(self.visit_page_num.finish()),
             Arc::new(self.visit_start_time.finish()),
             Arc::new(self.new_visit.finish()),
             Arc::new(self.out_of_order.finish()),
-            Arc::new(self.hit_type.finish()),
+            self.hit_type.finish(),
             self.page_name.finish(rows, &nulls),
             self.page_url.finish(rows, &nulls),
             self.link_name.finish(rows, &nulls),
             self.link_url.finish(rows, &nulls),
             Arc::new(self.events.finish()),
-            Arc::new(self.file_id.finish()),
+            self.file_id.finish(),
             Arc::new(self.row_number.finish()),
         ];
         for b in self

@@ -67,10 +67,12 @@ pub fn local_date(tz: &TimeZone, unix_seconds: i64) -> Result<Date, LakeError> {
 }
 
 /// Caches the UTC bounds of the last day seen per suite: files are mostly in
-/// time order, so most hits need no time zone arithmetic.
+/// time order, so most hits need no time zone arithmetic. A file names a
+/// handful of suites: a list searched in order beats hashing the name per hit.
 #[derive(Debug, Default)]
 pub(crate) struct DayCache {
-    last: HashMap<String, (i64, i64, String)>,
+    /// (suite, start, end, `YYYY-MM-DD`).
+    last: Vec<(String, i64, i64, String)>,
 }
 
 impl DayCache {
@@ -81,23 +83,28 @@ impl DayCache {
         report_suite: &str,
         unix_seconds: i64,
     ) -> Result<&str, LakeError> {
-        let hit = self
-            .last
-            .get(report_suite)
-            .is_some_and(|(start, end, _)| (*start..*end).contains(&unix_seconds));
-        if !hit {
+        let i = match self.last.iter().position(|e| e.0 == report_suite) {
+            Some(i) => i,
+            None => {
+                self.last
+                    .push((report_suite.to_string(), 0, 0, String::new()));
+                self.last.len() - 1
+            }
+        };
+        let entry = &mut self.last[i];
+        if !(entry.1..entry.2).contains(&unix_seconds) {
             let tz = zones.zone(report_suite);
             let date = local_date(tz, unix_seconds)?;
-            let bounds = day_bounds(tz, date);
-            let text = date.to_string();
-            let entry = match bounds {
-                Some((start, end)) if (start..end).contains(&unix_seconds) => (start, end, text),
+            let (start, end) = match day_bounds(tz, date) {
+                Some((start, end)) if (start..end).contains(&unix_seconds) => (start, end),
                 // Bounds not computable: cache this second only.
-                _ => (unix_seconds, unix_seconds + 1, text),
+                _ => (unix_seconds, unix_seconds + 1),
             };
-            self.last.insert(report_suite.to_string(), entry);
+            entry.1 = start;
+            entry.2 = end;
+            entry.3 = date.to_string();
         }
-        Ok(&self.last[report_suite].2)
+        Ok(&entry.3)
     }
 }
 

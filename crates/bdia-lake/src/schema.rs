@@ -30,6 +30,21 @@ pub const DEDICATED: &[Field] = &[
     Field::Timestamp,
 ];
 
+/// Columns whose row groups carry min/max statistics.
+pub const STATISTICS_COLUMNS: &[&str] = &[
+    "report_suite",
+    "hit_time",
+    "visitor_id",
+    "visitor_id_type",
+    "visit_num",
+    "visit_page_num",
+    "visit_start_time",
+    "new_visit",
+    "hit_type",
+    "file_id",
+    "row_number",
+];
+
 /// The simple variables stored as raw nullable string columns, in schema order.
 pub fn raw_fields() -> impl Iterator<Item = Field> {
     Field::ALL

@@ -7,7 +7,9 @@
 //! clean up). Rows are buffered in Arrow builders up to
 //! [`LakeConfig::batch_rows`], then encoded; Parquet row groups are closed at
 //! [`LakeConfig::row_group_rows`] rows or [`LakeConfig::row_group_bytes`]
-//! bytes. At most [`LakeConfig::max_open_partitions`] partitions are open at
+//! bytes. A partition that got no hit during the last `2 x batch_rows` hits
+//! is closed (in a file in time order, a day that is over). At most
+//! [`LakeConfig::max_open_partitions`] partitions are open at
 //! once: opening one more closes the least recently written, and a partition
 //! written again later gets its next part number. Row groups in progress of
 //! all open partitions together stay under
@@ -36,12 +38,13 @@ use arrow_array::RecordBatch;
 use bdia_model::EnrichedHit;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
-use parquet::file::properties::WriterProperties;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 
 use crate::batch::HitBatchBuilder;
 use crate::error::LakeError;
 use crate::partition::{DayCache, SuiteZones};
-use crate::schema::hits_schema;
+use crate::schema::{hits_schema, STATISTICS_COLUMNS};
 use crate::{check_name, part_path};
 
 /// Tuning of the writer. The defaults serve one machine.
@@ -73,11 +76,11 @@ impl Default for LakeConfig {
     fn default() -> Self {
         LakeConfig {
             spool_dir: None,
-            batch_rows: 1_024,
+            batch_rows: 4_096,
             row_group_rows: 128 * 1024,
             row_group_bytes: 16 * 1024 * 1024,
             max_open_partitions: 16,
-            memory_budget_bytes: 16 * 1024 * 1024,
+            memory_budget_bytes: 8 * 1024 * 1024,
             encode_thread: false,
             upload_part_bytes: 8 * 1024 * 1024,
         }
@@ -107,12 +110,21 @@ impl LakeConfig {
         Ok(())
     }
 
+    /// Snappy pages; min/max statistics (row group level) only on the
+    /// lineage, identity and visit columns, which readers prune on (time,
+    /// suite, file, row); the ~360 free-text variable columns get none, as
+    /// computing them costs a comparison per value and no query prunes on
+    /// them.
     pub(crate) fn writer_properties(&self) -> WriterProperties {
-        WriterProperties::builder()
+        let mut b = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             .set_max_row_group_row_count(Some(self.row_group_rows))
             .set_max_row_group_bytes(Some(self.row_group_bytes))
-            .build()
+            .set_statistics_enabled(EnabledStatistics::None);
+        for name in STATISTICS_COLUMNS {
+            b = b.set_column_statistics_enabled(ColumnPath::from(*name), EnabledStatistics::Chunk);
+        }
+        b.build()
     }
 }
 
@@ -449,6 +461,9 @@ impl LakeWriter {
     /// Adds one enriched hit to its partition.
     pub fn push(&mut self, hit: &EnrichedHit) -> Result<(), LakeError> {
         self.clock += 1;
+        if self.clock.is_multiple_of(self.config.batch_rows as u64) {
+            self.close_idle()?;
+        }
         let suite = hit.report_suite.as_str();
         let day = self.days.day(&self.zones, suite, hit.hit.timestamp)?;
         let idx = match self
@@ -497,10 +512,33 @@ impl LakeWriter {
             id,
             report_suite: key.0,
             date: key.1,
-            builder: HitBatchBuilder::new(),
+            builder: HitBatchBuilder::new(self.config.batch_rows),
             last_used: self.clock,
         });
         Ok(self.open.len() - 1)
+    }
+
+    /// Closes the partitions that got no hit during the last
+    /// `2 x batch_rows` hits: in a file in time order, days that are over.
+    /// Their column writers and builders are released long before
+    /// `max_open_partitions` would force it.
+    fn close_idle(&mut self) -> Result<(), LakeError> {
+        let horizon = 2 * self.config.batch_rows as u64;
+        let clock = self.clock;
+        let mut idle: Vec<Slot> = Vec::new();
+        let mut i = 0;
+        while i < self.open.len() {
+            if clock - self.open[i].last_used > horizon {
+                idle.push(self.open.swap_remove(i));
+            } else {
+                i += 1;
+            }
+        }
+        idle.sort_by_key(|s| s.id);
+        for slot in idle {
+            self.close_slot(slot)?;
+        }
+        Ok(())
     }
 
     fn close_least_recent(&mut self) -> Result<(), LakeError> {

@@ -225,9 +225,25 @@ async fn process_one(shared: &Shared, rec: bdia_store::FileRecord, stop: Arc<Ato
     use tracing::Instrument;
     let span = tracing::info_span!("process_file", file_id = %rec.file_id, visitor_group = %rec.visitor_group_id);
     match worker::run(shared, &rec, stop).instrument(span).await {
-        Ok(worker::Outcome::Complete { rows }) => {
+        Ok(worker::Outcome::Complete { rows, timings }) => {
             metrics::counter!("bdia_files_processed_total", "outcome" => "complete").increment(1);
-            tracing::info!(file_id = %rec.file_id, visitor_group = %rec.visitor_group_id, rows, "file complete");
+            for (stage, d) in [
+                ("encode", timings.encode),
+                ("publish", timings.publish),
+                ("commit", timings.commit),
+            ] {
+                metrics::histogram!("bdia_processing_stage_seconds", "stage" => stage)
+                    .record(d.as_secs_f64());
+            }
+            tracing::info!(
+                file_id = %rec.file_id,
+                visitor_group = %rec.visitor_group_id,
+                rows,
+                encode_ms = timings.encode.as_millis() as u64,
+                publish_ms = timings.publish.as_millis() as u64,
+                commit_ms = timings.commit.as_millis() as u64,
+                "file complete"
+            );
         }
         Ok(worker::Outcome::Cancelled) => {
             tracing::info!(file_id = %rec.file_id, "processing stopped by shutdown; requeued at next start");

@@ -34,7 +34,7 @@ use super::throttle::Throttles;
 use super::Shared;
 
 /// Hits whose visitor states are looked up together.
-pub const LOOKUP_BATCH: usize = 4_096;
+pub const LOOKUP_BATCH: usize = 1_024;
 
 /// Rows taken from the throttle at once.
 const THROTTLE_CHUNK: u64 = 256;
@@ -57,6 +57,17 @@ impl Failure {
     }
 }
 
+/// Wall time of each stage of a file, for the log and the metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timings {
+    /// Reading, checking, enriching and encoding (the CPU-bound stage).
+    pub encode: std::time::Duration,
+    /// Publishing the parts to the lake.
+    pub publish: std::time::Duration,
+    /// The metadata commit (`COMPLETE` and the visitor state).
+    pub commit: std::time::Duration,
+}
+
 /// What a run of a file ended with.
 #[derive(Debug)]
 pub enum Outcome {
@@ -64,6 +75,8 @@ pub enum Outcome {
     Complete {
         /// Rows read from the staged file.
         rows: u64,
+        /// Time spent on each stage.
+        timings: Timings,
     },
     /// Stopped by shutdown: left `PROCESSING`, requeued at the next start.
     Cancelled,
@@ -72,15 +85,23 @@ pub enum Outcome {
 /// States as they were before the file: every pair a batch needs is
 /// fetched from the store in one lookup before the batch is enriched, and
 /// kept for the file's duration; a pair missed by the prefetch is looked up
-/// on its own.
+/// on its own. Keyed by report suite, then visitor key, so a lookup borrows
+/// instead of building a key.
 struct Prefetched {
-    states: HashMap<(String, String), Option<VisitState>>,
+    states: HashMap<String, HashMap<String, Option<VisitState>>>,
     store: Arc<dyn MetadataStore>,
     handle: tokio::runtime::Handle,
     company_id: String,
 }
 
 impl Prefetched {
+    fn known(&self, report_suite: &str, visitor_key: &str) -> Option<Option<VisitState>> {
+        self.states
+            .get(report_suite)
+            .and_then(|m| m.get(visitor_key))
+            .copied()
+    }
+
     fn prefetch(&mut self, keys: Vec<(String, String)>) -> Result<(), StoreError> {
         if keys.is_empty() {
             return Ok(());
@@ -88,8 +109,15 @@ impl Prefetched {
         let found = self
             .handle
             .block_on(self.store.visitor_states(&self.company_id, keys.clone()))?;
-        for (k, v) in keys.into_iter().zip(found) {
-            self.states.insert(k, v);
+        for ((suite, key), v) in keys.into_iter().zip(found) {
+            match self.states.get_mut(&suite) {
+                Some(m) => {
+                    m.insert(key, v);
+                }
+                None => {
+                    self.states.insert(suite, HashMap::from([(key, v)]));
+                }
+            }
         }
         Ok(())
     }
@@ -103,12 +131,11 @@ impl VisitorStates for Prefetched {
         report_suite: &str,
         visitor_key: &str,
     ) -> Result<Option<VisitState>, StoreError> {
-        let k = (report_suite.to_string(), visitor_key.to_string());
-        if let Some(v) = self.states.get(&k) {
-            return Ok(*v);
+        if let Some(v) = self.known(report_suite, visitor_key) {
+            return Ok(v);
         }
-        self.prefetch(vec![k.clone()])?;
-        Ok(self.states.get(&k).copied().flatten())
+        self.prefetch(vec![(report_suite.to_string(), visitor_key.to_string())])?;
+        Ok(self.known(report_suite, visitor_key).flatten())
     }
 }
 
@@ -171,6 +198,8 @@ pub async fn run(
     let file_id = rec.file_id.clone();
     let expected_rows = rec.rows;
     let cancel2 = cancel.clone();
+    let mut timings = Timings::default();
+    let t = std::time::Instant::now();
     let blocking = tokio::task::spawn_blocking(move || {
         read_and_enrich(
             input, writer, company, owned, limits, store, handle, throttles, cancel2,
@@ -178,6 +207,7 @@ pub async fn run(
     })
     .await
     .map_err(|e| Failure::new("internal", format!("processing thread failed: {e}")))?;
+    timings.encode = t.elapsed();
     let out = match blocking {
         Ok(Some(out)) => out,
         Ok(None) => return Ok(Outcome::Cancelled),
@@ -195,11 +225,14 @@ pub async fn run(
     if cancel.load(Ordering::Relaxed) {
         return Ok(Outcome::Cancelled);
     }
+    let t = std::time::Instant::now();
     shared
         .lake
         .publish(out.staged)
         .await
         .map_err(|e| Failure::new("lake", e))?;
+    timings.publish = t.elapsed();
+    let t = std::time::Instant::now();
     let mut log = bdia_store::upload_log(&rec.processing_log).to_string();
     for line in &out.out_of_order {
         if !log.is_empty() {
@@ -222,6 +255,7 @@ pub async fn run(
         )
         .await
         .map_err(|e| Failure::new("store", e))?;
+    timings.commit = t.elapsed();
     if release {
         // After the commit: a crash before this delete leaves a blob no
         // record references, removed by the startup sweep.
@@ -229,7 +263,10 @@ pub async fn run(
             tracing::warn!(file_id = %file_id, error = %e, "deleting a processed staged file failed");
         }
     }
-    Ok(Outcome::Complete { rows: out.rows })
+    Ok(Outcome::Complete {
+        rows: out.rows,
+        timings,
+    })
 }
 
 /// The blocking part; `Ok(None)` when cancelled.
@@ -274,16 +311,17 @@ fn read_and_enrich(
                  writer: &mut bdia_lake::LakeWriter|
      -> Result<(), Failure> {
         let mut keys: Vec<(String, String)> = Vec::new();
-        let mut seen: HashSet<(String, String)> = HashSet::new();
+        let mut seen: HashSet<(&str, String)> = HashSet::new();
         for h in batch.iter() {
             let key = h.visitor.key();
             for s in &h.report_suites {
-                let k = (s.clone(), key.clone());
-                if !states.states.contains_key(&k) && seen.insert(k.clone()) {
-                    keys.push(k);
+                if states.known(s, &key).is_none() && !seen.contains(&(s.as_str(), key.clone())) {
+                    seen.insert((s.as_str(), key.clone()));
+                    keys.push((s.clone(), key.clone()));
                 }
             }
         }
+        drop(seen);
         states
             .prefetch(keys)
             .map_err(|e| Failure::new("store", e))?;
