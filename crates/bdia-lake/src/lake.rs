@@ -207,8 +207,9 @@ impl Lake {
             date,
             rows,
             bytes,
-            mut file,
+            file: spooled,
         } = part;
+        let mut file = std::fs::File::open(&spooled)?;
         let target = self.staged(file_id, &path);
         let chunk = self.config.upload_part_bytes.max(1);
         if bytes as usize <= chunk {

@@ -65,7 +65,7 @@ pub use lake::{FileManifest, Lake, PartEntry, Recovery};
 pub use partition::SuiteZones;
 pub use reader::{LakeReader, PartRef};
 pub use schema::hits_schema;
-pub use writer::{LakeConfig, LakeWriter, SpooledPart, StagedFile};
+pub use writer::{clear_spool, LakeConfig, LakeWriter, SpooledPart, StagedFile, SPOOL_PREFIX};
 
 /// Top directory of the data.
 pub const HITS: &str = "hits";

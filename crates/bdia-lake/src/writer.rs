@@ -2,9 +2,10 @@
 //! spool, one writer per open partition, memory bounded.
 //!
 //! Each partition (report suite, day) of the file gets its own
-//! [`parquet::arrow::ArrowWriter`] writing to an anonymous temporary file in
-//! the spool directory (unlinked from the start: a crash leaves nothing to
-//! clean up). Rows are buffered in Arrow builders up to
+//! [`parquet::arrow::ArrowWriter`] writing to a temporary file in the spool
+//! directory (`bdia-part-*`, deleted once published or dropped; a closed
+//! part keeps no file descriptor; files left by a crash are removed by
+//! [`clear_spool`] at the next start). Rows are buffered in Arrow builders up to
 //! [`LakeConfig::batch_rows`], then encoded; Parquet row groups are closed at
 //! [`LakeConfig::row_group_rows`] rows or [`LakeConfig::row_group_bytes`]
 //! bytes. A partition that got no hit during the last `2 x batch_rows` hits
@@ -141,7 +142,9 @@ pub struct SpooledPart {
     pub rows: u64,
     /// Size in bytes.
     pub bytes: u64,
-    pub(crate) file: File,
+    /// The spooled file, by name: a closed part holds no file descriptor
+    /// however many parts a file makes. Deleted when dropped.
+    pub(crate) file: tempfile::TempPath,
 }
 
 /// A file's output, fully written to the spool, not yet in the lake.
@@ -180,6 +183,7 @@ struct EncodedPart {
     date: String,
     seq: u32,
     writer: ArrowWriter<BufWriter<File>>,
+    spooled: tempfile::TempPath,
     rows: u64,
     last_used: u64,
 }
@@ -204,7 +208,10 @@ impl Encoder {
                 seq,
             } => {
                 std::fs::create_dir_all(&self.spool_dir)?;
-                let file = tempfile::tempfile_in(&self.spool_dir)?;
+                let (file, spooled) = tempfile::Builder::new()
+                    .prefix(SPOOL_PREFIX)
+                    .tempfile_in(&self.spool_dir)?
+                    .into_parts();
                 let writer = ArrowWriter::try_new(
                     BufWriter::with_capacity(64 * 1024, file),
                     hits_schema(),
@@ -216,6 +223,7 @@ impl Encoder {
                     date,
                     seq,
                     writer,
+                    spooled,
                     rows: 0,
                     last_used: 0,
                 });
@@ -296,15 +304,43 @@ fn close(file_id: &str, part: EncodedPart) -> Result<SpooledPart, LakeError> {
     let mut file = buf.into_inner().map_err(|e| e.into_error())?;
     file.flush()?;
     let bytes = file.seek(SeekFrom::End(0))?;
-    file.seek(SeekFrom::Start(0))?;
+    drop(file);
     Ok(SpooledPart {
         path: part_path(&part.report_suite, &part.date, file_id, part.seq),
         report_suite: part.report_suite,
         date: part.date,
         rows: part.rows,
         bytes,
-        file,
+        file: part.spooled,
     })
+}
+
+/// Name prefix of spooled part files.
+pub const SPOOL_PREFIX: &str = "bdia-part-";
+
+/// Removes spooled part files left in `dir` by a process that stopped
+/// before publishing them. Only for a spool directory that no running
+/// writer uses (the server's, under its data-dir lock).
+pub fn clear_spool(dir: &std::path::Path) -> std::io::Result<usize> {
+    let mut removed = 0;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(SPOOL_PREFIX)
+            && entry.file_type()?.is_file()
+        {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Where commands go: an encoder on this thread or on its own.

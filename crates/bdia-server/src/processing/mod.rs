@@ -117,6 +117,12 @@ impl Processing {
     pub fn open(data_dir: &Path) -> anyhow::Result<Processing> {
         let spool = data_dir.join("lake-spool");
         std::fs::create_dir_all(&spool)?;
+        // Parts of a file whose processing stopped (crash, kill): that file
+        // is requeued and written again from the start.
+        let left = bdia_lake::clear_spool(&spool)?;
+        if left > 0 {
+            tracing::info!(files = left, "removed spooled parts of an interrupted run");
+        }
         let config = LakeConfig {
             spool_dir: Some(spool),
             ..LakeConfig::default()
