@@ -184,6 +184,13 @@ mod tests {
         ] {
             assert!(names.contains(&required), "{required} missing");
         }
+        // A statistics setting for a name not in the schema would do nothing.
+        for stats in STATISTICS_COLUMNS {
+            assert!(
+                names.contains(stats),
+                "{stats} has statistics but no column"
+            );
+        }
         let n = names.len();
         names.sort_unstable_by_key(|n| n.to_ascii_lowercase());
         names.dedup_by_key(|n| n.to_ascii_lowercase());
