@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone on a fresh Debian machine:
+#
+#   ./test.sh            (extra arguments go to `cargo test`, e.g. -p bdia-format)
+#
+# It installs what the tests need and is missing, then runs
+# `cargo test --workspace`. What it installs (Debian packages, with apt-get;
+# through sudo when not root):
+#   - chromium, chromium-driver   the console's browser test drives a real
+#                                 headless Chromium over WebDriver
+# Everything else the tests use is built by cargo or started by the tests
+# themselves (servers on loopback ports, temp data dirs).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+need_pkgs=()
+command -v chromium >/dev/null || command -v chromium-browser >/dev/null || need_pkgs+=(chromium)
+command -v chromedriver >/dev/null || need_pkgs+=(chromium-driver)
+
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  echo "== installing ${need_pkgs[*]} (Debian packages)"
+  SUDO=""
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || { echo "need root or sudo to install ${need_pkgs[*]}" >&2; exit 2; }
+    SUDO="sudo"
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -q
+  $SUDO apt-get install -y -q --no-install-recommends "${need_pkgs[@]}"
+fi
+
+echo "== cargo test --workspace $*"
+cargo test --workspace "$@"
