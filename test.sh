@@ -8,6 +8,8 @@
 # through sudo when not root):
 #   - chromium, chromium-driver   the console's browser test drives a real
 #                                 headless Chromium over WebDriver
+# and, with pip (PyPI), when python3 cannot import it:
+#   - duckdb (pinned below)       an independent engine reads the hit lake
 # Everything else the tests use is built by cargo or started by the tests
 # themselves (servers on loopback ports, temp data dirs).
 set -euo pipefail
@@ -27,6 +29,13 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -q
   $SUDO apt-get install -y -q --no-install-recommends "${need_pkgs[@]}"
+fi
+
+DUCKDB_VERSION=2.0.1
+if command -v python3 >/dev/null && ! python3 -c 'import duckdb' 2>/dev/null; then
+  echo "== installing duckdb==$DUCKDB_VERSION (PyPI)"
+  python3 -m pip install -q "duckdb==$DUCKDB_VERSION" 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages "duckdb==$DUCKDB_VERSION"
 fi
 
 echo "== cargo test --workspace $*"
