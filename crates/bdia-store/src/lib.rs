@@ -22,6 +22,15 @@
 //!   (company, visitor group), in commit order, which is the order in which
 //!   the server answered 200. [`MetadataStore::pending_files`] lists the
 //!   files still to process in that order.
+//!
+//! Errors: [`StoreError`] tells "not found", "conflict" and "invalid" apart
+//! from backend failures; a backend failure ([`StoreError::Backend`]) names
+//! what the store was doing and keeps the backend's own error (SQLite, I/O,
+//! object store) as its `source()`.
+//!
+//! Test support: the `conformance` module (the suite and its sample
+//! records) is compiled only with the cargo feature `testsuite`; tests that
+//! use it enable the feature through their `[dev-dependencies]`.
 
 pub mod blob;
 #[cfg(feature = "testsuite")]
