@@ -60,7 +60,9 @@ pub enum StoreError {
     #[error("invalid: {0}")]
     Invalid(String),
     /// The backend failed (disk, database, I/O); `source` is the backend's
-    /// own error, `context` what the store was doing.
+    /// own error, `context` what the store was doing. The message repeats
+    /// the source's, since some callers keep only the message (a file's
+    /// `error`, the server's log line of an internal error).
     #[error("storage backend failed: {context}: {source}")]
     Backend {
         /// What the store was doing (`"list files"`, `"open database"`).
