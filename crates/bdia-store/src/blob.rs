@@ -45,13 +45,13 @@ pub fn rejects_key(file_id: &str) -> String {
 }
 
 fn io_err(e: io::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+    StoreError::backend("blob file I/O", e)
 }
 
 fn os_err(e: object_store::Error) -> StoreError {
     match e {
         object_store::Error::NotFound { path, .. } => StoreError::NotFound(path),
-        e => StoreError::Backend(e.to_string()),
+        e => StoreError::backend("blob object store", e),
     }
 }
 

@@ -1,5 +1,10 @@
 //! The contract of [`MetadataStore`], as a suite every backend must pass.
 //!
+//! Test support only: compiled with the cargo feature `testsuite`, which a
+//! crate's tests turn on through its `[dev-dependencies]`
+//! (`bdia-store = { ..., features = ["testsuite"] }`); release builds never
+//! contain it.
+//!
 //! A backend's test calls [`run_all`] with a factory of fresh, empty stores:
 //!
 //! ```no_run

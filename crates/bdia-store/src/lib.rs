@@ -4,9 +4,9 @@
 //!
 //! - [`MetadataStore`]: companies, report suites, API clients, file records
 //!   and idempotency keys. The embedded backend is [`sqlite::SqliteStore`]
-//!   (WAL, `synchronous=FULL`). Its contract is written down as the
-//!   [`conformance`] suite, which every backend (a PostgreSQL one later) must
-//!   pass unchanged.
+//!   (WAL, `synchronous=FULL`, a versioned schema). Its contract is written
+//!   down as the `conformance` suite, which every backend (a PostgreSQL one
+//!   later) must pass unchanged.
 //! - [`blob::BlobStore`]: staged upload bytes and per-file reject reports,
 //!   on a local directory now (the `object_store` crate's `LocalFileSystem`),
 //!   on an S3-compatible store later.
@@ -22,8 +22,18 @@
 //!   (company, visitor group), in commit order, which is the order in which
 //!   the server answered 200. [`MetadataStore::pending_files`] lists the
 //!   files still to process in that order.
+//!
+//! Errors: [`StoreError`] tells "not found", "conflict" and "invalid" apart
+//! from backend failures; a backend failure ([`StoreError::Backend`]) names
+//! what the store was doing and keeps the backend's own error (SQLite, I/O,
+//! object store) as its `source()`.
+//!
+//! Test support: the `conformance` module (the suite and its sample
+//! records) is compiled only with the cargo feature `testsuite`; tests that
+//! use it enable the feature through their `[dev-dependencies]`.
 
 pub mod blob;
+#[cfg(feature = "testsuite")]
 pub mod conformance;
 pub mod sqlite;
 
@@ -33,6 +43,9 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use bdia_model::{StateDelta, VisitState};
 use serde::{Deserialize, Serialize};
+
+/// A backend failure's cause, kept as the error's source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// What can go wrong in a store.
 #[derive(Debug, thiserror::Error)]
@@ -46,9 +59,30 @@ pub enum StoreError {
     /// The request itself is not acceptable (a malformed id).
     #[error("invalid: {0}")]
     Invalid(String),
-    /// The backend failed (disk, database, I/O).
-    #[error("storage backend failed: {0}")]
-    Backend(String),
+    /// The backend failed (disk, database, I/O); `source` is the backend's
+    /// own error, `context` what the store was doing. The message repeats
+    /// the source's, since some callers keep only the message (a file's
+    /// `error`, the server's log line of an internal error).
+    #[error("storage backend failed: {context}: {source}")]
+    Backend {
+        /// What the store was doing (`"list files"`, `"open database"`).
+        context: String,
+        /// The backend's error.
+        #[source]
+        source: BoxError,
+    },
+    /// The database was written by a newer release: its schema version is
+    /// above the highest one this build knows, so it is not opened.
+    #[error(
+        "database schema version {found} is newer than this build supports (up to {supported}); \
+         run a newer bdia release"
+    )]
+    SchemaTooNew {
+        /// The version stored in the database.
+        found: i64,
+        /// The highest version this build knows.
+        supported: i64,
+    },
 }
 
 impl StoreError {
@@ -58,7 +92,16 @@ impl StoreError {
             StoreError::NotFound(_) => "not_found",
             StoreError::Conflict(_) => "conflict",
             StoreError::Invalid(_) => "invalid",
-            StoreError::Backend(_) => "backend",
+            StoreError::Backend { .. } => "backend",
+            StoreError::SchemaTooNew { .. } => "schema_too_new",
+        }
+    }
+
+    /// A backend failure with what the store was doing and the cause.
+    pub fn backend(context: impl Into<String>, source: impl Into<BoxError>) -> StoreError {
+        StoreError::Backend {
+            context: context.into(),
+            source: source.into(),
         }
     }
 }
@@ -417,7 +460,7 @@ impl StoredState {
 
 /// Metadata of companies, clients, report suites and files.
 ///
-/// The contract is the [`conformance`] suite.
+/// The contract is the `conformance` suite (cargo feature `testsuite`).
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
     /// Creates a company; [`StoreError::Conflict`] when the id exists.

@@ -1,6 +1,9 @@
 use std::sync::Arc;
 
-use bdia_store::{conformance, sqlite::SqliteStore, MetadataStore};
+use bdia_store::sqlite::{SqliteStore, SCHEMA_VERSION};
+use bdia_store::{
+    conformance, CommitOutcome, FileStatus, MetadataStore, RateLimitSetting, StoreError,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_in_memory_passes_the_conformance_suite() {
@@ -39,4 +42,206 @@ async fn records_survive_reopening() {
     let s = SqliteStore::open(&path).unwrap();
     let f = s.get_file("acme", "f1").await.unwrap().unwrap();
     assert_eq!(f.group_seq, Some(1));
+}
+
+/// The schema as created by the releases before schema versioning, which
+/// left `user_version` at 0.
+const UNVERSIONED_SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS companies (
+    id TEXT PRIMARY KEY,
+    salt TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS report_suites (
+    rsid TEXT PRIMARY KEY,
+    company_id TEXT NOT NULL REFERENCES companies(id),
+    time_zone TEXT NOT NULL,
+    created INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS report_suites_company ON report_suites(company_id);
+CREATE TABLE IF NOT EXISTS clients (
+    client_id TEXT PRIMARY KEY,
+    company_id TEXT NOT NULL REFERENCES companies(id),
+    secret_hash TEXT NOT NULL,
+    technical_account TEXT NOT NULL,
+    public_key_pem TEXT,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS files (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    file_id TEXT NOT NULL UNIQUE,
+    company_id TEXT NOT NULL REFERENCES companies(id),
+    visitor_group_id TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    upload_name TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    uncompressed_size INTEGER NOT NULL,
+    received_date INTEGER NOT NULL,
+    rows INTEGER NOT NULL,
+    invalid_rows INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT,
+    error_code TEXT,
+    processing_log TEXT NOT NULL,
+    processing_start_date INTEGER,
+    file_reader_complete_date INTEGER,
+    processing_end_date INTEGER,
+    group_seq INTEGER,
+    blob_key TEXT,
+    rejects_key TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS files_key
+    ON files(company_id, idempotency_key) WHERE status <> 'REJECTED';
+CREATE UNIQUE INDEX IF NOT EXISTS files_group_seq
+    ON files(company_id, visitor_group_id, group_seq) WHERE group_seq IS NOT NULL;
+CREATE INDEX IF NOT EXISTS files_company ON files(company_id, seq);
+CREATE INDEX IF NOT EXISTS files_status ON files(status, seq);
+CREATE INDEX IF NOT EXISTS files_group_status
+    ON files(company_id, visitor_group_id, status);
+CREATE TABLE IF NOT EXISTS visitor_states (
+    company_id TEXT NOT NULL,
+    report_suite TEXT NOT NULL,
+    visitor_key TEXT NOT NULL,
+    last_hit_time INTEGER NOT NULL,
+    visit_num INTEGER NOT NULL,
+    visit_start_time INTEGER NOT NULL,
+    visit_page_num INTEGER NOT NULL,
+    PRIMARY KEY (company_id, report_suite, visitor_key)
+) WITHOUT ROWID;
+"#;
+
+fn user_version(path: &std::path::Path) -> i64 {
+    rusqlite::Connection::open(path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_unversioned_database_opens_with_its_data_and_is_stamped_version_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.sqlite");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(UNVERSIONED_SCHEMA).unwrap();
+        conn.execute_batch(
+            r#"
+            INSERT INTO companies VALUES ('acme', 'ab',
+                '{"seed_customer_id_type":null,"rows_per_second":500,"upload_rate_limit":{"mode":"off"},"auto_create_report_suites":false}',
+                1700000000);
+            INSERT INTO report_suites VALUES ('acme.prod', 'acme', 'Europe/Paris', 1700000001);
+            INSERT INTO clients VALUES ('cli', 'acme', 'hash', 'ta@acme', NULL, 1, 1700000002);
+            INSERT INTO files (file_id, company_id, visitor_group_id, idempotency_key,
+                upload_name, size, uncompressed_size, received_date, rows, invalid_rows, status,
+                error, error_code, processing_log, processing_start_date,
+                file_reader_complete_date, processing_end_date, group_seq, blob_key, rejects_key)
+            VALUES
+                ('f1', 'acme', 'g', 'k1', 'a.csv.gz', 100, 300, 1700000010, 10, 1, 'COMPLETE',
+                 NULL, NULL, 'done', 1700000011, 1700000012, 1700000013, 1, NULL,
+                 'rejects/f1.csv'),
+                ('f2', 'acme', 'g', 'k2', 'b.csv.gz', 100, 300, 1700000020, 10, 0, 'UPLOADED',
+                 NULL, NULL, 'log', NULL, NULL, NULL, 2, 'files/f2.csv.gz', NULL);
+            INSERT INTO visitor_states VALUES ('acme', 'acme.prod', 'v1', 1700000005, 2,
+                1700000004, 3);
+            "#,
+        )
+        .unwrap();
+    }
+    assert_eq!(user_version(&path), 0);
+
+    let s = SqliteStore::open(&path).unwrap();
+    assert_eq!(user_version(&path), SCHEMA_VERSION);
+    assert_eq!(SCHEMA_VERSION, 1);
+
+    let company = s.get_company("acme").await.unwrap().unwrap();
+    assert_eq!(company.salt, "ab");
+    assert_eq!(company.settings.rows_per_second, Some(500));
+    assert_eq!(company.settings.upload_rate_limit, RateLimitSetting::Off);
+    assert!(!company.settings.auto_create_report_suites);
+    let suite = s.get_report_suite("acme.prod").await.unwrap().unwrap();
+    assert_eq!(suite.time_zone, "Europe/Paris");
+    let client = s.get_client("cli").await.unwrap().unwrap();
+    assert!(client.disabled);
+
+    let f1 = s.get_file("acme", "f1").await.unwrap().unwrap();
+    assert_eq!(f1.status, FileStatus::Complete);
+    assert_eq!(f1.processing_end_date, Some(1_700_000_013));
+    assert_eq!(f1.rejects_key.as_deref(), Some("rejects/f1.csv"));
+    let pending = s.pending_files(10).await.unwrap();
+    assert_eq!(pending.len(), 1);
+    assert_eq!(pending[0].file_id, "f2");
+    assert_eq!(pending[0].group_seq, Some(2));
+
+    let states = s
+        .visitor_states("acme", vec![("acme.prod".into(), "v1".into())])
+        .await
+        .unwrap();
+    assert_eq!(states[0].map(|st| st.visit_num), Some(2));
+
+    // The migrated database keeps working: keys and group sequence continue.
+    let again = s
+        .commit_upload(conformance::sample_file("acme", "f3", "g", Some("k2")))
+        .await
+        .unwrap();
+    assert!(matches!(again, CommitOutcome::Existing(r) if r.file_id == "f2"));
+    let next = s
+        .commit_upload(conformance::sample_file("acme", "f3", "g", None))
+        .await
+        .unwrap();
+    assert!(matches!(next, CommitOutcome::Inserted(r) if r.group_seq == Some(3)));
+
+    // Opening a current database again changes nothing.
+    drop(s);
+    let s = SqliteStore::open(&path).unwrap();
+    assert_eq!(user_version(&path), SCHEMA_VERSION);
+    assert_eq!(s.list_companies().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_database_of_a_newer_release_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.sqlite");
+    {
+        let s = SqliteStore::open(&path).unwrap();
+        s.create_company("acme", "ab", Default::default())
+            .await
+            .unwrap();
+    }
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1))
+        .unwrap();
+
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert!(
+        matches!(err, StoreError::SchemaTooNew { found, supported }
+            if found == SCHEMA_VERSION + 1 && supported == SCHEMA_VERSION),
+        "{err}"
+    );
+    assert_eq!(err.code(), "schema_too_new");
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("version {}", SCHEMA_VERSION + 1)),
+        "{message}"
+    );
+    // Refused untouched.
+    assert_eq!(user_version(&path), SCHEMA_VERSION + 1);
+}
+
+#[test]
+fn a_sqlite_error_keeps_its_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.sqlite");
+    std::fs::write(&path, vec![b'x'; 8192]).unwrap();
+
+    let err = SqliteStore::open(&path).unwrap_err();
+    assert!(matches!(err, StoreError::Backend { .. }), "{err}");
+    assert_eq!(err.code(), "backend");
+    let source = std::error::Error::source(&err).expect("the SQLite error is the source");
+    assert!(
+        source.downcast_ref::<rusqlite::Error>().is_some(),
+        "source is {source:?}"
+    );
 }

@@ -1,0 +1,428 @@
+//! The embedded metadata backend: one SQLite database file.
+//!
+//! Layout: tables `companies`, `report_suites`, `clients`, `files` and
+//! `visitor_states`, created and versioned by [`schema`] (`PRAGMA
+//! user_version`; a database of a newer release is refused at open). The
+//! database runs in WAL mode with `synchronous=FULL`, so a committed
+//! transaction survives a power loss.
+//!
+//! Invariants enforced by the schema itself (so that they hold across
+//! processes, e.g. `bdia admin` next to a running server):
+//! - `files_key`: one non-`REJECTED` record per (company, idempotency key);
+//! - `files_group_seq`: one record per (company, visitor group, group_seq);
+//! - report suite ids and client ids are unique across companies.
+//!
+//! `visitor_states` holds one row per (company, report suite, visitor key),
+//! a `WITHOUT ROWID` table clustered on that key: tens of millions of
+//! visitors stay on disk, and a file's processing looks up only the keys
+//! it touches, in batches ([`MetadataStore::visitor_states`]). Rows change
+//! only in [`MetadataStore::complete_file`]'s transaction.
+//!
+//! Code map: [`schema`] (DDL and migrations), `tenants` (companies, report
+//! suites, clients), `files` (file records, idempotency, group sequence),
+//! `processing` (claims, completion, failure, visitor state). Each of those
+//! holds plain functions over a `&Connection`; this module owns the one
+//! connection and the [`MetadataStore`] implementation, which runs every
+//! call on tokio's blocking pool, holding the connection.
+//!
+//! Query rules: columns are named in every `SELECT` and read by name; file
+//! statuses are bound as parameters ([`FileStatus::as_str`]), never spelled
+//! in query text, except where a query must repeat the `files_key` index's
+//! condition for SQLite to use that partial index; a SQLite error becomes
+//! [`StoreError::Backend`] with what was being done and the SQLite error as
+//! its source.
+
+pub mod schema;
+
+mod files;
+mod processing;
+mod tenants;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, Params, Row, Transaction, TransactionBehavior};
+
+use bdia_model::VisitState;
+
+#[cfg(doc)]
+use crate::FileStatus;
+use crate::{
+    ApiClient, CommitOutcome, Company, CompanySettings, Completion, FilePage, FileQuery,
+    FileRecord, GroupRef, MetadataStore, NewFile, ReportSuite, StatusUpdate, StoreError,
+    StoreResult, StoredState, SuiteClaim,
+};
+
+pub use schema::SCHEMA_VERSION;
+
+/// Prepared statements kept per connection: every statement of this module
+/// fits, so the hot ones (visitor state lookups, claims) are never evicted.
+const STATEMENT_CACHE: usize = 64;
+
+/// Metadata in one SQLite file.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path`, bringing its
+    /// schema to [`SCHEMA_VERSION`]; [`StoreError::SchemaTooNew`] when a
+    /// newer release wrote it.
+    pub fn open(path: &Path) -> StoreResult<SqliteStore> {
+        let conn = Connection::open(path)
+            .map_err(|e| StoreError::backend(format!("open database {}", path.display()), e))?;
+        Self::init(conn)
+    }
+
+    /// An in-memory database (tests).
+    pub fn in_memory() -> StoreResult<SqliteStore> {
+        let conn = Connection::open_in_memory().map_err(db("open an in-memory database"))?;
+        Self::init(conn)
+    }
+
+    fn init(mut conn: Connection) -> StoreResult<SqliteStore> {
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(db("set the busy timeout"))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(db("enable WAL"))?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(db("set synchronous=FULL"))?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(db("enable foreign keys"))?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+        schema::migrate(&mut conn)?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` with the connection on the blocking pool.
+    async fn with<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().map_err(|_| {
+                StoreError::backend("lock the database connection", "connection lock poisoned")
+            })?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| StoreError::backend("run a database call on the blocking pool", e))?
+    }
+}
+
+/// Maps a SQLite error to [`StoreError::Backend`], naming what was being done
+/// and keeping the error as the source.
+fn db(context: &'static str) -> impl FnOnce(rusqlite::Error) -> StoreError {
+    move |e| StoreError::backend(context, e)
+}
+
+/// True for a broken `UNIQUE` or `PRIMARY KEY` constraint.
+fn is_unique_violation(e: &rusqlite::Error) -> bool {
+    matches!(
+        e,
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation
+                && (f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
+    )
+}
+
+/// Unix seconds.
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Every row of a query, mapped.
+fn query_all<T, P: Params>(
+    conn: &Connection,
+    context: &'static str,
+    sql: &str,
+    params: P,
+    map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> StoreResult<Vec<T>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(db(context))?;
+    let rows = stmt
+        .query_map(params, map)
+        .map_err(db(context))?
+        .collect::<rusqlite::Result<Vec<T>>>()
+        .map_err(db(context));
+    rows
+}
+
+/// The first row of a query, mapped; `None` when there is none.
+fn query_opt<T, P: Params>(
+    conn: &Connection,
+    context: &'static str,
+    sql: &str,
+    params: P,
+    map: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+) -> StoreResult<Option<T>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(db(context))?;
+    stmt.query_row(params, map).optional().map_err(db(context))
+}
+
+/// The one row of a query that always answers one (an aggregate).
+fn query_one<T, P: Params>(
+    conn: &Connection,
+    context: &'static str,
+    sql: &str,
+    params: P,
+    map: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+) -> StoreResult<T> {
+    let mut stmt = conn.prepare_cached(sql).map_err(db(context))?;
+    stmt.query_row(params, map).map_err(db(context))
+}
+
+/// Runs a statement; the number of rows changed.
+fn exec<P: Params>(
+    conn: &Connection,
+    context: &'static str,
+    sql: &str,
+    params: P,
+) -> StoreResult<usize> {
+    let mut stmt = conn.prepare_cached(sql).map_err(db(context))?;
+    stmt.execute(params).map_err(db(context))
+}
+
+/// A write transaction, taking the write lock at once (`BEGIN IMMEDIATE`)
+/// so that its reads and writes see one state.
+fn write_tx<'c>(conn: &'c mut Connection, context: &'static str) -> StoreResult<Transaction<'c>> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db(context))
+}
+
+/// Commits a transaction.
+fn commit(tx: Transaction<'_>, context: &'static str) -> StoreResult<()> {
+    tx.commit().map_err(db(context))
+}
+
+#[async_trait]
+impl MetadataStore for SqliteStore {
+    async fn create_company(
+        &self,
+        id: &str,
+        salt: &str,
+        settings: CompanySettings,
+    ) -> StoreResult<Company> {
+        let (id, salt) = (id.to_string(), salt.to_string());
+        self.with(move |conn| tenants::create_company(conn, id, salt, settings))
+            .await
+    }
+
+    async fn get_company(&self, id: &str) -> StoreResult<Option<Company>> {
+        let id = id.to_string();
+        self.with(move |conn| tenants::get_company(conn, &id)).await
+    }
+
+    async fn list_companies(&self) -> StoreResult<Vec<Company>> {
+        self.with(|conn| tenants::list_companies(conn)).await
+    }
+
+    async fn update_company_settings(
+        &self,
+        id: &str,
+        settings: CompanySettings,
+    ) -> StoreResult<Company> {
+        let id = id.to_string();
+        self.with(move |conn| tenants::update_company_settings(conn, &id, settings))
+            .await
+    }
+
+    async fn create_report_suite(
+        &self,
+        company_id: &str,
+        rsid: &str,
+        time_zone: &str,
+    ) -> StoreResult<ReportSuite> {
+        let (company_id, rsid, time_zone) = (
+            company_id.to_string(),
+            rsid.to_string(),
+            time_zone.to_string(),
+        );
+        self.with(move |conn| tenants::create_report_suite(conn, company_id, rsid, time_zone))
+            .await
+    }
+
+    async fn get_report_suite(&self, rsid: &str) -> StoreResult<Option<ReportSuite>> {
+        let rsid = rsid.to_string();
+        self.with(move |conn| tenants::get_report_suite(conn, &rsid))
+            .await
+    }
+
+    async fn list_report_suites(&self, company_id: Option<&str>) -> StoreResult<Vec<ReportSuite>> {
+        let company_id = company_id.map(str::to_string);
+        self.with(move |conn| tenants::list_report_suites(conn, company_id.as_deref()))
+            .await
+    }
+
+    async fn claim_report_suite(
+        &self,
+        company_id: &str,
+        rsid: &str,
+        create: bool,
+    ) -> StoreResult<SuiteClaim> {
+        let (company_id, rsid) = (company_id.to_string(), rsid.to_string());
+        self.with(move |conn| tenants::claim_report_suite(conn, &company_id, &rsid, create))
+            .await
+    }
+
+    async fn create_client(&self, client: ApiClient) -> StoreResult<ApiClient> {
+        self.with(move |conn| tenants::create_client(conn, client))
+            .await
+    }
+
+    async fn get_client(&self, client_id: &str) -> StoreResult<Option<ApiClient>> {
+        let client_id = client_id.to_string();
+        self.with(move |conn| tenants::get_client(conn, &client_id))
+            .await
+    }
+
+    async fn list_clients(&self, company_id: Option<&str>) -> StoreResult<Vec<ApiClient>> {
+        let company_id = company_id.map(str::to_string);
+        self.with(move |conn| tenants::list_clients(conn, company_id.as_deref()))
+            .await
+    }
+
+    async fn set_client_disabled(&self, client_id: &str, disabled: bool) -> StoreResult<()> {
+        let client_id = client_id.to_string();
+        self.with(move |conn| tenants::set_client_disabled(conn, &client_id, disabled))
+            .await
+    }
+
+    async fn set_client_public_key(&self, client_id: &str, pem: Option<&str>) -> StoreResult<()> {
+        let client_id = client_id.to_string();
+        let pem = pem.map(str::to_string);
+        self.with(move |conn| tenants::set_client_public_key(conn, &client_id, pem.as_deref()))
+            .await
+    }
+
+    async fn commit_upload(&self, file: NewFile) -> StoreResult<CommitOutcome> {
+        self.with(move |conn| files::commit_upload(conn, file))
+            .await
+    }
+
+    async fn get_file(&self, company_id: &str, file_id: &str) -> StoreResult<Option<FileRecord>> {
+        let (company_id, file_id) = (company_id.to_string(), file_id.to_string());
+        self.with(move |conn| {
+            Ok(files::by_id(conn, &file_id)?.filter(|f| f.company_id == company_id))
+        })
+        .await
+    }
+
+    async fn find_by_key(&self, company_id: &str, key: &str) -> StoreResult<Option<FileRecord>> {
+        let (company_id, key) = (company_id.to_string(), key.to_string());
+        self.with(move |conn| files::find_by_key(conn, &company_id, &key))
+            .await
+    }
+
+    async fn list_files(&self, company_id: &str, query: &FileQuery) -> StoreResult<FilePage> {
+        let company_id = company_id.to_string();
+        let query = query.clone();
+        self.with(move |conn| files::list(conn, &company_id, &query))
+            .await
+    }
+
+    async fn update_file_status(
+        &self,
+        file_id: &str,
+        update: StatusUpdate,
+    ) -> StoreResult<FileRecord> {
+        let file_id = file_id.to_string();
+        self.with(move |conn| files::update_status(conn, &file_id, update))
+            .await
+    }
+
+    async fn pending_files(&self, limit: u32) -> StoreResult<Vec<FileRecord>> {
+        self.with(move |conn| files::pending(conn, limit)).await
+    }
+
+    async fn referenced_blob_keys(&self) -> StoreResult<Vec<String>> {
+        self.with(|conn| files::referenced_blob_keys(conn)).await
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        self.with(|conn| {
+            query_one(conn, "ping", "SELECT 1", [], |r| r.get::<_, i64>(0)).map(|_| ())
+        })
+        .await
+    }
+
+    async fn runnable_groups(&self, limit: u32) -> StoreResult<Vec<GroupRef>> {
+        self.with(move |conn| processing::runnable_groups(conn, limit))
+            .await
+    }
+
+    async fn claim_next_file(&self, group: &GroupRef, now: i64) -> StoreResult<Option<FileRecord>> {
+        let group = group.clone();
+        self.with(move |conn| processing::claim_next_file(conn, &group, now))
+            .await
+    }
+
+    async fn visitor_states(
+        &self,
+        company_id: &str,
+        keys: Vec<(String, String)>,
+    ) -> StoreResult<Vec<Option<VisitState>>> {
+        let company_id = company_id.to_string();
+        self.with(move |conn| processing::visitor_states(conn, &company_id, &keys))
+            .await
+    }
+
+    async fn complete_file(
+        &self,
+        file_id: &str,
+        completion: Completion,
+    ) -> StoreResult<FileRecord> {
+        let file_id = file_id.to_string();
+        self.with(move |conn| processing::complete_file(conn, &file_id, completion))
+            .await
+    }
+
+    async fn fail_file(
+        &self,
+        file_id: &str,
+        reason: &str,
+        code: &str,
+        now: i64,
+    ) -> StoreResult<FileRecord> {
+        let (file_id, reason, code) = (file_id.to_string(), reason.to_string(), code.to_string());
+        self.with(move |conn| processing::fail_file(conn, &file_id, &reason, code, now))
+            .await
+    }
+
+    async fn retry_group(&self, group: &GroupRef) -> StoreResult<u64> {
+        let group = group.clone();
+        self.with(move |conn| processing::retry_group(conn, &group))
+            .await
+    }
+
+    async fn requeue_processing(&self) -> StoreResult<u64> {
+        self.with(|conn| processing::requeue_processing(conn)).await
+    }
+
+    async fn list_visitor_states(
+        &self,
+        company_id: &str,
+        after: Option<(String, String)>,
+        limit: u32,
+    ) -> StoreResult<Vec<StoredState>> {
+        let company_id = company_id.to_string();
+        self.with(move |conn| processing::list_visitor_states(conn, &company_id, after, limit))
+            .await
+    }
+}

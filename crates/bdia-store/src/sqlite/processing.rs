@@ -1,0 +1,304 @@
+//! Processing state: which groups can run, claims, completion and failure
+//! of files, and the visitor state.
+//!
+//! A group runs one file at a time, in `group_seq` order: a group with a
+//! `PROCESSING` or an `ERROR` file is not runnable, and [`claim_next_file`]
+//! checks that and moves the next `UPLOADED` file to `PROCESSING` in one
+//! `IMMEDIATE` transaction. [`complete_file`] marks the file `COMPLETE` and
+//! upserts every visitor state of its delta in one transaction: that commit
+//! is the only writer of `visitor_states`, so the stored state is always
+//! the state after the group's last completed file.
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+
+use bdia_model::VisitState;
+
+use super::files::{by_id, file_from_row, FILE_COLUMNS};
+use super::{commit, db, exec, query_all, query_one, query_opt, write_tx};
+use crate::{
+    Completion, FileRecord, FileStatus, GroupRef, StoreError, StoreResult, StoredState,
+    FAILURE_PREFIX,
+};
+
+pub(super) fn runnable_groups(conn: &Connection, limit: u32) -> StoreResult<Vec<GroupRef>> {
+    query_all(
+        conn,
+        "list runnable groups",
+        "SELECT f.company_id, f.visitor_group_id, MIN(f.seq) AS first FROM files f \
+         WHERE f.status = ?1 AND NOT EXISTS (SELECT 1 FROM files g \
+           WHERE g.company_id = f.company_id AND g.visitor_group_id = f.visitor_group_id \
+           AND g.status IN (?2, ?3)) \
+         GROUP BY f.company_id, f.visitor_group_id ORDER BY first LIMIT ?4",
+        params![
+            FileStatus::Uploaded.as_str(),
+            FileStatus::Processing.as_str(),
+            FileStatus::Error.as_str(),
+            limit as i64
+        ],
+        |r| {
+            Ok(GroupRef {
+                company_id: r.get("company_id")?,
+                visitor_group_id: r.get("visitor_group_id")?,
+            })
+        },
+    )
+}
+
+pub(super) fn claim_next_file(
+    conn: &mut Connection,
+    group: &GroupRef,
+    now: i64,
+) -> StoreResult<Option<FileRecord>> {
+    let tx = write_tx(conn, "begin a claim")?;
+    let busy: i64 = query_one(
+        &tx,
+        "check a group for running or failed files",
+        "SELECT COUNT(*) AS busy FROM files WHERE company_id = ?1 AND visitor_group_id = ?2 \
+         AND status IN (?3, ?4)",
+        params![
+            group.company_id,
+            group.visitor_group_id,
+            FileStatus::Processing.as_str(),
+            FileStatus::Error.as_str()
+        ],
+        |r| r.get("busy"),
+    )?;
+    if busy > 0 {
+        return Ok(None);
+    }
+    let next = query_opt(
+        &tx,
+        "find a group's next file",
+        &format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE company_id = ?1 \
+             AND visitor_group_id = ?2 AND status = ?3 ORDER BY group_seq LIMIT 1"
+        ),
+        params![
+            group.company_id,
+            group.visitor_group_id,
+            FileStatus::Uploaded.as_str()
+        ],
+        file_from_row,
+    )?;
+    let Some(mut rec) = next else {
+        return Ok(None);
+    };
+    exec(
+        &tx,
+        "claim a file",
+        "UPDATE files SET status = ?2, processing_start_date = ?3 WHERE file_id = ?1",
+        params![rec.file_id, FileStatus::Processing.as_str(), now],
+    )?;
+    commit(tx, "commit a claim")?;
+    rec.status = FileStatus::Processing;
+    rec.processing_start_date = Some(now);
+    Ok(Some(rec))
+}
+
+fn visit_state_from_row(r: &Row<'_>) -> rusqlite::Result<VisitState> {
+    Ok(VisitState {
+        last_hit_time: r.get("last_hit_time")?,
+        visit_num: r.get::<_, i64>("visit_num")? as u32,
+        visit_start_time: r.get("visit_start_time")?,
+        visit_page_num: r.get::<_, i64>("visit_page_num")? as u32,
+    })
+}
+
+pub(super) fn visitor_states(
+    conn: &mut Connection,
+    company_id: &str,
+    keys: &[(String, String)],
+) -> StoreResult<Vec<Option<VisitState>>> {
+    // One read transaction: every answer comes from the same state.
+    let tx = conn
+        .transaction()
+        .map_err(db("begin a visitor state lookup"))?;
+    let mut out = Vec::with_capacity(keys.len());
+    {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT last_hit_time, visit_num, visit_start_time, visit_page_num \
+                 FROM visitor_states WHERE company_id = ?1 AND report_suite = ?2 \
+                 AND visitor_key = ?3",
+            )
+            .map_err(db("prepare a visitor state lookup"))?;
+        for (suite, key) in keys {
+            let st = stmt
+                .query_row(params![company_id, suite, key], visit_state_from_row)
+                .optional()
+                .map_err(db("look up a visitor state"))?;
+            out.push(st);
+        }
+    }
+    commit(tx, "end a visitor state lookup")?;
+    Ok(out)
+}
+
+/// The file, which must be `PROCESSING`.
+fn processing_file(conn: &Connection, file_id: &str) -> StoreResult<FileRecord> {
+    let Some(rec) = by_id(conn, file_id)? else {
+        return Err(StoreError::NotFound(format!("file '{file_id}'")));
+    };
+    if rec.status != FileStatus::Processing {
+        return Err(StoreError::Conflict(format!(
+            "file '{file_id}' is {}, not {}",
+            rec.status,
+            FileStatus::Processing
+        )));
+    }
+    Ok(rec)
+}
+
+pub(super) fn complete_file(
+    conn: &mut Connection,
+    file_id: &str,
+    completion: Completion,
+) -> StoreResult<FileRecord> {
+    let tx = write_tx(conn, "begin a completion")?;
+    let mut rec = processing_file(&tx, file_id)?;
+    rec.status = FileStatus::Complete;
+    rec.file_reader_complete_date = Some(completion.file_reader_complete_date);
+    rec.processing_end_date = Some(completion.processing_end_date);
+    rec.processing_log = completion.processing_log;
+    if completion.release_blob {
+        rec.blob_key = None;
+    }
+    exec(
+        &tx,
+        "mark a file complete",
+        "UPDATE files SET status = ?2, file_reader_complete_date = ?3, \
+         processing_end_date = ?4, processing_log = ?5, blob_key = ?6 WHERE file_id = ?1",
+        params![
+            file_id,
+            rec.status.as_str(),
+            rec.file_reader_complete_date,
+            rec.processing_end_date,
+            rec.processing_log,
+            rec.blob_key
+        ],
+    )?;
+    {
+        let mut stmt = tx
+            .prepare_cached(
+                "INSERT INTO visitor_states (company_id, report_suite, visitor_key, \
+                 last_hit_time, visit_num, visit_start_time, visit_page_num) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                 ON CONFLICT (company_id, report_suite, visitor_key) DO UPDATE SET \
+                 last_hit_time = excluded.last_hit_time, visit_num = excluded.visit_num, \
+                 visit_start_time = excluded.visit_start_time, \
+                 visit_page_num = excluded.visit_page_num",
+            )
+            .map_err(db("prepare the visitor state upsert"))?;
+        for e in &completion.delta.entries {
+            stmt.execute(params![
+                rec.company_id,
+                e.report_suite,
+                e.visitor_key,
+                e.state.last_hit_time,
+                e.state.visit_num as i64,
+                e.state.visit_start_time,
+                e.state.visit_page_num as i64
+            ])
+            .map_err(db("store a visitor state"))?;
+        }
+    }
+    commit(tx, "commit a completion")?;
+    Ok(rec)
+}
+
+pub(super) fn fail_file(
+    conn: &mut Connection,
+    file_id: &str,
+    reason: &str,
+    code: String,
+    now: i64,
+) -> StoreResult<FileRecord> {
+    let tx = write_tx(conn, "begin a failure")?;
+    let mut rec = processing_file(&tx, file_id)?;
+    rec.status = FileStatus::Error;
+    rec.error = Some(reason.to_string());
+    rec.error_code = Some(code);
+    rec.processing_end_date = Some(now);
+    let base = crate::upload_log(&rec.processing_log);
+    rec.processing_log = if base.is_empty() {
+        format!("{FAILURE_PREFIX}{reason}")
+    } else {
+        format!("{base}\n{FAILURE_PREFIX}{reason}")
+    };
+    exec(
+        &tx,
+        "mark a file failed",
+        "UPDATE files SET status = ?2, error = ?3, error_code = ?4, \
+         processing_end_date = ?5, processing_log = ?6 WHERE file_id = ?1",
+        params![
+            file_id,
+            rec.status.as_str(),
+            rec.error,
+            rec.error_code,
+            now,
+            rec.processing_log
+        ],
+    )?;
+    commit(tx, "commit a failure")?;
+    Ok(rec)
+}
+
+pub(super) fn retry_group(conn: &Connection, group: &GroupRef) -> StoreResult<u64> {
+    let n = exec(
+        conn,
+        "retry a group",
+        "UPDATE files SET status = ?3, error = NULL, error_code = NULL, \
+         processing_start_date = NULL, file_reader_complete_date = NULL, \
+         processing_end_date = NULL WHERE company_id = ?1 AND visitor_group_id = ?2 \
+         AND status = ?4",
+        params![
+            group.company_id,
+            group.visitor_group_id,
+            FileStatus::Uploaded.as_str(),
+            FileStatus::Error.as_str()
+        ],
+    )?;
+    Ok(n as u64)
+}
+
+pub(super) fn requeue_processing(conn: &Connection) -> StoreResult<u64> {
+    let n = exec(
+        conn,
+        "requeue processing files",
+        "UPDATE files SET status = ?1, processing_start_date = NULL, \
+         file_reader_complete_date = NULL WHERE status = ?2",
+        params![
+            FileStatus::Uploaded.as_str(),
+            FileStatus::Processing.as_str()
+        ],
+    )?;
+    Ok(n as u64)
+}
+
+pub(super) fn list_visitor_states(
+    conn: &Connection,
+    company_id: &str,
+    after: Option<(String, String)>,
+    limit: u32,
+) -> StoreResult<Vec<StoredState>> {
+    let (suite, key) = after.unzip();
+    query_all(
+        conn,
+        "list visitor states",
+        "SELECT report_suite, visitor_key, last_hit_time, visit_num, \
+         visit_start_time, visit_page_num FROM visitor_states \
+         WHERE company_id = ?1 AND (?2 IS NULL OR (report_suite, visitor_key) > (?2, ?3)) \
+         ORDER BY report_suite, visitor_key LIMIT ?4",
+        params![company_id, suite, key, limit as i64],
+        |r| {
+            Ok(StoredState {
+                report_suite: r.get("report_suite")?,
+                visitor_key: r.get("visitor_key")?,
+                last_hit_time: r.get("last_hit_time")?,
+                visit_num: r.get::<_, i64>("visit_num")? as u32,
+                visit_start_time: r.get("visit_start_time")?,
+                visit_page_num: r.get::<_, i64>("visit_page_num")? as u32,
+            })
+        },
+    )
+}

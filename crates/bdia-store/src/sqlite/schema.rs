@@ -1,0 +1,200 @@
+//! The SQLite schema and its versioned migrations.
+//!
+//! The schema version lives in the database header (`PRAGMA user_version`).
+//! Version `n` is reached by applying the first `n` entries of
+//! [`MIGRATIONS`] in order; [`SCHEMA_VERSION`] is their count, the version
+//! this build writes.
+//!
+//! Rules:
+//!
+//! - A released migration is never edited: a schema change is a new entry
+//!   at the end (e.g. `ALTER TABLE`, a new index, a data fix), which moves
+//!   [`SCHEMA_VERSION`] up by one. Older databases are brought forward at
+//!   open, in order.
+//! - Version 1 is the schema of the releases that predate versioning, in
+//!   `CREATE ... IF NOT EXISTS` form: such a database (`user_version` 0, the
+//!   tables present) is stamped 1 without any change to its data; an empty
+//!   file gets the tables.
+//! - [`migrate`] runs every pending migration and the new `user_version` in
+//!   one `IMMEDIATE` transaction, re-reading the version inside it: a crash
+//!   leaves the old version and data, and two processes opening the same
+//!   database at once (a server and `bdia admin`) migrate it once.
+//! - A database whose version is above [`SCHEMA_VERSION`] was written by a
+//!   newer release: it is refused ([`StoreError::SchemaTooNew`]) before
+//!   anything is read or written, since this build cannot know what the
+//!   newer schema means.
+//! - Migration SQL is frozen text, so it spells file statuses as the
+//!   literals stored in `files.status` ([`FileStatus::as_str`]); a unit test
+//!   checks that the spelling in the `files_key` index still matches.
+
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::db;
+#[cfg(doc)]
+use crate::FileStatus;
+use crate::{StoreError, StoreResult};
+
+/// Version 1: companies, report suites, clients, files and visitor states.
+///
+/// Invariants enforced by the schema itself (so that they hold across
+/// processes):
+/// - `files_key`: one non-`REJECTED` record per (company, idempotency key);
+/// - `files_group_seq`: one record per (company, visitor group, group_seq);
+/// - report suite ids and client ids are unique across companies.
+const V1: &str = r#"
+CREATE TABLE IF NOT EXISTS companies (
+    id TEXT PRIMARY KEY,
+    salt TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS report_suites (
+    rsid TEXT PRIMARY KEY,
+    company_id TEXT NOT NULL REFERENCES companies(id),
+    time_zone TEXT NOT NULL,
+    created INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS report_suites_company ON report_suites(company_id);
+CREATE TABLE IF NOT EXISTS clients (
+    client_id TEXT PRIMARY KEY,
+    company_id TEXT NOT NULL REFERENCES companies(id),
+    secret_hash TEXT NOT NULL,
+    technical_account TEXT NOT NULL,
+    public_key_pem TEXT,
+    disabled INTEGER NOT NULL DEFAULT 0,
+    created INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS files (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    file_id TEXT NOT NULL UNIQUE,
+    company_id TEXT NOT NULL REFERENCES companies(id),
+    visitor_group_id TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    upload_name TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    uncompressed_size INTEGER NOT NULL,
+    received_date INTEGER NOT NULL,
+    rows INTEGER NOT NULL,
+    invalid_rows INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT,
+    error_code TEXT,
+    processing_log TEXT NOT NULL,
+    processing_start_date INTEGER,
+    file_reader_complete_date INTEGER,
+    processing_end_date INTEGER,
+    group_seq INTEGER,
+    blob_key TEXT,
+    rejects_key TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS files_key
+    ON files(company_id, idempotency_key) WHERE status <> 'REJECTED';
+CREATE UNIQUE INDEX IF NOT EXISTS files_group_seq
+    ON files(company_id, visitor_group_id, group_seq) WHERE group_seq IS NOT NULL;
+CREATE INDEX IF NOT EXISTS files_company ON files(company_id, seq);
+CREATE INDEX IF NOT EXISTS files_status ON files(status, seq);
+CREATE INDEX IF NOT EXISTS files_group_status
+    ON files(company_id, visitor_group_id, status);
+CREATE TABLE IF NOT EXISTS visitor_states (
+    company_id TEXT NOT NULL,
+    report_suite TEXT NOT NULL,
+    visitor_key TEXT NOT NULL,
+    last_hit_time INTEGER NOT NULL,
+    visit_num INTEGER NOT NULL,
+    visit_start_time INTEGER NOT NULL,
+    visit_page_num INTEGER NOT NULL,
+    PRIMARY KEY (company_id, report_suite, visitor_key)
+) WITHOUT ROWID;
+"#;
+
+/// The migrations, in order: entry `i` takes a database from version `i` to
+/// version `i + 1`. Append only.
+const MIGRATIONS: &[&str] = &[V1];
+
+/// The schema version this build writes and the highest one it opens.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// The schema version stored in a database (`PRAGMA user_version`).
+pub fn schema_version(conn: &Connection) -> StoreResult<i64> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(db("read the schema version"))
+}
+
+/// Refuses a version this build does not know.
+fn check_known(found: i64) -> StoreResult<()> {
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
+/// Brings the database to [`SCHEMA_VERSION`]; returns the version it had.
+///
+/// Refuses ([`StoreError::SchemaTooNew`]) a database of a newer release
+/// without writing to it.
+pub(super) fn migrate(conn: &mut Connection) -> StoreResult<i64> {
+    // Read outside a transaction first: a newer database is refused without
+    // taking the write lock, and an up-to-date one opens without it.
+    let found = schema_version(conn)?;
+    check_known(found)?;
+    if found == SCHEMA_VERSION {
+        return Ok(found);
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db("begin the schema migration"))?;
+    // Another process may have migrated between the read and the lock.
+    let found = schema_version(&tx)?;
+    check_known(found)?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tx.execute_batch(sql).map_err(|e| {
+            StoreError::backend(format!("migrate the schema to version {}", i + 1), e)
+        })?;
+    }
+    // `PRAGMA` takes no bound parameters; the value is our own constant.
+    tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
+        .map_err(db("stamp the schema version"))?;
+    tx.commit().map_err(db("commit the schema migration"))?;
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::FileStatus;
+
+    #[test]
+    fn the_key_index_spells_rejected_as_stored() {
+        let term = format!("WHERE status <> '{}'", FileStatus::Rejected.as_str());
+        assert!(V1.contains(&term), "files_key must exclude {term}");
+    }
+
+    #[test]
+    fn a_fresh_database_gets_the_current_version() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), 0);
+        assert_eq!(schema_version(&conn).unwrap(), SCHEMA_VERSION);
+        // Opening again changes nothing.
+        assert_eq!(migrate(&mut conn).unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn a_newer_version_is_refused_untouched() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(&format!("PRAGMA user_version = {}", SCHEMA_VERSION + 1))
+            .unwrap();
+        let err = migrate(&mut conn).unwrap_err();
+        assert!(
+            matches!(err, StoreError::SchemaTooNew { found, supported }
+                if found == SCHEMA_VERSION + 1 && supported == SCHEMA_VERSION),
+            "{err}"
+        );
+        let tables: i64 = conn
+            .query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(tables, 0, "nothing may be created in a newer database");
+    }
+}

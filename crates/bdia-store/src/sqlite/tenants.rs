@@ -1,0 +1,317 @@
+//! Tenants: companies (with their settings as JSON), report suites and API
+//! clients.
+//!
+//! A report suite id and a client id are unique across companies (primary
+//! keys); a report suite or a client is created only for an existing
+//! company. [`claim_report_suite`] decides ownership and creation in one
+//! `IMMEDIATE` transaction, so two companies racing for a new rsid get one
+//! `Created` and one `OtherCompany`.
+
+use rusqlite::{params, Connection, Row};
+
+use super::{commit, db, exec, is_unique_violation, now, query_all, query_opt, write_tx};
+use crate::{
+    ApiClient, Company, CompanySettings, ReportSuite, StoreError, StoreResult, SuiteClaim,
+};
+
+const COMPANY_COLUMNS: &str = "id, salt, settings, created";
+
+const SUITE_COLUMNS: &str = "rsid, company_id, time_zone, created";
+
+const CLIENT_COLUMNS: &str =
+    "client_id, company_id, secret_hash, technical_account, public_key_pem, disabled, created";
+
+/// A `companies` row before its settings JSON is decoded.
+struct CompanyRow {
+    id: String,
+    salt: String,
+    settings: String,
+    created: i64,
+}
+
+impl CompanyRow {
+    fn read(row: &Row<'_>) -> rusqlite::Result<CompanyRow> {
+        Ok(CompanyRow {
+            id: row.get("id")?,
+            salt: row.get("salt")?,
+            settings: row.get("settings")?,
+            created: row.get("created")?,
+        })
+    }
+
+    fn decode(self) -> StoreResult<Company> {
+        let settings: CompanySettings = serde_json::from_str(&self.settings).map_err(|e| {
+            StoreError::backend(format!("decode the settings of company '{}'", self.id), e)
+        })?;
+        Ok(Company {
+            id: self.id,
+            salt: self.salt,
+            settings,
+            created: self.created,
+        })
+    }
+}
+
+fn suite_from_row(row: &Row<'_>) -> rusqlite::Result<ReportSuite> {
+    Ok(ReportSuite {
+        rsid: row.get("rsid")?,
+        company_id: row.get("company_id")?,
+        time_zone: row.get("time_zone")?,
+        created: row.get("created")?,
+    })
+}
+
+fn client_from_row(row: &Row<'_>) -> rusqlite::Result<ApiClient> {
+    Ok(ApiClient {
+        client_id: row.get("client_id")?,
+        company_id: row.get("company_id")?,
+        secret_hash: row.get("secret_hash")?,
+        technical_account: row.get("technical_account")?,
+        public_key_pem: row.get("public_key_pem")?,
+        disabled: row.get::<_, i64>("disabled")? != 0,
+        created: row.get("created")?,
+    })
+}
+
+fn settings_json(settings: &CompanySettings) -> StoreResult<String> {
+    serde_json::to_string(settings).map_err(|e| StoreError::backend("encode company settings", e))
+}
+
+pub(super) fn create_company(
+    conn: &Connection,
+    id: String,
+    salt: String,
+    settings: CompanySettings,
+) -> StoreResult<Company> {
+    let json = settings_json(&settings)?;
+    let created = now();
+    match conn.execute(
+        "INSERT INTO companies (id, salt, settings, created) VALUES (?1, ?2, ?3, ?4)",
+        params![id, salt, json, created],
+    ) {
+        Ok(_) => Ok(Company {
+            id,
+            salt,
+            settings,
+            created,
+        }),
+        Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!("company '{id}'"))),
+        Err(e) => Err(db("insert a company")(e)),
+    }
+}
+
+pub(super) fn get_company(conn: &Connection, id: &str) -> StoreResult<Option<Company>> {
+    query_opt(
+        conn,
+        "read a company",
+        &format!("SELECT {COMPANY_COLUMNS} FROM companies WHERE id = ?1"),
+        [id],
+        CompanyRow::read,
+    )?
+    .map(CompanyRow::decode)
+    .transpose()
+}
+
+pub(super) fn list_companies(conn: &Connection) -> StoreResult<Vec<Company>> {
+    query_all(
+        conn,
+        "list companies",
+        &format!("SELECT {COMPANY_COLUMNS} FROM companies ORDER BY id"),
+        [],
+        CompanyRow::read,
+    )?
+    .into_iter()
+    .map(CompanyRow::decode)
+    .collect()
+}
+
+pub(super) fn update_company_settings(
+    conn: &Connection,
+    id: &str,
+    settings: CompanySettings,
+) -> StoreResult<Company> {
+    let json = settings_json(&settings)?;
+    let n = exec(
+        conn,
+        "update company settings",
+        "UPDATE companies SET settings = ?2 WHERE id = ?1",
+        params![id, json],
+    )?;
+    if n == 0 {
+        return Err(StoreError::NotFound(format!("company '{id}'")));
+    }
+    get_company(conn, id)?.ok_or_else(|| StoreError::NotFound(format!("company '{id}'")))
+}
+
+pub(super) fn create_report_suite(
+    conn: &Connection,
+    company_id: String,
+    rsid: String,
+    time_zone: String,
+) -> StoreResult<ReportSuite> {
+    if get_company(conn, &company_id)?.is_none() {
+        return Err(StoreError::NotFound(format!("company '{company_id}'")));
+    }
+    let created = now();
+    match conn.execute(
+        &format!("INSERT INTO report_suites ({SUITE_COLUMNS}) VALUES (?1, ?2, ?3, ?4)"),
+        params![rsid, company_id, time_zone, created],
+    ) {
+        Ok(_) => Ok(ReportSuite {
+            rsid,
+            company_id,
+            time_zone,
+            created,
+        }),
+        Err(e) if is_unique_violation(&e) => {
+            Err(StoreError::Conflict(format!("report suite '{rsid}'")))
+        }
+        Err(e) => Err(db("insert a report suite")(e)),
+    }
+}
+
+pub(super) fn get_report_suite(conn: &Connection, rsid: &str) -> StoreResult<Option<ReportSuite>> {
+    query_opt(
+        conn,
+        "read a report suite",
+        &format!("SELECT {SUITE_COLUMNS} FROM report_suites WHERE rsid = ?1"),
+        [rsid],
+        suite_from_row,
+    )
+}
+
+pub(super) fn list_report_suites(
+    conn: &Connection,
+    company_id: Option<&str>,
+) -> StoreResult<Vec<ReportSuite>> {
+    query_all(
+        conn,
+        "list report suites",
+        &format!(
+            "SELECT {SUITE_COLUMNS} FROM report_suites \
+             WHERE ?1 IS NULL OR company_id = ?1 ORDER BY rsid"
+        ),
+        [company_id],
+        suite_from_row,
+    )
+}
+
+pub(super) fn claim_report_suite(
+    conn: &mut Connection,
+    company_id: &str,
+    rsid: &str,
+    create: bool,
+) -> StoreResult<SuiteClaim> {
+    let tx = write_tx(conn, "begin a report suite claim")?;
+    let owner: Option<String> = query_opt(
+        &tx,
+        "read a report suite's owner",
+        "SELECT company_id FROM report_suites WHERE rsid = ?1",
+        [rsid],
+        |r| r.get("company_id"),
+    )?;
+    let claim = match owner {
+        Some(o) if o == company_id => SuiteClaim::Owned,
+        Some(_) => SuiteClaim::OtherCompany,
+        None if !create => SuiteClaim::Unknown,
+        None => {
+            exec(
+                &tx,
+                "create a claimed report suite",
+                &format!("INSERT INTO report_suites ({SUITE_COLUMNS}) VALUES (?1, ?2, 'UTC', ?3)"),
+                params![rsid, company_id, now()],
+            )?;
+            SuiteClaim::Created
+        }
+    };
+    commit(tx, "commit a report suite claim")?;
+    Ok(claim)
+}
+
+pub(super) fn create_client(conn: &Connection, client: ApiClient) -> StoreResult<ApiClient> {
+    if get_company(conn, &client.company_id)?.is_none() {
+        return Err(StoreError::NotFound(format!(
+            "company '{}'",
+            client.company_id
+        )));
+    }
+    match conn.execute(
+        &format!("INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+        params![
+            client.client_id,
+            client.company_id,
+            client.secret_hash,
+            client.technical_account,
+            client.public_key_pem,
+            client.disabled as i64,
+            client.created
+        ],
+    ) {
+        Ok(_) => Ok(client),
+        Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+            "client '{}'",
+            client.client_id
+        ))),
+        Err(e) => Err(db("insert a client")(e)),
+    }
+}
+
+pub(super) fn get_client(conn: &Connection, client_id: &str) -> StoreResult<Option<ApiClient>> {
+    query_opt(
+        conn,
+        "read a client",
+        &format!("SELECT {CLIENT_COLUMNS} FROM clients WHERE client_id = ?1"),
+        [client_id],
+        client_from_row,
+    )
+}
+
+pub(super) fn list_clients(
+    conn: &Connection,
+    company_id: Option<&str>,
+) -> StoreResult<Vec<ApiClient>> {
+    query_all(
+        conn,
+        "list clients",
+        &format!(
+            "SELECT {CLIENT_COLUMNS} FROM clients WHERE ?1 IS NULL OR company_id = ?1 \
+             ORDER BY client_id"
+        ),
+        [company_id],
+        client_from_row,
+    )
+}
+
+pub(super) fn set_client_disabled(
+    conn: &Connection,
+    client_id: &str,
+    disabled: bool,
+) -> StoreResult<()> {
+    let n = exec(
+        conn,
+        "enable or disable a client",
+        "UPDATE clients SET disabled = ?2 WHERE client_id = ?1",
+        params![client_id, disabled as i64],
+    )?;
+    if n == 0 {
+        return Err(StoreError::NotFound(format!("client '{client_id}'")));
+    }
+    Ok(())
+}
+
+pub(super) fn set_client_public_key(
+    conn: &Connection,
+    client_id: &str,
+    pem: Option<&str>,
+) -> StoreResult<()> {
+    let n = exec(
+        conn,
+        "set a client's public key",
+        "UPDATE clients SET public_key_pem = ?2 WHERE client_id = ?1",
+        params![client_id, pem],
+    )?;
+    if n == 0 {
+        return Err(StoreError::NotFound(format!("client '{client_id}'")));
+    }
+    Ok(())
+}
