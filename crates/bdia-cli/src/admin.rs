@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
+use bdia_format::ReportSuiteId;
 use bdia_server::auth::TokenIssuer;
 use bdia_server::tenancy;
 use bdia_store::{CompanySettings, MetadataStore, RateLimitSetting};
@@ -114,8 +115,9 @@ enum CompanyCommand {
 enum SuiteCommand {
     /// Create a report suite for a company.
     Create {
-        /// Report suite id.
-        rsid: String,
+        /// Report suite id: 1 to 100 letters, digits, '.', '-' or '_',
+        /// starting with a letter or digit.
+        rsid: ReportSuiteId,
         /// Owner.
         #[arg(long)]
         company: String,
@@ -240,7 +242,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 company,
                 time_zone,
             }) => {
-                let rs = tenancy::create_report_suite(store, &company, &rsid, &time_zone).await?;
+                let rs = tenancy::create_report_suite(store, &company, rsid.as_str(), &time_zone).await?;
                 print(json!(rs));
             }
             AdminCommand::ReportSuite(SuiteCommand::List { company }) => {

@@ -3,6 +3,7 @@
 //! Exit codes: 0 when every file is fully valid, 1 when any file has invalid
 //! rows or is rejected, 2 on usage or I/O errors.
 
+use std::convert::Infallible;
 use std::fs::File;
 use std::io::{self, IsTerminal, Read, Write};
 use std::process::ExitCode;
@@ -106,7 +107,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     });
                 }
             }
-            Ok(())
+            Ok::<_, Infallible>(())
         })
         .with_context(|| format!("cannot read {name}"))?;
         if let Some(b) = bar {

@@ -28,7 +28,7 @@ use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
-use bdia_format::engine::{process, Encoding, Limits, Options, RowEvent};
+use bdia_format::engine::{process, Encoding, EngineError, Limits, Options, RowEvent};
 use bdia_format::fields::Column;
 use bdia_format::RowRules;
 use serde::{Deserialize, Serialize};
@@ -382,12 +382,17 @@ pub fn prepare(
         for (i, m) in map.iter().enumerate() {
             source[*m] = Some(i);
         }
-        let mut failure: Option<PrepareError> = None;
         let first_seq = seq;
         let counting = Counting {
             inner: input,
             progress: &mut *progress,
         };
+        // Re-encoding a row into the in-memory line buffer.
+        let buf_err = |source| PrepareError::Io {
+            context: "cannot re-encode a row".into(),
+            source,
+        };
+        let csv_buf_err = |e: csv::Error| buf_err(io::Error::other(e));
         let report = process(counting, &engine_opts(enc), |event| {
             match event {
                 RowEvent::Valid { valid, .. } => {
@@ -395,20 +400,18 @@ pub fn prepare(
                     let g = group_of(&key, opts.groups) as usize;
                     let fields = valid.fields();
                     for src in &source {
-                        line.write_field(src.map_or("", |i| &fields[i]))?;
+                        line.write_field(src.map_or("", |i| &fields[i]))
+                            .map_err(csv_buf_err)?;
                     }
-                    line.write_record(None::<&[u8]>)?;
-                    line.flush()?;
+                    line.write_record(None::<&[u8]>).map_err(csv_buf_err)?;
+                    line.flush().map_err(buf_err)?;
                     let bytes = line_buf.take();
                     buffered_bytes += bytes.len() + 48;
                     groups[g].buffer.push((valid.timestamp(), seq, bytes));
                     seq += 1;
                     if buffered_bytes >= opts.memory_budget {
                         for (gi, group) in groups.iter_mut().enumerate() {
-                            if let Err(e) = spill(group, spill_dir.path(), gi) {
-                                failure = Some(e);
-                                return Err("spill failed".into());
-                            }
+                            spill(group, spill_dir.path(), gi)?;
                         }
                         buffered_bytes = 0;
                     }
@@ -421,28 +424,33 @@ pub fn prepare(
                     *rejected
                         .entry(problem.kind().code().to_string())
                         .or_insert(0) += 1;
-                    line.write_byte_record(record)?;
-                    line.flush()?;
+                    line.write_byte_record(record).map_err(csv_buf_err)?;
+                    line.flush().map_err(buf_err)?;
                     let raw = line_buf.take();
                     let raw = String::from_utf8_lossy(&raw);
-                    rejects.write_record([
-                        input_name.as_str(),
-                        &row.to_string(),
-                        problem.kind().code(),
-                        &problem.to_string(),
-                        raw.trim_end_matches(['\r', '\n']),
-                    ])?;
+                    rejects
+                        .write_record([
+                            input_name.as_str(),
+                            &row.to_string(),
+                            problem.kind().code(),
+                            &problem.to_string(),
+                            raw.trim_end_matches(['\r', '\n']),
+                        ])
+                        .map_err(wr)?;
                 }
             }
             Ok(())
         });
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        let report = report.map_err(|e| PrepareError::Io {
-            context: format!("cannot read {input_name}"),
-            source: io::Error::other(e.to_string()),
-        })?;
+        let report = match report {
+            Ok(report) => report,
+            Err(EngineError::Input(source)) => {
+                return Err(PrepareError::Io {
+                    context: format!("cannot read {input_name}"),
+                    source,
+                })
+            }
+            Err(EngineError::Sink(e)) => return Err(e),
+        };
         input_rows += report.rows;
         if let Some(reason) = &report.rejection {
             // The whole file is refused: none of its rows are written.

@@ -14,6 +14,7 @@
 //! The same function serves a file on disk (`bdia validate`) and an upload
 //! body streamed by the server: the input is any `Read + Send`.
 
+use std::convert::Infallible;
 use std::io::{self, BufReader, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
@@ -98,14 +99,18 @@ pub enum RowEvent<'a> {
 }
 
 /// An error that stops the engine without a verdict on the file.
+///
+/// `E` is the error type of the caller's row sink, returned as is in
+/// [`EngineError::Sink`]: the engine never boxes or stringifies it. A sink
+/// that cannot fail uses the default, [`Infallible`].
 #[derive(Debug, thiserror::Error)]
-pub enum EngineError {
+pub enum EngineError<E = Infallible> {
     /// Reading the input itself failed (a disconnected client, a disk error).
     #[error("reading the input failed: {0}")]
     Input(#[source] io::Error),
-    /// The row sink asked to stop.
+    /// The row sink returned an error, which stopped the run.
     #[error("row sink failed: {0}")]
-    Sink(#[source] Box<dyn std::error::Error + Send + Sync>),
+    Sink(#[source] E),
 }
 
 /// The verdict on one file.
@@ -251,15 +256,16 @@ impl Read for ChannelReader {
 }
 
 /// Runs the contract over one file. `sink` sees every data row in order; an
-/// error it returns stops the run with [`EngineError::Sink`].
+/// error it returns stops the run, and comes back unchanged in
+/// [`EngineError::Sink`].
 ///
 /// A file refused as a whole is not an error: the report says why
 /// ([`FileReport::rejection`]). Only a failure to read `input` itself (or the
 /// sink) is.
-pub fn process<R, F>(input: R, opts: &Options, mut sink: F) -> Result<FileReport, EngineError>
+pub fn process<R, F, E>(input: R, opts: &Options, mut sink: F) -> Result<FileReport, EngineError<E>>
 where
     R: Read + Send,
-    F: FnMut(RowEvent<'_>) -> Result<(), Box<dyn std::error::Error + Send + Sync>>,
+    F: FnMut(RowEvent<'_>) -> Result<(), E>,
 {
     let compressed = AtomicU64::new(0);
     let uncompressed = AtomicU64::new(0);
@@ -376,12 +382,12 @@ where
 }
 
 /// Turns an I/O failure into a rejection (gzip, limits) or an input error.
-fn finish_on_error(
+fn finish_on_error<E>(
     mut report: FileReport,
     e: io::Error,
     compressed: &AtomicU64,
     uncompressed: &AtomicU64,
-) -> Result<FileReport, EngineError> {
+) -> Result<FileReport, EngineError<E>> {
     report.size = compressed.load(Ordering::Relaxed);
     report.uncompressed_size = uncompressed.load(Ordering::Relaxed);
     let fault = e
@@ -414,12 +420,12 @@ fn finish_on_error(
     Ok(report)
 }
 
-enum RunError {
+enum RunError<E> {
     Io(io::Error),
-    Sink(Box<dyn std::error::Error + Send + Sync>),
+    Sink(E),
 }
 
-fn csv_io(e: csv::Error) -> RunError {
+fn csv_io<E>(e: csv::Error) -> RunError<E> {
     match e.into_kind() {
         csv::ErrorKind::Io(e) => RunError::Io(e),
         other => RunError::Io(io::Error::new(
@@ -429,15 +435,15 @@ fn csv_io(e: csv::Error) -> RunError {
     }
 }
 
-fn read_rows<R, F>(
+fn read_rows<R, F, E>(
     input: R,
     opts: &Options,
     report: &mut FileReport,
     sink: &mut F,
-) -> Result<(), RunError>
+) -> Result<(), RunError<E>>
 where
     R: Read,
-    F: FnMut(RowEvent<'_>) -> Result<(), Box<dyn std::error::Error + Send + Sync>>,
+    F: FnMut(RowEvent<'_>) -> Result<(), E>,
 {
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(false)

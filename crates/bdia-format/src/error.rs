@@ -5,6 +5,7 @@ use std::fmt;
 
 use serde::Serialize;
 
+use crate::suite::SuiteIdError;
 use crate::timestamp::TimestampError;
 
 /// A problem that rejects the whole file: nothing of it is processed.
@@ -98,6 +99,9 @@ pub enum RowErrorKind {
     NothingToReport,
     /// No report suite.
     MissingReportSuite,
+    /// A report suite that is not a valid report-suite ID
+    /// ([`crate::suite::ReportSuiteId`]).
+    InvalidReportSuite,
     /// A report suite the caller may not write to.
     ReportSuiteNotAllowed,
     /// Empty timestamp.
@@ -122,6 +126,7 @@ impl RowErrorKind {
         RowErrorKind::MissingVisitorId,
         RowErrorKind::NothingToReport,
         RowErrorKind::MissingReportSuite,
+        RowErrorKind::InvalidReportSuite,
         RowErrorKind::ReportSuiteNotAllowed,
         RowErrorKind::MissingTimestamp,
         RowErrorKind::InvalidTimestamp,
@@ -139,6 +144,7 @@ impl RowErrorKind {
             RowErrorKind::MissingVisitorId => "missing_visitor_id",
             RowErrorKind::NothingToReport => "nothing_to_report",
             RowErrorKind::MissingReportSuite => "missing_report_suite",
+            RowErrorKind::InvalidReportSuite => "invalid_report_suite",
             RowErrorKind::ReportSuiteNotAllowed => "report_suite_not_allowed",
             RowErrorKind::MissingTimestamp => "missing_timestamp",
             RowErrorKind::InvalidTimestamp => "invalid_timestamp",
@@ -157,6 +163,7 @@ impl RowErrorKind {
             RowErrorKind::MissingVisitorId => "missing visitor ID",
             RowErrorKind::NothingToReport => "nothing to report",
             RowErrorKind::MissingReportSuite => "missing 'ReportSuiteID'",
+            RowErrorKind::InvalidReportSuite => "invalid 'ReportSuiteID'",
             RowErrorKind::ReportSuiteNotAllowed => "report suite not allowed",
             RowErrorKind::MissingTimestamp => "missing 'Timestamp'",
             RowErrorKind::InvalidTimestamp => "invalid 'Timestamp'",
@@ -189,6 +196,13 @@ pub enum RowProblem {
     NothingToReport,
     /// No report suite.
     MissingReportSuite,
+    /// A report suite that is not a valid report-suite ID.
+    InvalidReportSuite {
+        /// The suite named (one entry of the comma-separated list).
+        rsid: String,
+        /// What breaks the rule.
+        reason: SuiteIdError,
+    },
     /// A report suite the caller may not write to.
     ReportSuiteNotAllowed {
         /// The suite named.
@@ -235,6 +249,7 @@ impl RowProblem {
             RowProblem::MissingVisitorId => RowErrorKind::MissingVisitorId,
             RowProblem::NothingToReport => RowErrorKind::NothingToReport,
             RowProblem::MissingReportSuite => RowErrorKind::MissingReportSuite,
+            RowProblem::InvalidReportSuite { .. } => RowErrorKind::InvalidReportSuite,
             RowProblem::ReportSuiteNotAllowed { .. } => RowErrorKind::ReportSuiteNotAllowed,
             RowProblem::MissingTimestamp => RowErrorKind::MissingTimestamp,
             RowProblem::InvalidTimestamp { .. } => RowErrorKind::InvalidTimestamp,
@@ -271,6 +286,11 @@ impl fmt::Display for RowProblem {
                 "nothing to report (needs 'pageURL', 'pageName', or 'linkType' with 'linkName' or 'linkURL')",
             ),
             RowProblem::MissingReportSuite => f.write_str("missing 'ReportSuiteID'"),
+            RowProblem::InvalidReportSuite { rsid, reason } => write!(
+                f,
+                "invalid 'ReportSuiteID' '{}': {reason}",
+                clip(rsid)
+            ),
             RowProblem::ReportSuiteNotAllowed { rsid } => {
                 write!(f, "report suite '{rsid}' does not belong to this company")
             }
@@ -319,4 +339,35 @@ pub struct RowError {
     pub kind: RowErrorKind,
     /// Human explanation.
     pub message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_row_kind_is_documented() {
+        let doc = include_str!("../../../docs/FORMAT.md");
+        for kind in RowErrorKind::ALL {
+            assert!(
+                doc.contains(&format!("| `{}` |", kind.code())),
+                "row kind {} is not in docs/FORMAT.md",
+                kind.code()
+            );
+        }
+    }
+
+    #[test]
+    fn an_invalid_report_suite_says_which_and_why() {
+        let problem = RowProblem::InvalidReportSuite {
+            rsid: "acme@prod".into(),
+            reason: SuiteIdError::BadChar { ch: '@', pos: 5 },
+        };
+        assert_eq!(problem.kind().code(), "invalid_report_suite");
+        assert_eq!(
+            problem.log_line(3),
+            "On row: 3, invalid 'ReportSuiteID' 'acme@prod': '@' at position 5 is not allowed \
+             (only letters, digits, '.', '-' and '_'). This row will not be submitted."
+        );
+    }
 }

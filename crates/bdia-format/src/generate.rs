@@ -16,13 +16,15 @@ use rand::{Rng, SeedableRng};
 
 use crate::error::RowErrorKind;
 
-/// The row problems the generator can inject.
+/// The row problems the generator can inject: every kind but
+/// `report_suite_not_allowed`, which depends on the caller's company.
 pub const INJECTABLE: &[RowErrorKind] = &[
     RowErrorKind::ColumnCount,
     RowErrorKind::InvalidUtf8,
     RowErrorKind::MissingVisitorId,
     RowErrorKind::NothingToReport,
     RowErrorKind::MissingReportSuite,
+    RowErrorKind::InvalidReportSuite,
     RowErrorKind::MissingTimestamp,
     RowErrorKind::InvalidTimestamp,
     RowErrorKind::MissingUserAgent,
@@ -372,6 +374,11 @@ fn inject(row: &mut [Vec<u8>], fields: &mut usize, kind: RowErrorKind) -> bool {
             }
         }
         RowErrorKind::MissingReportSuite => row[7].clear(),
+        RowErrorKind::InvalidReportSuite => {
+            // A valid suite, then one the rule refuses: the whole row goes.
+            row[7].clear();
+            row[7].extend_from_slice(b"acme.prod,acme@prod");
+        }
         RowErrorKind::MissingTimestamp => row[0].clear(),
         RowErrorKind::InvalidTimestamp => {
             let ts = String::from_utf8_lossy(&row[0]).to_string();

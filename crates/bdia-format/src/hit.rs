@@ -201,7 +201,8 @@ pub struct Hit {
     pub row: u64,
     /// Unix seconds, UTC.
     pub timestamp: i64,
-    /// The report suites the hit goes to (at least one).
+    /// The report suites the hit goes to (at least one; from a checked row,
+    /// each a valid [`crate::ReportSuiteId`]).
     pub report_suites: Vec<String>,
     /// The visitor identity chosen by priority.
     pub visitor: Visitor,

@@ -5,7 +5,9 @@
 //! decompressing, analyses the header ([`row::Header`]), applies the row
 //! rules to every data row and writes the processing log
 //! ([`log::ProcessingLog`]). Each valid row can be normalized into a
-//! [`hit::Hit`]. Nothing here knows about HTTP or storage.
+//! [`hit::Hit`]. Report-suite IDs follow one rule, [`suite::ReportSuiteId`],
+//! shared with the rest of the system. Nothing here knows about HTTP or
+//! storage.
 //!
 //! ```
 //! use std::io::Write;
@@ -23,7 +25,7 @@
 //!     if let RowEvent::Valid { row, valid } = event {
 //!         pages.push(valid.to_hit(row).get(bdia_format::fields::Field::PageName).unwrap().to_string());
 //!     }
-//!     Ok(())
+//!     Ok::<_, std::convert::Infallible>(())
 //! })
 //! .unwrap();
 //! assert_eq!((report.rows, report.invalid_rows), (2, 1));
@@ -39,9 +41,11 @@ pub mod hit;
 pub mod log;
 pub mod query;
 pub mod row;
+pub mod suite;
 pub mod timestamp;
 
 pub use engine::{process, EngineError, FileReport, Limits, Options, RowEvent};
 pub use error::{FileError, RowError, RowErrorKind, RowProblem};
 pub use hit::Hit;
 pub use row::{Header, RowRules, ValidRow};
+pub use suite::{ReportSuiteId, SuiteIdError};

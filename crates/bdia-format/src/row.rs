@@ -14,9 +14,11 @@ use crate::hit::{
     VisitorKind,
 };
 use crate::query::{self, Pair};
+use crate::suite::ReportSuiteId;
 use crate::timestamp;
 
-/// Decides whether the caller may write to a report suite.
+/// Decides whether the caller may write to a report suite. It is only ever
+/// asked about valid report-suite IDs ([`ReportSuiteId::check`] passed).
 pub type SuitePolicy = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 /// Per-caller settings of the row rules.
@@ -26,7 +28,8 @@ pub struct RowRules {
     /// that type's isMCSeed counts; other types fall back to the next
     /// identifier. `None`: any type may seed, the first in header order wins.
     pub seed_customer_id_type: Option<String>,
-    /// Which report suites the caller may write to; `None` allows all.
+    /// Which report suites the caller may write to; `None` allows every
+    /// valid ID.
     pub allow_report_suite: Option<SuitePolicy>,
 }
 
@@ -207,6 +210,14 @@ impl Header {
             .col(fields, Field::ReportSuiteId)
             .filter(|r| r.split(',').any(|s| !s.trim().is_empty()))
             .ok_or(RowProblem::MissingReportSuite)?;
+        // Every suite of the list must be a valid ID before any caller
+        // policy sees it: a bad name is never looked up or created.
+        for rsid in split_suites(rsids) {
+            ReportSuiteId::check(rsid).map_err(|reason| RowProblem::InvalidReportSuite {
+                rsid: rsid.to_string(),
+                reason,
+            })?;
+        }
         if let Some(allow) = &rules.allow_report_suite {
             if let Some(bad) = split_suites(rsids).find(|s| !allow(s)) {
                 return Err(RowProblem::ReportSuiteNotAllowed {
@@ -449,7 +460,7 @@ impl ValidRow<'_> {
         self.timestamp
     }
 
-    /// The report suites named by the row.
+    /// The report suites named by the row, each a valid report-suite ID.
     pub fn report_suites(&self) -> impl Iterator<Item = &str> {
         split_suites(self.rsids)
     }

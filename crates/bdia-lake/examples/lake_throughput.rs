@@ -12,7 +12,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter};
 use std::time::Instant;
 
-use bdia_format::engine::{process, Options, RowEvent};
+use bdia_format::engine::{process, EngineError, Options, RowEvent};
 use bdia_format::generate::{generate, GenOptions};
 use bdia_lake::{Lake, LakeConfig, SuiteZones};
 use bdia_model::{FileEnricher, Identity, MemoryStates};
@@ -77,7 +77,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let report = process(
         BufReader::new(File::open(&input)?),
         &Options::default(),
-        |event| {
+        |event| -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             if let RowEvent::Valid { row, valid } = event {
                 let hit = valid.to_hit(row);
                 if stop == "to_hit" {
@@ -91,7 +91,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             Ok(())
         },
-    )?;
+    );
+    let report = match report {
+        Ok(report) => report,
+        Err(EngineError::Input(e)) => return Err(e.into()),
+        Err(EngineError::Sink(e)) => return Err(e as Box<dyn std::error::Error>),
+    };
     let staged = writer.finish()?;
     let encode = t0.elapsed();
     let t1 = Instant::now();

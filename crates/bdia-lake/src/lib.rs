@@ -76,8 +76,8 @@ pub const STAGING: &str = "_staging";
 /// Name of a staging manifest.
 pub const MANIFEST: &str = "_manifest.json";
 
-/// File ids and report suites become path segments: ASCII letters, digits,
-/// `.`, `_` and `-`, not starting with `.` or `_`, at most 200 bytes.
+/// File ids become path segments: ASCII letters, digits, `.`, `_` and `-`,
+/// not starting with `.` or `_`, at most 200 bytes.
 pub(crate) fn check_name(what: &'static str, value: &str) -> Result<(), LakeError> {
     let ok = !value.is_empty()
         && value.len() <= 200
@@ -93,6 +93,17 @@ pub(crate) fn check_name(what: &'static str, value: &str) -> Result<(), LakeErro
             value: value.to_string(),
         })
     }
+}
+
+/// Report suites become path segments too: they must be valid report-suite
+/// IDs ([`bdia_format::ReportSuiteId`]), a rule that only allows safe
+/// segments (ASCII letters, digits, `.`, `_` and `-`, starting with a letter
+/// or digit, at most 100 bytes).
+pub(crate) fn check_suite(value: &str) -> Result<(), LakeError> {
+    bdia_format::ReportSuiteId::check(value).map_err(|_| LakeError::InvalidName {
+        what: "report_suite",
+        value: value.to_string(),
+    })
 }
 
 /// The relative path of part `seq` of a file in a partition.
@@ -155,6 +166,27 @@ mod tests {
         }
         for good in ["acme.prod", "5c04f400-fca5-420c-9c36-b94aaec55e69", "rs_1"] {
             assert!(check_name("file_id", good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn report_suites_follow_the_report_suite_id_rule() {
+        for bad in [
+            "",
+            "a/b",
+            "..",
+            ".hidden",
+            "_staging",
+            "a b",
+            "é",
+            "a=b",
+            "acme@prod",
+            "acme:prod",
+        ] {
+            assert!(check_suite(bad).is_err(), "{bad:?}");
+        }
+        for good in ["acme.prod", "rs_1", "9-lives"] {
+            assert!(check_suite(good).is_ok(), "{good:?}");
         }
     }
 }

@@ -18,7 +18,7 @@ use object_store::{ObjectMeta, ObjectStore};
 
 use crate::error::LakeError;
 use crate::lake::{FileManifest, Lake};
-use crate::{check_name, COMMITS};
+use crate::{check_name, check_suite, COMMITS};
 
 /// One committed Parquet object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,7 +141,7 @@ impl LakeReader {
         from: Date,
         to: Date,
     ) -> Result<Vec<PartRef>, LakeError> {
-        check_name("report_suite", report_suite)?;
+        check_suite(report_suite)?;
         let mut out = Vec::new();
         for m in self.commits().await? {
             for p in m.parts.iter().filter(|p| p.report_suite == report_suite) {

@@ -46,7 +46,7 @@ use crate::batch::HitBatchBuilder;
 use crate::error::LakeError;
 use crate::partition::{DayCache, SuiteZones};
 use crate::schema::{hits_schema, STATISTICS_COLUMNS};
-use crate::{check_name, part_path};
+use crate::{check_name, check_suite, part_path};
 
 /// Tuning of the writer. The defaults serve one machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -530,7 +530,7 @@ impl LakeWriter {
     }
 
     fn open_partition(&mut self, key: (String, String)) -> Result<usize, LakeError> {
-        check_name("report_suite", &key.0)?;
+        check_suite(&key.0)?;
         while self.open.len() >= self.config.max_open_partitions {
             self.close_least_recent()?;
         }

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
+use bdia_format::ReportSuiteId;
 use bdia_store::blob::BlobStore;
 use bdia_store::sqlite::SqliteStore;
 use bdia_store::{ApiClient, Company, CompanySettings, MetadataStore, ReportSuite};
@@ -134,7 +135,8 @@ pub async fn sweep_orphans(store: &dyn MetadataStore, blobs: &BlobStore) -> anyh
     Ok(n)
 }
 
-/// Checks an id given by an operator (company, client, report suite).
+/// Checks an id given by an operator for a company or a client. Report
+/// suites have their own rule, [`ReportSuiteId`].
 pub fn check_id(kind: &str, id: &str) -> anyhow::Result<()> {
     if id.is_empty() || id.len() > 255 {
         bail!("{kind} id must be 1..255 characters");
@@ -158,18 +160,20 @@ pub async fn create_company(
     Ok(store.create_company(id, &random_hex(16), settings).await?)
 }
 
-/// Creates a report suite.
+/// Creates a report suite; `rsid` must be a valid [`ReportSuiteId`].
 pub async fn create_report_suite(
     store: &dyn MetadataStore,
     company: &str,
     rsid: &str,
     time_zone: &str,
 ) -> anyhow::Result<ReportSuite> {
-    check_id("report suite", rsid)?;
+    let rsid = ReportSuiteId::parse(rsid).with_context(|| format!("report suite id '{rsid}'"))?;
     if time_zone.is_empty() || time_zone.len() > 64 {
         bail!("time zone '{time_zone}' is not a time zone name");
     }
-    Ok(store.create_report_suite(company, rsid, time_zone).await?)
+    Ok(store
+        .create_report_suite(company, rsid.as_str(), time_zone)
+        .await?)
 }
 
 /// Creates an API client; returns it with its secret (stored hashed only).

@@ -36,6 +36,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bdia_format::engine::{process, Encoding, EngineError, FileReport, Limits, Options, RowEvent};
 use bdia_format::row::RowRules;
+use bdia_format::ReportSuiteId;
 use bdia_store::blob::{self, BlobStore, StagedFile};
 use bdia_store::{CommitOutcome, FileRecord, FileStatus, NewFile, SuiteClaim};
 use bytes::Bytes;
@@ -241,9 +242,15 @@ async fn row_rules(state: &AppState, caller: &Caller, create: bool) -> Result<Ro
         if c.lookups >= MAX_SUITE_LOOKUPS {
             return false;
         }
+        // The row rules only ask about valid IDs; never look up or create
+        // anything else.
+        let Ok(rsid) = ReportSuiteId::parse(rsid) else {
+            return false;
+        };
         c.lookups += 1;
         let may_add = auto && c.new_suites < max_new;
-        let claim = handle.block_on(store.claim_report_suite(&company, rsid, create && may_add));
+        let claim =
+            handle.block_on(store.claim_report_suite(&company, rsid.as_str(), create && may_add));
         let allowed = match claim {
             Ok(SuiteClaim::Owned) => true,
             Ok(SuiteClaim::Created) => {
@@ -261,7 +268,7 @@ async fn row_rules(state: &AppState, caller: &Caller, create: bool) -> Result<Ro
                 false
             }
         };
-        c.known.insert(rsid.to_string(), allowed);
+        c.known.insert(rsid.into_string(), allowed);
         allowed
     };
     Ok(RowRules {
@@ -330,7 +337,8 @@ fn run_pass(
             first_invalid_row.get_or_insert(row);
             *by_kind.entry(problem.kind().code()).or_default() += 1;
             if let Some(w) = rejects.as_mut() {
-                w.write(row, problem.kind().code(), &problem.to_string(), record)?;
+                w.write(row, problem.kind().code(), &problem.to_string(), record)
+                    .map_err(|e| internal(&e))?;
             }
         }
         Ok(())
@@ -338,7 +346,7 @@ fn run_pass(
     let report = match result {
         Ok(r) => r,
         Err(EngineError::Input(e)) => return Err(PassError::Interrupted(e)),
-        Err(e @ EngineError::Sink(_)) => return Err(internal(&e)),
+        Err(EngineError::Sink(e)) => return Err(e),
     };
     // The engine may stop reading early (a rejection): the body is not
     // needed past that point.

@@ -71,6 +71,22 @@ fn admin_manages_tenants_and_prints_working_tokens() {
         ],
     ));
     assert_eq!(rs["time_zone"], "Europe/Paris");
+    // Report-suite IDs follow the one rule (docs/FORMAT.md).
+    for bad in ["acme@prod", "acme:prod", "_staging", "a/b"] {
+        let out = bdia(d, &["report-suite", "create", bad, "--company", "acme"]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(bad), "{err}");
+    }
+    let out = bdia(
+        d,
+        &["report-suite", "create", "acme@prod", "--company", "acme"],
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("'@' at position 5 is not allowed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let list = json(&bdia(d, &["report-suite", "list", "--company", "acme"]));
     assert_eq!(list.as_array().unwrap().len(), 1);
 

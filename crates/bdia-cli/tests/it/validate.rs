@@ -73,6 +73,64 @@ fn invalid_rows_exit_one_and_json_lists_every_error() {
 }
 
 #[test]
+fn an_invalid_report_suite_id_is_an_invalid_row_with_its_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("suites.csv");
+    std::fs::write(
+        &plain,
+        "timestamp,visitorID,reportSuiteID,userAgent,pageName\n\
+         1500000000,v,acme.prod,UA,P\n\
+         1500000001,v,acme@prod,UA,P\n\
+         1500000002,v,\"acme.prod,acme.dev\",UA,P\n",
+    )
+    .unwrap();
+    let plain = plain.to_string_lossy().to_string();
+    let out = bdia(&["validate", "--plain", "--json", &plain]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["status_code"], "UPLOADED");
+    assert_eq!(
+        (v["rows"].as_u64(), v["invalid_rows"].as_u64()),
+        (Some(3), Some(1))
+    );
+    let errors = v["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0]["row"], 2);
+    assert_eq!(errors[0]["kind"], "invalid_report_suite");
+    assert_eq!(
+        errors[0]["message"],
+        "invalid 'ReportSuiteID' 'acme@prod': '@' at position 5 is not allowed \
+         (only letters, digits, '.', '-' and '_')"
+    );
+    // The text verdict carries the processing-log line.
+    let out = bdia(&["validate", "--plain", &plain]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("On row: 2, invalid 'ReportSuiteID' 'acme@prod'"),
+        "{text}"
+    );
+    assert!(text.contains("Processing complete: 2 rows will be submitted. 1 rows were invalid."));
+    // The generator can make such rows too.
+    let f = generate(
+        dir.path(),
+        "gen.csv.gz",
+        &[
+            "--invalid-rate",
+            "0.1",
+            "--invalid-kinds",
+            "invalid_report_suite",
+        ],
+    );
+    let out = bdia(&["validate", "--json", &f]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let errors = v["errors"].as_array().unwrap();
+    assert!(!errors.is_empty());
+    assert!(errors.iter().all(|e| e["kind"] == "invalid_report_suite"));
+}
+
+#[test]
 fn rejected_file_and_several_files() {
     let dir = tempfile::tempdir().unwrap();
     let good = generate(dir.path(), "good.csv.gz", &[]);

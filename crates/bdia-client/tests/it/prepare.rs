@@ -64,7 +64,7 @@ fn valid_rows(path: &Path) -> (Vec<(String, i64, String)>, u64) {
             content.extend(hit.context_data.values().cloned());
             rows.push((valid.visitor().key(), valid.timestamp(), content.join("|")));
         }
-        Ok(())
+        Ok::<_, std::convert::Infallible>(())
     })
     .unwrap();
     assert_eq!(report.rejection, None);

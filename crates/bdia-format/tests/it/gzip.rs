@@ -1,6 +1,7 @@
 //! The gzip layer: detection, multi-member streams, corruption, size limits,
 //! and failures of the input itself.
 
+use std::convert::Infallible;
 use std::io::{self, Read};
 
 use bdia_format::engine::{process, EngineError, Limits, Options};
@@ -123,7 +124,7 @@ fn decompression_bomb_is_refused_at_the_limit() {
         },
         ..Options::default()
     };
-    let report = process(&mut bomb, &opts, |_| Ok(())).unwrap();
+    let report = process(&mut bomb, &opts, |_| Ok::<_, Infallible>(())).unwrap();
     assert_eq!(
         report.rejection,
         Some(FileError::TooLargeUncompressed { limit })
@@ -177,7 +178,7 @@ fn input_failure_is_an_error_not_a_verdict() {
                 pos: 0,
             },
             &opts,
-            |_| Ok(()),
+            |_| Ok::<_, Infallible>(()),
         )
         .unwrap_err();
         match err {
@@ -209,7 +210,7 @@ fn one_byte_reads_and_both_thread_modes_agree() {
             threaded,
             ..Options::default()
         };
-        let r = process(Trickle(&bytes), &opts, |_| Ok(())).unwrap();
+        let r = process(Trickle(&bytes), &opts, |_| Ok::<_, Infallible>(())).unwrap();
         assert_eq!((r.rows, r.invalid_rows, r.rejection), (2, 0, None));
     }
 }
@@ -217,6 +218,9 @@ fn one_byte_reads_and_both_thread_modes_agree() {
 #[test]
 fn sink_error_stops_the_run() {
     let bytes = gz(CSV.as_bytes());
-    let err = process(&bytes[..], &Options::default(), |_| Err("disk full".into())).unwrap_err();
-    assert!(matches!(err, EngineError::Sink(_)));
+    #[derive(Debug, PartialEq)]
+    struct DiskFull;
+    let err = process(&bytes[..], &Options::default(), |_| Err(DiskFull)).unwrap_err();
+    // The sink's own error comes back as it was returned.
+    assert!(matches!(err, EngineError::Sink(DiskFull)));
 }

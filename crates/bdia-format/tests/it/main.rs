@@ -47,7 +47,7 @@ pub fn run_with(bytes: &[u8], opts: &Options) -> Run {
                 raw_invalid.push(record.iter().map(|f| f.to_vec()).collect());
             }
         }
-        Ok(())
+        Ok::<_, std::convert::Infallible>(())
     })
     .expect("engine run");
     Run {

@@ -222,6 +222,104 @@ fn report_suites_of_another_company_are_invalid_rows() {
 }
 
 #[test]
+fn invalid_report_suite_ids_are_invalid_rows_of_their_own_kind() {
+    let long = "x".repeat(101);
+    let csv = format!(
+        "{H}\n\
+         1500000000,v1,acme.prod,UA,Home\n\
+         1500000001,v1,acme@prod,UA,Home\n\
+         1500000002,v1,\"acme.prod, acme:prod\",UA,Home\n\
+         1500000003,v1,_staging,UA,Home\n\
+         1500000004,v1,{long},UA,Home\n\
+         1500000005,v1,\"acme.prod,,acme.dev,\",UA,Home\n"
+    );
+    let r = run(&csv);
+    assert_eq!(
+        kinds(&r),
+        [
+            (2, RowErrorKind::InvalidReportSuite),
+            (3, RowErrorKind::InvalidReportSuite),
+            (4, RowErrorKind::InvalidReportSuite),
+            (5, RowErrorKind::InvalidReportSuite),
+        ]
+    );
+    assert_eq!(
+        RowErrorKind::InvalidReportSuite.code(),
+        "invalid_report_suite"
+    );
+    // The file itself is accepted: the other rows go on.
+    assert_eq!(r.report.status_code(), "UPLOADED");
+    assert_eq!((r.report.rows, r.report.invalid_rows), (6, 4));
+    assert_eq!(r.hits.len(), 2);
+    assert_eq!(r.hits[1].report_suites, ["acme.prod", "acme.dev"]);
+    assert_eq!(
+        r.errors[0].message,
+        "invalid 'ReportSuiteID' 'acme@prod': '@' at position 5 is not allowed \
+         (only letters, digits, '.', '-' and '_')"
+    );
+    assert!(
+        r.errors[1].message.contains("'acme:prod'"),
+        "{}",
+        r.errors[1].message
+    );
+    assert!(r.errors[2].message.contains("starts with '_'"));
+    assert!(r.errors[3]
+        .message
+        .contains("101 characters long (at most 100)"));
+    let log = r.report.processing_log();
+    assert!(log.contains(
+        "On row: 2, invalid 'ReportSuiteID' 'acme@prod': '@' at position 5 is not allowed \
+         (only letters, digits, '.', '-' and '_'). This row will not be submitted."
+    ));
+    assert!(log.contains("Processing complete: 2 rows will be submitted. 4 rows were invalid."));
+    assert_eq!(r.report.log.counts()[&RowErrorKind::InvalidReportSuite], 4);
+}
+
+#[test]
+fn the_suite_policy_never_sees_an_invalid_id() {
+    let asked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = asked.clone();
+    let opts = Options {
+        rules: RowRules {
+            // Refuses everything: a bad ID is still reported as invalid,
+            // not as another company's suite.
+            allow_report_suite: Some(Arc::new(move |rs: &str| {
+                seen.lock().unwrap().push(rs.to_string());
+                false
+            })),
+            ..RowRules::default()
+        },
+        ..Options::default()
+    };
+    let csv =
+        format!("{H}\n1500000000,v1,acme@prod,UA,Home\n1500000000,v1,\"a@b,acme.prod\",UA,Home\n");
+    let r = run_with(&gz(csv.as_bytes()), &opts);
+    assert_eq!(
+        kinds(&r),
+        [
+            (1, RowErrorKind::InvalidReportSuite),
+            (2, RowErrorKind::InvalidReportSuite)
+        ]
+    );
+    assert!(asked.lock().unwrap().is_empty());
+}
+
+#[test]
+fn many_invalid_report_suites_are_summarised() {
+    let rows: String = (0..15)
+        .map(|i| format!("{},v{i},acme@prod,UA,Home\n", 1_500_000_000 + i))
+        .collect();
+    let r = run(&format!("{H}\n{rows}1500000100,v1,acme.prod,UA,Home\n"));
+    let log = r.report.processing_log();
+    assert_eq!(log.matches("On row: ").count(), 10);
+    assert!(
+        log.contains("... and 5 more rows with invalid 'ReportSuiteID' (15 in all)."),
+        "{log}"
+    );
+    assert!(log.contains("Processing complete: 1 rows will be submitted. 15 rows were invalid."));
+}
+
+#[test]
 fn link_hits_and_page_views() {
     let r = run(
         "timestamp,visitorID,reportSuiteID,userAgent,pageName,pageURL,linkType,linkName,linkURL\n\

@@ -238,12 +238,10 @@ fn a_file_from_the_format_engine_goes_all_the_way() {
     let report = process(&csv[..], &options, |event| {
         if let RowEvent::Valid { row, valid } = event {
             for h in enricher.enrich(valid.to_hit(row), &mut states).unwrap() {
-                writer
-                    .push(&h)
-                    .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)?;
+                writer.push(&h)?;
             }
         }
-        Ok(())
+        Ok::<_, bdia_lake::LakeError>(())
     })
     .unwrap();
     let hits = enricher.hits();

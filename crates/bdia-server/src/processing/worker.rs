@@ -269,6 +269,15 @@ pub async fn run(
     })
 }
 
+/// Why the row sink of [`read_and_enrich`] stopped the engine.
+#[derive(Debug)]
+enum Stop {
+    /// Shutdown asked the file to stop.
+    Cancelled,
+    /// Enriching or writing a batch failed.
+    Failed(Failure),
+}
+
 /// The blocking part; `Ok(None)` when cancelled.
 #[allow(clippy::too_many_arguments)]
 fn read_and_enrich(
@@ -303,7 +312,6 @@ fn read_and_enrich(
     };
     let mut batch: Vec<Hit> = Vec::with_capacity(LOOKUP_BATCH);
     let mut unpaid = 0u64;
-    let mut cancelled = false;
 
     let flush = |batch: &mut Vec<Hit>,
                  enricher: &mut FileEnricher<'_>,
@@ -336,7 +344,6 @@ fn read_and_enrich(
         Ok(())
     };
 
-    let mut failure: Option<Failure> = None;
     let report = process(BufReader::new(input), &opts, |event| {
         unpaid += 1;
         if unpaid >= THROTTLE_CHUNK {
@@ -351,27 +358,19 @@ fn read_and_enrich(
             batch.push(valid.to_hit(row));
             if batch.len() >= LOOKUP_BATCH {
                 if cancel.load(Ordering::Relaxed) {
-                    cancelled = true;
-                    return Err("cancelled".into());
+                    return Err(Stop::Cancelled);
                 }
-                if let Err(f) = flush(&mut batch, &mut enricher, &mut states, &mut writer) {
-                    failure = Some(f);
-                    return Err("failed".into());
-                }
+                flush(&mut batch, &mut enricher, &mut states, &mut writer).map_err(Stop::Failed)?;
             }
         }
         Ok(())
     });
-    if cancelled {
-        return Ok(None);
-    }
-    if let Some(f) = failure {
-        return Err(f);
-    }
-    let report = report.map_err(|e| match e {
-        EngineError::Input(e) => Failure::new("staged_file_unreadable", e),
-        EngineError::Sink(e) => Failure::new("internal", e),
-    })?;
+    let report = match report {
+        Ok(report) => report,
+        Err(EngineError::Sink(Stop::Cancelled)) => return Ok(None),
+        Err(EngineError::Sink(Stop::Failed(f))) => return Err(f),
+        Err(EngineError::Input(e)) => return Err(Failure::new("staged_file_unreadable", e)),
+    };
     if let Some(code) = report.rejection.as_ref().map(|r| r.code()) {
         return Err(Failure::new(
             "staged_file_rejected",

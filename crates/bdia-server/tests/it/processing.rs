@@ -405,6 +405,102 @@ async fn an_error_stops_its_group_until_retried() {
     s.stop().await.unwrap();
 }
 
+/// A row naming `acme@prod` used to be accepted at upload (the suite was
+/// auto-created), then the lake refused the name, the file went to ERROR and
+/// its visitor group stopped for good. Now the row is an invalid row of its
+/// own kind, everything else of the file is processed, and the group goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_report_suite_id_is_an_invalid_row_and_the_group_goes_on() {
+    let s = start_processing(|_| {}).await;
+    let api = Api::default_client(&s).await;
+    let company = s.credentials.company.clone();
+    let rows1 = vec![
+        row(T0, "a", "rs1", true),               // 1: valid
+        row(T0 + 1, "a", "acme@prod", true),     // 2: invalid suite
+        row(T0 + 2, "b", "rs1,acme@prod", true), // 3: one bad suite spoils the row
+        row(T0 + 3, "b", "rs1", true),           // 4: valid
+    ];
+    let (st, v) = api.upload(file(&rows1), "g").await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["status_code"], "UPLOADED");
+    assert_eq!(
+        (v["rows"].as_u64(), v["invalid_rows"].as_u64()),
+        (Some(4), Some(2))
+    );
+    let log = v["processing_log"].as_str().unwrap();
+    assert!(
+        log.contains(
+            "On row: 2, invalid 'ReportSuiteID' 'acme@prod': '@' at position 5 is not allowed \
+             (only letters, digits, '.', '-' and '_'). This row will not be submitted."
+        ),
+        "{log}"
+    );
+    assert!(
+        log.contains("On row: 3, invalid 'ReportSuiteID' 'acme@prod'"),
+        "{log}"
+    );
+    let f1 = v["file_id"].as_str().unwrap().to_string();
+    // The bad name was never created as a suite.
+    let suites = s
+        .state
+        .store
+        .list_report_suites(Some(&company))
+        .await
+        .unwrap();
+    assert!(suites.iter().all(|r| r.rsid != "acme@prod"), "{suites:?}");
+    assert!(suites.iter().any(|r| r.rsid == "rs1"));
+    // The reject report names the kind.
+    let rejects = api
+        .get(&format!("/aa/collect/v1/events/{f1}/rejects"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        rejects.matches(",invalid_report_suite,").count(),
+        2,
+        "{rejects}"
+    );
+
+    let f2 = upload_ok(&api, file(&[row(T0 + 10, "a", "rs1", true)]), "g").await;
+    let recs = settled(&s, &company, &[f1.clone(), f2.clone()]).await;
+    for r in &recs {
+        assert_eq!(r.status, FileStatus::Complete, "{:?}", r.error);
+    }
+    assert!(recs[0]
+        .processing_log
+        .contains("On row: 2, invalid 'ReportSuiteID' 'acme@prod'"));
+    let hits = lake_hits(s.data_dir()).unwrap();
+    assert_eq!(
+        hits.len(),
+        3,
+        "rows 1 and 4 of the first file, row 1 of the second"
+    );
+    assert!(hits.iter().all(|h| h.report_suite == "rs1"));
+    by_row(&hits, &f1, 1, "rs1");
+    by_row(&hits, &f1, 4, "rs1");
+    assert!(hits
+        .iter()
+        .all(|h| h.file_id != f1 || matches!(h.row_number, 1 | 4)));
+    // The next file of the group continues visitor a's visit.
+    assert_eq!(visit(by_row(&hits, &f2, 1, "rs1")), (1, 2, false, T0));
+    let metrics = http()
+        .get(format!("{}/metrics", s.base_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("bdia_rows_rejected_total{cause=\"invalid_report_suite\"}"),
+        "{metrics}"
+    );
+    s.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reject_report_is_downloadable_and_tenant_scoped() {
     let s = start().await;
@@ -524,7 +620,7 @@ fn expected(files_in_order: &[Vec<u8>]) -> Stats {
                         .insert(key.clone());
                 }
             }
-            Ok(())
+            Ok::<_, std::convert::Infallible>(())
         })
         .unwrap();
     }

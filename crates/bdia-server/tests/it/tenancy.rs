@@ -118,3 +118,33 @@ async fn report_suites_are_owned_and_auto_created() {
         .unwrap()
         .is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn report_suite_ids_follow_one_rule_in_admin_and_validation() {
+    let s = start().await;
+    let company = s.credentials.company.clone();
+    let err = tenancy::create_report_suite(&*s.state.store, &company, "acme@prod", "UTC")
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("'@' at position 5 is not allowed"),
+        "{err:#}"
+    );
+    // Validation names the kind and creates nothing.
+    let api = Api::default_client(&s).await;
+    let (st, v) = api.validate(small_file(2, "acme@prod")).await;
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(v["invalid_rows"], 2);
+    assert!(v["processing_log"]
+        .as_str()
+        .unwrap()
+        .contains("On row: 1, invalid 'ReportSuiteID' 'acme@prod'"));
+    let suites = s
+        .state
+        .store
+        .list_report_suites(Some(&company))
+        .await
+        .unwrap();
+    assert!(suites.iter().all(|r| r.rsid != "acme@prod"), "{suites:?}");
+    s.stop().await.unwrap();
+}
