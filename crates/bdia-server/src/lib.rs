@@ -31,6 +31,7 @@ pub mod auth;
 pub mod config;
 pub mod console;
 pub mod error;
+pub mod extract;
 pub mod handlers;
 pub mod limiter;
 pub mod openapi;
@@ -206,6 +207,8 @@ impl Server {
         }
         let processing = processing::Processing::open(&config.data_dir)?;
         processing::recover(&*data.store, processing.lake()).await?;
+        let reports =
+            bdia_report::ReportEngine::new(processing.lake().clone()).context("report engine")?;
         let first_start = tenancy::ensure_default_tenant(&*data.store, &config.data_dir).await?;
         let listener = TcpListener::bind(config.listen)
             .await
@@ -220,6 +223,7 @@ impl Server {
             metrics: metrics_handle(),
             tasks: TaskTracker::new(),
             processing,
+            reports,
         };
         Ok(Server {
             state,

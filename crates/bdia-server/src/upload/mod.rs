@@ -23,6 +23,13 @@
 //! - Once the body is fully received, the job runs to completion even if
 //!   the connection goes away (it is a tracked task the shutdown waits for),
 //!   so a retry with the same idempotency key finds the record.
+//!
+//! Code map: `body` streams the multipart body over the bounded channel
+//! (idle timeouts, drain after a rejection); `pass` runs the format engine
+//! on the blocking thread, writes the reject report and publishes the
+//! staged blobs; `suites` decides which report suites rows may name (and
+//! creates them); `view` is the JSON view of a file record. This module
+//! holds the two handlers and the commit of an accepted file.
 
 mod body;
 mod pass;
@@ -40,7 +47,7 @@ use bdia_store::{CommitOutcome, FileRecord, FileStatus, NewFile};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::state::{AppState, Caller};
 
 use body::{open_multipart, pump, Msg};
 use pass::{engine_options, record_metrics, run_pass, Pass, PassError};
@@ -78,10 +85,10 @@ fn header_value(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiEr
 #[tracing::instrument(skip_all, fields(company, visitor_group, file_id))]
 pub async fn upload(
     axum::extract::State(state): axum::extract::State<AppState>,
+    caller: Caller,
     req: Request,
 ) -> Result<Response, ApiError> {
     let (parts, body) = req.into_parts();
-    let caller = state.authenticate(&parts.headers).await?;
     let span = tracing::Span::current();
     span.record("company", caller.company.id.as_str());
     let vgid = header_value(&parts.headers, "x-adobe-vgid")?
@@ -134,8 +141,7 @@ pub async fn upload(
             };
             record_metrics(&pass);
             let upload_name = name_rx.await.unwrap_or_default();
-            finish_upload(
-                &state,
+            let accepted = Accepted {
                 pass,
                 company,
                 vgid,
@@ -143,8 +149,8 @@ pub async fn upload(
                 upload_name,
                 file_id,
                 received_date,
-            )
-            .await
+            };
+            finish_upload(&state, accepted).await
         })
     };
     let pumped = pump(
@@ -160,17 +166,37 @@ pub async fn upload(
     outcome
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn finish_upload(
-    state: &AppState,
+/// A body the engine pass read to its end: what its record is made of.
+struct Accepted {
+    /// The engine pass over the body.
     pass: Pass,
+    /// The caller's company.
     company: String,
+    /// `x-adobe-vgid`.
     vgid: String,
+    /// `x-adobe-idempotency-key`, when the client sent one.
     key: Option<String>,
+    /// The multipart filename, empty when none.
     upload_name: String,
+    /// The server-made file id.
     file_id: String,
+    /// When the request arrived (unix seconds).
     received_date: i64,
-) -> Result<Response, ApiError> {
+}
+
+/// Records an accepted body: 413 for a file over the size limits, else the
+/// record is committed (idempotently) and answered; blobs of a commit that
+/// does not happen are removed.
+async fn finish_upload(state: &AppState, accepted: Accepted) -> Result<Response, ApiError> {
+    let Accepted {
+        pass,
+        company,
+        vgid,
+        key,
+        upload_name,
+        file_id,
+        received_date,
+    } = accepted;
     let report = &pass.report;
     if let Some(r) = &report.rejection {
         if r.is_too_large() {
@@ -254,12 +280,11 @@ async fn finish_upload(
 #[tracing::instrument(skip_all, fields(company))]
 pub async fn validate(
     axum::extract::State(state): axum::extract::State<AppState>,
+    caller: Caller,
     req: Request,
 ) -> Result<Response, ApiError> {
-    let (parts, body) = req.into_parts();
-    let caller = state.authenticate(&parts.headers).await?;
     tracing::Span::current().record("company", caller.company.id.as_str());
-    let mut mp = open_multipart(&state, Request::from_parts(parts, body)).await?;
+    let mut mp = open_multipart(&state, req).await?;
     let (tx, rx) = mpsc::channel::<Msg>(CHANNEL_CHUNKS);
     let opts = engine_options(&state, row_rules(&state, &caller, false).await?);
     let job = tokio::task::spawn_blocking(move || run_pass(rx, opts, None));
