@@ -8,7 +8,8 @@
 //!   commits or leaves nothing.
 //! - [`router`] builds the axum router over an [`state::AppState`], so more
 //!   routes can be merged in.
-//! - [`testing::TestServer`] runs a server on `127.0.0.1:0` in a temp dir.
+//! - `testing::TestServer` (with the `testsuite` feature, for tests only)
+//!   runs a server on `127.0.0.1:0` in a temp dir.
 //!
 //! Data dir layout:
 //!
@@ -39,6 +40,7 @@ pub mod processing;
 pub mod reports;
 pub mod state;
 pub mod tenancy;
+#[cfg(feature = "testsuite")]
 pub mod testing;
 pub mod upload;
 
