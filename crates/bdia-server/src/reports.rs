@@ -151,10 +151,7 @@ async fn files_with(
 /// failed or recently completed files (the newest 1,000 files of each
 /// status are looked at).
 #[tracing::instrument(skip_all)]
-pub async fn groups(
-    State(state): State<AppState>,
-    caller: Caller,
-) -> Result<Response, ApiError> {
+pub async fn groups(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     let company = caller.company.id.as_str();
     let mut by_group: BTreeMap<String, GroupView> = BTreeMap::new();
     for f in files_with(&state, company, FileStatus::Uploaded).await? {

@@ -29,7 +29,11 @@ struct SuiteCache {
 /// once per file. With `create`, unknown suites are created for the caller
 /// when its company allows it, at most `max_new_report_suites_per_upload`
 /// per file (rows naming more are invalid). Called from the blocking thread.
-pub(super) async fn row_rules(state: &AppState, caller: &Caller, create: bool) -> Result<RowRules, ApiError> {
+pub(super) async fn row_rules(
+    state: &AppState,
+    caller: &Caller,
+    create: bool,
+) -> Result<RowRules, ApiError> {
     let store = state.store.clone();
     let company = caller.company.id.clone();
     let auto = caller.company.settings.auto_create_report_suites;

@@ -82,12 +82,8 @@ impl App {
     }
 
     async fn get_authed(&self, uri: &str) -> (StatusCode, Value) {
-        self.send(
-            self.authed(Method::GET, uri)
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
+        self.send(self.authed(Method::GET, uri).body(Body::empty()).unwrap())
+            .await
     }
 }
 
@@ -247,7 +243,11 @@ async fn malformed_path_parameters_are_400_naming_the_parameter() {
         let req = a.authed(method.clone(), uri).body(Body::empty()).unwrap();
         let (status, body) = a.send(req).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{method} {uri}");
-        assert_eq!(body, serde_json::json!({ "error": error }), "{method} {uri}");
+        assert_eq!(
+            body,
+            serde_json::json!({ "error": error }),
+            "{method} {uri}"
+        );
     }
     // The caller is checked before the path: 401 first.
     let (status, _) = a
