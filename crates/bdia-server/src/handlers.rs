@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
@@ -12,7 +12,8 @@ use serde::Serialize;
 
 use crate::auth::{verify_client_jwt, verify_secret};
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::extract::{ApiPath, FileIdParam, KeyParam};
+use crate::state::{AppState, Caller};
 use crate::upload::FileView;
 
 fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> Result<&'a str, ApiError> {
@@ -84,11 +85,9 @@ fn not_found() -> ApiError {
 #[tracing::instrument(skip_all)]
 pub async fn by_key(
     State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
-    key: Result<Path<String>, PathRejection>,
+    caller: Caller,
+    ApiPath(KeyParam(key)): ApiPath<KeyParam>,
 ) -> Result<Response, ApiError> {
-    let caller = state.authenticate(&headers).await?;
-    let Path(key) = key.map_err(|_| ApiError::BadRequest("Malformed key".into()))?;
     let rec = state
         .store
         .find_by_key(&caller.company.id, &key)
@@ -101,25 +100,23 @@ pub async fn by_key(
 #[tracing::instrument(skip_all)]
 pub async fn by_id(
     State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
-    file_id: Result<Path<String>, PathRejection>,
+    caller: Caller,
+    ApiPath(FileIdParam(file_id)): ApiPath<FileIdParam>,
 ) -> Result<Response, ApiError> {
-    let rec = callers_file(&state, &headers, file_id).await?;
+    let rec = callers_file(&state, &caller, &file_id).await?;
     Ok(Json(FileView::from(&rec)).into_response())
 }
 
-/// Authenticates the caller and returns one of its company's files: 404 for
-/// an unknown file or another company's.
+/// One of the caller's company's files: 404 for an unknown file or another
+/// company's.
 pub(crate) async fn callers_file(
     state: &AppState,
-    headers: &axum::http::HeaderMap,
-    file_id: Result<Path<String>, PathRejection>,
+    caller: &Caller,
+    file_id: &str,
 ) -> Result<bdia_store::FileRecord, ApiError> {
-    let caller = state.authenticate(headers).await?;
-    let Path(file_id) = file_id.map_err(|_| ApiError::BadRequest("Malformed file id".into()))?;
     state
         .store
-        .get_file(&caller.company.id, &file_id)
+        .get_file(&caller.company.id, file_id)
         .await?
         .ok_or_else(not_found)
 }
@@ -137,10 +134,9 @@ pub struct FileList {
 #[tracing::instrument(skip_all)]
 pub async fn list(
     State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
+    caller: Caller,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let caller = state.authenticate(&headers).await?;
     let Query(q) = q.map_err(|_| ApiError::BadRequest("Malformed query string".into()))?;
     let status = q
         .get("status")

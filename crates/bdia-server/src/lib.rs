@@ -8,7 +8,8 @@
 //!   commits or leaves nothing.
 //! - [`router`] builds the axum router over an [`state::AppState`], so more
 //!   routes can be merged in.
-//! - [`testing::TestServer`] runs a server on `127.0.0.1:0` in a temp dir.
+//! - `testing::TestServer` (with the `testsuite` feature, for tests only)
+//!   runs a server on `127.0.0.1:0` in a temp dir.
 //!
 //! Data dir layout:
 //!
@@ -31,6 +32,7 @@ pub mod auth;
 pub mod config;
 pub mod console;
 pub mod error;
+pub mod extract;
 pub mod handlers;
 pub mod limiter;
 pub mod openapi;
@@ -38,6 +40,7 @@ pub mod processing;
 pub mod reports;
 pub mod state;
 pub mod tenancy;
+#[cfg(feature = "testsuite")]
 pub mod testing;
 pub mod upload;
 
@@ -206,6 +209,8 @@ impl Server {
         }
         let processing = processing::Processing::open(&config.data_dir)?;
         processing::recover(&*data.store, processing.lake()).await?;
+        let reports =
+            bdia_report::ReportEngine::new(processing.lake().clone()).context("report engine")?;
         let first_start = tenancy::ensure_default_tenant(&*data.store, &config.data_dir).await?;
         let listener = TcpListener::bind(config.listen)
             .await
@@ -220,6 +225,7 @@ impl Server {
             metrics: metrics_handle(),
             tasks: TaskTracker::new(),
             processing,
+            reports,
         };
         Ok(Server {
             state,

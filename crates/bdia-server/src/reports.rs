@@ -8,38 +8,23 @@
 //! - `GET /api/v1/groups`: per visitor group, the queue depth, the file in
 //!   progress, the last completed file and its rows per second.
 //!
-//! One [`ReportEngine`] per data dir is kept for the life of the process,
-//! so the Parquet metadata cache is shared by every report.
+//! The server's one [`ReportEngine`] lives in [`AppState::reports`] for the
+//! life of the server, so the Parquet metadata cache is shared by every
+//! report.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
-use std::sync::{Mutex, OnceLock};
 
-use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use bdia_report::{ReportEngine, ReportError, ReportRequest};
+use bdia_report::{ReportError, ReportRequest};
 use bdia_store::{FileQuery, FileRecord, FileStatus};
 use serde::Serialize;
 
 use crate::error::ApiError;
-use crate::state::AppState;
-
-/// The report engine of this server's lake.
-fn engine(state: &AppState) -> Result<ReportEngine, ApiError> {
-    static ENGINES: OnceLock<Mutex<HashMap<PathBuf, ReportEngine>>> = OnceLock::new();
-    let mut engines = ENGINES
-        .get_or_init(Default::default)
-        .lock()
-        .map_err(|_| ApiError::internal("report engines lock poisoned"))?;
-    if let Some(e) = engines.get(&state.config.data_dir) {
-        return Ok(e.clone());
-    }
-    let e = ReportEngine::new(state.processing.lake().clone()).map_err(ApiError::internal)?;
-    engines.insert(state.config.data_dir.clone(), e.clone());
-    Ok(e)
-}
+use crate::extract::{ApiPath, SuiteParam};
+use crate::state::{AppState, Caller};
 
 impl From<ReportError> for ApiError {
     fn from(e: ReportError) -> Self {
@@ -63,9 +48,8 @@ pub struct SuiteView {
 #[tracing::instrument(skip_all)]
 pub async fn report_suites(
     State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
+    caller: Caller,
 ) -> Result<Response, ApiError> {
-    let caller = state.authenticate(&headers).await?;
     let suites = state
         .store
         .list_report_suites(Some(&caller.company.id))
@@ -84,12 +68,10 @@ pub async fn report_suites(
 #[tracing::instrument(skip_all, fields(report_suite))]
 pub async fn report(
     State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
-    rsid: Result<Path<String>, PathRejection>,
+    caller: Caller,
+    ApiPath(SuiteParam(rsid)): ApiPath<SuiteParam>,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let caller = state.authenticate(&headers).await?;
-    let Path(rsid) = rsid.map_err(|_| ApiError::BadRequest("Malformed report suite id".into()))?;
     tracing::Span::current().record("report_suite", rsid.as_str());
     let Query(q) = q.map_err(|_| ApiError::BadRequest("Malformed query string".into()))?;
     let suite = state
@@ -108,7 +90,7 @@ pub async fn report(
         get("limit"),
     )?;
     let started = std::time::Instant::now();
-    let report = engine(&state)?.run(&req, &suite.time_zone).await?;
+    let report = state.reports.run(&req, &suite.time_zone).await?;
     metrics::histogram!("bdia_report_seconds").record(started.elapsed().as_secs_f64());
     Ok(Json(report).into_response())
 }
@@ -169,11 +151,7 @@ async fn files_with(
 /// failed or recently completed files (the newest 1,000 files of each
 /// status are looked at).
 #[tracing::instrument(skip_all)]
-pub async fn groups(
-    State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
-) -> Result<Response, ApiError> {
-    let caller = state.authenticate(&headers).await?;
+pub async fn groups(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     let company = caller.company.id.as_str();
     let mut by_group: BTreeMap<String, GroupView> = BTreeMap::new();
     for f in files_with(&state, company, FileStatus::Uploaded).await? {

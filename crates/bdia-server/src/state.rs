@@ -32,6 +32,9 @@ pub struct AppState {
     pub tasks: TaskTracker,
     /// The processing stage: the lake and the scheduler's wake-up.
     pub processing: crate::processing::Processing,
+    /// Reports over the processing stage's lake (one engine per server, so
+    /// every report shares its Parquet metadata cache).
+    pub reports: bdia_report::ReportEngine,
 }
 
 impl std::fmt::Debug for AppState {
@@ -42,7 +45,8 @@ impl std::fmt::Debug for AppState {
     }
 }
 
-/// An authenticated caller.
+/// An authenticated caller; as a handler argument, the request is
+/// authenticated first ([`crate::extract`]).
 #[derive(Debug, Clone)]
 pub struct Caller {
     /// The API client.

@@ -2,9 +2,11 @@
 //! `bdia serve` on the same dir.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::net::TcpStream;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use crate::common::BdiaServe;
 
 fn bdia(dir: &std::path::Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_bdia"))
@@ -127,37 +129,13 @@ fn admin_manages_tenants_and_prints_working_tokens() {
     assert_eq!(token.split('.').count(), 3);
 
     // The token works against a server on the same data dir.
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_bdia"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(d)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    let mut answer = String::new();
-    while start.elapsed() < Duration::from_secs(30) {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            answer = get(port, "/aa/collect/v1/events", &token, "etl");
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let server = BdiaServe::start(d, &[]);
+    let port = server.port();
+    let answer = get(port, "/aa/collect/v1/events", &token, "etl");
     let wrong_key = get(port, "/aa/collect/v1/events", &token, "other");
     json(&bdia(d, &["client", "disable", "etl"]));
     let disabled = get(port, "/aa/collect/v1/events", &token, "etl");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(server);
     assert!(
         answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200"),
         "{answer}"

@@ -5,61 +5,27 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{free_port, healthy, prepared_exports};
+use crate::common::{prepared_exports, BdiaServe};
 
+/// A server in a temp dir and its first-start client.
 struct Served {
-    child: Child,
+    server: BdiaServe,
     url: String,
     client_id: String,
     client_secret: String,
     _dir: tempfile::TempDir,
 }
 
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn serve(env: &[(&str, &str)]) -> Served {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bdia"));
-    cmd.args([
-        "serve",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--data-dir",
-    ])
-    .arg(dir.path().join("data"))
-    .env("BDIA_RATE_LIMIT_ENABLED", "false")
-    .stdout(Stdio::null())
-    .stderr(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let start = Instant::now();
-    while !healthy(port) {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("bdia serve exited: {status}");
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let creds: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("data/credentials.json")).unwrap())
-            .unwrap();
+    let server = BdiaServe::start(&dir.path().join("data"), env);
+    let creds = server.credentials();
     Served {
-        child,
-        url: format!("http://127.0.0.1:{port}"),
+        url: server.url(),
+        server,
         client_id: creds["client_id"].as_str().unwrap().to_string(),
         client_secret: creds["client_secret"].as_str().unwrap().to_string(),
         _dir: dir,
@@ -417,7 +383,7 @@ impl DroppingProxy {
 #[test]
 fn answers_lost_after_the_server_accepted_are_not_ingested_twice() {
     let server = serve(&[]);
-    let upstream: u16 = server.url.rsplit(':').next().unwrap().parse().unwrap();
+    let upstream = server.server.port();
     let proxy = DroppingProxy::start(upstream, 2);
     let tmp = tempfile::tempdir().unwrap();
     let dir = prepared(tmp.path(), "2", "150");
@@ -468,8 +434,6 @@ fn answers_lost_after_the_server_accepted_are_not_ingested_twice() {
 #[test]
 fn a_server_killed_and_restarted_mid_run_loses_and_duplicates_nothing() {
     let mut server = serve(&[]);
-    let port: u16 = server.url.rsplit(':').next().unwrap().parse().unwrap();
-    let data_dir = server._dir.path().join("data");
     let tmp = tempfile::tempdir().unwrap();
     let dir = prepared(tmp.path(), "2", "40");
     let planned = manifest_files(&dir);
@@ -505,23 +469,10 @@ fn a_server_killed_and_restarted_mid_run_loses_and_duplicates_nothing() {
         assert!(start.elapsed() < Duration::from_secs(60));
         std::thread::sleep(Duration::from_millis(5));
     }
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
+    server.server.kill();
     std::thread::sleep(Duration::from_millis(1500));
     // Restart on the same data dir and port.
-    server.child = Command::new(env!("CARGO_BIN_EXE_bdia"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(&data_dir)
-        .env("BDIA_RATE_LIMIT_ENABLED", "false")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    server.server.restart();
     let out = upload.wait_with_output().unwrap();
     let events = json_lines(&out);
     assert!(out.status.success(), "{events:?}");

@@ -1,10 +1,14 @@
 //! Helpers shared by the tests that run `bdia serve` and the client tools.
+//!
+//! [`BdiaServe`] is the one way these tests run a server: a `bdia serve`
+//! child on a free port of 127.0.0.1, waited for through `GET /healthz`,
+//! killed and reaped when dropped (also when a check panics).
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// A port that was free a moment ago.
 pub fn free_port() -> u16 {
@@ -29,6 +33,110 @@ pub fn healthy(port: u16) -> bool {
     let mut buf = String::new();
     let _ = s.read_to_string(&mut buf);
     buf.starts_with("HTTP/1.1 200") || buf.starts_with("HTTP/1.0 200")
+}
+
+/// A `bdia serve` process over a data dir, with the upload rate limit off
+/// and its output discarded. Killed and reaped when dropped.
+pub struct BdiaServe {
+    child: Option<Child>,
+    port: u16,
+    data_dir: PathBuf,
+    env: Vec<(String, String)>,
+}
+
+impl BdiaServe {
+    /// Starts `bdia serve` on a free port over `data_dir`, with `env` set
+    /// (`BDIA_*` overrides); does not wait for it to answer.
+    pub fn spawn(data_dir: &Path, env: &[(&str, &str)]) -> BdiaServe {
+        let mut server = BdiaServe {
+            child: None,
+            port: free_port(),
+            data_dir: data_dir.to_path_buf(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        server.restart();
+        server
+    }
+
+    /// [`BdiaServe::spawn`], then waits until it answers `GET /healthz`.
+    pub fn start(data_dir: &Path, env: &[(&str, &str)]) -> BdiaServe {
+        let mut server = BdiaServe::spawn(data_dir, env);
+        server.wait_healthy();
+        server
+    }
+
+    /// Starts the process again on the same port, data dir and
+    /// environment (after [`BdiaServe::kill`]); does not wait.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_bdia"));
+        cmd.args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{}", self.port),
+            "--data-dir",
+        ])
+        .arg(&self.data_dir)
+        .env("BDIA_RATE_LIMIT_ENABLED", "false")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().unwrap());
+    }
+
+    /// Waits until `GET /healthz` answers 200; panics when the process
+    /// exits first or after a minute.
+    pub fn wait_healthy(&mut self) {
+        let child = self.child.as_mut().expect("running");
+        let start = Instant::now();
+        while !healthy(self.port) {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("bdia serve exited: {status}");
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, then reap.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The credentials of the first start (`credentials.json`).
+    pub fn credentials(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.data_dir.join("credentials.json")).unwrap())
+            .unwrap()
+    }
+}
+
+impl Drop for BdiaServe {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
 }
 
 /// Three generated exports of `rows` rows each (seeds 0, 1, 2: unsorted

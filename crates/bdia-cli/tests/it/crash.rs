@@ -5,64 +5,22 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::{free_port, healthy, prepared_exports};
+use crate::common::{prepared_exports, BdiaServe};
 use bdia_store::sqlite::SqliteStore;
 use bdia_store::{FileQuery, FileRecord, FileStatus, MetadataStore, StoredState};
 
-/// A `bdia serve` child, killed when dropped (also when a check panics).
-struct Server(Option<Child>);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-fn start(data: &Path, port: u16, processing: bool) -> Server {
-    let child = Command::new(env!("CARGO_BIN_EXE_bdia"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(data)
-        .env("BDIA_RATE_LIMIT_ENABLED", "false")
-        .env("BDIA_PROCESSING_ENABLED", processing.to_string())
-        .env("BDIA_PROCESSING_POLL_MS", "50")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    Server(Some(child))
-}
-
-fn wait_healthy(server: &mut Server, port: u16) {
-    let child = server.0.as_mut().expect("running");
-    let start = Instant::now();
-    while !healthy(port) {
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("bdia serve exited: {status}");
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// SIGKILL, then reap.
-fn kill(mut server: Server) {
-    let mut child = server.0.take().expect("running");
-    child.kill().unwrap();
-    child.wait().unwrap();
+/// A `bdia serve` child over `data`, processing on or off; does not wait.
+fn spawn(data: &Path, processing: bool) -> BdiaServe {
+    BdiaServe::spawn(
+        data,
+        &[
+            ("BDIA_PROCESSING_ENABLED", &processing.to_string()),
+            ("BDIA_PROCESSING_POLL_MS", "50"),
+        ],
+    )
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -132,9 +90,8 @@ fn all_settled(data: &Path) -> bool {
 
 /// Runs a server with processing until every file is processed.
 fn process_to_the_end(data: &Path) {
-    let port = free_port();
-    let mut child = start(data, port, true);
-    wait_healthy(&mut child, port);
+    let mut child = spawn(data, true);
+    child.wait_healthy();
     let t = Instant::now();
     while !all_settled(data) {
         assert!(
@@ -143,7 +100,7 @@ fn process_to_the_end(data: &Path) {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    kill(child);
+    child.kill();
 }
 
 /// Parquet files under `lake/hits/` and the committed part paths.
@@ -212,11 +169,9 @@ fn killed_at_random_points_the_lake_and_state_equal_a_clean_run() {
 
     // 1. Uploads only (processing off), on one data dir.
     let base = work.path().join("base");
-    let port = free_port();
-    let mut child = start(&base, port, false);
-    wait_healthy(&mut child, port);
-    let creds: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(base.join("credentials.json")).unwrap()).unwrap();
+    let mut child = spawn(&base, false);
+    child.wait_healthy();
+    let creds = child.credentials();
     let out = Command::new(env!("CARGO_BIN_EXE_bdia"))
         .args([
             "upload",
@@ -225,7 +180,7 @@ fn killed_at_random_points_the_lake_and_state_equal_a_clean_run() {
             "--parallel",
             "4",
         ])
-        .env("BDIA_URL", format!("http://127.0.0.1:{port}"))
+        .env("BDIA_URL", child.url())
         .env("BDIA_CLIENT_ID", creds["client_id"].as_str().unwrap())
         .env(
             "BDIA_CLIENT_SECRET",
@@ -239,7 +194,7 @@ fn killed_at_random_points_the_lake_and_state_equal_a_clean_run() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    kill(child);
+    child.kill();
     // A throttle keeps files in flight long enough for kills to land
     // mid-file; it changes timing only, never the output.
     let company = creds["company"].as_str().unwrap();
@@ -285,13 +240,12 @@ fn killed_at_random_points_the_lake_and_state_equal_a_clean_run() {
     let mut rng = Lcg(seed);
     let mut kills_mid_run = 0;
     for _ in 0..24 {
-        let port = free_port();
-        let mut child = start(&crash, port, true);
+        let mut child = spawn(&crash, true);
         if rng.next(4) > 0 {
-            wait_healthy(&mut child, port);
+            child.wait_healthy();
         }
         std::thread::sleep(Duration::from_millis(rng.next(400)));
-        kill(child);
+        child.kill();
         if !all_settled(&crash) {
             kills_mid_run += 1;
         }

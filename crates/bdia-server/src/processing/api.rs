@@ -2,8 +2,7 @@
 //! retry of a stopped visitor group. Both are scoped to the caller's
 //! company: another company's file or group is not found.
 
-use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -11,7 +10,8 @@ use bdia_store::GroupRef;
 use serde::Serialize;
 
 use crate::error::ApiError;
-use crate::state::AppState;
+use crate::extract::{ApiPath, FileIdParam, GroupParam};
+use crate::state::{AppState, Caller};
 
 /// Header of every reject report.
 pub const REJECTS_HEADER: &str = "row,kind,message,raw\n";
@@ -22,10 +22,10 @@ pub const REJECTS_HEADER: &str = "row,kind,message,raw\n";
 #[tracing::instrument(skip_all)]
 pub async fn rejects(
     State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
-    file_id: Result<Path<String>, PathRejection>,
+    caller: Caller,
+    ApiPath(FileIdParam(file_id)): ApiPath<FileIdParam>,
 ) -> Result<Response, ApiError> {
-    let rec = crate::handlers::callers_file(&state, &headers, file_id).await?;
+    let rec = crate::handlers::callers_file(&state, &caller, &file_id).await?;
     let body = match &rec.rejects_key {
         Some(key) => state.blobs.get(key).await?,
         None => bytes::Bytes::from_static(REJECTS_HEADER.as_bytes()),
@@ -57,11 +57,9 @@ pub struct RetryAnswer {
 #[tracing::instrument(skip_all)]
 pub async fn retry_group(
     State(state): State<AppState>,
-    headers: axum::http::HeaderMap,
-    vgid: Result<Path<String>, PathRejection>,
+    caller: Caller,
+    ApiPath(GroupParam(vgid)): ApiPath<GroupParam>,
 ) -> Result<Response, ApiError> {
-    let caller = state.authenticate(&headers).await?;
-    let Path(vgid) = vgid.map_err(|_| ApiError::BadRequest("Malformed visitor group id".into()))?;
     let retried = state
         .store
         .retry_group(&GroupRef {

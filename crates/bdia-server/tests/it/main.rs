@@ -1,5 +1,6 @@
 //! Integration tests of bdia-server: real HTTP against a server bound to
-//! 127.0.0.1:0 with a temp data dir.
+//! 127.0.0.1:0 with a temp data dir, and router-level requests without a
+//! socket (`router`).
 
 mod auth;
 mod common;
@@ -8,5 +9,6 @@ mod lifecycle;
 mod lookups;
 mod processing;
 mod reports;
+mod router;
 mod tenancy;
 mod upload;

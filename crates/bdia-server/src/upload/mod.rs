@@ -1,0 +1,339 @@
+//! The upload and validate paths: one streaming pass per file.
+//!
+//! ```text
+//! handler (async)                        job (tracked task)
+//!   auth, headers, key, rate limit
+//!   multipart `file` part ──Bytes──▶ bounded channel ──▶ blocking thread:
+//!                                       tee to staging/<id>.part + format engine
+//!                                       invalid rows -> staging reject report
+//!                                       fsync + rename (UPLOADED only)
+//!                                     commit record (idempotent) ──▶ answer
+//! ```
+//!
+//! Guarantees:
+//! - Nothing of the body is read before the caller is authenticated, so
+//!   `Expect: 100-continue` is answered only after the checks.
+//! - Memory is flat: at most [`CHANNEL_CHUNKS`] body chunks wait in the
+//!   channel, and the engine's own buffers are bounded.
+//! - 200 is sent only after the staged file is fsynced and renamed and its
+//!   record committed. A client that disconnects, a duplicate `file` part,
+//!   a size limit (413) or a failed commit leave no blob and no record: the
+//!   staged file is removed on drop, published blobs are removed when the
+//!   commit does not happen. A `REJECTED` file keeps its record only.
+//! - Once the body is fully received, the job runs to completion even if
+//!   the connection goes away (it is a tracked task the shutdown waits for),
+//!   so a retry with the same idempotency key finds the record.
+//!
+//! Code map: `body` streams the multipart body over the bounded channel
+//! (idle timeouts, drain after a rejection); `pass` runs the format engine
+//! on the blocking thread, writes the reject report and publishes the
+//! staged blobs; `suites` decides which report suites rows may name (and
+//! creates them); `view` is the JSON view of a file record. This module
+//! holds the two handlers and the commit of an accepted file.
+
+mod body;
+mod pass;
+mod suites;
+mod view;
+
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bdia_store::blob;
+use bdia_store::{CommitOutcome, FileRecord, FileStatus, NewFile};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::ApiError;
+use crate::state::{AppState, Caller};
+
+use body::{open_multipart, pump, Msg};
+use pass::{engine_options, record_metrics, run_pass, Pass, PassError};
+use suites::row_rules;
+
+pub use body::CHANNEL_CHUNKS;
+pub use suites::MAX_SUITE_LOOKUPS;
+pub use view::{status_text, FileView};
+
+/// Longest accepted visitor group id or idempotency key.
+pub const MAX_HEADER_VALUE: usize = 255;
+
+fn header_value(headers: &HeaderMap, name: &str) -> Result<Option<String>, ApiError> {
+    match headers.get(name) {
+        None => Ok(None),
+        Some(v) => {
+            let s = v
+                .to_str()
+                .map_err(|_| ApiError::BadRequest(format!("Header {name} is not valid text")))?
+                .trim();
+            if s.is_empty() {
+                return Ok(None);
+            }
+            if s.len() > MAX_HEADER_VALUE {
+                return Err(ApiError::BadRequest(format!(
+                    "Header {name} is longer than {MAX_HEADER_VALUE} characters"
+                )));
+            }
+            Ok(Some(s.to_string()))
+        }
+    }
+}
+
+/// `POST /aa/collect/v1/events`.
+#[tracing::instrument(skip_all, fields(company, visitor_group, file_id))]
+pub async fn upload(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    caller: Caller,
+    req: Request,
+) -> Result<Response, ApiError> {
+    let (parts, body) = req.into_parts();
+    let span = tracing::Span::current();
+    span.record("company", caller.company.id.as_str());
+    let vgid = header_value(&parts.headers, "x-adobe-vgid")?
+        .ok_or_else(|| ApiError::BadRequest("Missing x-adobe-vgid header".into()))?;
+    span.record("visitor_group", vgid.as_str());
+    let key = header_value(&parts.headers, "x-adobe-idempotency-key")?;
+    if let Some(k) = &key {
+        if let Some(existing) = state.store.find_by_key(&caller.company.id, k).await? {
+            if existing.status != FileStatus::Rejected {
+                metrics::counter!("bdia_uploads_total", "outcome" => "idempotent_replay")
+                    .increment(1);
+                return Ok(Json(FileView::from(&existing)).into_response());
+            }
+        }
+    }
+    if let Err(wait) = state.limiter.check(
+        &caller.company.id,
+        caller.company.settings.upload_rate_limit,
+    ) {
+        return Err(ApiError::RateLimited {
+            retry_after_secs: wait.as_secs_f64().ceil() as u64,
+        });
+    }
+    let mut mp = open_multipart(&state, Request::from_parts(parts, body)).await?;
+    let (tx, rx) = mpsc::channel::<Msg>(CHANNEL_CHUNKS);
+    let (name_tx, name_rx) = oneshot::channel::<String>();
+    let file_id = uuid::Uuid::new_v4().to_string();
+    span.record("file_id", file_id.as_str());
+    let received_date = crate::auth::now();
+    let opts = engine_options(&state, row_rules(&state, &caller, true).await?);
+    let job = {
+        let state = state.clone();
+        let file_id = file_id.clone();
+        let company = caller.company.id.clone();
+        let key = key.clone();
+        state.tasks.clone().spawn(async move {
+            let blobs = state.blobs.clone();
+            let staging = Some((blobs, file_id.clone()));
+            let pass = tokio::task::spawn_blocking(move || run_pass(rx, opts, staging))
+                .await
+                .map_err(ApiError::internal)?;
+            let pass = match pass {
+                Ok(p) => p,
+                Err(PassError::Interrupted(e)) => {
+                    metrics::counter!("bdia_uploads_total", "outcome" => "interrupted")
+                        .increment(1);
+                    return Err(ApiError::BadRequest(format!("Upload interrupted: {e}")));
+                }
+                Err(PassError::Internal(e)) => return Err(ApiError::Internal(e)),
+            };
+            record_metrics(&pass);
+            let upload_name = name_rx.await.unwrap_or_default();
+            let accepted = Accepted {
+                pass,
+                company,
+                vgid,
+                key,
+                upload_name,
+                file_id,
+                received_date,
+            };
+            finish_upload(&state, accepted).await
+        })
+    };
+    let pumped = pump(
+        &mut mp,
+        tx,
+        state.config.limits.max_compressed_bytes,
+        Duration::from_secs(state.config.upload_idle_timeout_secs),
+        Some(name_tx),
+    )
+    .await;
+    let outcome = job.await.map_err(ApiError::internal)?;
+    pumped?;
+    outcome
+}
+
+/// A body the engine pass read to its end: what its record is made of.
+struct Accepted {
+    /// The engine pass over the body.
+    pass: Pass,
+    /// The caller's company.
+    company: String,
+    /// `x-adobe-vgid`.
+    vgid: String,
+    /// `x-adobe-idempotency-key`, when the client sent one.
+    key: Option<String>,
+    /// The multipart filename, empty when none.
+    upload_name: String,
+    /// The server-made file id.
+    file_id: String,
+    /// When the request arrived (unix seconds).
+    received_date: i64,
+}
+
+/// Records an accepted body: 413 for a file over the size limits, else the
+/// record is committed (idempotently) and answered; blobs of a commit that
+/// does not happen are removed.
+async fn finish_upload(state: &AppState, accepted: Accepted) -> Result<Response, ApiError> {
+    let Accepted {
+        pass,
+        company,
+        vgid,
+        key,
+        upload_name,
+        file_id,
+        received_date,
+    } = accepted;
+    let report = &pass.report;
+    if let Some(r) = &report.rejection {
+        if r.is_too_large() {
+            metrics::counter!("bdia_uploads_total", "outcome" => "too_large").increment(1);
+            return Err(ApiError::PayloadTooLarge(r.to_string()));
+        }
+    }
+    let status = if report.rejection.is_some() {
+        FileStatus::Rejected
+    } else {
+        FileStatus::Uploaded
+    };
+    let record = FileRecord {
+        file_id: file_id.clone(),
+        company_id: company,
+        visitor_group_id: vgid,
+        idempotency_key: key.clone().unwrap_or_else(|| file_id.clone()),
+        upload_name,
+        size: report.size,
+        uncompressed_size: report.uncompressed_size,
+        received_date,
+        rows: report.rows,
+        invalid_rows: report.invalid_rows,
+        status,
+        error: report.rejection.as_ref().map(|e| e.to_string()),
+        error_code: report.rejection.as_ref().map(|e| e.code().to_string()),
+        processing_log: report.processing_log(),
+        processing_start_date: None,
+        file_reader_complete_date: None,
+        processing_end_date: None,
+        group_seq: None,
+        blob_key: pass.blob_key.clone(),
+        rejects_key: pass.rejects_key.clone(),
+    };
+    let undo = |state: &AppState| {
+        for k in [&pass.blob_key, &pass.rejects_key].into_iter().flatten() {
+            if let Err(e) = blob::remove_local(&state.blobs, k) {
+                tracing::error!(error = %e, key = %k, "removing an uncommitted blob failed");
+            }
+        }
+    };
+    let outcome = match state
+        .store
+        .commit_upload(NewFile {
+            record,
+            client_key: key.is_some(),
+        })
+        .await
+    {
+        Ok(o) => o,
+        Err(e) => {
+            undo(state);
+            return Err(e.into());
+        }
+    };
+    match outcome {
+        CommitOutcome::Inserted(rec) => {
+            metrics::counter!("bdia_uploads_total", "outcome" => rec.status.as_str().to_ascii_lowercase())
+                .increment(1);
+            tracing::info!(
+                status = %rec.status,
+                rows = rec.rows,
+                invalid_rows = rec.invalid_rows,
+                group_seq = rec.group_seq,
+                "file committed"
+            );
+            if rec.status == FileStatus::Uploaded {
+                state.processing.wake();
+            }
+            Ok(Json(FileView::from(&rec)).into_response())
+        }
+        CommitOutcome::Existing(rec) => {
+            undo(state);
+            metrics::counter!("bdia_uploads_total", "outcome" => "idempotent_replay").increment(1);
+            Ok(Json(FileView::from(&rec)).into_response())
+        }
+    }
+}
+
+/// `POST /aa/collect/v1/events/validate`.
+#[tracing::instrument(skip_all, fields(company))]
+pub async fn validate(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    caller: Caller,
+    req: Request,
+) -> Result<Response, ApiError> {
+    tracing::Span::current().record("company", caller.company.id.as_str());
+    let mut mp = open_multipart(&state, req).await?;
+    let (tx, rx) = mpsc::channel::<Msg>(CHANNEL_CHUNKS);
+    let opts = engine_options(&state, row_rules(&state, &caller, false).await?);
+    let job = tokio::task::spawn_blocking(move || run_pass(rx, opts, None));
+    let pumped = pump(
+        &mut mp,
+        tx,
+        state.config.limits.max_compressed_bytes,
+        Duration::from_secs(state.config.upload_idle_timeout_secs),
+        None,
+    )
+    .await;
+    let pass = job.await.map_err(ApiError::internal)?;
+    pumped?;
+    let pass = match pass {
+        Ok(p) => p,
+        Err(PassError::Interrupted(e)) => {
+            return Err(ApiError::BadRequest(format!("Upload interrupted: {e}")))
+        }
+        Err(PassError::Internal(e)) => return Err(ApiError::Internal(e)),
+    };
+    let report = &pass.report;
+    if report.rejection.as_ref().is_some_and(|r| r.is_too_large()) {
+        let reason = report.rejection.as_ref().map(ToString::to_string);
+        return Err(ApiError::PayloadTooLarge(reason.unwrap_or_default()));
+    }
+    // The answer of the contract (`success` or `error`), plus the counts and
+    // the processing log of the same check (ours; clients ignore extra fields).
+    let (status, key, message) = if let Some(r) = &report.rejection {
+        (StatusCode::BAD_REQUEST, "error", r.to_string())
+    } else if report.invalid_rows > 0 {
+        (
+            StatusCode::BAD_REQUEST,
+            "error",
+            format!(
+                "File has {} rows that do not conform to the required CSV format! (Ex: row #{})",
+                report.invalid_rows,
+                pass.first_invalid_row.unwrap_or(1)
+            ),
+        )
+    } else {
+        (StatusCode::OK, "success", "File is valid".to_string())
+    };
+    let body = serde_json::json!({
+        key: message,
+        "size": report.size,
+        "rows": report.rows,
+        "invalid_rows": report.invalid_rows,
+        "status_code": report.status_code(),
+        "processing_log": report.processing_log(),
+    });
+    Ok((status, Json(body)).into_response())
+}
