@@ -39,7 +39,6 @@ use bdia_format::row::RowRules;
 use bdia_store::blob::{self, BlobStore, StagedFile};
 use bdia_store::{CommitOutcome, FileRecord, FileStatus, NewFile, SuiteClaim};
 use bytes::Bytes;
-use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::ApiError;
@@ -95,78 +94,6 @@ impl Read for ChannelRead {
         buf[..n].copy_from_slice(&self.cur[..n]);
         let _ = self.cur.split_to(n);
         Ok(n)
-    }
-}
-
-/// The JSON shape of a file record (spec 2.1, plus our dates).
-#[derive(Debug, Clone, Serialize)]
-pub struct FileView {
-    /// Server-made id.
-    pub file_id: String,
-    /// Visitor group.
-    pub visitor_group_id: String,
-    /// Compressed bytes.
-    pub size: u64,
-    /// Decompressed bytes.
-    pub uncompressed_size: u64,
-    /// Unix seconds.
-    pub received_date: i64,
-    /// Data rows.
-    pub rows: u64,
-    /// Rows that will be skipped.
-    pub invalid_rows: u64,
-    /// Multipart filename, empty when none.
-    pub upload_name: String,
-    /// Human text of the status.
-    pub status: &'static str,
-    /// `UPLOADED`, `REJECTED`, `PROCESSING`, `COMPLETE`, `ERROR`.
-    pub status_code: FileStatus,
-    /// Processing log.
-    pub processing_log: String,
-    /// The client's key or the file id.
-    pub idempotency_key: String,
-    /// Why the file was rejected (or failed).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Unix seconds or null.
-    pub processing_start_date: Option<i64>,
-    /// Unix seconds or null.
-    pub file_reader_complete_date: Option<i64>,
-    /// Unix seconds or null.
-    pub processing_end_date: Option<i64>,
-}
-
-/// Human text of a status.
-pub fn status_text(s: FileStatus) -> &'static str {
-    match s {
-        FileStatus::Uploaded => "File uploaded successfully",
-        FileStatus::Rejected => "File rejected",
-        FileStatus::Processing => "File is being processed",
-        FileStatus::Complete => "File processed",
-        FileStatus::Error => "File processing failed",
-    }
-}
-
-impl From<&FileRecord> for FileView {
-    fn from(r: &FileRecord) -> Self {
-        FileView {
-            file_id: r.file_id.clone(),
-            visitor_group_id: r.visitor_group_id.clone(),
-            size: r.size,
-            uncompressed_size: r.uncompressed_size,
-            received_date: r.received_date,
-            rows: r.rows,
-            invalid_rows: r.invalid_rows,
-            upload_name: r.upload_name.clone(),
-            status: status_text(r.status),
-            status_code: r.status,
-            processing_log: r.processing_log.clone(),
-            idempotency_key: r.idempotency_key.clone(),
-            error: r.error.clone(),
-            processing_start_date: r.processing_start_date,
-            file_reader_complete_date: r.file_reader_complete_date,
-            processing_end_date: r.processing_end_date,
-        }
     }
 }
 
@@ -573,7 +500,7 @@ pub async fn upload(
             if existing.status != FileStatus::Rejected {
                 metrics::counter!("bdia_uploads_total", "outcome" => "idempotent_replay")
                     .increment(1);
-                return Ok(Json(FileView::from(&existing)).into_response());
+                return Ok(Json(bdia_wire::FileRecord::from(&existing)).into_response());
             }
         }
     }
@@ -720,12 +647,12 @@ async fn finish_upload(
             if rec.status == FileStatus::Uploaded {
                 state.processing.wake();
             }
-            Ok(Json(FileView::from(&rec)).into_response())
+            Ok(Json(bdia_wire::FileRecord::from(&rec)).into_response())
         }
         CommitOutcome::Existing(rec) => {
             undo(state);
             metrics::counter!("bdia_uploads_total", "outcome" => "idempotent_replay").increment(1);
-            Ok(Json(FileView::from(&rec)).into_response())
+            Ok(Json(bdia_wire::FileRecord::from(&rec)).into_response())
         }
     }
 }
@@ -767,28 +694,29 @@ pub async fn validate(
     }
     // The answer of the contract (`success` or `error`), plus the counts and
     // the processing log of the same check (ours; clients ignore extra fields).
-    let (status, key, message) = if let Some(r) = &report.rejection {
-        (StatusCode::BAD_REQUEST, "error", r.to_string())
+    let (status, error, success) = if let Some(r) = &report.rejection {
+        (StatusCode::BAD_REQUEST, Some(r.to_string()), None)
     } else if report.invalid_rows > 0 {
         (
             StatusCode::BAD_REQUEST,
-            "error",
-            format!(
+            Some(format!(
                 "File has {} rows that do not conform to the required CSV format! (Ex: row #{})",
                 report.invalid_rows,
                 pass.first_invalid_row.unwrap_or(1)
-            ),
+            )),
+            None,
         )
     } else {
-        (StatusCode::OK, "success", "File is valid".to_string())
+        (StatusCode::OK, None, Some("File is valid".to_string()))
     };
-    let body = serde_json::json!({
-        key: message,
-        "size": report.size,
-        "rows": report.rows,
-        "invalid_rows": report.invalid_rows,
-        "status_code": report.status_code(),
-        "processing_log": report.processing_log(),
-    });
+    let body = bdia_wire::Validation {
+        error,
+        invalid_rows: report.invalid_rows,
+        processing_log: report.processing_log(),
+        rows: report.rows,
+        size: report.size,
+        status_code: report.status_code(),
+        success,
+    };
     Ok((status, Json(body)).into_response())
 }

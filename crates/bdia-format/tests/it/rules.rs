@@ -82,7 +82,7 @@ fn duplicate_header_rejects_file_but_counts_rows() {
             second: 6
         })
     );
-    assert_eq!(r.report.status_code(), "REJECTED");
+    assert_eq!(r.report.status_code().as_str(), "REJECTED");
     assert_eq!((r.report.rows, r.report.invalid_rows), (2, 2));
     assert!(r
         .report
@@ -423,7 +423,7 @@ fn missing_required_values() {
 #[test]
 fn all_rows_invalid_is_still_uploaded() {
     let r = run(&format!("{H}\n1,v,rs,,P\n2,v,rs,,P\n"));
-    assert_eq!(r.report.status_code(), "UPLOADED");
+    assert_eq!(r.report.status_code().as_str(), "UPLOADED");
     assert_eq!(r.report.invalid_rows, r.report.rows);
 }
 
