@@ -8,7 +8,6 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bdia_store::GroupRef;
-use serde::Serialize;
 
 use crate::error::ApiError;
 use crate::state::AppState;
