@@ -165,6 +165,16 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_upload_answer_is_a_file_record() {
+        let api = include_str!("../../../docs/API.md");
+        let start = api.find("```json\n").expect("a JSON example") + 8;
+        let end = start + api[start..].find("```").expect("closed");
+        let r: FileRecord = serde_json::from_str(&api[start..end]).unwrap();
+        assert_eq!(r.status_code, FileStatus::Uploaded);
+        assert_eq!(r.status, FileStatus::Uploaded.text());
+    }
+
+    #[test]
     fn a_missing_required_field_is_an_error() {
         let mut v: serde_json::Value = serde_json::from_str(UPLOAD_ANSWER).unwrap();
         v.as_object_mut().unwrap().remove("uncompressed_size");
