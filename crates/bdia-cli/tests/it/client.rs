@@ -260,7 +260,10 @@ fn prepare_then_upload_in_parallel_exactly_once_and_resume() {
     assert!(key.starts_with("bdia-"));
     // Tables print times as RFC 3339 UTC; --json keeps unix seconds.
     let received = bdia_wire::time::rfc3339_utc(rec["received_date"].as_i64().unwrap());
-    assert!(received.ends_with('Z') && received.contains('T'), "{received}");
+    assert!(
+        received.ends_with('Z') && received.contains('T'),
+        "{received}"
+    );
     let out = server.bdia(&["status", id]);
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(
