@@ -22,8 +22,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use bdia_client::api::{Client, Credentials, FileRecord};
+use bdia_client::api::{Client, Credentials, FileRecord, FileStatus};
 use bdia_client::upload::{self, Event, Plan, UploadOptions};
+use bdia_wire::time::rfc3339_utc;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use serde::Deserialize;
 
@@ -458,14 +459,14 @@ fn print_record(r: &FileRecord) {
     println!("  upload name:   {}", r.upload_name);
     println!("  size:          {} bytes", r.size);
     println!("  rows:          {} ({} invalid)", r.rows, r.invalid_rows);
-    println!("  received:      {}", r.received_date);
+    println!("  received:      {}", rfc3339_utc(r.received_date));
     for (name, v) in [
         ("processing start", r.processing_start_date),
         ("reader complete", r.file_reader_complete_date),
         ("processing end", r.processing_end_date),
     ] {
         if let Some(v) = v {
-            println!("  {name}: {v}");
+            println!("  {name}: {}", rfc3339_utc(v));
         }
     }
     println!("  idempotency key: {}", r.idempotency_key);
@@ -570,7 +571,7 @@ async fn list_all(
                     r.status_code,
                     r.rows,
                     r.invalid_rows,
-                    r.received_date
+                    rfc3339_utc(r.received_date)
                 );
             }
             shown += 1;
@@ -605,7 +606,7 @@ pub fn validate_remote(
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
         let v = rt.block_on(client.validate(&upload_name, bytes::Bytes::from(bytes)))?;
-        let fully_valid = v.valid;
+        let fully_valid = v.is_valid();
         all_valid &= fully_valid;
         if json {
             // The local check's fields; the server does not list every
@@ -635,9 +636,9 @@ pub fn validate_remote(
             for line in v.processing_log.lines() {
                 println!("    {line}");
             }
-            let verdict = match (&v.error, v.status_code.as_str()) {
+            let verdict = match (&v.error, v.status_code) {
                 (None, _) => "VALID: every row will be submitted".to_string(),
-                (Some(reason), "REJECTED") => format!("REJECTED: {reason}"),
+                (Some(reason), FileStatus::Rejected) => format!("REJECTED: {reason}"),
                 (Some(_), _) => format!(
                     "UPLOADABLE WITH INVALID ROWS: {} rows will be skipped",
                     v.invalid_rows

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use bdia_format::engine::{process, Encoding, Limits, Options, RowEvent};
 use bdia_format::{FileReport, RowError, RowRules};
+use bdia_wire::FileStatus;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
@@ -53,7 +54,7 @@ struct JsonReport<'a> {
     size: u64,
     rows: u64,
     invalid_rows: u64,
-    status_code: &'a str,
+    status_code: FileStatus,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
     processing_log: String,

@@ -4,10 +4,16 @@
 //! (`POST /ims/token/v3`) and renews it before it expires or when the server
 //! answers 401. Every call returns the server's JSON answer as a typed value
 //! or a [`ClientError`] that says whether a retry can help.
+//!
+//! The answers are the server's own types ([`bdia_wire`]): a body missing
+//! a required field, or with an unknown status, is a [`ClientError::Decode`].
 
 use std::time::{Duration, Instant};
 
-use serde::{Deserialize, Serialize};
+pub use bdia_wire::{
+    AccessToken, FileList, FileRecord, FileStatus, Report, ReportQuery, Validation,
+};
+use serde::Deserialize;
 use tokio::sync::Mutex;
 
 /// Where and who.
@@ -19,134 +25,6 @@ pub struct Credentials {
     pub client_id: String,
     /// API client secret.
     pub client_secret: String,
-}
-
-/// A file record, as the server returns it (spec 2.1 and lookups).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FileRecord {
-    /// The server's id of the file.
-    pub file_id: String,
-    /// The visitor group.
-    #[serde(default)]
-    pub visitor_group_id: String,
-    /// Bytes of the compressed upload.
-    #[serde(default)]
-    pub size: u64,
-    /// Unix seconds.
-    #[serde(default)]
-    pub received_date: i64,
-    /// Data rows.
-    #[serde(default)]
-    pub rows: u64,
-    /// Rows that will be skipped.
-    #[serde(default)]
-    pub invalid_rows: u64,
-    /// The multipart filename, if any.
-    #[serde(default)]
-    pub upload_name: String,
-    /// Human status.
-    #[serde(default)]
-    pub status: String,
-    /// `UPLOADED`, `REJECTED`, `PROCESSING`, `COMPLETE` or `ERROR`.
-    #[serde(default)]
-    pub status_code: String,
-    /// The processing log.
-    #[serde(default)]
-    pub processing_log: String,
-    /// The idempotency key (the file id when none was sent).
-    #[serde(default)]
-    pub idempotency_key: String,
-    /// The reason of a rejection.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Unix seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub processing_start_date: Option<i64>,
-    /// Unix seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file_reader_complete_date: Option<i64>,
-    /// Unix seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub processing_end_date: Option<i64>,
-}
-
-impl FileRecord {
-    /// True once nothing more will happen to the file.
-    pub fn is_final(&self) -> bool {
-        matches!(self.status_code.as_str(), "COMPLETE" | "REJECTED" | "ERROR")
-    }
-}
-
-/// One page of `GET /aa/collect/v1/events`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct FilePage {
-    /// Newest first.
-    pub files: Vec<FileRecord>,
-    /// Pass back as `cursor` for the next page.
-    #[serde(default)]
-    pub next_cursor: Option<String>,
-}
-
-/// What a report asks for (`GET /api/v1/report-suites/{rsid}/report`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReportQuery {
-    /// Comma-separated metrics (`pageviews,visits,visitors`, `events:purchase`...).
-    pub metrics: String,
-    /// The dimension (`day` when `None`).
-    pub dimension: Option<String>,
-    /// First day, `YYYY-MM-DD`.
-    pub from: String,
-    /// Last day, `YYYY-MM-DD` (included).
-    pub to: String,
-    /// At most this many rows.
-    pub limit: Option<u32>,
-}
-
-/// A report: rows of `{"<dimension>": value, "<metric>": number...}` and
-/// totals by metric.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Report {
-    /// The report suite.
-    pub report_suite: String,
-    /// The dimension's name.
-    pub dimension: String,
-    /// First day.
-    pub from: String,
-    /// Last day.
-    pub to: String,
-    /// The rows, each a JSON object (the dimension's value first).
-    pub rows: Vec<serde_json::Map<String, serde_json::Value>>,
-    /// Totals by metric name.
-    pub totals: serde_json::Map<String, serde_json::Value>,
-}
-
-/// The server's answer to a validate call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Validation {
-    /// True for a 200 answer.
-    #[serde(default)]
-    pub valid: bool,
-    /// `File is valid` when valid.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub success: Option<String>,
-    /// The reason when not valid.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// Bytes of the upload.
-    #[serde(default)]
-    pub size: u64,
-    /// Data rows.
-    #[serde(default)]
-    pub rows: u64,
-    /// Rows that would be skipped.
-    #[serde(default)]
-    pub invalid_rows: u64,
-    /// `UPLOADED` or `REJECTED`: what an upload of the file would get.
-    #[serde(default)]
-    pub status_code: String,
-    /// The processing log of the check.
-    #[serde(default)]
-    pub processing_log: String,
 }
 
 /// What went wrong with a call.
@@ -190,13 +68,6 @@ impl ClientError {
             ClientError::Decode(_) => true,
         }
     }
-}
-
-#[derive(Deserialize)]
-struct TokenAnswer {
-    access_token: String,
-    #[serde(default)]
-    expires_in: u64,
 }
 
 /// The client. Cheap to share behind an `Arc`; calls may run concurrently.
@@ -251,7 +122,7 @@ impl Client {
             .send()
             .await
             .map_err(network)?;
-        let answer: TokenAnswer = decode(resp).await?;
+        let answer: AccessToken = decode(resp).await?;
         // Renew a minute early (or at half-life for short tokens).
         let life = Duration::from_secs(answer.expires_in.max(2));
         let margin = Duration::from_secs(60).min(life / 2);
@@ -314,7 +185,7 @@ impl Client {
     }
 
     /// `POST /aa/collect/v1/events/validate`: the server's verdict, valid
-    /// (200) or not (400); other statuses are errors.
+    /// (200, [`Validation::is_valid`]) or not (400); other statuses are errors.
     pub async fn validate(
         &self,
         upload_name: &str,
@@ -339,12 +210,9 @@ impl Client {
                     continue;
                 }
                 200 | 400 => {
-                    let valid = resp.status().is_success();
                     let bytes = resp.bytes().await.map_err(network)?;
-                    let mut v: Validation = serde_json::from_slice(&bytes)
-                        .map_err(|e| ClientError::Decode(e.to_string()))?;
-                    v.valid = valid;
-                    return Ok(v);
+                    return serde_json::from_slice(&bytes)
+                        .map_err(|e| ClientError::Decode(e.to_string()));
                 }
                 _ => return Err(http_error(resp).await),
             }
@@ -379,7 +247,7 @@ impl Client {
         status: Option<&str>,
         limit: Option<u32>,
         cursor: Option<&str>,
-    ) -> Result<FilePage, ClientError> {
+    ) -> Result<FileList, ClientError> {
         let mut q: Vec<(&str, String)> = Vec::new();
         if let Some(v) = visitor_group {
             q.push(("vgid", v.to_string()));
@@ -400,17 +268,7 @@ impl Client {
     /// `GET /api/v1/report-suites/{rsid}/report`: a report over the suite's
     /// processed hits.
     pub async fn report(&self, rsid: &str, query: &ReportQuery) -> Result<Report, ClientError> {
-        let mut q: Vec<(&str, String)> = vec![
-            ("metrics", query.metrics.clone()),
-            ("from", query.from.clone()),
-            ("to", query.to.clone()),
-        ];
-        if let Some(d) = &query.dimension {
-            q.push(("dimension", d.clone()));
-        }
-        if let Some(l) = query.limit {
-            q.push(("limit", l.to_string()));
-        }
+        let q = query.pairs();
         let url = format!(
             "{}/api/v1/report-suites/{}/report",
             self.creds.url,

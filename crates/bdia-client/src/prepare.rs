@@ -92,7 +92,7 @@ pub struct UploadRecord {
     /// The server's `file_id`.
     pub file_id: String,
     /// The server's `status_code` when last seen.
-    pub status_code: String,
+    pub status_code: bdia_wire::FileStatus,
 }
 
 /// One output file.

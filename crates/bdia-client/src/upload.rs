@@ -22,7 +22,7 @@ use rand::Rng;
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use crate::api::{Client, ClientError, FileRecord};
+use crate::api::{Client, ClientError, FileRecord, FileStatus};
 use crate::prepare::{FileEntry, GroupEntry, Manifest, UploadRecord};
 
 /// How an upload run behaves.
@@ -210,7 +210,7 @@ impl Plan {
         let mut m = self.manifest.lock().expect("manifest lock");
         m.groups[group].files[file].upload = Some(UploadRecord {
             file_id: record.file_id.clone(),
-            status_code: record.status_code.clone(),
+            status_code: record.status_code,
         });
         if self.persist {
             m.save(&self.dir).map_err(|e| e.to_string())?;
@@ -360,7 +360,7 @@ async fn run_group(
         .filter(|f| {
             f.upload
                 .as_ref()
-                .is_none_or(|u| u.status_code == "REJECTED")
+                .is_none_or(|u| u.status_code == FileStatus::Rejected)
         })
         .collect();
     on_event(Event::GroupStarted {
@@ -372,7 +372,7 @@ async fn run_group(
     let mut accepted: Vec<(usize, String)> = Vec::new();
     for (fi, f) in g.files.iter().enumerate() {
         if let Some(u) = &f.upload {
-            if u.status_code == "REJECTED" {
+            if u.status_code == FileStatus::Rejected {
                 out.stopped = Some(format!(
                     "{} was rejected in an earlier run (file {}): fix it and prepare again",
                     f.path, u.file_id
@@ -425,7 +425,7 @@ async fn run_group(
             out.stopped = Some(format!("cannot save progress: {e}"));
             break;
         }
-        let rejected = record.status_code == "REJECTED";
+        let rejected = record.status_code == FileStatus::Rejected;
         on_event(Event::Uploaded {
             group: g.id.clone(),
             path: f.path.clone(),

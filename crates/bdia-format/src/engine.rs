@@ -19,6 +19,8 @@ use std::io::{self, BufReader, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver};
 
+use bdia_wire::FileStatus;
+
 use crate::error::{FileError, RowProblem};
 use crate::log::ProcessingLog;
 use csv::StringRecord;
@@ -133,12 +135,12 @@ pub struct FileReport {
 }
 
 impl FileReport {
-    /// `REJECTED` or `UPLOADED`.
-    pub fn status_code(&self) -> &'static str {
+    /// What an upload of the file gets: `REJECTED` or `UPLOADED`.
+    pub fn status_code(&self) -> FileStatus {
         if self.rejection.is_some() {
-            "REJECTED"
+            FileStatus::Rejected
         } else {
-            "UPLOADED"
+            FileStatus::Uploaded
         }
     }
 

@@ -7,7 +7,7 @@
 //!   LakeReader::parts(suite, from, to)           committed parts only
 //!   PartsTable (exactly those parts, through the lake's object store)
 //!   SQL built from the parsed request (sql.rs)   main query [+ totals] [+ bounces]
-//!   -> Report { rows, totals }                   serialized as the API's JSON
+//!   -> Report { rows, totals }                   sent as bdia_wire::Report
 //! ```
 //!
 //! # Definitions
@@ -47,8 +47,7 @@ use datafusion::datasource::object_store::ObjectStoreUrl;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use jiff::tz::TimeZone;
-use serde::ser::{SerializeMap, Serializer};
-use serde::Serialize;
+use serde::{Serialize, Serializer};
 
 pub use error::ReportError;
 pub use request::{Dimension, Metric, ReportRequest};
@@ -89,12 +88,16 @@ impl Value {
     }
 }
 
-impl Serialize for Value {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match *self {
-            Value::Count(n) => s.serialize_u64(n),
-            Value::Sum(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => s.serialize_i64(x as i64),
-            Value::Sum(x) => s.serialize_f64(x),
+impl From<Value> for serde_json::Value {
+    /// Counts as integers; sums as integers when whole (and exact), else as
+    /// numbers with a fraction (null when not finite).
+    fn from(v: Value) -> Self {
+        match v {
+            Value::Count(n) => n.into(),
+            Value::Sum(x) if x.fract() == 0.0 && x.abs() < 9.0e15 => (x as i64).into(),
+            Value::Sum(x) => serde_json::Number::from_f64(x)
+                .map(serde_json::Value::Number)
+                .unwrap_or(serde_json::Value::Null),
         }
     }
 }
@@ -109,7 +112,7 @@ pub struct Row {
     pub values: Vec<Value>,
 }
 
-/// A finished report; serializes as
+/// A finished report; sent as a [`bdia_wire::Report`]:
 /// `{"report_suite","dimension","from","to","rows":[{"<dimension>":..,"<metric>":..}],"totals":{..}}`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Report {
@@ -129,49 +132,39 @@ pub struct Report {
     pub totals: Vec<Value>,
 }
 
-struct RowJson<'a>(&'a Report, &'a Row);
-
-impl Serialize for RowJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(1 + self.1.values.len()))?;
-        map.serialize_entry(&self.0.dimension, &self.1.key)?;
-        for (name, v) in self.0.metrics.iter().zip(&self.1.values) {
-            map.serialize_entry(name, v)?;
+impl From<&Report> for bdia_wire::Report {
+    fn from(r: &Report) -> Self {
+        let entries = |values: &[Value]| -> Vec<(String, serde_json::Value)> {
+            r.metrics
+                .iter()
+                .zip(values)
+                .map(|(name, v)| (name.clone(), (*v).into()))
+                .collect()
+        };
+        bdia_wire::Report {
+            report_suite: r.report_suite.clone(),
+            dimension: r.dimension.clone(),
+            from: r.from.to_string(),
+            to: r.to.to_string(),
+            rows: r
+                .rows
+                .iter()
+                .map(|row| {
+                    let mut obj = vec![(r.dimension.clone(), row.key.clone().into())];
+                    obj.extend(entries(&row.values));
+                    bdia_wire::JsonObject(obj)
+                })
+                .collect(),
+            totals: bdia_wire::JsonObject(entries(&r.totals)),
         }
-        map.end()
     }
 }
 
-struct RowsJson<'a>(&'a Report);
-
-impl Serialize for RowsJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.rows.iter().map(|r| RowJson(self.0, r)))
-    }
-}
-
-struct TotalsJson<'a>(&'a Report);
-
-impl Serialize for TotalsJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(self.0.totals.len()))?;
-        for (name, v) in self.0.metrics.iter().zip(&self.0.totals) {
-            map.serialize_entry(name, v)?;
-        }
-        map.end()
-    }
-}
-
+/// Serializes as its [`bdia_wire::Report`], the one definition of the
+/// answer's JSON.
 impl Serialize for Report {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(Some(6))?;
-        map.serialize_entry("report_suite", &self.report_suite)?;
-        map.serialize_entry("dimension", &self.dimension)?;
-        map.serialize_entry("from", &self.from.to_string())?;
-        map.serialize_entry("to", &self.to.to_string())?;
-        map.serialize_entry("rows", &RowsJson(self))?;
-        map.serialize_entry("totals", &TotalsJson(self))?;
-        map.end()
+        bdia_wire::Report::from(self).serialize(s)
     }
 }
 

@@ -81,15 +81,7 @@ pub struct Claims {
 }
 
 /// The token endpoints' answer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AccessToken {
-    /// The JWT.
-    pub access_token: String,
-    /// Always `bearer`.
-    pub token_type: String,
-    /// Lifetime in seconds.
-    pub expires_in: u64,
-}
+pub use bdia_wire::AccessToken;
 
 /// Unix seconds now.
 pub fn now() -> i64 {

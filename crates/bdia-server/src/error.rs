@@ -1,12 +1,13 @@
 //! The one error type of the HTTP layer and its one mapping to responses.
 //!
-//! Every body is JSON (`{"error": "..."}`). 5xx bodies say nothing about
+//! Every body is JSON (`{"error": "..."}`, [`ErrorBody`]). 5xx bodies say nothing about
 //! the cause; the detail is logged once, here.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bdia_store::StoreError;
+use bdia_wire::ErrorBody;
 
 /// What a request can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +106,7 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         metrics::counter!("bdia_http_errors_total", "code" => self.code()).increment(1);
-        let mut resp = (status, Json(serde_json::json!({ "error": message }))).into_response();
+        let mut resp = (status, Json(ErrorBody { error: message })).into_response();
         if let ApiError::RateLimited { retry_after_secs } = self {
             resp.headers_mut().insert(
                 header::RETRY_AFTER,

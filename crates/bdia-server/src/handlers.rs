@@ -8,13 +8,11 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use bdia_store::{FileQuery, FileStatus};
-use serde::Serialize;
 
 use crate::auth::{verify_client_jwt, verify_secret};
 use crate::error::ApiError;
 use crate::extract::{ApiPath, FileIdParam, KeyParam};
 use crate::state::{AppState, Caller};
-use crate::upload::FileView;
 
 fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> Result<&'a str, ApiError> {
     form.get(name)
@@ -93,7 +91,7 @@ pub async fn by_key(
         .find_by_key(&caller.company.id, &key)
         .await?
         .ok_or_else(not_found)?;
-    Ok(Json(FileView::from(&rec)).into_response())
+    Ok(Json(bdia_wire::FileRecord::from(&rec)).into_response())
 }
 
 /// `GET /aa/collect/v1/events/{file_id}`.
@@ -104,7 +102,7 @@ pub async fn by_id(
     ApiPath(FileIdParam(file_id)): ApiPath<FileIdParam>,
 ) -> Result<Response, ApiError> {
     let rec = callers_file(&state, &caller, &file_id).await?;
-    Ok(Json(FileView::from(&rec)).into_response())
+    Ok(Json(bdia_wire::FileRecord::from(&rec)).into_response())
 }
 
 /// One of the caller's company's files: 404 for an unknown file or another
@@ -119,15 +117,6 @@ pub(crate) async fn callers_file(
         .get_file(&caller.company.id, file_id)
         .await?
         .ok_or_else(not_found)
-}
-
-/// A page of files.
-#[derive(Debug, Serialize)]
-pub struct FileList {
-    /// Newest first.
-    pub files: Vec<FileView>,
-    /// Pass as `cursor` for the next page; null on the last.
-    pub next_cursor: Option<String>,
 }
 
 /// `GET /aa/collect/v1/events?vgid=&status=&limit=&cursor=`.
@@ -170,8 +159,8 @@ pub async fn list(
             bdia_store::StoreError::Invalid(_) => ApiError::BadRequest("Invalid cursor".into()),
             e => e.into(),
         })?;
-    Ok(Json(FileList {
-        files: page.files.iter().map(FileView::from).collect(),
+    Ok(Json(bdia_wire::FileList {
+        files: page.files.iter().map(bdia_wire::FileRecord::from).collect(),
         next_cursor: page.next_cursor,
     })
     .into_response())

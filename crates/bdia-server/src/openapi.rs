@@ -1,7 +1,11 @@
 //! The OpenAPI 3 document of the whole API, served at `/openapi.json`.
 //!
 //! Written by hand next to the router; a test checks that every route of
-//! [`crate::ROUTES`] is described here.
+//! [`crate::ROUTES`] is described here, and the tests below check every
+//! body schema against its [`bdia_wire`] type: the property names, the
+//! `required` list and the nullable properties are exactly what the type
+//! serializes, so a field added to a body without being documented here
+//! fails a test.
 
 use serde_json::{json, Value};
 
@@ -144,14 +148,9 @@ pub fn document() -> Value {
                 "parameters": [api_key, header_param("x-adobe-vgid", false, "Accepted and ignored")],
                 "requestBody": multipart_body(),
                 "responses": merge(json!({
-                    "200": { "description": "Valid", "content": { "application/json": { "schema": {
-                        "type": "object", "properties": {
-                            "success": { "type": "string", "example": "File is valid" },
-                            "size": { "type": "integer" }, "rows": { "type": "integer" },
-                            "invalid_rows": { "type": "integer" },
-                            "status_code": { "type": "string", "enum": ["UPLOADED", "REJECTED"] },
-                            "processing_log": { "type": "string" } } } } } },
-                    "400": error_response("Invalid rows or a file-level problem"),
+                    "200": json_ok("Valid", "Validation"),
+                    "400": { "description": "Invalid rows or a file-level problem (the check's answer, with error), or a malformed request (error only)",
+                             "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Validation" } } } },
                     "413": error_response("Over the size limits")
                 }), auth_errors())
             } },
@@ -224,13 +223,14 @@ pub fn document() -> Value {
             },
             "schemas": {
                 "Error": { "type": "object", "required": ["error"], "properties": { "error": { "type": "string" } } },
-                "ReportSuites": { "type": "object", "properties": { "report_suites": { "type": "array", "items": {
-                    "type": "object", "properties": {
+                "ReportSuites": { "type": "object", "required": ["report_suites"], "properties": { "report_suites": { "type": "array", "items": {
+                    "type": "object", "required": ["rsid", "time_zone"], "properties": {
                         "rsid": { "type": "string" },
                         "time_zone": { "type": "string", "description": "IANA name" } } } } } },
-                "Groups": { "type": "object", "properties": { "groups": { "type": "array", "items": {
+                "Groups": { "type": "object", "required": ["groups"], "properties": { "groups": { "type": "array", "items": {
                     "$ref": "#/components/schemas/Group" } } } },
-                "Group": { "type": "object", "properties": {
+                "Group": { "type": "object", "required": ["visitor_group_id", "queued", "in_progress", "errors",
+                        "last_completed", "last_completed_date", "rows_per_second", "files"], "properties": {
                     "visitor_group_id": { "type": "string" },
                     "queued": { "type": "integer" },
                     "in_progress": { "type": "string", "nullable": true },
@@ -239,7 +239,7 @@ pub fn document() -> Value {
                     "last_completed_date": { "type": "integer", "nullable": true },
                     "rows_per_second": { "type": "number", "nullable": true },
                     "files": { "type": "integer" } } },
-                "Report": { "type": "object", "properties": {
+                "Report": { "type": "object", "required": ["report_suite", "dimension", "from", "to", "rows", "totals"], "properties": {
                     "report_suite": { "type": "string" },
                     "dimension": { "type": "string" },
                     "from": { "type": "string", "format": "date" },
@@ -249,12 +249,14 @@ pub fn document() -> Value {
                         "additionalProperties": true } },
                     "totals": { "type": "object", "additionalProperties": { "type": "number" } } } },
 
-                "AccessToken": { "type": "object", "properties": {
+                "AccessToken": { "type": "object", "required": ["access_token", "token_type", "expires_in"], "properties": {
                     "access_token": { "type": "string" },
                     "token_type": { "type": "string", "enum": ["bearer"] },
                     "expires_in": { "type": "integer", "description": "seconds" } } },
                 "Status": { "type": "string", "enum": ["UPLOADED", "REJECTED", "PROCESSING", "COMPLETE", "ERROR"] },
-                "FileRecord": { "type": "object", "properties": {
+                "FileRecord": { "type": "object", "required": ["file_id", "visitor_group_id", "size", "uncompressed_size",
+                        "received_date", "rows", "invalid_rows", "upload_name", "status", "status_code", "processing_log",
+                        "idempotency_key", "processing_start_date", "file_reader_complete_date", "processing_end_date"], "properties": {
                     "file_id": { "type": "string" },
                     "visitor_group_id": { "type": "string" },
                     "size": { "type": "integer", "description": "compressed bytes" },
@@ -271,9 +273,19 @@ pub fn document() -> Value {
                     "processing_start_date": { "type": "integer", "nullable": true },
                     "file_reader_complete_date": { "type": "integer", "nullable": true },
                     "processing_end_date": { "type": "integer", "nullable": true } } },
-                "FileList": { "type": "object", "properties": {
+                "FileList": { "type": "object", "required": ["files", "next_cursor"], "properties": {
                     "files": { "type": "array", "items": { "$ref": "#/components/schemas/FileRecord" } },
-                    "next_cursor": { "type": "string", "nullable": true } } }
+                    "next_cursor": { "type": "string", "nullable": true } } },
+                "Validation": { "type": "object",
+                    "description": "200: success; 400: error. Both carry the counts and the processing log of the check.",
+                    "required": ["invalid_rows", "processing_log", "rows", "size", "status_code"], "properties": {
+                    "error": { "type": "string", "description": "400 only" },
+                    "invalid_rows": { "type": "integer" },
+                    "processing_log": { "type": "string" },
+                    "rows": { "type": "integer" },
+                    "size": { "type": "integer", "description": "compressed bytes" },
+                    "status_code": { "type": "string", "enum": ["UPLOADED", "REJECTED"] },
+                    "success": { "type": "string", "example": "File is valid", "description": "200 only" } } }
             }
         }
     });
@@ -299,7 +311,7 @@ fn processing_paths(doc: &mut Value, security: &Value, api_key: &Value) {
             "parameters": [api_key, { "name": "vgid", "in": "path", "required": true, "schema": { "type": "string" } }],
             "responses": merge(json!({
                 "200": { "description": "Files moved back to UPLOADED", "content": { "application/json": { "schema": {
-                    "type": "object", "properties": {
+                    "type": "object", "required": ["visitor_group_id", "retried"], "properties": {
                         "visitor_group_id": { "type": "string" },
                         "retried": { "type": "integer" } } } } } }
             }), auth_errors())
@@ -309,5 +321,257 @@ fn processing_paths(doc: &mut Value, security: &Value, api_key: &Value) {
         for (k, v) in add {
             all.insert(k.clone(), v.clone());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The document against the wire types: for each body schema, a value
+    //! with every optional field set (`full`) and one with none set
+    //! (`min`) are serialized; the schema's properties must be the keys of
+    //! `full`, its `required` list the keys of `min`, and its nullable
+    //! properties the keys that `min` writes as `null`.
+
+    use std::collections::BTreeSet;
+
+    use bdia_wire::{
+        AccessToken, ErrorBody, FileList, FileRecord, FileStatus, Group, Groups, JsonObject,
+        Report, ReportSuite, ReportSuites, RetryAnswer, Validation,
+    };
+    use serde::Serialize;
+    use serde_json::{json, Value};
+
+    use super::document;
+
+    fn file(status: FileStatus, full: bool) -> FileRecord {
+        FileRecord {
+            file_id: "f".into(),
+            visitor_group_id: "g".into(),
+            size: 1,
+            uncompressed_size: 2,
+            received_date: 3,
+            rows: 4,
+            invalid_rows: 5,
+            upload_name: "a.csv.gz".into(),
+            status: status.text().into(),
+            status_code: status,
+            processing_log: "log".into(),
+            idempotency_key: "k".into(),
+            error: full.then(|| "why".into()),
+            processing_start_date: full.then_some(6),
+            file_reader_complete_date: full.then_some(7),
+            processing_end_date: full.then_some(8),
+        }
+    }
+
+    fn group(full: bool) -> Group {
+        Group {
+            visitor_group_id: "g".into(),
+            queued: 1,
+            in_progress: full.then(|| "f".into()),
+            errors: 0,
+            last_completed: full.then(|| "e".into()),
+            last_completed_date: full.then_some(9),
+            rows_per_second: full.then_some(1.5),
+            files: 2,
+        }
+    }
+
+    fn validation(full: bool) -> Validation {
+        Validation {
+            error: full.then(|| "bad".into()),
+            invalid_rows: 0,
+            processing_log: "log".into(),
+            rows: 1,
+            size: 2,
+            status_code: FileStatus::Uploaded,
+            success: full.then(|| "File is valid".into()),
+        }
+    }
+
+    fn pair<T: Serialize>(full: T, min: T) -> (Value, Value) {
+        (
+            serde_json::to_value(full).unwrap(),
+            serde_json::to_value(min).unwrap(),
+        )
+    }
+
+    /// JSON pointer of each body schema in the document, with its samples.
+    fn bodies() -> Vec<(&'static str, (Value, Value))> {
+        let report = Report {
+            report_suite: "rs".into(),
+            dimension: "day".into(),
+            from: "2026-01-01".into(),
+            to: "2026-01-01".into(),
+            rows: vec![JsonObject(vec![
+                ("day".into(), "2026-01-01".into()),
+                ("pageviews".into(), 1.into()),
+            ])],
+            totals: JsonObject(vec![("pageviews".into(), 1.into())]),
+        };
+        let suites = ReportSuites {
+            report_suites: vec![ReportSuite {
+                rsid: "rs".into(),
+                time_zone: "UTC".into(),
+            }],
+        };
+        let token = AccessToken {
+            access_token: "t".into(),
+            token_type: "bearer".into(),
+            expires_in: 1,
+        };
+        let retry = RetryAnswer {
+            visitor_group_id: "g".into(),
+            retried: 1,
+        };
+        let error = ErrorBody { error: "e".into() };
+        vec![
+            ("/components/schemas/Error", pair(error.clone(), error)),
+            ("/components/schemas/AccessToken", pair(token.clone(), token)),
+            (
+                "/components/schemas/FileRecord",
+                pair(
+                    file(FileStatus::Error, true),
+                    file(FileStatus::Uploaded, false),
+                ),
+            ),
+            (
+                "/components/schemas/FileList",
+                pair(
+                    FileList {
+                        files: vec![file(FileStatus::Rejected, true)],
+                        next_cursor: Some("c".into()),
+                    },
+                    FileList {
+                        files: vec![file(FileStatus::Complete, false)],
+                        next_cursor: None,
+                    },
+                ),
+            ),
+            (
+                "/components/schemas/Validation",
+                pair(validation(true), validation(false)),
+            ),
+            ("/components/schemas/Report", pair(report.clone(), report)),
+            ("/components/schemas/ReportSuites", pair(suites.clone(), suites)),
+            (
+                "/components/schemas/Groups",
+                pair(
+                    Groups {
+                        groups: vec![group(true)],
+                    },
+                    Groups {
+                        groups: vec![group(false)],
+                    },
+                ),
+            ),
+            ("/components/schemas/Group", pair(group(true), group(false))),
+            (
+                "/paths/~1aa~1collect~1v1~1groups~1{vgid}~1retry/post/responses/200/content/application~1json/schema",
+                pair(retry.clone(), retry),
+            ),
+        ]
+    }
+
+    fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+        match schema.get("$ref").and_then(Value::as_str) {
+            Some(r) => doc
+                .pointer(r.trim_start_matches('#'))
+                .unwrap_or_else(|| panic!("dangling {r}")),
+            None => schema,
+        }
+    }
+
+    fn keys(v: &Value) -> BTreeSet<String> {
+        v.as_object().unwrap().keys().cloned().collect()
+    }
+
+    /// Checks an object schema against its samples, and the schemas of
+    /// its arrays' items against the first items.
+    fn check(doc: &Value, at: &str, schema: &Value, full: &Value, min: &Value) {
+        let schema = resolve(doc, schema);
+        let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+            // Free-form objects (a report's rows and totals).
+            assert!(
+                schema.get("additionalProperties").is_some(),
+                "{at}: neither properties nor additionalProperties"
+            );
+            return;
+        };
+        let documented: BTreeSet<String> = props.keys().cloned().collect();
+        assert_eq!(documented, keys(full), "{at}: properties");
+        let required: BTreeSet<String> = schema
+            .get("required")
+            .and_then(Value::as_array)
+            .map(|r| r.iter().map(|k| k.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default();
+        assert_eq!(required, keys(min), "{at}: required");
+        for (name, prop) in props {
+            let prop = resolve(doc, prop);
+            let nullable = prop.get("nullable") == Some(&Value::Bool(true));
+            assert_eq!(
+                nullable,
+                min.get(name) == Some(&Value::Null),
+                "{at}.{name}: nullable"
+            );
+            if let (Some(items), Some(f), Some(m)) = (
+                prop.get("items"),
+                full[name].as_array().and_then(|a| a.first()),
+                min[name].as_array().and_then(|a| a.first()),
+            ) {
+                check(doc, &format!("{at}.{name}[]"), items, f, m);
+            }
+        }
+    }
+
+    #[test]
+    fn every_body_schema_matches_its_wire_type() {
+        let doc = document();
+        let bodies = bodies();
+        for (at, (full, min)) in &bodies {
+            let schema = doc
+                .pointer(at)
+                .unwrap_or_else(|| panic!("no schema at {at}"));
+            check(&doc, at, schema, full, min);
+        }
+        // Every object schema of the components has its type above.
+        for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
+            if schema["type"] == "object" {
+                let at = format!("/components/schemas/{name}");
+                assert!(
+                    bodies.iter().any(|(p, _)| *p == at),
+                    "{name}: no wire type checked"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn statuses_are_the_wire_enum() {
+        let doc = document();
+        let all: Vec<Value> = FileStatus::ALL.iter().map(|s| json!(s.as_str())).collect();
+        assert_eq!(doc["components"]["schemas"]["Status"]["enum"], json!(all));
+        assert_eq!(
+            doc["components"]["schemas"]["Validation"]["properties"]["status_code"]["enum"],
+            json!([FileStatus::Uploaded, FileStatus::Rejected])
+        );
+    }
+
+    #[test]
+    fn a_field_missing_from_the_document_is_caught() {
+        let doc = document();
+        let mut full = serde_json::to_value(group(true)).unwrap();
+        full["new_field"] = json!(1);
+        let min = serde_json::to_value(group(false)).unwrap();
+        let caught = std::panic::catch_unwind(|| {
+            check(
+                &doc,
+                "Group",
+                &doc["components"]["schemas"]["Group"],
+                &full,
+                &min,
+            )
+        });
+        assert!(caught.is_err());
     }
 }

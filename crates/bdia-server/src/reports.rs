@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bdia_report::{ReportError, ReportRequest};
 use bdia_store::{FileQuery, FileRecord, FileStatus};
-use serde::Serialize;
+use bdia_wire::{Group, Groups, ReportSuite, ReportSuites};
 
 use crate::error::ApiError;
 use crate::extract::{ApiPath, SuiteParam};
@@ -35,15 +35,6 @@ impl From<ReportError> for ApiError {
     }
 }
 
-/// A report suite as the console lists it.
-#[derive(Debug, Serialize)]
-pub struct SuiteView {
-    /// Report suite id.
-    pub rsid: String,
-    /// IANA time zone of its days and hours.
-    pub time_zone: String,
-}
-
 /// `GET /api/v1/report-suites`.
 #[tracing::instrument(skip_all)]
 pub async fn report_suites(
@@ -54,14 +45,14 @@ pub async fn report_suites(
         .store
         .list_report_suites(Some(&caller.company.id))
         .await?;
-    let out: Vec<SuiteView> = suites
+    let report_suites = suites
         .into_iter()
-        .map(|s| SuiteView {
+        .map(|s| ReportSuite {
             rsid: s.rsid,
             time_zone: s.time_zone,
         })
         .collect();
-    Ok(Json(serde_json::json!({ "report_suites": out })).into_response())
+    Ok(Json(ReportSuites { report_suites }).into_response())
 }
 
 /// `GET /api/v1/report-suites/{rsid}/report`.
@@ -92,35 +83,13 @@ pub async fn report(
     let started = std::time::Instant::now();
     let report = state.reports.run(&req, &suite.time_zone).await?;
     metrics::histogram!("bdia_report_seconds").record(started.elapsed().as_secs_f64());
-    Ok(Json(report).into_response())
+    Ok(Json(bdia_wire::Report::from(&report)).into_response())
 }
 
-/// One visitor group of the caller's company.
-#[derive(Debug, Default, Serialize)]
-pub struct GroupView {
-    /// Visitor group id.
-    pub visitor_group_id: String,
-    /// Files waiting (`UPLOADED`).
-    pub queued: u64,
-    /// The file being processed, if any.
-    pub in_progress: Option<String>,
-    /// Files stopped on `ERROR`.
-    pub errors: u64,
-    /// The most recently completed file.
-    pub last_completed: Option<String>,
-    /// When it completed (unix seconds).
-    pub last_completed_date: Option<i64>,
-    /// Rows per second of that file (valid rows / processing time, at
-    /// least one second).
-    pub rows_per_second: Option<f64>,
-    /// Files known in the group (of the listing's window).
-    pub files: u64,
-}
-
-fn view<'a>(groups: &'a mut BTreeMap<String, GroupView>, g: &str) -> &'a mut GroupView {
-    groups.entry(g.to_string()).or_insert_with(|| GroupView {
+fn view<'a>(groups: &'a mut BTreeMap<String, Group>, g: &str) -> &'a mut Group {
+    groups.entry(g.to_string()).or_insert_with(|| Group {
         visitor_group_id: g.to_string(),
-        ..GroupView::default()
+        ..Group::default()
     })
 }
 
@@ -153,7 +122,7 @@ async fn files_with(
 #[tracing::instrument(skip_all)]
 pub async fn groups(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     let company = caller.company.id.as_str();
-    let mut by_group: BTreeMap<String, GroupView> = BTreeMap::new();
+    let mut by_group: BTreeMap<String, Group> = BTreeMap::new();
     for f in files_with(&state, company, FileStatus::Uploaded).await? {
         let v = view(&mut by_group, &f.visitor_group_id);
         v.queued += 1;
@@ -185,6 +154,6 @@ pub async fn groups(State(state): State<AppState>, caller: Caller) -> Result<Res
             };
         }
     }
-    let out: Vec<GroupView> = by_group.into_values().collect();
-    Ok(Json(serde_json::json!({ "groups": out })).into_response())
+    let groups = by_group.into_values().collect();
+    Ok(Json(Groups { groups }).into_response())
 }

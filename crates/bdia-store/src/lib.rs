@@ -245,60 +245,8 @@ pub struct ApiClient {
     pub created: i64,
 }
 
-/// Lifecycle of a file (spec 2.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum FileStatus {
-    /// Accepted, waiting to be processed.
-    Uploaded,
-    /// Refused as a whole at upload; nothing will be processed.
-    Rejected,
-    /// Being processed.
-    Processing,
-    /// Processed.
-    Complete,
-    /// Failed internally; needs an operator.
-    Error,
-}
-
-impl FileStatus {
-    /// Every status.
-    pub const ALL: [FileStatus; 5] = [
-        FileStatus::Uploaded,
-        FileStatus::Rejected,
-        FileStatus::Processing,
-        FileStatus::Complete,
-        FileStatus::Error,
-    ];
-
-    /// The wire spelling (`UPLOADED`...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FileStatus::Uploaded => "UPLOADED",
-            FileStatus::Rejected => "REJECTED",
-            FileStatus::Processing => "PROCESSING",
-            FileStatus::Complete => "COMPLETE",
-            FileStatus::Error => "ERROR",
-        }
-    }
-}
-
-impl fmt::Display for FileStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for FileStatus {
-    type Err = StoreError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        FileStatus::ALL
-            .into_iter()
-            .find(|st| st.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| StoreError::Invalid(format!("unknown file status '{s}'")))
-    }
-}
+/// Lifecycle of a file (spec 2.1); defined with the API's bodies.
+pub use bdia_wire::FileStatus;
 
 /// Everything known about one uploaded file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -345,6 +293,30 @@ pub struct FileRecord {
     /// Blob key of the reject report (CSV: row,kind,message,raw); `None`
     /// when the file had no invalid rows or was REJECTED.
     pub rejects_key: Option<String>,
+}
+
+/// The record as the API sends it (upload answers, lookups, listings).
+impl From<&FileRecord> for bdia_wire::FileRecord {
+    fn from(r: &FileRecord) -> Self {
+        bdia_wire::FileRecord {
+            file_id: r.file_id.clone(),
+            visitor_group_id: r.visitor_group_id.clone(),
+            size: r.size,
+            uncompressed_size: r.uncompressed_size,
+            received_date: r.received_date,
+            rows: r.rows,
+            invalid_rows: r.invalid_rows,
+            upload_name: r.upload_name.clone(),
+            status: r.status.text().to_string(),
+            status_code: r.status,
+            processing_log: r.processing_log.clone(),
+            idempotency_key: r.idempotency_key.clone(),
+            error: r.error.clone(),
+            processing_start_date: r.processing_start_date,
+            file_reader_complete_date: r.file_reader_complete_date,
+            processing_end_date: r.processing_end_date,
+        }
+    }
 }
 
 /// A file record to commit, as built by the upload path.

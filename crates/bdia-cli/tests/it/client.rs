@@ -224,6 +224,26 @@ fn prepare_then_upload_in_parallel_exactly_once_and_resume() {
     assert_eq!(rec["file_id"], id.as_str());
     let key = rec["idempotency_key"].as_str().unwrap().to_string();
     assert!(key.starts_with("bdia-"));
+    // Tables print times as RFC 3339 UTC; --json keeps unix seconds.
+    let received = bdia_wire::time::rfc3339_utc(rec["received_date"].as_i64().unwrap());
+    assert!(
+        received.ends_with('Z') && received.contains('T'),
+        "{received}"
+    );
+    let out = server.bdia(&["status", id]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.lines()
+            .any(|l| l == format!("  received:      {received}")),
+        "{text}"
+    );
+    let out = server.bdia(&["files"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(id.as_str()) && l.ends_with(&format!("  {received}"))),
+        "{text}"
+    );
     let out = server.bdia(&["status", "--key", &key, "--json"]);
     let by_key: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(by_key["file_id"], id.as_str());

@@ -49,7 +49,7 @@ fn truncated_gzip_is_rejected() {
         "{:?}",
         r.report.rejection
     );
-    assert_eq!(r.report.status_code(), "REJECTED");
+    assert_eq!(r.report.status_code().as_str(), "REJECTED");
     assert_eq!(r.report.invalid_rows, r.report.rows);
 }
 

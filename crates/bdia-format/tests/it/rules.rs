@@ -82,7 +82,7 @@ fn duplicate_header_rejects_file_but_counts_rows() {
             second: 6
         })
     );
-    assert_eq!(r.report.status_code(), "REJECTED");
+    assert_eq!(r.report.status_code().as_str(), "REJECTED");
     assert_eq!((r.report.rows, r.report.invalid_rows), (2, 2));
     assert!(r
         .report
@@ -248,7 +248,7 @@ fn invalid_report_suite_ids_are_invalid_rows_of_their_own_kind() {
         "invalid_report_suite"
     );
     // The file itself is accepted: the other rows go on.
-    assert_eq!(r.report.status_code(), "UPLOADED");
+    assert_eq!(r.report.status_code().as_str(), "UPLOADED");
     assert_eq!((r.report.rows, r.report.invalid_rows), (6, 4));
     assert_eq!(r.hits.len(), 2);
     assert_eq!(r.hits[1].report_suites, ["acme.prod", "acme.dev"]);
@@ -521,7 +521,7 @@ fn missing_required_values() {
 #[test]
 fn all_rows_invalid_is_still_uploaded() {
     let r = run(&format!("{H}\n1,v,rs,,P\n2,v,rs,,P\n"));
-    assert_eq!(r.report.status_code(), "UPLOADED");
+    assert_eq!(r.report.status_code().as_str(), "UPLOADED");
     assert_eq!(r.report.invalid_rows, r.report.rows);
 }
 

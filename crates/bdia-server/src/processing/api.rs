@@ -7,7 +7,6 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bdia_store::GroupRef;
-use serde::Serialize;
 
 use crate::error::ApiError;
 use crate::extract::{ApiPath, FileIdParam, GroupParam};
@@ -44,13 +43,7 @@ pub async fn rejects(
 }
 
 /// Answer of a group retry.
-#[derive(Debug, Serialize)]
-pub struct RetryAnswer {
-    /// The visitor group.
-    pub visitor_group_id: String,
-    /// Files moved from `ERROR` back to `UPLOADED` (0 when the group was not stopped).
-    pub retried: u64,
-}
+pub use bdia_wire::RetryAnswer;
 
 /// `POST /aa/collect/v1/groups/{vgid}/retry`: restarts a visitor group
 /// stopped by a failed file; the file is processed again, then the rest.

@@ -28,13 +28,12 @@
 //! (idle timeouts, drain after a rejection); `pass` runs the format engine
 //! on the blocking thread, writes the reject report and publishes the
 //! staged blobs; `suites` decides which report suites rows may name (and
-//! creates them); `view` is the JSON view of a file record. This module
+//! creates them). The JSON answers are `bdia_wire` types. This module
 //! holds the two handlers and the commit of an accepted file.
 
 mod body;
 mod pass;
 mod suites;
-mod view;
 
 use std::time::Duration;
 
@@ -55,7 +54,6 @@ use suites::row_rules;
 
 pub use body::CHANNEL_CHUNKS;
 pub use suites::MAX_SUITE_LOOKUPS;
-pub use view::{status_text, FileView};
 
 /// Longest accepted visitor group id or idempotency key.
 pub const MAX_HEADER_VALUE: usize = 255;
@@ -100,7 +98,7 @@ pub async fn upload(
             if existing.status != FileStatus::Rejected {
                 metrics::counter!("bdia_uploads_total", "outcome" => "idempotent_replay")
                     .increment(1);
-                return Ok(Json(FileView::from(&existing)).into_response());
+                return Ok(Json(bdia_wire::FileRecord::from(&existing)).into_response());
             }
         }
     }
@@ -266,12 +264,12 @@ async fn finish_upload(state: &AppState, accepted: Accepted) -> Result<Response,
             if rec.status == FileStatus::Uploaded {
                 state.processing.wake();
             }
-            Ok(Json(FileView::from(&rec)).into_response())
+            Ok(Json(bdia_wire::FileRecord::from(&rec)).into_response())
         }
         CommitOutcome::Existing(rec) => {
             undo(state);
             metrics::counter!("bdia_uploads_total", "outcome" => "idempotent_replay").increment(1);
-            Ok(Json(FileView::from(&rec)).into_response())
+            Ok(Json(bdia_wire::FileRecord::from(&rec)).into_response())
         }
     }
 }
@@ -312,28 +310,29 @@ pub async fn validate(
     }
     // The answer of the contract (`success` or `error`), plus the counts and
     // the processing log of the same check (ours; clients ignore extra fields).
-    let (status, key, message) = if let Some(r) = &report.rejection {
-        (StatusCode::BAD_REQUEST, "error", r.to_string())
+    let (status, error, success) = if let Some(r) = &report.rejection {
+        (StatusCode::BAD_REQUEST, Some(r.to_string()), None)
     } else if report.invalid_rows > 0 {
         (
             StatusCode::BAD_REQUEST,
-            "error",
-            format!(
+            Some(format!(
                 "File has {} rows that do not conform to the required CSV format! (Ex: row #{})",
                 report.invalid_rows,
                 pass.first_invalid_row.unwrap_or(1)
-            ),
+            )),
+            None,
         )
     } else {
-        (StatusCode::OK, "success", "File is valid".to_string())
+        (StatusCode::OK, None, Some("File is valid".to_string()))
     };
-    let body = serde_json::json!({
-        key: message,
-        "size": report.size,
-        "rows": report.rows,
-        "invalid_rows": report.invalid_rows,
-        "status_code": report.status_code(),
-        "processing_log": report.processing_log(),
-    });
+    let body = bdia_wire::Validation {
+        error,
+        invalid_rows: report.invalid_rows,
+        processing_log: report.processing_log(),
+        rows: report.rows,
+        size: report.size,
+        status_code: report.status_code(),
+        success,
+    };
     Ok((status, Json(body)).into_response())
 }
