@@ -26,7 +26,7 @@ use std::sync::Arc;
 use bdia_format::engine::{process, Encoding, EngineError, Limits, Options, RowEvent};
 use bdia_format::hit::Hit;
 use bdia_format::row::RowRules;
-use bdia_lake::{StagedFile, SuiteZones};
+use bdia_lake::{SpooledFile, SuiteZones};
 use bdia_model::{FileEnricher, Identity, StateDelta, VisitState, VisitorStates};
 use bdia_store::{Company, Completion, FileRecord, MetadataStore, StoreError};
 
@@ -140,7 +140,7 @@ impl VisitorStates for Prefetched {
 }
 
 struct Blocking {
-    staged: StagedFile,
+    staged: SpooledFile,
     rows: u64,
     delta: StateDelta,
     out_of_order: Vec<String>,
