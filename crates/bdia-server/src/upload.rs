@@ -540,7 +540,7 @@ async fn open_multipart(state: &AppState, req: Request) -> Result<Multipart, Api
 
 fn record_metrics(pass: &Pass) {
     for (kind, n) in &pass.by_kind {
-        metrics::counter!("bdia_rows_rejected_total", "cause" => *kind).increment(*n);
+        metrics::counter!(crate::metrics::ROWS_REJECTED.name, "cause" => *kind).increment(*n);
     }
     if let Some(r) = &pass.report.rejection {
         // Rows of a file refused as a whole, by the file-level cause.
@@ -548,9 +548,9 @@ fn record_metrics(pass: &Pass) {
             .report
             .invalid_rows
             .saturating_sub(pass.by_kind.values().sum::<u64>());
-        metrics::counter!("bdia_rows_rejected_total", "cause" => r.code())
+        metrics::counter!(crate::metrics::ROWS_REJECTED.name, "cause" => r.code())
             .increment(rows_not_in_kinds);
-        metrics::counter!("bdia_files_rejected_total", "cause" => r.code()).increment(1);
+        metrics::counter!(crate::metrics::FILES_REJECTED.name, "cause" => r.code()).increment(1);
     }
 }
 
@@ -571,7 +571,7 @@ pub async fn upload(
     if let Some(k) = &key {
         if let Some(existing) = state.store.find_by_key(&caller.company.id, k).await? {
             if existing.status != FileStatus::Rejected {
-                metrics::counter!("bdia_uploads_total", "outcome" => "idempotent_replay")
+                metrics::counter!(crate::metrics::UPLOADS.name, "outcome" => "idempotent_replay")
                     .increment(1);
                 return Ok(Json(FileView::from(&existing)).into_response());
             }
@@ -606,7 +606,7 @@ pub async fn upload(
             let pass = match pass {
                 Ok(p) => p,
                 Err(PassError::Interrupted(e)) => {
-                    metrics::counter!("bdia_uploads_total", "outcome" => "interrupted")
+                    metrics::counter!(crate::metrics::UPLOADS.name, "outcome" => "interrupted")
                         .increment(1);
                     return Err(ApiError::BadRequest(format!("Upload interrupted: {e}")));
                 }
@@ -654,7 +654,7 @@ async fn finish_upload(
     let report = &pass.report;
     if let Some(r) = &report.rejection {
         if r.is_too_large() {
-            metrics::counter!("bdia_uploads_total", "outcome" => "too_large").increment(1);
+            metrics::counter!(crate::metrics::UPLOADS.name, "outcome" => "too_large").increment(1);
             return Err(ApiError::PayloadTooLarge(r.to_string()));
         }
     }
@@ -708,7 +708,7 @@ async fn finish_upload(
     };
     match outcome {
         CommitOutcome::Inserted(rec) => {
-            metrics::counter!("bdia_uploads_total", "outcome" => rec.status.as_str().to_ascii_lowercase())
+            metrics::counter!(crate::metrics::UPLOADS.name, "outcome" => rec.status.as_str().to_ascii_lowercase())
                 .increment(1);
             tracing::info!(
                 status = %rec.status,
@@ -724,7 +724,8 @@ async fn finish_upload(
         }
         CommitOutcome::Existing(rec) => {
             undo(state);
-            metrics::counter!("bdia_uploads_total", "outcome" => "idempotent_replay").increment(1);
+            metrics::counter!(crate::metrics::UPLOADS.name, "outcome" => "idempotent_replay")
+                .increment(1);
             Ok(Json(FileView::from(&rec)).into_response())
         }
     }
