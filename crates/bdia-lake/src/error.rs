@@ -1,4 +1,5 @@
-//! Errors of the hit lake.
+//! Errors of the hit lake: one [`LakeError`] for every operation, each
+//! kind with a stable snake_case [`LakeError::code`].
 
 /// Why a lake operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -67,4 +68,9 @@ impl LakeError {
             LakeError::Corrupt { .. } => "lake_corrupt",
         }
     }
+}
+
+/// Whether an object store error says the object (or prefix) is absent.
+pub(crate) fn is_not_found(e: &object_store::Error) -> bool {
+    matches!(e, object_store::Error::NotFound { .. })
 }

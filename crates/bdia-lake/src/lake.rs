@@ -1,4 +1,9 @@
-//! [`Lake`]: publication of staged files, exactly once, and recovery.
+//! [`Lake`]: publication of spooled files, exactly once, and recovery.
+//!
+//! Names come from [`crate::layout`], manifests and commit records from
+//! [`crate::manifest`]; this module owns the order of the writes
+//! ([`Lake::publish`]) and the repair of an interrupted order
+//! ([`Lake::recover`]).
 
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -7,50 +12,13 @@ use std::sync::Arc;
 use futures::TryStreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use serde::{Deserialize, Serialize};
 
-use crate::error::LakeError;
+use crate::error::{is_not_found, LakeError};
+use crate::layout::{self, check_name, MANIFEST, STAGING};
+use crate::manifest::{self, FileManifest, PartEntry, MANIFEST_VERSION};
 use crate::partition::SuiteZones;
 use crate::reader::LakeReader;
-use crate::writer::{LakeConfig, LakeWriter, SpooledPart, StagedFile};
-use crate::{check_name, COMMITS, MANIFEST, STAGING};
-
-/// Version of the manifest format.
-pub const MANIFEST_VERSION: u32 = 1;
-
-/// One part of a file, as recorded in its manifest.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct PartEntry {
-    /// Object path relative to the lake root.
-    pub path: String,
-    /// Report suite of every row.
-    pub report_suite: String,
-    /// Partition day, `YYYY-MM-DD`, in the suite's time zone.
-    pub date: String,
-    /// Rows.
-    pub rows: u64,
-    /// Size in bytes.
-    pub bytes: u64,
-}
-
-/// What a file put in the lake: written to `_staging/<file_id>/_manifest.json`
-/// once every part is staged, and to `_commits/<file_id>.json` once every
-/// part is published.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileManifest {
-    /// [`MANIFEST_VERSION`].
-    pub version: u32,
-    /// The file id.
-    pub file_id: String,
-    /// Hits in all parts.
-    pub rows: u64,
-    /// The parts, sorted by path.
-    pub parts: Vec<PartEntry>,
-    /// Staging only: parts of an earlier commit of this file that this one
-    /// replaces without overwriting them; deleted once this one is committed.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub stale: Vec<String>,
-}
+use crate::writer::{LakeConfig, LakeWriter, SpooledFile, SpooledPart};
 
 /// What [`Lake::recover`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -69,10 +37,6 @@ pub struct Lake {
     config: LakeConfig,
     /// Set for [`Lake::local`]: where empty directories are pruned.
     local_dir: Option<std::path::PathBuf>,
-}
-
-fn not_found(e: &object_store::Error) -> bool {
-    matches!(e, object_store::Error::NotFound { .. })
 }
 
 impl Lake {
@@ -113,28 +77,24 @@ impl Lake {
 
     /// A reader of committed parts.
     pub fn reader(&self) -> LakeReader {
-        LakeReader::new(self.clone())
+        LakeReader::new(self.store.clone(), self.root.clone())
     }
 
     /// The object path of `rel` (slash-separated, already validated) under the root.
-    pub(crate) fn path(&self, rel: &str) -> Path {
-        let mut p = self.root.clone();
-        for seg in rel.split('/') {
-            p = p.clone().join(seg);
-        }
-        p
+    fn path(&self, rel: &str) -> Path {
+        layout::object_path(&self.root, rel)
     }
 
     fn staging_dir(&self, file_id: &str) -> Path {
-        self.path(&format!("{STAGING}/{file_id}"))
+        self.path(&layout::staging_dir(file_id))
     }
 
     fn staged(&self, file_id: &str, rel: &str) -> Path {
-        self.path(&format!("{STAGING}/{file_id}/{rel}"))
+        self.path(&layout::staged(file_id, rel))
     }
 
-    pub(crate) fn commit_path(&self, file_id: &str) -> Path {
-        self.path(&format!("{COMMITS}/{file_id}.json"))
+    fn commit_path(&self, file_id: &str) -> Path {
+        self.path(&layout::commit_record(file_id))
     }
 
     /// Starts writing one file's hits. Day partitions follow `zones`.
@@ -142,7 +102,7 @@ impl Lake {
         LakeWriter::new(file_id, zones, self.config.clone())
     }
 
-    /// Puts a staged file into the lake, exactly once:
+    /// Puts a spooled file into the lake, exactly once:
     ///
     /// 1. leftovers of an earlier attempt under `_staging/<file_id>/` are deleted;
     /// 2. every part is uploaded under `_staging/<file_id>/`;
@@ -158,12 +118,12 @@ impl Lake {
     /// [`Lake::recover`] deletes; a crash after 3 is finished by
     /// [`Lake::recover`] from the staged copy. Publishing the same file
     /// twice gives the same lake.
-    pub async fn publish(&self, staged: StagedFile) -> Result<FileManifest, LakeError> {
-        let StagedFile {
+    pub async fn publish(&self, spooled: SpooledFile) -> Result<FileManifest, LakeError> {
+        let SpooledFile {
             file_id,
             parts,
             rows,
-        } = staged;
+        } = spooled;
         check_name("file_id", &file_id)?;
         self.delete_prefix(&self.staging_dir(&file_id)).await?;
         let mut entries = Vec::with_capacity(parts.len());
@@ -193,7 +153,7 @@ impl Lake {
         self.store
             .put(
                 &self.staged(&file_id, MANIFEST),
-                PutPayload::from(serde_json::to_vec_pretty(&manifest)?),
+                PutPayload::from(manifest.to_json()?),
             )
             .await?;
         self.roll_forward(&manifest).await?;
@@ -260,7 +220,7 @@ impl Lake {
         self.store
             .put(
                 &self.commit_path(file_id),
-                PutPayload::from(serde_json::to_vec_pretty(&record)?),
+                PutPayload::from(record.to_json()?),
             )
             .await?;
         for old in &manifest.stale {
@@ -269,7 +229,7 @@ impl Lake {
         self.delete_if_exists(&self.staged(file_id, MANIFEST))
             .await?;
         self.delete_prefix(&self.staging_dir(file_id)).await?;
-        self.prune_local(&format!("{STAGING}/{file_id}"));
+        self.prune_local(&layout::staging_dir(file_id));
         Ok(())
     }
 
@@ -280,19 +240,7 @@ impl Lake {
     }
 
     async fn read_manifest(&self, path: &Path) -> Result<Option<FileManifest>, LakeError> {
-        match self.store.get(path).await {
-            Ok(r) => {
-                let bytes = r.bytes().await?;
-                let m: FileManifest =
-                    serde_json::from_slice(&bytes).map_err(|e| LakeError::Corrupt {
-                        path: path.to_string(),
-                        reason: e.to_string(),
-                    })?;
-                Ok(Some(m))
-            }
-            Err(e) if not_found(&e) => Ok(None),
-            Err(e) => Err(e.into()),
-        }
+        manifest::read(self.store.as_ref(), path).await
     }
 
     /// Finishes or undoes whatever a crash interrupted: for each file under
@@ -303,7 +251,7 @@ impl Lake {
         let staging = self.path(STAGING);
         let listing = match self.store.list_with_delimiter(Some(&staging)).await {
             Ok(l) => l,
-            Err(e) if not_found(&e) => return Ok(out),
+            Err(e) if is_not_found(&e) => return Ok(out),
             Err(e) => return Err(e.into()),
         };
         let mut ids: Vec<String> = listing
@@ -325,7 +273,7 @@ impl Lake {
                     if self.delete_prefix(&self.staging_dir(&file_id)).await? > 0 {
                         out.discarded.push(file_id.clone());
                     }
-                    self.prune_local(&format!("{STAGING}/{file_id}"));
+                    self.prune_local(&layout::staging_dir(&file_id));
                 }
             }
         }
@@ -342,14 +290,14 @@ impl Lake {
             }
         }
         self.delete_prefix(&self.staging_dir(file_id)).await?;
-        self.prune_local(&format!("{STAGING}/{file_id}"));
+        self.prune_local(&layout::staging_dir(file_id));
         Ok(())
     }
 
     async fn delete_if_exists(&self, path: &Path) -> Result<(), LakeError> {
         match self.store.delete(path).await {
             Ok(()) => Ok(()),
-            Err(e) if not_found(&e) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
@@ -358,7 +306,7 @@ impl Lake {
     async fn delete_prefix(&self, prefix: &Path) -> Result<usize, LakeError> {
         let objects: Vec<Path> = match self.store.list(Some(prefix)).try_collect::<Vec<_>>().await {
             Ok(v) => v.into_iter().map(|m| m.location).collect(),
-            Err(e) if not_found(&e) => return Ok(0),
+            Err(e) if is_not_found(&e) => return Ok(0),
             Err(e) => return Err(e.into()),
         };
         let n = objects.len();

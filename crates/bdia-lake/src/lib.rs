@@ -16,14 +16,26 @@
 //!
 //! The day is the hit's calendar day in its report suite's time zone
 //! ([`SuiteZones`]). Columns are described in `docs/LAKE.md` and built by
-//! [`schema::hits_schema`].
+//! [`schema::hits_schema`]. Every name is made by [`layout`]; manifests and
+//! commit records are [`manifest`]'s.
+//!
+//! # Modules
+//!
+//! ```text
+//! layout     object paths and names (no I/O)
+//! manifest   part entries, manifests and commit records (JSON)
+//! partition  a hit's partition day
+//! writer     hits -> Parquet parts in the spool          (uses layout)
+//! lake       publication and recovery                    (uses layout, manifest, writer)
+//! reader     committed parts, from the commit records    (uses layout, manifest)
+//! ```
 //!
 //! # Writing one file
 //!
 //! ```text
-//! Lake::begin(file_id, zones) -> LakeWriter::push(hit)... -> finish() -> StagedFile
-//!     (CPU, on a blocking thread; parts spooled to unlinked temp files)
-//! Lake::publish(staged).await -> FileManifest
+//! Lake::begin(file_id, zones) -> LakeWriter::push(hit)... -> finish() -> SpooledFile
+//!     (CPU, on a blocking thread; parts spooled to temp files, by name)
+//! Lake::publish(spooled).await -> FileManifest
 //!     (I/O: staging upload, staged manifest, copy to hits/, commit record)
 //! then, in the metadata store, one transaction: file COMPLETE + visitor state
 //! ```
@@ -54,6 +66,8 @@
 mod batch;
 pub mod error;
 pub mod lake;
+pub mod layout;
+pub mod manifest;
 pub mod partition;
 pub mod reader;
 pub mod schema;
@@ -61,55 +75,13 @@ pub mod writer;
 
 pub use error::LakeError;
 pub use jiff::civil::Date;
-pub use lake::{FileManifest, Lake, PartEntry, Recovery};
+pub use lake::{Lake, Recovery};
+pub use layout::{COMMITS, HITS, MANIFEST, SPOOL_PREFIX, STAGING};
+pub use manifest::{FileManifest, PartEntry, MANIFEST_VERSION};
 pub use partition::SuiteZones;
 pub use reader::{LakeReader, PartRef};
 pub use schema::hits_schema;
-pub use writer::{clear_spool, LakeConfig, LakeWriter, SpooledPart, StagedFile, SPOOL_PREFIX};
-
-/// Top directory of the data.
-pub const HITS: &str = "hits";
-/// Directory of commit records.
-pub const COMMITS: &str = "_commits";
-/// Directory of files being published.
-pub const STAGING: &str = "_staging";
-/// Name of a staging manifest.
-pub const MANIFEST: &str = "_manifest.json";
-
-/// File ids become path segments: ASCII letters, digits, `.`, `_` and `-`,
-/// not starting with `.` or `_`, at most 200 bytes.
-pub(crate) fn check_name(what: &'static str, value: &str) -> Result<(), LakeError> {
-    let ok = !value.is_empty()
-        && value.len() <= 200
-        && !value.starts_with(['.', '_'])
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(LakeError::InvalidName {
-            what,
-            value: value.to_string(),
-        })
-    }
-}
-
-/// Report suites become path segments too: they must be valid report-suite
-/// IDs ([`bdia_format::ReportSuiteId`]), a rule that only allows safe
-/// segments (ASCII letters, digits, `.`, `_` and `-`, starting with a letter
-/// or digit, at most 100 bytes).
-pub(crate) fn check_suite(value: &str) -> Result<(), LakeError> {
-    bdia_format::ReportSuiteId::check(value).map_err(|_| LakeError::InvalidName {
-        what: "report_suite",
-        value: value.to_string(),
-    })
-}
-
-/// The relative path of part `seq` of a file in a partition.
-pub(crate) fn part_path(report_suite: &str, date: &str, file_id: &str, seq: u32) -> String {
-    format!("{HITS}/report_suite={report_suite}/date={date}/part-{file_id}-{seq:04}.parquet")
-}
+pub use writer::{clear_spool, LakeConfig, LakeWriter, SpooledFile, SpooledPart};
 
 #[cfg(test)]
 mod tests {
@@ -118,12 +90,12 @@ mod tests {
     /// The worker moves writers to blocking threads and spawns publication
     /// on a multi-threaded runtime.
     #[allow(dead_code)]
-    fn types_and_futures_are_send(lake: &Lake, staged: StagedFile) {
+    fn types_and_futures_are_send(lake: &Lake, spooled: SpooledFile) {
         fn is_send<T: Send>(_: &T) {}
         is_send(lake);
-        is_send(&staged);
+        is_send(&spooled);
         is_send(&lake.begin("f", SuiteZones::utc()));
-        is_send(&lake.publish(staged));
+        is_send(&lake.publish(spooled));
         is_send(&lake.recover());
         is_send(&lake.remove_file("f"));
         let reader = lake.reader();
@@ -147,46 +119,6 @@ mod tests {
                             && doc.contains(&format!("`{p}1` .. `{p}{max}`"))
                     });
             assert!(documented, "column {name} is not in docs/LAKE.md");
-        }
-    }
-
-    #[test]
-    fn part_names_follow_the_layout() {
-        let p = part_path("acme.prod", "2024-01-02", "5c04f400-fca5-420c", 3);
-        assert_eq!(
-            p,
-            "hits/report_suite=acme.prod/date=2024-01-02/part-5c04f400-fca5-420c-0003.parquet"
-        );
-    }
-
-    #[test]
-    fn names_that_cannot_be_path_segments_are_refused() {
-        for bad in ["", "a/b", "..", ".hidden", "_staging", "a b", "é", "a=b"] {
-            assert!(check_name("file_id", bad).is_err(), "{bad:?}");
-        }
-        for good in ["acme.prod", "5c04f400-fca5-420c-9c36-b94aaec55e69", "rs_1"] {
-            assert!(check_name("file_id", good).is_ok(), "{good:?}");
-        }
-    }
-
-    #[test]
-    fn report_suites_follow_the_report_suite_id_rule() {
-        for bad in [
-            "",
-            "a/b",
-            "..",
-            ".hidden",
-            "_staging",
-            "a b",
-            "é",
-            "a=b",
-            "acme@prod",
-            "acme:prod",
-        ] {
-            assert!(check_suite(bad).is_err(), "{bad:?}");
-        }
-        for good in ["acme.prod", "rs_1", "9-lives"] {
-            assert!(check_suite(good).is_ok(), "{good:?}");
         }
     }
 }

@@ -57,7 +57,7 @@ fn zone(iana: &str) -> Result<TimeZone, LakeError> {
     })
 }
 
-/// The calendar day of `unix_seconds` in `tz`, as `YYYY-MM-DD`.
+/// The calendar day of `unix_seconds` in `tz`.
 pub fn local_date(tz: &TimeZone, unix_seconds: i64) -> Result<Date, LakeError> {
     let ts = Timestamp::from_second(unix_seconds).map_err(|e| LakeError::Time {
         seconds: unix_seconds,
@@ -71,23 +71,23 @@ pub fn local_date(tz: &TimeZone, unix_seconds: i64) -> Result<Date, LakeError> {
 /// handful of suites: a list searched in order beats hashing the name per hit.
 #[derive(Debug, Default)]
 pub(crate) struct DayCache {
-    /// (suite, start, end, `YYYY-MM-DD`).
-    last: Vec<(String, i64, i64, String)>,
+    /// (suite, start, end, day).
+    last: Vec<(String, i64, i64, Date)>,
 }
 
 impl DayCache {
-    /// The `YYYY-MM-DD` partition value of a hit.
+    /// The partition day of a hit.
     pub(crate) fn day(
         &mut self,
         zones: &SuiteZones,
         report_suite: &str,
         unix_seconds: i64,
-    ) -> Result<&str, LakeError> {
+    ) -> Result<Date, LakeError> {
         let i = match self.last.iter().position(|e| e.0 == report_suite) {
             Some(i) => i,
             None => {
                 self.last
-                    .push((report_suite.to_string(), 0, 0, String::new()));
+                    .push((report_suite.to_string(), 0, 0, Date::default()));
                 self.last.len() - 1
             }
         };
@@ -102,9 +102,9 @@ impl DayCache {
             };
             entry.1 = start;
             entry.2 = end;
-            entry.3 = date.to_string();
+            entry.3 = date;
         }
-        Ok(&entry.3)
+        Ok(entry.3)
     }
 }
 
@@ -137,25 +137,40 @@ mod tests {
         let mut cache = DayCache::default();
         // 2024-03-10T03:30:00Z: still March 9th in New York, 10th in UTC/Tokyo.
         let t = 1_710_041_400;
-        assert_eq!(cache.day(&zones, "utc", t).unwrap(), "2024-03-10");
-        assert_eq!(cache.day(&zones, "ny", t).unwrap(), "2024-03-09");
-        assert_eq!(cache.day(&zones, "tokyo", t).unwrap(), "2024-03-10");
+        assert_eq!(
+            cache.day(&zones, "utc", t).unwrap().to_string(),
+            "2024-03-10"
+        );
+        assert_eq!(
+            cache.day(&zones, "ny", t).unwrap().to_string(),
+            "2024-03-09"
+        );
+        assert_eq!(
+            cache.day(&zones, "tokyo", t).unwrap().to_string(),
+            "2024-03-10"
+        );
         // 2024-03-10T15:30:00Z is 24:30 in Tokyo: the 11th.
         assert_eq!(
-            cache.day(&zones, "tokyo", t + 12 * 3600).unwrap(),
+            cache
+                .day(&zones, "tokyo", t + 12 * 3600)
+                .unwrap()
+                .to_string(),
             "2024-03-11"
         );
         // The New York DST day (23 hours long) ends at 04:00Z on the 11th.
         assert_eq!(
-            cache.day(&zones, "ny", 1_710_129_599).unwrap(),
+            cache.day(&zones, "ny", 1_710_129_599).unwrap().to_string(),
             "2024-03-10"
         );
         assert_eq!(
-            cache.day(&zones, "ny", 1_710_129_600).unwrap(),
+            cache.day(&zones, "ny", 1_710_129_600).unwrap().to_string(),
             "2024-03-11"
         );
         // Going back in time is answered from scratch, not from the cache.
-        assert_eq!(cache.day(&zones, "ny", t).unwrap(), "2024-03-09");
+        assert_eq!(
+            cache.day(&zones, "ny", t).unwrap().to_string(),
+            "2024-03-09"
+        );
     }
 
     #[test]
@@ -166,7 +181,7 @@ mod tests {
         let mut cache = DayCache::default();
         let mut t = 1_696_000_000; // around the October 2023 DST change
         while t < 1_697_000_000 {
-            let direct = local_date(&tz, t).unwrap().to_string();
+            let direct = local_date(&tz, t).unwrap();
             assert_eq!(cache.day(&zones, "s", t).unwrap(), direct, "at {t}");
             t += 599;
         }

@@ -7,6 +7,9 @@
 //! reads only the records that are new or changed since the reader's last
 //! call (the listing's size, time and ETag tell); clones of a reader share
 //! that cache.
+//!
+//! A reader needs only the object store and the lake's root: names come
+//! from [`crate::layout`], records are parsed by [`crate::manifest`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,9 +19,9 @@ use jiff::civil::Date;
 use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore};
 
-use crate::error::LakeError;
-use crate::lake::{FileManifest, Lake};
-use crate::{check_name, check_suite, COMMITS};
+use crate::error::{is_not_found, LakeError};
+use crate::layout::{self, check_suite, COMMITS};
+use crate::manifest::{self, FileManifest};
 
 /// One committed Parquet object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,41 +46,39 @@ type Index = HashMap<String, (ObjectMeta, Arc<FileManifest>)>;
 /// of commit records.
 #[derive(Debug, Clone)]
 pub struct LakeReader {
-    lake: Lake,
+    store: Arc<dyn ObjectStore>,
+    root: Path,
     cache: Arc<Mutex<Index>>,
 }
 
-fn not_found(e: &object_store::Error) -> bool {
-    matches!(e, object_store::Error::NotFound { .. })
-}
-
 impl LakeReader {
-    pub(crate) fn new(lake: Lake) -> LakeReader {
+    /// A reader of the lake under `root` in `store` (see [`crate::Lake::reader`]).
+    pub(crate) fn new(store: Arc<dyn ObjectStore>, root: Path) -> LakeReader {
         LakeReader {
-            lake,
+            store,
+            root,
             cache: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
+    /// The object path of `rel` under the lake's root.
+    fn path(&self, rel: &str) -> Path {
+        layout::object_path(&self.root, rel)
+    }
+
     /// The commit record of every committed file, by file id.
     pub async fn commits(&self) -> Result<Vec<Arc<FileManifest>>, LakeError> {
-        let prefix = self.lake.path(COMMITS);
-        let listing: Vec<ObjectMeta> = match self
-            .lake
-            .store()
-            .list(Some(&prefix))
-            .try_collect::<Vec<_>>()
-            .await
-        {
-            Ok(v) => v,
-            Err(e) if not_found(&e) => Vec::new(),
-            Err(e) => return Err(e.into()),
-        };
+        let prefix = self.path(COMMITS);
+        let listing: Vec<ObjectMeta> =
+            match self.store.list(Some(&prefix)).try_collect::<Vec<_>>().await {
+                Ok(v) => v,
+                Err(e) if is_not_found(&e) => Vec::new(),
+                Err(e) => return Err(e.into()),
+            };
         let mut listed: Vec<(String, ObjectMeta)> = listing
             .into_iter()
             .filter_map(|m| {
-                let id = m.location.filename()?.strip_suffix(".json")?.to_string();
-                check_name("file_id", &id).ok()?;
+                let id = layout::commit_record_file_id(m.location.filename()?)?.to_string();
                 Some((id, m))
             })
             .collect();
@@ -93,7 +94,8 @@ impl LakeReader {
         let mut fresh = Vec::with_capacity(stale.len());
         for (id, meta) in stale {
             // A record deleted between the listing and the read is skipped.
-            if let Some(m) = self.lake.committed(&id).await? {
+            let record = self.path(&layout::commit_record(&id));
+            if let Some(m) = manifest::read(self.store.as_ref(), &record).await? {
                 fresh.push((id, meta, Arc::new(m)));
             }
         }
@@ -145,18 +147,11 @@ impl LakeReader {
         let mut out = Vec::new();
         for m in self.commits().await? {
             for p in m.parts.iter().filter(|p| p.report_suite == report_suite) {
-                let date: Date = p
-                    .date
-                    .parse()
-                    .map_err(|e: jiff::Error| LakeError::Corrupt {
-                        path: self.lake.commit_path(&m.file_id).to_string(),
-                        reason: format!("date {:?}: {e}", p.date),
-                    })?;
-                if (from..=to).contains(&date) {
+                if (from..=to).contains(&p.date) {
                     out.push(PartRef {
-                        path: self.lake.path(&p.path),
+                        path: self.path(&p.path),
                         report_suite: p.report_suite.clone(),
-                        date,
+                        date: p.date,
                         file_id: m.file_id.clone(),
                         rows: p.rows,
                         bytes: p.bytes,

@@ -35,6 +35,7 @@ use std::sync::mpsc::{sync_channel, SyncSender};
 use std::thread::JoinHandle;
 
 use arrow_array::RecordBatch;
+use jiff::civil::Date;
 
 use bdia_model::EnrichedHit;
 use parquet::arrow::ArrowWriter;
@@ -44,9 +45,9 @@ use parquet::schema::types::ColumnPath;
 
 use crate::batch::HitBatchBuilder;
 use crate::error::LakeError;
+use crate::layout::{check_name, check_suite, part_path, SPOOL_PREFIX};
 use crate::partition::{DayCache, SuiteZones};
 use crate::schema::{hits_schema, STATISTICS_COLUMNS};
-use crate::{check_name, check_suite, part_path};
 
 /// Tuning of the writer. The defaults serve one machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,8 +137,8 @@ pub struct SpooledPart {
     pub path: String,
     /// Report suite of every row.
     pub report_suite: String,
-    /// Partition day, `YYYY-MM-DD`.
-    pub date: String,
+    /// Partition day in the suite's time zone.
+    pub date: Date,
     /// Rows in the part.
     pub rows: u64,
     /// Size in bytes.
@@ -147,9 +148,10 @@ pub struct SpooledPart {
     pub(crate) file: tempfile::TempPath,
 }
 
-/// A file's output, fully written to the spool, not yet in the lake.
+/// A file's output, fully written to the spool, not yet in the lake:
+/// what [`LakeWriter::finish`] returns and [`crate::Lake::publish`] takes.
 #[derive(Debug)]
-pub struct StagedFile {
+pub struct SpooledFile {
     /// The file id.
     pub file_id: String,
     /// Parts, sorted by path.
@@ -164,7 +166,7 @@ enum Command {
     Open {
         id: u64,
         report_suite: String,
-        date: String,
+        date: Date,
         seq: u32,
     },
     /// Encode a batch into part `id`; `clock` orders partitions by recency.
@@ -180,7 +182,7 @@ enum Command {
 struct EncodedPart {
     id: u64,
     report_suite: String,
-    date: String,
+    date: Date,
     seq: u32,
     writer: ArrowWriter<BufWriter<File>>,
     spooled: tempfile::TempPath,
@@ -306,7 +308,7 @@ fn close(file_id: &str, part: EncodedPart) -> Result<SpooledPart, LakeError> {
     let bytes = file.seek(SeekFrom::End(0))?;
     drop(file);
     Ok(SpooledPart {
-        path: part_path(&part.report_suite, &part.date, file_id, part.seq),
+        path: part_path(&part.report_suite, part.date, file_id, part.seq),
         report_suite: part.report_suite,
         date: part.date,
         rows: part.rows,
@@ -314,9 +316,6 @@ fn close(file_id: &str, part: EncodedPart) -> Result<SpooledPart, LakeError> {
         file: part.spooled,
     })
 }
-
-/// Name prefix of spooled part files.
-pub const SPOOL_PREFIX: &str = "bdia-part-";
 
 /// Removes spooled part files left in `dir` by a process that stopped
 /// before publishing them. Only for a spool directory that no running
@@ -406,7 +405,7 @@ impl Sink {
 struct Slot {
     id: u64,
     report_suite: String,
-    date: String,
+    date: Date,
     builder: HitBatchBuilder,
     last_used: u64,
 }
@@ -420,7 +419,7 @@ pub struct LakeWriter {
     config: LakeConfig,
     days: DayCache,
     open: Vec<Slot>,
-    next_seq: HashMap<(String, String), u32>,
+    next_seq: HashMap<(String, Date), u32>,
     next_id: u64,
     sink: Sink,
     clock: u64,
@@ -508,10 +507,7 @@ impl LakeWriter {
             .position(|p| p.report_suite == suite && p.date == day)
         {
             Some(i) => i,
-            None => {
-                let key = (suite.to_string(), day.to_string());
-                self.open_partition(key)?
-            }
+            None => self.open_partition((suite.to_string(), day))?,
         };
         let slot = &mut self.open[idx];
         slot.last_used = self.clock;
@@ -529,7 +525,7 @@ impl LakeWriter {
         Ok(())
     }
 
-    fn open_partition(&mut self, key: (String, String)) -> Result<usize, LakeError> {
+    fn open_partition(&mut self, key: (String, Date)) -> Result<usize, LakeError> {
         check_suite(&key.0)?;
         while self.open.len() >= self.config.max_open_partitions {
             self.close_least_recent()?;
@@ -540,7 +536,7 @@ impl LakeWriter {
         self.sink.send(Command::Open {
             id,
             report_suite: key.0.clone(),
-            date: key.1.clone(),
+            date: key.1,
             seq: *seq,
         })?;
         *seq += 1;
@@ -598,7 +594,7 @@ impl LakeWriter {
     }
 
     /// Closes every partition: the file's output is complete in the spool.
-    pub fn finish(mut self) -> Result<StagedFile, LakeError> {
+    pub fn finish(mut self) -> Result<SpooledFile, LakeError> {
         let mut open = std::mem::take(&mut self.open);
         // Close in opening order: the same order whatever the path taken.
         open.sort_by_key(|s| s.id);
@@ -607,7 +603,7 @@ impl LakeWriter {
         }
         let mut parts = self.sink.finish()?;
         parts.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(StagedFile {
+        Ok(SpooledFile {
             file_id: self.file_id.clone(),
             parts,
             rows: self.rows,

@@ -105,7 +105,7 @@ impl IntoResponse for ApiError {
             }
             other => other.to_string(),
         };
-        metrics::counter!("bdia_http_errors_total", "code" => self.code()).increment(1);
+        metrics::counter!(crate::metrics::HTTP_ERRORS.name, "code" => self.code()).increment(1);
         let mut resp = (status, Json(ErrorBody { error: message })).into_response();
         if let ApiError::RateLimited { retry_after_secs } = self {
             resp.headers_mut().insert(

@@ -54,7 +54,8 @@ pub async fn token(
     }
     let client = check_client(&state, &form).await?;
     let token = state.tokens.issue(&client)?;
-    metrics::counter!("bdia_tokens_issued_total", "flow" => "client_credentials").increment(1);
+    metrics::counter!(crate::metrics::TOKENS_ISSUED.name, "flow" => "client_credentials")
+        .increment(1);
     Ok(Json(token).into_response())
 }
 
@@ -71,7 +72,7 @@ pub async fn exchange_jwt(
     let client = check_client(&state, &form).await?;
     verify_client_jwt(&client, &jwt, state.config.auth.jwt_leeway_secs)?;
     let token = state.tokens.issue(&client)?;
-    metrics::counter!("bdia_tokens_issued_total", "flow" => "jwt_exchange").increment(1);
+    metrics::counter!(crate::metrics::TOKENS_ISSUED.name, "flow" => "jwt_exchange").increment(1);
     Ok(Json(token).into_response())
 }
 

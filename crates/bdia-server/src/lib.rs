@@ -35,6 +35,7 @@ pub mod error;
 pub mod extract;
 pub mod handlers;
 pub mod limiter;
+pub mod metrics;
 pub mod openapi;
 pub mod processing;
 pub mod reports;
@@ -82,47 +83,18 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/openapi.json"),
 ];
 
-/// The process-wide Prometheus handle (the recorder is installed once).
+/// The process-wide Prometheus handle (the recorder is installed once,
+/// with every metric of [`metrics::ALL`] described).
 pub fn metrics_handle() -> PrometheusHandle {
     static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
             let recorder = PrometheusBuilder::new().build_recorder();
             let handle = recorder.handle();
-            if metrics::set_global_recorder(recorder).is_err() {
+            if ::metrics::set_global_recorder(recorder).is_err() {
                 tracing::warn!("a metrics recorder was already installed; /metrics will be empty");
             }
-            metrics::describe_counter!(
-                "bdia_rows_rejected_total",
-                "Rows refused at upload, by cause (row problem kind or file-level rejection code)"
-            );
-            metrics::describe_counter!(
-                "bdia_files_rejected_total",
-                "Files refused as a whole at upload, by cause"
-            );
-            metrics::describe_counter!("bdia_uploads_total", "Upload requests by outcome");
-            metrics::describe_counter!("bdia_http_errors_total", "Error answers by code");
-            metrics::describe_counter!(
-                "bdia_rows_processed_total",
-                "Rows read by the processing stage"
-            );
-            metrics::describe_counter!(
-                "bdia_rows_throttled_total",
-                "Rows the processing throttle held back (delayed, never dropped)"
-            );
-            metrics::describe_counter!(
-                "bdia_files_processed_total",
-                "Files processed, by outcome (complete, error)"
-            );
-            metrics::describe_counter!(
-                "bdia_processing_errors_total",
-                "Files that failed processing, by cause"
-            );
-            metrics::describe_gauge!(
-                "bdia_processing_groups_waiting",
-                "Visitor groups with files waiting for a worker"
-            );
-            metrics::describe_gauge!("bdia_processing_files_in_progress", "Files being processed");
+            metrics::describe_all();
             handle
         })
         .clone()

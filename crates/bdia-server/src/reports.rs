@@ -82,7 +82,8 @@ pub async fn report(
     )?;
     let started = std::time::Instant::now();
     let report = state.reports.run(&req, &suite.time_zone).await?;
-    metrics::histogram!("bdia_report_seconds").record(started.elapsed().as_secs_f64());
+    metrics::histogram!(crate::metrics::REPORT_SECONDS.name)
+        .record(started.elapsed().as_secs_f64());
     Ok(Json(bdia_wire::Report::from(&report)).into_response())
 }
 

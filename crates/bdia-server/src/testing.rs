@@ -201,7 +201,7 @@ pub fn lake_hits(data_dir: &Path) -> anyhow::Result<Vec<LakeHit>> {
                         file_id: fid.as_string::<i32>().value(i).to_string(),
                         row_number: rown.as_primitive::<Int64Type>().value(i),
                         report_suite: rs.as_string::<i32>().value(i).to_string(),
-                        date: part.date.clone(),
+                        date: part.date.to_string(),
                         hit_time: time.as_primitive::<TimestampMicrosecondType>().value(i)
                             / 1_000_000,
                         visitor_id: vid.as_string::<i32>().value(i).to_string(),

@@ -44,6 +44,15 @@
 //! `UPLOADED`. A crash anywhere thus means the file is processed again from
 //! the same state, writing identical objects: nothing lost, nothing doubled.
 //!
+//! # Failures
+//!
+//! A step that fails returns a [`failure::Failure`]: a
+//! [`failure::FailureCode`] (one per cause, each lake and store error kind
+//! its own) and the reason. The file becomes `ERROR` with the code as its
+//! `error_code` and `Processing failed: <reason> [<code>]` in its log; the
+//! code labels `bdia_processing_errors_total`. Codes are listed in
+//! `docs/API.md`.
+//!
 //! # Layout
 //!
 //! ```text
@@ -54,6 +63,7 @@
 //! ```
 
 pub mod api;
+pub mod failure;
 pub mod throttle;
 pub mod worker;
 
@@ -213,8 +223,9 @@ pub async fn run_scheduler(
                 }
             }
         }
-        metrics::gauge!("bdia_processing_groups_waiting").set(ring.len() as f64);
-        metrics::gauge!("bdia_processing_files_in_progress").set(running.len() as f64);
+        metrics::gauge!(crate::metrics::PROCESSING_GROUPS_WAITING.name).set(ring.len() as f64);
+        metrics::gauge!(crate::metrics::PROCESSING_FILES_IN_PROGRESS.name)
+            .set(running.len() as f64);
         tokio::select! {
             _ = cancel.cancelled() => break,
             Some(g) = done_rx.recv() => { running.remove(&g); }
@@ -232,13 +243,14 @@ async fn process_one(shared: &Shared, rec: bdia_store::FileRecord, stop: Arc<Ato
     let span = tracing::info_span!("process_file", file_id = %rec.file_id, visitor_group = %rec.visitor_group_id);
     match worker::run(shared, &rec, stop).instrument(span).await {
         Ok(worker::Outcome::Complete { rows, timings }) => {
-            metrics::counter!("bdia_files_processed_total", "outcome" => "complete").increment(1);
+            metrics::counter!(crate::metrics::FILES_PROCESSED.name, "outcome" => "complete")
+                .increment(1);
             for (stage, d) in [
                 ("encode", timings.encode),
                 ("publish", timings.publish),
                 ("commit", timings.commit),
             ] {
-                metrics::histogram!("bdia_processing_stage_seconds", "stage" => stage)
+                metrics::histogram!(crate::metrics::PROCESSING_STAGE_SECONDS.name, "stage" => stage)
                     .record(d.as_secs_f64());
             }
             tracing::info!(
@@ -255,12 +267,14 @@ async fn process_one(shared: &Shared, rec: bdia_store::FileRecord, stop: Arc<Ato
             tracing::info!(file_id = %rec.file_id, "processing stopped by shutdown; requeued at next start");
         }
         Err(f) => {
-            metrics::counter!("bdia_files_processed_total", "outcome" => "error").increment(1);
-            metrics::counter!("bdia_processing_errors_total", "code" => f.code).increment(1);
-            tracing::error!(file_id = %rec.file_id, visitor_group = %rec.visitor_group_id, code = f.code, reason = %f.reason, "file failed; its group stops until retried");
+            metrics::counter!(crate::metrics::FILES_PROCESSED.name, "outcome" => "error")
+                .increment(1);
+            metrics::counter!(crate::metrics::PROCESSING_ERRORS.name, "code" => f.code.as_str())
+                .increment(1);
+            tracing::error!(file_id = %rec.file_id, visitor_group = %rec.visitor_group_id, code = f.code.as_str(), reason = %f.reason, "file failed; its group stops until retried");
             if let Err(e) = shared
                 .store
-                .fail_file(&rec.file_id, &f.reason, f.code, now())
+                .fail_file(&rec.file_id, &f.note(), f.code.as_str(), now())
                 .await
             {
                 tracing::error!(file_id = %rec.file_id, error = %e, "recording the failure failed");

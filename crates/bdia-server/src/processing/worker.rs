@@ -2,6 +2,22 @@
 //! state lookups (batched) -> enrichment -> lake writer (all on a blocking
 //! thread), then publication to the lake and the metadata commit.
 //!
+//! [`run`] is four named steps, in this order:
+//!
+//! 1. `load`: the company, its report suites (time zones) and the staged
+//!    file;
+//! 2. `read_and_enrich`: on a blocking thread, every row through the
+//!    engine, the visitor states and the lake writer, to a spooled file
+//!    ([`bdia_lake::SpooledFile`]); the row count is checked against the
+//!    upload's;
+//! 3. `publish`: the spooled parts into the lake
+//!    ([`bdia_lake::Lake::publish`]);
+//! 4. `commit`: one metadata transaction (`COMPLETE`, log, visitor state
+//!    delta), then the staged file is deleted (`release_staged`).
+//!
+//! Each step fails with a [`Failure`] whose [`FailureCode`] keeps the
+//! precise cause.
+//!
 //! The file's output is a pure function of (the staged file, the company's
 //! salt, seed setting and report suites, the visitor state before the
 //! file): the state is read from the store, which changes it only when a
@@ -23,13 +39,14 @@ use std::io::BufReader;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use bdia_format::engine::{process, Encoding, EngineError, Limits, Options, RowEvent};
+use bdia_format::engine::{process, Encoding, EngineError, FileReport, Limits, Options, RowEvent};
 use bdia_format::hit::Hit;
 use bdia_format::row::RowRules;
-use bdia_lake::{StagedFile, SuiteZones};
+use bdia_lake::{LakeWriter, SpooledFile, SuiteZones};
 use bdia_model::{FileEnricher, Identity, StateDelta, VisitState, VisitorStates};
 use bdia_store::{Company, Completion, FileRecord, MetadataStore, StoreError};
 
+pub use super::failure::{Failure, FailureCode};
 use super::throttle::Throttles;
 use super::Shared;
 
@@ -38,24 +55,6 @@ pub const LOOKUP_BATCH: usize = 1_024;
 
 /// Rows taken from the throttle at once.
 const THROTTLE_CHUNK: u64 = 256;
-
-/// Why a file failed; `code` is a stable snake_case label.
-#[derive(Debug)]
-pub struct Failure {
-    /// Stable code (metric label, `error_code`).
-    pub code: &'static str,
-    /// The reason, for the processing log.
-    pub reason: String,
-}
-
-impl Failure {
-    fn new(code: &'static str, reason: impl std::fmt::Display) -> Failure {
-        Failure {
-            code,
-            reason: reason.to_string(),
-        }
-    }
-}
 
 /// Wall time of each stage of a file, for the log and the metrics.
 #[derive(Debug, Clone, Copy, Default)]
@@ -139,11 +138,31 @@ impl VisitorStates for Prefetched {
     }
 }
 
-struct Blocking {
-    staged: StagedFile,
+/// What `load` gathers before the file is read.
+struct Loaded {
+    /// The file's company (salt, seed setting, throttle).
+    company: Company,
+    /// The time zone of each of the company's report suites.
+    zones: SuiteZones,
+    /// The company's report suites.
+    owned: HashSet<String>,
+    /// The staged file's blob key.
+    blob_key: String,
+    /// The staged file, open.
+    input: std::fs::File,
+}
+
+/// What `read_and_enrich` produced: the file's output, not yet published.
+struct Enriched {
+    /// The parts, in the spool.
+    spooled: SpooledFile,
+    /// Rows read from the staged file.
     rows: u64,
+    /// The visitor states the file changed.
     delta: StateDelta,
+    /// Processing log lines for rows that went back in time.
     out_of_order: Vec<String>,
+    /// When the reader finished (unix seconds).
     reader_complete: i64,
 }
 
@@ -160,108 +179,35 @@ pub async fn run(
     rec: &FileRecord,
     cancel: Arc<AtomicBool>,
 ) -> Result<Outcome, Failure> {
-    let store = shared.store.clone();
-    let company = store
-        .get_company(&rec.company_id)
-        .await
-        .map_err(|e| Failure::new("store", e))?
-        .ok_or_else(|| Failure::new("store", format!("company '{}' not found", rec.company_id)))?;
-    let suites = store
-        .list_report_suites(Some(&rec.company_id))
-        .await
-        .map_err(|e| Failure::new("store", e))?;
-    let mut zones = SuiteZones::utc();
-    for s in &suites {
-        zones
-            .insert(&s.rsid, &s.time_zone)
-            .map_err(|e| Failure::new("time_zone", e))?;
-    }
-    let owned: HashSet<String> = suites.into_iter().map(|s| s.rsid).collect();
-    let blob_key = rec
-        .blob_key
-        .clone()
-        .ok_or_else(|| Failure::new("staged_file_missing", "the staged file is not kept"))?;
-    let input = shared
-        .blobs
-        .open_read(&blob_key)
-        .map_err(|e| Failure::new("staged_file_missing", e))?;
-    let writer = shared
-        .lake
-        .begin(&rec.file_id, zones)
-        .map_err(|e| Failure::new("lake", e))?;
-    let limits = Limits {
-        max_compressed: shared.limits.max_compressed_bytes,
-        max_uncompressed: shared.limits.max_uncompressed_bytes,
-    };
-    let handle = tokio::runtime::Handle::current();
-    let throttles = shared.throttles.clone();
-    let file_id = rec.file_id.clone();
-    let expected_rows = rec.rows;
-    let cancel2 = cancel.clone();
+    let loaded = load(shared, rec).await?;
+    let blob_key = loaded.blob_key.clone();
     let mut timings = Timings::default();
     let t = std::time::Instant::now();
-    let blocking = tokio::task::spawn_blocking(move || {
-        read_and_enrich(
-            input, writer, company, owned, limits, store, handle, throttles, cancel2,
-        )
-    })
-    .await
-    .map_err(|e| Failure::new("internal", format!("processing thread failed: {e}")))?;
+    let out = read_and_enrich(shared, rec, loaded, cancel.clone()).await?;
     timings.encode = t.elapsed();
-    let out = match blocking {
-        Ok(Some(out)) => out,
-        Ok(None) => return Ok(Outcome::Cancelled),
-        Err(f) => return Err(f),
+    let Some(out) = out else {
+        return Ok(Outcome::Cancelled);
     };
-    if out.rows != expected_rows {
-        return Err(Failure::new(
-            "staged_file_changed",
-            format!(
-                "the staged file has {} rows, the upload had {expected_rows}",
-                out.rows
-            ),
-        ));
-    }
     if cancel.load(Ordering::Relaxed) {
         return Ok(Outcome::Cancelled);
     }
     let t = std::time::Instant::now();
-    shared
-        .lake
-        .publish(out.staged)
-        .await
-        .map_err(|e| Failure::new("lake", e))?;
+    publish(shared, out.spooled).await?;
     timings.publish = t.elapsed();
     let t = std::time::Instant::now();
-    let mut log = bdia_store::upload_log(&rec.processing_log).to_string();
-    for line in &out.out_of_order {
-        if !log.is_empty() {
-            log.push('\n');
-        }
-        log.push_str(line);
-    }
     let release = !shared.keep_staged_files;
-    shared
-        .store
-        .complete_file(
-            &file_id,
-            Completion {
-                file_reader_complete_date: out.reader_complete,
-                processing_end_date: super::now(),
-                processing_log: log,
-                delta: out.delta,
-                release_blob: release,
-            },
-        )
-        .await
-        .map_err(|e| Failure::new("store", e))?;
+    commit(
+        shared,
+        rec,
+        out.delta,
+        &out.out_of_order,
+        out.reader_complete,
+        release,
+    )
+    .await?;
     timings.commit = t.elapsed();
     if release {
-        // After the commit: a crash before this delete leaves a blob no
-        // record references, removed by the startup sweep.
-        if let Err(e) = shared.blobs.delete(&blob_key).await {
-            tracing::warn!(file_id = %file_id, error = %e, "deleting a processed staged file failed");
-        }
+        release_staged(shared, rec, &blob_key).await;
     }
     Ok(Outcome::Complete {
         rows: out.rows,
@@ -269,31 +215,168 @@ pub async fn run(
     })
 }
 
-/// Why the row sink of [`read_and_enrich`] stopped the engine.
-#[derive(Debug)]
-enum Stop {
-    /// Shutdown asked the file to stop.
-    Cancelled,
-    /// Enriching or writing a batch failed.
-    Failed(Failure),
+/// Step 1, load file + company: the company, the time zones of its report
+/// suites (as of the file's start) and the staged file, opened.
+async fn load(shared: &Shared, rec: &FileRecord) -> Result<Loaded, Failure> {
+    let store = &shared.store;
+    let company = store
+        .get_company(&rec.company_id)
+        .await
+        .map_err(Failure::store)?
+        .ok_or_else(|| {
+            Failure::new(
+                FailureCode::CompanyMissing,
+                format!("company '{}' not found", rec.company_id),
+            )
+        })?;
+    let suites = store
+        .list_report_suites(Some(&rec.company_id))
+        .await
+        .map_err(Failure::store)?;
+    let mut zones = SuiteZones::utc();
+    for s in &suites {
+        zones
+            .insert(&s.rsid, &s.time_zone)
+            .map_err(|e| Failure::new(FailureCode::TimeZone, e))?;
+    }
+    let owned: HashSet<String> = suites.into_iter().map(|s| s.rsid).collect();
+    let blob_key = rec.blob_key.clone().ok_or_else(|| {
+        Failure::new(
+            FailureCode::StagedFileMissing,
+            "the staged file is not kept",
+        )
+    })?;
+    let input = shared
+        .blobs
+        .open_read(&blob_key)
+        .map_err(|e| Failure::new(FailureCode::StagedFileMissing, e))?;
+    Ok(Loaded {
+        company,
+        zones,
+        owned,
+        blob_key,
+        input,
+    })
 }
 
-/// The blocking part; `Ok(None)` when cancelled.
-#[allow(clippy::too_many_arguments)]
-fn read_and_enrich(
-    input: std::fs::File,
-    mut writer: bdia_lake::LakeWriter,
-    company: Company,
-    owned: HashSet<String>,
-    limits: Limits,
-    store: Arc<dyn MetadataStore>,
-    handle: tokio::runtime::Handle,
-    throttles: Arc<Throttles>,
+/// Step 2, read & enrich: every row of the staged file through the engine,
+/// the visitor states and the lake writer, on a blocking thread; then the
+/// row count is checked against the upload's. `Ok(None)` when cancelled.
+async fn read_and_enrich(
+    shared: &Shared,
+    rec: &FileRecord,
+    loaded: Loaded,
     cancel: Arc<AtomicBool>,
-) -> Result<Option<Blocking>, Failure> {
-    let identity = Identity::new(salt_bytes(&company.salt));
+) -> Result<Option<Enriched>, Failure> {
+    let Loaded {
+        company,
+        zones,
+        owned,
+        input,
+        ..
+    } = loaded;
+    let writer = shared
+        .lake
+        .begin(&rec.file_id, zones)
+        .map_err(Failure::lake)?;
+    let limits = Limits {
+        max_compressed: shared.limits.max_compressed_bytes,
+        max_uncompressed: shared.limits.max_uncompressed_bytes,
+    };
+    let states = Prefetched {
+        states: HashMap::new(),
+        store: shared.store.clone(),
+        handle: tokio::runtime::Handle::current(),
+        company_id: company.id.clone(),
+    };
+    let throttles = shared.throttles.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        enrich_file(
+            input, writer, company, owned, limits, states, throttles, cancel,
+        )
+    })
+    .await
+    .map_err(|e| {
+        Failure::new(
+            FailureCode::WorkerThread,
+            format!("processing thread failed: {e}"),
+        )
+    })??;
+    if let Some(out) = &out {
+        check_rows(out.rows, rec.rows)?;
+    }
+    Ok(out)
+}
+
+/// The staged file must hold the rows the upload counted.
+fn check_rows(read: u64, expected: u64) -> Result<(), Failure> {
+    if read == expected {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            FailureCode::StagedFileChanged,
+            format!("the staged file has {read} rows, the upload had {expected}"),
+        ))
+    }
+}
+
+/// Step 3, publish to lake: the spooled parts under their final names and
+/// the file's commit record ([`bdia_lake::Lake::publish`]).
+async fn publish(shared: &Shared, spooled: SpooledFile) -> Result<(), Failure> {
+    shared.lake.publish(spooled).await.map_err(Failure::lake)?;
+    Ok(())
+}
+
+/// Step 4, commit metadata: one transaction marks the file `COMPLETE` (its
+/// upload log followed by the out-of-order notes), stores the visitor state
+/// delta and, with `release`, drops the staged file's key from the record.
+async fn commit(
+    shared: &Shared,
+    rec: &FileRecord,
+    delta: StateDelta,
+    out_of_order: &[String],
+    reader_complete: i64,
+    release: bool,
+) -> Result<(), Failure> {
+    let mut log = bdia_store::upload_log(&rec.processing_log).to_string();
+    for line in out_of_order {
+        if !log.is_empty() {
+            log.push('\n');
+        }
+        log.push_str(line);
+    }
+    shared
+        .store
+        .complete_file(
+            &rec.file_id,
+            Completion {
+                file_reader_complete_date: reader_complete,
+                processing_end_date: super::now(),
+                processing_log: log,
+                delta,
+                release_blob: release,
+            },
+        )
+        .await
+        .map_err(Failure::store)?;
+    Ok(())
+}
+
+/// After the commit, the staged file is deleted (unless
+/// `processing.keep_staged_files`). Best effort: a crash or an error
+/// before the delete leaves a blob no record references, removed by the
+/// startup sweep.
+async fn release_staged(shared: &Shared, rec: &FileRecord, blob_key: &str) {
+    if let Err(e) = shared.blobs.delete(blob_key).await {
+        tracing::warn!(file_id = %rec.file_id, error = %e, "deleting a processed staged file failed");
+    }
+}
+
+/// The engine settings of a company's file: gzip, the upload's size
+/// limits, the company's seed setting and report suites.
+fn engine_options(company: &Company, owned: HashSet<String>, limits: Limits) -> Options {
     let owned = Arc::new(owned);
-    let opts = Options {
+    Options {
         limits,
         encoding: Encoding::Gzip,
         rules: RowRules {
@@ -301,93 +384,164 @@ fn read_and_enrich(
             allow_report_suite: Some(Arc::new(move |rs: &str| owned.contains(rs))),
         },
         threaded: true,
-    };
-    let rate = company.settings.rows_per_second;
-    let mut enricher = FileEnricher::new(&identity);
-    let mut states = Prefetched {
-        states: HashMap::new(),
-        store,
-        handle,
-        company_id: company.id.clone(),
-    };
-    let mut batch: Vec<Hit> = Vec::with_capacity(LOOKUP_BATCH);
-    let mut unpaid = 0u64;
+    }
+}
 
-    let flush = |batch: &mut Vec<Hit>,
-                 enricher: &mut FileEnricher<'_>,
-                 states: &mut Prefetched,
-                 writer: &mut bdia_lake::LakeWriter|
-     -> Result<(), Failure> {
+/// Counts rows and takes them from the company's throttle, a chunk at a
+/// time.
+struct RowMeter {
+    throttles: Arc<Throttles>,
+    company_id: String,
+    rate: Option<u64>,
+    /// Rows counted and not yet taken.
+    unpaid: u64,
+}
+
+impl RowMeter {
+    /// Counts one row; every [`THROTTLE_CHUNK`] rows, takes them from the
+    /// throttle (waiting if the company is over its rate).
+    fn count(&mut self, cancel: &AtomicBool) {
+        self.unpaid += 1;
+        if self.unpaid >= THROTTLE_CHUNK {
+            let taken = self
+                .throttles
+                .take(&self.company_id, self.rate, self.unpaid, cancel);
+            if !taken.waited.is_zero() {
+                metrics::counter!(crate::metrics::ROWS_THROTTLED.name).increment(self.unpaid);
+            }
+            metrics::counter!(crate::metrics::ROWS_PROCESSED.name).increment(self.unpaid);
+            self.unpaid = 0;
+        }
+    }
+
+    /// Takes the rows left at the end of the file.
+    fn settle(&mut self, cancel: &AtomicBool) {
+        self.throttles
+            .take(&self.company_id, self.rate, self.unpaid, cancel);
+        metrics::counter!(crate::metrics::ROWS_PROCESSED.name).increment(self.unpaid);
+        self.unpaid = 0;
+    }
+}
+
+/// A file's hits on their way to the lake: batched, their visitor states
+/// looked up together, enriched and written.
+struct Enrichment<'a> {
+    enricher: FileEnricher<'a>,
+    states: Prefetched,
+    writer: LakeWriter,
+    batch: Vec<Hit>,
+}
+
+impl Enrichment<'_> {
+    /// Looks up the states the batch needs that are not known yet (one
+    /// store call), then enriches each hit and writes it to the lake.
+    fn flush(&mut self) -> Result<(), Failure> {
         let mut keys: Vec<(String, String)> = Vec::new();
         let mut seen: HashSet<(&str, String)> = HashSet::new();
-        for h in batch.iter() {
+        for h in self.batch.iter() {
             let key = h.visitor.key();
             for s in &h.report_suites {
-                if states.known(s, &key).is_none() && !seen.contains(&(s.as_str(), key.clone())) {
+                if self.states.known(s, &key).is_none()
+                    && !seen.contains(&(s.as_str(), key.clone()))
+                {
                     seen.insert((s.as_str(), key.clone()));
                     keys.push((s.clone(), key.clone()));
                 }
             }
         }
         drop(seen);
-        states
-            .prefetch(keys)
-            .map_err(|e| Failure::new("store", e))?;
-        for h in batch.drain(..) {
-            let hits = enricher
-                .enrich(h, states)
-                .map_err(|e| Failure::new("store", e))?;
+        self.states.prefetch(keys).map_err(Failure::store)?;
+        for h in self.batch.drain(..) {
+            let hits = self
+                .enricher
+                .enrich(h, &mut self.states)
+                .map_err(Failure::store)?;
             for eh in &hits {
-                writer.push(eh).map_err(|e| Failure::new("lake", e))?;
+                self.writer.push(eh).map_err(Failure::lake)?;
             }
         }
         Ok(())
-    };
+    }
+}
 
+/// Why the row handler stopped the engine.
+enum Stop {
+    /// Shutdown.
+    Cancelled,
+    /// A failure of the file.
+    Failed(Failure),
+}
+
+/// The blocking part of step 2: the engine over the staged file, each
+/// valid row enriched and written; `Ok(None)` when cancelled.
+#[allow(clippy::too_many_arguments)]
+fn enrich_file(
+    input: std::fs::File,
+    writer: LakeWriter,
+    company: Company,
+    owned: HashSet<String>,
+    limits: Limits,
+    states: Prefetched,
+    throttles: Arc<Throttles>,
+    cancel: Arc<AtomicBool>,
+) -> Result<Option<Enriched>, Failure> {
+    let identity = Identity::new(salt_bytes(&company.salt));
+    let opts = engine_options(&company, owned, limits);
+    let mut meter = RowMeter {
+        throttles,
+        company_id: company.id.clone(),
+        rate: company.settings.rows_per_second,
+        unpaid: 0,
+    };
+    let mut work = Enrichment {
+        enricher: FileEnricher::new(&identity),
+        states,
+        writer,
+        batch: Vec::with_capacity(LOOKUP_BATCH),
+    };
     let report = process(BufReader::new(input), &opts, |event| {
-        unpaid += 1;
-        if unpaid >= THROTTLE_CHUNK {
-            let taken = throttles.take(&company.id, rate, unpaid, &cancel);
-            if !taken.waited.is_zero() {
-                metrics::counter!("bdia_rows_throttled_total").increment(unpaid);
-            }
-            metrics::counter!("bdia_rows_processed_total").increment(unpaid);
-            unpaid = 0;
-        }
+        meter.count(&cancel);
         if let RowEvent::Valid { row, valid } = event {
-            batch.push(valid.to_hit(row));
-            if batch.len() >= LOOKUP_BATCH {
+            work.batch.push(valid.to_hit(row));
+            if work.batch.len() >= LOOKUP_BATCH {
                 if cancel.load(Ordering::Relaxed) {
                     return Err(Stop::Cancelled);
                 }
-                flush(&mut batch, &mut enricher, &mut states, &mut writer).map_err(Stop::Failed)?;
+                work.flush().map_err(Stop::Failed)?;
             }
         }
         Ok(())
     });
     let report = match report {
-        Ok(report) => report,
+        Ok(report) => checked_report(report)?,
         Err(EngineError::Sink(Stop::Cancelled)) => return Ok(None),
         Err(EngineError::Sink(Stop::Failed(f))) => return Err(f),
-        Err(EngineError::Input(e)) => return Err(Failure::new("staged_file_unreadable", e)),
+        Err(EngineError::Input(e)) => {
+            return Err(Failure::new(FailureCode::StagedFileUnreadable, e))
+        }
     };
-    if let Some(code) = report.rejection.as_ref().map(|r| r.code()) {
-        return Err(Failure::new(
-            "staged_file_rejected",
-            format!("the staged file no longer passes the file checks ({code})"),
-        ));
-    }
-    flush(&mut batch, &mut enricher, &mut states, &mut writer)?;
-    throttles.take(&company.id, rate, unpaid, &cancel);
-    metrics::counter!("bdia_rows_processed_total").increment(unpaid);
+    work.flush()?;
+    meter.settle(&cancel);
     let reader_complete = super::now();
-    let staged = writer.finish().map_err(|e| Failure::new("lake", e))?;
-    let (delta, ooo) = enricher.finish();
-    Ok(Some(Blocking {
-        staged,
+    let spooled = work.writer.finish().map_err(Failure::lake)?;
+    let (delta, ooo) = work.enricher.finish();
+    Ok(Some(Enriched {
+        spooled,
         rows: report.rows,
         delta,
         out_of_order: ooo.log_lines(),
         reader_complete,
     }))
+}
+
+/// The engine's verdict on the staged file: it must still pass the file
+/// checks it passed at upload.
+fn checked_report(report: FileReport) -> Result<FileReport, Failure> {
+    if let Some(code) = report.rejection.as_ref().map(|r| r.code()) {
+        return Err(Failure::new(
+            FailureCode::StagedFileRejected,
+            format!("the staged file no longer passes the file checks ({code})"),
+        ));
+    }
+    Ok(report)
 }

@@ -96,7 +96,7 @@ pub async fn upload(
     if let Some(k) = &key {
         if let Some(existing) = state.store.find_by_key(&caller.company.id, k).await? {
             if existing.status != FileStatus::Rejected {
-                metrics::counter!("bdia_uploads_total", "outcome" => "idempotent_replay")
+                metrics::counter!(crate::metrics::UPLOADS.name, "outcome" => "idempotent_replay")
                     .increment(1);
                 return Ok(Json(bdia_wire::FileRecord::from(&existing)).into_response());
             }
@@ -131,7 +131,7 @@ pub async fn upload(
             let pass = match pass {
                 Ok(p) => p,
                 Err(PassError::Interrupted(e)) => {
-                    metrics::counter!("bdia_uploads_total", "outcome" => "interrupted")
+                    metrics::counter!(crate::metrics::UPLOADS.name, "outcome" => "interrupted")
                         .increment(1);
                     return Err(ApiError::BadRequest(format!("Upload interrupted: {e}")));
                 }
@@ -198,7 +198,7 @@ async fn finish_upload(state: &AppState, accepted: Accepted) -> Result<Response,
     let report = &pass.report;
     if let Some(r) = &report.rejection {
         if r.is_too_large() {
-            metrics::counter!("bdia_uploads_total", "outcome" => "too_large").increment(1);
+            metrics::counter!(crate::metrics::UPLOADS.name, "outcome" => "too_large").increment(1);
             return Err(ApiError::PayloadTooLarge(r.to_string()));
         }
     }
@@ -252,7 +252,7 @@ async fn finish_upload(state: &AppState, accepted: Accepted) -> Result<Response,
     };
     match outcome {
         CommitOutcome::Inserted(rec) => {
-            metrics::counter!("bdia_uploads_total", "outcome" => rec.status.as_str().to_ascii_lowercase())
+            metrics::counter!(crate::metrics::UPLOADS.name, "outcome" => rec.status.as_str().to_ascii_lowercase())
                 .increment(1);
             tracing::info!(
                 status = %rec.status,
@@ -268,7 +268,8 @@ async fn finish_upload(state: &AppState, accepted: Accepted) -> Result<Response,
         }
         CommitOutcome::Existing(rec) => {
             undo(state);
-            metrics::counter!("bdia_uploads_total", "outcome" => "idempotent_replay").increment(1);
+            metrics::counter!(crate::metrics::UPLOADS.name, "outcome" => "idempotent_replay")
+                .increment(1);
             Ok(Json(bdia_wire::FileRecord::from(&rec)).into_response())
         }
     }

@@ -170,7 +170,7 @@ impl RejectWriter {
 
 pub(super) fn record_metrics(pass: &Pass) {
     for (kind, n) in &pass.by_kind {
-        metrics::counter!("bdia_rows_rejected_total", "cause" => *kind).increment(*n);
+        metrics::counter!(crate::metrics::ROWS_REJECTED.name, "cause" => *kind).increment(*n);
     }
     if let Some(r) = &pass.report.rejection {
         // Rows of a file refused as a whole, by the file-level cause.
@@ -178,8 +178,8 @@ pub(super) fn record_metrics(pass: &Pass) {
             .report
             .invalid_rows
             .saturating_sub(pass.by_kind.values().sum::<u64>());
-        metrics::counter!("bdia_rows_rejected_total", "cause" => r.code())
+        metrics::counter!(crate::metrics::ROWS_REJECTED.name, "cause" => r.code())
             .increment(rows_not_in_kinds);
-        metrics::counter!("bdia_files_rejected_total", "cause" => r.code()).increment(1);
+        metrics::counter!(crate::metrics::FILES_REJECTED.name, "cause" => r.code()).increment(1);
     }
 }

@@ -372,6 +372,11 @@ async fn an_error_stops_its_group_until_retried() {
     assert_eq!(recs[0].status, FileStatus::Error);
     assert_eq!(recs[0].error_code.as_deref(), Some("staged_file_missing"));
     assert!(recs[0].processing_log.contains("Processing failed: "));
+    assert!(
+        recs[0].processing_log.ends_with(" [staged_file_missing]"),
+        "the log line names the failure code: {}",
+        recs[0].processing_log
+    );
     assert_eq!(recs[1].status, FileStatus::Complete, "other groups go on");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(

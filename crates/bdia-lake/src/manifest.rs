@@ -1,0 +1,186 @@
+//! What a file put in the lake: [`PartEntry`] and [`FileManifest`], and
+//! their JSON form.
+//!
+//! One format serves twice: as the staging manifest
+//! (`_staging/<file_id>/_manifest.json`, written once every part of a file
+//! is staged) and as the commit record (`_commits/<file_id>.json`, written
+//! once every part is published); see [`crate::layout`].
+//!
+//! # Format
+//!
+//! Pretty-printed JSON of [`FileManifest`], version [`MANIFEST_VERSION`]:
+//!
+//! ```json
+//! {
+//!   "version": 1,
+//!   "file_id": "f1",
+//!   "rows": 10,
+//!   "parts": [
+//!     {"path": "hits/report_suite=rs1/date=2024-01-02/part-f1-0000.parquet",
+//!      "report_suite": "rs1", "date": "2024-01-02", "rows": 10, "bytes": 4242}
+//!   ]
+//! }
+//! ```
+//!
+//! (`stale`, a list of paths, appears only in a staging manifest, and only
+//! when it is not empty.)
+//!
+//! # Invariants
+//!
+//! - Parts are sorted by path; the same file written again serialises to
+//!   the same bytes.
+//! - Dates are calendar days written `YYYY-MM-DD`; a record whose date does
+//!   not parse is refused as a whole ([`LakeError::Corrupt`]), like any
+//!   other record that is not valid JSON of this shape.
+
+use jiff::civil::Date;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{is_not_found, LakeError};
+
+/// Version of the manifest format.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// One part of a file, as recorded in its manifest.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PartEntry {
+    /// Object path relative to the lake root.
+    pub path: String,
+    /// Report suite of every row.
+    pub report_suite: String,
+    /// Partition day in the suite's time zone (written `YYYY-MM-DD`).
+    #[serde(with = "day")]
+    pub date: Date,
+    /// Rows.
+    pub rows: u64,
+    /// Size in bytes.
+    pub bytes: u64,
+}
+
+/// What a file put in the lake: written to `_staging/<file_id>/_manifest.json`
+/// once every part is staged, and to `_commits/<file_id>.json` once every
+/// part is published.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileManifest {
+    /// [`MANIFEST_VERSION`].
+    pub version: u32,
+    /// The file id.
+    pub file_id: String,
+    /// Hits in all parts.
+    pub rows: u64,
+    /// The parts, sorted by path.
+    pub parts: Vec<PartEntry>,
+    /// Staging only: parts of an earlier commit of this file that this one
+    /// replaces without overwriting them; deleted once this one is committed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stale: Vec<String>,
+}
+
+impl FileManifest {
+    /// The JSON bytes stored for this manifest.
+    pub(crate) fn to_json(&self) -> Result<Vec<u8>, LakeError> {
+        Ok(serde_json::to_vec_pretty(self)?)
+    }
+
+    /// Parses a stored manifest; `path` names it in the error.
+    pub(crate) fn from_json(bytes: &[u8], path: &Path) -> Result<FileManifest, LakeError> {
+        serde_json::from_slice(bytes).map_err(|e| LakeError::Corrupt {
+            path: path.to_string(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// Reads the manifest stored at `path`, `None` when there is none.
+pub(crate) async fn read(
+    store: &dyn ObjectStore,
+    path: &Path,
+) -> Result<Option<FileManifest>, LakeError> {
+    match store.get(path).await {
+        Ok(r) => {
+            let bytes = r.bytes().await?;
+            Ok(Some(FileManifest::from_json(&bytes, path)?))
+        }
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// A day as `YYYY-MM-DD` text.
+mod day {
+    use jiff::civil::Date;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(date: &Date, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(date)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Date, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse()
+            .map_err(|e: jiff::Error| serde::de::Error::custom(format!("date {text:?}: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> FileManifest {
+        FileManifest {
+            version: MANIFEST_VERSION,
+            file_id: "f1".into(),
+            rows: 10,
+            parts: vec![PartEntry {
+                path: "hits/report_suite=rs1/date=2024-01-02/part-f1-0000.parquet".into(),
+                report_suite: "rs1".into(),
+                date: "2024-01-02".parse().unwrap(),
+                rows: 10,
+                bytes: 4242,
+            }],
+            stale: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_stored_form_is_stable() {
+        let json = String::from_utf8(sample().to_json().unwrap()).unwrap();
+        assert_eq!(
+            json,
+            r#"{
+  "version": 1,
+  "file_id": "f1",
+  "rows": 10,
+  "parts": [
+    {
+      "path": "hits/report_suite=rs1/date=2024-01-02/part-f1-0000.parquet",
+      "report_suite": "rs1",
+      "date": "2024-01-02",
+      "rows": 10,
+      "bytes": 4242
+    }
+  ]
+}"#
+        );
+        let back = FileManifest::from_json(json.as_bytes(), &Path::from("x")).unwrap();
+        assert_eq!(back, sample());
+    }
+
+    #[test]
+    fn a_record_with_a_bad_date_is_corrupt() {
+        let json = String::from_utf8(sample().to_json().unwrap())
+            .unwrap()
+            .replace("2024-01-02\"", "2024-13-02\"");
+        let err =
+            FileManifest::from_json(json.as_bytes(), &Path::from("_commits/f1.json")).unwrap_err();
+        match err {
+            LakeError::Corrupt { path, reason } => {
+                assert_eq!(path, "_commits/f1.json");
+                assert!(reason.contains("2024-13-02"), "{reason}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! Every Prometheus metric of the server, named and described once.
+//!
+//! Each metric is a [`Metric`] constant: its name, its type, its labels and
+//! its description. Call sites name a metric only through its constant
+//! (`metrics::counter!(crate::metrics::UPLOADS.name, "outcome" => ...)`),
+//! [`describe_all`] describes every one of [`ALL`] to the installed
+//! recorder, and `docs/OPERATIONS.md` lists them (tests check all three).
+//!
+//! Invariants: names are unique and end in `_total` for counters and
+//! `_seconds` for timings; label values come from small fixed sets (causes,
+//! outcomes, codes, stages), never a company, group or file id.
+
+/// The Prometheus type of a metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    /// A monotonic count.
+    Counter,
+    /// A value that goes up and down.
+    Gauge,
+    /// A distribution of observations (rendered as a summary).
+    Histogram,
+}
+
+/// One metric: what it is called, what it counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metric {
+    /// The exported name.
+    pub name: &'static str,
+    /// Its type.
+    pub kind: MetricKind,
+    /// The label keys it is recorded with (none: recorded without labels).
+    pub labels: &'static [&'static str],
+    /// The description shown as the metric's `# HELP`.
+    pub help: &'static str,
+}
+
+/// Rows refused at upload, by cause.
+pub const ROWS_REJECTED: Metric = Metric {
+    name: "bdia_rows_rejected_total",
+    kind: MetricKind::Counter,
+    labels: &["cause"],
+    help: "Rows refused at upload, by cause (row problem kind or file-level rejection code)",
+};
+
+/// Files refused as a whole at upload, by cause.
+pub const FILES_REJECTED: Metric = Metric {
+    name: "bdia_files_rejected_total",
+    kind: MetricKind::Counter,
+    labels: &["cause"],
+    help: "Files refused as a whole at upload, by cause",
+};
+
+/// Upload requests, by outcome.
+pub const UPLOADS: Metric = Metric {
+    name: "bdia_uploads_total",
+    kind: MetricKind::Counter,
+    labels: &["outcome"],
+    help: "Upload requests by outcome",
+};
+
+/// Error answers, by error code.
+pub const HTTP_ERRORS: Metric = Metric {
+    name: "bdia_http_errors_total",
+    kind: MetricKind::Counter,
+    labels: &["code"],
+    help: "Error answers by code",
+};
+
+/// Access tokens issued, by flow.
+pub const TOKENS_ISSUED: Metric = Metric {
+    name: "bdia_tokens_issued_total",
+    kind: MetricKind::Counter,
+    labels: &["flow"],
+    help: "Access tokens issued, by flow (client_credentials, jwt_exchange)",
+};
+
+/// Rows read by the processing stage.
+pub const ROWS_PROCESSED: Metric = Metric {
+    name: "bdia_rows_processed_total",
+    kind: MetricKind::Counter,
+    labels: &[],
+    help: "Rows read by the processing stage",
+};
+
+/// Rows delayed by a company's processing throttle.
+pub const ROWS_THROTTLED: Metric = Metric {
+    name: "bdia_rows_throttled_total",
+    kind: MetricKind::Counter,
+    labels: &[],
+    help: "Rows the processing throttle held back (delayed, never dropped)",
+};
+
+/// Files processed, by outcome.
+pub const FILES_PROCESSED: Metric = Metric {
+    name: "bdia_files_processed_total",
+    kind: MetricKind::Counter,
+    labels: &["outcome"],
+    help: "Files processed, by outcome (complete, error)",
+};
+
+/// Files that failed processing, by failure code.
+pub const PROCESSING_ERRORS: Metric = Metric {
+    name: "bdia_processing_errors_total",
+    kind: MetricKind::Counter,
+    labels: &["code"],
+    help: "Files that failed processing, by cause (failure code)",
+};
+
+/// Visitor groups waiting for a worker.
+pub const PROCESSING_GROUPS_WAITING: Metric = Metric {
+    name: "bdia_processing_groups_waiting",
+    kind: MetricKind::Gauge,
+    labels: &[],
+    help: "Visitor groups with files waiting for a worker",
+};
+
+/// Files being processed.
+pub const PROCESSING_FILES_IN_PROGRESS: Metric = Metric {
+    name: "bdia_processing_files_in_progress",
+    kind: MetricKind::Gauge,
+    labels: &[],
+    help: "Files being processed",
+};
+
+/// Time of each processing stage of a file.
+pub const PROCESSING_STAGE_SECONDS: Metric = Metric {
+    name: "bdia_processing_stage_seconds",
+    kind: MetricKind::Histogram,
+    labels: &["stage"],
+    help: "Seconds each processed file spent per stage (encode, publish, commit)",
+};
+
+/// Time to answer a report.
+pub const REPORT_SECONDS: Metric = Metric {
+    name: "bdia_report_seconds",
+    kind: MetricKind::Histogram,
+    labels: &[],
+    help: "Seconds to compute a report",
+};
+
+/// Every metric, in the order of `docs/OPERATIONS.md`.
+pub const ALL: &[Metric] = &[
+    ROWS_REJECTED,
+    FILES_REJECTED,
+    UPLOADS,
+    HTTP_ERRORS,
+    TOKENS_ISSUED,
+    ROWS_PROCESSED,
+    ROWS_THROTTLED,
+    FILES_PROCESSED,
+    PROCESSING_ERRORS,
+    PROCESSING_GROUPS_WAITING,
+    PROCESSING_FILES_IN_PROGRESS,
+    PROCESSING_STAGE_SECONDS,
+    REPORT_SECONDS,
+];
+
+/// Describes every metric of [`ALL`] to the installed recorder (its type
+/// and `# HELP` text).
+pub fn describe_all() {
+    for m in ALL {
+        match m.kind {
+            MetricKind::Counter => metrics::describe_counter!(m.name, m.help),
+            MetricKind::Gauge => metrics::describe_gauge!(m.name, m.help),
+            MetricKind::Histogram => metrics::describe_histogram!(m.name, m.help),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metrics_exporter_prometheus::PrometheusBuilder;
+
+    #[test]
+    fn every_constant_is_listed_once() {
+        let source = include_str!("metrics.rs");
+        let declared = source
+            .lines()
+            .filter(|l| l.starts_with("pub const ") && l.contains(": Metric = "))
+            .count();
+        assert_eq!(declared, ALL.len(), "a Metric constant is missing from ALL");
+        let mut names = std::collections::HashSet::new();
+        for m in ALL {
+            assert!(names.insert(m.name), "{} twice", m.name);
+            assert!(m.name.starts_with("bdia_"), "{}", m.name);
+            assert!(!m.help.is_empty(), "{} has no description", m.name);
+            if m.kind == MetricKind::Counter {
+                assert!(m.name.ends_with("_total"), "{}", m.name);
+            }
+        }
+    }
+
+    #[test]
+    fn every_metric_is_described_with_its_type() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            describe_all();
+            for m in ALL {
+                match m.kind {
+                    MetricKind::Counter => metrics::counter!(m.name).increment(1),
+                    MetricKind::Gauge => metrics::gauge!(m.name).set(1.0),
+                    MetricKind::Histogram => metrics::histogram!(m.name).record(1.0),
+                }
+            }
+        });
+        let text = handle.render();
+        for m in ALL {
+            assert!(
+                text.contains(&format!("# HELP {} {}\n", m.name, m.help)),
+                "{} is not described:\n{text}",
+                m.name
+            );
+            let kind = match m.kind {
+                MetricKind::Counter => "counter",
+                MetricKind::Gauge => "gauge",
+                MetricKind::Histogram => "summary",
+            };
+            assert!(
+                text.contains(&format!("# TYPE {} {kind}\n", m.name)),
+                "{} is not a {kind}:\n{text}",
+                m.name
+            );
+        }
+    }
+
+    #[test]
+    fn the_operator_guide_lists_every_metric() {
+        let doc = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/OPERATIONS.md"),
+        )
+        .expect("docs/OPERATIONS.md");
+        for m in ALL {
+            let listed = if m.labels.is_empty() {
+                format!("`{}`", m.name)
+            } else {
+                format!("`{}{{{}}}`", m.name, m.labels.join(","))
+            };
+            assert!(
+                doc.contains(&listed),
+                "docs/OPERATIONS.md does not list {listed}"
+            );
+        }
+    }
+
+    #[test]
+    fn metrics_are_named_only_through_their_constants() {
+        fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).unwrap().flatten() {
+                let p = e.path();
+                if p.is_dir() && e.file_name() != "target" {
+                    walk(&p, out);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    out.push(p);
+                }
+            }
+        }
+        let crates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut files = Vec::new();
+        walk(&crates, &mut files);
+        for f in files {
+            let text = std::fs::read_to_string(&f).unwrap();
+            for call in ["counter!(\"", "gauge!(\"", "histogram!(\""] {
+                assert!(
+                    !text.contains(call),
+                    "{} names a metric by a literal ({call}...): use crate::metrics",
+                    f.display()
+                );
+            }
+        }
+    }
+}
