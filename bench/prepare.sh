@@ -13,8 +13,12 @@ mkdir -p "$WORK"
 command -v hyperfine >/dev/null || { echo "hyperfine is needed: apt-get install hyperfine" >&2; exit 2; }
 [ -x /usr/bin/time ] || { echo "GNU time is needed: apt-get install time" >&2; exit 2; }
 
-cargo build --release -q -p bdia-cli
-BDIA=$(realpath "${CARGO_TARGET_DIR:-target}/release/bdia")
+# BDIA_BIN: a release binary already built (skips the build).
+if [ -z "${BDIA_BIN:-}" ]; then
+  cargo build --release -q -p bdia-cli
+  BDIA_BIN="${CARGO_TARGET_DIR:-target}/release/bdia"
+fi
+BDIA=$(realpath "$BDIA_BIN")
 IN="$WORK/unsorted-$ROWS.csv"
 if [ ! -f "$IN" ]; then
   # Four time-ordered exports over the same period, concatenated: the result

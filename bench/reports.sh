@@ -14,8 +14,12 @@ ITER=${2:-5}
 WORK=${BENCH_DIR:-target/bench}/reports-$HITS
 python3 -c "import duckdb" 2>/dev/null || { echo "DuckDB is needed: pip install duckdb" >&2; exit 2; }
 
-cargo build --release -q -p bdia-report --example report_bench
-BIN="${CARGO_TARGET_DIR:-target}/release/examples/report_bench"
+# REPORT_BENCH_BIN: the report_bench example already built (skips the build).
+if [ -z "${REPORT_BENCH_BIN:-}" ]; then
+  cargo build --release -q -p bdia-report --example report_bench
+  REPORT_BENCH_BIN="${CARGO_TARGET_DIR:-target}/release/examples/report_bench"
+fi
+BIN=$(realpath "$REPORT_BENCH_BIN")
 if [ ! -d "$WORK/lake/_commits" ]; then
   mkdir -p "$WORK"
   "$BIN" gen "$WORK" "$HITS"

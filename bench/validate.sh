@@ -13,8 +13,12 @@ mkdir -p "$WORK"
 command -v hyperfine >/dev/null || { echo "hyperfine is needed: apt-get install hyperfine" >&2; exit 2; }
 [ -x /usr/bin/time ] || { echo "GNU time is needed: apt-get install time" >&2; exit 2; }
 
-cargo build --release -q -p bdia-cli
-BDIA=${CARGO_TARGET_DIR:-target}/release/bdia
+# BDIA_BIN: a release binary already built (skips the build).
+if [ -z "${BDIA_BIN:-}" ]; then
+  cargo build --release -q -p bdia-cli
+  BDIA_BIN="${CARGO_TARGET_DIR:-target}/release/bdia"
+fi
+BDIA=$(realpath "$BDIA_BIN")
 FILE="$WORK/validate-$ROWS.csv.gz"
 if [ ! -f "$FILE" ]; then
   "$BDIA" generate --rows "$ROWS" --visitors 50000 --suites acme.prod,acme.dev \
