@@ -10,6 +10,9 @@
 #   2. the server's peak RSS (VmHWM) over all of it;
 #   3. uploads per second of a small file from 8 concurrent curl clients,
 #      next to GET /healthz per second with the same concurrency.
+# The server runs with processing off: this measures the upload path only
+# (bench/process.sh measures processing), and processing the uploaded files
+# in the background would take CPU and memory from the uploads measured.
 # Needs hyperfine and curl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +40,8 @@ SMALL_FILE="$WORK/upload-small.csv.gz"
 DATA=$(mktemp -d "$WORK/upload-data.XXXXXX")
 PORT=${PORT:-$((20000 + RANDOM % 20000))}
 BASE="http://127.0.0.1:$PORT"
-BDIA_RATE_LIMIT_ENABLED=false "$BDIA" serve --data-dir "$DATA" --listen "127.0.0.1:$PORT" \
+BDIA_RATE_LIMIT_ENABLED=false BDIA_PROCESSING_ENABLED=false \
+  "$BDIA" serve --data-dir "$DATA" --listen "127.0.0.1:$PORT" \
   >"$WORK/upload-server.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true; wait $SERVER 2>/dev/null || true; rm -rf "$DATA"' EXIT
