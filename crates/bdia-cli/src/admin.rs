@@ -52,8 +52,10 @@ enum AdminCommand {
     Token {
         /// The client id.
         client_id: String,
-        /// Lifetime in seconds [default: the server's token_ttl_secs].
-        #[arg(long)]
+        /// Lifetime in seconds, at most 30 days [default: the server's
+        /// token_ttl_secs].
+        #[arg(long, value_parser = clap::value_parser!(u64)
+            .range(1..=bdia_server::config::MAX_TOKEN_TTL_SECS))]
         ttl: Option<u64>,
     },
 }

@@ -129,12 +129,19 @@ impl TokenIssuer {
         iat: i64,
         ttl_secs: u64,
     ) -> Result<AccessToken, ApiError> {
+        // Checked: a lifetime near i64::MAX must not wrap `exp` negative.
+        let exp = i64::try_from(ttl_secs)
+            .ok()
+            .and_then(|ttl| iat.checked_add(ttl))
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!("token lifetime {ttl_secs} s is out of range"))
+            })?;
         let claims = Claims {
             iss: TOKEN_ISSUER.into(),
             sub: client.client_id.clone(),
             company: client.company_id.clone(),
             iat,
-            exp: iat + ttl_secs as i64,
+            exp,
         };
         let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(ApiError::internal)?;
@@ -229,6 +236,27 @@ mod tests {
         assert!(!verify_secret("s3cret!", &h));
         assert!(!verify_secret("s3cret", "garbage"));
         assert_ne!(hash_secret("s3cret"), h, "salted");
+    }
+
+    /// Regression: a lifetime near `i64::MAX` wrapped `exp` negative (a
+    /// token that never expires, or one refused at once).
+    #[test]
+    fn lifetimes_out_of_range_are_refused_not_wrapped() {
+        let issuer = TokenIssuer::new(b"k", 60).unwrap();
+        let client = ApiClient {
+            client_id: "c1".into(),
+            company_id: "acme".into(),
+            secret_hash: String::new(),
+            technical_account: String::new(),
+            public_key_pem: None,
+            disabled: false,
+            created: 0,
+        };
+        let t = issuer.issue_at(&client, now(), 60).unwrap();
+        assert!(issuer.verify(&t.access_token).unwrap().exp > now());
+        for ttl in [i64::MAX as u64, u64::MAX] {
+            assert!(issuer.issue_at(&client, now(), ttl).is_err(), "{ttl}");
+        }
     }
 
     #[test]

@@ -88,11 +88,15 @@ pub struct RateLimitConfig {
     pub burst: u32,
 }
 
+/// The longest lifetime of an access token: 30 days.
+pub const MAX_TOKEN_TTL_SECS: u64 = 30 * 86_400;
+
 /// Token settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
-    /// Lifetime of access tokens in seconds (`BDIA_TOKEN_TTL_SECS`).
+    /// Lifetime of access tokens in seconds (`BDIA_TOKEN_TTL_SECS`),
+    /// 1 to [`MAX_TOKEN_TTL_SECS`].
     pub token_ttl_secs: u64,
     /// Clock skew tolerated on client-signed JWTs, seconds
     /// (`BDIA_JWT_LEEWAY_SECS`).
@@ -252,6 +256,12 @@ impl Config {
         if self.auth.token_ttl_secs == 0 {
             return Err(ConfigError("auth.token_ttl_secs = 0: must be > 0".into()));
         }
+        if self.auth.token_ttl_secs > MAX_TOKEN_TTL_SECS {
+            return Err(ConfigError(format!(
+                "auth.token_ttl_secs = {}: at most {MAX_TOKEN_TTL_SECS} (30 days)",
+                self.auth.token_ttl_secs
+            )));
+        }
         Ok(())
     }
 }
@@ -291,5 +301,12 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("token_ttl_secs"));
+        c.auth.token_ttl_secs = MAX_TOKEN_TTL_SECS;
+        assert!(c.validate().is_ok());
+        for ttl in [MAX_TOKEN_TTL_SECS + 1, i64::MAX as u64, u64::MAX] {
+            c.auth.token_ttl_secs = ttl;
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("token_ttl_secs") && e.contains("30 days"), "{e}");
+        }
     }
 }

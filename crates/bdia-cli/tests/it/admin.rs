@@ -147,3 +147,54 @@ fn admin_manages_tenants_and_prints_working_tokens() {
         "no token for a disabled client"
     );
 }
+
+/// Regression: a token lifetime near `i64::MAX` wrapped `exp` negative.
+/// Lifetimes are bounded (30 days) in `bdia admin token --ttl` and in the
+/// server's configuration, which refuses to start with a larger one.
+#[test]
+fn token_lifetimes_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    json(&bdia(d, &["company", "create", "acme"]));
+    json(&bdia(
+        d,
+        &[
+            "client",
+            "create",
+            "--company",
+            "acme",
+            "--client-id",
+            "etl",
+        ],
+    ));
+    let ok = bdia(d, &["token", "etl", "--ttl", "2592000"]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    for ttl in [
+        "2592001",
+        "9223372036854775807",
+        "18446744073709551615",
+        "0",
+    ] {
+        let out = bdia(d, &["token", "etl", "--ttl", ttl]);
+        assert_eq!(out.status.code(), Some(2), "--ttl {ttl}");
+        assert!(out.stdout.is_empty(), "no token for --ttl {ttl}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--ttl"), "{err}");
+    }
+
+    // The server refuses a configured lifetime over the bound, naming it.
+    let out = Command::new(env!("CARGO_BIN_EXE_bdia"))
+        .args(["serve", "--data-dir"])
+        .arg(d)
+        .args(["--listen", "127.0.0.1:0"])
+        .env("BDIA_TOKEN_TTL_SECS", "9223372036854775807")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("token_ttl_secs"), "{err}");
+}
