@@ -479,7 +479,8 @@ where
     };
     for (pos, name) in header.unknown_columns() {
         report.log.warn(format!(
-            "Warning: unknown column '{name}' (column {pos}) is ignored."
+            "Warning: unknown column '{}' (column {pos}) is ignored.",
+            shortened(name)
         ));
     }
     // The record moves between its byte form (for reading, reused) and its
@@ -526,4 +527,16 @@ where
         }
     }
     Ok(())
+}
+
+/// Longest column name quoted in a warning, in characters.
+const MAX_QUOTED_NAME: usize = 100;
+
+/// A column name as quoted in the log: at most [`MAX_QUOTED_NAME`]
+/// characters, then `...`, so one huge header cell cannot make a huge log.
+fn shortened(name: &str) -> std::borrow::Cow<'_, str> {
+    match name.char_indices().nth(MAX_QUOTED_NAME) {
+        None => std::borrow::Cow::Borrowed(name),
+        Some((cut, _)) => std::borrow::Cow::Owned(format!("{}...", &name[..cut])),
+    }
 }

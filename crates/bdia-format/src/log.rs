@@ -1,7 +1,9 @@
 //! The processing log of spec section 3.5: one line per problem row, at most
 //! [`EXPLICIT_PER_KIND`] per kind followed by a summary of the rest of that
-//! kind, and a closing `Processing complete` line. Memory is bounded: only
-//! the explicit lines are kept, the rest are counted.
+//! kind, and a closing `Processing complete` line. Warnings (unknown
+//! columns) are capped the same way: at most [`EXPLICIT_WARNINGS`] listed,
+//! then a count. Memory and the log's length are bounded whatever the file:
+//! only the explicit lines are kept, the rest are counted.
 
 use std::collections::BTreeMap;
 
@@ -10,10 +12,15 @@ use crate::error::{FileError, RowErrorKind, RowProblem};
 /// How many rows of one kind are listed before the rest is summarised.
 pub const EXPLICIT_PER_KIND: u64 = 10;
 
+/// How many warnings are listed before the rest is counted.
+pub const EXPLICIT_WARNINGS: u64 = 10;
+
 /// Accumulates the log of one file.
 #[derive(Debug, Clone, Default)]
 pub struct ProcessingLog {
     warnings: Vec<String>,
+    /// Warnings past [`EXPLICIT_WARNINGS`], counted only.
+    more_warnings: u64,
     lines: Vec<String>,
     counts: BTreeMap<RowErrorKind, u64>,
     notes: Vec<String>,
@@ -25,9 +32,32 @@ impl ProcessingLog {
         Self::default()
     }
 
-    /// Adds a warning, shown before the row lines.
+    /// Adds a warning, shown before the row lines; past
+    /// [`EXPLICIT_WARNINGS`] it is only counted.
     pub fn warn(&mut self, warning: String) {
-        self.warnings.push(warning);
+        if (self.warnings.len() as u64) < EXPLICIT_WARNINGS {
+            self.warnings.push(warning);
+        } else {
+            self.more_warnings += 1;
+        }
+    }
+
+    /// The warnings as rendered: the listed ones and the count of the rest.
+    fn warning_lines(&self) -> Vec<String> {
+        let mut out = self.warnings.clone();
+        if self.more_warnings > 0 {
+            let total = self.warnings.len() as u64 + self.more_warnings;
+            let word = if self.more_warnings == 1 {
+                "warning"
+            } else {
+                "warnings"
+            };
+            out.push(format!(
+                "... and {} more {word} ({total} in all).",
+                self.more_warnings
+            ));
+        }
+        out
     }
 
     /// Adds a note, shown after the row lines and before the closing line
@@ -53,7 +83,7 @@ impl ProcessingLog {
     /// The log of a file whose rows were checked: `rows` data rows of which
     /// `invalid` will be skipped.
     pub fn render(&self, rows: u64, invalid: u64) -> String {
-        let mut out: Vec<String> = self.warnings.clone();
+        let mut out: Vec<String> = self.warning_lines();
         out.extend(self.lines.iter().cloned());
         for (kind, n) in &self.counts {
             if *n > EXPLICIT_PER_KIND {
@@ -75,7 +105,7 @@ impl ProcessingLog {
 
     /// The log of a file rejected as a whole.
     pub fn render_rejected(&self, error: &FileError, rows: u64) -> String {
-        let mut out: Vec<String> = self.warnings.clone();
+        let mut out: Vec<String> = self.warning_lines();
         out.push(format!("File rejected: {error}."));
         out.push(format!(
             "Processing complete: 0 rows will be submitted. {rows} rows were invalid."
@@ -87,6 +117,25 @@ impl ProcessingLog {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lists_ten_warnings_then_counts() {
+        let mut log = ProcessingLog::new();
+        for i in 1..=12 {
+            log.warn(format!("Warning: w{i}."));
+        }
+        let text = log.render(1, 0);
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with("Warning:")).count(),
+            10
+        );
+        assert!(text.contains("Warning: w10."), "{text}");
+        assert!(!text.contains("Warning: w11."), "{text}");
+        assert!(
+            text.contains("... and 2 more warnings (12 in all)."),
+            "{text}"
+        );
+    }
 
     #[test]
     fn lists_ten_per_kind_then_summarises() {

@@ -444,3 +444,56 @@ async fn internal_errors_answer_500_without_detail_and_leave_nothing() {
     let (_, list) = api.get_json("/aa/collect/v1/events").await;
     assert_eq!(list["files"].as_array().unwrap().len(), 0);
 }
+
+/// Regression: one warning per unknown column, uncapped, made a 2.6 MB
+/// upload carry a 75 MB processing log, stored and returned in every view.
+/// Warnings are now listed up to ten, then counted, and a long column name
+/// is shortened in its warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_column_warnings_are_capped_in_the_processing_log() {
+    let s = start().await;
+    let api = Api::default_client(&s).await;
+    let unknown = 20_000;
+    let long_name = "y".repeat(100_000);
+    let mut csv = String::from(HEADER);
+    csv.push(',');
+    csv.push_str(&long_name);
+    for i in 1..unknown {
+        csv.push_str(&format!(",extra{i}"));
+    }
+    csv.push('\n');
+    csv.push_str("1700000000,v1,acme.prod,Mozilla/5.0,Home");
+    csv.push_str(&",".repeat(unknown));
+    csv.push('\n');
+    let (st, v) = api.upload(gz(csv.as_bytes()), "g").await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["rows"], 1);
+    assert_eq!(v["invalid_rows"], 0);
+    let log = v["processing_log"].as_str().unwrap();
+    assert!(log.len() < 4_096, "{} bytes of log", log.len());
+    assert_eq!(
+        log.lines().filter(|l| l.starts_with("Warning:")).count(),
+        10
+    );
+    assert!(
+        log.contains(&format!("Warning: unknown column '{}...'", "y".repeat(100))),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "... and {} more warnings ({unknown} in all).",
+            unknown - 10
+        )),
+        "{log}"
+    );
+    assert!(log.ends_with("Processing complete: 1 rows will be submitted. 0 rows were invalid."));
+    // The stored record is as short as the answer.
+    let (st, rec) = api
+        .get_json(&format!(
+            "/aa/collect/v1/events/{}",
+            v["file_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(rec["processing_log"], v["processing_log"]);
+}
