@@ -62,13 +62,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let server = Server::bind(config).await?;
         let base = format!("http://{}", server.local_addr());
         if let Some(creds) = server.first_start_credentials() {
+            // The secret stays in the file: this output ends up in logs.
+            let file = data_dir.join("credentials.json");
+            let file = std::fs::canonicalize(&file).unwrap_or(file);
             println!(
                 "First start: created company '{}' and API client '{}'.\n\
-                 Credentials written to {} (mode 0600).\n\nTry it:\n\n{}\n",
+                 Its id and secret are in {} (mode 0600).\n\nTry it:\n\n{}\n",
                 creds.company,
                 creds.client_id,
-                data_dir.join("credentials.json").display(),
-                tenancy::curl_example(&base, creds)
+                file.display(),
+                tenancy::curl_example(&base, &creds.client_id, &file)
             );
         }
         println!("bdia listening on {base} (data dir {})", data_dir.display());

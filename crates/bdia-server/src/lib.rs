@@ -180,6 +180,8 @@ impl Server {
             tracing::info!(cleared, orphans, "recovered data dir");
         }
         let processing = processing::Processing::open(&config.data_dir)?;
+        // The lake's directories exist now: private like the rest.
+        tenancy::ensure_private(&config.data_dir)?;
         processing::recover(&*data.store, processing.lake()).await?;
         let reports =
             bdia_report::ReportEngine::new(processing.lake().clone()).context("report engine")?;

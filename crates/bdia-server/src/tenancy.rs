@@ -67,7 +67,85 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(path, bytes)
 }
 
-/// Opens (creating) a data dir: database, blob root, server key.
+/// Makes the data dir private to the server's user: the directory itself
+/// `0700` (so nothing below it can be reached by another local user,
+/// whatever mode a library creates its files with), and, since an older
+/// release left them `0755`/`0644`, every directory of bdia's below it
+/// `0700` and every file `0600`. Returns how many modes were changed.
+#[cfg(unix)]
+pub fn make_private(root: &Path) -> std::io::Result<usize> {
+    use std::os::unix::fs::PermissionsExt;
+    fn walk(path: &Path, changed: &mut usize) -> std::io::Result<()> {
+        let meta = std::fs::symlink_metadata(path)?;
+        let want = if meta.is_dir() {
+            0o700
+        } else if meta.is_file() {
+            0o600
+        } else {
+            return Ok(()); // symlinks and sockets are left alone
+        };
+        if meta.permissions().mode() & 0o777 != want {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(want))?;
+            *changed += 1;
+        }
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(path)? {
+                walk(&entry?.path(), changed)?;
+            }
+        }
+        Ok(())
+    }
+    let mut changed = 0;
+    let meta = std::fs::metadata(root)?;
+    if meta.permissions().mode() & 0o777 != 0o700 {
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o700))?;
+        changed += 1;
+    }
+    // Only what bdia itself keeps there: a data dir pointed at a directory
+    // that holds other things leaves those things alone.
+    for entry in std::fs::read_dir(root)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if DATA_DIR_ENTRIES.contains(&name.as_ref()) || name.starts_with("metadata.sqlite") {
+            walk(&entry.path(), &mut changed)?;
+        }
+    }
+    Ok(changed)
+}
+
+/// What bdia keeps in a data dir (besides `metadata.sqlite*`).
+#[cfg(unix)]
+const DATA_DIR_ENTRIES: &[&str] = &[
+    "server.key",
+    "credentials.json",
+    "server.lock",
+    "blobs",
+    "lake",
+    "lake-spool",
+];
+
+/// Data dir modes are left as they are where there are no Unix modes.
+#[cfg(not(unix))]
+pub fn make_private(_root: &Path) -> std::io::Result<usize> {
+    Ok(0)
+}
+
+/// [`make_private`], logging what it changed.
+pub fn ensure_private(root: &Path) -> anyhow::Result<()> {
+    let fixed = make_private(root)
+        .with_context(|| format!("making {} private to this user", root.display()))?;
+    if fixed > 0 {
+        tracing::info!(
+            fixed,
+            "data dir made private (directories 0700, files 0600)"
+        );
+    }
+    Ok(())
+}
+
+/// Opens (creating) a data dir: database, blob root, server key; then makes
+/// it private ([`make_private`]).
 pub async fn open_data_dir(root: &Path) -> anyhow::Result<DataDir> {
     std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
     let store = SqliteStore::open(&root.join("metadata.sqlite"))
@@ -87,6 +165,7 @@ pub async fn open_data_dir(root: &Path) -> anyhow::Result<DataDir> {
         }
         Err(e) => return Err(e).with_context(|| format!("reading {}", key_path.display())),
     };
+    ensure_private(root)?;
     Ok(DataDir {
         store: Arc::new(store),
         blobs,
@@ -231,17 +310,25 @@ pub async fn ensure_default_tenant(
 }
 
 /// A ready-to-paste shell example: get a token, upload a file, look it up.
-pub fn curl_example(base_url: &str, creds: &Credentials) -> String {
+/// The client secret is read from `credentials` when the example runs, so
+/// it is never printed (a first start's output ends up in logs).
+pub fn curl_example(base_url: &str, client_id: &str, credentials: &Path) -> String {
+    let file = shell_quote(&credentials.display().to_string());
     format!(
-        r#"TOKEN=$(curl -s -X POST {base_url}/ims/token/v3 \
-  -d grant_type=client_credentials -d client_id={id} -d client_secret={secret} \
+        r#"SECRET=$(sed -n 's/.*"client_secret": *"\([^"]*\)".*/\1/p' {file})
+TOKEN=$(curl -s -X POST {base_url}/ims/token/v3 \
+  -d grant_type=client_credentials -d client_id={id} -d "client_secret=$SECRET" \
   | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
 curl -s -X POST {base_url}/aa/collect/v1/events \
   -H "Authorization: Bearer $TOKEN" -H "x-api-key: {id}" \
   -H "x-adobe-vgid: group1" -F file=@ingest_file.csv.gz
 curl -s {base_url}/aa/collect/v1/events?vgid=group1 \
   -H "Authorization: Bearer $TOKEN" -H "x-api-key: {id}""#,
-        id = creds.client_id,
-        secret = creds.client_secret,
+        id = client_id,
     )
+}
+
+/// `s` as one single-quoted shell word.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
 }

@@ -42,12 +42,19 @@ pub struct BdiaServe {
     port: u16,
     data_dir: PathBuf,
     env: Vec<(String, String)>,
+    /// Where the server's standard output goes (appended); `None`: nowhere.
+    stdout: Option<PathBuf>,
 }
 
 impl BdiaServe {
     /// Starts `bdia serve` on a free port over `data_dir`, with `env` set
     /// (`BDIA_*` overrides); does not wait for it to answer.
     pub fn spawn(data_dir: &Path, env: &[(&str, &str)]) -> BdiaServe {
+        BdiaServe::spawn_to(data_dir, env, None)
+    }
+
+    /// [`BdiaServe::spawn`] with standard output appended to `stdout`.
+    fn spawn_to(data_dir: &Path, env: &[(&str, &str)], stdout: Option<&Path>) -> BdiaServe {
         let mut server = BdiaServe {
             child: None,
             port: free_port(),
@@ -56,8 +63,17 @@ impl BdiaServe {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            stdout: stdout.map(Path::to_path_buf),
         };
         server.restart();
+        server
+    }
+
+    /// [`BdiaServe::start`] with the server's standard output appended to
+    /// the file `stdout`, for tests of what it prints.
+    pub fn start_logged(data_dir: &Path, env: &[(&str, &str)], stdout: &Path) -> BdiaServe {
+        let mut server = BdiaServe::spawn_to(data_dir, env, Some(stdout));
+        server.wait_healthy();
         server
     }
 
@@ -81,7 +97,16 @@ impl BdiaServe {
         ])
         .arg(&self.data_dir)
         .env("BDIA_RATE_LIMIT_ENABLED", "false")
-        .stdout(Stdio::null())
+        .stdout(match &self.stdout {
+            None => Stdio::null(),
+            Some(path) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .unwrap(),
+            ),
+        })
         .stderr(Stdio::null());
         for (k, v) in &self.env {
             cmd.env(k, v);

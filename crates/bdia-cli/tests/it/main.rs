@@ -4,4 +4,5 @@ mod admin;
 mod client;
 mod common;
 mod crash;
+mod hygiene;
 mod validate;
