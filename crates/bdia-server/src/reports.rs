@@ -63,7 +63,7 @@ pub async fn report(
     ApiPath(SuiteParam(rsid)): ApiPath<SuiteParam>,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    tracing::Span::current().record("report_suite", rsid.as_str());
+    tracing::Span::current().record("report_suite", tracing::field::debug(&rsid));
     let Query(q) = q.map_err(|_| ApiError::BadRequest("Malformed query string".into()))?;
     let suite = state
         .store

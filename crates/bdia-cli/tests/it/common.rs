@@ -42,8 +42,9 @@ pub struct BdiaServe {
     port: u16,
     data_dir: PathBuf,
     env: Vec<(String, String)>,
-    /// Where the server's standard output goes (appended); `None`: nowhere.
-    stdout: Option<PathBuf>,
+    /// A directory for the server's `stdout.txt` and `stderr.txt`
+    /// (appended); `None`: output discarded.
+    logs: Option<PathBuf>,
 }
 
 impl BdiaServe {
@@ -53,8 +54,8 @@ impl BdiaServe {
         BdiaServe::spawn_to(data_dir, env, None)
     }
 
-    /// [`BdiaServe::spawn`] with standard output appended to `stdout`.
-    fn spawn_to(data_dir: &Path, env: &[(&str, &str)], stdout: Option<&Path>) -> BdiaServe {
+    /// [`BdiaServe::spawn`] with the output kept in `logs` when given.
+    fn spawn_to(data_dir: &Path, env: &[(&str, &str)], logs: Option<&Path>) -> BdiaServe {
         let mut server = BdiaServe {
             child: None,
             port: free_port(),
@@ -63,16 +64,17 @@ impl BdiaServe {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
-            stdout: stdout.map(Path::to_path_buf),
+            logs: logs.map(Path::to_path_buf),
         };
         server.restart();
         server
     }
 
-    /// [`BdiaServe::start`] with the server's standard output appended to
-    /// the file `stdout`, for tests of what it prints.
-    pub fn start_logged(data_dir: &Path, env: &[(&str, &str)], stdout: &Path) -> BdiaServe {
-        let mut server = BdiaServe::spawn_to(data_dir, env, Some(stdout));
+    /// [`BdiaServe::start`] with the server's standard output and error
+    /// appended to `logs/stdout.txt` and `logs/stderr.txt`, for tests of
+    /// what it prints and logs.
+    pub fn start_logged(data_dir: &Path, env: &[(&str, &str)], logs: &Path) -> BdiaServe {
+        let mut server = BdiaServe::spawn_to(data_dir, env, Some(logs));
         server.wait_healthy();
         server
     }
@@ -97,21 +99,26 @@ impl BdiaServe {
         ])
         .arg(&self.data_dir)
         .env("BDIA_RATE_LIMIT_ENABLED", "false")
-        .stdout(match &self.stdout {
-            None => Stdio::null(),
-            Some(path) => Stdio::from(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .unwrap(),
-            ),
-        })
-        .stderr(Stdio::null());
+        .stdout(self.log_file("stdout.txt"))
+        .stderr(self.log_file("stderr.txt"));
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
         self.child = Some(cmd.spawn().unwrap());
+    }
+
+    /// Where one of the output streams goes.
+    fn log_file(&self, name: &str) -> Stdio {
+        match &self.logs {
+            None => Stdio::null(),
+            Some(dir) => Stdio::from(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join(name))
+                    .unwrap(),
+            ),
+        }
     }
 
     /// Waits until `GET /healthz` answers 200; panics when the process

@@ -18,9 +18,8 @@ fn mode(p: &Path) -> u32 {
 fn first_start_prints_where_the_secret_is_and_a_working_example() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data dir"); // a space: the path is quoted
-    let out = dir.path().join("stdout.txt");
-    let server = BdiaServe::start_logged(&data, &[], &out);
-    let printed = std::fs::read_to_string(&out).unwrap();
+    let server = BdiaServe::start_logged(&data, &[], dir.path());
+    let printed = std::fs::read_to_string(dir.path().join("stdout.txt")).unwrap();
     let creds = server.credentials();
     let secret = creds["client_secret"].as_str().unwrap();
     assert!(secret.len() > 32);
@@ -107,4 +106,61 @@ fn the_data_dir_is_private_and_old_modes_are_fixed_at_start() {
         "not bdia's: left alone"
     );
     drop(server);
+}
+
+/// Regression: a percent-encoded newline and ESC in a visitor-group path
+/// segment wrote a forged line (and a colour code) into the server's log.
+/// User-supplied values are logged escaped, and there are no ANSI colours
+/// when the log is not a terminal.
+#[test]
+fn user_supplied_values_cannot_forge_log_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = BdiaServe::start_logged(&data, &[], dir.path());
+    let creds = server.credentials();
+    let (id, secret) = (
+        creds["client_id"].as_str().unwrap(),
+        creds["client_secret"].as_str().unwrap(),
+    );
+    let curl = |args: &[&str]| {
+        let out = Command::new("curl").arg("-s").args(args).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let token: serde_json::Value = serde_json::from_str(&curl(&[
+        "-X",
+        "POST",
+        &format!("{}/ims/token/v3", server.url()),
+        "-d",
+        "grant_type=client_credentials",
+        "-d",
+        &format!("client_id={id}"),
+        "-d",
+        &format!("client_secret={secret}"),
+    ]))
+    .unwrap();
+    let token = token["access_token"].as_str().unwrap();
+    let forged = "x%0A2026-01-01T00:00:00.000000Z%20%20INFO%20forged%3A%20%1B%5B31mred/retry";
+    let answer = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        &format!("Authorization: Bearer {token}"),
+        "-H",
+        &format!("x-api-key: {id}"),
+        &format!("{}/aa/collect/v1/groups/{forged}", server.url()),
+    ]);
+    assert!(answer.contains("retried"), "{answer}");
+    drop(server); // flushes and closes the log
+    let log = std::fs::read(dir.path().join("stderr.txt")).unwrap();
+    let log = String::from_utf8_lossy(&log);
+    assert!(log.contains("group retried"), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "an escape code reached the log:\n{log}"
+    );
+    assert!(
+        !log.lines()
+            .any(|l| l.starts_with("2026-01-01T00:00:00.000000Z")),
+        "a forged line:\n{log}"
+    );
 }

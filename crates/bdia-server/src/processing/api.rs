@@ -60,7 +60,8 @@ pub async fn retry_group(
             visitor_group_id: vgid.clone(),
         })
         .await?;
-    tracing::info!(visitor_group = %vgid, retried, "group retried");
+    // `?`: the group comes from the path; logged escaped, it cannot forge lines.
+    tracing::info!(visitor_group = ?vgid, retried, "group retried");
     state.processing.wake();
     Ok(Json(RetryAnswer {
         visitor_group_id: vgid,

@@ -240,7 +240,7 @@ pub async fn run_scheduler(
 
 async fn process_one(shared: &Shared, rec: bdia_store::FileRecord, stop: Arc<AtomicBool>) {
     use tracing::Instrument;
-    let span = tracing::info_span!("process_file", file_id = %rec.file_id, visitor_group = %rec.visitor_group_id);
+    let span = tracing::info_span!("process_file", file_id = %rec.file_id, visitor_group = ?rec.visitor_group_id);
     match worker::run(shared, &rec, stop).instrument(span).await {
         Ok(worker::Outcome::Complete { rows, timings }) => {
             metrics::counter!(crate::metrics::FILES_PROCESSED.name, "outcome" => "complete")
@@ -255,7 +255,7 @@ async fn process_one(shared: &Shared, rec: bdia_store::FileRecord, stop: Arc<Ato
             }
             tracing::info!(
                 file_id = %rec.file_id,
-                visitor_group = %rec.visitor_group_id,
+                visitor_group = ?rec.visitor_group_id,
                 rows,
                 encode_ms = timings.encode.as_millis() as u64,
                 publish_ms = timings.publish.as_millis() as u64,
@@ -271,7 +271,7 @@ async fn process_one(shared: &Shared, rec: bdia_store::FileRecord, stop: Arc<Ato
                 .increment(1);
             metrics::counter!(crate::metrics::PROCESSING_ERRORS.name, "code" => f.code.as_str())
                 .increment(1);
-            tracing::error!(file_id = %rec.file_id, visitor_group = %rec.visitor_group_id, code = f.code.as_str(), reason = %f.reason, "file failed; its group stops until retried");
+            tracing::error!(file_id = %rec.file_id, visitor_group = ?rec.visitor_group_id, code = f.code.as_str(), reason = %f.reason, "file failed; its group stops until retried");
             if let Err(e) = shared
                 .store
                 .fail_file(&rec.file_id, &f.note(), f.code.as_str(), now())

@@ -91,7 +91,7 @@ pub async fn upload(
     span.record("company", caller.company.id.as_str());
     let vgid = header_value(&parts.headers, "x-adobe-vgid")?
         .ok_or_else(|| ApiError::BadRequest("Missing x-adobe-vgid header".into()))?;
-    span.record("visitor_group", vgid.as_str());
+    span.record("visitor_group", tracing::field::debug(&vgid));
     let key = header_value(&parts.headers, "x-adobe-idempotency-key")?;
     if let Some(k) = &key {
         if let Some(existing) = state.store.find_by_key(&caller.company.id, k).await? {
