@@ -37,15 +37,30 @@ async fn check_client(
     Ok(client)
 }
 
+/// Largest body of the token endpoints: a form with an id, a secret and at
+/// most a service-account JWT. Anything larger is refused with 413 after at
+/// most this many bytes were read (the upload limit applies to uploads only).
+pub const TOKEN_BODY_LIMIT: usize = 64 * 1024;
+
+/// The answer to a token form that cannot be read: 413 past
+/// [`TOKEN_BODY_LIMIT`], 400 otherwise.
+fn form_error(e: axum::extract::rejection::FormRejection) -> ApiError {
+    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge(format!(
+            "Request body too large: at most {TOKEN_BODY_LIMIT} bytes"
+        ))
+    } else {
+        ApiError::BadRequest("Expected an application/x-www-form-urlencoded body".into())
+    }
+}
+
 /// `POST /ims/token/v3` (client credentials).
 #[tracing::instrument(skip_all)]
 pub async fn token(
     State(state): State<AppState>,
     form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, ApiError> {
-    let Form(form) = form.map_err(|_| {
-        ApiError::BadRequest("Expected an application/x-www-form-urlencoded body".into())
-    })?;
+    let Form(form) = form.map_err(form_error)?;
     let grant = field(&form, "grant_type")?;
     if grant != "client_credentials" {
         return Err(ApiError::BadRequest(format!(
@@ -65,9 +80,7 @@ pub async fn exchange_jwt(
     State(state): State<AppState>,
     form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
 ) -> Result<Response, ApiError> {
-    let Form(form) = form.map_err(|_| {
-        ApiError::BadRequest("Expected an application/x-www-form-urlencoded body".into())
-    })?;
+    let Form(form) = form.map_err(form_error)?;
     let jwt = field(&form, "jwt_token")?.to_string();
     let client = check_client(&state, &form).await?;
     verify_client_jwt(&client, &jwt, state.config.auth.jwt_leeway_secs)?;

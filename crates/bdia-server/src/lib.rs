@@ -111,8 +111,14 @@ pub fn router(state: AppState) -> Router {
         .saturating_add(1024 * 1024)
         .min(usize::MAX as u64) as usize;
     Router::new()
-        .route("/ims/token/v3", post(handlers::token))
-        .route("/ims/exchange/jwt", post(handlers::exchange_jwt))
+        .route(
+            "/ims/token/v3",
+            post(handlers::token).layer(DefaultBodyLimit::max(handlers::TOKEN_BODY_LIMIT)),
+        )
+        .route(
+            "/ims/exchange/jwt",
+            post(handlers::exchange_jwt).layer(DefaultBodyLimit::max(handlers::TOKEN_BODY_LIMIT)),
+        )
         .route(
             "/aa/collect/v1/events",
             post(upload::upload).get(handlers::list),

@@ -164,3 +164,70 @@ fn user_supplied_values_cannot_forge_log_lines() {
         "a forged line:\n{log}"
     );
 }
+
+/// Sends `len` bytes of form body to `path` on raw TCP (stopping early when
+/// the server stops reading) and returns the status line of the answer, if
+/// one could be read.
+fn post_huge_form(port: u16, path: &str, len: usize) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_write_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {len}\r\n\r\n"
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    let chunk = vec![b'a'; 64 * 1024];
+    let mut sent = 0;
+    while sent < len {
+        if s.write_all(&chunk).is_err() {
+            break; // the server answered and closed: what the fix does
+        }
+        sent += chunk.len();
+    }
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf);
+    text.lines().next().map(str::to_string)
+}
+
+/// Regression: the token endpoints buffered bodies up to the upload limit
+/// (100 MiB) before answering 401; 8 such requests added 0.9 GB to the
+/// server. They now read at most 64 KiB and answer 413.
+#[test]
+fn token_endpoints_refuse_large_bodies_without_buffering_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BdiaServe::start(&dir.path().join("data"), &[]);
+    let before = server.peak_rss_kib();
+    let port = server.port();
+    let answers: Vec<Option<String>> = std::thread::scope(|s| {
+        let jobs: Vec<_> = (0..8)
+            .map(|i| {
+                let path = if i % 2 == 0 {
+                    "/ims/token/v3"
+                } else {
+                    "/ims/exchange/jwt"
+                };
+                s.spawn(move || post_huge_form(port, path, 40 << 20))
+            })
+            .collect();
+        jobs.into_iter().map(|j| j.join().unwrap()).collect()
+    });
+    for a in answers.iter().flatten() {
+        assert!(a.contains(" 413 "), "{a}");
+    }
+    assert!(
+        answers.iter().any(Option::is_some),
+        "no answer could be read: {answers:?}"
+    );
+    let after = server.peak_rss_kib();
+    assert!(
+        after < before + 64 * 1024,
+        "peak RSS grew from {before} KiB to {after} KiB"
+    );
+    // A normal token request still works.
+    assert!(super::common::healthy(port));
+}
