@@ -39,6 +39,22 @@ pub enum FileError {
         /// 1-based position of the second occurrence.
         second: usize,
     },
+    /// More header columns than [`crate::row::MAX_COLUMNS`].
+    #[error("Too many header columns: {found} (at most {max})")]
+    TooManyColumns {
+        /// Columns in the header.
+        found: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A header row longer than [`crate::row::MAX_HEADER_BYTES`].
+    #[error("Header row too long: {bytes} bytes (at most {max})")]
+    HeaderTooLong {
+        /// Bytes of the header's column names.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
     /// No `timestamp` column.
     #[error("Missing required header column 'timestamp'")]
     MissingTimestampColumn,
@@ -69,6 +85,8 @@ impl FileError {
             FileError::HeaderNotUtf8 => "header_not_utf8",
             FileError::EmptyColumnName { .. } => "empty_column_name",
             FileError::DuplicateColumn { .. } => "duplicate_column",
+            FileError::TooManyColumns { .. } => "too_many_columns",
+            FileError::HeaderTooLong { .. } => "header_too_long",
             FileError::MissingTimestampColumn => "missing_timestamp_column",
             FileError::MissingVisitorIdColumn => "missing_visitor_id_column",
             FileError::TooLargeCompressed { .. } => "too_large_compressed",

@@ -50,6 +50,14 @@ struct CidColumns {
     is_mc_seed: Option<usize>,
 }
 
+/// Most columns a header may have: the contract's variables are a few
+/// hundred, so this leaves room for many customer-ID types and unknown
+/// columns while bounding the work per row.
+pub const MAX_COLUMNS: usize = 10_000;
+
+/// Most bytes the header's column names may take in all (1 MiB).
+pub const MAX_HEADER_BYTES: usize = 1 << 20;
+
 /// The analysed header of a file.
 #[derive(Debug, Clone)]
 pub struct Header {
@@ -63,6 +71,19 @@ pub struct Header {
 impl Header {
     /// Analyses the header fields (a leading UTF-8 BOM is stripped).
     pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<Header, FileError> {
+        if names.len() > MAX_COLUMNS {
+            return Err(FileError::TooManyColumns {
+                found: names.len(),
+                max: MAX_COLUMNS,
+            });
+        }
+        let bytes: usize = names.iter().map(|n| n.as_ref().len()).sum();
+        if bytes > MAX_HEADER_BYTES {
+            return Err(FileError::HeaderTooLong {
+                bytes,
+                max: MAX_HEADER_BYTES,
+            });
+        }
         let names: Vec<String> = names
             .iter()
             .enumerate()
@@ -80,6 +101,9 @@ impl Header {
         let mut simple = [None; Field::COUNT];
         let mut query_string = None;
         let mut cids: Vec<CidColumns> = Vec::new();
+        // Position in `cids` by customer-ID type: one lookup per column, so
+        // the analysis is linear in the number of columns.
+        let mut cid_pos: HashMap<String, usize> = HashMap::new();
         for (i, name) in names.iter().enumerate() {
             if name.is_empty() {
                 return Err(FileError::EmptyColumnName { column: i + 1 });
@@ -100,18 +124,15 @@ impl Header {
                 Some(Column::Field(f)) => simple[*f as usize] = Some(i),
                 Some(Column::QueryString) => query_string = Some(i),
                 Some(Column::CustomerId { id_type, attr }) => {
-                    let pos = match cids.iter().position(|c| &c.id_type == id_type) {
-                        Some(p) => p,
-                        None => {
-                            cids.push(CidColumns {
-                                id_type: id_type.clone(),
-                                id: None,
-                                auth_state: None,
-                                is_mc_seed: None,
-                            });
-                            cids.len() - 1
-                        }
-                    };
+                    let pos = *cid_pos.entry(id_type.clone()).or_insert_with(|| {
+                        cids.push(CidColumns {
+                            id_type: id_type.clone(),
+                            id: None,
+                            auth_state: None,
+                            is_mc_seed: None,
+                        });
+                        cids.len() - 1
+                    });
                     let slot = match attr {
                         CidAttr::Id => &mut cids[pos].id,
                         CidAttr::AuthState => &mut cids[pos].auth_state,

@@ -92,6 +92,40 @@ fn duplicate_header_rejects_file_but_counts_rows() {
 }
 
 #[test]
+fn headers_over_the_caps_reject_the_file_with_their_reason() {
+    use bdia_format::row::{MAX_COLUMNS, MAX_HEADER_BYTES};
+    let extra = MAX_COLUMNS - 5 + 1;
+    let mut header = H.to_string();
+    for i in 0..extra {
+        header.push_str(&format!(",x{i}"));
+    }
+    let r = run(&format!(
+        "{header}\n1500000000,v1,rs,UA,Home{}\n",
+        ",".repeat(extra)
+    ));
+    assert_eq!(
+        r.report.rejection,
+        Some(FileError::TooManyColumns {
+            found: MAX_COLUMNS + 1,
+            max: MAX_COLUMNS
+        })
+    );
+    assert_eq!((r.report.rows, r.report.invalid_rows), (1, 1));
+
+    // Few columns, but one name longer than the whole header may be.
+    let long = "y".repeat(MAX_HEADER_BYTES);
+    let r = run(&format!("{H},{long}\n1500000000,v1,rs,UA,Home,\n"));
+    assert_eq!(
+        r.report.rejection,
+        Some(FileError::HeaderTooLong {
+            bytes: H.len() - 4 + MAX_HEADER_BYTES,
+            max: MAX_HEADER_BYTES
+        })
+    );
+    assert!(r.report.processing_log().contains("Header row too long"));
+}
+
+#[test]
 fn trailing_comma_in_header_rejects_file() {
     let r = run(&format!("{H},\n1500000000,v1,rs,UA,Home,\n"));
     assert_eq!(
