@@ -455,16 +455,9 @@ async fn unknown_column_warnings_are_capped_in_the_processing_log() {
     let api = Api::default_client(&s).await;
     let unknown = 9_000; // under the column cap (row::MAX_COLUMNS)
     let long_name = "y".repeat(100_000);
-    let mut csv = String::from(HEADER);
-    csv.push(',');
-    csv.push_str(&long_name);
-    for i in 1..unknown {
-        csv.push_str(&format!(",extra{i}"));
-    }
-    csv.push('\n');
-    csv.push_str("1700000000,v1,acme.prod,Mozilla/5.0,Home");
-    csv.push_str(&",".repeat(unknown));
-    csv.push('\n');
+    let csv = wide_file(
+        std::iter::once(long_name.clone()).chain((1..unknown).map(|i| format!("extra{i}"))),
+    );
     let (st, v) = api.upload(gz(csv.as_bytes()), "g").await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["rows"], 1);
@@ -498,6 +491,22 @@ async fn unknown_column_warnings_are_capped_in_the_processing_log() {
     assert_eq!(rec["processing_log"], v["processing_log"]);
 }
 
+/// One valid row under `HEADER` plus the `extra` columns (empty cells).
+fn wide_file(extra: impl Iterator<Item = String>) -> String {
+    let mut csv = String::from(HEADER);
+    let mut n = 0;
+    for name in extra {
+        csv.push(',');
+        csv.push_str(&name);
+        n += 1;
+    }
+    csv.push('\n');
+    csv.push_str("1700000000,v1,acme.prod,Mozilla/5.0,Home");
+    csv.push_str(&",".repeat(n));
+    csv.push('\n');
+    csv
+}
+
 /// Regression: 120,000 `customerID.*` type columns (a 314 KB gzip) cost
 /// 13.7 s of CPU in a quadratic header analysis. The analysis is linear,
 /// and a header over the column cap is a file rejection with its reason.
@@ -506,14 +515,7 @@ async fn a_header_over_the_column_cap_is_rejected_with_its_reason() {
     let s = start().await;
     let api = Api::default_client(&s).await;
     let types = 120_000;
-    let mut csv = String::from(HEADER);
-    for i in 0..types {
-        csv.push_str(&format!(",customerID.t{i}.id"));
-    }
-    csv.push('\n');
-    csv.push_str("1700000000,v1,acme.prod,Mozilla/5.0,Home");
-    csv.push_str(&",".repeat(types));
-    csv.push('\n');
+    let csv = wide_file((0..types).map(|i| format!("customerID.t{i}.id")));
     let (st, v) = api.upload(gz(csv.as_bytes()), "g").await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["status_code"], "REJECTED", "{v}");
@@ -531,14 +533,7 @@ async fn a_header_over_the_column_cap_is_rejected_with_its_reason() {
 
     // Under the cap, many customer-ID types are analysed and accepted.
     let types = 9_000;
-    let mut csv = String::from(HEADER);
-    for i in 0..types {
-        csv.push_str(&format!(",customerID.t{i}.id"));
-    }
-    csv.push('\n');
-    csv.push_str("1700000000,v1,acme.prod,Mozilla/5.0,Home");
-    csv.push_str(&",".repeat(types));
-    csv.push('\n');
+    let csv = wide_file((0..types).map(|i| format!("customerID.t{i}.id")));
     let (st, v) = api.upload(gz(csv.as_bytes()), "g").await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["status_code"], "UPLOADED", "{v}");
