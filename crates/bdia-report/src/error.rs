@@ -36,7 +36,21 @@ impl ReportError {
         match self {
             ReportError::Invalid { code, .. } => code,
             ReportError::Lake(_) => "lake",
+            ReportError::Query(e) if is_exhausted(e) => "memory_limit",
             ReportError::Query(_) => "query",
         }
     }
+
+    /// True when the query needed more memory than the engine's memory
+    /// limit ([`crate::ReportEngine::with_memory_limit`]) allows.
+    pub fn is_memory_limit(&self) -> bool {
+        matches!(self, ReportError::Query(e) if is_exhausted(e))
+    }
+}
+
+fn is_exhausted(e: &datafusion::error::DataFusionError) -> bool {
+    matches!(
+        e.find_root(),
+        datafusion::error::DataFusionError::ResourcesExhausted(_)
+    )
 }

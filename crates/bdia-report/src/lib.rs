@@ -281,11 +281,15 @@ fn values(batch: &RecordBatch, name: &str, metric: &Metric) -> Result<Vec<Value>
     })
 }
 
+/// The cores a query may use.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
 impl ReportEngine {
     /// An engine over `lake`, using every core.
     pub fn new(lake: Lake) -> Result<ReportEngine, ReportError> {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        ReportEngine::with_partitions(lake, cores)
+        ReportEngine::with_partitions(lake, cores())
     }
 
     /// An engine running each query on `target_partitions` partitions.
@@ -293,8 +297,32 @@ impl ReportEngine {
         lake: Lake,
         target_partitions: usize,
     ) -> Result<ReportEngine, ReportError> {
+        ReportEngine::build(lake, target_partitions, RuntimeEnvBuilder::new())
+    }
+
+    /// An engine over `lake`, using every core, whose running reports
+    /// together hold at most `bytes` for sorts, joins and aggregations (a
+    /// fair pool: each running report gets its share). A report that needs
+    /// more fails with [`ReportError::is_memory_limit`] instead of growing
+    /// the process.
+    pub fn with_memory_limit(lake: Lake, bytes: usize) -> Result<ReportEngine, ReportError> {
+        let pool = Arc::new(datafusion::execution::memory_pool::FairSpillPool::new(
+            bytes,
+        ));
+        ReportEngine::build(
+            lake,
+            cores(),
+            RuntimeEnvBuilder::new().with_memory_pool(pool),
+        )
+    }
+
+    fn build(
+        lake: Lake,
+        target_partitions: usize,
+        runtime: RuntimeEnvBuilder,
+    ) -> Result<ReportEngine, ReportError> {
         let url = ObjectStoreUrl::parse(LAKE_URL)?;
-        let runtime = RuntimeEnvBuilder::new().build_arc()?;
+        let runtime = runtime.build_arc()?;
         runtime.register_object_store(url.as_ref(), lake.store().clone());
         Ok(ReportEngine {
             lake,

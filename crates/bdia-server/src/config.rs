@@ -32,6 +32,48 @@ pub struct Config {
     pub upload_idle_timeout_secs: u64,
     /// The processing stage.
     pub processing: ProcessingConfig,
+    /// Report limits.
+    pub reports: ReportsConfig,
+}
+
+/// Limits on reports (`/api/v1/report-suites/{rsid}/report`): a report
+/// scans the lake, so they are bounded in rate, number, time and memory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReportsConfig {
+    /// Sustained reports per second per company
+    /// (`BDIA_REPORT_RATE_PER_SECOND`).
+    pub per_second: u32,
+    /// Reports a company may start at once after being idle
+    /// (`BDIA_REPORT_BURST`).
+    pub burst: u32,
+    /// Reports running at once in the whole server
+    /// (`BDIA_REPORT_MAX_CONCURRENT`).
+    pub max_concurrent: u32,
+    /// Reports running at once per company
+    /// (`BDIA_REPORT_MAX_CONCURRENT_PER_COMPANY`).
+    pub max_concurrent_per_company: u32,
+    /// A report (its wait for a slot included) that takes longer is
+    /// stopped and answered 503 (`BDIA_REPORT_TIMEOUT_SECS`).
+    pub timeout_secs: u64,
+    /// Memory all running reports may hold for sorts, joins and
+    /// aggregations, bytes (`BDIA_REPORT_MEMORY_LIMIT_BYTES`); a report
+    /// that needs more fails with a clear error instead of growing the
+    /// process.
+    pub memory_limit_bytes: u64,
+}
+
+impl Default for ReportsConfig {
+    fn default() -> Self {
+        ReportsConfig {
+            per_second: 5,
+            burst: 20,
+            max_concurrent: 4,
+            max_concurrent_per_company: 2,
+            timeout_secs: 60,
+            memory_limit_bytes: 1024 * 1024 * 1024,
+        }
+    }
 }
 
 /// The processing stage (uploaded files -> lake).
@@ -74,6 +116,14 @@ pub struct LimitsConfig {
     /// more unknown suites are invalid
     /// (`BDIA_MAX_NEW_REPORT_SUITES_PER_UPLOAD`).
     pub max_new_report_suites_per_upload: u32,
+    /// Upload and validate passes (a blocking thread each) running at once
+    /// in the whole server (`BDIA_MAX_CONCURRENT_PASSES`); beyond it,
+    /// 503 with `Retry-After`.
+    pub max_concurrent_passes: u32,
+    /// Upload and validate passes running at once per company
+    /// (`BDIA_MAX_CONCURRENT_PASSES_PER_COMPANY`); beyond it, 429 with
+    /// `Retry-After`.
+    pub max_concurrent_passes_per_company: u32,
 }
 
 /// The server-wide default upload rate limit; each company may override it.
@@ -114,6 +164,7 @@ impl Default for Config {
             shutdown_grace_secs: 30,
             upload_idle_timeout_secs: 60,
             processing: ProcessingConfig::default(),
+            reports: ReportsConfig::default(),
         }
     }
 }
@@ -124,6 +175,8 @@ impl Default for LimitsConfig {
             max_compressed_bytes: 100 * 1024 * 1024,
             max_uncompressed_bytes: 1024 * 1024 * 1024,
             max_new_report_suites_per_upload: 100,
+            max_concurrent_passes: 32,
+            max_concurrent_passes_per_company: 8,
         }
     }
 }
@@ -195,6 +248,22 @@ impl Config {
                 "BDIA_MAX_NEW_REPORT_SUITES_PER_UPLOAD" => {
                     self.limits.max_new_report_suites_per_upload = parse_env(&k, &v)?
                 }
+                "BDIA_MAX_CONCURRENT_PASSES" => {
+                    self.limits.max_concurrent_passes = parse_env(&k, &v)?
+                }
+                "BDIA_MAX_CONCURRENT_PASSES_PER_COMPANY" => {
+                    self.limits.max_concurrent_passes_per_company = parse_env(&k, &v)?
+                }
+                "BDIA_REPORT_RATE_PER_SECOND" => self.reports.per_second = parse_env(&k, &v)?,
+                "BDIA_REPORT_BURST" => self.reports.burst = parse_env(&k, &v)?,
+                "BDIA_REPORT_MAX_CONCURRENT" => self.reports.max_concurrent = parse_env(&k, &v)?,
+                "BDIA_REPORT_MAX_CONCURRENT_PER_COMPANY" => {
+                    self.reports.max_concurrent_per_company = parse_env(&k, &v)?
+                }
+                "BDIA_REPORT_TIMEOUT_SECS" => self.reports.timeout_secs = parse_env(&k, &v)?,
+                "BDIA_REPORT_MEMORY_LIMIT_BYTES" => {
+                    self.reports.memory_limit_bytes = parse_env(&k, &v)?
+                }
                 "BDIA_RATE_LIMIT_ENABLED" => self.rate_limit.enabled = parse_env(&k, &v)?,
                 "BDIA_RATE_LIMIT_PER_SECOND" => self.rate_limit.per_second = parse_env(&k, &v)?,
                 "BDIA_RATE_LIMIT_BURST" => self.rate_limit.burst = parse_env(&k, &v)?,
@@ -237,6 +306,28 @@ impl Config {
                 self.rate_limit.per_second, self.rate_limit.burst
             )));
         }
+        positive(&[
+            (
+                "limits.max_concurrent_passes",
+                self.limits.max_concurrent_passes.into(),
+            ),
+            (
+                "limits.max_concurrent_passes_per_company",
+                self.limits.max_concurrent_passes_per_company.into(),
+            ),
+            ("reports.per_second", self.reports.per_second.into()),
+            ("reports.burst", self.reports.burst.into()),
+            ("reports.max_concurrent", self.reports.max_concurrent.into()),
+            (
+                "reports.max_concurrent_per_company",
+                self.reports.max_concurrent_per_company.into(),
+            ),
+            ("reports.timeout_secs", self.reports.timeout_secs),
+            (
+                "reports.memory_limit_bytes",
+                self.reports.memory_limit_bytes,
+            ),
+        ])?;
         if self.upload_idle_timeout_secs == 0 {
             return Err(ConfigError(
                 "upload_idle_timeout_secs = 0: must be > 0".into(),
@@ -263,6 +354,14 @@ impl Config {
             )));
         }
         Ok(())
+    }
+}
+
+/// `Err` naming the first of `values` that is 0.
+fn positive(values: &[(&str, u64)]) -> Result<(), ConfigError> {
+    match values.iter().find(|(_, v)| *v == 0) {
+        Some((key, _)) => Err(ConfigError(format!("{key} = 0: must be > 0"))),
+        None => Ok(()),
     }
 }
 
@@ -301,6 +400,14 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("token_ttl_secs"));
+        c.auth.token_ttl_secs = 60;
+        c.apply_vars([("BDIA_REPORT_MAX_CONCURRENT".to_string(), "0".to_string())])
+            .unwrap();
+        assert_eq!(
+            c.validate().unwrap_err().to_string(),
+            "configuration: reports.max_concurrent = 0: must be > 0"
+        );
+        c.reports.max_concurrent = 4;
         c.auth.token_ttl_secs = MAX_TOKEN_TTL_SECS;
         assert!(c.validate().is_ok());
         for ttl in [MAX_TOKEN_TTL_SECS + 1, i64::MAX as u64, u64::MAX] {

@@ -36,6 +36,17 @@ pub enum ApiError {
         /// Seconds to wait (the `Retry-After` header).
         retry_after_secs: u64,
     },
+    /// 429 (one company at its limit) or 503 (the server at its limit):
+    /// too much of one kind of work in flight ([`crate::admission`]).
+    #[error("{message}")]
+    Busy {
+        /// What is at its limit and when to retry.
+        message: String,
+        /// Seconds to wait (the `Retry-After` header).
+        retry_after_secs: u64,
+        /// The server's limit (503) rather than the company's (429).
+        server_wide: bool,
+    },
     /// 503: not ready (readiness probe).
     #[error("{0}")]
     Unavailable(String),
@@ -55,6 +66,12 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Busy {
+                server_wide: false, ..
+            } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Busy {
+                server_wide: true, ..
+            } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -70,6 +87,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Busy { .. } => "busy",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -107,7 +125,11 @@ impl IntoResponse for ApiError {
         };
         metrics::counter!(crate::metrics::HTTP_ERRORS.name, "code" => self.code()).increment(1);
         let mut resp = (status, Json(ErrorBody { error: message })).into_response();
-        if let ApiError::RateLimited { retry_after_secs } = self {
+        if let ApiError::RateLimited { retry_after_secs }
+        | ApiError::Busy {
+            retry_after_secs, ..
+        } = self
+        {
             resp.headers_mut().insert(
                 header::RETRY_AFTER,
                 HeaderValue::from(retry_after_secs.max(1)),

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use bdia_store::{FileQuery, FileStatus};
@@ -185,8 +185,15 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: the metadata store answers and the blob root exists.
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+/// Database calls waiting or running from which `/readyz` says
+/// `saturated`.
+pub const DATABASE_SATURATED_CALLS: usize = 256;
+
+/// `GET /readyz`: 503 (error body) when the metadata store does not answer
+/// or the blob root is missing; else the load ([`bdia_wire::Readiness`]),
+/// 503 `saturated` when every pass slot is taken or the database queue is
+/// at [`DATABASE_SATURATED_CALLS`], 200 `ready` otherwise.
+pub async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
     state
         .store
         .ping()
@@ -195,7 +202,25 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<serde_json::Va
     if !state.blobs.root().join("files").is_dir() {
         return Err(ApiError::Unavailable("blob root missing".into()));
     }
-    Ok(Json(serde_json::json!({ "status": "ready" })))
+    let usage = |s: &crate::admission::Slots| bdia_wire::Usage {
+        in_use: s.in_use() as u64,
+        limit: s.limit() as u64,
+    };
+    let calls = state.store.queued_calls();
+    let saturated =
+        state.passes.in_use() >= state.passes.limit() || calls >= DATABASE_SATURATED_CALLS;
+    let body = bdia_wire::Readiness {
+        status: if saturated { "saturated" } else { "ready" }.into(),
+        passes: usage(&state.passes),
+        reports: usage(&state.report_slots),
+        database_calls: calls as u64,
+    };
+    let status = if saturated {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(body)).into_response())
 }
 
 /// `GET /metrics`: Prometheus text format.

@@ -28,6 +28,7 @@
 //! left `PROCESSING`; while serving, the scheduler moves uploaded files
 //! through `PROCESSING` to `COMPLETE`/`ERROR`.
 
+pub mod admission;
 pub mod auth;
 pub mod config;
 pub mod console;
@@ -189,8 +190,11 @@ impl Server {
         // The lake's directories exist now: private like the rest.
         tenancy::ensure_private(&config.data_dir)?;
         processing::recover(&*data.store, processing.lake()).await?;
-        let reports =
-            bdia_report::ReportEngine::new(processing.lake().clone()).context("report engine")?;
+        let reports = bdia_report::ReportEngine::with_memory_limit(
+            processing.lake().clone(),
+            config.reports.memory_limit_bytes.min(usize::MAX as u64) as usize,
+        )
+        .context("report engine")?;
         let first_start = tenancy::ensure_default_tenant(&*data.store, &config.data_dir).await?;
         let listener = TcpListener::bind(config.listen)
             .await
@@ -198,7 +202,23 @@ impl Server {
         let addr = listener.local_addr()?;
         let state = AppState {
             tokens: auth::TokenIssuer::new(&data.server_key, config.auth.token_ttl_secs)?,
-            limiter: Arc::new(limiter::UploadLimiter::new(config.rate_limit.clone())),
+            limiter: Arc::new(limiter::CompanyLimiter::new(config.rate_limit.clone())),
+            validate_limiter: Arc::new(limiter::CompanyLimiter::new(config.rate_limit.clone())),
+            report_limiter: Arc::new(limiter::CompanyLimiter::new(config::RateLimitConfig {
+                enabled: true,
+                per_second: config.reports.per_second,
+                burst: config.reports.burst,
+            })),
+            passes: Arc::new(admission::Slots::new(
+                "upload or validate passes",
+                config.limits.max_concurrent_passes as usize,
+                config.limits.max_concurrent_passes_per_company as usize,
+            )),
+            report_slots: Arc::new(admission::Slots::new(
+                "reports",
+                config.reports.max_concurrent as usize,
+                config.reports.max_concurrent_per_company as usize,
+            )),
             config: Arc::new(config),
             store: data.store,
             blobs: data.blobs,
@@ -256,7 +276,10 @@ impl Server {
                 lake: self.state.processing.lake().clone(),
                 limits: self.state.config.limits.clone(),
                 keep_staged_files: self.state.config.processing.keep_staged_files,
-                throttles: processing::throttle::Throttles::new(),
+                throttles: processing::throttle::Throttles::new(
+                    self.state.config.processing.workers,
+                    self.state.processing.waker(),
+                ),
             });
             tokio::spawn(processing::run_scheduler(
                 self.state.processing.clone(),

@@ -1,7 +1,10 @@
-//! Per-company upload rate limits (spec 5), with `governor`.
+//! Per-company rate limits, with `governor`: uploads (spec 5), validate
+//! passes and reports each have their own [`CompanyLimiter`].
 //!
 //! One token-bucket limiter per company, made on first use with the
-//! company's setting (or the server default). State is bounded: entries
+//! company's setting (or the limiter's default). Validate uses the
+//! company's upload setting with a bucket of its own (a validation does
+//! not spend an upload); reports use the server's report rate. State is bounded: entries
 //! idle for [`IDLE_EVICT`] are dropped (a limiter idle that long is full
 //! again, so dropping it changes nothing), and keys are authenticated
 //! company ids only, never caller-chosen strings.
@@ -16,6 +19,7 @@ use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
 use crate::config::RateLimitConfig;
+use crate::error::ApiError;
 
 /// How long an unused limiter is kept.
 pub const IDLE_EVICT: Duration = Duration::from_secs(600);
@@ -26,16 +30,16 @@ struct Entry {
     last_used: Instant,
 }
 
-/// Upload limiters of all companies.
-pub struct UploadLimiter {
+/// One kind of rate limit, for all companies.
+pub struct CompanyLimiter {
     default: RateLimitConfig,
     entries: Mutex<HashMap<String, Entry>>,
     checks: std::sync::atomic::AtomicU64,
 }
 
-impl std::fmt::Debug for UploadLimiter {
+impl std::fmt::Debug for CompanyLimiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UploadLimiter")
+        f.debug_struct("CompanyLimiter")
             .field("default", &self.default)
             .finish_non_exhaustive()
     }
@@ -45,10 +49,10 @@ fn quota(per_second: u32, burst: u32) -> Option<Quota> {
     Some(Quota::per_second(NonZeroU32::new(per_second)?).allow_burst(NonZeroU32::new(burst)?))
 }
 
-impl UploadLimiter {
+impl CompanyLimiter {
     /// With the server default.
-    pub fn new(default: RateLimitConfig) -> UploadLimiter {
-        UploadLimiter {
+    pub fn new(default: RateLimitConfig) -> CompanyLimiter {
+        CompanyLimiter {
             default,
             entries: Mutex::new(HashMap::new()),
             checks: Default::default(),
@@ -94,6 +98,15 @@ impl UploadLimiter {
         }
     }
 
+    /// [`CompanyLimiter::check`] as the answer to send: 429 with
+    /// `Retry-After` when over the limit.
+    pub fn admit(&self, company: &str, setting: RateLimitSetting) -> Result<(), ApiError> {
+        self.check(company, setting)
+            .map_err(|wait| ApiError::RateLimited {
+                retry_after_secs: wait.as_secs_f64().ceil() as u64,
+            })
+    }
+
     /// Number of companies with limiter state (bounded by eviction).
     pub fn len(&self) -> usize {
         self.entries.lock().map(|e| e.len()).unwrap_or(0)
@@ -111,7 +124,7 @@ mod tests {
 
     #[test]
     fn burst_then_refuse_and_off() {
-        let l = UploadLimiter::new(RateLimitConfig {
+        let l = CompanyLimiter::new(RateLimitConfig {
             enabled: true,
             per_second: 1,
             burst: 3,

@@ -210,8 +210,11 @@ pub fn document() -> Value {
                 }), auth_errors())
             } },
             "/healthz": { "get": { "summary": "Liveness", "responses": { "200": { "description": "Up" } } } },
-            "/readyz": { "get": { "summary": "Readiness (database and blob store)", "responses": {
-                "200": { "description": "Ready" }, "503": error_response("Not ready") } } },
+            "/readyz": { "get": { "summary": "Readiness (database, blob store, saturation)", "responses": {
+                "200": json_ok("Ready", "Readiness"),
+                "503": { "description": "Saturated (a Readiness body with status `saturated`) or not ready (an Error body)",
+                    "content": { "application/json": { "schema": { "oneOf": [
+                        { "$ref": "#/components/schemas/Readiness" }, { "$ref": "#/components/schemas/Error" } ] } } } } } } },
             "/metrics": { "get": { "summary": "Prometheus metrics", "responses": {
                 "200": { "description": "Prometheus text format", "content": { "text/plain": { "schema": { "type": "string" } } } } } } },
             "/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3 document" } } } }
@@ -223,6 +226,13 @@ pub fn document() -> Value {
             },
             "schemas": {
                 "Error": { "type": "object", "required": ["error"], "properties": { "error": { "type": "string" } } },
+                "Usage": { "type": "object", "required": ["in_use", "limit"], "properties": {
+                    "in_use": { "type": "integer" }, "limit": { "type": "integer" } } },
+                "Readiness": { "type": "object", "required": ["status", "passes", "reports", "database_calls"], "properties": {
+                    "status": { "type": "string", "enum": ["ready", "saturated"] },
+                    "passes": { "$ref": "#/components/schemas/Usage" },
+                    "reports": { "$ref": "#/components/schemas/Usage" },
+                    "database_calls": { "type": "integer", "description": "database calls waiting or running" } } },
                 "ReportSuites": { "type": "object", "required": ["report_suites"], "properties": { "report_suites": { "type": "array", "items": {
                     "type": "object", "required": ["rsid", "time_zone"], "properties": {
                         "rsid": { "type": "string" },
@@ -336,7 +346,7 @@ mod tests {
 
     use bdia_wire::{
         AccessToken, ErrorBody, FileList, FileRecord, FileStatus, Group, Groups, JsonObject,
-        Report, ReportSuite, ReportSuites, RetryAnswer, Validation,
+        Readiness, Report, ReportSuite, ReportSuites, RetryAnswer, Usage, Validation,
     };
     use serde::Serialize;
     use serde_json::{json, Value};
@@ -425,7 +435,19 @@ mod tests {
             retried: 1,
         };
         let error = ErrorBody { error: "e".into() };
+        let usage = Usage {
+            in_use: 1,
+            limit: 2,
+        };
+        let ready = Readiness {
+            status: "ready".into(),
+            passes: usage.clone(),
+            reports: usage.clone(),
+            database_calls: 0,
+        };
         vec![
+            ("/components/schemas/Usage", pair(usage.clone(), usage)),
+            ("/components/schemas/Readiness", pair(ready.clone(), ready)),
             ("/components/schemas/Error", pair(error.clone(), error)),
             ("/components/schemas/AccessToken", pair(token.clone(), token)),
             (

@@ -30,6 +30,14 @@ impl From<ReportError> for ApiError {
     fn from(e: ReportError) -> Self {
         match e {
             ReportError::Invalid { message, .. } => ApiError::BadRequest(message),
+            e if e.is_memory_limit() => ApiError::Busy {
+                message: "The report needs more memory than reports may use now \
+                          (reports.memory_limit_bytes); retry later or narrow the \
+                          date range"
+                    .into(),
+                retry_after_secs: 5,
+                server_wide: true,
+            },
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -81,10 +89,43 @@ pub async fn report(
         get("limit"),
     )?;
     let started = std::time::Instant::now();
-    let report = state.reports.run(&req, &suite.time_zone).await?;
+    let report = run_bounded(&state, &caller.company.id, &req, &suite.time_zone).await?;
     metrics::histogram!(crate::metrics::REPORT_SECONDS.name)
         .record(started.elapsed().as_secs_f64());
     Ok(Json(bdia_wire::Report::from(&report)).into_response())
+}
+
+/// Runs a report within the report limits: the company's report rate,
+/// then a report slot (waited for), and the whole within
+/// `reports.timeout_secs`. A report stopped by the time limit is dropped,
+/// which cancels its scan.
+async fn run_bounded(
+    state: &AppState,
+    company: &str,
+    req: &ReportRequest,
+    time_zone: &str,
+) -> Result<bdia_report::Report, ApiError> {
+    state
+        .report_limiter
+        .admit(company, bdia_store::RateLimitSetting::Default)?;
+    let limit = std::time::Duration::from_secs(state.config.reports.timeout_secs);
+    let deadline = tokio::time::Instant::now() + limit;
+    let slots = &state.report_slots;
+    let _slot = slots
+        .take_within(company, limit)
+        .await
+        .map_err(|full| slots.refusal(full, 1))?;
+    match tokio::time::timeout_at(deadline, state.reports.run(req, time_zone)).await {
+        Ok(r) => Ok(r?),
+        Err(_) => Err(ApiError::Busy {
+                message: format!(
+                    "The report did not finish within {} s (reports.timeout_secs); narrow the date range or retry later",
+                    limit.as_secs()
+                ),
+            retry_after_secs: 5,
+            server_wide: true,
+        }),
+    }
 }
 
 fn view<'a>(groups: &'a mut BTreeMap<String, Group>, g: &str) -> &'a mut Group {

@@ -8,10 +8,11 @@ use bdia_store::{ApiClient, Company, MetadataStore};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::Slots;
 use crate::auth::TokenIssuer;
 use crate::config::Config;
 use crate::error::ApiError;
-use crate::limiter::UploadLimiter;
+use crate::limiter::CompanyLimiter;
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
@@ -25,7 +26,15 @@ pub struct AppState {
     /// Access tokens.
     pub tokens: TokenIssuer,
     /// Upload rate limits.
-    pub limiter: Arc<UploadLimiter>,
+    pub limiter: Arc<CompanyLimiter>,
+    /// Validate rate limits (the company's upload setting, own buckets).
+    pub validate_limiter: Arc<CompanyLimiter>,
+    /// Report rate limits.
+    pub report_limiter: Arc<CompanyLimiter>,
+    /// Upload and validate passes in flight.
+    pub passes: Arc<Slots>,
+    /// Reports in flight.
+    pub report_slots: Arc<Slots>,
     /// Prometheus rendering.
     pub metrics: PrometheusHandle,
     /// In-flight upload jobs (waited for at shutdown).

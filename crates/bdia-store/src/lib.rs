@@ -514,6 +514,11 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn referenced_blob_keys(&self) -> StoreResult<Vec<String>>;
     /// True when the backend answers (readiness).
     async fn ping(&self) -> StoreResult<()>;
+    /// Database calls waiting or running now (a load figure for
+    /// readiness and metrics); 0 when the backend does not count them.
+    fn queued_calls(&self) -> usize {
+        0
+    }
 
     /// Groups that have an `UPLOADED` file and neither a `PROCESSING` nor an
     /// `ERROR` one, ordered by their oldest waiting file; at most `limit`.

@@ -18,6 +18,7 @@
 
 mod error;
 mod file;
+mod health;
 mod report;
 mod status;
 pub mod time;
@@ -25,6 +26,7 @@ mod token;
 
 pub use error::ErrorBody;
 pub use file::{FileList, FileRecord, RetryAnswer, Validation};
+pub use health::{Readiness, Usage};
 pub use report::{Group, Groups, JsonObject, Report, ReportQuery, ReportSuite, ReportSuites};
 pub use status::{FileStatus, UnknownStatus};
 pub use token::AccessToken;

@@ -19,7 +19,14 @@
 //! front; a group that still has files goes back to the end of the ring
 //! when its file is done. A group with 1,000 queued files therefore gets
 //! one turn per round, like a group with one. Different groups run in
-//! parallel on at most `processing.workers` workers. A file that fails is
+//! parallel on at most `processing.workers` workers.
+//!
+//! Across companies: the next group is taken from a company that is not
+//! behind its rows-per-second throttle, then from the company with the
+//! fewest files running, then in ring order; and a file waiting for its
+//! company's throttle gives its worker back for the wait
+//! ([`throttle::Throttles`]), so one throttled company never holds the
+//! workers that another company's files need. A file that fails is
 //! `ERROR` and stops its group until an operator retries it (`POST
 //! /aa/collect/v1/groups/{vgid}/retry`, `bdia admin retry`): skipping it
 //! would break the group's order.
@@ -67,7 +74,7 @@ pub mod failure;
 pub mod throttle;
 pub mod worker;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -149,6 +156,11 @@ impl Processing {
         &self.lake
     }
 
+    /// What [`Processing::wake`] notifies, for the throttles' worker slots.
+    pub fn waker(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
     /// Tells the scheduler that something may be runnable (an upload was
     /// accepted, a group was retried).
     pub fn wake(&self) {
@@ -180,7 +192,6 @@ pub async fn run_scheduler(
     config: ProcessingConfig,
     cancel: CancellationToken,
 ) {
-    let workers = config.workers.max(1);
     let poll = Duration::from_millis(config.poll_interval_ms.max(10));
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<GroupRef>();
     let mut ring: VecDeque<GroupRef> = VecDeque::new();
@@ -202,17 +213,21 @@ pub async fn run_scheduler(
             }
             Err(e) => tracing::error!(error = %e, "listing runnable groups failed"),
         }
-        while running.len() < workers {
-            let Some(g) = ring.pop_front() else { break };
+        while shared.throttles.can_start() {
+            let Some(g) = pick(&mut ring, &running, &shared.throttles) else {
+                break;
+            };
             queued.remove(&g);
             match shared.store.claim_next_file(&g, now()).await {
                 Ok(Some(rec)) => {
                     running.insert(g.clone());
+                    shared.throttles.started();
                     let shared = shared.clone();
                     let done = done_tx.clone();
                     let stop = stop.clone();
                     tracker.spawn(async move {
                         process_one(&shared, rec, stop).await;
+                        shared.throttles.finished();
                         let _ = done.send(g);
                     });
                 }
@@ -236,6 +251,33 @@ pub async fn run_scheduler(
     stop.store(true, Ordering::Relaxed);
     tracker.close();
     tracker.wait().await;
+}
+
+/// Takes the next group to run from `ring`: groups of companies that are
+/// not behind their throttle first, then groups of the companies with the
+/// fewest files running, then ring order (oldest waiting first). So one
+/// company with many groups, or one held back by its throttle, does not
+/// keep the others waiting.
+fn pick(
+    ring: &mut VecDeque<GroupRef>,
+    running: &HashSet<GroupRef>,
+    throttles: &Throttles,
+) -> Option<GroupRef> {
+    let mut per_company: HashMap<&str, usize> = HashMap::new();
+    for g in running {
+        *per_company.entry(g.company_id.as_str()).or_default() += 1;
+    }
+    let mut behind: HashMap<&str, bool> = HashMap::new();
+    let best = ring
+        .iter()
+        .enumerate()
+        .min_by_key(|(i, g)| {
+            let c = g.company_id.as_str();
+            let late = *behind.entry(c).or_insert_with(|| throttles.behind(c));
+            (late, per_company.get(c).copied().unwrap_or(0), *i)
+        })?
+        .0;
+    ring.remove(best)
 }
 
 async fn process_one(shared: &Shared, rec: bdia_store::FileRecord, stop: Arc<AtomicBool>) {

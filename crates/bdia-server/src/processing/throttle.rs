@@ -1,6 +1,6 @@
 //! The per-company processing throttle (spec section 5): rows per second,
 //! shared by every group of the company, slowing processing down and never
-//! dropping anything.
+//! dropping anything; and the worker slots it must not hold while waiting.
 //!
 //! Each company has one reservation clock (`tat`, the time at which the
 //! rows reserved so far have been "paid for"). Taking `n` rows reserves
@@ -9,16 +9,46 @@
 //! `rate x interval` rows plus one batch. The map holds one small entry per
 //! company that has processed a file with a limit (companies are few and
 //! made by an operator).
+//!
+//! Fairness: `processing.workers` bounds the files *working* at once, not
+//! the files in flight. A file that waits for its company's throttle gives
+//! its worker slot back for the wait ([`Throttles::take`]) and wakes the
+//! scheduler, which may then start another file (of another company: it
+//! prefers companies not behind their throttle, [`Throttles::behind`]);
+//! when the wait ends the file takes a slot again, waiting for one if
+//! needed. Files in flight are bounded by
+//! `workers x` [`IN_FLIGHT_PER_WORKER`], so a throttled company cannot
+//! pile up threads either.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-/// The throttles of every company.
+use tokio::sync::Notify;
+
+/// Files in flight (working or waiting for their throttle) per worker.
+pub const IN_FLIGHT_PER_WORKER: usize = 4;
+
+/// A wait shorter than this keeps its worker slot.
+const YIELD_AFTER: Duration = Duration::from_millis(200);
+
+/// Files started and files waiting for their throttle.
 #[derive(Debug, Default)]
+struct Counts {
+    started: usize,
+    waiting: usize,
+}
+
+/// The throttles of every company, and the worker slots.
+#[derive(Debug)]
 pub struct Throttles {
     clocks: Mutex<HashMap<String, Instant>>,
+    workers: usize,
+    counts: Mutex<Counts>,
+    freed: Condvar,
+    /// Wakes the scheduler when a slot is given back.
+    wake: Arc<Notify>,
 }
 
 /// What one [`Throttles::take`] did.
@@ -29,14 +59,64 @@ pub struct Taken {
 }
 
 impl Throttles {
-    /// A fresh set.
-    pub fn new() -> Arc<Throttles> {
-        Arc::new(Throttles::default())
+    /// Throttles for `workers` working files; `wake` is notified when a
+    /// waiting file gives its slot back.
+    pub fn new(workers: usize, wake: Arc<Notify>) -> Arc<Throttles> {
+        Arc::new(Throttles {
+            clocks: Mutex::new(HashMap::new()),
+            workers: workers.max(1),
+            counts: Mutex::new(Counts::default()),
+            freed: Condvar::new(),
+            wake,
+        })
+    }
+
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The scheduler may start a file: a worker slot is free and fewer
+    /// than `workers x IN_FLIGHT_PER_WORKER` files are in flight.
+    pub fn can_start(&self) -> bool {
+        let c = self.counts();
+        c.started - c.waiting < self.workers && c.started < self.workers * IN_FLIGHT_PER_WORKER
+    }
+
+    /// A file starts (the scheduler claimed it).
+    pub fn started(&self) {
+        self.counts().started += 1;
+    }
+
+    /// A file ended (whatever its outcome).
+    pub fn finished(&self) {
+        let mut c = self.counts();
+        c.started = c.started.saturating_sub(1);
+        drop(c);
+        self.freed.notify_all();
+    }
+
+    /// Files working now (not waiting for their throttle).
+    pub fn working(&self) -> usize {
+        let c = self.counts();
+        c.started - c.waiting
+    }
+
+    /// True when `company`'s reservation clock is more than a second
+    /// ahead: its next rows would wait.
+    pub fn behind(&self, company: &str) -> bool {
+        let Ok(clocks) = self.clocks.lock() else {
+            return false;
+        };
+        clocks
+            .get(company)
+            .is_some_and(|tat| *tat > Instant::now() + Duration::from_secs(1))
     }
 
     /// Takes `rows` rows of `company`'s budget at `rows_per_second`
     /// (`None`: off, returns at once), blocking the calling (blocking)
-    /// thread until they may pass. Stops waiting early when `cancel` is set.
+    /// thread until they may pass. A long wait gives the caller's worker
+    /// slot back and takes one again after it. Stops waiting early when
+    /// `cancel` is set.
     pub fn take(
         &self,
         company: &str,
@@ -61,11 +141,33 @@ impl Throttles {
             start
         };
         let waited = start.saturating_duration_since(now);
+        let yields = waited >= YIELD_AFTER;
+        if yields {
+            self.counts().waiting += 1;
+            self.freed.notify_all();
+            self.wake.notify_one();
+        }
         while Instant::now() < start && !cancel.load(Ordering::Relaxed) {
             let left = start.saturating_duration_since(Instant::now());
             std::thread::sleep(left.min(Duration::from_millis(100)));
         }
+        if yields {
+            self.resume(cancel);
+        }
         Taken { waited }
+    }
+
+    /// Takes a worker slot again after a throttle wait, waiting for one.
+    fn resume(&self, cancel: &AtomicBool) {
+        let mut c = self.counts();
+        while c.started - c.waiting >= self.workers && !cancel.load(Ordering::Relaxed) {
+            c = self
+                .freed
+                .wait_timeout(c, Duration::from_millis(100))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0);
+        }
+        c.waiting -= 1;
     }
 }
 
@@ -73,9 +175,13 @@ impl Throttles {
 mod tests {
     use super::*;
 
+    fn throttles(workers: usize) -> Arc<Throttles> {
+        Throttles::new(workers, Arc::new(Notify::new()))
+    }
+
     #[test]
     fn off_never_waits_and_a_limit_reserves_time_in_order() {
-        let t = Throttles::default();
+        let t = throttles(2);
         let cancel = AtomicBool::new(false);
         assert_eq!(t.take("a", None, 1_000_000, &cancel), Taken::default());
         // The first batch passes at once; the reservation clock moves by
@@ -83,6 +189,7 @@ mod tests {
         assert_eq!(t.take("a", Some(1_000), 10, &cancel).waited, Duration::ZERO);
         let before = *t.clocks.lock().unwrap().get("a").unwrap();
         cancel.store(true, Ordering::Relaxed);
+        t.started();
         let second = t.take("a", Some(1_000), 500, &cancel);
         assert!(
             second.waited > Duration::ZERO,
@@ -91,5 +198,49 @@ mod tests {
         let after = *t.clocks.lock().unwrap().get("a").unwrap();
         assert_eq!(after.duration_since(before), Duration::from_millis(500));
         assert_eq!(t.take("b", Some(1_000), 10, &cancel).waited, Duration::ZERO);
+        assert_eq!(t.working(), 1, "the slot was taken back after the wait");
+    }
+
+    #[test]
+    fn a_waiting_file_gives_its_slot_back_for_the_wait() {
+        let t = throttles(1);
+        let cancel = Arc::new(AtomicBool::new(false));
+        // Company c is 2 s behind after taking 2 rows at 1 row/s.
+        t.take("c", Some(1), 2, &cancel);
+        assert!(t.behind("c"));
+        assert!(!t.behind("d"));
+        // File X of company a works, and is put 300 ms behind.
+        t.started();
+        assert!(!t.can_start(), "one worker, one file working");
+        t.take("a", Some(10), 3, &cancel);
+        let (t2, c2) = (t.clone(), cancel.clone());
+        let x = std::thread::spawn(move || t2.take("a", Some(10), 1, &c2));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !t.can_start() {
+            assert!(Instant::now() < deadline, "the slot was not given back");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(t.working(), 0);
+        // File Y starts in the freed slot; X's wait ends, but X resumes
+        // only once Y finishes.
+        t.started();
+        assert!(!t.can_start());
+        std::thread::sleep(Duration::from_millis(600));
+        assert!(!x.is_finished(), "X resumed while Y held the only slot");
+        t.finished();
+        assert!(x.join().unwrap().waited >= YIELD_AFTER);
+        assert_eq!(t.working(), 1);
+    }
+
+    #[test]
+    fn files_in_flight_are_bounded() {
+        let t = throttles(1);
+        for _ in 0..IN_FLIGHT_PER_WORKER {
+            assert!(t.can_start());
+            t.started();
+            // As if it were waiting for its throttle.
+            t.counts().waiting += 1;
+        }
+        assert!(!t.can_start(), "in flight bounded even with free slots");
     }
 }

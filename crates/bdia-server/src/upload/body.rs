@@ -31,6 +31,9 @@ pub(super) enum Msg {
 
 /// `Read` over the channel, copying every byte to the staged file.
 pub(super) struct ChannelRead {
+    /// A message received before the pass started: the pass waits for the
+    /// body's first bytes without a thread.
+    pub(super) first: Option<Msg>,
     pub(super) rx: mpsc::Receiver<Msg>,
     pub(super) cur: Bytes,
     pub(super) tee: Option<StagedFile>,
@@ -43,7 +46,11 @@ impl Read for ChannelRead {
             if self.ended {
                 return Ok(0);
             }
-            match self.rx.blocking_recv() {
+            let next = match self.first.take() {
+                Some(m) => Some(m),
+                None => self.rx.blocking_recv(),
+            };
+            match next {
                 Some(Msg::Data(b)) => {
                     if let Some(t) = self.tee.as_mut() {
                         t.write_all(&b)?;

@@ -3,7 +3,8 @@
 //! ```text
 //! handler (async)                        job (tracked task)
 //!   auth, headers, key, rate limit
-//!   multipart `file` part ──Bytes──▶ bounded channel ──▶ blocking thread:
+//!   multipart `file` part ──Bytes──▶ bounded channel ──▶ first bytes: pass slot
+//!                                     (429/503 if none) ──▶ blocking thread:
 //!                                       tee to staging/<id>.part + format engine
 //!                                       invalid rows -> staging reject report
 //!                                       fsync + rename (UPLOADED only)
@@ -13,6 +14,8 @@
 //! Guarantees:
 //! - Nothing of the body is read before the caller is authenticated, so
 //!   `Expect: 100-continue` is answered only after the checks.
+//! - A request holds no thread until its file's first bytes arrive; then
+//!   it needs one of its company's pass slots ([`crate::admission`]).
 //! - Memory is flat: at most [`CHANNEL_CHUNKS`] body chunks wait in the
 //!   channel, and the engine's own buffers are bounded.
 //! - 200 is sent only after the staged file is fsynced and renamed and its
@@ -41,7 +44,8 @@ use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use bdia_store::blob;
+use bdia_format::engine::Options;
+use bdia_store::blob::{self, BlobStore};
 use bdia_store::{CommitOutcome, FileRecord, FileStatus, NewFile};
 use tokio::sync::{mpsc, oneshot};
 
@@ -102,14 +106,10 @@ pub async fn upload(
             }
         }
     }
-    if let Err(wait) = state.limiter.check(
+    state.limiter.admit(
         &caller.company.id,
         caller.company.settings.upload_rate_limit,
-    ) {
-        return Err(ApiError::RateLimited {
-            retry_after_secs: wait.as_secs_f64().ceil() as u64,
-        });
-    }
+    )?;
     let mut mp = open_multipart(&state, Request::from_parts(parts, body)).await?;
     let (tx, rx) = mpsc::channel::<Msg>(CHANNEL_CHUNKS);
     let (name_tx, name_rx) = oneshot::channel::<String>();
@@ -123,19 +123,16 @@ pub async fn upload(
         let company = caller.company.id.clone();
         let key = key.clone();
         state.tasks.clone().spawn(async move {
-            let blobs = state.blobs.clone();
-            let staging = Some((blobs, file_id.clone()));
-            let pass = tokio::task::spawn_blocking(move || run_pass(rx, opts, staging))
-                .await
-                .map_err(ApiError::internal)?;
-            let pass = match pass {
+            let staging = Some((state.blobs.clone(), file_id.clone()));
+            let pass = match start_pass(&state, &company, rx, opts, staging).await? {
                 Ok(p) => p,
-                Err(PassError::Interrupted(e)) => {
-                    metrics::counter!(crate::metrics::UPLOADS.name, "outcome" => "interrupted")
-                        .increment(1);
-                    return Err(ApiError::BadRequest(format!("Upload interrupted: {e}")));
+                Err(e) => {
+                    if matches!(e, PassError::Interrupted(_)) {
+                        metrics::counter!(crate::metrics::UPLOADS.name, "outcome" => "interrupted")
+                            .increment(1);
+                    }
+                    return Err(pass_error(e));
                 }
-                Err(PassError::Internal(e)) => return Err(ApiError::Internal(e)),
             };
             record_metrics(&pass);
             let upload_name = name_rx.await.unwrap_or_default();
@@ -162,6 +159,48 @@ pub async fn upload(
     let outcome = job.await.map_err(ApiError::internal)?;
     pumped?;
     outcome
+}
+
+/// Waits (without a thread) for the body's first bytes, takes a pass slot
+/// of the company ([`crate::admission`]: 429/503 when none is free), then
+/// runs the engine pass on a blocking thread. A body that failed before
+/// its first byte takes no slot.
+async fn start_pass(
+    state: &AppState,
+    company: &str,
+    mut rx: mpsc::Receiver<Msg>,
+    opts: Options,
+    staging: Option<(BlobStore, String)>,
+) -> Result<Result<Pass, PassError>, ApiError> {
+    let first = match rx.recv().await {
+        Some(Msg::Fail(e)) => return Ok(Err(PassError::Interrupted(e))),
+        Some(m) => m,
+        // The body failed before the file part: the pump says why.
+        None => {
+            return Ok(Err(PassError::Interrupted(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "no file data received",
+            ))))
+        }
+    };
+    let slot = state
+        .passes
+        .try_take(company)
+        .map_err(|full| state.passes.refusal(full, 1))?;
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        run_pass(first, rx, opts, staging)
+    })
+    .await
+    .map_err(ApiError::internal)
+}
+
+/// The answer for a pass that did not read its body to the end.
+fn pass_error(e: PassError) -> ApiError {
+    match e {
+        PassError::Interrupted(e) => ApiError::BadRequest(format!("Upload interrupted: {e}")),
+        PassError::Internal(e) => ApiError::Internal(e),
+    }
 }
 
 /// A body the engine pass read to its end: what its record is made of.
@@ -283,10 +322,18 @@ pub async fn validate(
     req: Request,
 ) -> Result<Response, ApiError> {
     tracing::Span::current().record("company", caller.company.id.as_str());
+    state.validate_limiter.admit(
+        &caller.company.id,
+        caller.company.settings.upload_rate_limit,
+    )?;
     let mut mp = open_multipart(&state, req).await?;
     let (tx, rx) = mpsc::channel::<Msg>(CHANNEL_CHUNKS);
     let opts = engine_options(&state, row_rules(&state, &caller, false).await?);
-    let job = tokio::task::spawn_blocking(move || run_pass(rx, opts, None));
+    let job = {
+        let state = state.clone();
+        let company = caller.company.id.clone();
+        tokio::spawn(async move { start_pass(&state, &company, rx, opts, None).await })
+    };
     let pumped = pump(
         &mut mp,
         tx,
@@ -297,13 +344,7 @@ pub async fn validate(
     .await;
     let pass = job.await.map_err(ApiError::internal)?;
     pumped?;
-    let pass = match pass {
-        Ok(p) => p,
-        Err(PassError::Interrupted(e)) => {
-            return Err(ApiError::BadRequest(format!("Upload interrupted: {e}")))
-        }
-        Err(PassError::Internal(e)) => return Err(ApiError::Internal(e)),
-    };
+    let pass = pass?.map_err(pass_error)?;
     let report = &pass.report;
     if report.rejection.as_ref().is_some_and(|r| r.is_too_large()) {
         let reason = report.rejection.as_ref().map(ToString::to_string);

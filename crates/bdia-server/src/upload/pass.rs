@@ -44,8 +44,10 @@ pub(super) enum PassError {
     Internal(String),
 }
 
-/// Runs the engine over the channel; stages and publishes when asked.
+/// Runs the engine over `first` and then the channel; stages and publishes
+/// when asked.
 pub(super) fn run_pass(
+    first: Msg,
     rx: mpsc::Receiver<Msg>,
     opts: Options,
     staging: Option<(BlobStore, String)>,
@@ -59,6 +61,7 @@ pub(super) fn run_pass(
         None => (None, None),
     };
     let mut input = ChannelRead {
+        first: Some(first),
         rx,
         cur: Bytes::new(),
         tee,

@@ -22,8 +22,16 @@
 //! suites, clients), `files` (file records, idempotency, group sequence),
 //! `processing` (claims, completion, failure, visitor state). Each of those
 //! holds plain functions over a `&Connection`; this module owns the one
-//! connection and the [`MetadataStore`] implementation, which runs every
-//! call on tokio's blocking pool, holding the connection.
+//! connection and the [`MetadataStore`] implementation.
+//!
+//! Threads: the connection lives on one dedicated thread (`bdia-sqlite`)
+//! that runs the calls in arrival order from a bounded queue of
+//! [`QUEUE_CALLS`] calls. Database work therefore never competes with
+//! request bodies, engine passes or report scans for tokio's blocking
+//! pool: however many of those are in flight, a token request or a file
+//! lookup waits only for the database calls queued before it
+//! ([`MetadataStore::queued_calls`] reports that depth). A call that
+//! panics fails alone; the thread goes on with the next one.
 //!
 //! Query rules: columns are named in every `SELECT` and read by name; file
 //! statuses are bound as parameters ([`FileStatus::as_str`]), never spelled
@@ -39,7 +47,8 @@ mod processing;
 mod tenants;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Params, Row, Transaction, TransactionBehavior};
@@ -60,10 +69,19 @@ pub use schema::SCHEMA_VERSION;
 /// fits, so the hot ones (visitor state lookups, claims) are never evicted.
 const STATEMENT_CACHE: usize = 64;
 
+/// Database calls that may wait for the database thread; callers beyond
+/// that wait (asynchronously) for room in the queue.
+pub const QUEUE_CALLS: usize = 1_024;
+
+/// One call for the database thread.
+type Call = Box<dyn FnOnce(&mut Connection) + Send>;
+
 /// Metadata in one SQLite file.
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    calls: tokio::sync::mpsc::Sender<Call>,
+    /// Calls sent and not yet finished.
+    pending: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -99,26 +117,61 @@ impl SqliteStore {
             .map_err(db("enable foreign keys"))?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         schema::migrate(&mut conn)?;
+        let (calls, mut rx) = tokio::sync::mpsc::channel::<Call>(QUEUE_CALLS);
+        std::thread::Builder::new()
+            .name("bdia-sqlite".into())
+            .spawn(move || {
+                // Ends when every handle of the store is dropped.
+                while let Some(call) = rx.blocking_recv() {
+                    // A panicking call drops its answer channel: its caller
+                    // gets an error, the next call runs as usual.
+                    let _ =
+                        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(&mut conn)));
+                }
+            })
+            .map_err(|e| StoreError::backend("start the database thread", e))?;
         Ok(SqliteStore {
-            conn: Arc::new(Mutex::new(conn)),
+            calls,
+            pending: Arc::new(AtomicUsize::new(0)),
         })
     }
 
-    /// Runs `f` with the connection on the blocking pool.
+    /// Runs `f` with the connection on the database thread.
     async fn with<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> StoreResult<T> + Send + 'static,
     {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().map_err(|_| {
-                StoreError::backend("lock the database connection", "connection lock poisoned")
-            })?;
-            f(&mut guard)
-        })
-        .await
-        .map_err(|e| StoreError::backend("run a database call on the blocking pool", e))?
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let call: Call = Box::new(move |conn| {
+            let _ = tx.send(f(conn));
+        });
+        let _pending = Pending::new(&self.pending);
+        self.calls.send(call).await.map_err(|_| {
+            StoreError::backend("queue a database call", "the database thread stopped")
+        })?;
+        rx.await.map_err(|_| {
+            StoreError::backend(
+                "run a database call",
+                "the call panicked or the database thread stopped",
+            )
+        })?
+    }
+}
+
+/// Counts one call in [`SqliteStore::pending`] while it lives.
+struct Pending<'a>(&'a AtomicUsize);
+
+impl<'a> Pending<'a> {
+    fn new(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::Relaxed);
+        Pending(n)
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -353,6 +406,10 @@ impl MetadataStore for SqliteStore {
 
     async fn referenced_blob_keys(&self) -> StoreResult<Vec<String>> {
         self.with(|conn| files::referenced_blob_keys(conn)).await
+    }
+
+    fn queued_calls(&self) -> usize {
+        self.pending.load(Ordering::Relaxed)
     }
 
     async fn ping(&self) -> StoreResult<()> {
