@@ -10,6 +10,7 @@
 #                                 headless Chromium over WebDriver
 # and, with pip (PyPI), when python3 cannot import it:
 #   - duckdb (pinned below)       an independent engine reads the hit lake
+#   - schemathesis (pinned below) fuzzes the API against its /openapi.json
 # Everything else the tests use is built by cargo or started by the tests
 # themselves (servers on loopback ports, temp data dirs).
 set -euo pipefail
@@ -36,6 +37,14 @@ if command -v python3 >/dev/null && ! python3 -c 'import duckdb' 2>/dev/null; th
   echo "== installing duckdb==$DUCKDB_VERSION (PyPI)"
   python3 -m pip install -q "duckdb==$DUCKDB_VERSION" 2>/dev/null \
     || python3 -m pip install -q --break-system-packages "duckdb==$DUCKDB_VERSION"
+fi
+
+SCHEMATHESIS_VERSION=4.32.5
+if command -v python3 >/dev/null \
+   && ! python3 -m schemathesis.cli --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
+  echo "== installing schemathesis==$SCHEMATHESIS_VERSION (PyPI)"
+  python3 -m pip install -q "schemathesis==$SCHEMATHESIS_VERSION" 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages "schemathesis==$SCHEMATHESIS_VERSION"
 fi
 
 echo "== cargo test --workspace $*"

@@ -24,6 +24,24 @@ fn auth_errors() -> Value {
     })
 }
 
+/// [`auth_errors`] and the answers of bounded work (`crate::admission`):
+/// 429 for the company's limits (`why`), 503 for the server's, both with
+/// `Retry-After`.
+fn busy_errors(why: &str) -> Value {
+    let retry = |description: &str| {
+        json!({ "description": description,
+                "headers": { "Retry-After": { "schema": { "type": "integer" } } },
+                "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
+    };
+    merge(
+        json!({
+            "429": retry(why),
+            "503": retry("The server's limit of this work in progress, time or memory; retry later")
+        }),
+        auth_errors(),
+    )
+}
+
 fn merge(mut a: Value, b: Value) -> Value {
     if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
         a.extend(b);
@@ -121,10 +139,7 @@ pub fn document() -> Value {
                         "200": json_ok("The file record (UPLOADED or REJECTED), or the original record for a known idempotency key", "FileRecord"),
                         "400": error_response("Missing header, missing or duplicate file part, malformed upload"),
                         "413": error_response("Over the compressed or decompressed size limit; nothing stored"),
-                        "429": { "description": "Over the upload rate limit",
-                                 "headers": { "Retry-After": { "schema": { "type": "integer" } } },
-                                 "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
-                    }), auth_errors())
+                    }), busy_errors("Over the upload rate limit, or the company's passes in progress"))
                 },
                 "get": {
                     "summary": "List the caller's files, newest first",
@@ -150,9 +165,10 @@ pub fn document() -> Value {
                 "responses": merge(json!({
                     "200": json_ok("Valid", "Validation"),
                     "400": { "description": "Invalid rows or a file-level problem (the check's answer, with error), or a malformed request (error only)",
-                             "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Validation" } } } },
+                             "content": { "application/json": { "schema": { "anyOf": [
+                                 { "$ref": "#/components/schemas/Validation" }, { "$ref": "#/components/schemas/Error" } ] } } } },
                     "413": error_response("Over the size limits")
-                }), auth_errors())
+                }), busy_errors("Over the validate rate limit, or the company's passes in progress"))
             } },
             "/aa/collect/v1/events/key/{idempotency_key}": { "get": {
                 "summary": "The file an idempotency key points to",
@@ -199,7 +215,7 @@ pub fn document() -> Value {
                     "200": json_ok("The report", "Report"),
                     "400": error_response("Unknown metric or dimension, malformed date, bad range or limit"),
                     "404": error_response("Report suite not found (unknown, or another company's)")
-                }), auth_errors())
+                }), busy_errors("Over the company's report rate limit"))
             } },
             "/api/v1/groups": { "get": {
                 "summary": "Visitor groups: queued files, file in progress, last completed file and its rows per second",
@@ -213,7 +229,7 @@ pub fn document() -> Value {
             "/readyz": { "get": { "summary": "Readiness (database, blob store, saturation)", "responses": {
                 "200": json_ok("Ready", "Readiness"),
                 "503": { "description": "Saturated (a Readiness body with status `saturated`) or not ready (an Error body)",
-                    "content": { "application/json": { "schema": { "oneOf": [
+                    "content": { "application/json": { "schema": { "anyOf": [
                         { "$ref": "#/components/schemas/Readiness" }, { "$ref": "#/components/schemas/Error" } ] } } } } } } },
             "/metrics": { "get": { "summary": "Prometheus metrics", "responses": {
                 "200": { "description": "Prometheus text format", "content": { "text/plain": { "schema": { "type": "string" } } } } } } },

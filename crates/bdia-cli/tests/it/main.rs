@@ -2,6 +2,7 @@
 
 mod abuse_core;
 mod admin;
+mod api_fuzz;
 mod client;
 mod common;
 mod crash;
