@@ -9,6 +9,9 @@ use axum::Json;
 use bdia_store::StoreError;
 use bdia_wire::ErrorBody;
 
+/// `Retry-After` of a 507: when space may be back.
+pub const STORAGE_FULL_RETRY_SECS: u64 = 30;
+
 /// What a request can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -47,6 +50,11 @@ pub enum ApiError {
         /// The server's limit (503) rather than the company's (429).
         server_wide: bool,
     },
+    /// 507: the server's disk (or quota) is full; nothing of the request
+    /// was kept. Answered with `Retry-After`
+    /// ([`STORAGE_FULL_RETRY_SECS`]).
+    #[error("Not enough storage space on the server to keep this upload; nothing was stored. Retry later.")]
+    InsufficientStorage,
     /// 503: not ready (readiness probe).
     #[error("{0}")]
     Unavailable(String),
@@ -72,6 +80,7 @@ impl ApiError {
             ApiError::Busy {
                 server_wide: true, ..
             } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::InsufficientStorage => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -88,6 +97,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Busy { .. } => "busy",
+            ApiError::InsufficientStorage => "storage_full",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -104,6 +114,10 @@ impl From<StoreError> for ApiError {
         match e {
             StoreError::NotFound(_) => ApiError::NotFound("Not found".into()),
             StoreError::Invalid(m) => ApiError::BadRequest(m),
+            other if other.is_storage_full() => {
+                tracing::warn!(error = %other, "storage full");
+                ApiError::InsufficientStorage
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -125,15 +139,17 @@ impl IntoResponse for ApiError {
         };
         metrics::counter!(crate::metrics::HTTP_ERRORS.name, "code" => self.code()).increment(1);
         let mut resp = (status, Json(ErrorBody { error: message })).into_response();
-        if let ApiError::RateLimited { retry_after_secs }
-        | ApiError::Busy {
-            retry_after_secs, ..
-        } = self
-        {
-            resp.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from(retry_after_secs.max(1)),
-            );
+        let retry_after = match self {
+            ApiError::RateLimited { retry_after_secs }
+            | ApiError::Busy {
+                retry_after_secs, ..
+            } => Some(retry_after_secs),
+            ApiError::InsufficientStorage => Some(STORAGE_FULL_RETRY_SECS),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
         resp
     }

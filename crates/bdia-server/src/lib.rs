@@ -276,6 +276,7 @@ impl Server {
                 lake: self.state.processing.lake().clone(),
                 limits: self.state.config.limits.clone(),
                 keep_staged_files: self.state.config.processing.keep_staged_files,
+                paused_until: std::sync::Mutex::new(None),
                 throttles: processing::throttle::Throttles::new(
                     self.state.config.processing.workers,
                     self.state.processing.waker(),

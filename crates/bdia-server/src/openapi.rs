@@ -139,6 +139,7 @@ pub fn document() -> Value {
                         "200": json_ok("The file record (UPLOADED or REJECTED), or the original record for a known idempotency key", "FileRecord"),
                         "400": error_response("Missing header, missing or duplicate file part, malformed upload"),
                         "413": error_response("Over the compressed or decompressed size limit; nothing stored"),
+                        "507": error_response("The server's disk is full; nothing stored (Retry-After)"),
                     }), busy_errors("Over the upload rate limit, or the company's passes in progress"))
                 },
                 "get": {

@@ -786,4 +786,20 @@ pub async fn requeue_after_crash(s: Arc<dyn MetadataStore>) {
             .file_id,
         "a1"
     );
+    // One file requeued (a full disk stopped its run): first again, and
+    // only a PROCESSING file is moved.
+    assert!(s.requeue_file("a1").await.unwrap());
+    assert!(!s.requeue_file("a1").await.unwrap());
+    assert!(!s.requeue_file("a2").await.unwrap());
+    let rec = s.get_file("acme", "a1").await.unwrap().unwrap();
+    assert_eq!(rec.status, FileStatus::Uploaded);
+    assert_eq!(rec.processing_start_date, None);
+    assert_eq!(
+        s.claim_next_file(&group("acme", "g"), 3)
+            .await
+            .unwrap()
+            .unwrap()
+            .file_id,
+        "a1"
+    );
 }

@@ -104,6 +104,52 @@ impl StoreError {
             source: source.into(),
         }
     }
+
+    /// True when the cause is a full disk (or quota): a condition that
+    /// ends by itself when space returns, not a fault of the data.
+    pub fn is_storage_full(&self) -> bool {
+        is_storage_full(self)
+    }
+}
+
+/// True when `e` or any error in its source chain says the disk (or the
+/// user's quota) is full: an [`std::io::Error`] of kind `StorageFull` or
+/// `QuotaExceeded`, ENOSPC/EDQUOT, SQLite's `SQLITE_FULL`, or, for causes
+/// that only kept their text, the system's wording of those.
+pub fn is_storage_full(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            ) {
+                return true;
+            }
+        }
+        if let Some(rusqlite::Error::SqliteFailure(f, _)) = err.downcast_ref::<rusqlite::Error>() {
+            if f.code == rusqlite::ErrorCode::DiskFull {
+                return true;
+            }
+        }
+        if is_storage_full_text(&err.to_string()) {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// True when an error's text is the system's (or SQLite's) wording of a
+/// full disk or quota.
+pub fn is_storage_full_text(text: &str) -> bool {
+    [
+        "No space left on device",
+        "Disk quota exceeded",
+        "database or disk is full",
+    ]
+    .iter()
+    .any(|w| text.contains(w))
 }
 
 /// Result of store operations.
@@ -558,6 +604,10 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Startup: every `PROCESSING` file becomes `UPLOADED` again (its
     /// processing start cleared). Returns how many.
     async fn requeue_processing(&self) -> StoreResult<u64>;
+    /// One `PROCESSING` file becomes `UPLOADED` again, first in its group
+    /// as before (a run stopped by a condition that passes, such as a full
+    /// disk). False when the file was not `PROCESSING`.
+    async fn requeue_file(&self, file_id: &str) -> StoreResult<bool>;
     /// Stored visitor states of one company, ordered by (report suite,
     /// visitor key), after `after` (exclusive), at most `limit` (an export
     /// and test aid).

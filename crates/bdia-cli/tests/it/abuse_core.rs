@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::BdiaServe;
 
-fn admin(dir: &Path, args: &[&str]) -> serde_json::Value {
+pub(crate) fn admin(dir: &Path, args: &[&str]) -> serde_json::Value {
     let out = Command::new(env!("CARGO_BIN_EXE_bdia"))
         .arg("admin")
         .arg("--data-dir")
@@ -28,13 +28,13 @@ fn admin(dir: &Path, args: &[&str]) -> serde_json::Value {
 }
 
 /// A tenant made with `bdia admin`: company, client, secret and a token.
-struct Tenant {
-    client: String,
-    secret: String,
-    token: String,
+pub(crate) struct Tenant {
+    pub(crate) client: String,
+    pub(crate) secret: String,
+    pub(crate) token: String,
 }
 
-fn tenant(data: &Path, company: &str, extra: &[&str]) -> Tenant {
+pub(crate) fn tenant(data: &Path, company: &str, extra: &[&str]) -> Tenant {
     let mut args = vec!["company", "create", company];
     args.extend_from_slice(extra);
     admin(data, &args);
@@ -66,7 +66,7 @@ fn tenant(data: &Path, company: &str, extra: &[&str]) -> Tenant {
 
 /// One HTTP/1.0 exchange; `(status, body)`, or `None` when no answer came
 /// within `within`.
-fn exchange(port: u16, request: &str, within: Duration) -> Option<(u16, String)> {
+pub(crate) fn exchange(port: u16, request: &str, within: Duration) -> Option<(u16, String)> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(within)).unwrap();
     s.write_all(request.as_bytes()).ok()?;
@@ -75,14 +75,14 @@ fn exchange(port: u16, request: &str, within: Duration) -> Option<(u16, String)>
     parse(&buf)
 }
 
-fn parse(buf: &[u8]) -> Option<(u16, String)> {
+pub(crate) fn parse(buf: &[u8]) -> Option<(u16, String)> {
     let text = String::from_utf8_lossy(buf);
     let status = text.split(' ').nth(1)?.parse().ok()?;
     let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
     Some((status, body.to_string()))
 }
 
-fn get(port: u16, path: &str, t: &Tenant) -> Option<(u16, String)> {
+pub(crate) fn get(port: u16, path: &str, t: &Tenant) -> Option<(u16, String)> {
     let req = format!(
         "GET {path} HTTP/1.0\r\nHost: x\r\nAuthorization: Bearer {}\r\nx-api-key: {}\r\n\r\n",
         t.token, t.client
@@ -103,7 +103,7 @@ fn token_request(port: u16, t: &Tenant) -> Option<(u16, String)> {
     exchange(port, &req, Duration::from_secs(10))
 }
 
-fn readyz(port: u16) -> (u16, serde_json::Value) {
+pub(crate) fn readyz(port: u16) -> (u16, serde_json::Value) {
     let (status, body) = exchange(
         port,
         "GET /readyz HTTP/1.0\r\nHost: x\r\n\r\n",
@@ -157,7 +157,7 @@ fn refused_pass(port: u16, t: &Tenant, partial: &[u8]) -> (u16, String) {
     parse(&buf).expect("an answer")
 }
 
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !cond() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -256,7 +256,13 @@ fn stalled_validates_hold_nothing_and_passes_are_bounded() {
 }
 
 /// A small valid gzip file made by `bdia generate`.
-fn generated(dir: &Path, name: &str, rows: u32, suite: &str, seed: u32) -> std::path::PathBuf {
+pub(crate) fn generated(
+    dir: &Path,
+    name: &str,
+    rows: u32,
+    suite: &str,
+    seed: u32,
+) -> std::path::PathBuf {
     let p = dir.join(name);
     let out = Command::new(env!("CARGO_BIN_EXE_bdia"))
         .args(["generate", "--rows", &rows.to_string(), "--suites", suite])
@@ -268,7 +274,24 @@ fn generated(dir: &Path, name: &str, rows: u32, suite: &str, seed: u32) -> std::
     p
 }
 
-fn multipart_post(port: u16, path: &str, t: &Tenant, vgid: &str, file: &[u8]) -> (u16, String) {
+pub(crate) fn multipart_post(
+    port: u16,
+    path: &str,
+    t: &Tenant,
+    vgid: &str,
+    file: &[u8],
+) -> (u16, String) {
+    parse(&multipart_post_raw(port, path, t, vgid, file)).expect("an answer")
+}
+
+/// The whole answer (status line, headers, body) of a multipart POST.
+pub(crate) fn multipart_post_raw(
+    port: u16,
+    path: &str,
+    t: &Tenant,
+    vgid: &str,
+    file: &[u8],
+) -> Vec<u8> {
     let mut body = part_head();
     body.extend_from_slice(file);
     body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
@@ -281,12 +304,13 @@ fn multipart_post(port: u16, path: &str, t: &Tenant, vgid: &str, file: &[u8]) ->
         body.len()
     );
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     s.write_all(head.as_bytes()).unwrap();
-    s.write_all(&body).unwrap();
+    // The server may answer (and close) before reading everything.
+    let _ = s.write_all(&body);
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
-    parse(&buf).expect("an answer")
+    buf
 }
 
 /// Regression: only uploads were rate limited; validate and reports had

@@ -1,6 +1,7 @@
 //! The `bdia` binary, run as a user runs it.
 
 mod abuse_core;
+mod abuse_disk;
 mod admin;
 mod api_fuzz;
 mod client;

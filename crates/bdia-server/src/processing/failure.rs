@@ -158,14 +158,19 @@ pub struct Failure {
     pub code: FailureCode,
     /// The reason, for the processing log.
     pub reason: String,
+    /// The disk (or quota) was full: the run stopped for a condition that
+    /// passes, so the file is requeued rather than failed.
+    pub storage_full: bool,
 }
 
 impl Failure {
     /// A failure of `code` for `reason`.
     pub fn new(code: FailureCode, reason: impl std::fmt::Display) -> Failure {
+        let reason = reason.to_string();
         Failure {
             code,
-            reason: reason.to_string(),
+            storage_full: bdia_store::is_storage_full_text(&reason),
+            reason,
         }
     }
 

@@ -29,7 +29,9 @@
 //! workers that another company's files need. A file that fails is
 //! `ERROR` and stops its group until an operator retries it (`POST
 //! /aa/collect/v1/groups/{vgid}/retry`, `bdia admin retry`): skipping it
-//! would break the group's order.
+//! would break the group's order. A run stopped by a full disk is not a
+//! failure of the file: the file is requeued (first in its group) and
+//! processing pauses for [`STORAGE_FULL_PAUSE`], then goes on by itself.
 //!
 //! # Exactly once
 //!
@@ -114,6 +116,25 @@ pub struct Shared {
     pub keep_staged_files: bool,
     /// Per-company throttles.
     pub throttles: Arc<Throttles>,
+    /// No file starts before this instant (set when a run stopped on a
+    /// full disk).
+    pub paused_until: std::sync::Mutex<Option<std::time::Instant>>,
+}
+
+/// How long processing pauses after a run stopped on a full disk.
+pub const STORAGE_FULL_PAUSE: Duration = Duration::from_secs(10);
+
+impl Shared {
+    /// True while processing is paused ([`Shared::paused_until`]).
+    fn paused(&self) -> bool {
+        let until = *self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
+        until.is_some_and(|t| std::time::Instant::now() < t)
+    }
+
+    fn pause(&self, d: Duration) {
+        *self.paused_until.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(std::time::Instant::now() + d);
+    }
 }
 
 /// The handle the HTTP side holds: the lake and a way to wake the scheduler.
@@ -213,7 +234,7 @@ pub async fn run_scheduler(
             }
             Err(e) => tracing::error!(error = %e, "listing runnable groups failed"),
         }
-        while shared.throttles.can_start() {
+        while shared.throttles.can_start() && !shared.paused() {
             let Some(g) = pick(&mut ring, &running, &shared.throttles) else {
                 break;
             };
@@ -307,6 +328,18 @@ async fn process_one(shared: &Shared, rec: bdia_store::FileRecord, stop: Arc<Ato
         }
         Ok(worker::Outcome::Cancelled) => {
             tracing::info!(file_id = %rec.file_id, "processing stopped by shutdown; requeued at next start");
+        }
+        Err(f) if f.storage_full => {
+            // Not the file's fault: it runs again, first in its group, once
+            // the pause is over (its output is the same, so a partial
+            // publication is simply overwritten).
+            metrics::counter!(crate::metrics::PROCESSING_ERRORS.name, "code" => "storage_full")
+                .increment(1);
+            shared.pause(STORAGE_FULL_PAUSE);
+            tracing::warn!(file_id = %rec.file_id, reason = %f.reason, pause_secs = STORAGE_FULL_PAUSE.as_secs(), "disk full: file requeued, processing paused");
+            if let Err(e) = shared.store.requeue_file(&rec.file_id).await {
+                tracing::error!(file_id = %rec.file_id, error = %e, "requeueing the file failed");
+            }
         }
         Err(f) => {
             metrics::counter!(crate::metrics::FILES_PROCESSED.name, "outcome" => "error")

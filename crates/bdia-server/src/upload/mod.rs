@@ -199,6 +199,10 @@ async fn start_pass(
 fn pass_error(e: PassError) -> ApiError {
     match e {
         PassError::Interrupted(e) => ApiError::BadRequest(format!("Upload interrupted: {e}")),
+        PassError::StorageFull(e) => {
+            tracing::warn!(error = %e, "storage full: upload refused");
+            ApiError::InsufficientStorage
+        }
         PassError::Internal(e) => ApiError::Internal(e),
     }
 }

@@ -41,7 +41,20 @@ pub(super) struct Pass {
 #[derive(Debug)]
 pub(super) enum PassError {
     Interrupted(io::Error),
+    /// The disk (or quota) filled up while staging: nothing is kept.
+    StorageFull(String),
     Internal(String),
+}
+
+/// A failure to stage or publish: [`PassError::StorageFull`] when the disk
+/// is full, else internal.
+fn failed(e: &dyn std::fmt::Display) -> PassError {
+    let text = e.to_string();
+    if bdia_store::is_storage_full_text(&text) {
+        PassError::StorageFull(text)
+    } else {
+        PassError::Internal(text)
+    }
 }
 
 /// Runs the engine over `first` and then the channel; stages and publishes
@@ -52,7 +65,7 @@ pub(super) fn run_pass(
     opts: Options,
     staging: Option<(BlobStore, String)>,
 ) -> Result<Pass, PassError> {
-    let internal = |e: &dyn std::fmt::Display| PassError::Internal(e.to_string());
+    let internal = failed;
     let (tee, mut rejects) = match &staging {
         Some((blobs, file_id)) => (
             Some(blobs.stage(file_id).map_err(|e| internal(&e))?),
@@ -87,6 +100,10 @@ pub(super) fn run_pass(
     });
     let report = match result {
         Ok(r) => r,
+        // The tee to the staged file shares the input's error path.
+        Err(EngineError::Input(e)) if bdia_store::is_storage_full(&e) => {
+            return Err(PassError::StorageFull(e.to_string()))
+        }
         Err(EngineError::Input(e)) => return Err(PassError::Interrupted(e)),
         Err(EngineError::Sink(e)) => return Err(e),
     };

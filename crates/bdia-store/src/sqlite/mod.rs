@@ -31,7 +31,8 @@
 //! pool: however many of those are in flight, a token request or a file
 //! lookup waits only for the database calls queued before it
 //! ([`MetadataStore::queued_calls`] reports that depth). A call that
-//! panics fails alone; the thread goes on with the next one.
+//! panics fails alone; the thread goes on with the next one. Dropping the
+//! last handle of the store waits for the thread to close the database.
 //!
 //! Query rules: columns are named in every `SELECT` and read by name; file
 //! statuses are bound as parameters ([`FileStatus::as_str`]), never spelled
@@ -79,9 +80,29 @@ type Call = Box<dyn FnOnce(&mut Connection) + Send>;
 /// Metadata in one SQLite file.
 #[derive(Clone)]
 pub struct SqliteStore {
-    calls: tokio::sync::mpsc::Sender<Call>,
+    thread: Arc<DbThread>,
     /// Calls sent and not yet finished.
     pending: Arc<AtomicUsize>,
+}
+
+/// The database thread and its queue. Dropping the last handle closes the
+/// queue and waits for the thread to finish its calls and close the
+/// database, so that the files are settled (WAL checkpointed) when the
+/// store is gone.
+struct DbThread {
+    calls: Option<tokio::sync::mpsc::Sender<Call>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for DbThread {
+    fn drop(&mut self) {
+        self.calls.take();
+        if let Some(h) = self.handle.take() {
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -118,7 +139,7 @@ impl SqliteStore {
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         schema::migrate(&mut conn)?;
         let (calls, mut rx) = tokio::sync::mpsc::channel::<Call>(QUEUE_CALLS);
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("bdia-sqlite".into())
             .spawn(move || {
                 // Ends when every handle of the store is dropped.
@@ -131,7 +152,10 @@ impl SqliteStore {
             })
             .map_err(|e| StoreError::backend("start the database thread", e))?;
         Ok(SqliteStore {
-            calls,
+            thread: Arc::new(DbThread {
+                calls: Some(calls),
+                handle: Some(handle),
+            }),
             pending: Arc::new(AtomicUsize::new(0)),
         })
     }
@@ -147,7 +171,10 @@ impl SqliteStore {
             let _ = tx.send(f(conn));
         });
         let _pending = Pending::new(&self.pending);
-        self.calls.send(call).await.map_err(|_| {
+        let calls = self.thread.calls.as_ref().ok_or_else(|| {
+            StoreError::backend("queue a database call", "the database thread stopped")
+        })?;
+        calls.send(call).await.map_err(|_| {
             StoreError::backend("queue a database call", "the database thread stopped")
         })?;
         rx.await.map_err(|_| {
@@ -470,6 +497,12 @@ impl MetadataStore for SqliteStore {
 
     async fn requeue_processing(&self) -> StoreResult<u64> {
         self.with(|conn| processing::requeue_processing(conn)).await
+    }
+
+    async fn requeue_file(&self, file_id: &str) -> StoreResult<bool> {
+        let file_id = file_id.to_string();
+        self.with(move |conn| processing::requeue_file(conn, &file_id))
+            .await
     }
 
     async fn list_visitor_states(

@@ -275,6 +275,21 @@ pub(super) fn requeue_processing(conn: &Connection) -> StoreResult<u64> {
     Ok(n as u64)
 }
 
+pub(super) fn requeue_file(conn: &Connection, file_id: &str) -> StoreResult<bool> {
+    let n = exec(
+        conn,
+        "requeue a processing file",
+        "UPDATE files SET status = ?1, processing_start_date = NULL, \
+         file_reader_complete_date = NULL WHERE file_id = ?2 AND status = ?3",
+        params![
+            FileStatus::Uploaded.as_str(),
+            file_id,
+            FileStatus::Processing.as_str()
+        ],
+    )?;
+    Ok(n == 1)
+}
+
 pub(super) fn list_visitor_states(
     conn: &Connection,
     company_id: &str,
