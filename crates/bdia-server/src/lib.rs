@@ -29,6 +29,7 @@
 //! through `PROCESSING` to `COMPLETE`/`ERROR`.
 
 pub mod auth;
+pub mod auth_throttle;
 pub mod config;
 pub mod console;
 pub mod error;
@@ -36,6 +37,7 @@ pub mod extract;
 pub mod handlers;
 pub mod limiter;
 pub mod metrics;
+pub mod metrics_listener;
 pub mod openapi;
 pub mod processing;
 pub mod reports;
@@ -199,6 +201,7 @@ impl Server {
         let state = AppState {
             tokens: auth::TokenIssuer::new(&data.server_key, config.auth.token_ttl_secs)?,
             limiter: Arc::new(limiter::UploadLimiter::new(config.rate_limit.clone())),
+            auth_failures: Arc::new(auth_throttle::FailureThrottle::new(&config.auth)),
             config: Arc::new(config),
             store: data.store,
             blobs: data.blobs,
@@ -265,6 +268,7 @@ impl Server {
                 stop_processing.clone(),
             ))
         });
+        let _metrics_listener = metrics_listener::spawn(&self.state).await?;
         tracing::info!(addr = %self.addr, "serving");
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
