@@ -241,19 +241,24 @@ pub async fn concurrent_suite_claims(s: Arc<dyn MetadataStore>) {
     assert_eq!(claims, [SuiteClaim::OtherCompany, SuiteClaim::Created]);
 }
 
-/// Clients: create, conflict, disable, public key.
-pub async fn clients(s: Arc<dyn MetadataStore>) {
-    with_company(&*s, "acme").await;
-    let c = ApiClient {
-        client_id: "cid1".into(),
-        company_id: "acme".into(),
+/// A client for tests.
+pub fn sample_client(client_id: &str, company: &str) -> ApiClient {
+    ApiClient {
+        client_id: client_id.into(),
+        company_id: company.into(),
         secret_hash: "sha256$aa$bb".into(),
-        technical_account: "tech1@techacct".into(),
+        technical_account: format!("{client_id}@techacct"),
         public_key_pem: None,
         disabled: false,
         created: 1,
         token_generation: 0,
-    };
+    }
+}
+
+/// Clients: create, conflict, disable, public key.
+pub async fn clients(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    let c = sample_client("cid1", "acme");
     assert_eq!(s.create_client(c.clone()).await.unwrap(), c);
     assert!(matches!(
         s.create_client(c.clone()).await,
@@ -293,16 +298,7 @@ pub async fn clients(s: Arc<dyn MetadataStore>) {
 /// before a disable stay revoked).
 pub async fn token_revocation(s: Arc<dyn MetadataStore>) {
     with_company(&*s, "acme").await;
-    let c = ApiClient {
-        client_id: "cid1".into(),
-        company_id: "acme".into(),
-        secret_hash: "sha256$aa$bb".into(),
-        technical_account: "tech1@techacct".into(),
-        public_key_pem: None,
-        disabled: false,
-        created: 1,
-        token_generation: 0,
-    };
+    let c = sample_client("cid1", "acme");
     s.create_client(c.clone()).await.unwrap();
     let generation = |s: Arc<dyn MetadataStore>| async move {
         s.get_client("cid1")

@@ -6,13 +6,13 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
-use std::process::{Command, Output};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
+use crate::admin::bdia as admin_output;
 use crate::common::{free_port, BdiaServe};
 
 const PRIVATE: &str = include_str!("../../../bdia-server/tests/data/client_private.pem");
@@ -156,19 +156,7 @@ fn access_token(a: &Answer) -> String {
 }
 
 fn admin(dir: &Path, args: &[&str]) -> Value {
-    let out: Output = Command::new(env!("CARGO_BIN_EXE_bdia"))
-        .arg("admin")
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    crate::admin::json(&admin_output(dir, args))
 }
 
 fn now() -> i64 {
@@ -306,41 +294,64 @@ fn jwt_exchange_refuses_unripe_undated_long_lived_and_replayed_assertions() {
     access_token(&exchange(&mut conn, &fresh));
 }
 
+/// A server on a fresh data dir, a connection to it, its first-start
+/// client and an access token of that client that works.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    data: PathBuf,
+    server: BdiaServe,
+    conn: Conn,
+    id: String,
+    secret: String,
+    token: String,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = BdiaServe::start(&data, &[]);
+    let (id, secret) = creds(&server);
+    let mut conn = Conn::open(server.port());
+    let token = access_token(&conn.token(&id, &secret));
+    assert_eq!(conn.list_status(&token, &id).status, 200);
+    Fixture {
+        _dir: dir,
+        data,
+        server,
+        conn,
+        id,
+        secret,
+        token,
+    }
+}
+
+fn assert_revoked(a: &Answer) {
+    assert_eq!(a.status, 401, "{}", a.body);
+    assert!(a.error().starts_with("Access token revoked"), "{}", a.body);
+}
+
 /// Regression: there was no way to replace a client's secret, and tokens
 /// issued before stayed valid. `bdia admin client rotate-secret` replaces
 /// it and revokes them (401), while the new secret works at once; the
 /// first-start credentials.json follows the rotation.
 #[test]
 fn rotate_secret_refuses_the_old_secret_and_the_old_tokens() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let server = BdiaServe::start(&data, &[]);
-    let (id, old_secret) = creds(&server);
-    let mut conn = Conn::open(server.port());
-    let old_token = access_token(&conn.token(&id, &old_secret));
-    assert_eq!(conn.list_status(&old_token, &id).status, 200);
-
-    let rotated = admin(&data, &["client", "rotate-secret", &id]);
+    let mut f = fixture();
+    let rotated = admin(&f.data, &["client", "rotate-secret", &f.id]);
     let new_secret = rotated["client_secret"].as_str().unwrap().to_string();
-    assert_ne!(new_secret, old_secret);
+    assert_ne!(new_secret, f.secret);
     assert_eq!(rotated["tokens_revoked"], true);
-    assert_eq!(creds(&server).1, new_secret, "credentials.json follows");
+    assert_eq!(creds(&f.server).1, new_secret, "credentials.json follows");
 
-    let a = conn.token(&id, &old_secret);
+    let a = f.conn.token(&f.id, &f.secret);
     assert_eq!(a.status, 401, "{}", a.body);
     assert_eq!(a.error(), "Invalid client credentials");
-    let a = conn.list_status(&old_token, &id);
-    assert_eq!(a.status, 401, "{}", a.body);
-    assert!(a.error().starts_with("Access token revoked"), "{}", a.body);
-    let new_token = access_token(&conn.token(&id, &new_secret));
-    assert_eq!(conn.list_status(&new_token, &id).status, 200);
+    assert_revoked(&f.conn.list_status(&f.token, &f.id));
+    let new_token = access_token(&f.conn.token(&f.id, &new_secret));
+    assert_eq!(f.conn.list_status(&new_token, &f.id).status, 200);
 
     // An unknown client is named.
-    let out = Command::new(env!("CARGO_BIN_EXE_bdia"))
-        .args(["admin", "client", "rotate-secret", "nobody", "--data-dir"])
-        .arg(&data)
-        .output()
-        .unwrap();
+    let out = admin_output(&f.data, &["client", "rotate-secret", "nobody"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no client 'nobody'"));
 }
@@ -349,23 +360,14 @@ fn rotate_secret_refuses_the_old_secret_and_the_old_tokens() {
 /// issued before the disable. They now stay refused (401); new ones work.
 #[test]
 fn disable_then_enable_does_not_revive_earlier_tokens() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let server = BdiaServe::start(&data, &[]);
-    let (id, secret) = creds(&server);
-    let mut conn = Conn::open(server.port());
-    let before = access_token(&conn.token(&id, &secret));
-    assert_eq!(conn.list_status(&before, &id).status, 200);
-
-    admin(&data, &["client", "disable", &id]);
-    assert_eq!(conn.list_status(&before, &id).status, 403);
-    assert_eq!(conn.token(&id, &secret).status, 403);
-    admin(&data, &["client", "enable", &id]);
-    let a = conn.list_status(&before, &id);
-    assert_eq!(a.status, 401, "{}", a.body);
-    assert!(a.error().starts_with("Access token revoked"), "{}", a.body);
-    let after = access_token(&conn.token(&id, &secret));
-    assert_eq!(conn.list_status(&after, &id).status, 200);
+    let mut f = fixture();
+    admin(&f.data, &["client", "disable", &f.id]);
+    assert_eq!(f.conn.list_status(&f.token, &f.id).status, 403);
+    assert_eq!(f.conn.token(&f.id, &f.secret).status, 403);
+    admin(&f.data, &["client", "enable", &f.id]);
+    assert_revoked(&f.conn.list_status(&f.token, &f.id));
+    let after = access_token(&f.conn.token(&f.id, &f.secret));
+    assert_eq!(f.conn.list_status(&after, &f.id).status, 200);
 }
 
 /// The value of an unlabelled gauge in a Prometheus text.
