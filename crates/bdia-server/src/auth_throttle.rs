@@ -10,13 +10,15 @@
 //!
 //! State is bounded whatever the callers send: an entry is keyed by a
 //! 64-bit keyed hash of the client id (so a long id costs no more than a
-//! short one), entries whose bucket is full again are dropped (dropping
-//! them changes nothing), and at most `failure_max_clients` entries are
+//! short one), entries whose bucket is full again are dropped (every 256
+//! failures and when the map is full; dropping them changes nothing), and
+//! at most `failure_max_clients` entries are
 //! kept: past that, the ones that failed least recently are dropped first.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -40,6 +42,7 @@ pub struct FailureThrottle {
     max_clients: usize,
     hasher: std::collections::hash_map::RandomState,
     entries: Mutex<HashMap<u64, Entry>>,
+    failures: AtomicU64,
 }
 
 impl std::fmt::Debug for FailureThrottle {
@@ -66,6 +69,7 @@ impl FailureThrottle {
             max_clients: config.failure_max_clients.max(1),
             hasher: Default::default(),
             entries: Mutex::new(HashMap::new()),
+            failures: AtomicU64::new(0),
         }
     }
 
@@ -96,6 +100,13 @@ impl FailureThrottle {
         let now = Instant::now();
         let key = self.key(client_id);
         let mut entries = self.lock();
+        if self
+            .failures
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(256)
+        {
+            self.drop_refilled(&mut entries, now);
+        }
         if !entries.contains_key(&key) && entries.len() >= self.max_clients {
             self.make_room(&mut entries, now);
         }
@@ -116,10 +127,16 @@ impl FailureThrottle {
         result
     }
 
-    /// Drops entries whose bucket is full again; if that frees nothing,
-    /// the eighth of the entries that failed least recently.
-    fn make_room(&self, entries: &mut HashMap<u64, Entry>, now: Instant) {
+    /// Drops entries whose bucket is full again (forgetting them changes
+    /// nothing).
+    fn drop_refilled(&self, entries: &mut HashMap<u64, Entry>, now: Instant) {
         entries.retain(|_, e| now.duration_since(e.last_failure) < self.refill_all);
+    }
+
+    /// [`Self::drop_refilled`]; if that frees nothing, drops the eighth of
+    /// the entries that failed least recently.
+    fn make_room(&self, entries: &mut HashMap<u64, Entry>, now: Instant) {
+        self.drop_refilled(entries, now);
         if entries.len() < self.max_clients {
             return;
         }

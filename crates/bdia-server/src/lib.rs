@@ -249,6 +249,7 @@ impl Server {
         app: Router,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let _metrics_listener = metrics_listener::spawn(&self.state).await?;
         let tasks = self.state.tasks.clone();
         let grace = Duration::from_secs(self.state.config.shutdown_grace_secs);
         let stop_processing = tokio_util::sync::CancellationToken::new();
@@ -268,7 +269,6 @@ impl Server {
                 stop_processing.clone(),
             ))
         });
-        let _metrics_listener = metrics_listener::spawn(&self.state).await?;
         tracing::info!(addr = %self.addr, "serving");
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
