@@ -30,8 +30,6 @@ pub struct Config {
     /// An upload that sends nothing for this many seconds is dropped, like a
     /// disconnect (`BDIA_UPLOAD_IDLE_TIMEOUT_SECS`).
     pub upload_idle_timeout_secs: u64,
-    /// The processing stage.
-    pub processing: ProcessingConfig,
     /// A second address on which `GET /metrics` is served without
     /// authentication, for a scraper on a private network
     /// (`BDIA_METRICS_LISTEN`); unset: no second listener.
@@ -40,25 +38,8 @@ pub struct Config {
     /// (`BDIA_METRICS_TOKEN`, 16 to 1024 visible ASCII characters); unset:
     /// `/metrics` is not served on the main listener (404).
     pub metrics_token: Option<MetricsToken>,
-}
-
-/// The metrics bearer token; its `Debug` does not show it.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct MetricsToken(pub String);
-
-impl std::fmt::Debug for MetricsToken {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MetricsToken(..)")
-    }
-}
-
-impl MetricsToken {
-    /// True when `presented` is the token, compared in constant time.
-    pub fn matches(&self, presented: &str) -> bool {
-        let (a, b) = (self.0.as_bytes(), presented.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-    }
+    /// The processing stage.
+    pub processing: ProcessingConfig,
 }
 
 /// The processing stage (uploaded files -> lake).
@@ -145,6 +126,25 @@ pub struct AuthConfig {
     pub failure_max_clients: usize,
 }
 
+/// The metrics bearer token; its `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MetricsToken(pub String);
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsToken(..)")
+    }
+}
+
+impl MetricsToken {
+    /// True when `presented` is the token, compared in constant time.
+    pub fn matches(&self, presented: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), presented.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -155,9 +155,9 @@ impl Default for Config {
             auth: AuthConfig::default(),
             shutdown_grace_secs: 30,
             upload_idle_timeout_secs: 60,
-            processing: ProcessingConfig::default(),
             metrics_listen: None,
             metrics_token: None,
+            processing: ProcessingConfig::default(),
         }
     }
 }

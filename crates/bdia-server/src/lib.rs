@@ -200,8 +200,8 @@ impl Server {
         let addr = listener.local_addr()?;
         let state = AppState {
             tokens: auth::TokenIssuer::new(&data.server_key, config.auth.token_ttl_secs)?,
-            limiter: Arc::new(limiter::UploadLimiter::new(config.rate_limit.clone())),
             auth_failures: Arc::new(auth_throttle::FailureThrottle::new(&config.auth)),
+            limiter: Arc::new(limiter::UploadLimiter::new(config.rate_limit.clone())),
             config: Arc::new(config),
             store: data.store,
             blobs: data.blobs,

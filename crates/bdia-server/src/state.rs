@@ -25,10 +25,10 @@ pub struct AppState {
     pub blobs: BlobStore,
     /// Access tokens.
     pub tokens: TokenIssuer,
-    /// Upload rate limits.
-    pub limiter: Arc<UploadLimiter>,
     /// Failed-authentication throttle of the token endpoints.
     pub auth_failures: Arc<FailureThrottle>,
+    /// Upload rate limits.
+    pub limiter: Arc<UploadLimiter>,
     /// Prometheus rendering.
     pub metrics: PrometheusHandle,
     /// In-flight upload jobs (waited for at shutdown).
