@@ -198,14 +198,15 @@ impl Server {
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;
+        let auth_failures = Arc::new(auth_throttle::FailureThrottle::new(&config.auth));
         let state = AppState {
             tokens: auth::TokenIssuer::new(&data.server_key, config.auth.token_ttl_secs)?,
-            auth_failures: Arc::new(auth_throttle::FailureThrottle::new(&config.auth)),
             limiter: Arc::new(limiter::UploadLimiter::new(config.rate_limit.clone())),
             config: Arc::new(config),
             store: data.store,
             blobs: data.blobs,
             metrics: metrics_handle(),
+            auth_failures,
             tasks: TaskTracker::new(),
             processing,
             reports,
