@@ -158,7 +158,16 @@ enum ClientCommand {
         #[arg(long)]
         company: Option<String>,
     },
-    /// Disable a client (its calls get 403).
+    /// Give a client a new secret, printed once, and revoke every access
+    /// token issued to it before (they get 401). When the data dir's
+    /// credentials.json holds this client, the new secret is written there
+    /// too.
+    RotateSecret {
+        /// Client id.
+        client_id: String,
+    },
+    /// Disable a client (its calls get 403; access tokens issued before
+    /// stay revoked after an enable).
     Disable {
         /// Client id.
         client_id: String,
@@ -277,6 +286,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     .map(client_json)
                     .collect();
                 print(json!(list));
+            }
+            AdminCommand::Client(ClientCommand::RotateSecret { client_id }) => {
+                let (c, secret) = tenancy::rotate_client_secret(store, &client_id).await?;
+                let file = tenancy::update_credentials_file(&config.data_dir, &client_id, &secret)?;
+                let mut v = client_json(&c);
+                v["client_secret"] = json!(secret);
+                v["tokens_revoked"] = json!(true);
+                if let Some(path) = file {
+                    v["credentials_file"] = json!(path.display().to_string());
+                }
+                print(v);
             }
             AdminCommand::Client(ClientCommand::Disable { client_id }) => {
                 store.set_client_disabled(&client_id, true).await?;

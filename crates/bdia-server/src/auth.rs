@@ -5,13 +5,23 @@
 //!   enough (no password stretching needed); comparison is constant-time.
 //! - Access tokens are JWTs signed HS256 with the server key
 //!   (`DATA_DIR/server.key`), claims `iss="bdia"`, `sub=<client id>`,
-//!   `company`, `iat`, `exp`. Only HS256 is accepted: `alg: none` and any
-//!   other algorithm fail, as do a bad signature and an expired token.
+//!   `company`, `iat`, `exp` and `gen`, the client's token generation when
+//!   it was issued. Only HS256 is accepted: `alg: none` and any other
+//!   algorithm fail, as do a bad signature and an expired token. A token is
+//!   accepted only while `gen` is the client's current generation, which
+//!   rotating the secret or disabling the client moves up
+//!   ([`bdia_store::ApiClient::token_generation`]): that revokes every token
+//!   issued before. Tokens of releases without `gen` read as generation 0.
 //! - The service-account exchange verifies an RS256 JWT signed by the
 //!   client's key, against the public key or certificate (PEM) registered
-//!   for it: `exp` required, `iss` = the company, `sub` = the client's
-//!   technical account, `aud` naming the client (`<client id>` or a URL
-//!   ending in `/c/<client id>`, the original's shape).
+//!   for it: `iss` = the company, `sub` = the client's technical account,
+//!   `aud` naming the client (`<client id>` or a URL ending in
+//!   `/c/<client id>`, the original's shape); `exp` and `iat` required,
+//!   `iat` and `nbf` (when present) not in the future and `exp` not in the
+//!   past beyond the leeway, `exp - iat` at most the configured maximum
+//!   lifetime. Each assertion is exchanged once ([`Assertion::replay_key`]:
+//!   its `jti` when it has one, else its SHA-256), remembered by the store
+//!   until it would have expired anyway.
 
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use rand::RngCore;
@@ -78,6 +88,10 @@ pub struct Claims {
     pub iat: i64,
     /// Expiry, unix seconds.
     pub exp: i64,
+    /// The client's token generation at issue (absent, 0, in tokens of
+    /// older releases).
+    #[serde(rename = "gen", default)]
+    pub generation: u64,
 }
 
 /// The token endpoints' answer.
@@ -142,6 +156,7 @@ impl TokenIssuer {
             company: client.company_id.clone(),
             iat,
             exp,
+            generation: client.token_generation,
         };
         let token = encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(ApiError::internal)?;
@@ -172,9 +187,36 @@ impl TokenIssuer {
 
 #[derive(Debug, Deserialize)]
 struct ExchangeClaims {
-    #[allow(dead_code)]
     exp: i64,
+    iat: Option<i64>,
+    jti: Option<String>,
     aud: Option<serde_json::Value>,
+}
+
+/// What the JWT exchange checks beyond the signature and the names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExchangeRules {
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`, seconds.
+    pub leeway_secs: u64,
+    /// Largest `exp - iat`, seconds.
+    pub max_lifetime_secs: u64,
+}
+
+/// A verified service-account JWT, not yet known to be fresh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assertion {
+    /// What identifies the assertion for replay detection: SHA-256 (hex)
+    /// of the client id and the `jti` when the JWT has one (a second JWT
+    /// with the same `jti` is a replay even if otherwise different), else
+    /// of the whole JWT.
+    pub replay_key: String,
+    /// Until when it must be remembered: the last second its `exp` would
+    /// still pass (exp + leeway).
+    pub keep_until: i64,
+}
+
+fn unauthorized_jwt(why: impl std::fmt::Display) -> ApiError {
+    ApiError::Unauthorized(format!("Invalid jwt_token: {why}"))
 }
 
 fn aud_names_client(aud: &serde_json::Value, client_id: &str) -> bool {
@@ -186,8 +228,15 @@ fn aud_names_client(aud: &serde_json::Value, client_id: &str) -> bool {
     }
 }
 
-/// Verifies a service-account JWT signed by `client`'s registered key.
-pub fn verify_client_jwt(client: &ApiClient, jwt: &str, leeway_secs: u64) -> Result<(), ApiError> {
+/// Verifies a service-account JWT signed by `client`'s registered key, at
+/// `now`; the caller still has to check that the assertion was not
+/// exchanged before ([`Assertion`]).
+pub fn verify_client_jwt(
+    client: &ApiClient,
+    jwt: &str,
+    rules: ExchangeRules,
+    now: i64,
+) -> Result<Assertion, ApiError> {
     let Some(pem) = &client.public_key_pem else {
         return Err(ApiError::Unauthorized(
             "No public key is registered for this client".into(),
@@ -200,22 +249,58 @@ pub fn verify_client_jwt(client: &ApiClient, jwt: &str, leeway_secs: u64) -> Res
     v.sub = Some(client.technical_account.clone());
     v.validate_aud = false;
     v.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-    v.leeway = leeway_secs;
-    let data = decode::<ExchangeClaims>(jwt, &key, &v).map_err(|e| {
-        ApiError::Unauthorized(format!("Invalid jwt_token: {}", jwt_reason(e.kind())))
-    })?;
-    match &data.claims.aud {
-        Some(aud) if aud_names_client(aud, &client.client_id) => Ok(()),
-        _ => Err(ApiError::Unauthorized(
-            "Invalid jwt_token: aud does not name this client".into(),
-        )),
+    v.validate_nbf = true;
+    v.leeway = rules.leeway_secs;
+    let claims = decode::<ExchangeClaims>(jwt, &key, &v)
+        .map_err(|e| unauthorized_jwt(jwt_reason(e.kind())))?
+        .claims;
+    if !claims
+        .aud
+        .as_ref()
+        .is_some_and(|aud| aud_names_client(aud, &client.client_id))
+    {
+        return Err(unauthorized_jwt("aud does not name this client"));
     }
+    let leeway = i64::try_from(rules.leeway_secs).unwrap_or(i64::MAX);
+    let iat = claims
+        .iat
+        .ok_or_else(|| unauthorized_jwt("iat (issued at) is required"))?;
+    if iat > now.saturating_add(leeway) {
+        return Err(unauthorized_jwt(format!(
+            "iat {iat} is in the future (now {now}, leeway {leeway} s)"
+        )));
+    }
+    let lifetime = i128::from(claims.exp) - i128::from(iat);
+    if lifetime > i128::from(rules.max_lifetime_secs) {
+        return Err(unauthorized_jwt(format!(
+            "lifetime exp - iat = {lifetime} s is over the maximum of {} s",
+            rules.max_lifetime_secs
+        )));
+    }
+    let mut h = Sha256::new();
+    match &claims.jti {
+        Some(jti) => {
+            h.update(b"jti\0");
+            h.update(client.client_id.as_bytes());
+            h.update(b"\0");
+            h.update(jti.as_bytes());
+        }
+        None => {
+            h.update(b"jwt\0");
+            h.update(jwt.as_bytes());
+        }
+    }
+    Ok(Assertion {
+        replay_key: hex::encode(h.finalize()),
+        keep_until: claims.exp.saturating_add(leeway),
+    })
 }
 
 fn jwt_reason(kind: &jsonwebtoken::errors::ErrorKind) -> &'static str {
     use jsonwebtoken::errors::ErrorKind as K;
     match kind {
         K::ExpiredSignature => "expired",
+        K::ImmatureSignature => "nbf (not before) is in the future",
         K::InvalidIssuer => "iss is not the client's company",
         K::InvalidSubject => "sub is not the client's technical account",
         K::InvalidSignature => "bad signature",
@@ -251,8 +336,10 @@ mod tests {
             public_key_pem: None,
             disabled: false,
             created: 0,
+            token_generation: 3,
         };
         let t = issuer.issue_at(&client, now(), 60).unwrap();
+        assert_eq!(issuer.verify(&t.access_token).unwrap().generation, 3);
         assert!(issuer.verify(&t.access_token).unwrap().exp > now());
         for ttl in [i64::MAX as u64, u64::MAX] {
             assert!(issuer.issue_at(&client, now(), ttl).is_err(), "{ttl}");

@@ -30,6 +30,14 @@ pub struct Config {
     /// An upload that sends nothing for this many seconds is dropped, like a
     /// disconnect (`BDIA_UPLOAD_IDLE_TIMEOUT_SECS`).
     pub upload_idle_timeout_secs: u64,
+    /// A second address on which `GET /metrics` is served without
+    /// authentication, for a scraper on a private network
+    /// (`BDIA_METRICS_LISTEN`); unset: no second listener.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Bearer token that `GET /metrics` on the main listener requires
+    /// (`BDIA_METRICS_TOKEN`, 16 to 1024 visible ASCII characters); unset:
+    /// `/metrics` is not served on the main listener (404).
+    pub metrics_token: Option<MetricsToken>,
     /// The processing stage.
     pub processing: ProcessingConfig,
     /// Report limits.
@@ -138,7 +146,8 @@ pub struct RateLimitConfig {
     pub burst: u32,
 }
 
-/// The longest lifetime of an access token: 30 days.
+/// The longest lifetime of an access token, and the largest maximum
+/// lifetime of a service-account JWT: 30 days.
 pub const MAX_TOKEN_TTL_SECS: u64 = 30 * 86_400;
 
 /// Token settings.
@@ -151,6 +160,39 @@ pub struct AuthConfig {
     /// Clock skew tolerated on client-signed JWTs, seconds
     /// (`BDIA_JWT_LEEWAY_SECS`).
     pub jwt_leeway_secs: u64,
+    /// Largest lifetime (`exp - iat`) of a service-account JWT, seconds
+    /// (`BDIA_JWT_MAX_LIFETIME_SECS`), 1 to [`MAX_TOKEN_TTL_SECS`]. It also
+    /// bounds how long an exchanged JWT is remembered against replays.
+    pub jwt_max_lifetime_secs: u64,
+    /// Failed attempts (wrong secret, unknown client, bad JWT) a client id
+    /// may make on the token endpoints before it is answered 429
+    /// (`BDIA_AUTH_FAILURE_BURST`).
+    pub failure_burst: u32,
+    /// After the burst, one more failed attempt is allowed every this many
+    /// seconds (`BDIA_AUTH_FAILURE_REFILL_SECS`).
+    pub failure_refill_secs: u64,
+    /// Client ids whose failures are tracked at most; past that the least
+    /// recent are forgotten (`BDIA_AUTH_FAILURE_MAX_CLIENTS`).
+    pub failure_max_clients: usize,
+}
+
+/// The metrics bearer token; its `Debug` does not show it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MetricsToken(pub String);
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsToken(..)")
+    }
+}
+
+impl MetricsToken {
+    /// True when `presented` is the token, compared in constant time.
+    pub fn matches(&self, presented: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), presented.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
 }
 
 impl Default for Config {
@@ -163,6 +205,8 @@ impl Default for Config {
             auth: AuthConfig::default(),
             shutdown_grace_secs: 30,
             upload_idle_timeout_secs: 60,
+            metrics_listen: None,
+            metrics_token: None,
             processing: ProcessingConfig::default(),
             reports: ReportsConfig::default(),
         }
@@ -196,6 +240,10 @@ impl Default for AuthConfig {
         AuthConfig {
             token_ttl_secs: 86_400,
             jwt_leeway_secs: 60,
+            jwt_max_lifetime_secs: 86_400,
+            failure_burst: 10,
+            failure_refill_secs: 6,
+            failure_max_clients: 10_000,
         }
     }
 }
@@ -269,6 +317,27 @@ impl Config {
                 "BDIA_RATE_LIMIT_BURST" => self.rate_limit.burst = parse_env(&k, &v)?,
                 "BDIA_TOKEN_TTL_SECS" => self.auth.token_ttl_secs = parse_env(&k, &v)?,
                 "BDIA_JWT_LEEWAY_SECS" => self.auth.jwt_leeway_secs = parse_env(&k, &v)?,
+                "BDIA_JWT_MAX_LIFETIME_SECS" => {
+                    self.auth.jwt_max_lifetime_secs = parse_env(&k, &v)?
+                }
+                "BDIA_AUTH_FAILURE_BURST" => self.auth.failure_burst = parse_env(&k, &v)?,
+                "BDIA_AUTH_FAILURE_REFILL_SECS" => {
+                    self.auth.failure_refill_secs = parse_env(&k, &v)?
+                }
+                "BDIA_AUTH_FAILURE_MAX_CLIENTS" => {
+                    self.auth.failure_max_clients = parse_env(&k, &v)?
+                }
+                "BDIA_METRICS_LISTEN" => {
+                    self.metrics_listen = match v.trim() {
+                        "" => None,
+                        _ => Some(parse_env(&k, &v)?),
+                    }
+                }
+                "BDIA_METRICS_TOKEN" => {
+                    self.metrics_token = Some(v.trim())
+                        .filter(|v| !v.is_empty())
+                        .map(|v| MetricsToken(v.to_string()))
+                }
                 "BDIA_SHUTDOWN_GRACE_SECS" => self.shutdown_grace_secs = parse_env(&k, &v)?,
                 "BDIA_UPLOAD_IDLE_TIMEOUT_SECS" => {
                     self.upload_idle_timeout_secs = parse_env(&k, &v)?
@@ -353,6 +422,39 @@ impl Config {
                 self.auth.token_ttl_secs
             )));
         }
+        if !(1..=MAX_TOKEN_TTL_SECS).contains(&self.auth.jwt_max_lifetime_secs) {
+            return Err(ConfigError(format!(
+                "auth.jwt_max_lifetime_secs = {}: must be 1..={MAX_TOKEN_TTL_SECS} (30 days)",
+                self.auth.jwt_max_lifetime_secs
+            )));
+        }
+        for (key, value) in [
+            ("auth.failure_burst", u64::from(self.auth.failure_burst)),
+            ("auth.failure_refill_secs", self.auth.failure_refill_secs),
+            (
+                "auth.failure_max_clients",
+                self.auth.failure_max_clients as u64,
+            ),
+        ] {
+            if value == 0 {
+                return Err(ConfigError(format!("{key} = 0: must be > 0")));
+            }
+        }
+        if self.auth.failure_refill_secs > 86_400 {
+            return Err(ConfigError(format!(
+                "auth.failure_refill_secs = {}: at most 86400 (a day)",
+                self.auth.failure_refill_secs
+            )));
+        }
+        if let Some(MetricsToken(t)) = &self.metrics_token {
+            if !(16..=1024).contains(&t.len()) || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(ConfigError(format!(
+                    "metrics_token: {} characters; use 16 to 1024 visible ASCII characters \
+                     (no spaces)",
+                    t.len()
+                )));
+            }
+        }
         Ok(())
     }
 }
@@ -414,6 +516,71 @@ mod tests {
             c.auth.token_ttl_secs = ttl;
             let e = c.validate().unwrap_err().to_string();
             assert!(e.contains("token_ttl_secs") && e.contains("30 days"), "{e}");
+        }
+    }
+
+    #[test]
+    fn auth_and_metrics_settings() {
+        let mut c = Config::from_toml(
+            "metrics_listen = \"127.0.0.1:9100\"\nmetrics_token = \"0123456789abcdef\"\n\
+             [auth]\njwt_max_lifetime_secs = 3600\nfailure_burst = 3\n",
+        )
+        .unwrap();
+        assert_eq!(c.metrics_listen.unwrap().port(), 9100);
+        assert!(c
+            .metrics_token
+            .as_ref()
+            .unwrap()
+            .matches("0123456789abcdef"));
+        assert!(!c
+            .metrics_token
+            .as_ref()
+            .unwrap()
+            .matches("0123456789abcdeX"));
+        assert!(
+            !format!("{c:?}").contains("0123456789abcdef"),
+            "token not in Debug"
+        );
+        assert_eq!(c.auth.jwt_max_lifetime_secs, 3600);
+        assert_eq!(c.auth.failure_burst, 3);
+        c.validate().unwrap();
+        c.apply_vars([
+            ("BDIA_METRICS_LISTEN".to_string(), String::new()),
+            ("BDIA_AUTH_FAILURE_REFILL_SECS".to_string(), "2".to_string()),
+            (
+                "BDIA_AUTH_FAILURE_MAX_CLIENTS".to_string(),
+                "50".to_string(),
+            ),
+            ("BDIA_JWT_MAX_LIFETIME_SECS".to_string(), "60".to_string()),
+        ])
+        .unwrap();
+        assert_eq!(c.metrics_listen, None);
+        assert_eq!(
+            (c.auth.failure_refill_secs, c.auth.failure_max_clients),
+            (2, 50)
+        );
+        for (key, value, named) in [
+            ("BDIA_METRICS_TOKEN", "short", "metrics_token"),
+            (
+                "BDIA_METRICS_TOKEN",
+                "with space 0123456789",
+                "metrics_token",
+            ),
+            ("BDIA_JWT_MAX_LIFETIME_SECS", "0", "jwt_max_lifetime_secs"),
+            (
+                "BDIA_JWT_MAX_LIFETIME_SECS",
+                "2592001",
+                "jwt_max_lifetime_secs",
+            ),
+            ("BDIA_AUTH_FAILURE_BURST", "0", "failure_burst"),
+            ("BDIA_AUTH_FAILURE_REFILL_SECS", "0", "failure_refill_secs"),
+            ("BDIA_AUTH_FAILURE_MAX_CLIENTS", "0", "failure_max_clients"),
+        ] {
+            let mut bad = c.clone();
+            bad.apply_vars([(key.to_string(), value.to_string())])
+                .unwrap();
+            let e = bad.validate().unwrap_err().to_string();
+            assert!(e.contains(named), "{key}={value}: {e}");
         }
     }
 }

@@ -9,10 +9,15 @@ use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
 use bdia_store::{FileQuery, FileStatus};
 
-use crate::auth::{verify_client_jwt, verify_secret};
+use crate::auth::{now, verify_client_jwt, verify_secret, ExchangeRules};
 use crate::error::ApiError;
 use crate::extract::{ApiPath, FileIdParam, KeyParam};
-use crate::state::{AppState, Caller};
+use crate::state::{bearer_token, AppState, Caller};
+
+/// The `flow` label of the client-credentials token endpoint.
+const CLIENT_CREDENTIALS: &str = "client_credentials";
+/// The `flow` label of the JWT exchange.
+const JWT_EXCHANGE: &str = "jwt_exchange";
 
 fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> Result<&'a str, ApiError> {
     form.get(name)
@@ -21,15 +26,42 @@ fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> Result<&'a str, A
         .ok_or_else(|| ApiError::BadRequest(format!("Missing form field '{name}'")))
 }
 
+/// 429 for a client id blocked by its failures.
+fn throttled(flow: &'static str, wait: std::time::Duration) -> ApiError {
+    metrics::counter!(crate::metrics::AUTH_THROTTLED.name, "flow" => flow).increment(1);
+    ApiError::RateLimited {
+        retry_after_secs: wait.as_secs_f64().ceil() as u64,
+    }
+}
+
+/// How a token endpoint answers `err` for `client_id`: a 401 counts as a
+/// failure of that id ([`crate::auth_throttle`]) and becomes 429 once the
+/// id is blocked; other errors pass unchanged.
+fn counted(state: &AppState, client_id: &str, flow: &'static str, err: ApiError) -> ApiError {
+    if !matches!(err, ApiError::Unauthorized(_)) {
+        return err;
+    }
+    match state.auth_failures.failed(client_id) {
+        Ok(()) => err,
+        Err(wait) => throttled(flow, wait),
+    }
+}
+
 async fn check_client(
     state: &AppState,
     form: &HashMap<String, String>,
+    flow: &'static str,
 ) -> Result<bdia_store::ApiClient, ApiError> {
     let client_id = field(form, "client_id")?;
     let secret = field(form, "client_secret")?;
+    state
+        .auth_failures
+        .check(client_id)
+        .map_err(|wait| throttled(flow, wait))?;
     let client = state.store.get_client(client_id).await?;
     let Some(client) = client.filter(|c| verify_secret(secret, &c.secret_hash)) else {
-        return Err(ApiError::Unauthorized("Invalid client credentials".into()));
+        let err = ApiError::Unauthorized("Invalid client credentials".into());
+        return Err(counted(state, client_id, flow, err));
     };
     if client.disabled {
         return Err(ApiError::Forbidden("This API client is disabled".into()));
@@ -67,14 +99,16 @@ pub async fn token(
             "Unsupported grant_type '{grant}': use client_credentials"
         )));
     }
-    let client = check_client(&state, &form).await?;
+    let client = check_client(&state, &form, CLIENT_CREDENTIALS).await?;
     let token = state.tokens.issue(&client)?;
-    metrics::counter!(crate::metrics::TOKENS_ISSUED.name, "flow" => "client_credentials")
+    metrics::counter!(crate::metrics::TOKENS_ISSUED.name, "flow" => CLIENT_CREDENTIALS)
         .increment(1);
     Ok(Json(token).into_response())
 }
 
-/// `POST /ims/exchange/jwt` (service-account JWT exchange).
+/// `POST /ims/exchange/jwt` (service-account JWT exchange): the JWT is
+/// checked ([`verify_client_jwt`]), then remembered so that it cannot be
+/// exchanged a second time.
 #[tracing::instrument(skip_all)]
 pub async fn exchange_jwt(
     State(state): State<AppState>,
@@ -82,10 +116,28 @@ pub async fn exchange_jwt(
 ) -> Result<Response, ApiError> {
     let Form(form) = form.map_err(form_error)?;
     let jwt = field(&form, "jwt_token")?.to_string();
-    let client = check_client(&state, &form).await?;
-    verify_client_jwt(&client, &jwt, state.config.auth.jwt_leeway_secs)?;
+    let client = check_client(&state, &form, JWT_EXCHANGE).await?;
+    let rules = ExchangeRules {
+        leeway_secs: state.config.auth.jwt_leeway_secs,
+        max_lifetime_secs: state.config.auth.jwt_max_lifetime_secs,
+    };
+    let now = now();
+    let assertion = verify_client_jwt(&client, &jwt, rules, now)
+        .map_err(|e| counted(&state, &client.client_id, JWT_EXCHANGE, e))?;
+    if !state
+        .store
+        .remember_assertion(&assertion.replay_key, assertion.keep_until, now)
+        .await?
+    {
+        let err = ApiError::Unauthorized(
+            "Invalid jwt_token: already exchanged (a replay); sign a new one for each exchange, \
+             with a unique jti to make more than one per second"
+                .into(),
+        );
+        return Err(counted(&state, &client.client_id, JWT_EXCHANGE, err));
+    }
     let token = state.tokens.issue(&client)?;
-    metrics::counter!(crate::metrics::TOKENS_ISSUED.name, "flow" => "jwt_exchange").increment(1);
+    metrics::counter!(crate::metrics::TOKENS_ISSUED.name, "flow" => JWT_EXCHANGE).increment(1);
     Ok(Json(token).into_response())
 }
 
@@ -223,11 +275,34 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError>
     Ok((status, Json(body)).into_response())
 }
 
-/// `GET /metrics`: Prometheus text format.
-pub async fn metrics(State(state): State<AppState>) -> Response {
+/// `GET /metrics` on the main listener: Prometheus text format, for a
+/// caller presenting `Authorization: Bearer <metrics_token>` (401
+/// otherwise); not served (404) when no `metrics_token` is configured. The
+/// `metrics_listen` listener serves it without a token
+/// ([`crate::metrics_listener`]).
+pub async fn metrics(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    let Some(want) = &state.config.metrics_token else {
+        return Err(ApiError::NotFound("Not found".into()));
+    };
+    let presented = bearer_token(&headers).map_err(|_| {
+        ApiError::Unauthorized(
+            "GET /metrics requires 'Authorization: Bearer <metrics_token>'".into(),
+        )
+    })?;
+    if !want.matches(presented) {
+        return Err(ApiError::Unauthorized("Invalid metrics token".into()));
+    }
+    Ok(render_metrics(&state.metrics))
+}
+
+/// The Prometheus text of `handle` as an answer.
+pub(crate) fn render_metrics(handle: &metrics_exporter_prometheus::PrometheusHandle) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        handle.render(),
     )
         .into_response()
 }

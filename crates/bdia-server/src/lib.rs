@@ -30,6 +30,7 @@
 
 pub mod admission;
 pub mod auth;
+pub mod auth_throttle;
 pub mod config;
 pub mod console;
 pub mod error;
@@ -37,6 +38,7 @@ pub mod extract;
 pub mod handlers;
 pub mod limiter;
 pub mod metrics;
+pub mod metrics_listener;
 pub mod openapi;
 pub mod processing;
 pub mod reports;
@@ -200,6 +202,7 @@ impl Server {
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         let addr = listener.local_addr()?;
+        let auth_failures = Arc::new(auth_throttle::FailureThrottle::new(&config.auth));
         let state = AppState {
             tokens: auth::TokenIssuer::new(&data.server_key, config.auth.token_ttl_secs)?,
             limiter: Arc::new(limiter::CompanyLimiter::new(config.rate_limit.clone())),
@@ -223,6 +226,7 @@ impl Server {
             store: data.store,
             blobs: data.blobs,
             metrics: metrics_handle(),
+            auth_failures,
             tasks: TaskTracker::new(),
             processing,
             reports,
@@ -266,6 +270,7 @@ impl Server {
         app: Router,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        let _metrics_listener = metrics_listener::spawn(&self.state).await?;
         let tasks = self.state.tasks.clone();
         let grace = Duration::from_secs(self.state.config.shutdown_grace_secs);
         let stop_processing = tokio_util::sync::CancellationToken::new();

@@ -74,6 +74,23 @@ pub const TOKENS_ISSUED: Metric = Metric {
     help: "Access tokens issued, by flow (client_credentials, jwt_exchange)",
 };
 
+/// Token requests refused because their client id failed too often.
+pub const AUTH_THROTTLED: Metric = Metric {
+    name: "bdia_auth_throttled_total",
+    kind: MetricKind::Counter,
+    labels: &["flow"],
+    help: "Token requests answered 429 because their client id failed authentication too often, \
+           by flow (client_credentials, jwt_exchange)",
+};
+
+/// Client ids whose failed authentications are tracked.
+pub const AUTH_FAILURE_CLIENTS: Metric = Metric {
+    name: "bdia_auth_failure_clients",
+    kind: MetricKind::Gauge,
+    labels: &[],
+    help: "Client ids with failed-authentication state held (at most auth.failure_max_clients)",
+};
+
 /// Rows read by the processing stage.
 pub const ROWS_PROCESSED: Metric = Metric {
     name: "bdia_rows_processed_total",
@@ -145,6 +162,8 @@ pub const ALL: &[Metric] = &[
     UPLOADS,
     HTTP_ERRORS,
     TOKENS_ISSUED,
+    AUTH_THROTTLED,
+    AUTH_FAILURE_CLIENTS,
     ROWS_PROCESSED,
     ROWS_THROTTLED,
     FILES_PROCESSED,

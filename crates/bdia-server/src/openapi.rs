@@ -108,11 +108,12 @@ pub fn document() -> Value {
                     "200": json_ok("Access token", "AccessToken"),
                     "400": error_response("Missing field or unsupported grant_type"),
                     "401": error_response("Invalid client credentials"),
-                    "403": error_response("Client disabled")
+                    "403": error_response("Client disabled"),
+                    "429": error_response("Too many failed attempts for this client id (Retry-After)")
                 }
             } },
             "/ims/exchange/jwt": { "post": {
-                "summary": "Access token from a service-account JWT (RS256, signed with the client's registered key; exp, iss = company, sub = technical account, aud naming the client)",
+                "summary": "Access token from a service-account JWT (RS256, signed with the client's registered key; exp, iat, iss = company, sub = technical account, aud naming the client; each JWT exchanged once)",
                 "requestBody": form_body(&["client_id", "client_secret", "jwt_token"], json!({
                     "client_id": { "type": "string" },
                     "client_secret": { "type": "string" },
@@ -121,8 +122,9 @@ pub fn document() -> Value {
                 "responses": {
                     "200": json_ok("Access token", "AccessToken"),
                     "400": error_response("Missing field"),
-                    "401": error_response("Invalid credentials or JWT"),
-                    "403": error_response("Client disabled")
+                    "401": error_response("Invalid credentials or JWT (bad signature or names, expired, nbf or iat in the future, no iat, lifetime over the maximum, already exchanged)"),
+                    "403": error_response("Client disabled"),
+                    "429": error_response("Too many failed attempts for this client id (Retry-After)")
                 }
             } },
             "/aa/collect/v1/events": {
@@ -232,8 +234,10 @@ pub fn document() -> Value {
                 "503": { "description": "Saturated (a Readiness body with status `saturated`) or not ready (an Error body)",
                     "content": { "application/json": { "schema": { "anyOf": [
                         { "$ref": "#/components/schemas/Readiness" }, { "$ref": "#/components/schemas/Error" } ] } } } } } } },
-            "/metrics": { "get": { "summary": "Prometheus metrics", "responses": {
-                "200": { "description": "Prometheus text format", "content": { "text/plain": { "schema": { "type": "string" } } } } } } },
+            "/metrics": { "get": { "summary": "Prometheus metrics (Authorization: Bearer <metrics_token>)", "responses": {
+                "200": { "description": "Prometheus text format", "content": { "text/plain": { "schema": { "type": "string" } } } },
+                "401": error_response("Missing or wrong metrics token"),
+                "404": error_response("No metrics_token configured: not served on this listener") } } },
             "/openapi.json": { "get": { "summary": "This document", "responses": { "200": { "description": "OpenAPI 3 document" } } } }
         },
         "components": {

@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::admission::Slots;
 use crate::auth::TokenIssuer;
+use crate::auth_throttle::FailureThrottle;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::limiter::CompanyLimiter;
@@ -25,6 +26,8 @@ pub struct AppState {
     pub blobs: BlobStore,
     /// Access tokens.
     pub tokens: TokenIssuer,
+    /// Failed-authentication throttle of the token endpoints.
+    pub auth_failures: Arc<FailureThrottle>,
     /// Upload rate limits.
     pub limiter: Arc<CompanyLimiter>,
     /// Validate rate limits (the company's upload setting, own buckets).
@@ -68,22 +71,25 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
 }
 
+/// The token of `Authorization: Bearer <token>`; 401 naming what is wrong.
+pub fn bearer_token(headers: &HeaderMap) -> Result<&str, ApiError> {
+    let auth = header(headers, "authorization")
+        .ok_or_else(|| ApiError::Unauthorized("Missing Authorization header".into()))?;
+    auth.strip_prefix("Bearer ")
+        .or_else(|| auth.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::Unauthorized("Authorization must be 'Bearer <token>'".into()))
+}
+
 impl AppState {
     /// Checks `Authorization: Bearer` and `x-api-key` (spec 2): 401 for a
-    /// missing, expired, forged or unknown token or a key that is not the
-    /// token's client; 403 for a disabled client.
+    /// missing, expired, forged or unknown token, a key that is not the
+    /// token's client, or a token revoked by a secret rotation or a disable
+    /// (issued under an earlier token generation); 403 for a disabled
+    /// client.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
-        let auth = header(headers, "authorization")
-            .ok_or_else(|| ApiError::Unauthorized("Missing Authorization header".into()))?;
-        let token = auth
-            .strip_prefix("Bearer ")
-            .or_else(|| auth.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::Unauthorized("Authorization must be 'Bearer <token>'".into())
-            })?;
-        let claims = self.tokens.verify(token)?;
+        let claims = self.tokens.verify(bearer_token(headers)?)?;
         let api_key = header(headers, "x-api-key")
             .ok_or_else(|| ApiError::Unauthorized("Missing x-api-key header".into()))?;
         if api_key != claims.sub {
@@ -101,6 +107,13 @@ impl AppState {
         }
         if client.disabled {
             return Err(ApiError::Forbidden("This API client is disabled".into()));
+        }
+        if claims.generation != client.token_generation {
+            return Err(ApiError::Unauthorized(
+                "Access token revoked: the client's secret was rotated or the client was \
+                 disabled since it was issued"
+                    .into(),
+            ));
         }
         let company = self
             .store

@@ -271,7 +271,7 @@ pub async fn create_client(
         jsonwebtoken::DecodingKey::from_rsa_pem(pem.as_bytes())
             .context("the public key must be an RSA public key or certificate in PEM")?;
     }
-    let secret = format!("p8e-{}", random_hex(32));
+    let secret = new_secret();
     let client = ApiClient {
         technical_account: technical_account
             .map(str::to_string)
@@ -282,9 +282,59 @@ pub async fn create_client(
         public_key_pem,
         disabled: false,
         created: crate::auth::now(),
+        token_generation: 0,
     };
     let client = store.create_client(client).await?;
     Ok((client, secret))
+}
+
+/// A new client secret: 32 random bytes.
+fn new_secret() -> String {
+    format!("p8e-{}", random_hex(32))
+}
+
+/// Gives a client a new secret and revokes every access token issued to it
+/// before (its token generation moves up); returns the client and the new
+/// secret (stored hashed only).
+pub async fn rotate_client_secret(
+    store: &dyn MetadataStore,
+    client_id: &str,
+) -> anyhow::Result<(ApiClient, String)> {
+    let secret = new_secret();
+    let client = store
+        .rotate_client_secret(client_id, &hash_secret(&secret))
+        .await
+        .map_err(|e| match e {
+            bdia_store::StoreError::NotFound(_) => anyhow::anyhow!("no client '{client_id}'"),
+            e => e.into(),
+        })?;
+    Ok((client, secret))
+}
+
+/// When `DIR/credentials.json` holds the credentials of `client_id`, writes
+/// `secret` into it (0600), so that the file stays usable after a rotation;
+/// returns its path when it did.
+pub fn update_credentials_file(
+    dir: &Path,
+    client_id: &str,
+    secret: &str,
+) -> anyhow::Result<Option<PathBuf>> {
+    let path = dir.join("credentials.json");
+    let text = match std::fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let Ok(mut creds) = serde_json::from_slice::<Credentials>(&text) else {
+        return Ok(None);
+    };
+    if creds.client_id != client_id {
+        return Ok(None);
+    }
+    creds.client_secret = secret.to_string();
+    write_private(&path, &serde_json::to_vec_pretty(&creds)?)
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(Some(path))
 }
 
 /// On an empty database: creates the default company and client and writes

@@ -30,8 +30,12 @@ impl std::fmt::Debug for TestServer {
     }
 }
 
-/// The test configuration: port 0, rate limit off, processing off, given
-/// data dir.
+/// The `metrics_token` of [`test_config`]: `GET /metrics` with
+/// `Authorization: Bearer TEST_METRICS_TOKEN`.
+pub const TEST_METRICS_TOKEN: &str = "test-metrics-token-0123456789";
+
+/// The test configuration: port 0, rate limit off, processing off,
+/// [`TEST_METRICS_TOKEN`], given data dir.
 pub fn test_config(data_dir: &Path) -> Config {
     let mut c = Config {
         data_dir: data_dir.to_path_buf(),
@@ -39,6 +43,7 @@ pub fn test_config(data_dir: &Path) -> Config {
         ..Config::default()
     };
     c.rate_limit.enabled = false;
+    c.metrics_token = Some(crate::config::MetricsToken(TEST_METRICS_TOKEN.into()));
     c.shutdown_grace_secs = 10;
     // Tests of uploads look at files as accepted; tests of processing turn
     // it on.

@@ -41,6 +41,9 @@ where
     report_suites(make().await).await;
     concurrent_suite_claims(make().await).await;
     clients(make().await).await;
+    token_revocation(make().await).await;
+    assertion_replays(make().await).await;
+    concurrent_assertions(make().await).await;
     commit_and_group_sequence(make().await).await;
     idempotency(make().await).await;
     rejected_key_reuse(make().await).await;
@@ -238,18 +241,24 @@ pub async fn concurrent_suite_claims(s: Arc<dyn MetadataStore>) {
     assert_eq!(claims, [SuiteClaim::OtherCompany, SuiteClaim::Created]);
 }
 
-/// Clients: create, conflict, disable, public key.
-pub async fn clients(s: Arc<dyn MetadataStore>) {
-    with_company(&*s, "acme").await;
-    let c = ApiClient {
-        client_id: "cid1".into(),
-        company_id: "acme".into(),
+/// A client for tests.
+pub fn sample_client(client_id: &str, company: &str) -> ApiClient {
+    ApiClient {
+        client_id: client_id.into(),
+        company_id: company.into(),
         secret_hash: "sha256$aa$bb".into(),
-        technical_account: "tech1@techacct".into(),
+        technical_account: format!("{client_id}@techacct"),
         public_key_pem: None,
         disabled: false,
         created: 1,
-    };
+        token_generation: 0,
+    }
+}
+
+/// Clients: create, conflict, disable, public key.
+pub async fn clients(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    let c = sample_client("cid1", "acme");
     assert_eq!(s.create_client(c.clone()).await.unwrap(), c);
     assert!(matches!(
         s.create_client(c.clone()).await,
@@ -282,6 +291,92 @@ pub async fn clients(s: Arc<dyn MetadataStore>) {
     ));
     assert_eq!(s.list_clients(Some("acme")).await.unwrap().len(), 1);
     assert_eq!(s.list_clients(Some("other")).await.unwrap().len(), 0);
+}
+
+/// Token generations: a rotation replaces the secret and moves the
+/// generation up; a disable moves it up, an enable does not (tokens issued
+/// before a disable stay revoked).
+pub async fn token_revocation(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    let c = sample_client("cid1", "acme");
+    s.create_client(c.clone()).await.unwrap();
+    let generation = |s: Arc<dyn MetadataStore>| async move {
+        s.get_client("cid1")
+            .await
+            .unwrap()
+            .unwrap()
+            .token_generation
+    };
+    assert_eq!(generation(s.clone()).await, 0);
+
+    let rotated = s
+        .rotate_client_secret("cid1", "sha256$cc$dd")
+        .await
+        .unwrap();
+    assert_eq!(rotated.secret_hash, "sha256$cc$dd");
+    assert_eq!(rotated.token_generation, 1, "a rotation revokes");
+    assert_eq!(s.get_client("cid1").await.unwrap().unwrap(), rotated);
+    assert!(matches!(
+        s.rotate_client_secret("none", "x").await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    s.set_client_disabled("cid1", true).await.unwrap();
+    assert_eq!(generation(s.clone()).await, 2, "a disable revokes");
+    s.set_client_disabled("cid1", false).await.unwrap();
+    let back = s.get_client("cid1").await.unwrap().unwrap();
+    assert!(!back.disabled);
+    assert_eq!(back.token_generation, 2, "an enable revives nothing");
+    assert_eq!(back.secret_hash, "sha256$cc$dd");
+    // A client created with a generation keeps it.
+    let mut other = c.clone();
+    other.client_id = "cid2".into();
+    other.token_generation = 7;
+    s.create_client(other).await.unwrap();
+    assert_eq!(
+        s.get_client("cid2")
+            .await
+            .unwrap()
+            .unwrap()
+            .token_generation,
+        7
+    );
+}
+
+/// Assertions: remembered once until `keep_until`, a replay before then is
+/// refused, expired ones are forgotten.
+pub async fn assertion_replays(s: Arc<dyn MetadataStore>) {
+    assert!(s.remember_assertion("d1", 1_000, 500).await.unwrap());
+    assert!(
+        !s.remember_assertion("d1", 1_000, 600).await.unwrap(),
+        "a replay"
+    );
+    assert!(
+        !s.remember_assertion("d1", 2_000, 1_000).await.unwrap(),
+        "still kept at keep_until"
+    );
+    assert!(s.remember_assertion("d2", 1_500, 600).await.unwrap());
+    // Past its keep_until, d1 is forgotten (a token that old is refused as
+    // expired before it gets here).
+    assert!(s.remember_assertion("d1", 3_000, 1_001).await.unwrap());
+    assert!(!s.remember_assertion("d1", 3_000, 1_002).await.unwrap());
+    assert!(!s.remember_assertion("d2", 1_500, 1_002).await.unwrap());
+}
+
+/// Of concurrent exchanges of one assertion, exactly one is first.
+pub async fn concurrent_assertions(s: Arc<dyn MetadataStore>) {
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.remember_assertion("same", 10_000, 1).await.unwrap()
+        }));
+    }
+    let mut firsts = 0;
+    for t in tasks {
+        firsts += t.await.unwrap() as usize;
+    }
+    assert_eq!(firsts, 1, "one exchange of an assertion wins");
 }
 
 /// UPLOADED records get 1, 2, 3... per (company, group); REJECTED get none.

@@ -289,6 +289,12 @@ pub struct ApiClient {
     pub disabled: bool,
     /// Unix seconds.
     pub created: i64,
+    /// Access tokens carry the generation they were issued under and are
+    /// accepted only while it is the client's current one: rotating the
+    /// secret or disabling the client moves it up, revoking every token
+    /// issued before. 0 for a new client.
+    #[serde(default)]
+    pub token_generation: u64,
 }
 
 /// Lifecycle of a file (spec 2.1); defined with the API's bodies.
@@ -528,8 +534,32 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn get_client(&self, client_id: &str) -> StoreResult<Option<ApiClient>>;
     /// Clients of one company (or all), by id.
     async fn list_clients(&self, company_id: Option<&str>) -> StoreResult<Vec<ApiClient>>;
-    /// Enables or disables a client.
+    /// Enables or disables a client. Disabling also moves its
+    /// `token_generation` up by one, in the same write: tokens issued before
+    /// the disable stay revoked when the client is enabled again.
+    /// [`StoreError::NotFound`] for an unknown client.
     async fn set_client_disabled(&self, client_id: &str, disabled: bool) -> StoreResult<()>;
+    /// Replaces a client's secret hash and moves its `token_generation` up
+    /// by one, in one write (every token issued before is revoked); returns
+    /// the client as stored. [`StoreError::NotFound`] for an unknown client.
+    async fn rotate_client_secret(
+        &self,
+        client_id: &str,
+        secret_hash: &str,
+    ) -> StoreResult<ApiClient>;
+    /// Remembers a service-account assertion (by its digest) until
+    /// `keep_until` (unix seconds): true when it was not remembered yet (it
+    /// is now), false when it was and its `keep_until` has not passed (a
+    /// replay). Atomic: of two concurrent calls with one digest, one gets
+    /// true. Entries whose `keep_until` is before `now` are forgotten, so
+    /// what is kept is bounded by the assertions accepted within their
+    /// lifetime.
+    async fn remember_assertion(
+        &self,
+        digest: &str,
+        keep_until: i64,
+        now: i64,
+    ) -> StoreResult<bool>;
     /// Registers (or clears) a client's public key.
     async fn set_client_public_key(&self, client_id: &str, pem: Option<&str>) -> StoreResult<()>;
 

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use crate::common::BdiaServe;
 
-fn bdia(dir: &std::path::Path, args: &[&str]) -> Output {
+/// `bdia admin --data-dir DIR ARGS...`.
+pub fn bdia(dir: &std::path::Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_bdia"))
         .arg("admin")
         .arg("--data-dir")
@@ -18,7 +19,8 @@ fn bdia(dir: &std::path::Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn json(out: &Output) -> serde_json::Value {
+/// The JSON a successful command printed.
+pub fn json(out: &Output) -> serde_json::Value {
     assert!(
         out.status.success(),
         "{}",

@@ -1,5 +1,6 @@
 //! The `bdia` binary, run as a user runs it.
 
+mod abuse_auth;
 mod abuse_core;
 mod abuse_disk;
 mod admin;

@@ -185,7 +185,7 @@ async fn disabled_client_gets_403() {
 fn client_jwt(signer: &str, iss: &str, sub: &str, aud: &str, exp: i64) -> String {
     encode(
         &Header::new(Algorithm::RS256),
-        &json!({ "exp": exp, "iss": iss, "sub": sub, "aud": aud,
+        &json!({ "exp": exp, "iat": now(), "iss": iss, "sub": sub, "aud": aud,
                  "https://ims-na1.adobelogin.com/s/ent_analytics_bulk_ingest_sdk": true }),
         &EncodingKey::from_rsa_pem(signer.as_bytes()).unwrap(),
     )

@@ -62,6 +62,18 @@ pub fn http() -> reqwest::Client {
         .unwrap()
 }
 
+/// The text of `GET /metrics`, with the test configuration's metrics token.
+pub async fn metrics_text(base: &str) -> String {
+    let r = http()
+        .get(format!("{base}/metrics"))
+        .bearer_auth(bdia_server::testing::TEST_METRICS_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.text().await.unwrap()
+}
+
 /// A caller: token + api key.
 #[derive(Clone)]
 pub struct Api {

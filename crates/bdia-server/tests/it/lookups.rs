@@ -161,8 +161,24 @@ async fn probes_docs_and_unknown_paths() {
     assert_eq!(r.status(), 200);
     let r = get("/readyz").await.unwrap();
     assert_eq!(r.status(), 200);
+    // /metrics needs the metrics token on the main listener.
     let r = get("/metrics").await.unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(r.status(), 401);
+    let v: Value = r.json().await.unwrap();
+    assert!(
+        v["error"].as_str().unwrap().contains("metrics_token"),
+        "{v}"
+    );
+    let r = h
+        .get(format!("{}/metrics", s.base_url()))
+        .bearer_auth("not-the-metrics-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert!(metrics_text(&s.base_url())
+        .await
+        .contains("bdia_http_errors_total"));
     let r = get("/nope").await.unwrap();
     assert_eq!(r.status(), 404);
     let v: Value = r.json().await.unwrap();

@@ -329,14 +329,7 @@ async fn groups_run_in_acceptance_order_under_a_throttle() {
         assert_eq!(nums.len(), per_group as usize * 300, "{v}");
         assert_eq!(*nums.last().unwrap(), per_group as i32 * 300, "{v}");
     }
-    let metrics = http()
-        .get(format!("{}/metrics", s.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&s.base_url()).await;
     assert!(metrics.contains("bdia_files_processed_total"), "{metrics}");
     assert!(metrics.contains("bdia_rows_processed_total"));
     s.stop().await.unwrap();
@@ -491,14 +484,7 @@ async fn an_invalid_report_suite_id_is_an_invalid_row_and_the_group_goes_on() {
         .all(|h| h.file_id != f1 || matches!(h.row_number, 1 | 4)));
     // The next file of the group continues visitor a's visit.
     assert_eq!(visit(by_row(&hits, &f2, 1, "rs1")), (1, 2, false, T0));
-    let metrics = http()
-        .get(format!("{}/metrics", s.base_url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&s.base_url()).await;
     assert!(
         metrics.contains("bdia_rows_rejected_total{cause=\"invalid_report_suite\"}"),
         "{metrics}"

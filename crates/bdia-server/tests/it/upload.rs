@@ -408,15 +408,7 @@ async fn metrics_count_rejected_rows_by_cause() {
     let mut csv = format!("{HEADER}\n");
     csv.push_str("1700000000,v1,acme.prod,,Home\n");
     api.upload(gz(csv.as_bytes()), "g").await;
-    let text = api
-        .http
-        .get(format!("{}/metrics", api.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&api.base).await;
     let code = RowErrorKind::MissingUserAgent.code();
     assert!(
         text.lines()

@@ -1,7 +1,7 @@
 //! The embedded metadata backend: one SQLite database file.
 //!
-//! Layout: tables `companies`, `report_suites`, `clients`, `files` and
-//! `visitor_states`, created and versioned by [`schema`] (`PRAGMA
+//! Layout: tables `companies`, `report_suites`, `clients`, `files`,
+//! `visitor_states` and `jwt_assertions`, created and versioned by [`schema`] (`PRAGMA
 //! user_version`; a database of a newer release is refused at open). The
 //! database runs in WAL mode with `synchronous=FULL`, so a committed
 //! transaction survives a power loss.
@@ -381,6 +381,27 @@ impl MetadataStore for SqliteStore {
     async fn set_client_disabled(&self, client_id: &str, disabled: bool) -> StoreResult<()> {
         let client_id = client_id.to_string();
         self.with(move |conn| tenants::set_client_disabled(conn, &client_id, disabled))
+            .await
+    }
+
+    async fn rotate_client_secret(
+        &self,
+        client_id: &str,
+        secret_hash: &str,
+    ) -> StoreResult<ApiClient> {
+        let (client_id, secret_hash) = (client_id.to_string(), secret_hash.to_string());
+        self.with(move |conn| tenants::rotate_client_secret(conn, &client_id, &secret_hash))
+            .await
+    }
+
+    async fn remember_assertion(
+        &self,
+        digest: &str,
+        keep_until: i64,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let digest = digest.to_string();
+        self.with(move |conn| tenants::remember_assertion(conn, &digest, keep_until, now))
             .await
     }
 

@@ -107,9 +107,30 @@ CREATE TABLE IF NOT EXISTS visitor_states (
 ) WITHOUT ROWID;
 "#;
 
+/// Version 2: token revocation and JWT replay memory.
+///
+/// - `clients.token_generation`: access tokens carry the generation they
+///   were issued under; rotating the secret or disabling the client moves
+///   it up, which revokes every token issued before. Existing clients start
+///   at 0, the generation that tokens of older releases (which carry none)
+///   are read as, so an upgrade revokes nothing.
+/// - `jwt_assertions`: the SHA-256 (hex) of every service-account JWT
+///   exchanged, kept until the assertion could no longer be accepted
+///   (`keep_until`, its `exp` plus the leeway), so that one cannot be
+///   exchanged twice, also across restarts. Expired rows are deleted as new
+///   ones are stored.
+const V2_TOKEN_REVOCATION: &str = r#"
+ALTER TABLE clients ADD COLUMN token_generation INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE jwt_assertions (
+    digest TEXT PRIMARY KEY,
+    keep_until INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX jwt_assertions_keep_until ON jwt_assertions(keep_until);
+"#;
+
 /// The migrations, in order: entry `i` takes a database from version `i` to
 /// version `i + 1`. Append only.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2_TOKEN_REVOCATION];
 
 /// The schema version this build writes and the highest one it opens.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

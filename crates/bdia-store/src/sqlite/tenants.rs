@@ -18,8 +18,8 @@ const COMPANY_COLUMNS: &str = "id, salt, settings, created";
 
 const SUITE_COLUMNS: &str = "rsid, company_id, time_zone, created";
 
-const CLIENT_COLUMNS: &str =
-    "client_id, company_id, secret_hash, technical_account, public_key_pem, disabled, created";
+const CLIENT_COLUMNS: &str = "client_id, company_id, secret_hash, technical_account, \
+     public_key_pem, disabled, created, token_generation";
 
 /// A `companies` row before its settings JSON is decoded.
 struct CompanyRow {
@@ -70,6 +70,7 @@ fn client_from_row(row: &Row<'_>) -> rusqlite::Result<ApiClient> {
         public_key_pem: row.get("public_key_pem")?,
         disabled: row.get::<_, i64>("disabled")? != 0,
         created: row.get("created")?,
+        token_generation: row.get::<_, i64>("token_generation")?.max(0) as u64,
     })
 }
 
@@ -236,7 +237,7 @@ pub(super) fn create_client(conn: &Connection, client: ApiClient) -> StoreResult
         )));
     }
     match conn.execute(
-        &format!("INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+        &format!("INSERT INTO clients ({CLIENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"),
         params![
             client.client_id,
             client.company_id,
@@ -244,7 +245,8 @@ pub(super) fn create_client(conn: &Connection, client: ApiClient) -> StoreResult
             client.technical_account,
             client.public_key_pem,
             client.disabled as i64,
-            client.created
+            client.created,
+            generation(client.token_generation)?
         ],
     ) {
         Ok(_) => Ok(client),
@@ -287,16 +289,66 @@ pub(super) fn set_client_disabled(
     client_id: &str,
     disabled: bool,
 ) -> StoreResult<()> {
+    // Disabling revokes the tokens issued so far (next generation);
+    // enabling leaves the generation, so they stay revoked.
     let n = exec(
         conn,
         "enable or disable a client",
-        "UPDATE clients SET disabled = ?2 WHERE client_id = ?1",
+        "UPDATE clients SET disabled = ?2, token_generation = token_generation + ?2 \
+         WHERE client_id = ?1",
         params![client_id, disabled as i64],
     )?;
     if n == 0 {
         return Err(StoreError::NotFound(format!("client '{client_id}'")));
     }
     Ok(())
+}
+
+pub(super) fn rotate_client_secret(
+    conn: &Connection,
+    client_id: &str,
+    secret_hash: &str,
+) -> StoreResult<ApiClient> {
+    query_opt(
+        conn,
+        "rotate a client's secret",
+        &format!(
+            "UPDATE clients SET secret_hash = ?2, token_generation = token_generation + 1 \
+             WHERE client_id = ?1 RETURNING {CLIENT_COLUMNS}"
+        ),
+        params![client_id, secret_hash],
+        client_from_row,
+    )?
+    .ok_or_else(|| StoreError::NotFound(format!("client '{client_id}'")))
+}
+
+/// A generation as stored (SQLite integers are signed).
+fn generation(g: u64) -> StoreResult<i64> {
+    i64::try_from(g).map_err(|_| StoreError::Invalid(format!("token generation {g} is too large")))
+}
+
+pub(super) fn remember_assertion(
+    conn: &mut Connection,
+    digest: &str,
+    keep_until: i64,
+    now: i64,
+) -> StoreResult<bool> {
+    let tx = write_tx(conn, "begin remembering an assertion")?;
+    exec(
+        &tx,
+        "forget expired assertions",
+        "DELETE FROM jwt_assertions WHERE keep_until < ?1",
+        [now],
+    )?;
+    let fresh = exec(
+        &tx,
+        "remember an assertion",
+        "INSERT INTO jwt_assertions (digest, keep_until) VALUES (?1, ?2) \
+         ON CONFLICT (digest) DO NOTHING",
+        params![digest, keep_until],
+    )? == 1;
+    commit(tx, "commit a remembered assertion")?;
+    Ok(fresh)
 }
 
 pub(super) fn set_client_public_key(
