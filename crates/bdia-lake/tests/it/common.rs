@@ -116,9 +116,23 @@ pub fn small_config() -> LakeConfig {
     }
 }
 
-/// Writes and publishes one file.
+/// The company the tests' files belong to.
+pub const COMPANY: &str = "acme";
+
+/// Writes and publishes one file of [`COMPANY`].
 pub fn write_file(lake: &Lake, file_id: &str, hits: &[EnrichedHit], zones: SuiteZones) {
-    let mut w = lake.begin(file_id, zones).unwrap();
+    write_company_file(lake, COMPANY, file_id, hits, zones)
+}
+
+/// Writes and publishes one file of `company`.
+pub fn write_company_file(
+    lake: &Lake,
+    company: &str,
+    file_id: &str,
+    hits: &[EnrichedHit],
+    zones: SuiteZones,
+) {
+    let mut w = lake.begin(company, file_id, zones).unwrap();
     for h in hits {
         w.push(h).unwrap();
     }

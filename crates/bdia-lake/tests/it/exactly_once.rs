@@ -90,7 +90,7 @@ fn a_crash_at_any_step_then_recovery_and_reprocessing_gives_the_same_lake() {
         let real = Lake::local(dir.path(), small_config()).unwrap();
         write_file(&real, "a", &a, zones());
         let (lake, store) = crashing_lake(&real, budget);
-        let mut w = lake.begin("b", zones()).unwrap();
+        let mut w = lake.begin(COMPANY, "b", zones()).unwrap();
         for h in &b {
             w.push(h).unwrap();
         }
@@ -140,7 +140,9 @@ fn recovery_rolls_back_an_incomplete_staging_and_keeps_the_rest() {
     let before = snapshot(lake.store().as_ref());
     // A half-uploaded staging: a part, no manifest.
     block_on(lake.store().put(
-        &Path::from("_staging/b/hits/report_suite=rs1/date=2023-11-14/part-b-0000.parquet"),
+        &Path::from(
+            "_staging/b/hits/company=acme/report_suite=rs1/date=2023-11-14/part-b-0000.parquet",
+        ),
         PutPayload::from_static(b"half"),
     ))
     .unwrap();
@@ -218,7 +220,7 @@ fn an_encoder_failure_is_reported_by_push_or_finish() {
             ..small_config()
         };
         let lake = Lake::local(dir.path().join("lake"), config).unwrap();
-        let mut w = lake.begin("a", zones()).unwrap();
+        let mut w = lake.begin(COMPANY, "a", zones()).unwrap();
         let pushed: Result<(), _> = a.iter().try_for_each(|h| w.push(h));
         let err = match pushed {
             Err(e) => e,
