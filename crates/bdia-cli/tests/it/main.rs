@@ -1,5 +1,6 @@
 //! The `bdia` binary, run as a user runs it.
 
+mod abuse_suites;
 mod admin;
 mod client;
 mod common;
