@@ -151,6 +151,11 @@ async fn report_suite_ids_follow_one_rule_in_admin_and_validation() {
         format!("{err:#}").contains("'@' at position 5 is not allowed"),
         "{err:#}"
     );
+    // A time zone must be one processing can use.
+    let err = tenancy::create_report_suite(&*s.state.store, &company, "acme.prod", "Mars/Olympus")
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("Mars/Olympus"), "{err:#}");
     // Validation names the kind and creates nothing.
     let api = Api::default_client(&s).await;
     let (st, v) = api.validate(small_file(2, "acme@prod")).await;
