@@ -153,6 +153,18 @@ pub fn snapshot(store: &dyn ObjectStore) -> BTreeMap<String, Vec<u8>> {
     })
 }
 
+/// The lake of `real` seen through a [`CrashingStore`] that crashes after
+/// `budget` writes.
+pub fn crashing_lake(real: &Lake, budget: i64) -> (Lake, Arc<CrashingStore>) {
+    let store = Arc::new(CrashingStore::new(real.store().clone(), budget));
+    let lake = Lake::new(
+        store.clone() as Arc<dyn ObjectStore>,
+        Path::default(),
+        real.config().clone(),
+    );
+    (lake, store)
+}
+
 /// A store whose mutating calls fail once a budget is spent, like a
 /// process killed at that point.
 #[derive(Debug)]

@@ -1,12 +1,11 @@
 //! Exactly-once publication: crashes at every step, recovery, reprocessing.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use bdia_lake::{Lake, LakeConfig, Recovery, SuiteZones};
 use bdia_model::EnrichedHit;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStoreExt, PutPayload};
 
 use crate::common::*;
 
@@ -34,16 +33,6 @@ fn assert_clean(lake: &Lake) {
     for k in snap.keys().filter(|k| k.starts_with("hits/")) {
         assert!(committed.contains(k), "{k} is visible but not committed");
     }
-}
-
-fn crashing_lake(real: &Lake, budget: i64) -> (Lake, Arc<CrashingStore>) {
-    let store = Arc::new(CrashingStore::new(real.store().clone(), budget));
-    let lake = Lake::new(
-        store.clone() as Arc<dyn ObjectStore>,
-        Path::default(),
-        real.config().clone(),
-    );
-    (lake, store)
 }
 
 #[test]

@@ -4,12 +4,11 @@
 //! the way.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use bdia_lake::{Date, Lake, LayoutMigration};
 use bdia_model::EnrichedHit;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStoreExt, PutPayload};
 
 use crate::common::*;
 
@@ -81,16 +80,6 @@ fn legacy_dirs(dir: &std::path::Path) -> Vec<String> {
 fn all_days(lake: &Lake, company: &str, suite: &str) -> Vec<bdia_lake::PartRef> {
     let (from, to): (Date, Date) = ("2000-01-01".parse().unwrap(), "2100-01-01".parse().unwrap());
     block_on(lake.reader().parts(company, suite, from, to)).unwrap()
-}
-
-fn crashing_lake(real: &Lake, budget: i64) -> (Lake, Arc<CrashingStore>) {
-    let store = Arc::new(CrashingStore::new(real.store().clone(), budget));
-    let lake = Lake::new(
-        store.clone() as Arc<dyn ObjectStore>,
-        Path::default(),
-        real.config().clone(),
-    );
-    (lake, store)
 }
 
 #[test]
