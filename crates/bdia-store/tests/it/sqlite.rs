@@ -112,6 +112,15 @@ CREATE TABLE IF NOT EXISTS visitor_states (
 ) WITHOUT ROWID;
 "#;
 
+/// `dir/meta.sqlite` with the pre-versioning schema and `rows` run on it.
+fn old_database(dir: &std::path::Path, rows: &str) -> std::path::PathBuf {
+    let path = dir.join("meta.sqlite");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(UNVERSIONED_SCHEMA).unwrap();
+    conn.execute_batch(rows).unwrap();
+    path
+}
+
 fn user_version(path: &std::path::Path) -> i64 {
     rusqlite::Connection::open(path)
         .unwrap()
@@ -122,12 +131,9 @@ fn user_version(path: &std::path::Path) -> i64 {
 #[tokio::test]
 async fn an_unversioned_database_opens_with_its_data_and_is_brought_to_the_current_version() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("meta.sqlite");
-    {
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch(UNVERSIONED_SCHEMA).unwrap();
-        conn.execute_batch(
-            r#"
+    let path = old_database(
+        dir.path(),
+        r#"
             INSERT INTO companies VALUES ('acme', 'ab',
                 '{"seed_customer_id_type":null,"rows_per_second":500,"upload_rate_limit":{"mode":"off"},"auto_create_report_suites":false}',
                 1700000000);
@@ -146,9 +152,7 @@ async fn an_unversioned_database_opens_with_its_data_and_is_brought_to_the_curre
             INSERT INTO visitor_states VALUES ('acme', 'acme.prod', 'v1', 1700000005, 2,
                 1700000004, 3);
             "#,
-        )
-        .unwrap();
-    }
+    );
     assert_eq!(user_version(&path), 0);
 
     let s = SqliteStore::open(&path).unwrap();
@@ -208,21 +212,16 @@ async fn an_unversioned_database_opens_with_its_data_and_is_brought_to_the_curre
 #[tokio::test]
 async fn report_suites_of_a_version_1_database_stay_with_their_company() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("meta.sqlite");
-    {
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch(UNVERSIONED_SCHEMA).unwrap();
-        conn.execute_batch(
-            r#"
+    let path = old_database(
+        dir.path(),
+        r#"
             INSERT INTO companies VALUES ('acme', 'ab', '{"seed_customer_id_type":null,"rows_per_second":null,"upload_rate_limit":{"mode":"default"},"auto_create_report_suites":true}', 1);
             INSERT INTO companies VALUES ('beta', 'cd', '{"seed_customer_id_type":null,"rows_per_second":null,"upload_rate_limit":{"mode":"default"},"auto_create_report_suites":true}', 2);
             INSERT INTO report_suites VALUES ('acme.prod', 'acme', 'Europe/Paris', 10);
             INSERT INTO report_suites VALUES ('brand', 'beta', 'Asia/Tokyo', 11);
             PRAGMA user_version = 1;
             "#,
-        )
-        .unwrap();
-    }
+    );
     let s = SqliteStore::open(&path).unwrap();
     assert_eq!(user_version(&path), SCHEMA_VERSION);
     let all: Vec<(String, String, String, i64)> = s
