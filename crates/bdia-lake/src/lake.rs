@@ -306,7 +306,12 @@ impl Lake {
     /// The ids of the committed files whose records are of the layout
     /// without companies ([`FileManifest::is_legacy`]), sorted: what
     /// [`Lake::migrate_layout`] needs an owner for.
+    /// Cheap when there is nothing to move: without a
+    /// `hits/report_suite=...` directory no record is read.
     pub async fn legacy_files(&self) -> Result<Vec<String>, LakeError> {
+        if self.legacy_dirs().await?.is_empty() {
+            return Ok(Vec::new());
+        }
         Ok(self
             .reader()
             .commits()
@@ -350,6 +355,9 @@ impl Lake {
         owners: &HashMap<String, String>,
     ) -> Result<LayoutMigration, LakeError> {
         let mut out = LayoutMigration::default();
+        if self.legacy_dirs().await?.is_empty() {
+            return Ok(out);
+        }
         let mut kept: HashSet<String> = HashSet::new();
         for m in self.reader().commits().await? {
             if !m.is_legacy() {
@@ -407,33 +415,37 @@ impl Lake {
         Ok(())
     }
 
-    /// Deletes the objects under `hits/report_suite=...` not in `kept`;
-    /// returns how many.
-    async fn sweep_legacy(&self, kept: &HashSet<String>) -> Result<usize, LakeError> {
+    /// The directories of the layout without companies
+    /// (`hits/report_suite=<rsid>`), as paths relative to the root.
+    async fn legacy_dirs(&self) -> Result<Vec<String>, LakeError> {
         let hits = self.path(layout::HITS);
         let listing = match self.store.list_with_delimiter(Some(&hits)).await {
             Ok(l) => l,
-            Err(e) if is_not_found(&e) => return Ok(0),
+            Err(e) if is_not_found(&e) => return Ok(Vec::new()),
             Err(e) => return Err(e.into()),
         };
+        Ok(listing
+            .common_prefixes
+            .iter()
+            .filter_map(|dir| dir.filename())
+            .map(|name| format!("{}/{name}", layout::HITS))
+            .filter(|rel| rel.starts_with(LEGACY_HITS_PREFIX))
+            .collect())
+    }
+
+    /// Deletes the objects under `hits/report_suite=...` not in `kept`;
+    /// returns how many.
+    async fn sweep_legacy(&self, kept: &HashSet<String>) -> Result<usize, LakeError> {
         let mut swept = 0;
-        for dir in listing.common_prefixes {
-            let Some(name) = dir.filename().map(str::to_string) else {
-                continue;
-            };
-            let rel = format!("{}/{name}", layout::HITS);
-            if !rel.starts_with(LEGACY_HITS_PREFIX) {
-                continue;
-            }
+        for rel in self.legacy_dirs().await? {
             let objects: Vec<Path> = self
                 .store
-                .list(Some(&dir))
+                .list(Some(&self.path(&rel)))
                 .map_ok(|m| m.location)
                 .try_collect()
                 .await?;
             for o in objects {
-                let rel = self.relative(&o);
-                if !kept.contains(&rel) {
+                if !kept.contains(&self.relative(&o)) {
                     self.delete_if_exists(&o).await?;
                     swept += 1;
                 }

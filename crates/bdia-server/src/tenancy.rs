@@ -236,6 +236,8 @@ pub async fn create_company(
     settings: CompanySettings,
 ) -> anyhow::Result<Company> {
     check_id("company", id)?;
+    // The id names the company's directory of the hit lake.
+    bdia_lake::layout::check_company(id)?;
     Ok(store.create_company(id, &random_hex(16), settings).await?)
 }
 
