@@ -315,6 +315,15 @@ fn a_suite_id_another_company_uses_is_neither_revealed_nor_squatted() {
     );
     assert_eq!(s3, 400, "{bad}");
     assert!(bad.contains("Malformed report suite id"), "{bad}");
+    // So is `bdia report --rsid`, before anything is sent.
+    let out = Command::new(env!("CARGO_BIN_EXE_bdia"))
+        .args(["report", "--rsid", "a@b", "--from", DAY, "--to", DAY])
+        .args(["--url", &server.url()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("'@' at position 2 is not allowed"), "{err}");
 }
 
 /// Moves a lake to the layout an older release wrote: every
