@@ -20,6 +20,10 @@ if [ -z "${REPORT_BENCH_BIN:-}" ]; then
   REPORT_BENCH_BIN="${CARGO_TARGET_DIR:-target}/release/examples/report_bench"
 fi
 BIN=$(realpath "$REPORT_BENCH_BIN")
+# A lake cached by a release without companies in the layout is written again.
+if [ -d "$WORK/lake" ] && [ ! -d "$WORK/lake/hits/company=bench" ]; then
+  rm -rf "$WORK/lake"
+fi
 if [ ! -d "$WORK/lake/_commits" ]; then
   mkdir -p "$WORK"
   "$BIN" gen "$WORK" "$HITS"

@@ -21,9 +21,9 @@ pub enum Format {
 /// Arguments of `bdia report`.
 #[derive(clap::Args)]
 pub struct Args {
-    /// Report suite.
+    /// Report suite (one of the company's; IDs are per company).
     #[arg(long)]
-    rsid: String,
+    rsid: bdia_format::ReportSuiteId,
     /// Comma-separated metrics: pageviews, visits, visitors, link_hits,
     /// hits, bounces, events:<name>.
     #[arg(long, default_value = "pageviews,visits,visitors")]
@@ -109,7 +109,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     let report = runtime
-        .block_on(client.report(&args.rsid, &query))
+        .block_on(client.report(args.rsid.as_str(), &query))
         .with_context(|| format!("report on {}", args.rsid))?;
     let metrics: Vec<String> = args
         .metrics

@@ -11,7 +11,7 @@
 //! # Why this rule
 //!
 //! - The ID names a directory of the hit lake
-//!   (`hits/report_suite=<rsid>/...`), so it must be a safe path segment on
+//!   (`hits/company=<id>/report_suite=<rsid>/...`), so it must be a safe path segment on
 //!   every object store: no `/`, `=`, spaces or non-ASCII, never `.` or `..`,
 //!   and never one of the lake's own `_`-prefixed directories. Starting with
 //!   a letter or digit rules those out.

@@ -69,7 +69,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let identity = Identity::new(*b"bench-salt");
     let mut states = MemoryStates::default();
     let mut enricher = FileEnricher::new(&identity);
-    let mut writer = lake.begin("bench-file", SuiteZones::utc())?;
+    let mut writer = lake.begin("bench", "bench-file", SuiteZones::utc())?;
 
     // Profiling aid: BDIA_BENCH_STOP=to_hit|enrich stops the pipeline early.
     let stop = std::env::var("BDIA_BENCH_STOP").unwrap_or_default();

@@ -2,10 +2,11 @@
 //!
 //! Names come from [`crate::layout`], manifests and commit records from
 //! [`crate::manifest`]; this module owns the order of the writes
-//! ([`Lake::publish`]) and the repair of an interrupted order
-//! ([`Lake::recover`]).
+//! ([`Lake::publish`]), the repair of an interrupted order
+//! ([`Lake::recover`]) and the move of a lake written before companies
+//! were part of the layout ([`Lake::migrate_layout`]).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::Read;
 use std::sync::Arc;
 
@@ -14,7 +15,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::error::{is_not_found, LakeError};
-use crate::layout::{self, check_name, MANIFEST, STAGING};
+use crate::layout::{self, check_company, check_name, LEGACY_HITS_PREFIX, MANIFEST, STAGING};
 use crate::manifest::{self, FileManifest, PartEntry, MANIFEST_VERSION};
 use crate::partition::SuiteZones;
 use crate::reader::LakeReader;
@@ -27,6 +28,19 @@ pub struct Recovery {
     pub rolled_forward: Vec<String>,
     /// Files whose staging was incomplete: their leftovers were deleted.
     pub discarded: Vec<String>,
+}
+
+/// What [`Lake::migrate_layout`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LayoutMigration {
+    /// Files whose parts and commit record were moved under their company.
+    pub moved: Vec<String>,
+    /// Files left in the layout without companies because no company was
+    /// given for them; readers do not return their parts.
+    pub unowned: Vec<String>,
+    /// Objects of the layout without companies deleted because no record
+    /// lists them any more (left by an interrupted migration).
+    pub swept: usize,
 }
 
 /// A hit lake on an object store, under a root prefix. Cheap to clone.
@@ -97,9 +111,15 @@ impl Lake {
         self.path(&layout::commit_record(file_id))
     }
 
-    /// Starts writing one file's hits. Day partitions follow `zones`.
-    pub fn begin(&self, file_id: &str, zones: SuiteZones) -> Result<LakeWriter, LakeError> {
-        LakeWriter::new(file_id, zones, self.config.clone())
+    /// Starts writing the hits of one file of `company`. Day partitions
+    /// follow `zones` (the company's suites).
+    pub fn begin(
+        &self,
+        company: &str,
+        file_id: &str,
+        zones: SuiteZones,
+    ) -> Result<LakeWriter, LakeError> {
+        LakeWriter::new(company, file_id, zones, self.config.clone())
     }
 
     /// Puts a spooled file into the lake, exactly once:
@@ -120,10 +140,12 @@ impl Lake {
     /// twice gives the same lake.
     pub async fn publish(&self, spooled: SpooledFile) -> Result<FileManifest, LakeError> {
         let SpooledFile {
+            company,
             file_id,
             parts,
             rows,
         } = spooled;
+        check_company(&company)?;
         check_name("file_id", &file_id)?;
         self.delete_prefix(&self.staging_dir(&file_id)).await?;
         let mut entries = Vec::with_capacity(parts.len());
@@ -146,6 +168,7 @@ impl Lake {
         let manifest = FileManifest {
             version: MANIFEST_VERSION,
             file_id: file_id.clone(),
+            company,
             rows,
             parts: entries,
             stale,
@@ -278,6 +301,170 @@ impl Lake {
             }
         }
         Ok(out)
+    }
+
+    /// The ids of the committed files whose records are of the layout
+    /// without companies ([`FileManifest::is_legacy`]), sorted: what
+    /// [`Lake::migrate_layout`] needs an owner for.
+    /// Cheap when there is nothing to move: without a
+    /// `hits/report_suite=...` directory no record is read.
+    pub async fn legacy_files(&self) -> Result<Vec<String>, LakeError> {
+        if self.legacy_dirs().await?.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .reader()
+            .commits()
+            .await?
+            .iter()
+            .filter(|m| m.is_legacy())
+            .map(|m| m.file_id.clone())
+            .collect())
+    }
+
+    /// Moves a lake written before companies were part of the layout
+    /// (`hits/report_suite=<rsid>/...`, version-1 commit records) under
+    /// `hits/company=<company_id>/`, each file under the company `owners`
+    /// gives for its id. Run it at startup, after [`Lake::recover`] (which
+    /// finishes publications staged by an older release in their old
+    /// layout) and before processing or reports.
+    ///
+    /// Per file, in this order:
+    ///
+    /// 1. each part is copied to its new path (a hard link on a local
+    ///    disk: no data is copied; a server-side copy on S3);
+    /// 2. the commit record is rewritten in place (one atomic put) as a
+    ///    version-2 record naming the company and the new paths;
+    /// 3. the old parts are deleted.
+    ///
+    /// Then every object left under `hits/report_suite=...` that no
+    /// remaining version-1 record lists (old parts of a file whose move was
+    /// interrupted after step 2) is deleted, and, on a local disk, the
+    /// empty old directories.
+    ///
+    /// Idempotent and crash-safe: a record is either old, and its old
+    /// parts all exist (step 1 is redone, overwriting identical objects),
+    /// or new, and its new parts all exist; a crash between steps leaves at
+    /// most unreferenced copies, which the next run completes or sweeps. A
+    /// file with no owner stays as it is (listed in
+    /// [`LayoutMigration::unowned`]) and is never read as any company's.
+    /// Tools that glob `hits/**/*.parquet` may see a file's parts twice
+    /// while it is being moved.
+    pub async fn migrate_layout(
+        &self,
+        owners: &HashMap<String, String>,
+    ) -> Result<LayoutMigration, LakeError> {
+        let mut out = LayoutMigration::default();
+        if self.legacy_dirs().await?.is_empty() {
+            return Ok(out);
+        }
+        let mut kept: HashSet<String> = HashSet::new();
+        for m in self.reader().commits().await? {
+            if !m.is_legacy() {
+                continue;
+            }
+            match owners.get(&m.file_id) {
+                Some(company) => {
+                    self.move_under(&m, company).await?;
+                    out.moved.push(m.file_id.clone());
+                }
+                None => {
+                    kept.extend(m.parts.iter().map(|p| p.path.clone()));
+                    out.unowned.push(m.file_id.clone());
+                }
+            }
+        }
+        out.swept = self.sweep_legacy(&kept).await?;
+        Ok(out)
+    }
+
+    /// Steps 1 to 3 of [`Lake::migrate_layout`] for one file.
+    async fn move_under(&self, old: &FileManifest, company: &str) -> Result<(), LakeError> {
+        check_company(company)?;
+        check_name("file_id", &old.file_id)?;
+        let mut parts = Vec::with_capacity(old.parts.len());
+        for p in &old.parts {
+            let path =
+                layout::legacy_part_under(company, &p.path).ok_or_else(|| LakeError::Corrupt {
+                    path: layout::commit_record(&old.file_id),
+                    reason: format!("part {} is not of the layout without companies", p.path),
+                })?;
+            self.store
+                .copy(&self.path(&p.path), &self.path(&path))
+                .await?;
+            parts.push(PartEntry { path, ..p.clone() });
+        }
+        parts.sort();
+        let record = FileManifest {
+            version: MANIFEST_VERSION,
+            file_id: old.file_id.clone(),
+            company: company.to_string(),
+            rows: old.rows,
+            parts,
+            stale: Vec::new(),
+        };
+        self.store
+            .put(
+                &self.commit_path(&old.file_id),
+                PutPayload::from(record.to_json()?),
+            )
+            .await?;
+        for p in &old.parts {
+            self.delete_if_exists(&self.path(&p.path)).await?;
+        }
+        Ok(())
+    }
+
+    /// The directories of the layout without companies
+    /// (`hits/report_suite=<rsid>`), as paths relative to the root.
+    async fn legacy_dirs(&self) -> Result<Vec<String>, LakeError> {
+        let hits = self.path(layout::HITS);
+        let listing = match self.store.list_with_delimiter(Some(&hits)).await {
+            Ok(l) => l,
+            Err(e) if is_not_found(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(listing
+            .common_prefixes
+            .iter()
+            .filter_map(|dir| dir.filename())
+            .map(|name| format!("{}/{name}", layout::HITS))
+            .filter(|rel| rel.starts_with(LEGACY_HITS_PREFIX))
+            .collect())
+    }
+
+    /// Deletes the objects under `hits/report_suite=...` not in `kept`;
+    /// returns how many.
+    async fn sweep_legacy(&self, kept: &HashSet<String>) -> Result<usize, LakeError> {
+        let mut swept = 0;
+        for rel in self.legacy_dirs().await? {
+            let objects: Vec<Path> = self
+                .store
+                .list(Some(&self.path(&rel)))
+                .map_ok(|m| m.location)
+                .try_collect()
+                .await?;
+            for o in objects {
+                if !kept.contains(&self.relative(&o)) {
+                    self.delete_if_exists(&o).await?;
+                    swept += 1;
+                }
+            }
+            self.prune_local(&rel);
+        }
+        Ok(swept)
+    }
+
+    /// The path of an object relative to the root, slash-separated.
+    fn relative(&self, path: &Path) -> String {
+        path.prefix_match(&self.root)
+            .map(|parts| {
+                parts
+                    .map(|p| p.as_ref().to_string())
+                    .collect::<Vec<_>>()
+                    .join("/")
+            })
+            .unwrap_or_else(|| path.to_string())
     }
 
     /// Removes a committed file from the lake (its parts, then its commit

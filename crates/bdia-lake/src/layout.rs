@@ -4,7 +4,7 @@
 //! Under the lake's root prefix:
 //!
 //! ```text
-//! hits/report_suite=<rsid>/date=<YYYY-MM-DD>/part-<file_id>-<nnnn>.parquet
+//! hits/company=<company_id>/report_suite=<rsid>/date=<YYYY-MM-DD>/part-<file_id>-<nnnn>.parquet
 //!     the data ([`part_path`]); <nnnn> counts the parts of one file in one
 //!     partition ([`partition_dir`]), from 0000
 //! _commits/<file_id>.json
@@ -17,15 +17,23 @@
 //! and, outside the lake, in the writer's spool directory, one file named
 //! `bdia-part-*` per part being written ([`SPOOL_PREFIX`]).
 //!
+//! Report suite IDs are per company, so the company is the first level
+//! under `hits/`: two companies' suites of the same ID are two directories,
+//! and a reader of one company's suite never lists the other's. Lakes
+//! written before that level existed
+//! (`hits/report_suite=<rsid>/...`, [`LEGACY_HITS_PREFIX`]) are moved under
+//! their company at startup ([`crate::Lake::migrate_layout`]).
+//!
 //! # Invariants
 //!
-//! - Every name is a pure function of the file id, the report suite, the
-//!   partition day and the part number: writing the same file again names
-//!   the same objects.
-//! - File ids are checked by [`check_name`] and report suites by
-//!   [`check_suite`] (the one report-suite ID rule,
-//!   [`bdia_format::ReportSuiteId`]) before they become path segments, so a name never escapes its directory, never
-//!   starts with `_` (the lake's own directories) and never holds `=` or `/`.
+//! - Every name is a pure function of the company, the file id, the report
+//!   suite, the partition day and the part number: writing the same file
+//!   again names the same objects.
+//! - File ids are checked by [`check_name`], company ids by
+//!   [`check_company`] and report suites by [`check_suite`] (the one
+//!   report-suite ID rule, [`bdia_format::ReportSuiteId`]) before they
+//!   become path segments, so a name never escapes its directory, never
+//!   names one of the lake's own `_` directories and never holds `=` or `/`.
 //! - Relative paths are slash-separated; [`object_path`] turns one into an
 //!   object path under the root, segment by segment.
 
@@ -44,6 +52,10 @@ pub const STAGING: &str = "_staging";
 pub const MANIFEST: &str = "_manifest.json";
 /// Name prefix of spooled part files.
 pub const SPOOL_PREFIX: &str = "bdia-part-";
+
+/// Prefix (relative to the root) of a partition directory of the layout
+/// without companies: `hits/report_suite=<rsid>/...`.
+pub const LEGACY_HITS_PREFIX: &str = "hits/report_suite=";
 
 /// Suffix of a commit record's name.
 const COMMIT_SUFFIX: &str = ".json";
@@ -67,6 +79,26 @@ pub(crate) fn check_name(what: &'static str, value: &str) -> Result<(), LakeErro
     }
 }
 
+/// Company ids become path segments (`company=<id>`): 1 to 255 ASCII
+/// letters, digits, `.`, `_`, `-`, `@` and `:` (the rule companies are
+/// created under). Behind the `company=` prefix no such segment can be `.`,
+/// `..` or one of the lake's `_` directories.
+pub fn check_company(value: &str) -> Result<(), LakeError> {
+    let ok = !value.is_empty()
+        && value.len() <= 255
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-@:".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(LakeError::InvalidName {
+            what: "company",
+            value: value.to_string(),
+        })
+    }
+}
+
 /// Report suites become path segments too: they must be valid report-suite
 /// IDs ([`bdia_format::ReportSuiteId`]), a rule that only allows safe
 /// segments (ASCII letters, digits, `.`, `_` and `-`, starting with a letter
@@ -78,18 +110,36 @@ pub(crate) fn check_suite(value: &str) -> Result<(), LakeError> {
     })
 }
 
-/// The directory of one partition (report suite, day), relative to the root:
-/// `hits/report_suite=<rsid>/date=<YYYY-MM-DD>`.
-pub fn partition_dir(report_suite: &str, date: Date) -> String {
-    format!("{HITS}/report_suite={report_suite}/date={date}")
+/// The directory of one company's data, relative to the root:
+/// `hits/company=<company_id>`.
+pub fn company_dir(company: &str) -> String {
+    format!("{HITS}/company={company}")
+}
+
+/// The directory of one partition (company, report suite, day), relative
+/// to the root: `hits/company=<company_id>/report_suite=<rsid>/date=<YYYY-MM-DD>`.
+pub fn partition_dir(company: &str, report_suite: &str, date: Date) -> String {
+    format!(
+        "{}/report_suite={report_suite}/date={date}",
+        company_dir(company)
+    )
 }
 
 /// The relative path of part `seq` of a file in a partition.
-pub fn part_path(report_suite: &str, date: Date, file_id: &str, seq: u32) -> String {
+pub fn part_path(company: &str, report_suite: &str, date: Date, file_id: &str, seq: u32) -> String {
     format!(
         "{}/part-{file_id}-{seq:04}.parquet",
-        partition_dir(report_suite, date)
+        partition_dir(company, report_suite, date)
     )
+}
+
+/// Where a part of the layout without companies
+/// (`hits/report_suite=...`) lives under `company`: the same path with
+/// `company=<company_id>` inserted after `hits/`. `None` for a path that is
+/// not of that layout.
+pub(crate) fn legacy_part_under(company: &str, path: &str) -> Option<String> {
+    let rest = path.strip_prefix(LEGACY_HITS_PREFIX)?;
+    Some(format!("{}/report_suite={rest}", company_dir(company)))
 }
 
 /// The relative path of a file's commit record: `_commits/<file_id>.json`.
@@ -135,11 +185,45 @@ mod tests {
 
     #[test]
     fn part_names_follow_the_layout() {
-        let p = part_path("acme.prod", day("2024-01-02"), "5c04f400-fca5-420c", 3);
+        let p = part_path(
+            "acme",
+            "acme.prod",
+            day("2024-01-02"),
+            "5c04f400-fca5-420c",
+            3,
+        );
         assert_eq!(
             p,
-            "hits/report_suite=acme.prod/date=2024-01-02/part-5c04f400-fca5-420c-0003.parquet"
+            "hits/company=acme/report_suite=acme.prod/date=2024-01-02/\
+             part-5c04f400-fca5-420c-0003.parquet"
         );
+    }
+
+    #[test]
+    fn legacy_parts_move_under_their_company() {
+        let old = "hits/report_suite=rs1/date=2024-01-02/part-f-0000.parquet";
+        assert_eq!(
+            legacy_part_under("acme", old).as_deref(),
+            Some(part_path("acme", "rs1", day("2024-01-02"), "f", 0).as_str())
+        );
+        assert_eq!(
+            legacy_part_under("acme", &part_path("b", "rs1", day("2024-01-02"), "f", 0)),
+            None
+        );
+    }
+
+    #[test]
+    fn company_ids_follow_the_company_rule() {
+        for bad in ["", "a/b", "a b", "é", "a=b", "a\nb", &"x".repeat(256)] {
+            assert!(check_company(bad).is_err(), "{bad:?}");
+        }
+        for good in ["acme", "default", "1234ABCD@AdobeOrg", "a:b", "..", "_x"] {
+            assert!(check_company(good).is_ok(), "{good:?}");
+            // Behind its key, even `..` or `_x` is a plain directory name.
+            let dir = company_dir(good);
+            let seg = dir.strip_prefix("hits/").unwrap();
+            assert!(!seg.contains('/') && seg.starts_with("company="), "{dir}");
+        }
     }
 
     #[test]

@@ -6,13 +6,19 @@
 //! Under the lake's root prefix (`DATA_DIR/lake` by default):
 //!
 //! ```text
-//! hits/report_suite=<rsid>/date=<YYYY-MM-DD>/part-<file_id>-<nnnn>.parquet
+//! hits/company=<company_id>/report_suite=<rsid>/date=<YYYY-MM-DD>/part-<file_id>-<nnnn>.parquet
 //!     the data; <nnnn> counts the parts of one file in one partition, from 0000
 //! _commits/<file_id>.json
-//!     commit record: the file's parts (path, suite, day, rows, bytes)
+//!     commit record: the file's company and parts (path, suite, day, rows, bytes)
 //! _staging/<file_id>/hits/...        parts being published
 //! _staging/<file_id>/_manifest.json  written once every part is staged
 //! ```
+//!
+//! Report suite IDs are per company: the company is the first level under
+//! `hits/`, every commit record names its file's company, and
+//! [`LakeReader`] answers for one company at a time. A lake of the layout
+//! without companies (`hits/report_suite=<rsid>/...`) is moved under its
+//! companies at startup by [`Lake::migrate_layout`].
 //!
 //! The day is the hit's calendar day in its report suite's time zone
 //! ([`SuiteZones`]). Columns are described in `docs/LAKE.md` and built by
@@ -33,7 +39,7 @@
 //! # Writing one file
 //!
 //! ```text
-//! Lake::begin(file_id, zones) -> LakeWriter::push(hit)... -> finish() -> SpooledFile
+//! Lake::begin(company, file_id, zones) -> LakeWriter::push(hit)... -> finish() -> SpooledFile
 //!     (CPU, on a blocking thread; parts spooled to temp files, by name)
 //! Lake::publish(spooled).await -> FileManifest
 //!     (I/O: staging upload, staged manifest, copy to hits/, commit record)
@@ -75,8 +81,8 @@ pub mod writer;
 
 pub use error::LakeError;
 pub use jiff::civil::Date;
-pub use lake::{Lake, Recovery};
-pub use layout::{COMMITS, HITS, MANIFEST, SPOOL_PREFIX, STAGING};
+pub use lake::{Lake, LayoutMigration, Recovery};
+pub use layout::{COMMITS, HITS, LEGACY_HITS_PREFIX, MANIFEST, SPOOL_PREFIX, STAGING};
 pub use manifest::{FileManifest, PartEntry, MANIFEST_VERSION};
 pub use partition::SuiteZones;
 pub use reader::{LakeReader, PartRef};
@@ -94,13 +100,14 @@ mod tests {
         fn is_send<T: Send>(_: &T) {}
         is_send(lake);
         is_send(&spooled);
-        is_send(&lake.begin("f", SuiteZones::utc()));
+        is_send(&lake.begin("c", "f", SuiteZones::utc()));
         is_send(&lake.publish(spooled));
         is_send(&lake.recover());
         is_send(&lake.remove_file("f"));
+        is_send(&lake.migrate_layout(&Default::default()));
         let reader = lake.reader();
         let d: Date = "2024-01-01".parse().unwrap();
-        is_send(&reader.parts("rs", d, d));
+        is_send(&reader.parts("c", "rs", d, d));
         is_send(&reader.committed_files());
     }
 

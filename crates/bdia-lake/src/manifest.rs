@@ -12,11 +12,12 @@
 //!
 //! ```json
 //! {
-//!   "version": 1,
+//!   "version": 2,
 //!   "file_id": "f1",
+//!   "company": "acme",
 //!   "rows": 10,
 //!   "parts": [
-//!     {"path": "hits/report_suite=rs1/date=2024-01-02/part-f1-0000.parquet",
+//!     {"path": "hits/company=acme/report_suite=rs1/date=2024-01-02/part-f1-0000.parquet",
 //!      "report_suite": "rs1", "date": "2024-01-02", "rows": 10, "bytes": 4242}
 //!   ]
 //! }
@@ -24,6 +25,11 @@
 //!
 //! (`stale`, a list of paths, appears only in a staging manifest, and only
 //! when it is not empty.)
+//!
+//! Version 1 records, of the layout without companies, have no `company`
+//! and paths `hits/report_suite=...`; [`crate::Lake::migrate_layout`]
+//! rewrites them to version 2 ([`FileManifest::is_legacy`]). Readers never
+//! return the parts of a version-1 record: they belong to no company.
 //!
 //! # Invariants
 //!
@@ -40,8 +46,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{is_not_found, LakeError};
 
-/// Version of the manifest format.
-pub const MANIFEST_VERSION: u32 = 1;
+/// Version of the manifest format (2: records name their company).
+pub const MANIFEST_VERSION: u32 = 2;
 
 /// One part of a file, as recorded in its manifest.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -68,6 +74,10 @@ pub struct FileManifest {
     pub version: u32,
     /// The file id.
     pub file_id: String,
+    /// The company the file belongs to; every part is under its directory.
+    /// Empty in a version-1 record ([`FileManifest::is_legacy`]).
+    #[serde(default)]
+    pub company: String,
     /// Hits in all parts.
     pub rows: u64,
     /// The parts, sorted by path.
@@ -79,6 +89,12 @@ pub struct FileManifest {
 }
 
 impl FileManifest {
+    /// True for a record of the layout without companies (version 1): its
+    /// parts are under `hits/report_suite=...` and it names no company.
+    pub fn is_legacy(&self) -> bool {
+        self.company.is_empty()
+    }
+
     /// The JSON bytes stored for this manifest.
     pub(crate) fn to_json(&self) -> Result<Vec<u8>, LakeError> {
         Ok(serde_json::to_vec_pretty(self)?)
@@ -132,9 +148,11 @@ mod tests {
         FileManifest {
             version: MANIFEST_VERSION,
             file_id: "f1".into(),
+            company: "acme".into(),
             rows: 10,
             parts: vec![PartEntry {
-                path: "hits/report_suite=rs1/date=2024-01-02/part-f1-0000.parquet".into(),
+                path: "hits/company=acme/report_suite=rs1/date=2024-01-02/part-f1-0000.parquet"
+                    .into(),
                 report_suite: "rs1".into(),
                 date: "2024-01-02".parse().unwrap(),
                 rows: 10,
@@ -150,12 +168,13 @@ mod tests {
         assert_eq!(
             json,
             r#"{
-  "version": 1,
+  "version": 2,
   "file_id": "f1",
+  "company": "acme",
   "rows": 10,
   "parts": [
     {
-      "path": "hits/report_suite=rs1/date=2024-01-02/part-f1-0000.parquet",
+      "path": "hits/company=acme/report_suite=rs1/date=2024-01-02/part-f1-0000.parquet",
       "report_suite": "rs1",
       "date": "2024-01-02",
       "rows": 10,
@@ -166,6 +185,17 @@ mod tests {
         );
         let back = FileManifest::from_json(json.as_bytes(), &Path::from("x")).unwrap();
         assert_eq!(back, sample());
+    }
+
+    #[test]
+    fn a_version_1_record_reads_as_legacy() {
+        let v1 = r#"{"version": 1, "file_id": "f1", "rows": 10, "parts": [
+            {"path": "hits/report_suite=rs1/date=2024-01-02/part-f1-0000.parquet",
+             "report_suite": "rs1", "date": "2024-01-02", "rows": 10, "bytes": 4242}]}"#;
+        let m = FileManifest::from_json(v1.as_bytes(), &Path::from("x")).unwrap();
+        assert!(m.is_legacy());
+        assert_eq!(m.version, 1);
+        assert!(!sample().is_legacy());
     }
 
     #[test]

@@ -8,6 +8,12 @@
 //! call (the listing's size, time and ETag tell); clones of a reader share
 //! that cache.
 //!
+//! Every question is asked for one company: a part is returned only when
+//! its record names that company (report suite IDs are per company, so two
+//! companies' suites of one ID never mix). A record of the layout without
+//! companies ([`FileManifest::is_legacy`]) belongs to none and is never
+//! returned.
+//!
 //! A reader needs only the object store and the lake's root: names come
 //! from [`crate::layout`], records are parsed by [`crate::manifest`].
 
@@ -20,14 +26,16 @@ use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore};
 
 use crate::error::{is_not_found, LakeError};
-use crate::layout::{self, check_suite, COMMITS};
-use crate::manifest::{self, FileManifest};
+use crate::layout::{self, check_company, check_suite, COMMITS};
+use crate::manifest::{self, FileManifest, PartEntry};
 
 /// One committed Parquet object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartRef {
     /// The object's full path in the store.
     pub path: Path,
+    /// The company the rows belong to.
+    pub company: String,
     /// Report suite of every row.
     pub report_suite: String,
     /// Partition day in the suite's time zone.
@@ -122,12 +130,14 @@ impl LakeReader {
             .collect())
     }
 
-    /// The report suites that have committed parts, sorted.
-    pub async fn report_suites(&self) -> Result<Vec<String>, LakeError> {
+    /// The report suites of `company` that have committed parts, sorted.
+    pub async fn report_suites(&self, company: &str) -> Result<Vec<String>, LakeError> {
+        check_company(company)?;
         let mut out: Vec<String> = self
             .commits()
             .await?
             .iter()
+            .filter(|m| m.company == company)
             .flat_map(|m| m.parts.iter().map(|p| p.report_suite.clone()))
             .collect();
         out.sort();
@@ -135,21 +145,32 @@ impl LakeReader {
         Ok(out)
     }
 
-    /// Committed parts of one report suite whose day is in `from..=to`,
-    /// sorted by (day, path).
+    /// Committed parts of one report suite of `company` whose day is in
+    /// `from..=to`, sorted by (day, path). Another company's parts are
+    /// never returned, whatever its suites are called.
     pub async fn parts(
         &self,
+        company: &str,
         report_suite: &str,
         from: Date,
         to: Date,
     ) -> Result<Vec<PartRef>, LakeError> {
+        check_company(company)?;
         check_suite(report_suite)?;
+        // Belt and braces: a part must also lie under the company's
+        // directory, whatever its record says.
+        let dir = format!("{}/", layout::company_dir(company));
         let mut out = Vec::new();
         for m in self.commits().await? {
-            for p in m.parts.iter().filter(|p| p.report_suite == report_suite) {
+            if m.company != company {
+                continue;
+            }
+            let mine = |p: &&PartEntry| p.report_suite == report_suite && p.path.starts_with(&dir);
+            for p in m.parts.iter().filter(mine) {
                 if (from..=to).contains(&p.date) {
                     out.push(PartRef {
                         path: self.path(&p.path),
+                        company: m.company.clone(),
                         report_suite: p.report_suite.clone(),
                         date: p.date,
                         file_id: m.file_id.clone(),

@@ -1,7 +1,8 @@
 //! [`LakeWriter`]: enriched hits of one file -> Parquet part files in a local
 //! spool, one writer per open partition, memory bounded.
 //!
-//! Each partition (report suite, day) of the file gets its own
+//! Each partition (report suite, day) of the file, under the file's
+//! company, gets its own
 //! [`parquet::arrow::ArrowWriter`] writing to a temporary file in the spool
 //! directory (`bdia-part-*`, deleted once published or dropped; a closed
 //! part keeps no file descriptor; files left by a crash are removed by
@@ -24,8 +25,8 @@
 //! (open a part, write a batch, close a part) in the same order, so they
 //! produce the same bytes.
 //!
-//! Part names are a pure function of the file id, the hits and the
-//! configuration, so writing the same file again yields the same objects.
+//! Part names are a pure function of the company, the file id, the hits and
+//! the configuration, so writing the same file again yields the same objects.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -45,7 +46,7 @@ use parquet::schema::types::ColumnPath;
 
 use crate::batch::HitBatchBuilder;
 use crate::error::LakeError;
-use crate::layout::{check_name, check_suite, part_path, SPOOL_PREFIX};
+use crate::layout::{check_company, check_name, check_suite, part_path, SPOOL_PREFIX};
 use crate::partition::{DayCache, SuiteZones};
 use crate::schema::{hits_schema, STATISTICS_COLUMNS};
 
@@ -133,7 +134,8 @@ impl LakeConfig {
 /// One finished part file, waiting in the spool for [`crate::Lake::publish`].
 #[derive(Debug)]
 pub struct SpooledPart {
-    /// Object path relative to the lake root (`hits/report_suite=.../part-....parquet`).
+    /// Object path relative to the lake root
+    /// (`hits/company=.../report_suite=.../part-....parquet`).
     pub path: String,
     /// Report suite of every row.
     pub report_suite: String,
@@ -152,6 +154,8 @@ pub struct SpooledPart {
 /// what [`LakeWriter::finish`] returns and [`crate::Lake::publish`] takes.
 #[derive(Debug)]
 pub struct SpooledFile {
+    /// The company the file belongs to.
+    pub company: String,
     /// The file id.
     pub file_id: String,
     /// Parts, sorted by path.
@@ -192,6 +196,7 @@ struct EncodedPart {
 
 /// Owns the Parquet writers of one file's open parts.
 struct Encoder {
+    company: String,
     file_id: String,
     spool_dir: PathBuf,
     props: WriterProperties,
@@ -244,7 +249,7 @@ impl Encoder {
                     .position(|p| p.id == id)
                     .ok_or_else(|| unknown_part(id))?;
                 let part = self.open.swap_remove(i);
-                let done = close(&self.file_id, part)?;
+                let done = close(&self.company, &self.file_id, part)?;
                 self.done.push(done);
             }
         }
@@ -287,7 +292,7 @@ impl Encoder {
 
     fn finish(mut self) -> Result<Vec<SpooledPart>, LakeError> {
         for part in std::mem::take(&mut self.open) {
-            let done = close(&self.file_id, part)?;
+            let done = close(&self.company, &self.file_id, part)?;
             self.done.push(done);
         }
         Ok(self.done)
@@ -301,14 +306,14 @@ fn unknown_part(id: u64) -> LakeError {
     }
 }
 
-fn close(file_id: &str, part: EncodedPart) -> Result<SpooledPart, LakeError> {
+fn close(company: &str, file_id: &str, part: EncodedPart) -> Result<SpooledPart, LakeError> {
     let buf = part.writer.into_inner()?;
     let mut file = buf.into_inner().map_err(|e| e.into_error())?;
     file.flush()?;
     let bytes = file.seek(SeekFrom::End(0))?;
     drop(file);
     Ok(SpooledPart {
-        path: part_path(&part.report_suite, part.date, file_id, part.seq),
+        path: part_path(company, &part.report_suite, part.date, file_id, part.seq),
         report_suite: part.report_suite,
         date: part.date,
         rows: part.rows,
@@ -414,6 +419,7 @@ struct Slot {
 /// [`LakeWriter::finish`], then [`crate::Lake::publish`]. Synchronous and
 /// CPU-bound: run it on a blocking thread.
 pub struct LakeWriter {
+    company: String,
     file_id: String,
     zones: SuiteZones,
     config: LakeConfig,
@@ -429,6 +435,7 @@ pub struct LakeWriter {
 impl std::fmt::Debug for LakeWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LakeWriter")
+            .field("company", &self.company)
             .field("file_id", &self.file_id)
             .field("open_partitions", &self.open.len())
             .field("rows", &self.rows)
@@ -438,12 +445,15 @@ impl std::fmt::Debug for LakeWriter {
 
 impl LakeWriter {
     pub(crate) fn new(
+        company: &str,
         file_id: &str,
         zones: SuiteZones,
         config: LakeConfig,
     ) -> Result<LakeWriter, LakeError> {
+        check_company(company)?;
         check_name("file_id", file_id)?;
         let encoder = Encoder {
+            company: company.to_string(),
             file_id: file_id.to_string(),
             spool_dir: config.spool_dir.clone().unwrap_or_else(std::env::temp_dir),
             props: config.writer_properties(),
@@ -470,6 +480,7 @@ impl LakeWriter {
             Sink::Inline(Box::new(encoder))
         };
         Ok(LakeWriter {
+            company: company.to_string(),
             file_id: file_id.to_string(),
             zones,
             config,
@@ -604,6 +615,7 @@ impl LakeWriter {
         let mut parts = self.sink.finish()?;
         parts.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(SpooledFile {
+            company: self.company.clone(),
             file_id: self.file_id.clone(),
             parts,
             rows: self.rows,

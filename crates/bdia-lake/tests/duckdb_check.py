@@ -1,24 +1,28 @@
 """Reads a bdia hit lake with DuckDB and prints a few aggregates.
 
-Usage: python3 duckdb_check.py LAKE_DIR
-Prints `hits=N page_views=M` and checks the contract columns and types.
+Usage: python3 duckdb_check.py LAKE_DIR COMPANY
+Prints `hits=N page_views=M` for the company's hits and checks the contract
+columns and types (the partition columns `company`, `report_suite` and
+`date` included).
 """
 import sys
 
 import duckdb
 
-root = sys.argv[1]
+root, company = sys.argv[1], sys.argv[2]
 glob = f"{root}/hits/**/*.parquet"
 con = duckdb.connect()
-rel = f"read_parquet('{glob}', hive_partitioning = true)"
+everything = f"read_parquet('{glob}', hive_partitioning = true)"
+# Report suite IDs are per company: always filter on the company partition.
+rel = f"(SELECT * FROM {everything} WHERE company = '{company}')"
 
-cols = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {rel}").fetchall()}
+cols = {r[0]: r[1] for r in con.execute(f"DESCRIBE SELECT * FROM {everything}").fetchall()}
 for name in [
     "report_suite", "hit_time", "visitor_id", "visitor_id_type", "visit_num",
     "visit_page_num", "visit_start_time", "new_visit", "hit_type", "page_name",
     "page_url", "link_name", "link_url", "events", "file_id", "row_number",
     "eVar1", "eVar250", "prop75", "hier5", "list3", "context_data",
-    "customer_ids", "hints", "date",
+    "customer_ids", "hints", "date", "company",
 ]:
     assert name in cols, f"missing column {name}: {sorted(cols)}"
 assert cols["hit_time"].startswith("TIMESTAMP WITH TIME ZONE"), cols["hit_time"]

@@ -19,6 +19,7 @@ use bdia_model::{enrich_file, Identity, MemoryStates};
 use bdia_report::{ReportEngine, ReportRequest};
 
 /// The suite, its zone and the days the hits cover.
+const COMPANY: &str = "bench";
 const SUITE: &str = "bench.web";
 const ZONE: &str = "America/New_York";
 const FROM: &str = "2026-01-01";
@@ -127,7 +128,7 @@ fn gen(dir: &str, hits: u64) -> Result<(), Box<dyn std::error::Error>> {
             .collect();
         let enriched = enrich_file(file_hits, &identity, &mut states)?;
         states.apply(&enriched.delta);
-        let mut w = lake.begin(&format!("bench-{f:03}"), zones.clone())?;
+        let mut w = lake.begin(COMPANY, &format!("bench-{f:03}"), zones.clone())?;
         for h in &enriched.hits {
             w.push(h)?;
         }
@@ -155,7 +156,7 @@ async fn run(dir: &str, iterations: usize) -> Result<(), Box<dyn std::error::Err
     )?;
     let parts = lake
         .reader()
-        .parts(SUITE, FROM.parse()?, TO.parse()?)
+        .parts(COMPANY, SUITE, FROM.parse()?, TO.parse()?)
         .await?;
     let root = std::fs::canonicalize(std::path::Path::new(dir).join("lake"))?;
     let list: Vec<String> = parts
@@ -189,11 +190,11 @@ async fn run(dir: &str, iterations: usize) -> Result<(), Box<dyn std::error::Err
     out.insert("parts".into(), parts.len().into());
     for (name, req) in [("daily", &daily), ("top_pages", &pages)] {
         // One untimed run (file metadata cache, page cache).
-        let first = engine.run(req, ZONE).await?;
+        let first = engine.run(COMPANY, req, ZONE).await?;
         let mut times = Vec::new();
         for _ in 0..iterations {
             let t = Instant::now();
-            let r = engine.run(req, ZONE).await?;
+            let r = engine.run(COMPANY, req, ZONE).await?;
             times.push(t.elapsed().as_secs_f64());
             assert_eq!(r, first);
         }

@@ -1,10 +1,10 @@
 //! Reports over the hit lake: DataFusion SQL over the committed Parquet
-//! parts of one report suite and date range.
+//! parts of one company's report suite and date range.
 //!
 //! ```text
 //! ReportRequest::parse(query strings)            checked names, dates, limit
-//! ReportEngine::run(request, suite time zone)
-//!   LakeReader::parts(suite, from, to)           committed parts only
+//! ReportEngine::run(company, request, suite time zone)
+//!   LakeReader::parts(company, suite, from, to)  the company's committed parts only
 //!   PartsTable (exactly those parts, through the lake's object store)
 //!   SQL built from the parsed request (sql.rs)   main query [+ totals] [+ bounces]
 //!   -> Report { rows, totals }                   sent as bdia_wire::Report
@@ -360,9 +360,16 @@ impl ReportEngine {
         Ok(ctx.sql(sql).await?.collect().await?)
     }
 
-    /// Runs `req` over the suite's committed parts; `time_zone` is the
-    /// suite's IANA time zone (`UTC` when it has none).
-    pub async fn run(&self, req: &ReportRequest, time_zone: &str) -> Result<Report, ReportError> {
+    /// Runs `req` over the committed parts of `company`'s suite; `time_zone`
+    /// is the suite's IANA time zone (`UTC` when it has none). Report suite
+    /// IDs are per company: another company's suite of the same ID is never
+    /// read.
+    pub async fn run(
+        &self,
+        company: &str,
+        req: &ReportRequest,
+        time_zone: &str,
+    ) -> Result<Report, ReportError> {
         let tz = TimeZone::get(time_zone).map_err(|_| {
             ReportError::invalid(
                 "invalid_time_zone",
@@ -375,7 +382,7 @@ impl ReportEngine {
         let parts = self
             .lake
             .reader()
-            .parts(&req.report_suite, req.from, req.to)
+            .parts(company, &req.report_suite, req.from, req.to)
             .await?;
         let ctx = self.context(parts, req)?;
         let hour = sql::hour_expr(&offset_periods(&tz, req.from, req.to));

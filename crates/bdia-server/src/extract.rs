@@ -69,10 +69,11 @@ impl PathParam for KeyParam {
     const MALFORMED: &'static str = "Malformed key";
 }
 
-/// `{rsid}`: a report suite id.
+/// `{rsid}`: a report suite id, held to the report-suite ID rule
+/// ([`bdia_format::ReportSuiteId`]): anything else is malformed.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(transparent)]
-pub struct SuiteParam(pub String);
+pub struct SuiteParam(pub bdia_format::ReportSuiteId);
 
 impl PathParam for SuiteParam {
     const MALFORMED: &'static str = "Malformed report suite id";

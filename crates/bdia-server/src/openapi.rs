@@ -204,7 +204,9 @@ pub fn document() -> Value {
                 "description": "Days and hours are in the suite's time zone. visits: by day/hour, visits whose first hit is in the row; otherwise distinct visits with a hit in the row. visitors: distinct visitors in the row. bounces: visits with one hit. events:<name>: each occurrence adds its value, or 1. totals cover the whole range (not only the rows returned). Rows by day/hour are in time order (every day of the range for day); otherwise by the first metric, descending.",
                 "security": security,
                 "parameters": [api_key,
-                    { "name": "rsid", "in": "path", "required": true, "schema": { "type": "string" } },
+                    { "name": "rsid", "in": "path", "required": true,
+                      "description": "One of the caller's company's report suites (IDs are per company)",
+                      "schema": { "type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$" } },
                     { "name": "metrics", "in": "query", "required": true, "schema": { "type": "string" },
                       "description": "Comma separated: pageviews, visits, visitors, link_hits, hits, bounces, events:<name> (at most 20)" },
                     { "name": "dimension", "in": "query", "schema": { "type": "string", "default": "day" },
@@ -216,8 +218,8 @@ pub fn document() -> Value {
                       "description": "Rows returned; default 100 (every row for day and hour)" }],
                 "responses": merge(json!({
                     "200": json_ok("The report", "Report"),
-                    "400": error_response("Unknown metric or dimension, malformed date, bad range or limit"),
-                    "404": error_response("Report suite not found (unknown, or another company's)")
+                    "400": error_response("Malformed report suite id, unknown metric or dimension, malformed date, bad range or limit"),
+                    "404": error_response("Report suite not found: the caller's company has no suite of this ID (other companies' suites play no part)")
                 }), busy_errors("Over the company's report rate limit"))
             } },
             "/api/v1/groups": { "get": {

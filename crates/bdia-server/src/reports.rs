@@ -1,6 +1,8 @@
 //! Reports and console data: `/api/v1/...`, same authentication as the
-//! ingestion API, always scoped to the caller's company (another company's
-//! report suite is not found).
+//! ingestion API, always scoped to the caller's company. Report suite IDs
+//! are per company: `{rsid}` names the caller's suite of that ID, and a
+//! report reads only the caller's company's lake partitions, so whether
+//! another company has a suite of that ID changes no answer.
 //!
 //! - `GET /api/v1/report-suites`: the caller's suites with their time zones.
 //! - `GET /api/v1/report-suites/{rsid}/report?metrics=&dimension=&from=&to=&limit=`:
@@ -71,13 +73,13 @@ pub async fn report(
     ApiPath(SuiteParam(rsid)): ApiPath<SuiteParam>,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    tracing::Span::current().record("report_suite", tracing::field::debug(&rsid));
+    tracing::Span::current().record("report_suite", tracing::field::debug(rsid.as_str()));
     let Query(q) = q.map_err(|_| ApiError::BadRequest("Malformed query string".into()))?;
+    let company = caller.company.id.as_str();
     let suite = state
         .store
-        .get_report_suite(&rsid)
+        .get_report_suite(company, rsid.as_str())
         .await?
-        .filter(|s| s.company_id == caller.company.id)
         .ok_or_else(|| ApiError::NotFound("Report suite not found".into()))?;
     let get = |k: &str| q.get(k).map(String::as_str);
     let req = ReportRequest::parse(
@@ -89,7 +91,7 @@ pub async fn report(
         get("limit"),
     )?;
     let started = std::time::Instant::now();
-    let report = run_bounded(&state, &caller.company.id, &req, &suite.time_zone).await?;
+    let report = run_bounded(&state, company, &req, &suite.time_zone).await?;
     metrics::histogram!(crate::metrics::REPORT_SECONDS.name)
         .record(started.elapsed().as_secs_f64());
     Ok(Json(bdia_wire::Report::from(&report)).into_response())
@@ -115,7 +117,7 @@ async fn run_bounded(
         .take_within(company, limit)
         .await
         .map_err(|full| slots.refusal(full, 1))?;
-    match tokio::time::timeout_at(deadline, state.reports.run(req, time_zone)).await {
+    match tokio::time::timeout_at(deadline, state.reports.run(company, req, time_zone)).await {
         Ok(r) => Ok(r?),
         Err(_) => Err(ApiError::Busy {
                 message: format!(

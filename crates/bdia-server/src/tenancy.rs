@@ -236,10 +236,14 @@ pub async fn create_company(
     settings: CompanySettings,
 ) -> anyhow::Result<Company> {
     check_id("company", id)?;
+    // The id names the company's directory of the hit lake.
+    bdia_lake::layout::check_company(id)?;
     Ok(store.create_company(id, &random_hex(16), settings).await?)
 }
 
-/// Creates a report suite; `rsid` must be a valid [`ReportSuiteId`].
+/// Creates a report suite of `company`; `rsid` must be a valid
+/// [`ReportSuiteId`] and `time_zone` a zone of the tz database. Report
+/// suite IDs are per company: only `company`'s own suites can conflict.
 pub async fn create_report_suite(
     store: &dyn MetadataStore,
     company: &str,
@@ -247,8 +251,12 @@ pub async fn create_report_suite(
     time_zone: &str,
 ) -> anyhow::Result<ReportSuite> {
     let rsid = ReportSuiteId::parse(rsid).with_context(|| format!("report suite id '{rsid}'"))?;
-    if time_zone.is_empty() || time_zone.len() > 64 {
-        bail!("time zone '{time_zone}' is not a time zone name");
+    // The check processing applies to every suite of the company.
+    let known = bdia_lake::SuiteZones::utc()
+        .insert(rsid.as_str(), time_zone)
+        .is_ok();
+    if time_zone.is_empty() || time_zone.len() > 64 || !known {
+        bail!("time zone '{time_zone}' is not a time zone name (IANA, e.g. Europe/Paris)");
     }
     Ok(store
         .create_report_suite(company, rsid.as_str(), time_zone)

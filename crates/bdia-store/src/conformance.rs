@@ -39,6 +39,7 @@ where
 {
     companies(make().await).await;
     report_suites(make().await).await;
+    same_rsid_in_two_companies(make().await).await;
     concurrent_suite_claims(make().await).await;
     clients(make().await).await;
     token_revocation(make().await).await;
@@ -49,6 +50,7 @@ where
     rejected_key_reuse(make().await).await;
     racing_commits(make().await).await;
     tenant_scoping(make().await).await;
+    file_company(make().await).await;
     listing(make().await).await;
     status_updates_and_pending(make().await).await;
     ping(make().await).await;
@@ -168,7 +170,7 @@ pub async fn companies(s: Arc<dyn MetadataStore>) {
     ));
 }
 
-/// Report suites: owned by one company, unique across companies.
+/// Report suites: per company; a company's rsid is unique within it.
 pub async fn report_suites(s: Arc<dyn MetadataStore>) {
     with_company(&*s, "acme").await;
     with_company(&*s, "beta").await;
@@ -178,7 +180,7 @@ pub async fn report_suites(s: Arc<dyn MetadataStore>) {
         .unwrap();
     assert_eq!(rs.time_zone, "Europe/Paris");
     assert!(matches!(
-        s.create_report_suite("beta", "acme.prod", "UTC").await,
+        s.create_report_suite("acme", "acme.prod", "UTC").await,
         Err(StoreError::Conflict(_))
     ));
     assert!(matches!(
@@ -192,27 +194,42 @@ pub async fn report_suites(s: Arc<dyn MetadataStore>) {
         SuiteClaim::Owned
     );
     assert_eq!(
-        s.claim_report_suite("beta", "acme.prod", true)
-            .await
-            .unwrap(),
-        SuiteClaim::OtherCompany
-    );
-    assert_eq!(
         s.claim_report_suite("beta", "beta.new", false)
             .await
             .unwrap(),
         SuiteClaim::Unknown
     );
-    assert!(s.get_report_suite("beta.new").await.unwrap().is_none());
+    assert!(s
+        .get_report_suite("beta", "beta.new")
+        .await
+        .unwrap()
+        .is_none());
     assert_eq!(
         s.claim_report_suite("beta", "beta.new", true)
             .await
             .unwrap(),
         SuiteClaim::Created
     );
-    let created = s.get_report_suite("beta.new").await.unwrap().unwrap();
+    assert_eq!(
+        s.claim_report_suite("beta", "beta.new", true)
+            .await
+            .unwrap(),
+        SuiteClaim::Owned
+    );
+    let created = s
+        .get_report_suite("beta", "beta.new")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(created.company_id, "beta");
     assert_eq!(created.time_zone, "UTC", "auto-created suites are UTC");
+    assert!(
+        s.get_report_suite("acme", "beta.new")
+            .await
+            .unwrap()
+            .is_none(),
+        "a company does not see another company's suite"
+    );
     let acme: Vec<_> = s
         .list_report_suites(Some("acme"))
         .await
@@ -224,21 +241,87 @@ pub async fn report_suites(s: Arc<dyn MetadataStore>) {
     assert_eq!(s.list_report_suites(None).await.unwrap().len(), 2);
 }
 
-/// Two companies claiming one new suite at once: one wins.
+/// Two companies create the same rsid: each has its own suite, sees only
+/// its own, and neither's existence changes what the other is answered.
+pub async fn same_rsid_in_two_companies(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    with_company(&*s, "beta").await;
+    // Before anyone has it, and after beta made it: acme is answered alike.
+    let before = s.claim_report_suite("acme", "brand", false).await.unwrap();
+    assert_eq!(
+        s.claim_report_suite("beta", "brand", true).await.unwrap(),
+        SuiteClaim::Created
+    );
+    let after = s.claim_report_suite("acme", "brand", false).await.unwrap();
+    assert_eq!((before, after), (SuiteClaim::Unknown, SuiteClaim::Unknown));
+    assert!(s.get_report_suite("acme", "brand").await.unwrap().is_none());
+    let a = s
+        .create_report_suite("acme", "brand", "Asia/Tokyo")
+        .await
+        .expect("another company's rsid does not block a company");
+    assert_eq!(a.company_id, "acme");
+    let a = s.get_report_suite("acme", "brand").await.unwrap().unwrap();
+    let b = s.get_report_suite("beta", "brand").await.unwrap().unwrap();
+    assert_eq!(
+        (a.company_id.as_str(), a.time_zone.as_str()),
+        ("acme", "Asia/Tokyo")
+    );
+    assert_eq!(
+        (b.company_id.as_str(), b.time_zone.as_str()),
+        ("beta", "UTC")
+    );
+    for company in ["acme", "beta"] {
+        let own = s.list_report_suites(Some(company)).await.unwrap();
+        assert_eq!(own.len(), 1, "{company}: {own:?}");
+        assert_eq!(own[0].company_id, company);
+        assert_eq!(own[0].rsid, "brand");
+        assert_eq!(
+            s.claim_report_suite(company, "brand", true).await.unwrap(),
+            SuiteClaim::Owned
+        );
+    }
+    let all: Vec<(String, String)> = s
+        .list_report_suites(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.company_id, r.rsid))
+        .collect();
+    assert_eq!(
+        all,
+        [
+            ("acme".to_string(), "brand".to_string()),
+            ("beta".to_string(), "brand".to_string())
+        ]
+    );
+}
+
+/// Two uploads of one company claiming one new suite at once: it is created
+/// once; and another company's claim of the same rsid creates its own.
 pub async fn concurrent_suite_claims(s: Arc<dyn MetadataStore>) {
     with_company(&*s, "acme").await;
     with_company(&*s, "beta").await;
-    let a = {
+    let claim = |company: &'static str| {
         let s = s.clone();
-        tokio::spawn(async move { s.claim_report_suite("acme", "shared", true).await })
+        tokio::spawn(async move { s.claim_report_suite(company, "shared", true).await })
     };
-    let b = {
-        let s = s.clone();
-        tokio::spawn(async move { s.claim_report_suite("beta", "shared", true).await })
-    };
-    let mut claims = vec![a.await.unwrap().unwrap(), b.await.unwrap().unwrap()];
+    let (a1, a2, b) = (claim("acme"), claim("acme"), claim("beta"));
+    let mut claims = vec![a1.await.unwrap().unwrap(), a2.await.unwrap().unwrap()];
     claims.sort_by_key(|c| *c == SuiteClaim::Created);
-    assert_eq!(claims, [SuiteClaim::OtherCompany, SuiteClaim::Created]);
+    assert_eq!(claims, [SuiteClaim::Owned, SuiteClaim::Created]);
+    assert_eq!(b.await.unwrap().unwrap(), SuiteClaim::Created);
+    assert_eq!(s.list_report_suites(None).await.unwrap().len(), 2);
+}
+
+/// The company of a file id, whoever asks.
+pub async fn file_company(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    with_company(&*s, "beta").await;
+    inserted(&*s, sample_file("acme", "fa", "g", None)).await;
+    inserted(&*s, rejected(sample_file("beta", "fb", "g", None))).await;
+    assert_eq!(s.file_company("fa").await.unwrap().as_deref(), Some("acme"));
+    assert_eq!(s.file_company("fb").await.unwrap().as_deref(), Some("beta"));
+    assert_eq!(s.file_company("nope").await.unwrap(), None);
 }
 
 /// A client for tests.

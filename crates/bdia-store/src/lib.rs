@@ -246,7 +246,8 @@ pub struct Company {
     pub created: i64,
 }
 
-/// A report suite, owned by exactly one company.
+/// A report suite of one company. Report suite IDs are per company: two
+/// companies may each have a suite of the same ID, and they are two suites.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReportSuite {
     /// The report suite id as used in files.
@@ -262,13 +263,11 @@ pub struct ReportSuite {
 /// What [`MetadataStore::claim_report_suite`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SuiteClaim {
-    /// The caller already owns it.
+    /// The company already has it.
     Owned,
-    /// It did not exist and was created for the caller.
+    /// The company did not have it; it was created.
     Created,
-    /// Another company owns it.
-    OtherCompany,
-    /// It does not exist and creation was not asked for.
+    /// The company does not have it and creation was not asked for.
     Unknown,
 }
 
@@ -505,22 +504,30 @@ pub trait MetadataStore: Send + Sync + 'static {
         settings: CompanySettings,
     ) -> StoreResult<Company>;
 
-    /// Creates a report suite; [`StoreError::Conflict`] when the rsid exists
-    /// (for any company), [`StoreError::NotFound`] for an unknown company.
+    /// Creates a report suite of a company; [`StoreError::Conflict`] when
+    /// the company already has that rsid, [`StoreError::NotFound`] for an
+    /// unknown company. Other companies' suites play no part: the same rsid
+    /// may exist in every company.
     async fn create_report_suite(
         &self,
         company_id: &str,
         rsid: &str,
         time_zone: &str,
     ) -> StoreResult<ReportSuite>;
-    /// One report suite, whoever owns it.
-    async fn get_report_suite(&self, rsid: &str) -> StoreResult<Option<ReportSuite>>;
-    /// Report suites of one company (or all), by rsid.
+    /// One report suite of a company (`None` when that company has no suite
+    /// of that rsid, whatever other companies have).
+    async fn get_report_suite(
+        &self,
+        company_id: &str,
+        rsid: &str,
+    ) -> StoreResult<Option<ReportSuite>>;
+    /// Report suites of one company (or all), by (company, rsid).
     async fn list_report_suites(&self, company_id: Option<&str>) -> StoreResult<Vec<ReportSuite>>;
-    /// Looks a report suite up for a writer and, when `create` is set and
-    /// nobody owns it, creates it for `company_id` (time zone UTC).
-    /// Atomic: two companies claiming the same new rsid get one `Created`
-    /// and one `OtherCompany`.
+    /// Looks a report suite of `company_id` up for a writer and, when
+    /// `create` is set and the company does not have it, creates it (time
+    /// zone UTC). Only the company's own suites are looked at. Atomic: two
+    /// claims of the same new rsid by one company get one `Created` and one
+    /// `Owned`.
     async fn claim_report_suite(
         &self,
         company_id: &str,
@@ -570,6 +577,11 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn commit_upload(&self, file: NewFile) -> StoreResult<CommitOutcome>;
     /// One file of one company.
     async fn get_file(&self, company_id: &str, file_id: &str) -> StoreResult<Option<FileRecord>>;
+    /// The company a file belongs to, `None` for an unknown file id. Not
+    /// for answering a caller (use [`MetadataStore::get_file`]): for
+    /// maintenance that starts from a file id alone, such as moving a lake
+    /// written before companies were part of its layout.
+    async fn file_company(&self, file_id: &str) -> StoreResult<Option<String>>;
     /// The file a key points to for a company: the accepted one when there
     /// is one, else the latest `REJECTED` one.
     async fn find_by_key(&self, company_id: &str, key: &str) -> StoreResult<Option<FileRecord>>;

@@ -316,7 +316,7 @@ fn the_suite_policy_never_sees_an_invalid_id() {
     let opts = Options {
         rules: RowRules {
             // Refuses everything: a bad ID is still reported as invalid,
-            // not as another company's suite.
+            // not as a suite the caller may not write to.
             allow_report_suite: Some(Arc::new(move |rs: &str| {
                 seen.lock().unwrap().push(rs.to_string());
                 false

@@ -116,9 +116,23 @@ pub fn small_config() -> LakeConfig {
     }
 }
 
-/// Writes and publishes one file.
+/// The company the tests' files belong to.
+pub const COMPANY: &str = "acme";
+
+/// Writes and publishes one file of [`COMPANY`].
 pub fn write_file(lake: &Lake, file_id: &str, hits: &[EnrichedHit], zones: SuiteZones) {
-    let mut w = lake.begin(file_id, zones).unwrap();
+    write_company_file(lake, COMPANY, file_id, hits, zones)
+}
+
+/// Writes and publishes one file of `company`.
+pub fn write_company_file(
+    lake: &Lake,
+    company: &str,
+    file_id: &str,
+    hits: &[EnrichedHit],
+    zones: SuiteZones,
+) {
+    let mut w = lake.begin(company, file_id, zones).unwrap();
     for h in hits {
         w.push(h).unwrap();
     }
@@ -137,6 +151,18 @@ pub fn snapshot(store: &dyn ObjectStore) -> BTreeMap<String, Vec<u8>> {
         }
         out
     })
+}
+
+/// The lake of `real` seen through a [`CrashingStore`] that crashes after
+/// `budget` writes.
+pub fn crashing_lake(real: &Lake, budget: i64) -> (Lake, Arc<CrashingStore>) {
+    let store = Arc::new(CrashingStore::new(real.store().clone(), budget));
+    let lake = Lake::new(
+        store.clone() as Arc<dyn ObjectStore>,
+        Path::default(),
+        real.config().clone(),
+    );
+    (lake, store)
 }
 
 /// A store whose mutating calls fail once a budget is spent, like a

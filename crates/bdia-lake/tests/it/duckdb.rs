@@ -23,10 +23,13 @@ fn duckdb_reads_the_lake_when_installed() {
     let lake = Lake::local(dir.path(), LakeConfig::default()).unwrap();
     let hits = enrich(sample_file(500, 1_700_000_000, 400));
     write_file(&lake, "f1", &hits, zones());
+    // Another company's file in suites of the same IDs: its own partition.
+    write_company_file(&lake, "beta", "f2", &hits[..100], zones());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/duckdb_check.py");
     let out = Command::new("python3")
         .arg(script)
         .arg(dir.path())
+        .arg(COMPANY)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -1,12 +1,11 @@
 //! Exactly-once publication: crashes at every step, recovery, reprocessing.
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use bdia_lake::{Lake, LakeConfig, Recovery, SuiteZones};
 use bdia_model::EnrichedHit;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use object_store::{ObjectStoreExt, PutPayload};
 
 use crate::common::*;
 
@@ -34,16 +33,6 @@ fn assert_clean(lake: &Lake) {
     for k in snap.keys().filter(|k| k.starts_with("hits/")) {
         assert!(committed.contains(k), "{k} is visible but not committed");
     }
-}
-
-fn crashing_lake(real: &Lake, budget: i64) -> (Lake, Arc<CrashingStore>) {
-    let store = Arc::new(CrashingStore::new(real.store().clone(), budget));
-    let lake = Lake::new(
-        store.clone() as Arc<dyn ObjectStore>,
-        Path::default(),
-        real.config().clone(),
-    );
-    (lake, store)
 }
 
 #[test]
@@ -90,7 +79,7 @@ fn a_crash_at_any_step_then_recovery_and_reprocessing_gives_the_same_lake() {
         let real = Lake::local(dir.path(), small_config()).unwrap();
         write_file(&real, "a", &a, zones());
         let (lake, store) = crashing_lake(&real, budget);
-        let mut w = lake.begin("b", zones()).unwrap();
+        let mut w = lake.begin(COMPANY, "b", zones()).unwrap();
         for h in &b {
             w.push(h).unwrap();
         }
@@ -140,7 +129,9 @@ fn recovery_rolls_back_an_incomplete_staging_and_keeps_the_rest() {
     let before = snapshot(lake.store().as_ref());
     // A half-uploaded staging: a part, no manifest.
     block_on(lake.store().put(
-        &Path::from("_staging/b/hits/report_suite=rs1/date=2023-11-14/part-b-0000.parquet"),
+        &Path::from(
+            "_staging/b/hits/company=acme/report_suite=rs1/date=2023-11-14/part-b-0000.parquet",
+        ),
         PutPayload::from_static(b"half"),
     ))
     .unwrap();
@@ -218,7 +209,7 @@ fn an_encoder_failure_is_reported_by_push_or_finish() {
             ..small_config()
         };
         let lake = Lake::local(dir.path().join("lake"), config).unwrap();
-        let mut w = lake.begin("a", zones()).unwrap();
+        let mut w = lake.begin(COMPANY, "a", zones()).unwrap();
         let pushed: Result<(), _> = a.iter().try_for_each(|h| w.push(h));
         let err = match pushed {
             Err(e) => e,

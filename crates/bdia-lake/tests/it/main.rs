@@ -3,6 +3,7 @@
 mod common;
 mod duckdb;
 mod exactly_once;
+mod migrate;
 mod props;
 mod reader;
 mod roundtrip;

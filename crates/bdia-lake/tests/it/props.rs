@@ -73,6 +73,7 @@ proptest! {
         // And each part holds only rows of its own day.
         for suite in ["rs1", "rs2"] {
             let parts = block_on(lake.reader().parts(
+                COMPANY,
                 suite,
                 "2000-01-01".parse().unwrap(),
                 "2100-01-01".parse().unwrap(),

@@ -20,9 +20,9 @@ fn parts_are_filtered_by_suite_day_and_commit() {
     // Debris that must never be listed: a part of an uncommitted file, and
     // an object of a committed file that its commit record does not list.
     for p in [
-        "hits/report_suite=rs1/date=2023-11-15/part-ghost-0000.parquet",
-        "hits/report_suite=rs1/date=2023-11-15/part-f1-0042.parquet",
-        "hits/report_suite=rs1/date=2023-11-15/notes.txt",
+        "hits/company=acme/report_suite=rs1/date=2023-11-15/part-ghost-0000.parquet",
+        "hits/company=acme/report_suite=rs1/date=2023-11-15/part-f1-0042.parquet",
+        "hits/company=acme/report_suite=rs1/date=2023-11-15/notes.txt",
     ] {
         block_on(
             lake.store()
@@ -32,8 +32,12 @@ fn parts_are_filtered_by_suite_day_and_commit() {
     }
     let reader = lake.reader();
     assert_eq!(block_on(reader.committed_files()).unwrap(), ["f1"]);
-    assert_eq!(block_on(reader.report_suites()).unwrap(), ["rs1", "rs2"]);
-    let all = block_on(reader.parts("rs1", date("2000-01-01"), date("2100-01-01"))).unwrap();
+    assert_eq!(
+        block_on(reader.report_suites(COMPANY)).unwrap(),
+        ["rs1", "rs2"]
+    );
+    let all =
+        block_on(reader.parts(COMPANY, "rs1", date("2000-01-01"), date("2100-01-01"))).unwrap();
     let days: Vec<String> = all.iter().map(|p| p.date.to_string()).collect();
     assert_eq!(
         days,
@@ -47,16 +51,55 @@ fn parts_are_filtered_by_suite_day_and_commit() {
         rows,
         hits.iter().filter(|h| h.report_suite == "rs1").count() as u64
     );
-    let some = block_on(reader.parts("rs1", date("2023-11-15"), date("2023-11-16"))).unwrap();
+    let some =
+        block_on(reader.parts(COMPANY, "rs1", date("2023-11-15"), date("2023-11-16"))).unwrap();
     assert_eq!(some.len(), 2);
     assert_eq!(
         some[0].path.to_string(),
-        "hits/report_suite=rs1/date=2023-11-15/part-f1-0000.parquet"
+        "hits/company=acme/report_suite=rs1/date=2023-11-15/part-f1-0000.parquet"
     );
     assert!(
-        block_on(reader.parts("nope", date("2000-01-01"), date("2100-01-01")))
+        block_on(reader.parts(COMPANY, "nope", date("2000-01-01"), date("2100-01-01")))
             .unwrap()
             .is_empty()
+    );
+}
+
+#[test]
+fn a_company_lists_only_its_own_parts_whatever_the_suite_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::local(dir.path(), small_config()).unwrap();
+    let hits = enrich(sample_file(30, 1_700_000_000, 600));
+    write_company_file(&lake, "acme", "fa", &hits, SuiteZones::utc());
+    write_company_file(&lake, "beta", "fb", &hits[..10], SuiteZones::utc());
+    let reader = lake.reader();
+    for (company, file) in [("acme", "fa"), ("beta", "fb")] {
+        let parts =
+            block_on(reader.parts(company, "rs1", date("2000-01-01"), date("2100-01-01"))).unwrap();
+        assert!(!parts.is_empty());
+        for p in &parts {
+            assert_eq!((p.company.as_str(), p.file_id.as_str()), (company, file));
+            assert!(p
+                .path
+                .as_ref()
+                .starts_with(&format!("hits/company={company}/report_suite=rs1/")));
+        }
+        assert_eq!(
+            block_on(reader.report_suites(company)).unwrap(),
+            ["rs1", "rs2"]
+        );
+    }
+    assert!(
+        block_on(reader.parts("gamma", "rs1", date("2000-01-01"), date("2100-01-01")))
+            .unwrap()
+            .is_empty()
+    );
+    assert!(block_on(reader.report_suites("gamma")).unwrap().is_empty());
+    assert_eq!(
+        block_on(reader.parts("a/b", "rs1", date("2000-01-01"), date("2100-01-01")))
+            .unwrap_err()
+            .code(),
+        "lake_invalid_name"
     );
 }
 
@@ -66,9 +109,9 @@ fn an_empty_lake_lists_nothing() {
     let lake = Lake::local(dir.path(), small_config()).unwrap();
     let reader = lake.reader();
     assert!(block_on(reader.committed_files()).unwrap().is_empty());
-    assert!(block_on(reader.report_suites()).unwrap().is_empty());
+    assert!(block_on(reader.report_suites(COMPANY)).unwrap().is_empty());
     assert!(
-        block_on(reader.parts("rs1", date("2000-01-01"), date("2100-01-01")))
+        block_on(reader.parts(COMPANY, "rs1", date("2000-01-01"), date("2100-01-01")))
             .unwrap()
             .is_empty()
     );
@@ -84,16 +127,17 @@ fn a_lake_under_a_root_prefix_works_the_same() {
     let lake = Lake::new(store, Path::from("data/lake"), small_config());
     let hits = enrich(sample_file(10, 1_700_000_000, 60));
     write_file(&lake, "f1", &hits, SuiteZones::utc());
-    let parts = block_on(
-        lake.reader()
-            .parts("rs1", date("2000-01-01"), date("2100-01-01")),
-    )
-    .unwrap();
+    let parts =
+        block_on(
+            lake.reader()
+                .parts(COMPANY, "rs1", date("2000-01-01"), date("2100-01-01")),
+        )
+        .unwrap();
     assert!(!parts.is_empty());
     assert!(parts[0]
         .path
         .to_string()
-        .starts_with("data/lake/hits/report_suite=rs1/"));
+        .starts_with("data/lake/hits/company=acme/report_suite=rs1/"));
     assert!(dir.path().join("data/lake/_commits/f1.json").exists());
 }
 
@@ -103,7 +147,7 @@ fn a_reader_sees_later_commits_republications_and_removals() {
     let lake = Lake::local(dir.path(), small_config()).unwrap();
     let reader = lake.reader();
     let all = |r: &bdia_lake::LakeReader| {
-        block_on(r.parts("rs1", date("2000-01-01"), date("2100-01-01"))).unwrap()
+        block_on(r.parts(COMPANY, "rs1", date("2000-01-01"), date("2100-01-01"))).unwrap()
     };
     assert!(all(&reader).is_empty());
     // 2023-11-14T22:13:20Z + a few minutes: the 14th in UTC, the 15th in Tokyo.

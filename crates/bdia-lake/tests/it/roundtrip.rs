@@ -12,6 +12,7 @@ use crate::common::*;
 /// Reads every committed part of a suite.
 pub fn read_suite(lake: &Lake, suite: &str) -> Vec<RecordBatch> {
     let parts = block_on(lake.reader().parts(
+        COMPANY,
         suite,
         "1970-01-01".parse::<Date>().unwrap(),
         "2100-01-01".parse::<Date>().unwrap(),
@@ -146,8 +147,8 @@ fn rows_land_in_their_suite_and_local_day() {
     assert_eq!(
         names,
         [
-            "hits/report_suite=rs1/date=2024-03-10/part-f-0000.parquet",
-            "hits/report_suite=rs2/date=2024-03-09/part-f-0000.parquet",
+            "hits/company=acme/report_suite=rs1/date=2024-03-10/part-f-0000.parquet",
+            "hits/company=acme/report_suite=rs2/date=2024-03-09/part-f-0000.parquet",
         ]
     );
 }
@@ -230,7 +231,7 @@ fn a_file_from_the_format_engine_goes_all_the_way() {
     let identity = Identity::new(*b"salt");
     let mut states = MemoryStates::default();
     let mut enricher = FileEnricher::new(&identity);
-    let mut writer = lake.begin("gen-1", SuiteZones::utc()).unwrap();
+    let mut writer = lake.begin(COMPANY, "gen-1", SuiteZones::utc()).unwrap();
     let options = Options {
         encoding: Encoding::Plain,
         ..Options::default()
@@ -269,8 +270,12 @@ fn a_file_without_hits_is_committed_with_no_parts() {
 fn invalid_names_are_refused_before_anything_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let lake = Lake::local(dir.path(), small_config()).unwrap();
-    assert!(lake.begin("../escape", SuiteZones::utc()).is_err());
-    let mut w = lake.begin("f", SuiteZones::utc()).unwrap();
+    assert!(lake.begin(COMPANY, "../escape", SuiteZones::utc()).is_err());
+    for company in ["", "a/b", "a=b", "a b"] {
+        let err = lake.begin(company, "f", SuiteZones::utc()).unwrap_err();
+        assert_eq!(err.code(), "lake_invalid_name", "{company:?}");
+    }
+    let mut w = lake.begin(COMPANY, "f", SuiteZones::utc()).unwrap();
     let mut hits = enrich(vec![rich_hit(1, 1_700_000_000, &["rs1"], "v")]);
     hits[0].report_suite = "a/b".into();
     let err = w.push(&hits[0]).unwrap_err();

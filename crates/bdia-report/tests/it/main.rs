@@ -11,10 +11,23 @@ use bdia_model::{enrich_file, Identity, MemoryStates};
 use bdia_report::{ReportEngine, ReportError, ReportRequest};
 use expected::*;
 
-/// Writes the rows as files (split by time, visitor state carried from one
-/// file to the next like the processing stage does) and returns
-/// `(file_id, row)` in processing order.
+/// The company the reports are run for.
+const COMPANY: &str = "acme";
+
+/// Writes the rows as files of [`COMPANY`] (split by time, visitor state
+/// carried from one file to the next like the processing stage does) and
+/// returns `(file_id, row)` in processing order.
 fn build_lake(lake: &Lake, rows: &[Input], files: usize) -> Vec<(String, Input)> {
+    build_company_lake(lake, COMPANY, rows, files)
+}
+
+/// [`build_lake`] for any company (file ids start with the company's).
+fn build_company_lake(
+    lake: &Lake,
+    company: &str,
+    rows: &[Input],
+    files: usize,
+) -> Vec<(String, Input)> {
     let mut zones = SuiteZones::utc();
     zones.insert(WEB, WEB_TZ).unwrap();
     let identity = Identity::new(*b"test-salt");
@@ -22,7 +35,7 @@ fn build_lake(lake: &Lake, rows: &[Input], files: usize) -> Vec<(String, Input)>
     let mut out = Vec::new();
     let per = rows.len().div_ceil(files);
     for (i, chunk) in rows.chunks(per).enumerate() {
-        let file_id = format!("file-{i:02}");
+        let file_id = format!("{company}-file-{i:02}");
         let hits: Vec<_> = chunk
             .iter()
             .enumerate()
@@ -30,7 +43,7 @@ fn build_lake(lake: &Lake, rows: &[Input], files: usize) -> Vec<(String, Input)>
             .collect();
         let enriched = enrich_file(hits, &identity, &mut states).unwrap();
         states.apply(&enriched.delta);
-        let mut w = lake.begin(&file_id, zones.clone()).unwrap();
+        let mut w = lake.begin(company, &file_id, zones.clone()).unwrap();
         for h in &enriched.hits {
             w.push(h).unwrap();
         }
@@ -63,7 +76,7 @@ async fn check(
         Some("10000"),
     )
     .unwrap();
-    let report = engine.run(&req, WEB_TZ).await.unwrap();
+    let report = engine.run(COMPANY, &req, WEB_TZ).await.unwrap();
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["report_suite"], WEB);
     assert_eq!(json["dimension"], dim);
@@ -177,7 +190,7 @@ async fn limit_keeps_the_top_rows_and_totals_cover_everything() {
         Some("2"),
     )
     .unwrap();
-    let report = serde_json::to_value(engine.run(&req, WEB_TZ).await.unwrap()).unwrap();
+    let report = serde_json::to_value(engine.run(COMPANY, &req, WEB_TZ).await.unwrap()).unwrap();
     let rows_json = report["rows"].as_array().unwrap();
     assert_eq!(rows_json.len(), 2);
     let (want, totals) = expected::report(&all, "page", "2026-03-01", "2026-03-31");
@@ -201,7 +214,7 @@ async fn other_suites_and_uncommitted_objects_are_not_read() {
     let web = sessionize(&processed, WEB, WEB_TZ);
     let app = sessionize(&processed, APP, "UTC");
     let engine = ReportEngine::new(lake.clone()).unwrap();
-    let run = |suite: &'static str, tz: &'static str| {
+    let run_for = |company: &'static str, suite: &'static str, tz: &'static str| {
         let engine = engine.clone();
         async move {
             let req = ReportRequest::parse(
@@ -213,18 +226,33 @@ async fn other_suites_and_uncommitted_objects_are_not_read() {
                 None,
             )
             .unwrap();
-            let r = serde_json::to_value(engine.run(&req, tz).await.unwrap()).unwrap();
+            let r = serde_json::to_value(engine.run(company, &req, tz).await.unwrap()).unwrap();
             as_f64(&r["totals"]["hits"]) as usize
         }
     };
+    let run = |suite, tz| run_for(COMPANY, suite, tz);
     assert_eq!(run(WEB, WEB_TZ).await, web.len());
     assert_eq!(run(APP, "UTC").await, app.len());
+
+    // Another company's suite of the same ID: its own directory, never read
+    // for this company (and this company's never read for it).
+    let other = build_company_lake(&lake, "beta", &generate(4, 7, 1_772_798_400), 1);
+    let beta_web = sessionize(&other, WEB, WEB_TZ);
+    assert!(!beta_web.is_empty() && beta_web.len() != web.len());
+    assert_eq!(run(WEB, WEB_TZ).await, web.len());
+    assert_eq!(run_for("beta", WEB, WEB_TZ).await, beta_web.len());
+    assert_eq!(
+        run_for("gamma", WEB, WEB_TZ).await,
+        0,
+        "a company without data reads nothing"
+    );
 
     // A copy of a committed part under the name of a file that never
     // committed: a reader that globbed the directory would count it twice.
     let parts = lake
         .reader()
         .parts(
+            COMPANY,
             WEB,
             "2026-03-01".parse().unwrap(),
             "2026-03-31".parse().unwrap(),
@@ -252,7 +280,7 @@ async fn other_suites_and_uncommitted_objects_are_not_read() {
         None,
     )
     .unwrap();
-    let r = serde_json::to_value(engine.run(&req, "UTC").await.unwrap()).unwrap();
+    let r = serde_json::to_value(engine.run(COMPANY, &req, "UTC").await.unwrap()).unwrap();
     assert_eq!(r["rows"].as_array().unwrap().len(), 3);
     assert_eq!(r["totals"]["visitors"], 0);
     assert_eq!(r["rows"][0]["events:purchase"], 0);
@@ -272,7 +300,7 @@ async fn an_unknown_time_zone_is_an_invalid_request() {
         None,
     )
     .unwrap();
-    let err = engine.run(&req, "Mars/Olympus").await.unwrap_err();
+    let err = engine.run(COMPANY, &req, "Mars/Olympus").await.unwrap_err();
     assert!(
         matches!(
             err,

@@ -49,7 +49,9 @@
 //!    delete leaves an unreferenced blob that the startup sweep removes.
 //!
 //! At startup, [`recover`] runs [`bdia_lake::Lake::recover`] (finishes or
-//! removes half-published files) and returns `PROCESSING` files to
+//! removes half-published files), moves a lake of the layout without
+//! companies under its companies ([`bdia_lake::Lake::migrate_layout`], each
+//! file under the company of its record) and returns `PROCESSING` files to
 //! `UPLOADED`. A crash anywhere thus means the file is processed again from
 //! the same state, writing identical objects: nothing lost, nothing doubled.
 //!
@@ -65,7 +67,7 @@
 //! # Layout
 //!
 //! ```text
-//! DATA_DIR/lake/hits/report_suite=<rsid>/date=<YYYY-MM-DD>/part-<file_id>-<nnnn>.parquet
+//! DATA_DIR/lake/hits/company=<company_id>/report_suite=<rsid>/date=<YYYY-MM-DD>/part-<file_id>-<nnnn>.parquet
 //! DATA_DIR/lake/_commits/<file_id>.json     (see bdia_lake and docs/LAKE.md)
 //! DATA_DIR/lake/_staging/<file_id>/...
 //! DATA_DIR/lake-spool/                      part files being written (unlinked temp files)
@@ -189,10 +191,12 @@ impl Processing {
     }
 }
 
-/// Startup recovery: finishes or removes half-published lake output, then
+/// Startup recovery: finishes or removes half-published lake output, moves
+/// lake output of the layout without companies under its companies, then
 /// returns `PROCESSING` files to `UPLOADED`. Run before serving.
 pub async fn recover(store: &dyn MetadataStore, lake: &Lake) -> anyhow::Result<()> {
     let r = lake.recover().await?;
+    migrate_lake_layout(store, lake).await?;
     let requeued = store.requeue_processing().await?;
     if !r.rolled_forward.is_empty() || !r.discarded.is_empty() || requeued > 0 {
         tracing::info!(
@@ -200,6 +204,37 @@ pub async fn recover(store: &dyn MetadataStore, lake: &Lake) -> anyhow::Result<(
             discarded = r.discarded.len(),
             requeued,
             "recovered processing"
+        );
+    }
+    Ok(())
+}
+
+/// Moves the files of a lake written before companies were part of its
+/// layout under the company of each file's record (the company whose
+/// suites the file was written to). A file no record names is left where
+/// it is, unread, and logged.
+async fn migrate_lake_layout(store: &dyn MetadataStore, lake: &Lake) -> anyhow::Result<()> {
+    let legacy = lake.legacy_files().await?;
+    if legacy.is_empty() {
+        return Ok(());
+    }
+    let mut owners = HashMap::with_capacity(legacy.len());
+    for file_id in legacy {
+        if let Some(company) = store.file_company(&file_id).await? {
+            owners.insert(file_id, company);
+        }
+    }
+    let m = lake.migrate_layout(&owners).await?;
+    tracing::info!(
+        moved = m.moved.len(),
+        swept = m.swept,
+        "moved lake files under their companies (hits/company=<id>/...)"
+    );
+    if !m.unowned.is_empty() {
+        tracing::warn!(
+            files = m.unowned.len(),
+            first = %m.unowned[0],
+            "lake files of no known company left in the old layout; reports do not read them"
         );
     }
     Ok(())

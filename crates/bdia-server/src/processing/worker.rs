@@ -277,7 +277,7 @@ async fn read_and_enrich(
     } = loaded;
     let writer = shared
         .lake
-        .begin(&rec.file_id, zones)
+        .begin(&rec.company_id, &rec.file_id, zones)
         .map_err(Failure::lake)?;
     let limits = Limits {
         max_compressed: shared.limits.max_compressed_bytes,

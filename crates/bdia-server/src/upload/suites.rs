@@ -1,9 +1,17 @@
 //! Report-suite rules of an upload or validation: which suites a caller's
 //! rows may name, and the suites an upload creates for its company.
 //!
+//! Report suite IDs are per company: a row may name a suite its company
+//! has, or one the upload may create for it (auto-creation on, at most
+//! `max_new_report_suites_per_upload` new ones per file). Only the caller's
+//! company's suites are ever looked at, so no answer (validate, upload,
+//! reject report) depends on what other companies have: a name another
+//! company uses is answered exactly like a name nobody uses.
+//!
 //! Invariants: each distinct suite name is looked up at most once per file
-//! (cached), at most [`MAX_SUITE_LOOKUPS`] names are looked up, and at most
-//! `max_new_report_suites_per_upload` suites are created per file.
+//! (cached), at most [`MAX_SUITE_LOOKUPS`] names are looked up, only valid
+//! report-suite IDs ([`ReportSuiteId`]) are looked up or created, and at
+//! most `max_new_report_suites_per_upload` suites are created per file.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -81,7 +89,7 @@ pub(super) async fn row_rules(
                 c.new_suites += 1;
                 true
             }
-            Ok(SuiteClaim::Unknown | SuiteClaim::OtherCompany) => false,
+            Ok(SuiteClaim::Unknown) => false,
             Err(e) => {
                 tracing::error!(error = %e, "report suite lookup failed");
                 false

@@ -43,45 +43,66 @@ async fn tenants_never_see_each_other() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn report_suites_are_owned_and_auto_created() {
+async fn report_suites_are_per_company_and_auto_created() {
     let s = start().await;
     let acme = Api::default_client(&s).await;
     let store = &s.state.store;
-    tenancy::create_report_suite(
-        &**store,
-        &s.credentials.company,
-        "acme.prod",
-        "Europe/Paris",
-    )
-    .await
-    .unwrap();
+    let company = s.credentials.company.clone();
+    tenancy::create_report_suite(&**store, &company, "acme.prod", "Europe/Paris")
+        .await
+        .unwrap();
     let beta = second_company(&s, "beta", CompanySettings::default()).await;
 
-    // Rows naming another company's suite are invalid rows.
+    // A suite ID another company has is, for this one, a suite it does not
+    // have yet: valid rows, and the upload creates its own.
+    let (st, _) = beta.validate(small_file(1, "acme.prod")).await;
+    assert_eq!(st, 200);
     let (st, v) = beta.upload(small_file(4, "acme.prod"), "g").await;
     assert_eq!(st, 200);
     assert_eq!(v["status_code"], "UPLOADED");
-    assert_eq!(v["invalid_rows"], 4, "{v}");
-    let (st, _) = beta.validate(small_file(1, "acme.prod")).await;
-    assert_eq!(st, 400);
+    assert_eq!(v["invalid_rows"], 0, "{v}");
+    let theirs = store
+        .get_report_suite("beta", "acme.prod")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(theirs.time_zone, "UTC");
+    let mine = store
+        .get_report_suite(&company, "acme.prod")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        mine.time_zone, "Europe/Paris",
+        "the first company's is untouched"
+    );
 
     // An unknown suite is created for the caller on first upload.
     let (_, v) = beta.upload(small_file(3, "beta.new"), "g").await;
     assert_eq!(v["invalid_rows"], 0);
-    let rs = store.get_report_suite("beta.new").await.unwrap().unwrap();
+    let rs = store
+        .get_report_suite("beta", "beta.new")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         (rs.company_id.as_str(), rs.time_zone.as_str()),
         ("beta", "UTC")
     );
-    // ... and is then refused to others.
+    // ... and by another company, for that company.
     let (_, v) = acme.upload(small_file(3, "beta.new"), "g").await;
-    assert_eq!(v["invalid_rows"], 3);
+    assert_eq!(v["invalid_rows"], 0);
+    assert!(store
+        .get_report_suite(&company, "beta.new")
+        .await
+        .unwrap()
+        .is_some());
 
     // Validate never creates suites.
     let (st, _) = acme.validate(small_file(1, "acme.unseen")).await;
     assert_eq!(st, 200);
     assert!(store
-        .get_report_suite("acme.unseen")
+        .get_report_suite(&company, "acme.unseen")
         .await
         .unwrap()
         .is_none());
@@ -113,7 +134,7 @@ async fn report_suites_are_owned_and_auto_created() {
     let (_, v) = strict.upload(small_file(2, "strict.new"), "g").await;
     assert_eq!(v["invalid_rows"], 2);
     assert!(store
-        .get_report_suite("strict.new")
+        .get_report_suite("strict", "strict.new")
         .await
         .unwrap()
         .is_none());
@@ -130,6 +151,11 @@ async fn report_suite_ids_follow_one_rule_in_admin_and_validation() {
         format!("{err:#}").contains("'@' at position 5 is not allowed"),
         "{err:#}"
     );
+    // A time zone must be one processing can use.
+    let err = tenancy::create_report_suite(&*s.state.store, &company, "acme.prod", "Mars/Olympus")
+        .await
+        .unwrap_err();
+    assert!(format!("{err:#}").contains("Mars/Olympus"), "{err:#}");
     // Validation names the kind and creates nothing.
     let api = Api::default_client(&s).await;
     let (st, v) = api.validate(small_file(2, "acme@prod")).await;

@@ -10,7 +10,9 @@
 //! processes, e.g. `bdia admin` next to a running server):
 //! - `files_key`: one non-`REJECTED` record per (company, idempotency key);
 //! - `files_group_seq`: one record per (company, visitor group, group_seq);
-//! - report suite ids and client ids are unique across companies.
+//! - client ids are unique across companies; report suite ids are unique
+//!   per company (the key of `report_suites` is (company, rsid)), so two
+//!   companies may use the same rsid without seeing each other's.
 //!
 //! `visitor_states` holds one row per (company, report suite, visitor key),
 //! a `WITHOUT ROWID` table clustered on that key: tens of millions of
@@ -338,9 +340,13 @@ impl MetadataStore for SqliteStore {
             .await
     }
 
-    async fn get_report_suite(&self, rsid: &str) -> StoreResult<Option<ReportSuite>> {
-        let rsid = rsid.to_string();
-        self.with(move |conn| tenants::get_report_suite(conn, &rsid))
+    async fn get_report_suite(
+        &self,
+        company_id: &str,
+        rsid: &str,
+    ) -> StoreResult<Option<ReportSuite>> {
+        let (company_id, rsid) = (company_id.to_string(), rsid.to_string());
+        self.with(move |conn| tenants::get_report_suite(conn, &company_id, &rsid))
             .await
     }
 
@@ -423,6 +429,12 @@ impl MetadataStore for SqliteStore {
             Ok(files::by_id(conn, &file_id)?.filter(|f| f.company_id == company_id))
         })
         .await
+    }
+
+    async fn file_company(&self, file_id: &str) -> StoreResult<Option<String>> {
+        let file_id = file_id.to_string();
+        self.with(move |conn| Ok(files::by_id(conn, &file_id)?.map(|f| f.company_id)))
+            .await
     }
 
     async fn find_by_key(&self, company_id: &str, key: &str) -> StoreResult<Option<FileRecord>> {

@@ -40,7 +40,8 @@ use crate::{StoreError, StoreResult};
 /// processes):
 /// - `files_key`: one non-`REJECTED` record per (company, idempotency key);
 /// - `files_group_seq`: one record per (company, visitor group, group_seq);
-/// - report suite ids and client ids are unique across companies.
+/// - report suite ids and client ids are unique across companies (report
+///   suites are per company from version 2 on).
 const V1: &str = r#"
 CREATE TABLE IF NOT EXISTS companies (
     id TEXT PRIMARY KEY,
@@ -128,9 +129,29 @@ CREATE TABLE jwt_assertions (
 CREATE INDEX jwt_assertions_keep_until ON jwt_assertions(keep_until);
 "#;
 
+/// Version 3: report suites belong to their company. The key of
+/// `report_suites` becomes (company, rsid), so two companies may each have
+/// a suite of the same ID and neither can see, claim or block the other's.
+/// Every existing suite stays with the company that owned it (the rows are
+/// copied as they are; before this version an rsid had one owner, so the new
+/// key holds). `visitor_states` is already keyed by company.
+const V3_SUITES_PER_COMPANY: &str = r#"
+CREATE TABLE report_suites_v2 (
+    company_id TEXT NOT NULL REFERENCES companies(id),
+    rsid TEXT NOT NULL,
+    time_zone TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    PRIMARY KEY (company_id, rsid)
+) WITHOUT ROWID;
+INSERT INTO report_suites_v2 (company_id, rsid, time_zone, created)
+    SELECT company_id, rsid, time_zone, created FROM report_suites;
+DROP TABLE report_suites;
+ALTER TABLE report_suites_v2 RENAME TO report_suites;
+"#;
+
 /// The migrations, in order: entry `i` takes a database from version `i` to
 /// version `i + 1`. Append only.
-const MIGRATIONS: &[&str] = &[V1, V2_TOKEN_REVOCATION];
+const MIGRATIONS: &[&str] = &[V1, V2_TOKEN_REVOCATION, V3_SUITES_PER_COMPANY];
 
 /// The schema version this build writes and the highest one it opens.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

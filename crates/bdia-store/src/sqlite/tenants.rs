@@ -1,11 +1,14 @@
 //! Tenants: companies (with their settings as JSON), report suites and API
 //! clients.
 //!
-//! A report suite id and a client id are unique across companies (primary
-//! keys); a report suite or a client is created only for an existing
-//! company. [`claim_report_suite`] decides ownership and creation in one
-//! `IMMEDIATE` transaction, so two companies racing for a new rsid get one
-//! `Created` and one `OtherCompany`.
+//! A client id is unique across companies; a report suite id is unique
+//! within its company (the key is (company, rsid)): every query on
+//! `report_suites` names the company, so nothing a company does or asks
+//! about its suites depends on another company's. A report suite or a
+//! client is created only for an existing company. [`claim_report_suite`]
+//! decides existence and creation in one `IMMEDIATE` transaction, so two
+//! uploads of one company racing for a new rsid get one `Created` and one
+//! `Owned`.
 
 use rusqlite::{params, Connection, Row};
 
@@ -16,7 +19,7 @@ use crate::{
 
 const COMPANY_COLUMNS: &str = "id, salt, settings, created";
 
-const SUITE_COLUMNS: &str = "rsid, company_id, time_zone, created";
+const SUITE_COLUMNS: &str = "company_id, rsid, time_zone, created";
 
 const CLIENT_COLUMNS: &str = "client_id, company_id, secret_hash, technical_account, \
      public_key_pem, disabled, created, token_generation";
@@ -156,7 +159,7 @@ pub(super) fn create_report_suite(
     let created = now();
     match conn.execute(
         &format!("INSERT INTO report_suites ({SUITE_COLUMNS}) VALUES (?1, ?2, ?3, ?4)"),
-        params![rsid, company_id, time_zone, created],
+        params![company_id, rsid, time_zone, created],
     ) {
         Ok(_) => Ok(ReportSuite {
             rsid,
@@ -164,19 +167,23 @@ pub(super) fn create_report_suite(
             time_zone,
             created,
         }),
-        Err(e) if is_unique_violation(&e) => {
-            Err(StoreError::Conflict(format!("report suite '{rsid}'")))
-        }
+        Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
+            "report suite '{rsid}' of company '{company_id}'"
+        ))),
         Err(e) => Err(db("insert a report suite")(e)),
     }
 }
 
-pub(super) fn get_report_suite(conn: &Connection, rsid: &str) -> StoreResult<Option<ReportSuite>> {
+pub(super) fn get_report_suite(
+    conn: &Connection,
+    company_id: &str,
+    rsid: &str,
+) -> StoreResult<Option<ReportSuite>> {
     query_opt(
         conn,
         "read a report suite",
-        &format!("SELECT {SUITE_COLUMNS} FROM report_suites WHERE rsid = ?1"),
-        [rsid],
+        &format!("SELECT {SUITE_COLUMNS} FROM report_suites WHERE company_id = ?1 AND rsid = ?2"),
+        [company_id, rsid],
         suite_from_row,
     )
 }
@@ -190,7 +197,7 @@ pub(super) fn list_report_suites(
         "list report suites",
         &format!(
             "SELECT {SUITE_COLUMNS} FROM report_suites \
-             WHERE ?1 IS NULL OR company_id = ?1 ORDER BY rsid"
+             WHERE ?1 IS NULL OR company_id = ?1 ORDER BY company_id, rsid"
         ),
         [company_id],
         suite_from_row,
@@ -204,26 +211,18 @@ pub(super) fn claim_report_suite(
     create: bool,
 ) -> StoreResult<SuiteClaim> {
     let tx = write_tx(conn, "begin a report suite claim")?;
-    let owner: Option<String> = query_opt(
-        &tx,
-        "read a report suite's owner",
-        "SELECT company_id FROM report_suites WHERE rsid = ?1",
-        [rsid],
-        |r| r.get("company_id"),
-    )?;
-    let claim = match owner {
-        Some(o) if o == company_id => SuiteClaim::Owned,
-        Some(_) => SuiteClaim::OtherCompany,
-        None if !create => SuiteClaim::Unknown,
-        None => {
-            exec(
-                &tx,
-                "create a claimed report suite",
-                &format!("INSERT INTO report_suites ({SUITE_COLUMNS}) VALUES (?1, ?2, 'UTC', ?3)"),
-                params![rsid, company_id, now()],
-            )?;
-            SuiteClaim::Created
-        }
+    let claim = if get_report_suite(&tx, company_id, rsid)?.is_some() {
+        SuiteClaim::Owned
+    } else if !create {
+        SuiteClaim::Unknown
+    } else {
+        exec(
+            &tx,
+            "create a claimed report suite",
+            &format!("INSERT INTO report_suites ({SUITE_COLUMNS}) VALUES (?1, ?2, 'UTC', ?3)"),
+            params![company_id, rsid, now()],
+        )?;
+        SuiteClaim::Created
     };
     commit(tx, "commit a report suite claim")?;
     Ok(claim)

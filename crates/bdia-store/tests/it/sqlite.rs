@@ -112,6 +112,15 @@ CREATE TABLE IF NOT EXISTS visitor_states (
 ) WITHOUT ROWID;
 "#;
 
+/// `dir/meta.sqlite` with the pre-versioning schema and `rows` run on it.
+fn old_database(dir: &std::path::Path, rows: &str) -> std::path::PathBuf {
+    let path = dir.join("meta.sqlite");
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(UNVERSIONED_SCHEMA).unwrap();
+    conn.execute_batch(rows).unwrap();
+    path
+}
+
 fn user_version(path: &std::path::Path) -> i64 {
     rusqlite::Connection::open(path)
         .unwrap()
@@ -120,14 +129,11 @@ fn user_version(path: &std::path::Path) -> i64 {
 }
 
 #[tokio::test]
-async fn an_unversioned_database_opens_with_its_data_and_is_stamped_version_1() {
+async fn an_unversioned_database_opens_with_its_data_and_is_brought_to_the_current_version() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("meta.sqlite");
-    {
-        let conn = rusqlite::Connection::open(&path).unwrap();
-        conn.execute_batch(UNVERSIONED_SCHEMA).unwrap();
-        conn.execute_batch(
-            r#"
+    let path = old_database(
+        dir.path(),
+        r#"
             INSERT INTO companies VALUES ('acme', 'ab',
                 '{"seed_customer_id_type":null,"rows_per_second":500,"upload_rate_limit":{"mode":"off"},"auto_create_report_suites":false}',
                 1700000000);
@@ -146,9 +152,7 @@ async fn an_unversioned_database_opens_with_its_data_and_is_stamped_version_1() 
             INSERT INTO visitor_states VALUES ('acme', 'acme.prod', 'v1', 1700000005, 2,
                 1700000004, 3);
             "#,
-        )
-        .unwrap();
-    }
+    );
     assert_eq!(user_version(&path), 0);
 
     let s = SqliteStore::open(&path).unwrap();
@@ -159,7 +163,11 @@ async fn an_unversioned_database_opens_with_its_data_and_is_stamped_version_1() 
     assert_eq!(company.settings.rows_per_second, Some(500));
     assert_eq!(company.settings.upload_rate_limit, RateLimitSetting::Off);
     assert!(!company.settings.auto_create_report_suites);
-    let suite = s.get_report_suite("acme.prod").await.unwrap().unwrap();
+    let suite = s
+        .get_report_suite("acme", "acme.prod")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(suite.time_zone, "Europe/Paris");
     let client = s.get_client("cli").await.unwrap().unwrap();
     assert!(client.disabled);
@@ -200,6 +208,49 @@ async fn an_unversioned_database_opens_with_its_data_and_is_stamped_version_1() 
     let s = SqliteStore::open(&path).unwrap();
     assert_eq!(user_version(&path), SCHEMA_VERSION);
     assert_eq!(s.list_companies().await.unwrap().len(), 1);
+}
+
+/// Version 2 makes report suites per company: the suites of a version-1
+/// database stay with the company that owned them, and an rsid one company
+/// has no longer stops another from having its own.
+#[tokio::test]
+async fn report_suites_of_a_version_1_database_stay_with_their_company() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = old_database(
+        dir.path(),
+        r#"
+            INSERT INTO companies VALUES ('acme', 'ab', '{"seed_customer_id_type":null,"rows_per_second":null,"upload_rate_limit":{"mode":"default"},"auto_create_report_suites":true}', 1);
+            INSERT INTO companies VALUES ('beta', 'cd', '{"seed_customer_id_type":null,"rows_per_second":null,"upload_rate_limit":{"mode":"default"},"auto_create_report_suites":true}', 2);
+            INSERT INTO report_suites VALUES ('acme.prod', 'acme', 'Europe/Paris', 10);
+            INSERT INTO report_suites VALUES ('brand', 'beta', 'Asia/Tokyo', 11);
+            PRAGMA user_version = 1;
+            "#,
+    );
+    let s = SqliteStore::open(&path).unwrap();
+    assert_eq!(user_version(&path), SCHEMA_VERSION);
+    let all: Vec<(String, String, String, i64)> = s
+        .list_report_suites(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.company_id, r.rsid, r.time_zone, r.created))
+        .collect();
+    assert_eq!(
+        all,
+        [
+            ("acme".into(), "acme.prod".into(), "Europe/Paris".into(), 10),
+            ("beta".into(), "brand".into(), "Asia/Tokyo".into(), 11),
+        ]
+    );
+    assert!(s.get_report_suite("acme", "brand").await.unwrap().is_none());
+    let mine = s.create_report_suite("acme", "brand", "UTC").await.unwrap();
+    assert_eq!(mine.company_id, "acme");
+    let theirs = s.get_report_suite("beta", "brand").await.unwrap().unwrap();
+    assert_eq!(theirs.time_zone, "Asia/Tokyo");
+    assert!(matches!(
+        s.create_report_suite("beta", "brand", "UTC").await,
+        Err(StoreError::Conflict(_))
+    ));
 }
 
 #[tokio::test]
