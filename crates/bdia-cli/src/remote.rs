@@ -9,6 +9,7 @@
 //! url = "http://127.0.0.1:8080"
 //! client_id = "..."
 //! client_secret = "..."
+//! ca_cert = "/etc/bdia/ca.pem"   # optional: trust this authority for https://
 //! ```
 //!
 //! and, last, `./bdia-data/credentials.json` as written by `bdia serve` on
@@ -46,6 +47,10 @@ pub struct ServerArgs {
     /// Seconds before a single request gives up.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
+    /// PEM certificate(s) of an authority to trust for https:// URLs, in
+    /// addition to the system's (a private CA or a self-signed server).
+    #[arg(long, env = "BDIA_CA_CERT", value_name = "PEM")]
+    ca_cert: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Default)]
@@ -61,6 +66,7 @@ struct Profile {
     url: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
+    ca_cert: Option<PathBuf>,
 }
 
 #[derive(Deserialize)]
@@ -70,7 +76,8 @@ struct ServerCredentials {
 }
 
 impl ServerArgs {
-    fn credentials(&self, url: Option<&str>) -> anyhow::Result<Credentials> {
+    /// The credentials, and the CA certificate to trust (flag, else profile).
+    fn credentials(&self, url: Option<&str>) -> anyhow::Result<(Credentials, Option<PathBuf>)> {
         let config_path = self.client_config.clone().or_else(|| {
             std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config/bdia/client.toml"))
         });
@@ -97,7 +104,8 @@ impl ServerArgs {
                 client_secret = Some(c.client_secret);
             }
         }
-        Ok(Credentials {
+        let ca_cert = self.ca_cert.clone().or(profile.ca_cert);
+        let creds = Credentials {
             url: url
                 .map(str::to_string)
                 .or(profile.url)
@@ -107,14 +115,17 @@ impl ServerArgs {
             client_secret: client_secret.context(
                 "no client secret: pass --client-secret, set BDIA_CLIENT_SECRET, or add a profile",
             )?,
-        })
+        };
+        Ok((creds, ca_cert))
     }
 
     /// A client for the server at `url` (else the profile's, else the default).
     pub fn client(&self, url: Option<&str>) -> anyhow::Result<Client> {
-        Ok(Client::new(
-            self.credentials(url)?,
+        let (creds, ca_cert) = self.credentials(url)?;
+        Ok(Client::with_ca_cert(
+            creds,
             Duration::from_secs(self.timeout),
+            ca_cert.as_deref(),
         )?)
     }
 }

@@ -20,6 +20,12 @@ pub struct Args {
     /// flags override both).
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Serve HTTPS with this PEM certificate chain (with --tls-key).
+    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Loads the configuration: defaults, file, environment, flags.
@@ -45,7 +51,11 @@ pub fn load_config(
 
 /// Runs the server until SIGTERM or ctrl-c.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = load_config(args.config.as_ref(), args.data_dir, args.listen)?;
+    let mut config = load_config(args.config.as_ref(), args.data_dir, args.listen)?;
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        config.tls_cert = Some(cert);
+        config.tls_key = Some(key);
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -62,7 +72,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     runtime.block_on(async move {
         let data_dir = config.data_dir.clone();
         let server = Server::bind(config).await?;
-        let base = format!("http://{}", server.local_addr());
+        let scheme = if server.is_tls() { "https" } else { "http" };
+        let base = format!("{scheme}://{}", server.local_addr());
         if let Some(creds) = server.first_start_credentials() {
             // The secret stays in the file: this output ends up in logs.
             let file = data_dir.join("credentials.json");

@@ -8,6 +8,7 @@
 //! The answers are the server's own types ([`bdia_wire`]): a body missing
 //! a required field, or with an unknown status, is a [`ClientError::Decode`].
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub use bdia_wire::{
@@ -47,6 +48,10 @@ pub enum ClientError {
     /// An answer that is not the expected JSON.
     #[error("unexpected answer: {0}")]
     Decode(String),
+    /// The server's certificate is not trusted (or a CA certificate could
+    /// not be read): nothing was sent, and trying again will not help.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl ClientError {
@@ -55,7 +60,7 @@ impl ClientError {
         match self {
             ClientError::Http { status, .. } => *status == 429 || *status >= 500,
             ClientError::Network(_) => true,
-            ClientError::Decode(_) => false,
+            ClientError::Decode(_) | ClientError::Tls(_) => false,
         }
     }
 
@@ -66,6 +71,7 @@ impl ClientError {
             ClientError::Http { status, .. } => *status >= 500,
             ClientError::Network(_) => true,
             ClientError::Decode(_) => true,
+            ClientError::Tls(_) => false,
         }
     }
 }
@@ -77,18 +83,69 @@ pub struct Client {
     token: Mutex<Option<(String, Instant)>>,
 }
 
+/// A failed request, with every cause (`error sending request for url
+/// (...): client error (Connect): invalid peer certificate: UnknownIssuer`);
+/// an untrusted server certificate is a [`ClientError::Tls`].
 fn network(e: reqwest::Error) -> ClientError {
-    ClientError::Network(e.to_string())
+    let mut text = e.to_string();
+    let mut untrusted = false;
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        let cause = s.to_string();
+        if !text.ends_with(&cause) {
+            text = format!("{text}: {cause}");
+        }
+        // rustls errors reach here inside an io::Error.
+        let tls = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|inner| inner.downcast_ref::<tokio_rustls::rustls::Error>());
+        if let Some(tokio_rustls::rustls::Error::InvalidCertificate(_)) = tls {
+            untrusted = true;
+        }
+        source = s.source();
+    }
+    if untrusted {
+        ClientError::Tls(format!(
+            "{text} (the server's certificate is not signed by a trusted authority: \
+             give the authority's PEM certificate with --ca-cert or BDIA_CA_CERT)"
+        ))
+    } else {
+        ClientError::Network(text)
+    }
 }
 
 impl Client {
-    /// A client for `creds`; `timeout` bounds each request.
+    /// A client for `creds`; `timeout` bounds each request. HTTPS servers
+    /// are trusted when the system's root certificates vouch for them.
     pub fn new(creds: Credentials, timeout: Duration) -> Result<Client, ClientError> {
-        let http = reqwest::Client::builder()
+        Client::with_ca_cert(creds, timeout, None)
+    }
+
+    /// [`Client::new`], also trusting the certificates of the PEM file
+    /// `ca_cert` (a private authority or a self-signed server).
+    pub fn with_ca_cert(
+        creds: Credentials,
+        timeout: Duration,
+        ca_cert: Option<&Path>,
+    ) -> Result<Client, ClientError> {
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
             .timeout(timeout)
-            .connect_timeout(Duration::from_secs(10))
-            .build()
-            .map_err(network)?;
+            .connect_timeout(Duration::from_secs(10));
+        if let Some(path) = ca_cert {
+            let unreadable =
+                |e: &dyn std::fmt::Display| ClientError::Tls(format!("{}: {e}", path.display()));
+            let pem = std::fs::read(path).map_err(|e| unreadable(&e))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| unreadable(&e))?;
+            if certs.is_empty() {
+                return Err(unreadable(&"no PEM certificate in the file"));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().map_err(network)?;
         let mut creds = creds;
         creds.url = creds.url.trim_end_matches('/').to_string();
         Ok(Client {

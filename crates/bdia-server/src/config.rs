@@ -38,6 +38,33 @@ pub struct Config {
     /// (`BDIA_METRICS_TOKEN`, 16 to 1024 visible ASCII characters); unset:
     /// `/metrics` is not served on the main listener (404).
     pub metrics_token: Option<MetricsToken>,
+    /// An upload body (upload or validate) must be received whole within
+    /// this many seconds of its first byte being asked for, else it is
+    /// dropped like a disconnect and answered 408
+    /// (`BDIA_UPLOAD_DEADLINE_SECS`).
+    pub upload_deadline_secs: u64,
+    /// Past the first `upload_rate_grace_secs` of waiting for the client,
+    /// an upload body must arrive at this many bytes per second on average
+    /// (counting only time spent waiting for the client), else it is
+    /// dropped and answered 408; 0 turns the check off
+    /// (`BDIA_UPLOAD_MIN_BYTES_PER_SEC`).
+    pub upload_min_bytes_per_sec: u64,
+    /// Seconds of waiting allowed before `upload_min_bytes_per_sec` applies
+    /// (`BDIA_UPLOAD_RATE_GRACE_SECS`).
+    pub upload_rate_grace_secs: u64,
+    /// Seconds a connection has to complete its TLS handshake and to send
+    /// a request's headers, and the longest an idle keep-alive connection
+    /// is kept (`BDIA_HEADER_READ_TIMEOUT_SECS`).
+    pub header_read_timeout_secs: u64,
+    /// Connections served at once (`BDIA_MAX_CONNECTIONS`); further ones
+    /// wait in the listen backlog. Unset: derived from the descriptor
+    /// limit (`crate::net::connection_budget`, docs/OPERATIONS.md).
+    pub max_connections: Option<u32>,
+    /// PEM certificate chain: serve HTTPS (`BDIA_TLS_CERT`, with
+    /// `tls_key`).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert` (`BDIA_TLS_KEY`).
+    pub tls_key: Option<PathBuf>,
     /// The processing stage.
     pub processing: ProcessingConfig,
     /// Report limits.
@@ -207,6 +234,13 @@ impl Default for Config {
             upload_idle_timeout_secs: 60,
             metrics_listen: None,
             metrics_token: None,
+            upload_deadline_secs: 3_600,
+            upload_min_bytes_per_sec: 1_024,
+            upload_rate_grace_secs: 30,
+            header_read_timeout_secs: 20,
+            max_connections: None,
+            tls_cert: None,
+            tls_key: None,
             processing: ProcessingConfig::default(),
             reports: ReportsConfig::default(),
         }
@@ -342,6 +376,17 @@ impl Config {
                 "BDIA_UPLOAD_IDLE_TIMEOUT_SECS" => {
                     self.upload_idle_timeout_secs = parse_env(&k, &v)?
                 }
+                "BDIA_UPLOAD_DEADLINE_SECS" => self.upload_deadline_secs = parse_env(&k, &v)?,
+                "BDIA_UPLOAD_MIN_BYTES_PER_SEC" => {
+                    self.upload_min_bytes_per_sec = parse_env(&k, &v)?
+                }
+                "BDIA_UPLOAD_RATE_GRACE_SECS" => self.upload_rate_grace_secs = parse_env(&k, &v)?,
+                "BDIA_HEADER_READ_TIMEOUT_SECS" => {
+                    self.header_read_timeout_secs = parse_env(&k, &v)?
+                }
+                "BDIA_MAX_CONNECTIONS" => self.max_connections = Some(parse_env(&k, &v)?),
+                "BDIA_TLS_CERT" => self.tls_cert = Some(PathBuf::from(v)),
+                "BDIA_TLS_KEY" => self.tls_key = Some(PathBuf::from(v)),
                 "BDIA_PROCESSING_ENABLED" => self.processing.enabled = parse_env(&k, &v)?,
                 "BDIA_PROCESSING_WORKERS" => self.processing.workers = parse_env(&k, &v)?,
                 "BDIA_PROCESSING_POLL_MS" => self.processing.poll_interval_ms = parse_env(&k, &v)?,
@@ -400,6 +445,22 @@ impl Config {
         if self.upload_idle_timeout_secs == 0 {
             return Err(ConfigError(
                 "upload_idle_timeout_secs = 0: must be > 0".into(),
+            ));
+        }
+        for (key, value) in [
+            ("upload_deadline_secs", self.upload_deadline_secs),
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+        ] {
+            if value == 0 {
+                return Err(ConfigError(format!("{key} = 0: must be > 0")));
+            }
+        }
+        if self.max_connections == Some(0) {
+            return Err(ConfigError("max_connections = 0: must be > 0".into()));
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError(
+                "tls_cert and tls_key: give both (HTTPS) or neither (HTTP)".into(),
             ));
         }
         if self.processing.workers == 0 || self.processing.workers > 256 {
@@ -496,6 +557,37 @@ mod tests {
             .apply_vars([("BDIA_LISTEN".to_string(), "x".to_string())])
             .unwrap_err();
         assert!(err.to_string().contains("BDIA_LISTEN"));
+        c.apply_vars([
+            ("BDIA_MAX_CONNECTIONS".to_string(), "50".to_string()),
+            ("BDIA_HEADER_READ_TIMEOUT_SECS".to_string(), "3".to_string()),
+            ("BDIA_UPLOAD_DEADLINE_SECS".to_string(), "10".to_string()),
+            ("BDIA_UPLOAD_MIN_BYTES_PER_SEC".to_string(), "0".to_string()),
+            ("BDIA_UPLOAD_RATE_GRACE_SECS".to_string(), "5".to_string()),
+            ("BDIA_TLS_CERT".to_string(), "/c.pem".to_string()),
+        ])
+        .unwrap();
+        assert_eq!(c.max_connections, Some(50));
+        assert_eq!(c.header_read_timeout_secs, 3);
+        assert_eq!(
+            (
+                c.upload_deadline_secs,
+                c.upload_min_bytes_per_sec,
+                c.upload_rate_grace_secs
+            ),
+            (10, 0, 5)
+        );
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("tls_key"), "{e}");
+        c.tls_key = Some(PathBuf::from("/k.pem"));
+        c.validate().unwrap();
+        for bad in [
+            "max_connections = 0",
+            "header_read_timeout_secs = 0",
+            "upload_deadline_secs = 0",
+        ] {
+            let e = Config::from_toml(bad).unwrap().validate().unwrap_err();
+            assert!(e.to_string().contains(bad), "{e}");
+        }
         c.auth.token_ttl_secs = 0;
         assert!(c
             .validate()

@@ -30,6 +30,9 @@ pub enum ApiError {
     /// 405: known path, other method.
     #[error("Method not allowed")]
     MethodNotAllowed,
+    /// 408: a body not received within the upload deadline or minimum rate.
+    #[error("{0}")]
+    RequestTimeout(String),
     /// 413: over the size limits.
     #[error("{0}")]
     PayloadTooLarge(String),
@@ -72,6 +75,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Busy {
@@ -94,6 +98,7 @@ impl ApiError {
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::PayloadTooLarge(_) => "payload_too_large",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::Busy { .. } => "busy",

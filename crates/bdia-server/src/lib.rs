@@ -5,7 +5,9 @@
 //!   creates the default company and client on first start, and binds.
 //! - [`Server::run`] serves until the shutdown future resolves, then waits
 //!   (up to `shutdown_grace_secs`) for in-flight uploads: each either
-//!   commits or leaves nothing.
+//!   commits or leaves nothing. Connections are accepted by [`net`]: a
+//!   header-read timeout, a connection limit fitted to the descriptor
+//!   limit, and HTTPS when `tls_cert` and `tls_key` are set.
 //! - [`router`] builds the axum router over an [`state::AppState`], so more
 //!   routes can be merged in.
 //! - `testing::TestServer` (with the `testsuite` feature, for tests only)
@@ -39,6 +41,7 @@ pub mod handlers;
 pub mod limiter;
 pub mod metrics;
 pub mod metrics_listener;
+pub mod net;
 pub mod openapi;
 pub mod processing;
 pub mod reports;
@@ -58,7 +61,6 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
 pub use config::Config;
@@ -163,7 +165,7 @@ pub struct Server {
     state: AppState,
     /// Held while serving: one server per data dir.
     _lock: std::fs::File,
-    listener: TcpListener,
+    listening: net::Listening,
     addr: SocketAddr,
     first_start: Option<Credentials>,
 }
@@ -181,6 +183,7 @@ impl Server {
     /// first start, and binds `config.listen`.
     pub async fn bind(config: Config) -> anyhow::Result<Server> {
         config.validate()?;
+        let max_connections = net::connection_budget(config.max_connections)?;
         let data = tenancy::open_data_dir(&config.data_dir).await?;
         let lock = tenancy::lock_data_dir(&config.data_dir)?;
         let cleared = data.blobs.clear_staging()?;
@@ -198,10 +201,8 @@ impl Server {
         )
         .context("report engine")?;
         let first_start = tenancy::ensure_default_tenant(&*data.store, &config.data_dir).await?;
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("binding {}", config.listen))?;
-        let addr = listener.local_addr()?;
+        let listening = net::Listening::bind(&config, max_connections).await?;
+        let addr = listening.listener.local_addr()?;
         let auth_failures = Arc::new(auth_throttle::FailureThrottle::new(&config.auth));
         let state = AppState {
             tokens: auth::TokenIssuer::new(&data.server_key, config.auth.token_ttl_secs)?,
@@ -234,7 +235,7 @@ impl Server {
         Ok(Server {
             state,
             _lock: lock,
-            listener,
+            listening,
             addr,
             first_start,
         })
@@ -243,6 +244,11 @@ impl Server {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// True when serving HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.listening.tls.is_some()
     }
 
     /// The state the router runs over.
@@ -294,9 +300,9 @@ impl Server {
                 stop_processing.clone(),
             ))
         });
-        tracing::info!(addr = %self.addr, "serving");
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
+        tracing::info!(addr = %self.addr, tls = self.is_tls(), "serving");
+        self.listening
+            .serve(app, shutdown)
             .await
             .context("serving")?;
         stop_processing.cancel();

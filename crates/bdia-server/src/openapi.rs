@@ -140,6 +140,7 @@ pub fn document() -> Value {
                     "responses": merge(json!({
                         "200": json_ok("The file record (UPLOADED or REJECTED), or the original record for a known idempotency key", "FileRecord"),
                         "400": error_response("Missing header, missing or duplicate file part, malformed upload"),
+                        "408": error_response("The body arrived too slowly (upload_deadline_secs, upload_min_bytes_per_sec); nothing stored"),
                         "413": error_response("Over the compressed or decompressed size limit; nothing stored"),
                         "507": error_response("The server's disk is full; nothing stored (Retry-After)"),
                     }), busy_errors("Over the upload rate limit, or the company's passes in progress"))
@@ -170,6 +171,7 @@ pub fn document() -> Value {
                     "400": { "description": "Invalid rows or a file-level problem (the check's answer, with error), or a malformed request (error only)",
                              "content": { "application/json": { "schema": { "anyOf": [
                                  { "$ref": "#/components/schemas/Validation" }, { "$ref": "#/components/schemas/Error" } ] } } } },
+                    "408": error_response("The body arrived too slowly (upload_deadline_secs, upload_min_bytes_per_sec)"),
                     "413": error_response("Over the size limits")
                 }), busy_errors("Over the validate rate limit, or the company's passes in progress"))
             } },
