@@ -88,24 +88,18 @@ pub struct Client {
 /// an untrusted server certificate is a [`ClientError::Tls`].
 fn network(e: reqwest::Error) -> ClientError {
     let mut text = e.to_string();
-    let mut untrusted = false;
     let mut source = std::error::Error::source(&e);
     while let Some(s) = source {
         let cause = s.to_string();
         if !text.ends_with(&cause) {
             text = format!("{text}: {cause}");
         }
-        // rustls errors reach here inside an io::Error.
-        let tls = s
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<tokio_rustls::rustls::Error>());
-        if let Some(tokio_rustls::rustls::Error::InvalidCertificate(_)) = tls {
-            untrusted = true;
-        }
         source = s.source();
     }
-    if untrusted {
+    if matches!(
+        rustls_error(&e),
+        Some(tokio_rustls::rustls::Error::InvalidCertificate(_))
+    ) {
         ClientError::Tls(format!(
             "{text} (the server's certificate is not signed by a trusted authority: \
              give the authority's PEM certificate with --ca-cert or BDIA_CA_CERT)"
@@ -113,6 +107,25 @@ fn network(e: reqwest::Error) -> ClientError {
     } else {
         ClientError::Network(text)
     }
+}
+
+/// The rustls error among the causes of `e` (they reach here inside
+/// `io::Error`s, whose `source` skips what they wrap).
+fn rustls_error<'a>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a tokio_rustls::rustls::Error> {
+    if let Some(tls) = e.downcast_ref::<tokio_rustls::rustls::Error>() {
+        return Some(tls);
+    }
+    if let Some(inner) = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        if let Some(tls) = rustls_error(inner) {
+            return Some(tls);
+        }
+    }
+    e.source().and_then(rustls_error)
 }
 
 impl Client {
