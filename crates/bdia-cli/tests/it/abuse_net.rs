@@ -78,6 +78,7 @@ fn slow_headers_are_cut_at_the_header_read_timeout() {
     }
     let open = conns.iter().flatten().count();
     let elapsed = start.elapsed();
+    eprintln!("slow headers: {open} open after {elapsed:?} and {sent} bytes each");
     assert_eq!(open_after_first_round, 300, "closed before the timeout");
     assert!(
         healthy_while_open,
@@ -141,6 +142,11 @@ fn idle_connections_past_the_limit_keep_descriptors_bounded() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let open = conns.iter().flatten().count();
+    eprintln!(
+        "descriptors: {base_fds} at rest, peak {peak_fds}; all closed after {:?}; \
+         keep-alive closed after {ka_closed:?}",
+        start.elapsed()
+    );
     assert_eq!(
         open,
         0,
@@ -271,6 +277,7 @@ fn trickled_uploads_are_cut_off_with_408_and_nothing_stored() {
     let data = dir.path().join("deadline");
     let server = BdiaServe::start(&data, &[("BDIA_UPLOAD_DEADLINE_SECS", "6")]);
     let (answer, after) = trickle_upload(&server, &file, every);
+    eprintln!("deadline: {answer} after {after:?}");
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("not received within 6 s"), "{answer}");
     assert!(
@@ -291,6 +298,7 @@ fn trickled_uploads_are_cut_off_with_408_and_nothing_stored() {
         ],
     );
     let (answer, after) = trickle_upload(&server, &file, every);
+    eprintln!("rate: {answer} after {after:?}");
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("under 100 bytes/s"), "{answer}");
     assert!(after < Duration::from_secs(2) + MARGIN, "{after:?}");
@@ -337,7 +345,11 @@ fn wait_listening(port: u16) {
 
 /// `bdia ARGS` as the first-start client of `server`.
 fn bdia(server: &BdiaServe, args: &[&str]) -> Output {
-    let creds = server.credentials();
+    bdia_as(&server.credentials(), args)
+}
+
+/// `bdia ARGS` as the client of `creds` (a `credentials.json`).
+fn bdia_as(creds: &serde_json::Value, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_bdia"))
         .args(args)
         .env("BDIA_CLIENT_ID", creds["client_id"].as_str().unwrap())
@@ -494,23 +506,18 @@ fn serve_flags_turn_on_https() {
     let creds: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("data/credentials.json")).unwrap())
             .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_bdia"))
-        .args([
+    let url = format!("https://localhost:{port}");
+    let out = bdia_as(
+        &creds,
+        &[
             "files",
             "--json",
             "--url",
-            &format!("https://localhost:{port}"),
-        ])
-        .arg("--ca-cert")
-        .arg(&ca)
-        .env("BDIA_CLIENT_ID", creds["client_id"].as_str().unwrap())
-        .env(
-            "BDIA_CLIENT_SECRET",
-            creds["client_secret"].as_str().unwrap(),
-        )
-        .env("BDIA_CLIENT_CONFIG", "/nonexistent")
-        .output()
-        .unwrap();
+            &url,
+            "--ca-cert",
+            ca.to_str().unwrap(),
+        ],
+    );
     child.kill().unwrap();
     let output = child.wait_with_output().unwrap();
     assert!(
