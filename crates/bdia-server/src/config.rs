@@ -38,13 +38,13 @@ pub struct Config {
     /// (`BDIA_METRICS_TOKEN`, 16 to 1024 visible ASCII characters); unset:
     /// `/metrics` is not served on the main listener (404).
     pub metrics_token: Option<MetricsToken>,
-    /// An upload body (upload or validate) must be received whole within
-    /// this many seconds of its first byte being asked for, else it is
-    /// dropped like a disconnect and answered 408
-    /// (`BDIA_UPLOAD_DEADLINE_SECS`).
+    /// A request body (an upload, a validate, a token form...) must be
+    /// received whole within this many seconds of its first read, else it
+    /// is dropped like a disconnect and answered 408
+    /// (`BDIA_UPLOAD_DEADLINE_SECS`; see `crate::pace`).
     pub upload_deadline_secs: u64,
     /// Past the first `upload_rate_grace_secs` of waiting for the client,
-    /// an upload body must arrive at this many bytes per second on average
+    /// a request body must arrive at this many bytes per second on average
     /// (counting only time spent waiting for the client), else it is
     /// dropped and answered 408; 0 turns the check off
     /// (`BDIA_UPLOAD_MIN_BYTES_PER_SEC`).

@@ -43,6 +43,7 @@ pub mod metrics;
 pub mod metrics_listener;
 pub mod net;
 pub mod openapi;
+pub mod pace;
 pub mod processing;
 pub mod reports;
 pub mod state;

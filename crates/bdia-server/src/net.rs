@@ -12,6 +12,7 @@
 //!   ([`connection_budget`]): each connection may hold two descriptors (its
 //!   socket and an upload's staged file), plus [`FD_RESERVE`] for the
 //!   database, the lake and reports.
+//! - Every request body must keep its pace ([`crate::pace`]).
 //! - A failed `accept` (out of descriptors, out of memory) is logged and
 //!   retried after a pause that doubles up to one second; it never stops
 //!   the loop.
@@ -28,7 +29,6 @@ use anyhow::{bail, Context};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -36,6 +36,7 @@ use tokio_rustls::rustls;
 use tokio_rustls::TlsAcceptor;
 
 use crate::config::Config;
+use crate::pace::{self, Pace};
 
 /// Descriptors kept free of connections: database, lake, reports, logs.
 pub const FD_RESERVE: u64 = 128;
@@ -131,6 +132,8 @@ pub struct Listening {
     pub header_read_timeout: Duration,
     /// Wait for requests in flight at shutdown.
     pub grace: Duration,
+    /// The pace every request body must keep.
+    pub pace: Pace,
 }
 
 impl Listening {
@@ -150,6 +153,7 @@ impl Listening {
             max_connections,
             header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
             grace: Duration::from_secs(config.shutdown_grace_secs),
+            pace: Pace::of(config),
         })
     }
 
@@ -166,6 +170,7 @@ impl Listening {
             max_connections,
             header_read_timeout,
             grace,
+            pace,
         } = self;
         let permits = Arc::new(Semaphore::new(max_connections));
         let graceful = GracefulShutdown::new();
@@ -173,7 +178,6 @@ impl Listening {
         http.timer(TokioTimer::new())
             .header_read_timeout(header_read_timeout)
             .keep_alive(true);
-        let service = TowerToHyperService::new(app);
         let mut backoff = Duration::ZERO;
         tokio::pin!(shutdown);
         loop {
@@ -204,7 +208,8 @@ impl Listening {
             let _ = stream.set_nodelay(true);
             let conn = Conn {
                 http: http.clone(),
-                service: service.clone(),
+                app: app.clone(),
+                pace,
                 watcher: graceful.watcher(),
                 header_read_timeout,
             };
@@ -242,7 +247,8 @@ fn is_per_connection(e: &io::Error) -> bool {
 /// What one connection's task needs.
 struct Conn {
     http: hyper::server::conn::http1::Builder,
-    service: TowerToHyperService<Router>,
+    app: Router,
+    pace: Pace,
     watcher: Watcher,
     header_read_timeout: Duration,
 }
@@ -253,7 +259,12 @@ impl Conn {
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let conn = self.http.serve_connection(TokioIo::new(io), self.service);
+        let (app, pace) = (self.app, self.pace);
+        let service = hyper::service::service_fn(move |req| {
+            let app = app.clone();
+            async move { Ok::<_, std::convert::Infallible>(pace::call(app, req, pace).await) }
+        });
+        let conn = self.http.serve_connection(TokioIo::new(io), service);
         if let Err(e) = self.watcher.watch(conn).await {
             tracing::debug!(error = %e, "connection ended with an error");
         }

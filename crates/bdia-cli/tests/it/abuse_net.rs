@@ -266,7 +266,8 @@ fn assert_nothing_stored(server: &BdiaServe, data: &Path) {
 
 /// Regression: an upload trickling one byte every two seconds was never
 /// cut off (each byte reset the idle timeout). The deadline now cuts it,
-/// with a JSON 408 and nothing stored; so does the minimum average rate.
+/// with a JSON 408 and nothing stored; so does the minimum average rate,
+/// which holds for every request body.
 #[test]
 fn trickled_uploads_are_cut_off_with_408_and_nothing_stored() {
     let dir = tempfile::tempdir().unwrap();
@@ -303,6 +304,31 @@ fn trickled_uploads_are_cut_off_with_408_and_nothing_stored() {
     assert!(answer.contains("under 100 bytes/s"), "{answer}");
     assert!(after < Duration::from_secs(2) + MARGIN, "{after:?}");
     assert_nothing_stored(&server, &data);
+
+    // Any body, not only uploads: a token form trickled without a login.
+    let mut s = connect(server.port());
+    s.write_all(
+        b"POST /ims/token/v3 HTTP/1.1\r\nHost: x\r\n\
+          Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n",
+    )
+    .unwrap();
+    let start = Instant::now();
+    let mut got = Vec::new();
+    while !closed(&mut s, &mut got) && got.is_empty() {
+        assert!(
+            start.elapsed() < Duration::from_secs(2) + MARGIN,
+            "never cut off"
+        );
+        if s.write_all(b"a").is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.read_to_end(&mut got);
+    let answer = String::from_utf8_lossy(&got);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("under 100 bytes/s"), "{answer}");
 }
 
 /// A CA and a server certificate for 127.0.0.1 signed by it, as PEM files:

@@ -4,25 +4,21 @@
 //! channel ([`CHANNEL_CHUNKS`] chunks at most); [`ChannelRead`] is the
 //! blocking side, a `Read` that tees every byte to the staged file. Every
 //! wait for the client is bounded by the idle timeout ([`within`]), and
-//! the body as a whole by [`Pace`]: a deadline and a minimum average rate
-//! (a body that trickles in is cut off with 408). `End` is sent only when
-//! the whole body was read cleanly: on any failure the reader sees an error
-//! or a closed channel, so nothing is kept.
+//! the body as a whole by its pace (`crate::pace`: a deadline and a
+//! minimum average rate; a body that trickles in is cut off with 408).
+//! `End` is sent only when the whole body was read cleanly: on any failure
+//! the reader sees an error or a closed channel, so nothing is kept.
 
 use std::io::{self, Read, Write};
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::multipart::MultipartError;
 use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::StatusCode;
 use bdia_store::blob::StagedFile;
 use bytes::Bytes;
-use futures::StreamExt;
 use tokio::sync::{mpsc, oneshot};
-use tokio::time::Instant;
 
-use crate::config::Config;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -83,105 +79,10 @@ impl Read for ChannelRead {
     }
 }
 
-/// How fast a body must arrive: whole within `deadline` of its first
-/// read, and, past `grace` of waiting for the client, at `min_rate` bytes
-/// per second on average over the time spent waiting for it (time the
-/// server spends not reading, while the engine catches up, is not counted).
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Pace {
-    deadline: Duration,
-    min_rate: u64,
-    grace: Duration,
-}
-
-impl Pace {
-    fn of(config: &Config) -> Pace {
-        Pace {
-            deadline: Duration::from_secs(config.upload_deadline_secs),
-            min_rate: config.upload_min_bytes_per_sec,
-            grace: Duration::from_secs(config.upload_rate_grace_secs),
-        }
-    }
-
-    /// The waiting allowed after receiving `bytes`.
-    fn allowed_wait(&self, bytes: u64) -> Duration {
-        if self.min_rate == 0 {
-            return Duration::MAX;
-        }
-        self.grace
-            .saturating_add(Duration::from_secs_f64(bytes as f64 / self.min_rate as f64))
-    }
-}
-
-/// A body cut off by its [`Pace`]; found again in the multipart error.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct TooSlow(String);
-
-/// `body`, failing with [`TooSlow`] when it does not keep `pace`.
-fn paced(body: Body, pace: Pace) -> Body {
-    struct St {
-        started: Option<Instant>,
-        bytes: u64,
-        waited: Duration,
-        done: bool,
-    }
-    let st = St {
-        started: None,
-        bytes: 0,
-        waited: Duration::ZERO,
-        done: false,
-    };
-    let stream = futures::stream::unfold(
-        (body.into_data_stream(), st),
-        move |(mut inner, mut st)| async move {
-            if st.done {
-                return None;
-            }
-            let now = Instant::now();
-            let deadline = *st.started.get_or_insert(now) + pace.deadline;
-            let rate_limit = pace.allowed_wait(st.bytes).saturating_sub(st.waited);
-            let until = deadline.min(now.checked_add(rate_limit).unwrap_or(deadline));
-            let next = tokio::time::timeout_at(until, inner.next()).await;
-            st.waited += now.elapsed();
-            let item = match next {
-                Ok(Some(Ok(b))) => {
-                    st.bytes += b.len() as u64;
-                    Ok(b)
-                }
-                Ok(Some(Err(e))) => {
-                    st.done = true;
-                    Err(axum::BoxError::from(e))
-                }
-                Ok(None) => return None,
-                Err(_) => {
-                    st.done = true;
-                    let why = if Instant::now() >= deadline {
-                        format!(
-                            "Upload too slow: not received within {} s",
-                            pace.deadline.as_secs()
-                        )
-                    } else {
-                        format!(
-                            "Upload too slow: under {} bytes/s on average ({} bytes in {} s)",
-                            pace.min_rate,
-                            st.bytes,
-                            st.waited.as_secs()
-                        )
-                    };
-                    Err(TooSlow(why).into())
-                }
-            };
-            Some((item, (inner, st)))
-        },
-    );
-    Body::from_stream(stream)
-}
-
 fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
     while let Some(s) = source {
-        if let Some(slow) = s.downcast_ref::<TooSlow>() {
+        if let Some(slow) = s.downcast_ref::<crate::pace::TooSlow>() {
             return ApiError::RequestTimeout(slow.0.clone());
         }
         source = s.source();
@@ -303,11 +204,8 @@ fn file_name_of(mp_name: Option<&str>) -> String {
     mp_name.unwrap_or("").chars().take(1024).collect()
 }
 
-/// The multipart reader over the request body (reads nothing yet), which
-/// must keep the configured [`Pace`].
+/// The multipart reader over the request body (reads nothing yet).
 pub(super) async fn open_multipart(state: &AppState, req: Request) -> Result<Multipart, ApiError> {
-    let pace = Pace::of(&state.config);
-    let req = req.map(|body| paced(body, pace));
     Multipart::from_request(req, state).await.map_err(|_| {
         ApiError::BadRequest("Expected a multipart/form-data body with a 'file' part".into())
     })
