@@ -611,3 +611,44 @@ fn max_connections_must_fit_the_descriptor_limit() {
         "{log}"
     );
 }
+
+/// Out of descriptors (the limit lowered under the running server with
+/// `prlimit`), `accept` fails: the loop logs it, pauses, and goes on
+/// serving once the idle connections are cut.
+#[test]
+fn accept_errors_do_not_stop_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = BdiaServe::start_logged(
+        &dir.path().join("data"),
+        &[("BDIA_HEADER_READ_TIMEOUT_SECS", "3")],
+        dir.path(),
+    );
+    let port = server.port();
+    let pid = server.pid();
+    let limit = fd_count(pid) + 8;
+    let status = Command::new("prlimit")
+        .arg(format!("--pid={pid}"))
+        .arg(format!("--nofile={limit}:{limit}"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let start = Instant::now();
+    let mut conns: Vec<Option<TcpStream>> = (0..30).map(|_| Some(connect(port))).collect();
+    while conns.iter().any(Option::is_some) && start.elapsed() < Duration::from_secs(12) + MARGIN {
+        for slot in conns.iter_mut() {
+            let mut got = Vec::new();
+            if slot.as_mut().is_some_and(|s| closed(s, &mut got)) {
+                *slot = None;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let open = conns.iter().flatten().count();
+    assert_eq!(open, 0, "{open} connections never served and cut");
+    assert!(
+        healthy(port),
+        "not serving after running out of descriptors"
+    );
+    let log = std::fs::read_to_string(dir.path().join("stderr.txt")).unwrap();
+    assert!(log.contains("accept failed"), "{log}");
+}
