@@ -580,6 +580,14 @@ mod tests {
         assert!(e.contains("tls_key"), "{e}");
         c.tls_key = Some(PathBuf::from("/k.pem"));
         c.validate().unwrap();
+        let t = Config::from_toml(
+            "max_connections = 50\nheader_read_timeout_secs = 5\n\
+             tls_cert = \"c.pem\"\ntls_key = \"k.pem\"\n",
+        )
+        .unwrap();
+        assert_eq!(t.max_connections, Some(50));
+        assert_eq!(t.tls_key, Some(PathBuf::from("k.pem")));
+        t.validate().unwrap();
         for bad in [
             "max_connections = 0",
             "header_read_timeout_secs = 0",
