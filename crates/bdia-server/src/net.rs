@@ -147,14 +147,24 @@ impl Listening {
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding {}", config.listen))?;
-        Ok(Listening {
+        Ok(Listening::over(listener, tls, max_connections, config))
+    }
+
+    /// `listener` served with the timeouts and pace of `config`.
+    pub fn over(
+        listener: TcpListener,
+        tls: Option<TlsAcceptor>,
+        max_connections: usize,
+        config: &Config,
+    ) -> Listening {
+        Listening {
             listener,
             tls,
             max_connections,
             header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
             grace: Duration::from_secs(config.shutdown_grace_secs),
             pace: Pace::of(config),
-        })
+        }
     }
 
     /// Serves `app` until `shutdown` resolves, then waits (up to the grace
