@@ -6,14 +6,13 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
-use crate::admin::bdia as admin_output;
-use crate::common::{free_port, BdiaServe};
+use crate::common::{admin, admin_output, free_port, BdiaServe};
 
 const PRIVATE: &str = include_str!("../../../bdia-server/tests/data/client_private.pem");
 const PUBLIC: &str = include_str!("../../../bdia-server/tests/data/client_public.pem");
@@ -153,10 +152,6 @@ impl Conn {
 fn access_token(a: &Answer) -> String {
     assert_eq!(a.status, 200, "{}", a.body);
     a.json()["access_token"].as_str().unwrap().to_string()
-}
-
-fn admin(dir: &Path, args: &[&str]) -> Value {
-    crate::admin::json(&admin_output(dir, args))
 }
 
 fn now() -> i64 {

@@ -12,36 +12,16 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
-use crate::common::BdiaServe;
+use crate::common::{admin, admin_output, BdiaServe};
 
 /// Day of the hits below (1_700_000_000 is 2023-11-14T22:13:20Z).
 const DAY: &str = "2023-11-14";
-
-fn admin(dir: &Path, args: &[&str]) -> serde_json::Value {
-    let out = run_admin(dir, args);
-    assert!(
-        out.status.success(),
-        "bdia admin {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn run_admin(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bdia"))
-        .arg("admin")
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 /// An API client of a company, with a token printed by `bdia admin token`.
 struct Client {
@@ -71,7 +51,7 @@ fn company(dir: &Path, company: &str, auto_create: bool) -> (String, String) {
         dir,
         &["client", "create", "--company", company, "--client-id", &id],
     );
-    let out = run_admin(dir, &["token", &id]);
+    let out = admin_output(dir, &["token", &id]);
     assert!(out.status.success());
     (
         id,
@@ -273,7 +253,7 @@ fn a_suite_id_another_company_uses_is_neither_revealed_nor_squatted() {
         &data,
         &["report-suite", "create", "brand", "--company", "strict"],
     );
-    let dup = run_admin(
+    let dup = admin_output(
         &data,
         &["report-suite", "create", "brand", "--company", "strict"],
     );

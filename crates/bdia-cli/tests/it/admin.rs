@@ -3,31 +3,10 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
-use crate::common::BdiaServe;
-
-/// `bdia admin --data-dir DIR ARGS...`.
-pub fn bdia(dir: &std::path::Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_bdia"))
-        .arg("admin")
-        .arg("--data-dir")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-/// The JSON a successful command printed.
-pub fn json(out: &Output) -> serde_json::Value {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
+use crate::common::{admin_output as bdia, json, BdiaServe};
 
 fn get(port: u16, path: &str, token: &str, key: &str) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
