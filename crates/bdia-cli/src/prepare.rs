@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use bdia_client::prepare::{prepare, PrepareOptions};
-use bdia_format::RowRules;
+use bdia_format::{Limits, RowRules};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Arguments of `bdia prepare`.
@@ -37,6 +37,10 @@ pub struct Args {
     /// The customerIDType provisioned as the only seed type, if any.
     #[arg(long, value_name = "TYPE")]
     seed_type: Option<String>,
+    /// Largest input row in bytes (fields after unquoting plus separators);
+    /// a longer row is rejected (row_too_long) and skipped unread.
+    #[arg(long, default_value_t = Limits::default().max_row_bytes, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    max_row_bytes: u64,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
@@ -75,6 +79,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             seed_customer_id_type: args.seed_type,
             allow_report_suite: None,
         },
+        max_row_bytes: args.max_row_bytes,
     };
     let progress_bar = bar.clone();
     let mut progress = move |n: u64| {

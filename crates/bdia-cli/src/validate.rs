@@ -36,6 +36,10 @@ pub struct Args {
     /// Decompressed size limit in bytes.
     #[arg(long, default_value_t = Limits::default().max_uncompressed, value_name = "BYTES")]
     max_uncompressed: u64,
+    /// Largest data row in bytes (fields after unquoting plus separators);
+    /// a longer row is invalid (row_too_long) and skipped unread.
+    #[arg(long, default_value_t = Limits::default().max_row_bytes, value_name = "BYTES", value_parser = clap::value_parser!(u64).range(1..))]
+    max_row_bytes: u64,
     /// Never show a progress bar.
     #[arg(long)]
     quiet: bool,
@@ -70,6 +74,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         limits: Limits {
             max_compressed: args.max_compressed,
             max_uncompressed: args.max_uncompressed,
+            max_row_bytes: args.max_row_bytes,
         },
         encoding: if args.plain {
             Encoding::Plain

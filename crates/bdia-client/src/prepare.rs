@@ -30,6 +30,8 @@ use std::path::{Path, PathBuf};
 
 use bdia_format::engine::{process, Encoding, EngineError, Limits, Options, RowEvent};
 use bdia_format::fields::Column;
+use bdia_format::records::{Next, RecordReader};
+use bdia_format::row::MAX_HEADER_RECORD_BYTES;
 use bdia_format::RowRules;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -49,6 +51,9 @@ pub struct PrepareOptions {
     pub memory_budget: usize,
     /// Row rules (the company's provisioned seed type, if any).
     pub rules: RowRules,
+    /// Largest input row in bytes; a longer one is rejected
+    /// (`row_too_long`) without being held in memory.
+    pub max_row_bytes: u64,
 }
 
 impl Default for PrepareOptions {
@@ -60,6 +65,7 @@ impl Default for PrepareOptions {
             max_bytes: 512 * 1024 * 1024,
             memory_budget: 64 * 1024 * 1024,
             rules: RowRules::default(),
+            max_row_bytes: Limits::default().max_row_bytes,
         }
     }
 }
@@ -256,18 +262,17 @@ fn read_header(path: &Path) -> Result<Vec<String>, PrepareError> {
         Encoding::Gzip => Box::new(flate2::read::MultiGzDecoder::new(input)),
         Encoding::Plain => input,
     };
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .from_reader(reader);
+    let mut rdr = RecordReader::new(BufReader::new(reader));
     let mut rec = csv::ByteRecord::new();
-    let ok = rdr
-        .read_byte_record(&mut rec)
+    let next = rdr
+        .read(&mut rec, MAX_HEADER_RECORD_BYTES)
         .map_err(|e| PrepareError::Io {
             context: format!("cannot read the header of {}", path.display()),
             source: io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
         })?;
-    if !ok {
+    if next != Next::Record {
+        // No header, or one too big to be a header: the engine rejects
+        // the file as a whole.
         return Ok(Vec::new());
     }
     Ok(rec
@@ -362,6 +367,7 @@ pub fn prepare(
         limits: Limits {
             max_compressed: u64::MAX,
             max_uncompressed: u64::MAX,
+            max_row_bytes: opts.max_row_bytes,
         },
         encoding,
         rules: opts.rules.clone(),

@@ -6,8 +6,10 @@
 //! ```
 //!
 //! Memory is bounded whatever the file size: a handful of 256 KiB chunks in
-//! flight between the threads, one CSV record, and the first ten log lines of
-//! each problem kind. The decompressed size limit is enforced by the reader
+//! flight between the threads, one CSV record of at most
+//! [`Limits::max_row_bytes`] (a longer row is read to its end without being
+//! kept, see [`crate::records`]), and the first ten log lines of each problem
+//! kind. The decompressed size limit is enforced by the reader
 //! itself, so a decompression bomb is refused at the limit without ever being
 //! inflated past it.
 //!
@@ -23,17 +25,31 @@ use bdia_wire::FileStatus;
 
 use crate::error::{FileError, RowProblem};
 use crate::log::ProcessingLog;
+use crate::records::{Next, RecordReader};
 use csv::StringRecord;
 
-use crate::row::{Header, RowRules, ValidRow};
+use crate::row::{
+    Header, RowRules, ValidRow, MAX_COLUMNS, MAX_HEADER_BYTES, MAX_HEADER_RECORD_BYTES,
+};
 
-/// Size limits (spec 3: 100 MiB compressed, 1 GiB uncompressed).
+/// The default of [`Limits::max_row_bytes`]: 1 MiB.
+pub const DEFAULT_MAX_ROW_BYTES: u64 = 1 << 20;
+
+/// Size limits (spec 3: 100 MiB compressed, 1 GiB uncompressed), and the
+/// size of one row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Maximum bytes of the upload as sent.
     pub max_compressed: u64,
     /// Maximum bytes of CSV after decompression.
     pub max_uncompressed: u64,
+    /// Maximum size of one data row: its field bytes after unquoting plus
+    /// one per separator (for a row without quotes, its length without the
+    /// line break). A longer row is an invalid row
+    /// ([`RowProblem::RowTooLong`]), never held in memory. The header has
+    /// its own limits ([`crate::row::MAX_HEADER_BYTES`],
+    /// [`crate::row::MAX_COLUMNS`]).
+    pub max_row_bytes: u64,
 }
 
 impl Default for Limits {
@@ -41,6 +57,7 @@ impl Default for Limits {
         Limits {
             max_compressed: 100 * 1024 * 1024,
             max_uncompressed: 1024 * 1024 * 1024,
+            max_row_bytes: DEFAULT_MAX_ROW_BYTES,
         }
     }
 }
@@ -95,7 +112,8 @@ pub enum RowEvent<'a> {
         row: u64,
         /// Why.
         problem: &'a RowProblem,
-        /// The row's fields as read, for reject reports.
+        /// The row's fields as read, for reject reports; for a row over the
+        /// size limit, only its start ([`crate::records::EXCERPT_BYTES`]).
         record: &'a csv::ByteRecord,
     },
 }
@@ -427,13 +445,18 @@ enum RunError<E> {
     Sink(E),
 }
 
-fn csv_io<E>(e: csv::Error) -> RunError<E> {
-    match e.into_kind() {
-        csv::ErrorKind::Io(e) => RunError::Io(e),
-        other => RunError::Io(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{other:?}"),
-        )),
+/// Why a header too big to be read is refused.
+fn header_too_big(bytes: u64, fields: u64) -> FileError {
+    if fields > MAX_COLUMNS as u64 {
+        FileError::TooManyColumns {
+            found: usize::try_from(fields).unwrap_or(usize::MAX),
+            max: MAX_COLUMNS,
+        }
+    } else {
+        FileError::HeaderTooLong {
+            bytes: usize::try_from(bytes - (fields - 1)).unwrap_or(usize::MAX),
+            max: MAX_HEADER_BYTES,
+        }
     }
 }
 
@@ -447,22 +470,27 @@ where
     R: Read,
     F: FnMut(RowEvent<'_>) -> Result<(), E>,
 {
-    let mut rdr = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .buffer_capacity(128 * 1024)
-        .from_reader(input);
+    let mut rdr = RecordReader::new(BufReader::with_capacity(128 * 1024, input));
+    let max_row = usize::try_from(opts.limits.max_row_bytes).unwrap_or(usize::MAX);
     let mut record = csv::ByteRecord::new();
-    if !rdr.read_byte_record(&mut record).map_err(csv_io)? {
-        report.rejection = Some(FileError::Empty);
-        return Ok(());
-    }
-    let names: Result<Vec<&str>, _> = record.iter().map(std::str::from_utf8).collect();
-    let header = match names {
-        Err(_) => Err(FileError::HeaderNotUtf8),
-        Ok(names) => {
-            report.header = Some(names.iter().map(|s| s.to_string()).collect());
-            Header::parse(&names)
+    let header = match rdr
+        .read(&mut record, MAX_HEADER_RECORD_BYTES)
+        .map_err(RunError::Io)?
+    {
+        Next::End => {
+            report.rejection = Some(FileError::Empty);
+            return Ok(());
+        }
+        Next::TooLong { bytes, fields } => Err(header_too_big(bytes, fields)),
+        Next::Record => {
+            let names: Result<Vec<&str>, _> = record.iter().map(std::str::from_utf8).collect();
+            match names {
+                Err(_) => Err(FileError::HeaderNotUtf8),
+                Ok(names) => {
+                    report.header = Some(names.iter().map(|s| s.to_string()).collect());
+                    Header::parse(&names)
+                }
+            }
         }
     };
     let header = match header {
@@ -470,7 +498,7 @@ where
         Err(e) => {
             report.rejection = Some(e);
             // Count the rows anyway: a rejected file reports them, all invalid.
-            while rdr.read_byte_record(&mut record).map_err(csv_io)? {
+            while rdr.read(&mut record, max_row).map_err(RunError::Io)? != Next::End {
                 report.rows += 1;
                 report.invalid_rows += 1;
             }
@@ -485,10 +513,19 @@ where
     }
     // The record moves between its byte form (for reading, reused) and its
     // string form (UTF-8 checked once for the whole row) without copying.
-    while rdr.read_byte_record(&mut record).map_err(csv_io)? {
+    loop {
+        let next = rdr.read(&mut record, max_row).map_err(RunError::Io)?;
+        if next == Next::End {
+            break;
+        }
         report.rows += 1;
         let row = report.rows;
-        let checked = if record.len() != header.len() {
+        let checked = if let Next::TooLong { bytes, .. } = next {
+            Err(RowProblem::RowTooLong {
+                bytes,
+                max: opts.limits.max_row_bytes,
+            })
+        } else if record.len() != header.len() {
             Err(RowProblem::ColumnCount {
                 expected: header.len(),
                 found: record.len(),

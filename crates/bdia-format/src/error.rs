@@ -107,6 +107,9 @@ impl FileError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RowErrorKind {
+    /// The row is longer than the row size limit
+    /// ([`crate::engine::Limits::max_row_bytes`]).
+    RowTooLong,
     /// Field count differs from the header's.
     ColumnCount,
     /// A field is not valid UTF-8.
@@ -139,6 +142,7 @@ pub enum RowErrorKind {
 impl RowErrorKind {
     /// Every kind, in the order used for summaries.
     pub const ALL: &'static [RowErrorKind] = &[
+        RowErrorKind::RowTooLong,
         RowErrorKind::ColumnCount,
         RowErrorKind::InvalidUtf8,
         RowErrorKind::MissingVisitorId,
@@ -157,6 +161,7 @@ impl RowErrorKind {
     /// Stable snake_case code.
     pub fn code(self) -> &'static str {
         match self {
+            RowErrorKind::RowTooLong => "row_too_long",
             RowErrorKind::ColumnCount => "column_count",
             RowErrorKind::InvalidUtf8 => "invalid_utf8",
             RowErrorKind::MissingVisitorId => "missing_visitor_id",
@@ -176,6 +181,7 @@ impl RowErrorKind {
     /// Phrase used when summarising the rows past the first ten.
     pub fn summary(self) -> &'static str {
         match self {
+            RowErrorKind::RowTooLong => "row too long",
             RowErrorKind::ColumnCount => "inconsistent column count",
             RowErrorKind::InvalidUtf8 => "invalid UTF-8",
             RowErrorKind::MissingVisitorId => "missing visitor ID",
@@ -196,6 +202,14 @@ impl RowErrorKind {
 /// What is wrong with one row, with the details needed to explain it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RowProblem {
+    /// The row is longer than the row size limit; it was read to its end
+    /// and dropped, never held whole.
+    RowTooLong {
+        /// Its size: field bytes after unquoting plus one per separator.
+        bytes: u64,
+        /// The limit.
+        max: u64,
+    },
     /// Field count differs from the header's.
     ColumnCount {
         /// Header field count.
@@ -262,6 +276,7 @@ impl RowProblem {
     /// The kind, for counting and codes.
     pub fn kind(&self) -> RowErrorKind {
         match self {
+            RowProblem::RowTooLong { .. } => RowErrorKind::RowTooLong,
             RowProblem::ColumnCount { .. } => RowErrorKind::ColumnCount,
             RowProblem::InvalidUtf8 { .. } => RowErrorKind::InvalidUtf8,
             RowProblem::MissingVisitorId => RowErrorKind::MissingVisitorId,
@@ -292,6 +307,9 @@ impl RowProblem {
 impl fmt::Display for RowProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            RowProblem::RowTooLong { bytes, max } => {
+                write!(f, "row too long: {bytes} bytes (at most {max})")
+            }
             RowProblem::ColumnCount { expected, found } => write!(
                 f,
                 "inconsistent column count. Expected {expected} columns, but found {found}"

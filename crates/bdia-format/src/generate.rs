@@ -406,7 +406,8 @@ fn inject(row: &mut [Vec<u8>], fields: &mut usize, kind: RowErrorKind) -> bool {
             row[1].extend_from_slice(b"fallback-visitor");
             row[6].extend_from_slice(b"1");
         }
-        RowErrorKind::ReportSuiteNotAllowed => return false,
+        // They depend on the caller: its report suites, its row size limit.
+        RowErrorKind::ReportSuiteNotAllowed | RowErrorKind::RowTooLong => return false,
     }
     true
 }

@@ -40,6 +40,7 @@ pub mod generate;
 pub mod hit;
 pub mod log;
 pub mod query;
+pub mod records;
 pub mod row;
 pub mod suite;
 pub mod timestamp;

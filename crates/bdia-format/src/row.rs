@@ -58,6 +58,11 @@ pub const MAX_COLUMNS: usize = 10_000;
 /// Most bytes the header's column names may take in all (1 MiB).
 pub const MAX_HEADER_BYTES: usize = 1 << 20;
 
+/// The size limit of the header line when it is read
+/// ([`crate::records::RecordReader::read`]): every header within
+/// [`MAX_HEADER_BYTES`] of names and [`MAX_COLUMNS`] columns fits.
+pub const MAX_HEADER_RECORD_BYTES: usize = MAX_HEADER_BYTES + MAX_COLUMNS;
+
 /// The analysed header of a file.
 #[derive(Debug, Clone)]
 pub struct Header {

@@ -159,6 +159,27 @@ pub struct LimitsConfig {
     /// (`BDIA_MAX_CONCURRENT_PASSES_PER_COMPANY`); beyond it, 429 with
     /// `Retry-After`.
     pub max_concurrent_passes_per_company: u32,
+    /// Largest data row in bytes; a longer row is an invalid row
+    /// (`row_too_long`), skipped without being held in memory
+    /// (`BDIA_MAX_ROW_BYTES`).
+    pub max_row_bytes: u64,
+    /// Invalid rows listed in a file's reject report; the rest are counted
+    /// by kind at its end (`BDIA_MAX_REJECT_ROWS`).
+    pub max_reject_rows: u64,
+    /// Longest `raw` column of a reject report line, in bytes; a longer
+    /// row is cut and ends in `...` (`BDIA_MAX_REJECT_RAW_BYTES`).
+    pub max_reject_raw_bytes: u64,
+}
+
+impl LimitsConfig {
+    /// The format engine's limits.
+    pub fn engine_limits(&self) -> bdia_format::Limits {
+        bdia_format::Limits {
+            max_compressed: self.max_compressed_bytes,
+            max_uncompressed: self.max_uncompressed_bytes,
+            max_row_bytes: self.max_row_bytes,
+        }
+    }
 }
 
 /// The server-wide default upload rate limit; each company may override it.
@@ -255,6 +276,9 @@ impl Default for LimitsConfig {
             max_new_report_suites_per_upload: 100,
             max_concurrent_passes: 32,
             max_concurrent_passes_per_company: 8,
+            max_row_bytes: bdia_format::engine::DEFAULT_MAX_ROW_BYTES,
+            max_reject_rows: 1_000,
+            max_reject_raw_bytes: 4_096,
         }
     }
 }
@@ -346,6 +370,11 @@ impl Config {
                 "BDIA_REPORT_MEMORY_LIMIT_BYTES" => {
                     self.reports.memory_limit_bytes = parse_env(&k, &v)?
                 }
+                "BDIA_MAX_ROW_BYTES" => self.limits.max_row_bytes = parse_env(&k, &v)?,
+                "BDIA_MAX_REJECT_ROWS" => self.limits.max_reject_rows = parse_env(&k, &v)?,
+                "BDIA_MAX_REJECT_RAW_BYTES" => {
+                    self.limits.max_reject_raw_bytes = parse_env(&k, &v)?
+                }
                 "BDIA_RATE_LIMIT_ENABLED" => self.rate_limit.enabled = parse_env(&k, &v)?,
                 "BDIA_RATE_LIMIT_PER_SECOND" => self.rate_limit.per_second = parse_env(&k, &v)?,
                 "BDIA_RATE_LIMIT_BURST" => self.rate_limit.burst = parse_env(&k, &v)?,
@@ -411,6 +440,15 @@ impl Config {
             return Err(ConfigError(
                 "limits.max_uncompressed_bytes = 0: must be > 0".into(),
             ));
+        }
+        if self.limits.max_row_bytes == 0 {
+            return Err(ConfigError("limits.max_row_bytes = 0: must be > 0".into()));
+        }
+        if self.limits.max_reject_raw_bytes < 16 {
+            return Err(ConfigError(format!(
+                "limits.max_reject_raw_bytes = {}: must be >= 16",
+                self.limits.max_reject_raw_bytes
+            )));
         }
         if self.rate_limit.enabled
             && (self.rate_limit.per_second == 0 || self.rate_limit.burst == 0)
@@ -596,6 +634,32 @@ mod tests {
             let e = Config::from_toml(bad).unwrap().validate().unwrap_err();
             assert!(e.to_string().contains(bad), "{e}");
         }
+        c.apply_vars([
+            ("BDIA_MAX_ROW_BYTES".to_string(), "4096".to_string()),
+            ("BDIA_MAX_REJECT_ROWS".to_string(), "0".to_string()),
+            ("BDIA_MAX_REJECT_RAW_BYTES".to_string(), "100".to_string()),
+        ])
+        .unwrap();
+        assert_eq!(c.limits.engine_limits().max_row_bytes, 4096);
+        assert_eq!(
+            (c.limits.max_reject_rows, c.limits.max_reject_raw_bytes),
+            (0, 100)
+        );
+        c.validate().unwrap();
+        c.limits.max_row_bytes = 0;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("max_row_bytes"));
+        c.limits.max_row_bytes = 1;
+        c.limits.max_reject_raw_bytes = 15;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("max_reject_raw_bytes"));
+        c.limits = LimitsConfig::default();
         c.auth.token_ttl_secs = 0;
         assert!(c
             .validate()

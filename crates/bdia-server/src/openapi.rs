@@ -291,7 +291,8 @@ pub fn document() -> Value {
                 "Status": { "type": "string", "enum": ["UPLOADED", "REJECTED", "PROCESSING", "COMPLETE", "ERROR"] },
                 "FileRecord": { "type": "object", "required": ["file_id", "visitor_group_id", "size", "uncompressed_size",
                         "received_date", "rows", "invalid_rows", "upload_name", "status", "status_code", "processing_log",
-                        "idempotency_key", "processing_start_date", "file_reader_complete_date", "processing_end_date"], "properties": {
+                        "idempotency_key", "processing_start_date", "file_reader_complete_date", "processing_end_date",
+                        "rejects_kept"], "properties": {
                     "file_id": { "type": "string" },
                     "visitor_group_id": { "type": "string" },
                     "size": { "type": "integer", "description": "compressed bytes" },
@@ -307,7 +308,8 @@ pub fn document() -> Value {
                     "error": { "type": "string", "description": "REJECTED/ERROR only" },
                     "processing_start_date": { "type": "integer", "nullable": true },
                     "file_reader_complete_date": { "type": "integer", "nullable": true },
-                    "processing_end_date": { "type": "integer", "nullable": true } } },
+                    "processing_end_date": { "type": "integer", "nullable": true },
+                    "rejects_kept": { "type": "integer", "description": "invalid rows listed in the reject report, the first ones; fewer than invalid_rows when the report was capped (the rest are counted by kind at its end); 0 without a report" } } },
                 "FileList": { "type": "object", "required": ["files", "next_cursor"], "properties": {
                     "files": { "type": "array", "items": { "$ref": "#/components/schemas/FileRecord" } },
                     "next_cursor": { "type": "string", "nullable": true } } },
@@ -332,7 +334,7 @@ pub fn document() -> Value {
 fn processing_paths(doc: &mut Value, security: &Value, api_key: &Value) {
     let paths = json!({
         "/aa/collect/v1/events/{file_id}/rejects": { "get": {
-            "summary": "The file's reject report: every invalid row (row, kind, message, raw) as CSV",
+            "summary": "The file's reject report as CSV (row, kind, message, raw): the first invalid rows (limits.max_reject_rows, rejects_kept in the record), then one count line per kind left out",
             "security": security,
             "parameters": [api_key, { "name": "file_id", "in": "path", "required": true, "schema": { "type": "string" } }],
             "responses": merge(json!({
@@ -396,6 +398,7 @@ mod tests {
             processing_start_date: full.then_some(6),
             file_reader_complete_date: full.then_some(7),
             processing_end_date: full.then_some(8),
+            rejects_kept: 5,
         }
     }
 

@@ -5,7 +5,8 @@
 //! ```text
 //! staging/<name>.part         bytes being received; never referenced by a record
 //! files/<file_id>.csv.gz      the staged upload, exactly as received
-//! rejects/<file_id>.csv       every invalid row: row,kind,message,raw
+//! rejects/<file_id>.csv       the first invalid rows (row,kind,message,raw),
+//!                             then a count line per kind left out
 //! ```
 //!
 //! Writes happen on the upload's blocking thread, in one pass with the
@@ -27,7 +28,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::TryStreamExt;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -123,7 +125,21 @@ impl BlobStore {
         Ok(n)
     }
 
-    /// Whole object (small objects: reject reports, tests).
+    /// An object as a stream of chunks, for readers of objects that may be
+    /// large (reject reports): the object is never held whole.
+    pub async fn get_stream(
+        &self,
+        key: &str,
+    ) -> StoreResult<BoxStream<'static, StoreResult<Bytes>>> {
+        let r = self
+            .store
+            .get(&ObjectPath::from(key))
+            .await
+            .map_err(os_err)?;
+        Ok(r.into_stream().map_err(os_err).boxed())
+    }
+
+    /// Whole object (small objects, tests).
     pub async fn get(&self, key: &str) -> StoreResult<Bytes> {
         let r = self
             .store

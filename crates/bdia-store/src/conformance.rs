@@ -86,6 +86,7 @@ pub fn sample_file(company: &str, file_id: &str, group: &str, key: Option<&str>)
             group_seq: None,
             blob_key: Some(crate::blob::file_key(file_id)),
             rejects_key: None,
+            rejects_kept: 0,
         },
         client_key: key.is_some(),
     }

@@ -344,6 +344,9 @@ pub struct FileRecord {
     /// Blob key of the reject report (CSV: row,kind,message,raw); `None`
     /// when the file had no invalid rows or was REJECTED.
     pub rejects_key: Option<String>,
+    /// Invalid rows listed in the reject report (the first ones); fewer
+    /// than `invalid_rows` when the report was capped. 0 without a report.
+    pub rejects_kept: u64,
 }
 
 /// The record as the API sends it (upload answers, lookups, listings).
@@ -366,6 +369,7 @@ impl From<&FileRecord> for bdia_wire::FileRecord {
             processing_start_date: r.processing_start_date,
             file_reader_complete_date: r.file_reader_complete_date,
             processing_end_date: r.processing_end_date,
+            rejects_kept: r.rejects_kept,
         }
     }
 }

@@ -46,6 +46,13 @@ pub struct FileRecord {
     pub file_reader_complete_date: Option<i64>,
     /// Unix seconds or null.
     pub processing_end_date: Option<i64>,
+    /// Invalid rows listed in the reject report
+    /// (`GET /aa/collect/v1/events/{file_id}/rejects`), the first ones of
+    /// the file. Fewer than `invalid_rows` when the report was capped: the
+    /// rest are counted by kind at its end. 0 when there is no report (no
+    /// invalid rows, or a `REJECTED` file).
+    #[serde(default)]
+    pub rejects_kept: u64,
 }
 
 impl FileRecord {
@@ -130,6 +137,7 @@ mod tests {
             processing_start_date: None,
             file_reader_complete_date: None,
             processing_end_date: None,
+            rejects_kept: 2,
         }
     }
 
@@ -154,7 +162,8 @@ mod tests {
         r#""invalid_rows":2,"upload_name":"ingest_file.csv.gz","#,
         r#""status":"File uploaded successfully","status_code":"UPLOADED","#,
         r#""processing_log":"Processed 1000 rows\n","idempotency_key":"first-upload","#,
-        r#""processing_start_date":null,"file_reader_complete_date":null,"processing_end_date":null}"#
+        r#""processing_start_date":null,"file_reader_complete_date":null,"processing_end_date":null,"#,
+        r#""rejects_kept":2}"#
     );
 
     #[test]
@@ -162,6 +171,13 @@ mod tests {
         let r: FileRecord = serde_json::from_str(UPLOAD_ANSWER).unwrap();
         assert_eq!(r, record(FileStatus::Uploaded));
         assert_eq!(serde_json::to_string(&r).unwrap(), UPLOAD_ANSWER);
+    }
+
+    #[test]
+    fn an_answer_without_rejects_kept_reads_as_zero() {
+        let older = UPLOAD_ANSWER.replace(r#","rejects_kept":2"#, "");
+        let r: FileRecord = serde_json::from_str(&older).unwrap();
+        assert_eq!(r.rejects_kept, 0);
     }
 
     #[test]

@@ -202,6 +202,29 @@ impl BdiaServe {
         serde_json::from_slice(&std::fs::read(self.data_dir.join("credentials.json")).unwrap())
             .unwrap()
     }
+
+    /// An access token of the first-start client (client credentials,
+    /// asked with curl).
+    pub fn access_token(&self) -> String {
+        let creds = self.credentials();
+        let out = Command::new("curl")
+            .args(["-s", "-X", "POST", &format!("{}/ims/token/v3", self.url())])
+            .args(["-d", "grant_type=client_credentials", "-d"])
+            .arg(format!(
+                "client_id={}",
+                creds["client_id"].as_str().unwrap()
+            ))
+            .arg("-d")
+            .arg(format!(
+                "client_secret={}",
+                creds["client_secret"].as_str().unwrap()
+            ))
+            .output()
+            .unwrap();
+        let token: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+        token["access_token"].as_str().unwrap().to_string()
+    }
 }
 
 impl Drop for BdiaServe {

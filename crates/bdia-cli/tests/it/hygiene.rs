@@ -118,27 +118,12 @@ fn user_supplied_values_cannot_forge_log_lines() {
     let data = dir.path().join("data");
     let server = BdiaServe::start_logged(&data, &[], dir.path());
     let creds = server.credentials();
-    let (id, secret) = (
-        creds["client_id"].as_str().unwrap(),
-        creds["client_secret"].as_str().unwrap(),
-    );
+    let id = creds["client_id"].as_str().unwrap();
     let curl = |args: &[&str]| {
         let out = Command::new("curl").arg("-s").args(args).output().unwrap();
         String::from_utf8_lossy(&out.stdout).to_string()
     };
-    let token: serde_json::Value = serde_json::from_str(&curl(&[
-        "-X",
-        "POST",
-        &format!("{}/ims/token/v3", server.url()),
-        "-d",
-        "grant_type=client_credentials",
-        "-d",
-        &format!("client_id={id}"),
-        "-d",
-        &format!("client_secret={secret}"),
-    ]))
-    .unwrap();
-    let token = token["access_token"].as_str().unwrap();
+    let token = server.access_token();
     let forged = "x%0A2026-01-01T00:00:00.000000Z%20%20INFO%20forged%3A%20%1B%5B31mred/retry";
     let answer = curl(&[
         "-X",

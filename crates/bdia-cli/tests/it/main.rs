@@ -4,6 +4,7 @@ mod abuse_auth;
 mod abuse_core;
 mod abuse_disk;
 mod abuse_net;
+mod abuse_rows;
 mod abuse_suites;
 mod admin;
 mod api_fuzz;

@@ -69,6 +69,7 @@ fn compressed_limit() {
         limits: Limits {
             max_compressed: bytes.len() as u64 - 1,
             max_uncompressed: 1 << 30,
+            ..Limits::default()
         },
         ..Options::default()
     };
@@ -78,6 +79,7 @@ fn compressed_limit() {
         limits: Limits {
             max_compressed: bytes.len() as u64,
             max_uncompressed: 1 << 30,
+            ..Limits::default()
         },
         ..Options::default()
     };
@@ -121,6 +123,7 @@ fn decompression_bomb_is_refused_at_the_limit() {
         limits: Limits {
             max_compressed: u64::MAX,
             max_uncompressed: limit,
+            ..Limits::default()
         },
         ..Options::default()
     };

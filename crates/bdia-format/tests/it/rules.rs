@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use bdia_format::engine::Options;
+use bdia_format::engine::{Limits, Options};
 use bdia_format::fields::Field;
 use bdia_format::hit::{AuthState, HitType, LinkType, VisitorKind};
 use bdia_format::{FileError, RowErrorKind, RowRules};
@@ -123,6 +123,98 @@ fn headers_over_the_caps_reject_the_file_with_their_reason() {
         })
     );
     assert!(r.report.processing_log().contains("Header row too long"));
+}
+
+#[test]
+fn headers_too_big_to_read_reject_the_file_with_their_reason() {
+    use bdia_format::row::{MAX_COLUMNS, MAX_HEADER_BYTES};
+    // Over the header's read limit: never held whole, still explained.
+    let long = "y".repeat(2 * MAX_HEADER_BYTES);
+    let r = run(&format!("{H},{long}\n1500000000,v1,rs,UA,Home,x\n"));
+    assert_eq!(
+        r.report.rejection,
+        Some(FileError::HeaderTooLong {
+            bytes: H.len() - 4 + 2 * MAX_HEADER_BYTES,
+            max: MAX_HEADER_BYTES
+        })
+    );
+    assert_eq!((r.report.rows, r.report.invalid_rows), (1, 1));
+    let many = ",ab".repeat(600_000);
+    let r = run(&format!("{H}{many}\n1500000000,v1,rs,UA,Home\n"));
+    assert_eq!(
+        r.report.rejection,
+        Some(FileError::TooManyColumns {
+            found: 600_005,
+            max: MAX_COLUMNS
+        })
+    );
+}
+
+fn with_max_row(max_row_bytes: u64) -> Options {
+    Options {
+        limits: Limits {
+            max_row_bytes,
+            ..Limits::default()
+        },
+        ..Options::default()
+    }
+}
+
+#[test]
+fn a_row_over_the_size_limit_is_invalid_and_the_rows_after_it_are_read() {
+    // The long field is quoted and holds line breaks: the row ends where
+    // the quoting says, not at the first line break.
+    let long = "x".repeat(5000);
+    let csv = format!(
+        "{H}\n1500000000,v1,rs,UA,Home\n1500000001,v1,rs,UA,\"{long}\nstill, the row\"\n\
+         1500000002,v1,rs,UA,After\n"
+    );
+    let r = run_with(&gz(csv.as_bytes()), &with_max_row(100));
+    assert_eq!((r.report.rows, r.report.invalid_rows), (3, 1));
+    assert_eq!(kinds(&r), [(2, RowErrorKind::RowTooLong)]);
+    // 16 bytes of short fields, 5,015 of the long one, 4 separators.
+    let message = "row too long: 5035 bytes (at most 100)";
+    assert_eq!(r.errors[0].message, message);
+    assert!(r.report.processing_log().contains(&format!(
+        "On row: 2, {message}. This row will not be submitted."
+    )));
+    let pages: Vec<_> = r.hits.iter().map(|h| h.get(Field::PageName)).collect();
+    assert_eq!(pages, [Some("Home"), Some("After")]);
+    // The reject record is the row's start only.
+    let raw = &r.raw_invalid[0];
+    assert_eq!(
+        raw[..4],
+        [
+            b"1500000001".to_vec(),
+            b"v1".to_vec(),
+            b"rs".to_vec(),
+            b"UA".to_vec()
+        ]
+    );
+    assert!(raw[4].iter().all(|&b| b == b'x'));
+    let kept: usize = raw.iter().map(Vec::len).sum();
+    assert!(kept <= bdia_format::records::EXCERPT_BYTES, "{kept}");
+}
+
+#[test]
+fn the_row_size_limit_counts_bytes_of_fields_and_separators() {
+    // "1500000000,v1,rs,UA,Home": 24 bytes.
+    let csv = format!("{H}\n1500000000,v1,rs,UA,Home\r\n");
+    let r = run_with(&gz(csv.as_bytes()), &with_max_row(24));
+    assert_eq!((r.report.rows, r.report.invalid_rows), (1, 0));
+    let r = run_with(&gz(csv.as_bytes()), &with_max_row(23));
+    assert_eq!(kinds(&r), [(1, RowErrorKind::RowTooLong)]);
+    // The default: 1 MiB.
+    let page = |n: usize| "p".repeat(n - "1500000000,v1,rs,UA,".len());
+    let max = bdia_format::engine::DEFAULT_MAX_ROW_BYTES as usize;
+    let csv = format!(
+        "{H}\n1500000000,v1,rs,UA,{}\n1500000000,v1,rs,UA,{}",
+        page(max),
+        page(max + 1)
+    );
+    let r = run(&csv);
+    assert_eq!(kinds(&r), [(2, RowErrorKind::RowTooLong)]);
+    assert_eq!(r.hits.len(), 1);
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! retry of a stopped visitor group. Both are scoped to the caller's
 //! company: another company's file or group is not found.
 
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
@@ -15,9 +16,11 @@ use crate::state::{AppState, Caller};
 /// Header of every reject report.
 pub const REJECTS_HEADER: &str = "row,kind,message,raw\n";
 
-/// `GET /aa/collect/v1/events/{file_id}/rejects`: every invalid row of the
-/// file as CSV (`row,kind,message,raw`); only the header when the file had
-/// none.
+/// `GET /aa/collect/v1/events/{file_id}/rejects`: the file's reject report
+/// as CSV (`row,kind,message,raw`: the first invalid rows, then a count line
+/// per kind left out); only the header when the file had no invalid rows.
+/// Streamed from the blob store: a report is never held whole, so slow
+/// readers cost a few buffers each.
 #[tracing::instrument(skip_all)]
 pub async fn rejects(
     State(state): State<AppState>,
@@ -26,8 +29,8 @@ pub async fn rejects(
 ) -> Result<Response, ApiError> {
     let rec = crate::handlers::callers_file(&state, &caller, &file_id).await?;
     let body = match &rec.rejects_key {
-        Some(key) => state.blobs.get(key).await?,
-        None => bytes::Bytes::from_static(REJECTS_HEADER.as_bytes()),
+        Some(key) => Body::from_stream(state.blobs.get_stream(key).await?),
+        None => Body::from(REJECTS_HEADER),
     };
     Ok((
         [

@@ -112,7 +112,7 @@ pub struct Shared {
     pub blobs: BlobStore,
     /// The hit lake.
     pub lake: Lake,
-    /// Engine size limits (as at upload).
+    /// Engine size and row limits (as at upload).
     pub limits: LimitsConfig,
     /// Keep staged files after `COMPLETE`.
     pub keep_staged_files: bool,

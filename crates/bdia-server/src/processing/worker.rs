@@ -279,10 +279,7 @@ async fn read_and_enrich(
         .lake
         .begin(&rec.company_id, &rec.file_id, zones)
         .map_err(Failure::lake)?;
-    let limits = Limits {
-        max_compressed: shared.limits.max_compressed_bytes,
-        max_uncompressed: shared.limits.max_uncompressed_bytes,
-    };
+    let limits = shared.limits.engine_limits();
     let states = Prefetched {
         states: HashMap::new(),
         store: shared.store.clone(),

@@ -44,7 +44,6 @@ use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use bdia_format::engine::Options;
 use bdia_store::blob::{self, BlobStore};
 use bdia_store::{CommitOutcome, FileRecord, FileStatus, NewFile};
 use tokio::sync::{mpsc, oneshot};
@@ -53,7 +52,7 @@ use crate::error::ApiError;
 use crate::state::{AppState, Caller};
 
 use body::{open_multipart, pump, Msg};
-use pass::{engine_options, record_metrics, run_pass, Pass, PassError};
+use pass::{engine_options, record_metrics, run_pass, Pass, PassError, PassOptions};
 use suites::row_rules;
 
 pub use body::CHANNEL_CHUNKS;
@@ -169,7 +168,7 @@ async fn start_pass(
     state: &AppState,
     company: &str,
     mut rx: mpsc::Receiver<Msg>,
-    opts: Options,
+    opts: PassOptions,
     staging: Option<(BlobStore, String)>,
 ) -> Result<Result<Pass, PassError>, ApiError> {
     let first = match rx.recv().await {
@@ -271,6 +270,7 @@ async fn finish_upload(state: &AppState, accepted: Accepted) -> Result<Response,
         group_seq: None,
         blob_key: pass.blob_key.clone(),
         rejects_key: pass.rejects_key.clone(),
+        rejects_kept: pass.rejects_kept,
     };
     let undo = |state: &AppState| {
         for k in [&pass.blob_key, &pass.rejects_key].into_iter().flatten() {

@@ -3,28 +3,50 @@
 //! report, and, for uploads, the staged file and the reject report are
 //! published only when the body ended cleanly and the file was not
 //! rejected.
+//!
+//! The reject report (`rejects/<file_id>.csv`, `row,kind,message,raw`) is
+//! bounded whatever the upload: it lists the first
+//! [`LimitsConfig::max_reject_rows`] invalid rows, each `raw` cut to
+//! [`LimitsConfig::max_reject_raw_bytes`], then one line per kind that had
+//! rows left out: an empty `row`, the kind, `N more rows of this kind not
+//! listed (M in all)` and an empty `raw`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 
-use bdia_format::engine::{process, Encoding, EngineError, FileReport, Limits, Options, RowEvent};
+use bdia_format::engine::{process, Encoding, EngineError, FileReport, Options, RowEvent};
 use bdia_format::row::RowRules;
+use bdia_format::RowProblem;
 use bdia_store::blob::{self, BlobStore, StagedFile};
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::body::{ChannelRead, Msg};
+#[cfg(doc)]
+use crate::config::LimitsConfig;
 use crate::state::AppState;
 
-pub(super) fn engine_options(state: &AppState, rules: RowRules) -> Options {
-    Options {
-        limits: Limits {
-            max_compressed: state.config.limits.max_compressed_bytes,
-            max_uncompressed: state.config.limits.max_uncompressed_bytes,
+/// The settings of one pass: the engine's, and the reject report's caps.
+pub(super) struct PassOptions {
+    engine: Options,
+    /// Invalid rows listed in the reject report.
+    max_reject_rows: u64,
+    /// Longest `raw` of a reject report line.
+    max_reject_raw: usize,
+}
+
+/// The settings of an upload or validate pass under the server's limits.
+pub(super) fn engine_options(state: &AppState, rules: RowRules) -> PassOptions {
+    let limits = &state.config.limits;
+    PassOptions {
+        engine: Options {
+            limits: limits.engine_limits(),
+            encoding: Encoding::Gzip,
+            rules,
+            threaded: true,
         },
-        encoding: Encoding::Gzip,
-        rules,
-        threaded: true,
+        max_reject_rows: limits.max_reject_rows,
+        max_reject_raw: usize::try_from(limits.max_reject_raw_bytes).unwrap_or(usize::MAX),
     }
 }
 
@@ -35,6 +57,8 @@ pub(super) struct Pass {
     /// Published blob keys (UPLOADED files only).
     pub(super) blob_key: Option<String>,
     pub(super) rejects_key: Option<String>,
+    /// Invalid rows listed in full in the reject report.
+    pub(super) rejects_kept: u64,
     pub(super) by_kind: HashMap<&'static str, u64>,
 }
 
@@ -62,14 +86,14 @@ fn failed(e: &dyn std::fmt::Display) -> PassError {
 pub(super) fn run_pass(
     first: Msg,
     rx: mpsc::Receiver<Msg>,
-    opts: Options,
+    opts: PassOptions,
     staging: Option<(BlobStore, String)>,
 ) -> Result<Pass, PassError> {
     let internal = failed;
     let (tee, mut rejects) = match &staging {
         Some((blobs, file_id)) => (
             Some(blobs.stage(file_id).map_err(|e| internal(&e))?),
-            Some(RejectWriter::new(blobs, file_id).map_err(|e| internal(&e))?),
+            Some(RejectWriter::new(blobs, file_id, &opts)),
         ),
         None => (None, None),
     };
@@ -82,7 +106,7 @@ pub(super) fn run_pass(
     };
     let mut first_invalid_row = None;
     let mut by_kind: HashMap<&'static str, u64> = HashMap::new();
-    let result = process(&mut input, &opts, |event| {
+    let result = process(&mut input, &opts.engine, |event| {
         if let RowEvent::Invalid {
             row,
             problem,
@@ -92,8 +116,7 @@ pub(super) fn run_pass(
             first_invalid_row.get_or_insert(row);
             *by_kind.entry(problem.kind().code()).or_default() += 1;
             if let Some(w) = rejects.as_mut() {
-                w.write(row, problem.kind().code(), &problem.to_string(), record)
-                    .map_err(|e| internal(&e))?;
+                w.write(row, problem, record).map_err(|e| internal(&e))?;
             }
         }
         Ok(())
@@ -114,6 +137,7 @@ pub(super) fn run_pass(
         first_invalid_row,
         blob_key: None,
         rejects_key: None,
+        rejects_kept: 0,
         by_kind,
     };
     if let Some((blobs, file_id)) = staging {
@@ -123,6 +147,7 @@ pub(super) fn run_pass(
             staged.publish(&key).map_err(|e| internal(&e))?;
             pass.blob_key = Some(key);
             if let Some(w) = rejects.take() {
+                pass.rejects_kept = w.listed;
                 match w.publish(&file_id) {
                     Ok(k) => pass.rejects_key = k,
                     Err(e) => {
@@ -140,52 +165,107 @@ pub(super) fn run_pass(
     Ok(pass)
 }
 
-/// The per-file reject report, staged next to the upload.
+/// The per-file reject report, staged next to the upload: the first rows
+/// listed, the rest counted by kind.
 struct RejectWriter {
     out: Option<csv::Writer<StagedFile>>,
     blobs: BlobStore,
     name: String,
+    max_rows: u64,
+    max_raw: usize,
+    /// Rows listed so far.
+    listed: u64,
+    /// Rows left out, by kind, with the kind's rows in all.
+    left_out: BTreeMap<&'static str, (u64, u64)>,
+    /// Rows of each kind seen (listed or not).
+    seen: HashMap<&'static str, u64>,
 }
 
 impl RejectWriter {
-    fn new(blobs: &BlobStore, file_id: &str) -> bdia_store::StoreResult<RejectWriter> {
-        Ok(RejectWriter {
+    fn new(blobs: &BlobStore, file_id: &str, opts: &PassOptions) -> RejectWriter {
+        RejectWriter {
             out: None,
             blobs: blobs.clone(),
             name: format!("{file_id}.rejects"),
-        })
+            max_rows: opts.max_reject_rows,
+            max_raw: opts.max_reject_raw,
+            listed: 0,
+            left_out: BTreeMap::new(),
+            seen: HashMap::new(),
+        }
     }
 
-    fn write(
-        &mut self,
-        row: u64,
-        kind: &str,
-        message: &str,
-        record: &csv::ByteRecord,
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// The staged report, started with its header on first use.
+    fn out(&mut self) -> Result<&mut csv::Writer<StagedFile>, BoxError> {
         if self.out.is_none() {
             let staged = self.blobs.stage(&self.name)?;
             let mut w = csv::Writer::from_writer(staged);
             w.write_record(["row", "kind", "message", "raw"])?;
             self.out = Some(w);
         }
+        Ok(self.out.as_mut().expect("set above"))
+    }
+
+    fn write(
+        &mut self,
+        row: u64,
+        problem: &RowProblem,
+        record: &csv::ByteRecord,
+    ) -> Result<(), BoxError> {
+        let kind = problem.kind().code();
+        let seen = self.seen.entry(kind).or_default();
+        *seen += 1;
+        if self.listed >= self.max_rows {
+            let left = self.left_out.entry(kind).or_default();
+            left.0 += 1;
+            left.1 = *seen;
+            // Started even when no row is listed: the counts are in it.
+            self.out()?;
+            return Ok(());
+        }
+        self.listed += 1;
         let mut raw = csv::Writer::from_writer(Vec::new());
         raw.write_byte_record(record)?;
         let raw = raw.into_inner().map_err(|e| e.to_string())?;
         let raw = String::from_utf8_lossy(&raw);
-        let raw = raw.trim_end_matches(['\r', '\n']);
-        let w = self.out.as_mut().expect("set above");
-        w.write_record([row.to_string().as_str(), kind, message, raw])?;
+        let raw = cut(raw.trim_end_matches(['\r', '\n']), self.max_raw);
+        let message = problem.to_string();
+        self.out()?
+            .write_record([row.to_string().as_str(), kind, &message, &raw])?;
         Ok(())
     }
 
-    fn publish(self, file_id: &str) -> Result<Option<String>, String> {
-        let Some(w) = self.out else { return Ok(None) };
+    /// Publishes the report, if any; returns its key.
+    fn publish(mut self, file_id: &str) -> Result<Option<String>, String> {
+        let left_out = std::mem::take(&mut self.left_out);
+        let Some(mut w) = self.out else {
+            return Ok(None);
+        };
+        for (kind, (left, all)) in left_out {
+            let message = format!("{left} more rows of this kind not listed ({all} in all)");
+            w.write_record(["", kind, &message, ""])
+                .map_err(|e| e.to_string())?;
+        }
         let staged = w.into_inner().map_err(|e| e.to_string())?;
         let key = blob::rejects_key(file_id);
         staged.publish(&key).map_err(|e| e.to_string())?;
         Ok(Some(key))
     }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// `text` cut to at most `max` bytes (at a character boundary), ending in
+/// `...` when cut.
+fn cut(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let mut end = max.saturating_sub(3);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &text[..end]).into()
 }
 
 pub(super) fn record_metrics(pass: &Pass) {

@@ -21,7 +21,7 @@ use crate::{
 pub(super) const FILE_COLUMNS: &str = "file_id, company_id, visitor_group_id, idempotency_key, \
     upload_name, size, uncompressed_size, received_date, rows, invalid_rows, status, error, \
     error_code, processing_log, processing_start_date, file_reader_complete_date, \
-    processing_end_date, group_seq, blob_key, rejects_key";
+    processing_end_date, group_seq, blob_key, rejects_key, rejects_kept";
 
 /// Reads a [`FileRecord`] from a row holding [`FILE_COLUMNS`].
 pub(super) fn file_from_row(row: &Row<'_>) -> rusqlite::Result<FileRecord> {
@@ -50,6 +50,15 @@ pub(super) fn file_from_row(row: &Row<'_>) -> rusqlite::Result<FileRecord> {
         processing_end_date: row.get("processing_end_date")?,
         group_seq: row.get::<_, Option<i64>>("group_seq")?.map(|v| v as u64),
         blob_key: row.get("blob_key")?,
+        rejects_kept: match row.get::<_, Option<i64>>("rejects_kept")? {
+            Some(n) => n as u64,
+            // Written before reports were capped: every invalid row is in
+            // the report, when there is one.
+            None if row.get::<_, Option<String>>("rejects_key")?.is_some() => {
+                row.get::<_, i64>("invalid_rows")? as u64
+            }
+            None => 0,
+        },
         rejects_key: row.get("rejects_key")?,
     })
 }
@@ -91,7 +100,7 @@ fn insert(conn: &Connection, r: &FileRecord) -> rusqlite::Result<usize> {
     conn.execute(
         &format!(
             "INSERT INTO files ({FILE_COLUMNS}) VALUES \
-             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
         ),
         params![
             r.file_id,
@@ -114,6 +123,7 @@ fn insert(conn: &Connection, r: &FileRecord) -> rusqlite::Result<usize> {
             r.group_seq.map(|v| v as i64),
             r.blob_key,
             r.rejects_key,
+            r.rejects_kept as i64,
         ],
     )
 }

@@ -149,9 +149,19 @@ DROP TABLE report_suites;
 ALTER TABLE report_suites_v2 RENAME TO report_suites;
 "#;
 
+/// Version 4: reject reports are capped; `files.rejects_kept` is how many
+/// invalid rows a file's report lists (NULL for records written before:
+/// their report lists every invalid row).
+const V4_REJECTS_KEPT: &str = "ALTER TABLE files ADD COLUMN rejects_kept INTEGER;";
+
 /// The migrations, in order: entry `i` takes a database from version `i` to
 /// version `i + 1`. Append only.
-const MIGRATIONS: &[&str] = &[V1, V2_TOKEN_REVOCATION, V3_SUITES_PER_COMPANY];
+const MIGRATIONS: &[&str] = &[
+    V1,
+    V2_TOKEN_REVOCATION,
+    V3_SUITES_PER_COMPANY,
+    V4_REJECTS_KEPT,
+];
 
 /// The schema version this build writes and the highest one it opens.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
