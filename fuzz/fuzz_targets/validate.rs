@@ -20,6 +20,8 @@ fn check(bytes: &[u8], encoding: Encoding) {
         limits: Limits {
             max_compressed: 1 << 20,
             max_uncompressed: 4 << 20,
+            // Small, so that inputs of a few KiB also reach rows over it.
+            max_row_bytes: 512,
         },
         ..Options::default()
     };

@@ -283,3 +283,17 @@ pub(super) fn record_metrics(pass: &Pass) {
         metrics::counter!(crate::metrics::FILES_REJECTED.name, "cause" => r.code()).increment(1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::cut;
+
+    #[test]
+    fn cut_keeps_short_text_and_cuts_long_text_at_a_character() {
+        assert_eq!(cut("abcdef", 6), "abcdef");
+        assert_eq!(cut("abcdefg", 6), "abc...");
+        // 'é' is two bytes: the cut never splits it.
+        assert_eq!(cut("aéééé", 7), "aé...");
+        assert!(cut(&"€".repeat(2000), 4096).len() <= 4096);
+    }
+}
