@@ -375,4 +375,49 @@ mod tests {
         assert_eq!(rdr.read(&mut rec, 4096).unwrap(), Next::Record);
         assert_eq!(&rec[0], b"ok");
     }
+
+    proptest::proptest! {
+        /// Whatever the bytes, the limit and the read sizes: the same
+        /// records as the `csv` crate, each kept when its size is within
+        /// the limit and otherwise measured exactly.
+        #[test]
+        fn records_and_sizes_agree_with_the_csv_crate(
+            input in proptest::collection::vec(
+                proptest::sample::select(vec![b'a', b'b', b',', b'"', b'\n', b'\r']),
+                0..400,
+            ),
+            max in 0usize..40,
+            cap in 1usize..16,
+        ) {
+            let mut csv = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .flexible(true)
+                .from_reader(&input[..]);
+            let expected: Vec<Read> = csv
+                .byte_records()
+                .map(|r| {
+                    let r = r.unwrap();
+                    let fields: Vec<String> =
+                        r.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect();
+                    let bytes = r.as_slice().len() + r.len() - 1;
+                    if bytes <= max {
+                        (Next::Record, fields)
+                    } else {
+                        (Next::TooLong { bytes: bytes as u64, fields: r.len() as u64 }, fields)
+                    }
+                })
+                .collect();
+            let got = read_with(&input, max, cap);
+            proptest::prop_assert_eq!(got.len(), expected.len());
+            for (g, e) in got.iter().zip(&expected) {
+                proptest::prop_assert_eq!(g.0, e.0);
+                if g.0 == Next::Record {
+                    proptest::prop_assert_eq!(&g.1, &e.1);
+                } else {
+                    // The excerpt is the record's start.
+                    proptest::prop_assert!(e.1.join(",").starts_with(&g.1.join(",")));
+                }
+            }
+        }
+    }
 }
