@@ -102,7 +102,9 @@ fn a_full_disk_refuses_uploads_keeps_nothing_half_and_recovers_by_itself() {
     let data = mnt.0.join("data");
     std::fs::create_dir_all(&data).unwrap();
     let acme = tenant(&data, "acme", &["--rate-limit", "off"]);
-    let server = BdiaServe::start(&data, &[("BDIA_PROCESSING_POLL_MS", "200")]);
+    let logs = dir.path().join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let server = BdiaServe::start_logged(&data, &[("BDIA_PROCESSING_POLL_MS", "200")], &logs);
     let port = server.port();
     let file = std::fs::read(crate::abuse_core::generated(
         dir.path(),
@@ -176,8 +178,9 @@ fn a_full_disk_refuses_uploads_keeps_nothing_half_and_recovers_by_itself() {
         }
         assert!(
             Instant::now() < deadline,
-            "{done} of {} files COMPLETE after space returned",
-            accepted + 3
+            "{done} of {} files COMPLETE after space returned: {all:?}\n{}",
+            accepted + 3,
+            std::fs::read_to_string(logs.join("stderr.txt")).unwrap_or_default()
         );
         std::thread::sleep(Duration::from_millis(500));
     }

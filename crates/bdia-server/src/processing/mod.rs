@@ -339,7 +339,10 @@ fn pick(
 async fn process_one(shared: &Shared, rec: bdia_store::FileRecord, stop: Arc<AtomicBool>) {
     use tracing::Instrument;
     let span = tracing::info_span!("process_file", file_id = %rec.file_id, visitor_group = ?rec.visitor_group_id);
-    match worker::run(shared, &rec, stop).instrument(span).await {
+    match worker::run(shared, &rec, stop.clone())
+        .instrument(span)
+        .await
+    {
         Ok(worker::Outcome::Complete { rows, timings }) => {
             metrics::counter!(crate::metrics::FILES_PROCESSED.name, "outcome" => "complete")
                 .increment(1);
@@ -372,8 +375,15 @@ async fn process_one(shared: &Shared, rec: bdia_store::FileRecord, stop: Arc<Ato
                 .increment(1);
             shared.pause(STORAGE_FULL_PAUSE);
             tracing::warn!(file_id = %rec.file_id, reason = %f.reason, pause_secs = STORAGE_FULL_PAUSE.as_secs(), "disk full: file requeued, processing paused");
-            if let Err(e) = shared.store.requeue_file(&rec.file_id).await {
-                tracing::error!(file_id = %rec.file_id, error = %e, "requeueing the file failed");
+            // The disk being full, the requeue itself may fail: it is tried
+            // again until it is written (or the server stops, and the start
+            // requeues every PROCESSING file anyway).
+            while let Err(e) = shared.store.requeue_file(&rec.file_id).await {
+                tracing::warn!(file_id = %rec.file_id, error = %e, "requeueing the file failed; retrying");
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
         Err(f) => {
