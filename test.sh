@@ -10,6 +10,7 @@
 #                                 headless Chromium over WebDriver
 # and, with pip (PyPI), when python3 cannot import it:
 #   - duckdb (pinned below)       an independent engine reads the hit lake
+#   - deltalake, pyarrow (pinned below)  Python delta-rs reads the lake's Delta tables
 #   - schemathesis (pinned below) fuzzes the API against its /openapi.json
 # Everything else the tests use is built by cargo or started by the tests
 # themselves (servers on loopback ports, temp data dirs).
@@ -37,6 +38,14 @@ if command -v python3 >/dev/null && ! python3 -c 'import duckdb' 2>/dev/null; th
   echo "== installing duckdb==$DUCKDB_VERSION (PyPI)"
   python3 -m pip install -q "duckdb==$DUCKDB_VERSION" 2>/dev/null \
     || python3 -m pip install -q --break-system-packages "duckdb==$DUCKDB_VERSION"
+fi
+
+DELTALAKE_VERSION=1.6.6
+PYARROW_VERSION=26.0.1
+if command -v python3 >/dev/null && ! python3 -c 'import deltalake, pyarrow' 2>/dev/null; then
+  echo "== installing deltalake==$DELTALAKE_VERSION pyarrow==$PYARROW_VERSION (PyPI)"
+  python3 -m pip install -q "deltalake==$DELTALAKE_VERSION" "pyarrow==$PYARROW_VERSION" 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages "deltalake==$DELTALAKE_VERSION" "pyarrow==$PYARROW_VERSION"
 fi
 
 SCHEMATHESIS_VERSION=4.32.5

@@ -100,18 +100,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let staged = writer.finish()?;
     let encode = t0.elapsed();
     let t1 = Instant::now();
-    let manifest = futures::executor::block_on(lake.publish(staged))?;
+    let parts = staged.parts.len();
+    let hits = staged.rows;
+    let lake_bytes: u64 = staged.parts.iter().map(|p| p.bytes).sum();
+    let txn = bdia_lake::FileTxn {
+        app_id: "throughput".into(),
+        version: 1,
+    };
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(lake.publish(staged, &txn))?;
     let publish = t1.elapsed();
     let (delta, _) = enricher.finish();
 
     let total = encode + publish;
-    let lake_bytes: u64 = manifest.parts.iter().map(|p| p.bytes).sum();
     println!(
         "rows: {} valid of {}; hits: {}; parts: {}; parquet bytes: {lake_bytes}; visitors touched: {}",
         report.rows - report.invalid_rows,
         report.rows,
-        manifest.rows,
-        manifest.parts.len(),
+        hits,
+        parts,
         delta.entries.len()
     );
     println!(

@@ -43,6 +43,9 @@ pub enum LakeError {
         /// The offending value.
         value: String,
     },
+    /// A Delta table operation failed (log read, commit, conflict).
+    #[error("delta: {0}")]
+    Delta(#[from] deltalake_core::DeltaTableError),
     /// The lake holds something it did not write (a foreign or damaged object).
     #[error("unexpected lake content at {path}: {reason}")]
     Corrupt {
@@ -66,6 +69,7 @@ impl LakeError {
             LakeError::Time { .. } => "lake_time",
             LakeError::InvalidName { .. } => "lake_invalid_name",
             LakeError::Corrupt { .. } => "lake_corrupt",
+            LakeError::Delta(_) => "lake_delta",
         }
     }
 }

@@ -4,25 +4,22 @@
 //! Under the lake's root prefix:
 //!
 //! ```text
+//! hits/company=<company_id>/                 the company's Delta table ([`company_dir`])
 //! hits/company=<company_id>/report_suite=<rsid>/date=<YYYY-MM-DD>/part-<file_id>-<nnnn>.parquet
 //!     the data ([`part_path`]); <nnnn> counts the parts of one file in one
 //!     partition ([`partition_dir`]), from 0000
-//! _commits/<file_id>.json
-//!     the file's commit record ([`commit_record`])
-//! _staging/<file_id>/                 parts being published ([`staging_dir`])
-//! _staging/<file_id>/hits/...         a part, staged under its final path ([`staged`])
-//! _staging/<file_id>/_manifest.json   written once every part is staged
 //! ```
+//!
+//! and, left by the format before Delta tables until they are migrated,
+//! `_commits/<file_id>.json` (a file's commit record) and `_staging/`.
 //!
 //! and, outside the lake, in the writer's spool directory, one file named
 //! `bdia-part-*` per part being written ([`SPOOL_PREFIX`]).
 //!
 //! Report suite IDs are per company, so the company is the first level
 //! under `hits/`: two companies' suites of the same ID are two directories,
-//! and a reader of one company's suite never lists the other's. Lakes
-//! written before that level existed
-//! (`hits/report_suite=<rsid>/...`, [`LEGACY_HITS_PREFIX`]) are moved under
-//! their company at startup ([`crate::Lake::migrate_layout`]).
+//! and a reader of one company's suite never lists the other's. Each company
+//! directory is its own Delta table.
 //!
 //! # Invariants
 //!
@@ -44,21 +41,12 @@ use crate::error::LakeError;
 
 /// Top directory of the data.
 pub const HITS: &str = "hits";
-/// Directory of commit records.
+/// Directory of commit records (the format before Delta tables).
 pub const COMMITS: &str = "_commits";
-/// Directory of files being published.
+/// Directory of files being published (the format before Delta tables).
 pub const STAGING: &str = "_staging";
-/// Name of a staging manifest.
-pub const MANIFEST: &str = "_manifest.json";
 /// Name prefix of spooled part files.
 pub const SPOOL_PREFIX: &str = "bdia-part-";
-
-/// Prefix (relative to the root) of a partition directory of the layout
-/// without companies: `hits/report_suite=<rsid>/...`.
-pub const LEGACY_HITS_PREFIX: &str = "hits/report_suite=";
-
-/// Suffix of a commit record's name.
-const COMMIT_SUFFIX: &str = ".json";
 
 /// File ids and report suites become path segments: ASCII letters, digits,
 /// `.`, `_` and `-`, not starting with `.` or `_`, at most 200 bytes.
@@ -133,37 +121,14 @@ pub fn part_path(company: &str, report_suite: &str, date: Date, file_id: &str, s
     )
 }
 
-/// Where a part of the layout without companies
-/// (`hits/report_suite=...`) lives under `company`: the same path with
-/// `company=<company_id>` inserted after `hits/`. `None` for a path that is
-/// not of that layout.
-pub(crate) fn legacy_part_under(company: &str, path: &str) -> Option<String> {
-    let rest = path.strip_prefix(LEGACY_HITS_PREFIX)?;
-    Some(format!("{}/report_suite={rest}", company_dir(company)))
-}
-
-/// The relative path of a file's commit record: `_commits/<file_id>.json`.
-pub fn commit_record(file_id: &str) -> String {
-    format!("{COMMITS}/{file_id}{COMMIT_SUFFIX}")
-}
-
-/// The file id a commit record is named after (its object's file name), if
-/// the name is one the lake writes.
-pub(crate) fn commit_record_file_id(name: &str) -> Option<&str> {
-    let id = name.strip_suffix(COMMIT_SUFFIX)?;
-    check_name("file_id", id).ok()?;
-    Some(id)
-}
-
-/// The relative path of a file's staging directory: `_staging/<file_id>`.
-pub fn staging_dir(file_id: &str) -> String {
-    format!("{STAGING}/{file_id}")
-}
-
-/// The relative path of `rel` (a part's path, or [`MANIFEST`]) in a file's
-/// staging directory.
-pub fn staged(file_id: &str, rel: &str) -> String {
-    format!("{STAGING}/{file_id}/{rel}")
+/// The file id of a part written by processing, from its name
+/// (`.../part-<file_id>-<nnnn>.parquet`); `None` for other names.
+pub fn part_file_id(path: &str) -> Option<&str> {
+    let name = path.rsplit('/').next()?;
+    let stem = name.strip_prefix("part-")?.strip_suffix(".parquet")?;
+    let (id, seq) = stem.rsplit_once('-')?;
+    (seq.len() == 4 && seq.bytes().all(|b| b.is_ascii_digit()) && check_name("file_id", id).is_ok())
+        .then_some(id)
 }
 
 /// The object path of `rel` (slash-separated, already validated) under `root`.
@@ -200,19 +165,6 @@ mod tests {
     }
 
     #[test]
-    fn legacy_parts_move_under_their_company() {
-        let old = "hits/report_suite=rs1/date=2024-01-02/part-f-0000.parquet";
-        assert_eq!(
-            legacy_part_under("acme", old).as_deref(),
-            Some(part_path("acme", "rs1", day("2024-01-02"), "f", 0).as_str())
-        );
-        assert_eq!(
-            legacy_part_under("acme", &part_path("b", "rs1", day("2024-01-02"), "f", 0)),
-            None
-        );
-    }
-
-    #[test]
     fn company_ids_follow_the_company_rule() {
         for bad in ["", "a/b", "a b", "é", "a=b", "a\nb", &"x".repeat(256)] {
             assert!(check_company(bad).is_err(), "{bad:?}");
@@ -227,20 +179,16 @@ mod tests {
     }
 
     #[test]
-    fn commit_and_staging_names_follow_the_layout() {
-        assert_eq!(commit_record("f-1"), "_commits/f-1.json");
-        assert_eq!(commit_record_file_id("f-1.json"), Some("f-1"));
-        assert_eq!(commit_record_file_id("f-1.txt"), None);
-        assert_eq!(commit_record_file_id("_x.json"), None);
-        assert_eq!(staging_dir("f-1"), "_staging/f-1");
-        assert_eq!(staged("f-1", MANIFEST), "_staging/f-1/_manifest.json");
+    fn part_names_give_their_file() {
+        let p = part_path("acme", "rs1", day("2024-01-02"), "f-1", 12);
+        assert_eq!(part_file_id(&p), Some("f-1"));
         assert_eq!(
-            object_path(&Path::from("data/lake"), &commit_record("f-1")).to_string(),
-            "data/lake/_commits/f-1.json"
+            part_file_id("report_suite=rs1/date=2024-01-02/part-00001-5d1c-c000.snappy.parquet"),
+            None
         );
         assert_eq!(
-            object_path(&Path::default(), &staging_dir("f")).to_string(),
-            "_staging/f"
+            object_path(&Path::from("data/lake"), "hits/x").to_string(),
+            "data/lake/hits/x"
         );
     }
 

@@ -1,39 +1,35 @@
-//! The hit lake: enriched hits as hive-partitioned Parquet files on an
-//! object store, each uploaded file's output published exactly once.
+//! The hit lake: enriched hits as hive-partitioned Parquet files in one
+//! Delta Lake table per company, each uploaded file's hits committed
+//! exactly once.
 //!
 //! # Layout
 //!
 //! Under the lake's root prefix (`DATA_DIR/lake` by default):
 //!
 //! ```text
+//! hits/company=<company_id>/                    company <company_id>'s Delta table
+//! hits/company=<company_id>/_delta_log/         its transaction log
 //! hits/company=<company_id>/report_suite=<rsid>/date=<YYYY-MM-DD>/part-<file_id>-<nnnn>.parquet
-//!     the data; <nnnn> counts the parts of one file in one partition, from 0000
-//! _commits/<file_id>.json
-//!     commit record: the file's company and parts (path, suite, day, rows, bytes)
-//! _staging/<file_id>/hits/...        parts being published
-//! _staging/<file_id>/_manifest.json  written once every part is staged
+//!     the data written by processing; <nnnn> counts the parts of one file
+//!     in one partition, from 0000 (files written by a compaction or a
+//!     delete are named by Delta Lake: part-<n>-<uuid>-c000.<codec>.parquet)
 //! ```
 //!
-//! Report suite IDs are per company: the company is the first level under
-//! `hits/`, every commit record names its file's company, and
-//! [`LakeReader`] answers for one company at a time. A lake of the layout
-//! without companies (`hits/report_suite=<rsid>/...`) is moved under its
-//! companies at startup by [`Lake::migrate_layout`].
-//!
-//! The day is the hit's calendar day in its report suite's time zone
-//! ([`SuiteZones`]). Columns are described in `docs/LAKE.md` and built by
-//! [`schema::hits_schema`]. Every name is made by [`layout`]; manifests and
-//! commit records are [`manifest`]'s.
+//! The table is partitioned by `report_suite` and `date`: the day is the
+//! hit's calendar day in its report suite's time zone ([`SuiteZones`]).
+//! Columns are described in `docs/LAKE.md` and built by
+//! [`schema::hits_schema`]. Every name is made by [`layout`].
 //!
 //! # Modules
 //!
 //! ```text
 //! layout     object paths and names (no I/O)
-//! manifest   part entries, manifests and commit records (JSON)
 //! partition  a hit's partition day
 //! writer     hits -> Parquet parts in the spool          (uses layout)
-//! lake       publication and recovery                    (uses layout, manifest, writer)
-//! reader     committed parts, from the commit records    (uses layout, manifest)
+//! delta      one company's Delta table: commits, snapshots, delete, optimize, vacuum
+//! lake       the tables; publication, retraction, privacy deletes   (uses delta, writer)
+//! reader     data files of the current snapshots         (uses lake)
+//! manifest   commit records of the format before Delta tables (read once, at migration)
 //! ```
 //!
 //! # Writing one file
@@ -41,8 +37,8 @@
 //! ```text
 //! Lake::begin(company, file_id, zones) -> LakeWriter::push(hit)... -> finish() -> SpooledFile
 //!     (CPU, on a blocking thread; parts spooled to temp files, by name)
-//! Lake::publish(spooled).await -> FileManifest
-//!     (I/O: staging upload, staged manifest, copy to hits/, commit record)
+//! Lake::publish(spooled, txn).await -> CommitOutcome
+//!     (I/O: parts under their final names, then one Delta commit with txn)
 //! then, in the metadata store, one transaction: file COMPLETE + visitor state
 //! ```
 //!
@@ -51,25 +47,24 @@
 //! - Object names depend only on the file id, the hits and the
 //!   configuration; the hits depend only on the file and the visitor state
 //!   before it. Processing a file again writes the same objects.
-//! - Nothing under `hits/` comes from a file whose parts were not all
-//!   staged first: parts are copied to `hits/` only after
-//!   `_staging/<file_id>/_manifest.json` exists.
-//! - [`LakeReader`] returns only parts listed in their file's commit record
-//!   (the commit records are the lake's index),
-//!   so a query never sees a file that is not completely published.
-//!   Tools that glob `hits/**/*.parquet` directly see a file's parts appear
-//!   one by one during the copy step (step 4 of [`Lake::publish`]), and
-//!   after a crash in that step, until [`Lake::recover`] finishes it.
-//! - A crash anywhere is repaired by [`Lake::recover`] (at startup): a
-//!   complete staging is published (roll forward), an incomplete one is
-//!   deleted (roll back). Parts of an earlier publication of the same file
-//!   that the new one no longer has (a changed time zone, a changed
-//!   configuration) are deleted after the new commit record is written.
+//! - A file's parts become visible together, in the one Delta commit that
+//!   adds them; that commit records `txn(appId = visitor group, version =
+//!   the file's sequence in its group)`. A group's files commit in order,
+//!   so "the group's txn version is at least the file's" means "the file
+//!   is in the table": [`Lake::publish`] checks it first and commits
+//!   nothing then, and a concurrent second commit of the same file is
+//!   refused by Delta's conflict checker and finds it the same way.
+//! - Readers ([`LakeReader`], reports, any Delta engine) see only the
+//!   files of a snapshot; an object written by an attempt that stopped
+//!   before its commit is in no snapshot, and is overwritten by the next
+//!   attempt or deleted by vacuum.
 //! - The lake's commit comes before the metadata commit. A file that is
-//!   published but whose metadata commit did not happen is processed again
-//!   from the same visitor state, and publishes the same objects.
+//!   committed but whose metadata commit did not happen is processed again
+//!   from the same visitor state; its commit finds the txn and the
+//!   metadata commit follows.
 
 mod batch;
+pub mod delta;
 pub mod error;
 pub mod lake;
 pub mod layout;
@@ -79,10 +74,14 @@ pub mod reader;
 pub mod schema;
 pub mod writer;
 
+pub use delta::{CommitOutcome, HitTable, TableFile};
 pub use error::LakeError;
 pub use jiff::civil::Date;
-pub use lake::{Lake, LayoutMigration, Recovery};
-pub use layout::{COMMITS, HITS, LEGACY_HITS_PREFIX, MANIFEST, SPOOL_PREFIX, STAGING};
+pub use lake::{
+    Compaction, FileTxn, Identifier, Lake, Recovery, Retraction, Vacuum, VisitorDeletion,
+    VisitorRef,
+};
+pub use layout::{COMMITS, HITS, SPOOL_PREFIX, STAGING};
 pub use manifest::{FileManifest, PartEntry, MANIFEST_VERSION};
 pub use partition::SuiteZones;
 pub use reader::{LakeReader, PartRef};
@@ -101,14 +100,19 @@ mod tests {
         is_send(lake);
         is_send(&spooled);
         is_send(&lake.begin("c", "f", SuiteZones::utc()));
-        is_send(&lake.publish(spooled));
-        is_send(&lake.recover());
-        is_send(&lake.remove_file("f"));
-        is_send(&lake.migrate_layout(&Default::default()));
+        let txn = FileTxn {
+            app_id: "g".into(),
+            version: 1,
+        };
+        is_send(&lake.publish(spooled, &txn));
+        is_send(&lake.recover(&Default::default()));
+        is_send(&lake.retract_file("c", "f"));
+        is_send(&lake.delete_visitors("c", &Identifier::VisitorId("v".into()), b"s"));
+        is_send(&lake.compact("c", 2, 1));
+        is_send(&lake.vacuum("c", std::time::Duration::ZERO));
         let reader = lake.reader();
         let d: Date = "2024-01-01".parse().unwrap();
         is_send(&reader.parts("c", "rs", d, d));
-        is_send(&reader.committed_files());
     }
 
     #[test]

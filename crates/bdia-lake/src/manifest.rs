@@ -1,10 +1,10 @@
-//! What a file put in the lake: [`PartEntry`] and [`FileManifest`], and
-//! their JSON form.
+//! The commit records of the lake's format before Delta tables:
+//! [`PartEntry`] and [`FileManifest`], and their JSON form.
 //!
-//! One format serves twice: as the staging manifest
-//! (`_staging/<file_id>/_manifest.json`, written once every part of a file
-//! is staged) and as the commit record (`_commits/<file_id>.json`, written
-//! once every part is published); see [`crate::layout`].
+//! That format kept one commit record per file (`_commits/<file_id>.json`)
+//! as the lake's index. [`crate::Lake::recover`] reads them once, commits
+//! each file's parts to its company's Delta table and deletes the record;
+//! [`crate::HitTable::commit_file`] takes the same [`PartEntry`] list.
 //!
 //! # Format
 //!
@@ -26,10 +26,9 @@
 //! (`stale`, a list of paths, appears only in a staging manifest, and only
 //! when it is not empty.)
 //!
-//! Version 1 records, of the layout without companies, have no `company`
-//! and paths `hits/report_suite=...`; [`crate::Lake::migrate_layout`]
-//! rewrites them to version 2 ([`FileManifest::is_legacy`]). Readers never
-//! return the parts of a version-1 record: they belong to no company.
+//! Version 1 records, of a layout without companies, have no `company` and
+//! paths `hits/report_suite=...` ([`FileManifest::is_legacy`]): they belong
+//! to no company's table and are left where they are.
 //!
 //! # Invariants
 //!
@@ -96,7 +95,7 @@ impl FileManifest {
     }
 
     /// The JSON bytes stored for this manifest.
-    pub(crate) fn to_json(&self) -> Result<Vec<u8>, LakeError> {
+    pub fn to_json(&self) -> Result<Vec<u8>, LakeError> {
         Ok(serde_json::to_vec_pretty(self)?)
     }
 

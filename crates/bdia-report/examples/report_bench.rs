@@ -102,6 +102,9 @@ fn gen(dir: &str, hits: u64) -> Result<(), Box<dyn std::error::Error>> {
     let identity = Identity::new(*b"bench-salt");
     let mut states = MemoryStates::default();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let io = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let visitors = (hits / 30).max(1);
     let per_file = hits.div_ceil(FILES);
     let window = SPAN / FILES as i64;
@@ -133,7 +136,11 @@ fn gen(dir: &str, hits: u64) -> Result<(), Box<dyn std::error::Error>> {
             w.push(h)?;
         }
         let staged = w.finish()?;
-        futures::executor::block_on(lake.publish(staged))?;
+        let txn = bdia_lake::FileTxn {
+            app_id: "bench".into(),
+            version: f as i64 + 1,
+        };
+        io.block_on(lake.publish(staged, &txn))?;
         eprintln!(
             "file {}/{FILES}: {} hits ({:.0} s)",
             f + 1,

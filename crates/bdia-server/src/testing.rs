@@ -151,8 +151,47 @@ pub struct LakeHit {
     pub all: String,
 }
 
-/// Every hit of every committed file of the lake under `data_dir/lake`
-/// (parts listed in `_commits/*.json`, as readers see them), sorted.
+/// The files of the current snapshot of every company table of the lake
+/// at `lake`, read on a runtime of its own (callers may be inside one).
+fn snapshot_files(lake: &Path) -> anyhow::Result<Vec<(String, bdia_lake::TableFile)>> {
+    let dir = lake.to_path_buf();
+    std::thread::spawn(
+        move || -> anyhow::Result<Vec<(String, bdia_lake::TableFile)>> {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(async {
+                let l = bdia_lake::Lake::local(&dir, bdia_lake::LakeConfig::default())?;
+                let mut files = Vec::new();
+                for company in l.companies().await? {
+                    for f in l.files(&company).await? {
+                        files.push((company.clone(), f));
+                    }
+                }
+                Ok(files)
+            })
+        },
+    )
+    .join()
+    .map_err(|_| anyhow::anyhow!("reading the lake's snapshots panicked"))?
+}
+
+/// The paths (relative to the lake root) of the files of the current
+/// snapshots of the lake under `data_dir/lake`.
+pub fn lake_files(data_dir: &Path) -> anyhow::Result<std::collections::BTreeSet<String>> {
+    let lake = data_dir.join("lake");
+    if !lake.join(bdia_lake::HITS).exists() {
+        return Ok(Default::default());
+    }
+    Ok(snapshot_files(&lake)?
+        .into_iter()
+        .map(|(company, f)| format!("{}/{}", bdia_lake::layout::company_dir(&company), f.path))
+        .collect())
+}
+
+/// Every hit of the current snapshot of every company table of the lake
+/// under `data_dir/lake` (the files readers see), sorted. `report_suite`
+/// and `date` come from the partition values.
 pub fn lake_hits(data_dir: &Path) -> anyhow::Result<Vec<LakeHit>> {
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Int32Type, Int64Type, TimestampMicrosecondType};
@@ -161,68 +200,59 @@ pub fn lake_hits(data_dir: &Path) -> anyhow::Result<Vec<LakeHit>> {
 
     let lake = data_dir.join("lake");
     let mut out = Vec::new();
-    let commits = match std::fs::read_dir(lake.join(bdia_lake::COMMITS)) {
-        Ok(rd) => rd,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        Err(e) => return Err(e.into()),
-    };
-    for entry in commits {
-        let entry = entry?;
-        let manifest: bdia_lake::FileManifest =
-            serde_json::from_slice(&std::fs::read(entry.path())?)?;
-        for part in manifest.parts {
-            let file = std::fs::File::open(lake.join(&part.path))?;
-            let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
-            for batch in reader {
-                let batch = batch?;
-                let schema = batch.schema();
-                let col = |name: &str| {
-                    batch
-                        .column(schema.index_of(name).expect("lake column"))
-                        .clone()
-                };
-                let (rs, fid, vid, vtype, htype) = (
-                    col("report_suite"),
-                    col("file_id"),
-                    col("visitor_id"),
-                    col("visitor_id_type"),
-                    col("hit_type"),
-                );
-                let (time, vstart) = (col("hit_time"), col("visit_start_time"));
-                let (vnum, vpage, rown) =
-                    (col("visit_num"), col("visit_page_num"), col("row_number"));
-                let (newv, ooo) = (col("new_visit"), col("out_of_order"));
-                let fid_index = schema.index_of("file_id")?;
-                for i in 0..batch.num_rows() {
-                    let mut all = String::new();
-                    for (c, f) in schema.fields().iter().enumerate() {
-                        if c == fid_index {
-                            continue;
-                        }
-                        let v = batch.column(c).slice(i, 1);
-                        all.push_str(&format!("{}={:?};", f.name(), v));
+    if !lake.join(bdia_lake::HITS).exists() {
+        return Ok(out);
+    }
+    let files = snapshot_files(&lake)?;
+    for (company, part) in files {
+        let path = lake
+            .join(bdia_lake::layout::company_dir(&company))
+            .join(&part.path);
+        let file = std::fs::File::open(path)?;
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
+        for batch in reader {
+            let batch = batch?;
+            let schema = batch.schema();
+            let col = |name: &str| {
+                batch
+                    .column(schema.index_of(name).expect("lake column"))
+                    .clone()
+            };
+            let (fid, vid, vtype, htype) = (
+                col("file_id"),
+                col("visitor_id"),
+                col("visitor_id_type"),
+                col("hit_type"),
+            );
+            let (time, vstart) = (col("hit_time"), col("visit_start_time"));
+            let (vnum, vpage, rown) = (col("visit_num"), col("visit_page_num"), col("row_number"));
+            let (newv, ooo) = (col("new_visit"), col("out_of_order"));
+            for i in 0..batch.num_rows() {
+                let mut all = String::new();
+                for (c, f) in schema.fields().iter().enumerate() {
+                    if matches!(f.name().as_str(), "file_id" | "report_suite") {
+                        continue;
                     }
-                    out.push(LakeHit {
-                        file_id: fid.as_string::<i32>().value(i).to_string(),
-                        row_number: rown.as_primitive::<Int64Type>().value(i),
-                        report_suite: rs.as_string::<i32>().value(i).to_string(),
-                        date: part.date.to_string(),
-                        hit_time: time.as_primitive::<TimestampMicrosecondType>().value(i)
-                            / 1_000_000,
-                        visitor_id: vid.as_string::<i32>().value(i).to_string(),
-                        visitor_id_type: vtype.as_string::<i32>().value(i).to_string(),
-                        visit_num: vnum.as_primitive::<Int32Type>().value(i),
-                        visit_page_num: vpage.as_primitive::<Int32Type>().value(i),
-                        visit_start_time: vstart
-                            .as_primitive::<TimestampMicrosecondType>()
-                            .value(i)
-                            / 1_000_000,
-                        new_visit: newv.as_boolean().value(i),
-                        out_of_order: ooo.as_boolean().value(i),
-                        hit_type: htype.as_string::<i32>().value(i).to_string(),
-                        all,
-                    });
+                    let v = batch.column(c).slice(i, 1);
+                    all.push_str(&format!("{}={:?};", f.name(), v));
                 }
+                out.push(LakeHit {
+                    file_id: fid.as_string::<i32>().value(i).to_string(),
+                    row_number: rown.as_primitive::<Int64Type>().value(i),
+                    report_suite: part.report_suite.clone(),
+                    date: part.date.to_string(),
+                    hit_time: time.as_primitive::<TimestampMicrosecondType>().value(i) / 1_000_000,
+                    visitor_id: vid.as_string::<i32>().value(i).to_string(),
+                    visitor_id_type: vtype.as_string::<i32>().value(i).to_string(),
+                    visit_num: vnum.as_primitive::<Int32Type>().value(i),
+                    visit_page_num: vpage.as_primitive::<Int32Type>().value(i),
+                    visit_start_time: vstart.as_primitive::<TimestampMicrosecondType>().value(i)
+                        / 1_000_000,
+                    new_visit: newv.as_boolean().value(i),
+                    out_of_order: ooo.as_boolean().value(i),
+                    hit_type: htype.as_string::<i32>().value(i).to_string(),
+                    all,
+                });
             }
         }
     }

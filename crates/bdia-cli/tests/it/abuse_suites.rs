@@ -306,37 +306,50 @@ fn a_suite_id_another_company_uses_is_neither_revealed_nor_squatted() {
     assert!(err.contains("'@' at position 2 is not allowed"), "{err}");
 }
 
-/// Moves a lake to the layout an older release wrote: every
-/// `hits/company=<c>/report_suite=<rsid>` directory renamed to
-/// `hits/report_suite=<rsid>`, and every commit record rewritten as
-/// version 1 (no company, the old paths).
-fn to_old_layout(lake: &Path) {
-    let hits = lake.join("hits");
-    for company in std::fs::read_dir(&hits).unwrap() {
+/// Turns a lake into the format of the release before Delta tables: each
+/// company's `_delta_log` removed, and one commit record per file
+/// (`_commits/<file_id>.json`, version 2) listing its parts where they are.
+fn to_commit_records(lake: &Path) {
+    let mut records: std::collections::BTreeMap<String, (String, Vec<serde_json::Value>)> =
+        Default::default();
+    for company in std::fs::read_dir(lake.join("hits")).unwrap() {
         let company = company.unwrap().path();
-        for suite in std::fs::read_dir(&company).unwrap() {
-            let suite = suite.unwrap();
-            std::fs::rename(suite.path(), hits.join(suite.file_name())).unwrap();
+        let name = company.file_name().unwrap().to_string_lossy().into_owned();
+        let id = name.strip_prefix("company=").unwrap().to_string();
+        std::fs::remove_dir_all(company.join("_delta_log")).unwrap();
+        for suite in dirs(&company) {
+            for day in dirs(&company.join(&suite)) {
+                for part in dirs(&company.join(&suite).join(&day)) {
+                    let stem = part.strip_prefix("part-").unwrap();
+                    let file_id = &stem[..stem.len() - "-0000.parquet".len()];
+                    let bytes = std::fs::metadata(company.join(&suite).join(&day).join(&part))
+                        .unwrap()
+                        .len();
+                    records
+                        .entry(file_id.to_string())
+                        .or_insert_with(|| (id.clone(), Vec::new()))
+                        .1
+                        .push(serde_json::json!({
+                            "path": format!("hits/{name}/{suite}/{day}/{part}"),
+                            "report_suite": suite.strip_prefix("report_suite=").unwrap(),
+                            "date": day.strip_prefix("date=").unwrap(),
+                            "rows": 0,
+                            "bytes": bytes,
+                        }));
+                }
+            }
         }
-        std::fs::remove_dir(&company).unwrap();
     }
-    for record in std::fs::read_dir(lake.join("_commits")).unwrap() {
-        let path = record.unwrap().path();
-        let mut json: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        let obj = json.as_object_mut().unwrap();
-        assert!(obj.remove("company").is_some());
-        obj.insert("version".into(), 1.into());
-        for part in obj["parts"].as_array_mut().unwrap() {
-            let new = part["path"].as_str().unwrap();
-            let (_, rest) = new
-                .strip_prefix("hits/company=")
-                .unwrap()
-                .split_once('/')
-                .unwrap();
-            part["path"] = format!("hits/{rest}").into();
-        }
-        std::fs::write(&path, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+    std::fs::create_dir_all(lake.join("_commits")).unwrap();
+    for (file_id, (company, parts)) in records {
+        let record = serde_json::json!({
+            "version": 2, "file_id": file_id, "company": company, "rows": 0, "parts": parts,
+        });
+        std::fs::write(
+            lake.join(format!("_commits/{file_id}.json")),
+            serde_json::to_vec_pretty(&record).unwrap(),
+        )
+        .unwrap();
     }
 }
 
@@ -350,7 +363,7 @@ fn dirs(dir: &Path) -> Vec<String> {
 }
 
 #[test]
-fn a_lake_of_the_old_layout_is_moved_at_start_and_still_counted() {
+fn a_lake_of_commit_records_is_moved_into_delta_tables_at_start_and_still_counted() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
@@ -358,7 +371,6 @@ fn a_lake_of_the_old_layout_is_moved_at_start_and_still_counted() {
     let mut server = BdiaServe::start(&data, &[]);
     let (a, b) = (Client::new(&server, a), Client::new(&server, b));
     let f = dir.path();
-    // Names were global in the old layout: one suite per company here.
     let a_rec = a.upload(&batch(f, "a.gz", 4, "a.web"));
     let b_rec = b.upload(&batch(f, "b.gz", 6, "b.web"));
     a.wait_complete(a_rec["file_id"].as_str().unwrap());
@@ -367,28 +379,20 @@ fn a_lake_of_the_old_layout_is_moved_at_start_and_still_counted() {
     server.kill();
 
     let lake = data.join("lake");
-    to_old_layout(&lake);
-    assert_eq!(
-        dirs(&lake.join("hits")),
-        ["report_suite=a.web", "report_suite=b.web"]
-    );
+    to_commit_records(&lake);
+    assert_eq!(dirs(&lake.join("_commits")).len(), 2);
+    assert!(!lake.join("hits/company=acme/_delta_log").exists());
 
-    // At start each file goes under the company of its record.
+    // At start each file is committed to its company's table.
     server.restart();
     server.wait_healthy();
-    assert_eq!(dirs(&lake.join("hits")), ["company=acme", "company=beta"]);
-    assert_eq!(
-        dirs(&lake.join("hits/company=acme")),
-        ["report_suite=a.web"]
-    );
-    assert_eq!(
-        dirs(&lake.join("hits/company=beta")),
-        ["report_suite=b.web"]
-    );
+    assert!(lake.join("hits/company=acme/_delta_log").exists());
+    assert!(lake.join("hits/company=beta/_delta_log").exists());
+    assert!(dirs(&lake.join("_commits")).is_empty());
     assert_eq!((a.hits("a.web"), b.hits("b.web")), (4, 6));
 
-    // The moved lake is an ordinary one: B may now have an "a.web" of its
-    // own, counted apart from A's; and another start changes nothing.
+    // The moved lake is an ordinary one: B may have an "a.web" of its own,
+    // counted apart from A's; and another start changes nothing.
     let b2 = b.upload(&batch(f, "b2.gz", 2, "a.web"));
     assert_eq!(b2["invalid_rows"], 0, "{b2}");
     b.wait_complete(b2["file_id"].as_str().unwrap());

@@ -164,6 +164,22 @@ impl BdiaServe {
         }
     }
 
+    /// Waits up to `timeout` for the process to exit by itself; its exit
+    /// status, or `None` (killed then) when it was still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take().expect("running");
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        None
+    }
+
     /// SIGKILL, then reap.
     pub fn kill(&mut self) {
         let mut child = self.child.take().expect("running");

@@ -1,6 +1,7 @@
 //! Exactly-once processing under crashes: a `bdia serve` process killed
 //! with SIGKILL at random points while it processes several visitor groups,
-//! restarted each time; afterwards the lake and the visitor state must equal
+//! restarted each time, and aborted right after Delta commits (before their
+//! metadata commits); afterwards the lake and the visitor state must equal
 //! those of an uninterrupted run on the same uploads, row for row.
 
 use std::collections::BTreeSet;
@@ -103,7 +104,7 @@ fn process_to_the_end(data: &Path) {
     child.kill();
 }
 
-/// Parquet files under `lake/hits/` and the committed part paths.
+/// Parquet files under `lake/hits/` and the files of the tables' snapshots.
 fn lake_objects(data: &Path) -> (BTreeSet<String>, BTreeSet<String>) {
     fn walk(dir: &Path, base: &Path, out: &mut BTreeSet<String>) {
         let Ok(rd) = std::fs::read_dir(dir) else {
@@ -113,7 +114,7 @@ fn lake_objects(data: &Path) -> (BTreeSet<String>, BTreeSet<String>) {
             let p = e.path();
             if p.is_dir() {
                 walk(&p, base, out);
-            } else {
+            } else if p.extension().is_some_and(|x| x == "parquet") {
                 out.insert(p.strip_prefix(base).unwrap().to_string_lossy().into_owned());
             }
         }
@@ -121,27 +122,8 @@ fn lake_objects(data: &Path) -> (BTreeSet<String>, BTreeSet<String>) {
     let lake = data.join("lake");
     let mut on_disk = BTreeSet::new();
     walk(&lake.join("hits"), &lake, &mut on_disk);
-    let mut committed = BTreeSet::new();
-    if let Ok(rd) = std::fs::read_dir(lake.join("_commits")) {
-        for e in rd.flatten() {
-            let m: bdia_lake_manifest::Manifest =
-                serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap();
-            committed.extend(m.parts.into_iter().map(|p| p.path));
-        }
-    }
+    let committed = bdia_server::testing::lake_files(data).unwrap();
     (on_disk, committed)
-}
-
-/// The part of a commit record this test reads.
-mod bdia_lake_manifest {
-    #[derive(serde::Deserialize)]
-    pub struct Part {
-        pub path: String,
-    }
-    #[derive(serde::Deserialize)]
-    pub struct Manifest {
-        pub parts: Vec<Part>,
-    }
 }
 
 /// A small deterministic generator of kill delays (no clock-seeded
@@ -286,9 +268,34 @@ fn killed_at_random_points_the_lake_and_state_equal_a_clean_run() {
     assert_eq!(committed_a, committed_b);
     assert!(!a.states.is_empty());
     assert_eq!(a.states, b.states, "visitor state");
-    let staging = crash.join("lake/_staging");
-    assert!(
-        std::fs::read_dir(&staging).map_or(true, |mut d| d.next().is_none()),
-        "no staging leftovers"
-    );
+
+    // 5. Aborted right after each Delta commit, before its metadata
+    // commit: every start finds the last file's txn committed, finishes
+    // its metadata commit, commits the next file and aborts again.
+    let aborted = work.path().join("aborted");
+    copy_dir(&base, &aborted);
+    let mut aborts = 0;
+    while !all_settled(&aborted) {
+        let mut child = BdiaServe::spawn(
+            &aborted,
+            &[
+                ("BDIA_PROCESSING_ENABLED", "true"),
+                ("BDIA_PROCESSING_POLL_MS", "50"),
+                ("BDIA_TEST_ABORT_AFTER_LAKE_COMMITS", "1"),
+            ],
+        );
+        let status = child.wait_exit(Duration::from_secs(120));
+        if status.is_some_and(|s| !s.success()) {
+            aborts += 1;
+        }
+        assert!(aborts <= 200, "no progress");
+    }
+    eprintln!("{aborts} aborts after a lake commit");
+    assert!(aborts >= uploaded.len() / 2, "aborts after most commits");
+    let c = snapshot(&aborted);
+    assert_eq!(outcome(&a), outcome(&c));
+    let hits_c = bdia_server::testing::lake_hits(&aborted).unwrap();
+    assert!(hits_a == hits_c, "the lakes' rows differ after aborts");
+    assert_eq!(lake_objects(&aborted).1, committed_a);
+    assert_eq!(a.states, c.states, "visitor state after aborts");
 }

@@ -9,7 +9,7 @@ use bdia_format::fields::Field;
 use bdia_format::hit::{
     AuthState, CustomerId, Event, Hit, HitType, LinkType, Visitor, VisitorKind,
 };
-use bdia_lake::{Lake, LakeConfig, SuiteZones};
+use bdia_lake::{CommitOutcome, FileTxn, Lake, LakeConfig, SuiteZones};
 use bdia_model::{enrich_file, EnrichedHit, Identity, MemoryStates};
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
@@ -19,8 +19,35 @@ use object_store::{
     ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 
+/// Runs `python` on the script `name` of this crate's `tests/` with `args`
+/// and returns its standard output; fails the test, showing both outputs,
+/// when the script fails.
+pub fn run_python_check(python: &str, name: &str, args: &[&std::ffi::OsStr]) -> String {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join(name);
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Runs `f` to completion on a runtime of its own (Delta Lake needs tokio).
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    futures::executor::block_on(f)
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
 }
 
 /// A hit with a bit of everything.
@@ -120,8 +147,22 @@ pub fn small_config() -> LakeConfig {
 pub const COMPANY: &str = "acme";
 
 /// Writes and publishes one file of [`COMPANY`].
-pub fn write_file(lake: &Lake, file_id: &str, hits: &[EnrichedHit], zones: SuiteZones) {
+pub fn write_file(
+    lake: &Lake,
+    file_id: &str,
+    hits: &[EnrichedHit],
+    zones: SuiteZones,
+) -> CommitOutcome {
     write_company_file(lake, COMPANY, file_id, hits, zones)
+}
+
+/// The transaction the tests' files commit with: each file its own group
+/// (`g-<file_id>`), sequence 1.
+pub fn txn_of(file_id: &str) -> FileTxn {
+    FileTxn {
+        app_id: format!("g-{file_id}"),
+        version: 1,
+    }
 }
 
 /// Writes and publishes one file of `company`.
@@ -131,13 +172,30 @@ pub fn write_company_file(
     file_id: &str,
     hits: &[EnrichedHit],
     zones: SuiteZones,
-) {
+) -> CommitOutcome {
     let mut w = lake.begin(company, file_id, zones).unwrap();
     for h in hits {
         w.push(h).unwrap();
     }
     let staged = w.finish().unwrap();
-    block_on(lake.publish(staged)).unwrap();
+    block_on(lake.publish(staged, &txn_of(file_id))).unwrap()
+}
+
+/// Every data object of a store with its bytes (the Delta logs aside:
+/// their commits carry times).
+pub fn data_objects(store: &dyn ObjectStore) -> BTreeMap<String, Vec<u8>> {
+    let mut all = snapshot(store);
+    all.retain(|k, _| !k.contains("/_delta_log/"));
+    all
+}
+
+/// The files of `company`'s current snapshot: (path, rows).
+pub fn table_files(lake: &Lake, company: &str) -> Vec<(String, u64)> {
+    block_on(lake.files(company))
+        .unwrap()
+        .into_iter()
+        .map(|f| (f.path, f.rows))
+        .collect()
 }
 
 /// Every object of a store with its bytes.
@@ -242,8 +300,18 @@ impl ObjectStore for CrashingStore {
         }
     }
 
+    /// In path order, as object stores list (and Delta Lake expects);
+    /// a local file system does not.
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list(prefix)
+        let inner = self.inner.clone();
+        let prefix = prefix.cloned();
+        futures::stream::once(async move {
+            let mut all: Vec<ObjectMeta> = inner.list(prefix.as_ref()).try_collect().await?;
+            all.sort_by(|a, b| a.location.cmp(&b.location));
+            Ok::<_, object_store::Error>(futures::stream::iter(all.into_iter().map(Ok)))
+        })
+        .try_flatten()
+        .boxed()
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {

@@ -25,18 +25,10 @@ fn duckdb_reads_the_lake_when_installed() {
     write_file(&lake, "f1", &hits, zones());
     // Another company's file in suites of the same IDs: its own partition.
     write_company_file(&lake, "beta", "f2", &hits[..100], zones());
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/duckdb_check.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .arg(dir.path())
-        .arg(COMPANY)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = run_python_check(
+        "python3",
+        "duckdb_check.py",
+        &[dir.path().as_os_str(), COMPANY.as_ref()],
     );
     eprintln!("duckdb: {stdout}");
     let page_views = hits.iter().filter(|h| h.is_page_view()).count();

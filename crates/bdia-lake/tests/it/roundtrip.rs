@@ -140,7 +140,7 @@ fn rows_land_in_their_suite_and_local_day() {
     let hits = enrich(vec![rich_hit(1, t, &["rs1", "rs2"], "v1")]);
     assert_eq!(hits.len(), 2, "one output hit per suite");
     write_file(&lake, "f", &hits, zones());
-    let names: Vec<String> = snapshot(lake.store().as_ref())
+    let names: Vec<String> = data_objects(lake.store().as_ref())
         .into_keys()
         .filter(|k| k.starts_with("hits/"))
         .collect();
@@ -182,15 +182,12 @@ fn many_rows_over_many_partitions_keep_every_row_once() {
     seen.sort();
     expected.sort();
     assert_eq!(seen, expected);
-    let manifest = block_on(lake.committed("big")).unwrap().unwrap();
+    let files = table_files(&lake, COMPANY);
     assert!(
-        manifest
-            .parts
-            .iter()
-            .any(|p| p.path.ends_with("-0001.parquet")),
+        files.iter().any(|(p, _)| p.ends_with("-0001.parquet")),
         "a reopened partition gets its next part number"
     );
-    assert_eq!(manifest.rows, hits.len() as u64);
+    assert_eq!(files.iter().map(|(_, r)| r).sum::<u64>(), hits.len() as u64);
 }
 
 #[test]
@@ -203,8 +200,8 @@ fn large_parts_are_uploaded_in_multipart_chunks() {
     let lake = Lake::local(dir.path(), config).unwrap();
     let hits = enrich(sample_file(300, 1_700_000_000, 10));
     write_file(&lake, "mp", &hits, SuiteZones::utc());
-    let manifest = block_on(lake.committed("mp")).unwrap().unwrap();
-    assert!(manifest.parts.iter().any(|p| p.bytes > 4 * 1024));
+    let files = block_on(lake.files(COMPANY)).unwrap();
+    assert!(files.iter().any(|f| f.bytes > 4 * 1024));
     let rows: usize = ["rs1", "rs2"]
         .iter()
         .flat_map(|s| read_suite(&lake, s))
@@ -247,23 +244,14 @@ fn a_file_from_the_format_engine_goes_all_the_way() {
     .unwrap();
     let hits = enricher.hits();
     let (delta, _) = enricher.finish();
-    let manifest = block_on(lake.publish(writer.finish().unwrap())).unwrap();
+    let spooled = writer.finish().unwrap();
+    assert_eq!(spooled.rows, hits);
+    block_on(lake.publish(spooled, &txn_of("gen-1"))).unwrap();
     assert_eq!(report.rows, summary.rows);
-    assert_eq!(manifest.rows, hits);
+    let rows: u64 = table_files(&lake, COMPANY).iter().map(|(_, r)| r).sum();
+    assert_eq!(rows, hits);
     assert!(hits >= report.rows - report.invalid_rows);
     assert!(!delta.entries.is_empty());
-}
-
-#[test]
-fn a_file_without_hits_is_committed_with_no_parts() {
-    let dir = tempfile::tempdir().unwrap();
-    let lake = Lake::local(dir.path(), small_config()).unwrap();
-    write_file(&lake, "empty", &[], SuiteZones::utc());
-    let m = block_on(lake.committed("empty")).unwrap().unwrap();
-    assert_eq!((m.rows, m.parts.len()), (0, 0));
-    assert!(!snapshot(lake.store().as_ref())
-        .keys()
-        .any(|k| k.starts_with("hits/")));
 }
 
 #[test]

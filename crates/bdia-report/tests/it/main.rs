@@ -48,7 +48,14 @@ fn build_company_lake(
             w.push(h).unwrap();
         }
         let staged = w.finish().unwrap();
-        futures::executor::block_on(lake.publish(staged)).unwrap();
+        let txn = bdia_lake::FileTxn {
+            app_id: "group-0".into(),
+            version: i as i64 + 1,
+        };
+        tokio::task::block_in_place(|| {
+            tokio::runtime::Handle::current().block_on(lake.publish(staged, &txn))
+        })
+        .unwrap();
         out.extend(chunk.iter().map(|r| (file_id.clone(), r.clone())));
     }
     out
@@ -260,12 +267,10 @@ async fn other_suites_and_uncommitted_objects_are_not_read() {
         .await
         .unwrap();
     let first = &parts[0];
-    let stray = object_store::path::Path::from(
-        first
-            .path
-            .to_string()
-            .replace(&format!("part-{}-", first.file_id), "part-uncommitted-"),
-    );
+    let stray = object_store::path::Path::from(first.path.to_string().replace(
+        &format!("part-{}-", first.file_id.as_deref().unwrap()),
+        "part-uncommitted-",
+    ));
     use object_store::ObjectStoreExt;
     lake.store().copy(&first.path, &stray).await.unwrap();
     assert_eq!(run(WEB, WEB_TZ).await, web.len());

@@ -52,6 +52,8 @@ pub enum FailureCode {
     LakeInvalidName,
     /// The lake holds content it did not write ([`LakeError::Corrupt`]).
     LakeCorrupt,
+    /// A Delta table operation failed ([`LakeError::Delta`]).
+    LakeDelta,
     /// The metadata store did not find a record ([`StoreError::NotFound`]).
     StoreNotFound,
     /// The metadata store refused a conflicting change ([`StoreError::Conflict`]).
@@ -84,6 +86,7 @@ impl FailureCode {
         FailureCode::LakeTime,
         FailureCode::LakeInvalidName,
         FailureCode::LakeCorrupt,
+        FailureCode::LakeDelta,
         FailureCode::StoreNotFound,
         FailureCode::StoreConflict,
         FailureCode::StoreInvalid,
@@ -110,6 +113,7 @@ impl FailureCode {
             FailureCode::LakeTime => "lake_time",
             FailureCode::LakeInvalidName => "lake_invalid_name",
             FailureCode::LakeCorrupt => "lake_corrupt",
+            FailureCode::LakeDelta => "lake_delta",
             FailureCode::StoreNotFound => "store_not_found",
             FailureCode::StoreConflict => "store_conflict",
             FailureCode::StoreInvalid => "store_invalid",
@@ -130,6 +134,7 @@ impl FailureCode {
             LakeError::Time { .. } => FailureCode::LakeTime,
             LakeError::InvalidName { .. } => FailureCode::LakeInvalidName,
             LakeError::Corrupt { .. } => FailureCode::LakeCorrupt,
+            LakeError::Delta { .. } => FailureCode::LakeDelta,
         }
     }
 

@@ -39,8 +39,10 @@
 //!    (unchanged until the file commits), and writes the file's parts to a
 //!    local spool ([`bdia_lake::LakeWriter`]).
 //! 2. [`bdia_lake::Lake::publish`] puts them under deterministic names
-//!    (from the file id) and writes the file's commit record; readers see
-//!    only committed files.
+//!    (from the file id) and adds them to the company's Delta table in one
+//!    commit carrying `txn(visitor group, group sequence)`; readers see
+//!    only committed files. A table whose txn for the group is already at
+//!    the file's sequence holds the file: nothing is committed again.
 //! 3. One metadata transaction marks the file `COMPLETE` (dates, final log
 //!    with out-of-order notes) and stores the visitor state delta
 //!    ([`bdia_store::MetadataStore::complete_file`]).
@@ -48,12 +50,12 @@
 //!    its key was dropped from the record in step 3, so a crash before the
 //!    delete leaves an unreferenced blob that the startup sweep removes.
 //!
-//! At startup, [`recover`] runs [`bdia_lake::Lake::recover`] (finishes or
-//! removes half-published files), moves a lake of the layout without
-//! companies under its companies ([`bdia_lake::Lake::migrate_layout`], each
-//! file under the company of its record) and returns `PROCESSING` files to
-//! `UPLOADED`. A crash anywhere thus means the file is processed again from
-//! the same state, writing identical objects: nothing lost, nothing doubled.
+//! At startup, [`recover`] moves a lake of commit records (the format
+//! before Delta tables) into its tables and returns `PROCESSING` files to
+//! `UPLOADED`. A crash anywhere thus means the file is processed again
+//! from the same state: before the lake commit it writes identical objects
+//! and commits them; after it, the commit finds the file's txn and only
+//! the metadata commit is done. Nothing lost, nothing doubled.
 //!
 //! # Failures
 //!
@@ -67,9 +69,8 @@
 //! # Layout
 //!
 //! ```text
+//! DATA_DIR/lake/hits/company=<company_id>/_delta_log/   the company's Delta table (see docs/LAKE.md)
 //! DATA_DIR/lake/hits/company=<company_id>/report_suite=<rsid>/date=<YYYY-MM-DD>/part-<file_id>-<nnnn>.parquet
-//! DATA_DIR/lake/_commits/<file_id>.json     (see bdia_lake and docs/LAKE.md)
-//! DATA_DIR/lake/_staging/<file_id>/...
 //! DATA_DIR/lake-spool/                      part files being written (unlinked temp files)
 //! ```
 
@@ -191,51 +192,37 @@ impl Processing {
     }
 }
 
-/// Startup recovery: finishes or removes half-published lake output, moves
-/// lake output of the layout without companies under its companies, then
-/// returns `PROCESSING` files to `UPLOADED`. Run before serving.
+/// Startup recovery: moves a lake of commit records (the format before
+/// Delta tables) into its company tables, each file with its transaction
+/// (visitor group, group sequence) from its record, then returns
+/// `PROCESSING` files to `UPLOADED`. Run before serving.
 pub async fn recover(store: &dyn MetadataStore, lake: &Lake) -> anyhow::Result<()> {
-    let r = lake.recover().await?;
-    migrate_lake_layout(store, lake).await?;
-    let requeued = store.requeue_processing().await?;
-    if !r.rolled_forward.is_empty() || !r.discarded.is_empty() || requeued > 0 {
-        tracing::info!(
-            rolled_forward = r.rolled_forward.len(),
-            discarded = r.discarded.len(),
-            requeued,
-            "recovered processing"
-        );
-    }
-    Ok(())
-}
-
-/// Moves the files of a lake written before companies were part of its
-/// layout under the company of each file's record (the company whose
-/// suites the file was written to). A file no record names is left where
-/// it is, unread, and logged.
-async fn migrate_lake_layout(store: &dyn MetadataStore, lake: &Lake) -> anyhow::Result<()> {
-    let legacy = lake.legacy_files().await?;
-    if legacy.is_empty() {
-        return Ok(());
-    }
-    let mut owners = HashMap::with_capacity(legacy.len());
-    for file_id in legacy {
-        if let Some(company) = store.file_company(&file_id).await? {
-            owners.insert(file_id, company);
+    let mut txns = HashMap::new();
+    for (file_id, company) in lake.legacy_files().await? {
+        if let Some(rec) = store.get_file(&company, &file_id).await? {
+            if let Ok(txn) = worker::file_txn(&rec) {
+                txns.insert(file_id, txn);
+            }
         }
     }
-    let m = lake.migrate_layout(&owners).await?;
-    tracing::info!(
-        moved = m.moved.len(),
-        swept = m.swept,
-        "moved lake files under their companies (hits/company=<id>/...)"
-    );
-    if !m.unowned.is_empty() {
-        tracing::warn!(
-            files = m.unowned.len(),
-            first = %m.unowned[0],
-            "lake files of no known company left in the old layout; reports do not read them"
+    let r = lake.recover(&txns).await?;
+    if !r.migrated.is_empty() || r.discarded > 0 {
+        tracing::info!(
+            files = r.migrated.len(),
+            discarded = r.discarded,
+            "moved the lake's commit records into Delta tables (hits/company=<id>/_delta_log)"
         );
+    }
+    if !r.unowned.is_empty() {
+        tracing::warn!(
+            files = r.unowned.len(),
+            first = %r.unowned[0],
+            "lake commit records of no known file left in _commits/; reports do not read them"
+        );
+    }
+    let requeued = store.requeue_processing().await?;
+    if requeued > 0 {
+        tracing::info!(requeued, "recovered processing");
     }
     Ok(())
 }

@@ -10,8 +10,8 @@
 //!    engine, the visitor states and the lake writer, to a spooled file
 //!    ([`bdia_lake::SpooledFile`]); the row count is checked against the
 //!    upload's;
-//! 3. `publish`: the spooled parts into the lake
-//!    ([`bdia_lake::Lake::publish`]);
+//! 3. `publish`: the spooled parts into the company's Delta table, in one
+//!    commit fenced by the file's transaction ([`bdia_lake::Lake::publish`]);
 //! 4. `commit`: one metadata transaction (`COMPLETE`, log, visitor state
 //!    delta), then the staged file is deleted (`release_staged`).
 //!
@@ -192,7 +192,9 @@ pub async fn run(
         return Ok(Outcome::Cancelled);
     }
     let t = std::time::Instant::now();
-    publish(shared, out.spooled).await?;
+    if publish(shared, rec, out.spooled).await? {
+        crash_point_after_lake_commit();
+    }
     timings.publish = t.elapsed();
     let t = std::time::Instant::now();
     let release = !shared.keep_staged_files;
@@ -317,11 +319,65 @@ fn check_rows(read: u64, expected: u64) -> Result<(), Failure> {
     }
 }
 
-/// Step 3, publish to lake: the spooled parts under their final names and
-/// the file's commit record ([`bdia_lake::Lake::publish`]).
-async fn publish(shared: &Shared, spooled: SpooledFile) -> Result<(), Failure> {
-    shared.lake.publish(spooled).await.map_err(Failure::lake)?;
-    Ok(())
+/// Step 3, publish to lake: the spooled parts under their final names,
+/// then one Delta commit of the company's table carrying the file's
+/// transaction, `txn(visitor group, group sequence)`
+/// ([`bdia_lake::Lake::publish`]). A file whose transaction the table
+/// already holds (committed by a run that stopped before its metadata
+/// commit) is not committed again. True when this call committed.
+async fn publish(shared: &Shared, rec: &FileRecord, spooled: SpooledFile) -> Result<bool, Failure> {
+    let txn = file_txn(rec)?;
+    match shared.lake.publish(spooled, &txn).await {
+        Ok(bdia_lake::CommitOutcome::Committed { table_version }) => {
+            tracing::debug!(file_id = %rec.file_id, table_version, "lake commit");
+            Ok(true)
+        }
+        Ok(bdia_lake::CommitOutcome::AlreadyCommitted { txn_version }) => {
+            tracing::info!(
+                file_id = %rec.file_id,
+                visitor_group = %rec.visitor_group_id,
+                group_seq = txn.version,
+                txn_version,
+                "the file's hits were already committed to the lake; finishing its metadata commit"
+            );
+            Ok(false)
+        }
+        Err(e) => Err(Failure::lake(e)),
+    }
+}
+
+/// The Delta transaction of a file: its visitor group and its sequence in
+/// the group.
+pub(crate) fn file_txn(rec: &FileRecord) -> Result<bdia_lake::FileTxn, Failure> {
+    let seq = rec.group_seq.ok_or_else(|| {
+        Failure::new(
+            FailureCode::StoreInvalid,
+            format!("file {} has no sequence in its visitor group", rec.file_id),
+        )
+    })?;
+    Ok(bdia_lake::FileTxn {
+        app_id: rec.visitor_group_id.clone(),
+        version: i64::try_from(seq).unwrap_or(i64::MAX),
+    })
+}
+
+/// Crash tests only: with `BDIA_TEST_ABORT_AFTER_LAKE_COMMITS=N` set, the
+/// process aborts right after its N-th lake commit, before the metadata
+/// commit (the window the transaction fence protects).
+fn crash_point_after_lake_commit() {
+    static COMMITS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    static LIMIT: std::sync::OnceLock<Option<u64>> = std::sync::OnceLock::new();
+    let limit = LIMIT.get_or_init(|| {
+        std::env::var("BDIA_TEST_ABORT_AFTER_LAKE_COMMITS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+    });
+    if let Some(n) = limit {
+        if COMMITS.fetch_add(1, Ordering::SeqCst) + 1 >= *n {
+            tracing::warn!("aborting after a lake commit (BDIA_TEST_ABORT_AFTER_LAKE_COMMITS)");
+            std::process::abort();
+        }
+    }
 }
 
 /// Step 4, commit metadata: one transaction marks the file `COMPLETE` (its
