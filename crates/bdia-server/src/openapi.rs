@@ -250,7 +250,9 @@ pub fn document() -> Value {
                 "apiKey": { "type": "apiKey", "in": "header", "name": "x-api-key" }
             },
             "schemas": {
-                "Error": { "type": "object", "required": ["error"], "properties": { "error": { "type": "string" } } },
+                "Error": { "type": "object", "required": ["error"], "properties": {
+                    "error": { "type": "string" },
+                    "code": { "type": "string", "description": "stable snake_case cause, on answers that have several (docs/API.md)" } } },
                 "Usage": { "type": "object", "required": ["in_use", "limit"], "properties": {
                     "in_use": { "type": "integer" }, "limit": { "type": "integer" } } },
                 "Readiness": { "type": "object", "required": ["status", "passes", "reports", "database_calls"], "properties": {
@@ -327,7 +329,38 @@ pub fn document() -> Value {
         }
     });
     processing_paths(&mut doc, &security, &api_key);
+    lake_paths(&mut doc, &security, &api_key);
     doc
+}
+
+/// Inserts `add`'s entries into the object at `at` of `doc`.
+fn extend(doc: &mut Value, at: &str, add: Value) {
+    if let (Some(all), Value::Object(add)) =
+        (doc.pointer_mut(at).and_then(Value::as_object_mut), add)
+    {
+        all.extend(add);
+    }
+}
+
+/// Retraction and privacy deletion: the routes, their bodies, and the
+/// retraction fields of the file record.
+fn lake_paths(doc: &mut Value, _security: &Value, _api_key: &Value) {
+    extend(
+        doc,
+        "/components/schemas/FileRecord/properties",
+        json!({
+            "hits_retracted_at": { "type": "integer", "nullable": true,
+                "description": "unix seconds when the file's hits were retracted from the lake (DELETE .../{file_id}/hits); null while they count" },
+            "hits_retracted": { "type": "integer", "nullable": true,
+                "description": "hits the retraction removed from the lake; null while not retracted" }
+        }),
+    );
+    if let Some(required) = doc
+        .pointer_mut("/components/schemas/FileRecord/required")
+        .and_then(Value::as_array_mut)
+    {
+        required.extend([json!("hits_retracted_at"), json!("hits_retracted")]);
+    }
 }
 
 /// The processing stage's endpoints (reject report, group retry).
@@ -399,6 +432,8 @@ mod tests {
             file_reader_complete_date: full.then_some(7),
             processing_end_date: full.then_some(8),
             rejects_kept: 5,
+            hits_retracted_at: full.then_some(9),
+            hits_retracted: full.then_some(10),
         }
     }
 
@@ -462,7 +497,14 @@ mod tests {
             visitor_group_id: "g".into(),
             retried: 1,
         };
-        let error = ErrorBody { error: "e".into() };
+        let error = ErrorBody {
+            error: "e".into(),
+            code: Some("c".into()),
+        };
+        let error_min = ErrorBody {
+            error: "e".into(),
+            code: None,
+        };
         let usage = Usage {
             in_use: 1,
             limit: 2,
@@ -476,7 +518,7 @@ mod tests {
         vec![
             ("/components/schemas/Usage", pair(usage.clone(), usage)),
             ("/components/schemas/Readiness", pair(ready.clone(), ready)),
-            ("/components/schemas/Error", pair(error.clone(), error)),
+            ("/components/schemas/Error", pair(error, error_min)),
             ("/components/schemas/AccessToken", pair(token.clone(), token)),
             (
                 "/components/schemas/FileRecord",
