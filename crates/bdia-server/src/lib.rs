@@ -28,7 +28,10 @@
 //! The processing stage ([`processing`]) runs next to the HTTP side: at
 //! bind, [`processing::recover`] repairs the lake and requeues files a crash
 //! left `PROCESSING`; while serving, the scheduler moves uploaded files
-//! through `PROCESSING` to `COMPLETE`/`ERROR`.
+//! through `PROCESSING` to `COMPLETE`/`ERROR`. Next to it,
+//! [`lake_maintenance`] compacts and vacuums the lake's tables on its own
+//! task, and [`lake_ops`] removes hits on request (retraction, privacy
+//! deletion).
 
 pub mod admission;
 pub mod auth;
@@ -38,6 +41,9 @@ pub mod console;
 pub mod error;
 pub mod extract;
 pub mod handlers;
+pub mod lake_maintenance;
+pub mod lake_ops;
+pub mod lake_pending;
 pub mod limiter;
 pub mod metrics;
 pub mod metrics_listener;
@@ -232,6 +238,7 @@ impl Server {
             tasks: TaskTracker::new(),
             processing,
             reports,
+            lake_locks: Arc::new(lake_ops::CompanyLocks::default()),
         };
         Ok(Server {
             state,
@@ -301,6 +308,12 @@ impl Server {
                 stop_processing.clone(),
             ))
         });
+        let maintenance = tokio::spawn(lake_maintenance::run(
+            self.state.processing.lake().clone(),
+            self.state.lake_locks.clone(),
+            self.state.config.lake.clone(),
+            stop_processing.clone(),
+        ));
         tracing::info!(addr = %self.addr, tls = self.is_tls(), "serving");
         self.listening
             .serve(app, shutdown)
@@ -315,6 +328,9 @@ impl Server {
             if tokio::time::timeout(grace, s).await.is_err() {
                 tracing::warn!("in-flight files did not stop within the grace period");
             }
+        }
+        if tokio::time::timeout(grace, maintenance).await.is_err() {
+            tracing::warn!("lake maintenance did not stop within the grace period");
         }
         tracing::info!("stopped");
         Ok(())

@@ -329,7 +329,7 @@ pub fn document() -> Value {
         }
     });
     processing_paths(&mut doc, &security, &api_key);
-    lake_paths(&mut doc, &security, &api_key);
+    lake_paths(&mut doc);
     doc
 }
 
@@ -342,9 +342,34 @@ fn extend(doc: &mut Value, at: &str, add: Value) {
     }
 }
 
-/// Retraction and privacy deletion: the routes, their bodies, and the
-/// retraction fields of the file record.
-fn lake_paths(doc: &mut Value, _security: &Value, _api_key: &Value) {
+/// Retraction and privacy deletion: their bodies, and the retraction
+/// fields of the file record.
+fn lake_paths(doc: &mut Value) {
+    extend(
+        doc,
+        "/components/schemas",
+        json!({
+            "IdentifierType": { "type": "string", "enum": ["customer_id", "visitor_id", "marketing_cloud_visitor_id", "ip_address"] },
+            "PrivacyDeletionRequest": { "type": "object", "required": ["identifier_type", "identifier"], "properties": {
+                "identifier_type": { "$ref": "#/components/schemas/IdentifierType" },
+                "customer_id_type": { "type": "string", "description": "the customerIDType (case-sensitive): required for customer_id, refused otherwise" },
+                "identifier": { "type": "string", "minLength": 1, "description": "the identifier as sent in the hits" } } },
+            "PrivacyDeletion": { "type": "object", "required": ["id", "requested_by", "requested_at", "identifier_type",
+                    "customer_id_type", "identifier_sha256", "hits_removed", "visitors", "table_version"], "properties": {
+                "id": { "type": "integer" },
+                "requested_by": { "type": "string", "description": "the API client id, or admin (bdia admin)" },
+                "requested_at": { "type": "integer", "description": "unix seconds" },
+                "identifier_type": { "$ref": "#/components/schemas/IdentifierType" },
+                "customer_id_type": { "type": "string", "nullable": true },
+                "identifier_sha256": { "type": "string", "description": "SHA-256 of the identifier as sent, lower-case hex" },
+                "hits_removed": { "type": "integer" },
+                "visitors": { "type": "integer", "description": "visitors whose hits and state were removed" },
+                "table_version": { "type": "integer", "nullable": true, "description": "the lake table version of the deletion's commit; null when no hit matched" } } },
+            "PrivacyDeletionList": { "type": "object", "required": ["deletions", "next_cursor"], "properties": {
+                "deletions": { "type": "array", "items": { "$ref": "#/components/schemas/PrivacyDeletion" } },
+                "next_cursor": { "type": "string", "nullable": true } } }
+        }),
+    );
     extend(
         doc,
         "/components/schemas/FileRecord/properties",
@@ -405,8 +430,9 @@ mod tests {
     use std::collections::BTreeSet;
 
     use bdia_wire::{
-        AccessToken, ErrorBody, FileList, FileRecord, FileStatus, Group, Groups, JsonObject,
-        Readiness, Report, ReportSuite, ReportSuites, RetryAnswer, Usage, Validation,
+        AccessToken, ErrorBody, FileList, FileRecord, FileStatus, Group, Groups, IdentifierType,
+        JsonObject, PrivacyDeletion, PrivacyDeletionList, PrivacyDeletionRequest, Readiness,
+        Report, ReportSuite, ReportSuites, RetryAnswer, Usage, Validation,
     };
     use serde::Serialize;
     use serde_json::{json, Value};
@@ -467,6 +493,28 @@ mod tests {
             serde_json::to_value(full).unwrap(),
             serde_json::to_value(min).unwrap(),
         )
+    }
+
+    fn deletion(full: bool) -> PrivacyDeletion {
+        PrivacyDeletion {
+            id: 1,
+            requested_by: "client".into(),
+            requested_at: 2,
+            identifier_type: IdentifierType::CustomerId,
+            customer_id_type: full.then(|| "crm".into()),
+            identifier_sha256: "ab".into(),
+            hits_removed: 3,
+            visitors: 1,
+            table_version: full.then_some(4),
+        }
+    }
+
+    fn deletion_request(full: bool) -> PrivacyDeletionRequest {
+        PrivacyDeletionRequest {
+            identifier_type: "customer_id".into(),
+            customer_id_type: full.then(|| "crm".into()),
+            identifier: "u-1".into(),
+        }
     }
 
     /// JSON pointer of each body schema in the document, with its samples.
@@ -558,6 +606,27 @@ mod tests {
                 ),
             ),
             ("/components/schemas/Group", pair(group(true), group(false))),
+            (
+                "/components/schemas/PrivacyDeletion",
+                pair(deletion(true), deletion(false)),
+            ),
+            (
+                "/components/schemas/PrivacyDeletionRequest",
+                pair(deletion_request(true), deletion_request(false)),
+            ),
+            (
+                "/components/schemas/PrivacyDeletionList",
+                pair(
+                    PrivacyDeletionList {
+                        deletions: vec![deletion(true)],
+                        next_cursor: Some("c".into()),
+                    },
+                    PrivacyDeletionList {
+                        deletions: vec![deletion(false)],
+                        next_cursor: None,
+                    },
+                ),
+            ),
             (
                 "/paths/~1aa~1collect~1v1~1groups~1{vgid}~1retry/post/responses/200/content/application~1json/schema",
                 pair(retry.clone(), retry),
