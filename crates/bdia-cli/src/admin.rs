@@ -1,5 +1,7 @@
 //! `bdia admin`: manage companies, report suites and API clients on a data
-//! dir (also while the server runs on it), and print access tokens.
+//! dir (also while the server runs on it), print access tokens, and work
+//! on the lake: retract a file's hits, privacy deletions and their audit
+//! trail, compaction and vacuum.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -7,8 +9,10 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use bdia_format::ReportSuiteId;
 use bdia_server::auth::TokenIssuer;
-use bdia_server::tenancy;
-use bdia_store::{CompanySettings, MetadataStore, RateLimitSetting};
+use bdia_server::lake_ops::{self, Lake, PrivacyRequest};
+use bdia_server::{lake_maintenance, tenancy};
+use bdia_store::{CompanySettings, MetadataStore, PageQuery, RateLimitSetting};
+use bdia_wire::PrivacyDeletionRequest;
 use clap::Subcommand;
 use serde_json::json;
 
@@ -47,6 +51,60 @@ enum AdminCommand {
         /// The visitor group id.
         #[arg(long)]
         vgid: String,
+    },
+    /// Retract a COMPLETE file's hits: every hit of the file leaves the
+    /// lake in one commit and its record says when and how many (again: no
+    /// change). Visitor state is not rewound.
+    Retract {
+        /// The file id.
+        file_id: String,
+    },
+    /// Remove every hit and the visitor state of every visitor an
+    /// identifier names or appears with, in one company, and record the
+    /// request in the audit trail (as made by `admin`).
+    #[command(name = "privacy-delete")]
+    PrivacyDelete {
+        /// The company.
+        #[arg(long)]
+        company: String,
+        /// customer_id, visitor_id, marketing_cloud_visitor_id or ip_address.
+        #[arg(long = "type", value_name = "TYPE")]
+        identifier_type: String,
+        /// The customerIDType (with --type customer_id only).
+        #[arg(long, value_name = "TYPE")]
+        customer_id_type: Option<String>,
+        /// The identifier as it was sent in the hits.
+        identifier: String,
+    },
+    /// List a company's privacy deletions (the audit trail), newest first.
+    #[command(name = "privacy-deletions")]
+    PrivacyDeletions {
+        /// The company.
+        #[arg(long)]
+        company: String,
+    },
+    /// Compact the lake: partitions with many small files are rewritten
+    /// into larger ones (the rows do not change).
+    Compact {
+        /// Only this company's table [default: every company's].
+        #[arg(long)]
+        company: Option<String>,
+        /// Compact a partition holding at least this many small files
+        /// [default: lake.compaction_min_files].
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..))]
+        min_files: Option<u64>,
+    },
+    /// Delete lake files no table version within the retention period
+    /// references (what compaction, retraction and privacy deletion left).
+    Vacuum {
+        /// Only this company's table [default: every company's].
+        #[arg(long)]
+        company: Option<String>,
+        /// Keep files unreferenced for less than this [default:
+        /// lake.vacuum_retention_hours]; 0 deletes every unreferenced file
+        /// now (a report reading an older snapshot at that moment fails).
+        #[arg(long, value_name = "H")]
+        retention_hours: Option<u64>,
     },
     /// Print an access token for a client (for scripts).
     Token {
@@ -210,10 +268,23 @@ fn client_json(c: &bdia_store::ApiClient) -> serde_json::Value {
     })
 }
 
+/// The company tables to maintain: the one asked for (which must have a
+/// table), or every one.
+async fn companies(lake: &Lake, only: Option<String>) -> anyhow::Result<Vec<String>> {
+    let all = lake.companies().await?;
+    match only {
+        None => Ok(all),
+        Some(c) if all.contains(&c) => Ok(vec![c]),
+        Some(c) => bail!("company '{c}' has no table in the lake"),
+    }
+}
+
 /// Runs one admin command.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = crate::serve::load_config(args.config.as_ref(), args.data_dir, None)?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // Two workers: lake maintenance runs the Delta library's tasks.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()?;
     runtime.block_on(async move {
@@ -325,6 +396,100 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     })
                     .await?;
                 print(json!({ "company": company, "visitor_group_id": vgid, "retried": retried }));
+            }
+            AdminCommand::Retract { file_id } => {
+                let Some(company) = store.file_company(&file_id).await? else {
+                    bail!("no file '{file_id}'");
+                };
+                let lake = lake_ops::open_lake(&config.data_dir)?;
+                let before = store.get_file(&company, &file_id).await?;
+                let rec = lake_ops::retract(store, &lake, &company, &file_id).await?;
+                print(json!({
+                    "company": company,
+                    "file_id": rec.file_id,
+                    "hits_retracted": rec.hits_retracted,
+                    "hits_retracted_at": rec.hits_retracted_at,
+                    "already_retracted": before.is_some_and(|b| b.hits_retracted_at.is_some()),
+                }));
+            }
+            AdminCommand::PrivacyDelete {
+                company,
+                identifier_type,
+                customer_id_type,
+                identifier,
+            } => {
+                let Some(c) = store.get_company(&company).await? else {
+                    bail!("no company '{company}'");
+                };
+                let req = PrivacyRequest::parse(&PrivacyDeletionRequest {
+                    identifier_type,
+                    customer_id_type,
+                    identifier,
+                })?;
+                let lake = lake_ops::open_lake(&config.data_dir)?;
+                let d = lake_ops::privacy_delete(store, &lake, &c, &req, lake_ops::ADMIN).await?;
+                let mut v = json!(lake_ops::wire_deletion(&d));
+                v["company"] = json!(company);
+                print(v);
+            }
+            AdminCommand::PrivacyDeletions { company } => {
+                if store.get_company(&company).await?.is_none() {
+                    bail!("no company '{company}'");
+                }
+                let mut all = Vec::new();
+                let mut query = PageQuery {
+                    limit: 1000,
+                    cursor: None,
+                };
+                loop {
+                    let page = store.list_privacy_deletions(&company, &query).await?;
+                    all.extend(page.deletions.iter().map(lake_ops::wire_deletion));
+                    match page.next_cursor {
+                        Some(c) => query.cursor = Some(c),
+                        None => break,
+                    }
+                }
+                print(json!(all));
+            }
+            AdminCommand::Compact { company, min_files } => {
+                let lake = lake_ops::open_lake(&config.data_dir)?;
+                let min_files = min_files.map_or(config.lake.compaction_min_files, |n| n as usize);
+                let mut done = Vec::new();
+                for company in companies(&lake, company).await? {
+                    let c = lake_maintenance::compact(
+                        &lake,
+                        &company,
+                        min_files,
+                        config.lake.compaction_target_bytes,
+                    )
+                    .await?;
+                    done.push(json!({
+                        "company": company,
+                        "partitions": c.partitions,
+                        "files_removed": c.files_removed,
+                        "files_added": c.files_added,
+                        "table_version": c.table_version,
+                    }));
+                }
+                print(json!(done));
+            }
+            AdminCommand::Vacuum {
+                company,
+                retention_hours,
+            } => {
+                let lake = lake_ops::open_lake(&config.data_dir)?;
+                let hours = retention_hours.unwrap_or(config.lake.vacuum_retention_hours);
+                let retention = std::time::Duration::from_secs(hours.saturating_mul(3600));
+                let mut done = Vec::new();
+                for company in companies(&lake, company).await? {
+                    let v = lake_maintenance::vacuum(&lake, &company, retention).await?;
+                    done.push(json!({
+                        "company": company,
+                        "files_deleted": v.files_deleted,
+                        "retention_hours": hours,
+                    }));
+                }
+                print(json!(done));
             }
             AdminCommand::Token { client_id, ttl } => {
                 let Some(client) = store.get_client(&client_id).await? else {

@@ -3,8 +3,12 @@
 //! ```sh
 //! # write a lake of 10,000,000 hits in one suite with bdia's own writer
 //! cargo run --release -p bdia-report --example report_bench -- gen DIR 10000000
+//! # ... or in FILES files (default 50): 1,000 makes a lake of small files
+//! cargo run --release -p bdia-report --example report_bench -- gen DIR 10000000 1000
 //! # time the daily and top-100-pages reports (median of N runs)
 //! cargo run --release -p bdia-report --example report_bench -- run DIR 5
+//! # compact the table (Delta optimize, as the server's background task does)
+//! cargo run --release -p bdia-report --example report_bench -- compact DIR
 //! ```
 //!
 //! `run` also writes `DIR/parts.txt`: the committed parts it read, so
@@ -27,6 +31,7 @@ const TO: &str = "2026-01-31";
 /// 2026-01-01T12:00:00Z.
 const T0: i64 = 1_767_268_800;
 const SPAN: i64 = 29 * 86_400;
+/// Files written by `gen` unless told.
 const FILES: u64 = 50;
 
 struct Rng(u64);
@@ -92,7 +97,7 @@ fn hit(rng: &mut Rng, row: u64, ts: i64, visitor: u64) -> Hit {
     }
 }
 
-fn gen(dir: &str, hits: u64) -> Result<(), Box<dyn std::error::Error>> {
+fn gen(dir: &str, hits: u64, files: u64) -> Result<(), Box<dyn std::error::Error>> {
     let lake = Lake::local(
         std::path::Path::new(dir).join("lake"),
         LakeConfig::default(),
@@ -106,10 +111,10 @@ fn gen(dir: &str, hits: u64) -> Result<(), Box<dyn std::error::Error>> {
         .enable_all()
         .build()?;
     let visitors = (hits / 30).max(1);
-    let per_file = hits.div_ceil(FILES);
-    let window = SPAN / FILES as i64;
+    let per_file = hits.div_ceil(files);
+    let window = SPAN / files as i64;
     let started = Instant::now();
-    for f in 0..FILES {
+    for f in 0..files {
         let n = per_file.min(hits.saturating_sub(f * per_file));
         if n == 0 {
             break;
@@ -142,7 +147,7 @@ fn gen(dir: &str, hits: u64) -> Result<(), Box<dyn std::error::Error>> {
         };
         io.block_on(lake.publish(staged, &txn))?;
         eprintln!(
-            "file {}/{FILES}: {} hits ({:.0} s)",
+            "file {}/{files}: {} hits ({:.0} s)",
             f + 1,
             n,
             started.elapsed().as_secs_f64()
@@ -216,16 +221,49 @@ async fn run(dir: &str, iterations: usize) -> Result<(), Box<dyn std::error::Err
     Ok(())
 }
 
+/// Compacts the bench company's table like the server's background task
+/// (partitions with at least 2 files under 128 MiB).
+async fn compact(dir: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let lake = Lake::local(
+        std::path::Path::new(dir).join("lake"),
+        LakeConfig::default(),
+    )?;
+    let before = lake.files(COMPANY).await?.len();
+    let t = Instant::now();
+    let c = lake.compact(COMPANY, 2, 128 * 1024 * 1024).await?;
+    let seconds = t.elapsed().as_secs_f64();
+    let after = lake.files(COMPANY).await?.len();
+    println!(
+        "{}",
+        serde_json::json!({
+            "files_before": before, "files_after": after, "partitions": c.partitions,
+            "files_removed": c.files_removed, "files_added": c.files_added, "seconds": seconds,
+        })
+    );
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    match args.get(1).map(String::as_str) {
-        Some("gen") => gen(&args[2], args.get(3).map_or(Ok(10_000_000), |s| s.parse())?),
-        Some("run") => tokio::runtime::Builder::new_multi_thread()
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
             .enable_all()
-            .build()?
-            .block_on(run(&args[2], args.get(3).map_or(Ok(5), |s| s.parse())?)),
+            .build()
+    };
+    match args.get(1).map(String::as_str) {
+        Some("gen") => gen(
+            &args[2],
+            args.get(3).map_or(Ok(10_000_000), |s| s.parse())?,
+            args.get(4).map_or(Ok(FILES), |s| s.parse())?,
+        ),
+        Some("compact") => runtime()?.block_on(compact(&args[2])),
+        Some("run") => {
+            runtime()?.block_on(run(&args[2], args.get(3).map_or(Ok(5), |s| s.parse())?))
+        }
         _ => {
-            eprintln!("usage: report_bench gen DIR [HITS] | run DIR [ITERATIONS]");
+            eprintln!(
+                "usage: report_bench gen DIR [HITS [FILES]] | run DIR [ITERATIONS] | compact DIR"
+            );
             std::process::exit(2);
         }
     }

@@ -69,6 +69,52 @@ pub struct Config {
     pub processing: ProcessingConfig,
     /// Report limits.
     pub reports: ReportsConfig,
+    /// Background compaction and vacuum of the lake's tables.
+    pub lake: LakeMaintenanceConfig,
+}
+
+/// Background maintenance of the lake's Delta tables
+/// ([`crate::lake_maintenance`]): compaction of partitions holding many
+/// small files, and vacuum of files no table version references any more.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LakeMaintenanceConfig {
+    /// Compact in the background at all (`BDIA_LAKE_COMPACTION_ENABLED`).
+    pub compaction_enabled: bool,
+    /// Seconds between compaction rounds over every company's table
+    /// (`BDIA_LAKE_COMPACTION_INTERVAL_SECS`).
+    pub compaction_interval_secs: u64,
+    /// A partition is compacted when it holds at least this many files
+    /// smaller than `compaction_target_bytes`
+    /// (`BDIA_LAKE_COMPACTION_MIN_FILES`, at least 2).
+    pub compaction_min_files: usize,
+    /// Size compacted files are written up to, bytes
+    /// (`BDIA_LAKE_COMPACTION_TARGET_BYTES`).
+    pub compaction_target_bytes: u64,
+    /// Vacuum in the background at all (`BDIA_LAKE_VACUUM_ENABLED`).
+    pub vacuum_enabled: bool,
+    /// Seconds between vacuum rounds (`BDIA_LAKE_VACUUM_INTERVAL_SECS`).
+    pub vacuum_interval_secs: u64,
+    /// A file no longer referenced by the table is deleted once it has
+    /// been unreferenced this many hours (`BDIA_LAKE_VACUUM_RETENTION_HOURS`,
+    /// at least 1): until then, readers of an older snapshot still find
+    /// it, and the bytes of retracted or privacy-deleted hits are still on
+    /// disk.
+    pub vacuum_retention_hours: u64,
+}
+
+impl Default for LakeMaintenanceConfig {
+    fn default() -> Self {
+        LakeMaintenanceConfig {
+            compaction_enabled: true,
+            compaction_interval_secs: 300,
+            compaction_min_files: 8,
+            compaction_target_bytes: 128 * 1024 * 1024,
+            vacuum_enabled: true,
+            vacuum_interval_secs: 3_600,
+            vacuum_retention_hours: 168,
+        }
+    }
 }
 
 /// Limits on reports (`/api/v1/report-suites/{rsid}/report`): a report
@@ -264,6 +310,7 @@ impl Default for Config {
             tls_key: None,
             processing: ProcessingConfig::default(),
             reports: ReportsConfig::default(),
+            lake: LakeMaintenanceConfig::default(),
         }
     }
 }
@@ -420,6 +467,23 @@ impl Config {
                 "BDIA_PROCESSING_WORKERS" => self.processing.workers = parse_env(&k, &v)?,
                 "BDIA_PROCESSING_POLL_MS" => self.processing.poll_interval_ms = parse_env(&k, &v)?,
                 "BDIA_KEEP_STAGED_FILES" => self.processing.keep_staged_files = parse_env(&k, &v)?,
+                "BDIA_LAKE_COMPACTION_ENABLED" => self.lake.compaction_enabled = parse_env(&k, &v)?,
+                "BDIA_LAKE_COMPACTION_INTERVAL_SECS" => {
+                    self.lake.compaction_interval_secs = parse_env(&k, &v)?
+                }
+                "BDIA_LAKE_COMPACTION_MIN_FILES" => {
+                    self.lake.compaction_min_files = parse_env(&k, &v)?
+                }
+                "BDIA_LAKE_COMPACTION_TARGET_BYTES" => {
+                    self.lake.compaction_target_bytes = parse_env(&k, &v)?
+                }
+                "BDIA_LAKE_VACUUM_ENABLED" => self.lake.vacuum_enabled = parse_env(&k, &v)?,
+                "BDIA_LAKE_VACUUM_INTERVAL_SECS" => {
+                    self.lake.vacuum_interval_secs = parse_env(&k, &v)?
+                }
+                "BDIA_LAKE_VACUUM_RETENTION_HOURS" => {
+                    self.lake.vacuum_retention_hours = parse_env(&k, &v)?
+                }
                 _ => {}
             }
         }
@@ -479,7 +543,26 @@ impl Config {
                 "reports.memory_limit_bytes",
                 self.reports.memory_limit_bytes,
             ),
+            (
+                "lake.compaction_interval_secs",
+                self.lake.compaction_interval_secs,
+            ),
+            (
+                "lake.compaction_target_bytes",
+                self.lake.compaction_target_bytes,
+            ),
+            ("lake.vacuum_interval_secs", self.lake.vacuum_interval_secs),
+            (
+                "lake.vacuum_retention_hours",
+                self.lake.vacuum_retention_hours,
+            ),
         ])?;
+        if self.lake.compaction_min_files < 2 {
+            return Err(ConfigError(format!(
+                "lake.compaction_min_files = {}: must be >= 2",
+                self.lake.compaction_min_files
+            )));
+        }
         if self.upload_idle_timeout_secs == 0 {
             return Err(ConfigError(
                 "upload_idle_timeout_secs = 0: must be > 0".into(),
@@ -681,6 +764,82 @@ mod tests {
             let e = c.validate().unwrap_err().to_string();
             assert!(e.contains("token_ttl_secs") && e.contains("30 days"), "{e}");
         }
+    }
+
+    #[test]
+    fn lake_maintenance_settings() {
+        let mut c = Config::from_toml(
+            "[lake]\ncompaction_interval_secs = 5\ncompaction_min_files = 2\n\
+             vacuum_retention_hours = 1\n",
+        )
+        .unwrap();
+        assert_eq!(c.lake.compaction_interval_secs, 5);
+        assert_eq!(c.lake.compaction_min_files, 2);
+        assert_eq!(c.lake.vacuum_retention_hours, 1);
+        assert_eq!(c.lake.compaction_target_bytes, 128 * 1024 * 1024);
+        assert!(c.lake.compaction_enabled && c.lake.vacuum_enabled);
+        c.validate().unwrap();
+        c.apply_vars([
+            (
+                "BDIA_LAKE_COMPACTION_ENABLED".to_string(),
+                "false".to_string(),
+            ),
+            (
+                "BDIA_LAKE_COMPACTION_TARGET_BYTES".to_string(),
+                "1048576".to_string(),
+            ),
+            ("BDIA_LAKE_VACUUM_ENABLED".to_string(), "false".to_string()),
+            (
+                "BDIA_LAKE_VACUUM_INTERVAL_SECS".to_string(),
+                "60".to_string(),
+            ),
+        ])
+        .unwrap();
+        assert!(!c.lake.compaction_enabled && !c.lake.vacuum_enabled);
+        assert_eq!(
+            (c.lake.compaction_target_bytes, c.lake.vacuum_interval_secs),
+            (1_048_576, 60)
+        );
+        c.validate().unwrap();
+        assert!(Config::from_toml("[lake]\nvacuum_days = 1\n").is_err());
+        for (key, value, named) in [
+            (
+                "BDIA_LAKE_COMPACTION_INTERVAL_SECS",
+                "0",
+                "lake.compaction_interval_secs = 0",
+            ),
+            (
+                "BDIA_LAKE_COMPACTION_MIN_FILES",
+                "1",
+                "lake.compaction_min_files = 1",
+            ),
+            (
+                "BDIA_LAKE_COMPACTION_TARGET_BYTES",
+                "0",
+                "lake.compaction_target_bytes = 0",
+            ),
+            (
+                "BDIA_LAKE_VACUUM_INTERVAL_SECS",
+                "0",
+                "lake.vacuum_interval_secs = 0",
+            ),
+            (
+                "BDIA_LAKE_VACUUM_RETENTION_HOURS",
+                "0",
+                "lake.vacuum_retention_hours = 0",
+            ),
+        ] {
+            let mut bad = c.clone();
+            bad.apply_vars([(key.to_string(), value.to_string())])
+                .unwrap();
+            let e = bad.validate().unwrap_err().to_string();
+            assert!(e.contains(named), "{key}={value}: {e}");
+        }
+        let e = c
+            .clone()
+            .apply_vars([("BDIA_LAKE_VACUUM_ENABLED".to_string(), "maybe".to_string())])
+            .unwrap_err();
+        assert!(e.to_string().contains("BDIA_LAKE_VACUUM_ENABLED"), "{e}");
     }
 
     #[test]

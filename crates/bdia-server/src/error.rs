@@ -1,7 +1,8 @@
 //! The one error type of the HTTP layer and its one mapping to responses.
 //!
-//! Every body is JSON (`{"error": "..."}`, [`ErrorBody`]). 5xx bodies say nothing about
-//! the cause; the detail is logged once, here.
+//! Every body is JSON (`{"error": "..."}`, [`ErrorBody`]; answers with
+//! several causes a client may act on add a stable `"code"`). 5xx bodies
+//! say nothing about the cause; the detail is logged once, here.
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -18,6 +19,24 @@ pub enum ApiError {
     /// 400: a missing header, a missing or duplicate `file` part, a malformed request.
     #[error("{0}")]
     BadRequest(String),
+    /// 400 for one of several causes a client may act on differently:
+    /// `code` (stable snake_case) is in the body next to the message.
+    #[error("{message}")]
+    Invalid {
+        /// The cause, in the body and as the metric label.
+        code: &'static str,
+        /// What is wrong, for a person.
+        message: String,
+    },
+    /// 409: the request does not fit the state of what it names (a file
+    /// not `COMPLETE`); `code` is in the body.
+    #[error("{message}")]
+    Conflict {
+        /// The cause, in the body and as the metric label.
+        code: &'static str,
+        /// What is wrong, for a person.
+        message: String,
+    },
     /// 401: missing, expired, forged or unknown token; api key not matching.
     #[error("{0}")]
     Unauthorized(String),
@@ -70,7 +89,8 @@ impl ApiError {
     /// The status code.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::BadRequest(_) | ApiError::Invalid { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -94,6 +114,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::BadRequest(_) => "bad_request",
+            ApiError::Invalid { code, .. } | ApiError::Conflict { code, .. } => code,
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
@@ -143,7 +164,17 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         metrics::counter!(crate::metrics::HTTP_ERRORS.name, "code" => self.code()).increment(1);
-        let mut resp = (status, Json(ErrorBody { error: message })).into_response();
+        let code = match &self {
+            ApiError::Invalid { code, .. } | ApiError::Conflict { code, .. } => {
+                Some(code.to_string())
+            }
+            _ => None,
+        };
+        let body = ErrorBody {
+            error: message,
+            code,
+        };
+        let mut resp = (status, Json(body)).into_response();
         let retry_after = match self {
             ApiError::RateLimited { retry_after_secs }
             | ApiError::Busy {

@@ -7,7 +7,7 @@ use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Form, Json};
-use bdia_store::{FileQuery, FileStatus};
+use bdia_store::{FileQuery, FileStatus, PageQuery, StoreError};
 
 use crate::auth::{now, verify_client_jwt, verify_secret, ExchangeRules};
 use crate::error::ApiError;
@@ -203,6 +203,28 @@ pub async fn list(
                 "status must be one of UPLOADED, REJECTED, PROCESSING, COMPLETE, ERROR".into(),
             )
         })?;
+    let page = page_query(&q)?;
+    let query = FileQuery {
+        visitor_group_id: q.get("vgid").filter(|s| !s.is_empty()).cloned(),
+        status,
+        limit: page.limit,
+        cursor: page.cursor,
+    };
+    let page = state
+        .store
+        .list_files(&caller.company.id, &query)
+        .await
+        .map_err(cursor_error)?;
+    Ok(Json(bdia_wire::FileList {
+        files: page.files.iter().map(bdia_wire::FileRecord::from).collect(),
+        next_cursor: page.next_cursor,
+    })
+    .into_response())
+}
+
+/// The `limit` (1..1000, default 100) and `cursor` of a listing's query;
+/// 400 for a bad limit.
+pub(crate) fn page_query(q: &HashMap<String, String>) -> Result<PageQuery, ApiError> {
     let limit = match q.get("limit").filter(|s| !s.is_empty()) {
         None => 100,
         Some(l) => l
@@ -211,25 +233,18 @@ pub async fn list(
             .filter(|n| (1..=1000).contains(n))
             .ok_or_else(|| ApiError::BadRequest("limit must be 1..1000".into()))?,
     };
-    let query = FileQuery {
-        visitor_group_id: q.get("vgid").filter(|s| !s.is_empty()).cloned(),
-        status,
+    Ok(PageQuery {
         limit,
         cursor: q.get("cursor").filter(|s| !s.is_empty()).cloned(),
-    };
-    let page = state
-        .store
-        .list_files(&caller.company.id, &query)
-        .await
-        .map_err(|e| match e {
-            bdia_store::StoreError::Invalid(_) => ApiError::BadRequest("Invalid cursor".into()),
-            e => e.into(),
-        })?;
-    Ok(Json(bdia_wire::FileList {
-        files: page.files.iter().map(bdia_wire::FileRecord::from).collect(),
-        next_cursor: page.next_cursor,
     })
-    .into_response())
+}
+
+/// A listing's store error: a cursor the store did not make is a 400.
+pub(crate) fn cursor_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Invalid(_) => ApiError::BadRequest("Invalid cursor".into()),
+        e => e.into(),
+    }
 }
 
 /// `GET /healthz`: the process is up.

@@ -28,7 +28,10 @@
 //! The processing stage ([`processing`]) runs next to the HTTP side: at
 //! bind, [`processing::recover`] repairs the lake and requeues files a crash
 //! left `PROCESSING`; while serving, the scheduler moves uploaded files
-//! through `PROCESSING` to `COMPLETE`/`ERROR`.
+//! through `PROCESSING` to `COMPLETE`/`ERROR`. Next to it,
+//! [`lake_maintenance`] compacts and vacuums the lake's tables on its own
+//! task, and [`lake_ops`] removes hits on request (retraction, privacy
+//! deletion).
 
 pub mod admission;
 pub mod auth;
@@ -38,6 +41,8 @@ pub mod console;
 pub mod error;
 pub mod extract;
 pub mod handlers;
+pub mod lake_maintenance;
+pub mod lake_ops;
 pub mod limiter;
 pub mod metrics;
 pub mod metrics_listener;
@@ -59,7 +64,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio_util::task::TaskTracker;
@@ -79,10 +84,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/aa/collect/v1/events/key/{idempotency_key}"),
     ("get", "/aa/collect/v1/events/{file_id}"),
     ("get", "/aa/collect/v1/events/{file_id}/rejects"),
+    ("delete", "/aa/collect/v1/events/{file_id}/hits"),
     ("post", "/aa/collect/v1/groups/{vgid}/retry"),
     ("get", "/api/v1/report-suites"),
     ("get", "/api/v1/report-suites/{rsid}/report"),
     ("get", "/api/v1/groups"),
+    ("post", "/api/v1/privacy/deletions"),
+    ("get", "/api/v1/privacy/deletions"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -140,6 +148,10 @@ pub fn router(state: AppState) -> Router {
             get(processing::api::rejects),
         )
         .route(
+            "/aa/collect/v1/events/{file_id}/hits",
+            delete(lake_ops::retract_hits),
+        )
+        .route(
             "/aa/collect/v1/groups/{vgid}/retry",
             post(processing::api::retry_group),
         )
@@ -150,6 +162,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/report-suites", get(reports::report_suites))
         .route("/api/v1/report-suites/{rsid}/report", get(reports::report))
         .route("/api/v1/groups", get(reports::groups))
+        .route(
+            "/api/v1/privacy/deletions",
+            post(lake_ops::create_privacy_deletion)
+                .layer(DefaultBodyLimit::max(lake_ops::PRIVACY_BODY_LIMIT))
+                .get(lake_ops::list_privacy_deletions),
+        )
         .route("/", get(console::to_console))
         .route("/console", get(console::to_console))
         .route("/console/", get(console::index))
@@ -232,6 +250,7 @@ impl Server {
             tasks: TaskTracker::new(),
             processing,
             reports,
+            lake_locks: Arc::new(lake_ops::CompanyLocks::default()),
         };
         Ok(Server {
             state,
@@ -301,6 +320,12 @@ impl Server {
                 stop_processing.clone(),
             ))
         });
+        let maintenance = tokio::spawn(lake_maintenance::run(
+            self.state.processing.lake().clone(),
+            self.state.lake_locks.clone(),
+            self.state.config.lake.clone(),
+            stop_processing.clone(),
+        ));
         tracing::info!(addr = %self.addr, tls = self.is_tls(), "serving");
         self.listening
             .serve(app, shutdown)
@@ -315,6 +340,9 @@ impl Server {
             if tokio::time::timeout(grace, s).await.is_err() {
                 tracing::warn!("in-flight files did not stop within the grace period");
             }
+        }
+        if tokio::time::timeout(grace, maintenance).await.is_err() {
+            tracing::warn!("lake maintenance did not stop within the grace period");
         }
         tracing::info!("stopped");
         Ok(())

@@ -155,6 +155,63 @@ pub const REPORT_SECONDS: Metric = Metric {
     help: "Seconds to compute a report",
 };
 
+/// Hits removed from the lake on request, by cause.
+pub const LAKE_HITS_REMOVED: Metric = Metric {
+    name: "bdia_lake_hits_removed_total",
+    kind: MetricKind::Counter,
+    labels: &["cause"],
+    help: "Hits removed from the lake on request, by cause (retraction, privacy_deletion)",
+};
+
+/// Compactions run (one per company table and round, including those that
+/// found nothing to compact).
+pub const LAKE_COMPACTIONS: Metric = Metric {
+    name: "bdia_lake_compactions_total",
+    kind: MetricKind::Counter,
+    labels: &[],
+    help: "Compactions of a company's lake table run (including those that found nothing to do)",
+};
+
+/// Files a compaction removed from or added to a table.
+pub const LAKE_COMPACTION_FILES: Metric = Metric {
+    name: "bdia_lake_compaction_files_total",
+    kind: MetricKind::Counter,
+    labels: &["change"],
+    help: "Files compaction took out of a table (removed: the small files) or put in (added: the compacted ones)",
+};
+
+/// Vacuums run.
+pub const LAKE_VACUUMS: Metric = Metric {
+    name: "bdia_lake_vacuums_total",
+    kind: MetricKind::Counter,
+    labels: &[],
+    help: "Vacuums of a company's lake table run",
+};
+
+/// Files vacuum deleted.
+pub const LAKE_VACUUM_FILES_DELETED: Metric = Metric {
+    name: "bdia_lake_vacuum_files_deleted_total",
+    kind: MetricKind::Counter,
+    labels: &[],
+    help: "Files vacuum deleted from the lake (no table version referenced them within the retention period)",
+};
+
+/// Lake maintenance runs that failed, by task.
+pub const LAKE_MAINTENANCE_ERRORS: Metric = Metric {
+    name: "bdia_lake_maintenance_errors_total",
+    kind: MetricKind::Counter,
+    labels: &["task"],
+    help: "Lake maintenance runs that failed, by task (compaction, vacuum, list)",
+};
+
+/// Company tables seen by the last maintenance round.
+pub const LAKE_TABLES: Metric = Metric {
+    name: "bdia_lake_tables",
+    kind: MetricKind::Gauge,
+    labels: &[],
+    help: "Company tables in the lake, as of the last maintenance round",
+};
+
 /// Every metric, in the order of `docs/OPERATIONS.md`.
 pub const ALL: &[Metric] = &[
     ROWS_REJECTED,
@@ -172,6 +229,13 @@ pub const ALL: &[Metric] = &[
     PROCESSING_FILES_IN_PROGRESS,
     PROCESSING_STAGE_SECONDS,
     REPORT_SECONDS,
+    LAKE_HITS_REMOVED,
+    LAKE_COMPACTIONS,
+    LAKE_COMPACTION_FILES,
+    LAKE_VACUUMS,
+    LAKE_VACUUM_FILES_DELETED,
+    LAKE_MAINTENANCE_ERRORS,
+    LAKE_TABLES,
 ];
 
 /// Describes every metric of [`ALL`] to the installed recorder (its type

@@ -306,6 +306,7 @@ impl Conn {
 async fn refuse_plain_http(mut stream: TcpStream) {
     let body = serde_json::to_string(&bdia_wire::ErrorBody {
         error: "This port speaks HTTPS: use an https:// URL".into(),
+        code: None,
     })
     .unwrap_or_default();
     let answer = format!(

@@ -250,7 +250,9 @@ pub fn document() -> Value {
                 "apiKey": { "type": "apiKey", "in": "header", "name": "x-api-key" }
             },
             "schemas": {
-                "Error": { "type": "object", "required": ["error"], "properties": { "error": { "type": "string" } } },
+                "Error": { "type": "object", "required": ["error"], "properties": {
+                    "error": { "type": "string" },
+                    "code": { "type": "string", "description": "stable snake_case cause, on answers that have several (docs/API.md)" } } },
                 "Usage": { "type": "object", "required": ["in_use", "limit"], "properties": {
                     "in_use": { "type": "integer" }, "limit": { "type": "integer" } } },
                 "Readiness": { "type": "object", "required": ["status", "passes", "reports", "database_calls"], "properties": {
@@ -327,7 +329,113 @@ pub fn document() -> Value {
         }
     });
     processing_paths(&mut doc, &security, &api_key);
+    lake_paths(&mut doc, &security, &api_key);
     doc
+}
+
+/// Inserts `add`'s entries into the object at `at` of `doc`.
+fn extend(doc: &mut Value, at: &str, add: Value) {
+    if let (Some(all), Value::Object(add)) =
+        (doc.pointer_mut(at).and_then(Value::as_object_mut), add)
+    {
+        all.extend(add);
+    }
+}
+
+/// Retraction and privacy deletion: the routes, their bodies, and the
+/// retraction fields of the file record.
+fn lake_paths(doc: &mut Value, security: &Value, api_key: &Value) {
+    let storage_full =
+        error_response("The server's disk is full; nothing was removed (Retry-After)");
+    extend(
+        doc,
+        "/paths",
+        json!({
+            "/aa/collect/v1/events/{file_id}/hits": { "delete": {
+                "summary": "Retract a COMPLETE file's hits: every hit of the file leaves the lake in one commit; reports no longer count them",
+                "description": "Answers the file record, which then carries hits_retracted_at and hits_retracted, and a log line. Retracting again changes nothing and answers the same record. Visitor state is not rewound: visits of the group's later files stay as computed.",
+                "security": security,
+                "parameters": [api_key, { "name": "file_id", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "responses": merge(json!({
+                    "200": json_ok("The file record", "FileRecord"),
+                    "400": error_response("Malformed file id"),
+                    "404": error_response("File not found (unknown, or another company's)"),
+                    "409": error_response("code file_not_complete: the file is not COMPLETE (the message names its status)"),
+                    "507": storage_full.clone()
+                }), auth_errors())
+            } },
+            "/api/v1/privacy/deletions": {
+                "post": {
+                    "summary": "Privacy deletion: remove every hit and the visitor state of every visitor an identifier names or appears with, in the caller's company; recorded in the audit trail",
+                    "description": "The bytes are physically gone once vacuum has removed the rewritten files (after lake.vacuum_retention_hours). The audit record keeps the identifier only as its SHA-256.",
+                    "security": security,
+                    "parameters": [api_key],
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                        "$ref": "#/components/schemas/PrivacyDeletionRequest" } } } },
+                    "responses": merge(json!({
+                        "200": json_ok("The audit record of the deletion", "PrivacyDeletion"),
+                        "400": error_response("code malformed_body, unknown_identifier_type, missing_identifier, missing_customer_id_type or unexpected_customer_id_type"),
+                        "413": error_response("Body over 64 KiB"),
+                        "507": storage_full
+                    }), auth_errors())
+                },
+                "get": {
+                    "summary": "The caller's company's privacy deletions, newest first",
+                    "security": security,
+                    "parameters": [
+                        api_key,
+                        { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 } },
+                        { "name": "cursor", "in": "query", "schema": { "type": "string" } }
+                    ],
+                    "responses": merge(json!({
+                        "200": json_ok("A page of audit records", "PrivacyDeletionList"),
+                        "400": error_response("Bad limit or cursor")
+                    }), auth_errors())
+                }
+            }
+        }),
+    );
+    extend(
+        doc,
+        "/components/schemas",
+        json!({
+            "IdentifierType": { "type": "string", "enum": ["customer_id", "visitor_id", "marketing_cloud_visitor_id", "ip_address"] },
+            "PrivacyDeletionRequest": { "type": "object", "required": ["identifier_type", "identifier"], "properties": {
+                "identifier_type": { "$ref": "#/components/schemas/IdentifierType" },
+                "customer_id_type": { "type": "string", "description": "the customerIDType (case-sensitive): required for customer_id, refused otherwise" },
+                "identifier": { "type": "string", "minLength": 1, "description": "the identifier as sent in the hits" } } },
+            "PrivacyDeletion": { "type": "object", "required": ["id", "requested_by", "requested_at", "identifier_type",
+                    "customer_id_type", "identifier_sha256", "hits_removed", "visitors", "table_version"], "properties": {
+                "id": { "type": "integer" },
+                "requested_by": { "type": "string", "description": "the API client id, or admin (bdia admin)" },
+                "requested_at": { "type": "integer", "description": "unix seconds" },
+                "identifier_type": { "$ref": "#/components/schemas/IdentifierType" },
+                "customer_id_type": { "type": "string", "nullable": true },
+                "identifier_sha256": { "type": "string", "description": "SHA-256 of the identifier as sent, lower-case hex" },
+                "hits_removed": { "type": "integer" },
+                "visitors": { "type": "integer", "description": "visitors whose hits and state were removed" },
+                "table_version": { "type": "integer", "nullable": true, "description": "the lake table version of the deletion's commit; null when no hit matched" } } },
+            "PrivacyDeletionList": { "type": "object", "required": ["deletions", "next_cursor"], "properties": {
+                "deletions": { "type": "array", "items": { "$ref": "#/components/schemas/PrivacyDeletion" } },
+                "next_cursor": { "type": "string", "nullable": true } } }
+        }),
+    );
+    extend(
+        doc,
+        "/components/schemas/FileRecord/properties",
+        json!({
+            "hits_retracted_at": { "type": "integer", "nullable": true,
+                "description": "unix seconds when the file's hits were retracted from the lake (DELETE .../{file_id}/hits); null while they count" },
+            "hits_retracted": { "type": "integer", "nullable": true,
+                "description": "hits the retraction removed from the lake; null while not retracted" }
+        }),
+    );
+    if let Some(required) = doc
+        .pointer_mut("/components/schemas/FileRecord/required")
+        .and_then(Value::as_array_mut)
+    {
+        required.extend([json!("hits_retracted_at"), json!("hits_retracted")]);
+    }
 }
 
 /// The processing stage's endpoints (reject report, group retry).
@@ -372,8 +480,9 @@ mod tests {
     use std::collections::BTreeSet;
 
     use bdia_wire::{
-        AccessToken, ErrorBody, FileList, FileRecord, FileStatus, Group, Groups, JsonObject,
-        Readiness, Report, ReportSuite, ReportSuites, RetryAnswer, Usage, Validation,
+        AccessToken, ErrorBody, FileList, FileRecord, FileStatus, Group, Groups, IdentifierType,
+        JsonObject, PrivacyDeletion, PrivacyDeletionList, PrivacyDeletionRequest, Readiness,
+        Report, ReportSuite, ReportSuites, RetryAnswer, Usage, Validation,
     };
     use serde::Serialize;
     use serde_json::{json, Value};
@@ -399,6 +508,8 @@ mod tests {
             file_reader_complete_date: full.then_some(7),
             processing_end_date: full.then_some(8),
             rejects_kept: 5,
+            hits_retracted_at: full.then_some(9),
+            hits_retracted: full.then_some(10),
         }
     }
 
@@ -434,6 +545,28 @@ mod tests {
         )
     }
 
+    fn deletion(full: bool) -> PrivacyDeletion {
+        PrivacyDeletion {
+            id: 1,
+            requested_by: "client".into(),
+            requested_at: 2,
+            identifier_type: IdentifierType::CustomerId,
+            customer_id_type: full.then(|| "crm".into()),
+            identifier_sha256: "ab".into(),
+            hits_removed: 3,
+            visitors: 1,
+            table_version: full.then_some(4),
+        }
+    }
+
+    fn deletion_request(full: bool) -> PrivacyDeletionRequest {
+        PrivacyDeletionRequest {
+            identifier_type: "customer_id".into(),
+            customer_id_type: full.then(|| "crm".into()),
+            identifier: "u-1".into(),
+        }
+    }
+
     /// JSON pointer of each body schema in the document, with its samples.
     fn bodies() -> Vec<(&'static str, (Value, Value))> {
         let report = Report {
@@ -462,7 +595,14 @@ mod tests {
             visitor_group_id: "g".into(),
             retried: 1,
         };
-        let error = ErrorBody { error: "e".into() };
+        let error = ErrorBody {
+            error: "e".into(),
+            code: Some("c".into()),
+        };
+        let error_min = ErrorBody {
+            error: "e".into(),
+            code: None,
+        };
         let usage = Usage {
             in_use: 1,
             limit: 2,
@@ -476,7 +616,7 @@ mod tests {
         vec![
             ("/components/schemas/Usage", pair(usage.clone(), usage)),
             ("/components/schemas/Readiness", pair(ready.clone(), ready)),
-            ("/components/schemas/Error", pair(error.clone(), error)),
+            ("/components/schemas/Error", pair(error, error_min)),
             ("/components/schemas/AccessToken", pair(token.clone(), token)),
             (
                 "/components/schemas/FileRecord",
@@ -516,6 +656,27 @@ mod tests {
                 ),
             ),
             ("/components/schemas/Group", pair(group(true), group(false))),
+            (
+                "/components/schemas/PrivacyDeletion",
+                pair(deletion(true), deletion(false)),
+            ),
+            (
+                "/components/schemas/PrivacyDeletionRequest",
+                pair(deletion_request(true), deletion_request(false)),
+            ),
+            (
+                "/components/schemas/PrivacyDeletionList",
+                pair(
+                    PrivacyDeletionList {
+                        deletions: vec![deletion(true)],
+                        next_cursor: Some("c".into()),
+                    },
+                    PrivacyDeletionList {
+                        deletions: vec![deletion(false)],
+                        next_cursor: None,
+                    },
+                ),
+            ),
             (
                 "/paths/~1aa~1collect~1v1~1groups~1{vgid}~1retry/post/responses/200/content/application~1json/schema",
                 pair(retry.clone(), retry),

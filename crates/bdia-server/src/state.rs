@@ -47,6 +47,9 @@ pub struct AppState {
     /// Reports over the processing stage's lake (one engine per server, so
     /// every report shares its Parquet metadata cache).
     pub reports: bdia_report::ReportEngine,
+    /// Retraction, privacy deletion and maintenance of one company's lake
+    /// table run one at a time.
+    pub lake_locks: Arc<crate::lake_ops::CompanyLocks>,
 }
 
 impl std::fmt::Debug for AppState {

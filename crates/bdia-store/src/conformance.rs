@@ -28,7 +28,8 @@ use bdia_model::{StateDelta, VisitState};
 
 use crate::{
     ApiClient, CommitOutcome, CompanySettings, Completion, FileQuery, FileRecord, FileStatus,
-    GroupRef, MetadataStore, NewFile, RateLimitSetting, StatusUpdate, StoreError, SuiteClaim,
+    GroupRef, MetadataStore, NewFile, NewPrivacyDeletion, PageQuery, RateLimitSetting,
+    StatusUpdate, StoreError, SuiteClaim,
 };
 
 /// Runs every check, each on a fresh store from `make`.
@@ -59,6 +60,9 @@ where
     completion_and_visitor_state(make().await).await;
     errors_stop_a_group_until_retry(make().await).await;
     requeue_after_crash(make().await).await;
+    retraction(make().await).await;
+    visitor_state_deletion(make().await).await;
+    privacy_audit(make().await).await;
 }
 
 /// A file record for tests.
@@ -87,6 +91,8 @@ pub fn sample_file(company: &str, file_id: &str, group: &str, key: Option<&str>)
             blob_key: Some(crate::blob::file_key(file_id)),
             rejects_key: None,
             rejects_kept: 0,
+            hits_retracted_at: None,
+            hits_retracted: None,
         },
         client_key: key.is_some(),
     }
@@ -981,4 +987,194 @@ pub async fn requeue_after_crash(s: Arc<dyn MetadataStore>) {
             .file_id,
         "a1"
     );
+}
+
+/// Retraction: only a `COMPLETE` file of the caller's company; recorded
+/// once (dates, count, one log line); a second call changes nothing.
+pub async fn retraction(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    with_company(&*s, "beta").await;
+    inserted(&*s, sample_file("acme", "a1", "g", None)).await;
+    inserted(&*s, sample_file("acme", "a2", "g", None)).await;
+    let fresh = s.get_file("acme", "a1").await.unwrap().unwrap();
+    assert_eq!(
+        (fresh.hits_retracted_at, fresh.hits_retracted),
+        (None, None)
+    );
+    assert!(
+        matches!(
+            s.mark_hits_retracted("acme", "a1", 9, 50).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "an UPLOADED file is not retracted"
+    );
+    s.claim_next_file(&group("acme", "g"), 1).await.unwrap();
+    assert!(
+        matches!(
+            s.mark_hits_retracted("acme", "a1", 9, 50).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "a PROCESSING file is not retracted"
+    );
+    s.complete_file("a1", done(vec![])).await.unwrap();
+    assert!(
+        matches!(
+            s.mark_hits_retracted("beta", "a1", 9, 50).await,
+            Err(StoreError::NotFound(_))
+        ),
+        "another company's file is unknown"
+    );
+    assert!(matches!(
+        s.mark_hits_retracted("acme", "ghost", 9, 50).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let rec = s.mark_hits_retracted("acme", "a1", 9, 50).await.unwrap();
+    assert_eq!(rec.status, FileStatus::Complete);
+    assert_eq!(
+        (rec.hits_retracted_at, rec.hits_retracted),
+        (Some(50), Some(9))
+    );
+    assert_eq!(
+        rec.processing_log,
+        format!("final log\n{}", crate::retraction_note(50, 9))
+    );
+    assert_eq!(s.get_file("acme", "a1").await.unwrap().unwrap(), rec);
+    let again = s.mark_hits_retracted("acme", "a1", 0, 60).await.unwrap();
+    assert_eq!(again, rec, "retracting twice changes nothing");
+    // The group goes on: the retracted file stays COMPLETE.
+    assert_eq!(
+        s.claim_next_file(&group("acme", "g"), 2)
+            .await
+            .unwrap()
+            .unwrap()
+            .file_id,
+        "a2"
+    );
+}
+
+/// Visitor state deletion: only the named keys of the named company; the
+/// count is of states that existed; a deleted visitor reads as never seen.
+pub async fn visitor_state_deletion(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    with_company(&*s, "beta").await;
+    for (company, id) in [("acme", "a1"), ("beta", "b1")] {
+        inserted(&*s, sample_file(company, id, "g", None)).await;
+        s.claim_next_file(&group(company, "g"), 1).await.unwrap();
+        s.complete_file(
+            id,
+            done(vec![
+                entry("rs1", "vid:a", 100, 1),
+                entry("rs2", "vid:a", 200, 3),
+                entry("rs1", "vid:b", 300, 2),
+            ]),
+        )
+        .await
+        .unwrap();
+    }
+    let keys = vec![
+        ("rs1".to_string(), "vid:a".to_string()),
+        ("rs2".to_string(), "vid:a".to_string()),
+        ("rs3".to_string(), "vid:a".to_string()),
+    ];
+    assert_eq!(
+        s.delete_visitor_states("acme", keys.clone()).await.unwrap(),
+        2
+    );
+    assert_eq!(
+        s.delete_visitor_states("acme", keys.clone()).await.unwrap(),
+        0
+    );
+    assert_eq!(s.delete_visitor_states("acme", vec![]).await.unwrap(), 0);
+    let after = s
+        .visitor_states(
+            "acme",
+            vec![
+                ("rs1".into(), "vid:a".into()),
+                ("rs2".into(), "vid:a".into()),
+                ("rs1".into(), "vid:b".into()),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(after[0], None);
+    assert_eq!(after[1], None);
+    assert_eq!(after[2].map(|st| st.visit_num), Some(2), "others stay");
+    let beta = s.list_visitor_states("beta", None, 10).await.unwrap();
+    assert_eq!(beta.len(), 3, "another company's states stay");
+}
+
+fn deletion(company: &str, at: i64) -> NewPrivacyDeletion {
+    NewPrivacyDeletion {
+        company_id: company.into(),
+        requested_by: "client-1".into(),
+        requested_at: at,
+        identifier_type: "customer_id".into(),
+        customer_id_type: Some("crm".into()),
+        identifier_sha256: "ab".repeat(32),
+        hits_removed: 12,
+        visitors: 2,
+        table_version: Some(7),
+    }
+}
+
+/// The privacy audit: records kept as given with increasing ids, listed
+/// per company newest first, paginated with a cursor.
+pub async fn privacy_audit(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    with_company(&*s, "beta").await;
+    let mut ids = Vec::new();
+    for at in 1..=5 {
+        let d = s
+            .record_privacy_deletion(deletion("acme", at))
+            .await
+            .unwrap();
+        assert_eq!(d.deletion, deletion("acme", at));
+        ids.push(d.id);
+    }
+    let mut none = deletion("beta", 9);
+    none.customer_id_type = None;
+    none.identifier_type = "ip_address".into();
+    none.table_version = None;
+    none.hits_removed = 0;
+    none.visitors = 0;
+    let b = s.record_privacy_deletion(none.clone()).await.unwrap();
+    assert_eq!(b.deletion, none);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    let mut q = PageQuery {
+        limit: 2,
+        cursor: None,
+    };
+    let mut seen = Vec::new();
+    loop {
+        let page = s.list_privacy_deletions("acme", &q).await.unwrap();
+        assert!(page.deletions.len() <= 2);
+        seen.extend(page.deletions.iter().map(|d| d.deletion.requested_at));
+        match page.next_cursor {
+            Some(c) => q.cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, [5, 4, 3, 2, 1], "newest first, no gaps");
+    let beta = s
+        .list_privacy_deletions("beta", &PageQuery::default())
+        .await
+        .unwrap();
+    assert_eq!(beta.deletions, [b]);
+    assert!(s
+        .list_privacy_deletions("ghost", &PageQuery::default())
+        .await
+        .unwrap()
+        .deletions
+        .is_empty());
+    assert!(matches!(
+        s.list_privacy_deletions(
+            "acme",
+            &PageQuery {
+                cursor: Some("x".into()),
+                limit: 0
+            }
+        )
+        .await,
+        Err(StoreError::Invalid(_))
+    ));
 }

@@ -246,6 +246,20 @@ pub struct Company {
     pub created: i64,
 }
 
+impl Company {
+    /// The salt as the bytes that seed visitor IDs: the hex decoded, or the
+    /// text itself when it is not hex.
+    pub fn salt_bytes(&self) -> Vec<u8> {
+        salt_bytes(&self.salt)
+    }
+}
+
+/// A company salt (hex, as stored) as the bytes that seed visitor IDs: the
+/// hex decoded, or the text itself when it is not hex.
+pub fn salt_bytes(salt: &str) -> Vec<u8> {
+    hex::decode(salt).unwrap_or_else(|_| salt.as_bytes().to_vec())
+}
+
 /// A report suite of one company. Report suite IDs are per company: two
 /// companies may each have a suite of the same ID, and they are two suites.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -347,6 +361,11 @@ pub struct FileRecord {
     /// Invalid rows listed in the reject report (the first ones); fewer
     /// than `invalid_rows` when the report was capped. 0 without a report.
     pub rejects_kept: u64,
+    /// Unix seconds when the file's hits were retracted from the lake
+    /// ([`MetadataStore::mark_hits_retracted`]); `None` while they count.
+    pub hits_retracted_at: Option<i64>,
+    /// Hits the retraction removed from the lake; `None` while not retracted.
+    pub hits_retracted: Option<u64>,
 }
 
 /// The record as the API sends it (upload answers, lookups, listings).
@@ -370,6 +389,8 @@ impl From<&FileRecord> for bdia_wire::FileRecord {
             file_reader_complete_date: r.file_reader_complete_date,
             processing_end_date: r.processing_end_date,
             rejects_kept: r.rejects_kept,
+            hits_retracted_at: r.hits_retracted_at,
+            hits_retracted: r.hits_retracted,
         }
     }
 }
@@ -483,6 +504,65 @@ impl StoredState {
             visit_page_num: self.visit_page_num,
         }
     }
+}
+
+/// A privacy deletion to record in the audit trail
+/// ([`MetadataStore::record_privacy_deletion`]).
+///
+/// The audit proves that a request was made and carried out without
+/// keeping the personal data it named: the identifier is kept only as its
+/// SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewPrivacyDeletion {
+    /// The company whose data was deleted.
+    pub company_id: String,
+    /// Who asked: the API client id, or `admin` for `bdia admin`.
+    pub requested_by: String,
+    /// Unix seconds.
+    pub requested_at: i64,
+    /// `customer_id`, `visitor_id`, `marketing_cloud_visitor_id` or
+    /// `ip_address`.
+    pub identifier_type: String,
+    /// The customerIDType of a `customer_id`; `None` for other types.
+    pub customer_id_type: Option<String>,
+    /// SHA-256 of the identifier as sent, lower-case hex.
+    pub identifier_sha256: String,
+    /// Hits removed from the lake.
+    pub hits_removed: u64,
+    /// Visitors whose hits and state were removed.
+    pub visitors: u64,
+    /// The lake table version of the deletion's commit; `None` when nothing
+    /// was committed (no hit matched).
+    pub table_version: Option<u64>,
+}
+
+/// A recorded privacy deletion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrivacyDeletion {
+    /// Assigned by the store: increasing in the order records were made.
+    pub id: u64,
+    /// What was recorded.
+    #[serde(flatten)]
+    pub deletion: NewPrivacyDeletion,
+}
+
+/// A page of a listing newest first: at most `limit` entries after
+/// `cursor`.
+#[derive(Debug, Clone, Default)]
+pub struct PageQuery {
+    /// Page size (the store caps it at 1000; 0 means 100).
+    pub limit: u32,
+    /// Continue after this cursor (from the previous page's `next_cursor`).
+    pub cursor: Option<String>,
+}
+
+/// One page of privacy deletions, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrivacyDeletionPage {
+    /// The records.
+    pub deletions: Vec<PrivacyDeletion>,
+    /// Cursor of the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// Metadata of companies, clients, report suites and files.
@@ -654,6 +734,41 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// as before (a run stopped by a condition that passes, such as a full
     /// disk). False when the file was not `PROCESSING`.
     async fn requeue_file(&self, file_id: &str) -> StoreResult<bool>;
+    /// Deletes the stored visitor states of one company for `keys`
+    /// ((report suite, visitor key) pairs, as in
+    /// [`MetadataStore::visitor_states`]), in one transaction; returns how
+    /// many existed. The next hit of such a visitor starts visit 1, as for
+    /// a visitor never seen.
+    async fn delete_visitor_states(
+        &self,
+        company_id: &str,
+        keys: Vec<(String, String)>,
+    ) -> StoreResult<u64>;
+    /// Records that a `COMPLETE` file's hits were removed from the lake:
+    /// `hits_retracted_at = now`, `hits_retracted = hits`, and a line
+    /// appended to its processing log saying when and how many. Idempotent:
+    /// a file already retracted is returned unchanged.
+    /// [`StoreError::NotFound`] for an unknown file or another company's,
+    /// [`StoreError::Conflict`] when the file is not `COMPLETE`.
+    async fn mark_hits_retracted(
+        &self,
+        company_id: &str,
+        file_id: &str,
+        hits: u64,
+        now: i64,
+    ) -> StoreResult<FileRecord>;
+    /// Appends a privacy deletion to the audit trail; returns it with its id.
+    async fn record_privacy_deletion(
+        &self,
+        deletion: NewPrivacyDeletion,
+    ) -> StoreResult<PrivacyDeletion>;
+    /// Privacy deletions of one company, newest first.
+    /// [`StoreError::Invalid`] for a cursor the store did not make.
+    async fn list_privacy_deletions(
+        &self,
+        company_id: &str,
+        query: &PageQuery,
+    ) -> StoreResult<PrivacyDeletionPage>;
     /// Stored visitor states of one company, ordered by (report suite,
     /// visitor key), after `after` (exclusive), at most `limit` (an export
     /// and test aid).
@@ -668,6 +783,15 @@ pub trait MetadataStore: Send + Sync + 'static {
 /// The line appended to a file's processing log when processing fails;
 /// [`upload_log`] cuts the log there.
 pub const FAILURE_PREFIX: &str = "Processing failed: ";
+
+/// The line appended to a file's processing log when its hits are
+/// retracted ([`MetadataStore::mark_hits_retracted`]); `at` is unix seconds.
+pub fn retraction_note(at: i64, hits: u64) -> String {
+    format!(
+        "Hits retracted at {}: {hits} hits removed from the lake.",
+        bdia_wire::time::rfc3339_utc(at)
+    )
+}
 
 /// The upload part of a processing log: everything before the first
 /// failure note left by an earlier attempt.

@@ -53,6 +53,15 @@ pub struct FileRecord {
     /// invalid rows, or a `REJECTED` file).
     #[serde(default)]
     pub rejects_kept: u64,
+    /// Unix seconds when the file's hits were retracted from the lake
+    /// (`DELETE /aa/collect/v1/events/{file_id}/hits`); null while they
+    /// count.
+    #[serde(default)]
+    pub hits_retracted_at: Option<i64>,
+    /// Hits the retraction removed from the lake; null while not
+    /// retracted.
+    #[serde(default)]
+    pub hits_retracted: Option<u64>,
 }
 
 impl FileRecord {
@@ -138,6 +147,8 @@ mod tests {
             file_reader_complete_date: None,
             processing_end_date: None,
             rejects_kept: 2,
+            hits_retracted_at: None,
+            hits_retracted: None,
         }
     }
 
@@ -147,9 +158,12 @@ mod tests {
         done.processing_start_date = Some(1_795_982_467);
         done.file_reader_complete_date = Some(1_795_982_468);
         done.processing_end_date = Some(1_795_982_469);
+        let mut retracted = done.clone();
+        retracted.hits_retracted_at = Some(1_795_990_000);
+        retracted.hits_retracted = Some(998);
         let mut rejected = record(FileStatus::Rejected);
         rejected.error = Some("File is not gzip".into());
-        for r in [record(FileStatus::Uploaded), done, rejected] {
+        for r in [record(FileStatus::Uploaded), done, retracted, rejected] {
             let json = serde_json::to_string(&r).unwrap();
             assert_eq!(serde_json::from_str::<FileRecord>(&json).unwrap(), r);
         }
@@ -163,7 +177,7 @@ mod tests {
         r#""status":"File uploaded successfully","status_code":"UPLOADED","#,
         r#""processing_log":"Processed 1000 rows\n","idempotency_key":"first-upload","#,
         r#""processing_start_date":null,"file_reader_complete_date":null,"processing_end_date":null,"#,
-        r#""rejects_kept":2}"#
+        r#""rejects_kept":2,"hits_retracted_at":null,"hits_retracted":null}"#
     );
 
     #[test]
@@ -178,6 +192,14 @@ mod tests {
         let older = UPLOAD_ANSWER.replace(r#","rejects_kept":2"#, "");
         let r: FileRecord = serde_json::from_str(&older).unwrap();
         assert_eq!(r.rejects_kept, 0);
+    }
+
+    #[test]
+    fn an_answer_without_retraction_fields_reads_as_not_retracted() {
+        let older = UPLOAD_ANSWER.replace(r#","hits_retracted_at":null,"hits_retracted":null"#, "");
+        assert_ne!(older, UPLOAD_ANSWER);
+        let r: FileRecord = serde_json::from_str(&older).unwrap();
+        assert_eq!((r.hits_retracted_at, r.hits_retracted), (None, None));
     }
 
     #[test]

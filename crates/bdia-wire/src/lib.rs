@@ -19,6 +19,7 @@
 mod error;
 mod file;
 mod health;
+mod privacy;
 mod report;
 mod status;
 pub mod time;
@@ -27,6 +28,7 @@ mod token;
 pub use error::ErrorBody;
 pub use file::{FileList, FileRecord, RetryAnswer, Validation};
 pub use health::{Readiness, Usage};
+pub use privacy::{IdentifierType, PrivacyDeletion, PrivacyDeletionList, PrivacyDeletionRequest};
 pub use report::{Group, Groups, JsonObject, Report, ReportQuery, ReportSuite, ReportSuites};
 pub use status::{FileStatus, UnknownStatus};
 pub use token::AccessToken;

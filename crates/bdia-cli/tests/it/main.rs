@@ -12,4 +12,5 @@ mod client;
 mod common;
 mod crash;
 mod hygiene;
+mod lake_ops;
 mod validate;

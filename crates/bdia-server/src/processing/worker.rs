@@ -166,12 +166,6 @@ struct Enriched {
     reader_complete: i64,
 }
 
-/// The company's salt as bytes: hex-decoded, or the text itself when it is
-/// not hex.
-fn salt_bytes(salt: &str) -> Vec<u8> {
-    hex::decode(salt).unwrap_or_else(|_| salt.as_bytes().to_vec())
-}
-
 /// Processes one claimed (`PROCESSING`) file to `COMPLETE`. An `Err` is
 /// for the caller to record as `ERROR`.
 pub async fn run(
@@ -538,7 +532,7 @@ fn enrich_file(
     throttles: Arc<Throttles>,
     cancel: Arc<AtomicBool>,
 ) -> Result<Option<Enriched>, Failure> {
-    let identity = Identity::new(salt_bytes(&company.salt));
+    let identity = Identity::new(company.salt_bytes());
     let opts = engine_options(&company, owned, limits);
     let mut meter = RowMeter {
         throttles,

@@ -271,6 +271,8 @@ async fn finish_upload(state: &AppState, accepted: Accepted) -> Result<Response,
         blob_key: pass.blob_key.clone(),
         rejects_key: pass.rejects_key.clone(),
         rejects_kept: pass.rejects_kept,
+        hits_retracted_at: None,
+        hits_retracted: None,
     };
     let undo = |state: &AppState| {
         for k in [&pass.blob_key, &pass.rejects_key].into_iter().flatten() {

@@ -7,10 +7,15 @@
 //! both rules up across processes: a writer that loses a race on the key
 //! answers with the winner's record. Listings page newest first on `seq`
 //! (the autoincrement commit order), which is also the cursor.
+//! [`mark_hits_retracted`] records a retraction once: a second call finds
+//! `hits_retracted_at` set and changes nothing.
 
 use rusqlite::{params, Connection, Row};
 
-use super::{commit, db, exec, is_unique_violation, query_all, query_one, query_opt, write_tx};
+use super::{
+    commit, db, exec, is_unique_violation, page_bounds, query_all, query_one, query_opt,
+    split_page, write_tx,
+};
 use crate::{
     CommitOutcome, FilePage, FileQuery, FileRecord, FileStatus, NewFile, StatusUpdate, StoreError,
     StoreResult,
@@ -21,7 +26,8 @@ use crate::{
 pub(super) const FILE_COLUMNS: &str = "file_id, company_id, visitor_group_id, idempotency_key, \
     upload_name, size, uncompressed_size, received_date, rows, invalid_rows, status, error, \
     error_code, processing_log, processing_start_date, file_reader_complete_date, \
-    processing_end_date, group_seq, blob_key, rejects_key, rejects_kept";
+    processing_end_date, group_seq, blob_key, rejects_key, rejects_kept, hits_retracted_at, \
+    hits_retracted";
 
 /// Reads a [`FileRecord`] from a row holding [`FILE_COLUMNS`].
 pub(super) fn file_from_row(row: &Row<'_>) -> rusqlite::Result<FileRecord> {
@@ -60,6 +66,10 @@ pub(super) fn file_from_row(row: &Row<'_>) -> rusqlite::Result<FileRecord> {
             None => 0,
         },
         rejects_key: row.get("rejects_key")?,
+        hits_retracted_at: row.get("hits_retracted_at")?,
+        hits_retracted: row
+            .get::<_, Option<i64>>("hits_retracted")?
+            .map(|n| n as u64),
     })
 }
 
@@ -100,7 +110,8 @@ fn insert(conn: &Connection, r: &FileRecord) -> rusqlite::Result<usize> {
     conn.execute(
         &format!(
             "INSERT INTO files ({FILE_COLUMNS}) VALUES \
-             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)"
+             (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, \
+             ?22, ?23)"
         ),
         params![
             r.file_id,
@@ -124,6 +135,8 @@ fn insert(conn: &Connection, r: &FileRecord) -> rusqlite::Result<usize> {
             r.blob_key,
             r.rejects_key,
             r.rejects_kept as i64,
+            r.hits_retracted_at,
+            r.hits_retracted.map(|n| n as i64),
         ],
     )
 }
@@ -188,18 +201,8 @@ pub(super) fn list(
     company_id: &str,
     query: &FileQuery,
 ) -> StoreResult<FilePage> {
-    let limit = match query.limit {
-        0 => 100,
-        n => n.min(1000),
-    } as i64;
-    let cursor: Option<i64> = match &query.cursor {
-        None => None,
-        Some(c) => Some(
-            c.parse::<i64>()
-                .map_err(|_| StoreError::Invalid(format!("cursor '{c}'")))?,
-        ),
-    };
-    let mut rows = query_all(
+    let (limit, cursor) = page_bounds(query.limit, query.cursor.as_deref())?;
+    let rows = query_all(
         conn,
         "list files",
         &format!(
@@ -216,12 +219,7 @@ pub(super) fn list(
         ],
         |r| Ok((file_from_row(r)?, r.get::<_, i64>("seq")?)),
     )?;
-    let next_cursor = if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(|(_, seq)| seq.to_string())
-    } else {
-        None
-    };
+    let (rows, next_cursor) = split_page(rows, limit, |(_, seq)| *seq);
     Ok(FilePage {
         files: rows.into_iter().map(|(f, _)| f).collect(),
         next_cursor,
@@ -296,4 +294,43 @@ pub(super) fn referenced_blob_keys(conn: &Connection) -> StoreResult<Vec<String>
         [],
         |r| r.get("referenced"),
     )
+}
+
+pub(super) fn mark_hits_retracted(
+    conn: &mut Connection,
+    company_id: &str,
+    file_id: &str,
+    hits: u64,
+    now: i64,
+) -> StoreResult<FileRecord> {
+    let tx = write_tx(conn, "begin a retraction")?;
+    let Some(mut rec) = by_id(&tx, file_id)?.filter(|f| f.company_id == company_id) else {
+        return Err(StoreError::NotFound(format!("file '{file_id}'")));
+    };
+    if rec.hits_retracted_at.is_some() {
+        return Ok(rec);
+    }
+    if rec.status != FileStatus::Complete {
+        return Err(StoreError::Conflict(format!(
+            "file '{file_id}' is {}, not {}",
+            rec.status,
+            FileStatus::Complete
+        )));
+    }
+    let note = crate::retraction_note(now, hits);
+    if !rec.processing_log.is_empty() && !rec.processing_log.ends_with('\n') {
+        rec.processing_log.push('\n');
+    }
+    rec.processing_log.push_str(&note);
+    rec.hits_retracted_at = Some(now);
+    rec.hits_retracted = Some(hits);
+    exec(
+        &tx,
+        "mark a file's hits retracted",
+        "UPDATE files SET hits_retracted_at = ?2, hits_retracted = ?3, processing_log = ?4 \
+         WHERE file_id = ?1",
+        params![file_id, now, hits as i64, rec.processing_log],
+    )?;
+    commit(tx, "commit a retraction")?;
+    Ok(rec)
 }

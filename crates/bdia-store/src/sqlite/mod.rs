@@ -1,7 +1,7 @@
 //! The embedded metadata backend: one SQLite database file.
 //!
 //! Layout: tables `companies`, `report_suites`, `clients`, `files`,
-//! `visitor_states` and `jwt_assertions`, created and versioned by [`schema`] (`PRAGMA
+//! `visitor_states`, `jwt_assertions` and `privacy_deletions`, created and versioned by [`schema`] (`PRAGMA
 //! user_version`; a database of a newer release is refused at open). The
 //! database runs in WAL mode with `synchronous=FULL`, so a committed
 //! transaction survives a power loss.
@@ -18,11 +18,13 @@
 //! a `WITHOUT ROWID` table clustered on that key: tens of millions of
 //! visitors stay on disk, and a file's processing looks up only the keys
 //! it touches, in batches ([`MetadataStore::visitor_states`]). Rows change
-//! only in [`MetadataStore::complete_file`]'s transaction.
+//! only in [`MetadataStore::complete_file`]'s transaction, and are removed
+//! by a privacy deletion ([`MetadataStore::delete_visitor_states`]).
 //!
 //! Code map: [`schema`] (DDL and migrations), `tenants` (companies, report
 //! suites, clients), `files` (file records, idempotency, group sequence),
-//! `processing` (claims, completion, failure, visitor state). Each of those
+//! `processing` (claims, completion, failure, visitor state), `privacy`
+//! (the audit trail of privacy deletions). Each of those
 //! holds plain functions over a `&Connection`; this module owns the one
 //! connection and the [`MetadataStore`] implementation.
 //!
@@ -46,6 +48,7 @@
 pub mod schema;
 
 mod files;
+mod privacy;
 mod processing;
 mod tenants;
 
@@ -62,8 +65,9 @@ use bdia_model::VisitState;
 use crate::FileStatus;
 use crate::{
     ApiClient, CommitOutcome, Company, CompanySettings, Completion, FilePage, FileQuery,
-    FileRecord, GroupRef, MetadataStore, NewFile, ReportSuite, StatusUpdate, StoreError,
-    StoreResult, StoredState, SuiteClaim,
+    FileRecord, GroupRef, MetadataStore, NewFile, NewPrivacyDeletion, PageQuery, PrivacyDeletion,
+    PrivacyDeletionPage, ReportSuite, StatusUpdate, StoreError, StoreResult, StoredState,
+    SuiteClaim,
 };
 
 pub use schema::SCHEMA_VERSION;
@@ -286,6 +290,39 @@ fn exec<P: Params>(
 fn write_tx<'c>(conn: &'c mut Connection, context: &'static str) -> StoreResult<Transaction<'c>> {
     conn.transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db(context))
+}
+
+/// The page size and cursor of a listing newest first: `limit` 0 means
+/// 100, at most 1000; the cursor is the last row's key of the page before.
+fn page_bounds(limit: u32, cursor: Option<&str>) -> StoreResult<(i64, Option<i64>)> {
+    let limit = match limit {
+        0 => 100,
+        n => n.min(1000),
+    };
+    let cursor = cursor
+        .map(|c| {
+            c.parse::<i64>()
+                .map_err(|_| StoreError::Invalid(format!("cursor '{c}'")))
+        })
+        .transpose()?;
+    Ok((i64::from(limit), cursor))
+}
+
+/// Splits the `limit + 1` rows read for a page into the page and the
+/// cursor of the next one (the key of the page's last row), `None` when
+/// there is no next page.
+fn split_page<T>(
+    mut rows: Vec<T>,
+    limit: i64,
+    key: impl Fn(&T) -> i64,
+) -> (Vec<T>, Option<String>) {
+    if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        let next = rows.last().map(|r| key(r).to_string());
+        (rows, next)
+    } else {
+        (rows, None)
+    }
 }
 
 /// Commits a transaction.
@@ -535,6 +572,45 @@ impl MetadataStore for SqliteStore {
     async fn requeue_file(&self, file_id: &str) -> StoreResult<bool> {
         let file_id = file_id.to_string();
         self.with(move |conn| processing::requeue_file(conn, &file_id))
+            .await
+    }
+
+    async fn delete_visitor_states(
+        &self,
+        company_id: &str,
+        keys: Vec<(String, String)>,
+    ) -> StoreResult<u64> {
+        let company_id = company_id.to_string();
+        self.with(move |conn| processing::delete_visitor_states(conn, &company_id, &keys))
+            .await
+    }
+
+    async fn mark_hits_retracted(
+        &self,
+        company_id: &str,
+        file_id: &str,
+        hits: u64,
+        now: i64,
+    ) -> StoreResult<FileRecord> {
+        let (company_id, file_id) = (company_id.to_string(), file_id.to_string());
+        self.with(move |conn| files::mark_hits_retracted(conn, &company_id, &file_id, hits, now))
+            .await
+    }
+
+    async fn record_privacy_deletion(
+        &self,
+        deletion: NewPrivacyDeletion,
+    ) -> StoreResult<PrivacyDeletion> {
+        self.with(move |conn| privacy::record(conn, deletion)).await
+    }
+
+    async fn list_privacy_deletions(
+        &self,
+        company_id: &str,
+        query: &PageQuery,
+    ) -> StoreResult<PrivacyDeletionPage> {
+        let (company_id, query) = (company_id.to_string(), query.clone());
+        self.with(move |conn| privacy::list(conn, &company_id, &query))
             .await
     }
 

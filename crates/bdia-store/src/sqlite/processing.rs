@@ -7,7 +7,9 @@
 //! `IMMEDIATE` transaction. [`complete_file`] marks the file `COMPLETE` and
 //! upserts every visitor state of its delta in one transaction: that commit
 //! is the only writer of `visitor_states`, so the stored state is always
-//! the state after the group's last completed file.
+//! the state after the group's last completed file. The one other change
+//! is [`delete_visitor_states`] (a privacy deletion), after which the
+//! visitor is one never seen.
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
@@ -316,4 +318,28 @@ pub(super) fn list_visitor_states(
             })
         },
     )
+}
+
+pub(super) fn delete_visitor_states(
+    conn: &mut Connection,
+    company_id: &str,
+    keys: &[(String, String)],
+) -> StoreResult<u64> {
+    let tx = write_tx(conn, "begin a visitor state deletion")?;
+    let mut deleted = 0u64;
+    {
+        let mut stmt = tx
+            .prepare_cached(
+                "DELETE FROM visitor_states WHERE company_id = ?1 AND report_suite = ?2 \
+                 AND visitor_key = ?3",
+            )
+            .map_err(db("prepare a visitor state deletion"))?;
+        for (suite, key) in keys {
+            deleted += stmt
+                .execute(params![company_id, suite, key])
+                .map_err(db("delete a visitor state"))? as u64;
+        }
+    }
+    commit(tx, "commit a visitor state deletion")?;
+    Ok(deleted)
 }

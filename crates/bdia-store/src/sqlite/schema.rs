@@ -154,6 +154,33 @@ ALTER TABLE report_suites_v2 RENAME TO report_suites;
 /// their report lists every invalid row).
 const V4_REJECTS_KEPT: &str = "ALTER TABLE files ADD COLUMN rejects_kept INTEGER;";
 
+/// Version 5: retraction and privacy deletion.
+///
+/// - `files.hits_retracted_at`, `files.hits_retracted`: when a `COMPLETE`
+///   file's hits were removed from the lake, and how many (NULL while they
+///   count, and for every record written before).
+/// - `privacy_deletions`: the audit trail of privacy deletions, one row per
+///   request carried out, never changed afterwards. The identifier is kept
+///   only as its SHA-256 (`identifier_sha256`, hex): the row proves the
+///   request without keeping the personal data it named.
+const V5_RETRACTION_AND_PRIVACY: &str = r#"
+ALTER TABLE files ADD COLUMN hits_retracted_at INTEGER;
+ALTER TABLE files ADD COLUMN hits_retracted INTEGER;
+CREATE TABLE privacy_deletions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    company_id TEXT NOT NULL REFERENCES companies(id),
+    requested_by TEXT NOT NULL,
+    requested_at INTEGER NOT NULL,
+    identifier_type TEXT NOT NULL,
+    customer_id_type TEXT,
+    identifier_sha256 TEXT NOT NULL,
+    hits_removed INTEGER NOT NULL,
+    visitors INTEGER NOT NULL,
+    table_version INTEGER
+);
+CREATE INDEX privacy_deletions_company ON privacy_deletions(company_id, id);
+"#;
+
 /// The migrations, in order: entry `i` takes a database from version `i` to
 /// version `i + 1`. Append only.
 const MIGRATIONS: &[&str] = &[
@@ -161,6 +188,7 @@ const MIGRATIONS: &[&str] = &[
     V2_TOKEN_REVOCATION,
     V3_SUITES_PER_COMPANY,
     V4_REJECTS_KEPT,
+    V5_RETRACTION_AND_PRIVACY,
 ];
 
 /// The schema version this build writes and the highest one it opens.

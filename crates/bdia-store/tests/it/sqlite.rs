@@ -182,6 +182,7 @@ async fn an_unversioned_database_opens_with_its_data_and_is_brought_to_the_curre
     assert_eq!(f1.rejects_key.as_deref(), Some("rejects/f1.csv"));
     // Reports of that release list every invalid row.
     assert_eq!(f1.rejects_kept, 1);
+    assert_eq!((f1.hits_retracted_at, f1.hits_retracted), (None, None));
     let pending = s.pending_files(10).await.unwrap();
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].file_id, "f2");
