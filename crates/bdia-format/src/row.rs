@@ -511,57 +511,20 @@ impl ValidRow<'_> {
             customer_ids: BTreeMap::new(),
             events: Vec::new(),
         };
-        let columns = h.columns.iter().enumerate().filter_map(|(i, c)| {
+        // Values are copied only where they are kept (the first value of a
+        // variable wins); header columns are matched by reference.
+        for (i, c) in h.columns.iter().enumerate() {
             let v = &self.fields[i];
-            c.as_ref().filter(|_| !v.is_empty()).map(|c| (c.clone(), v))
-        });
-        let queries = self.qs.iter().filter_map(|(k, v)| {
-            Column::from_query_key(k)
-                .filter(|_| !v.is_empty())
-                .map(|c| (c, v.as_ref()))
-        });
-        for (column, value) in columns.chain(queries) {
-            let value = value.to_string();
-            match column {
-                Column::Field(f) => {
-                    hit.vars[f as usize].get_or_insert(value);
-                }
-                Column::EVar(n) => {
-                    hit.evars.entry(n).or_insert(value);
-                }
-                Column::Prop(n) => {
-                    hit.props.entry(n).or_insert(value);
-                }
-                Column::Hier(n) => {
-                    hit.hiers.entry(n).or_insert(value);
-                }
-                Column::List(n) => {
-                    hit.lists.entry(n).or_insert(value);
-                }
-                Column::ContextData(k) => {
-                    hit.context_data.entry(k).or_insert(value);
-                }
-                Column::Hint(name) => {
-                    hit.hints.entry(name.to_string()).or_insert(value);
-                }
-                Column::CustomerId { id_type, attr } => {
-                    let c = hit.customer_ids.entry(id_type).or_insert(CustomerId {
-                        id: String::new(),
-                        auth_state: None,
-                        is_mc_seed: false,
-                    });
-                    match attr {
-                        CidAttr::Id if c.id.is_empty() => c.id = value,
-                        CidAttr::AuthState if c.auth_state.is_none() => {
-                            c.auth_state = AuthState::parse(&value).ok().flatten();
-                        }
-                        CidAttr::IsMcSeed if !c.is_mc_seed => {
-                            c.is_mc_seed = parse_is_mc_seed(&value).unwrap_or(false);
-                        }
-                        _ => {}
-                    }
-                }
-                Column::QueryString => {}
+            if let Some(c) = c.as_ref().filter(|_| !v.is_empty()) {
+                put(&mut hit, c, v);
+            }
+        }
+        for (k, v) in &self.qs {
+            if v.is_empty() {
+                continue;
+            }
+            if let Some(c) = Column::from_query_key(k) {
+                put(&mut hit, &c, v);
             }
         }
         let link_type = hit.get(Field::LinkType).and_then(LinkType::normalize);
@@ -574,5 +537,55 @@ impl ValidRow<'_> {
             hit.events = parse_events(events);
         }
         hit
+    }
+}
+
+/// Sets one variable of a hit unless it already has a value.
+fn put(hit: &mut Hit, column: &Column, value: &str) {
+    fn first(map: &mut BTreeMap<u16, String>, n: u16, value: &str) {
+        map.entry(n).or_insert_with(|| value.to_string());
+    }
+    match column {
+        Column::Field(f) => {
+            hit.vars[*f as usize].get_or_insert_with(|| value.to_string());
+        }
+        Column::EVar(n) => first(&mut hit.evars, *n, value),
+        Column::Prop(n) => first(&mut hit.props, *n, value),
+        Column::Hier(n) => first(&mut hit.hiers, *n, value),
+        Column::List(n) => first(&mut hit.lists, *n, value),
+        Column::ContextData(k) => {
+            if !hit.context_data.contains_key(k) {
+                hit.context_data.insert(k.clone(), value.to_string());
+            }
+        }
+        Column::Hint(name) => {
+            if !hit.hints.contains_key(*name) {
+                hit.hints.insert(name.to_string(), value.to_string());
+            }
+        }
+        Column::CustomerId { id_type, attr } => {
+            if !hit.customer_ids.contains_key(id_type) {
+                hit.customer_ids.insert(
+                    id_type.clone(),
+                    CustomerId {
+                        id: String::new(),
+                        auth_state: None,
+                        is_mc_seed: false,
+                    },
+                );
+            }
+            let c = hit.customer_ids.get_mut(id_type).expect("inserted above");
+            match attr {
+                CidAttr::Id if c.id.is_empty() => c.id = value.to_string(),
+                CidAttr::AuthState if c.auth_state.is_none() => {
+                    c.auth_state = AuthState::parse(value).ok().flatten();
+                }
+                CidAttr::IsMcSeed if !c.is_mc_seed => {
+                    c.is_mc_seed = parse_is_mc_seed(value).unwrap_or(false);
+                }
+                _ => {}
+            }
+        }
+        Column::QueryString => {}
     }
 }

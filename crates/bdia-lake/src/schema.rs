@@ -45,6 +45,10 @@ pub const STATISTICS_COLUMNS: &[&str] = &[
     "row_number",
 ];
 
+/// Columns written without a dictionary: nearly every value is distinct
+/// (the row number, the hit's second, the visit's start).
+pub const PLAIN_COLUMNS: &[&str] = &["hit_time", "visit_start_time", "row_number"];
+
 /// The simple variables stored as raw nullable string columns, in schema order.
 pub fn raw_fields() -> impl Iterator<Item = Field> {
     Field::ALL
@@ -184,8 +188,8 @@ mod tests {
         ] {
             assert!(names.contains(&required), "{required} missing");
         }
-        // A statistics setting for a name not in the schema would do nothing.
-        for stats in STATISTICS_COLUMNS {
+        // A setting for a name not in the schema would do nothing.
+        for stats in STATISTICS_COLUMNS.iter().chain(PLAIN_COLUMNS) {
             assert!(
                 names.contains(stats),
                 "{stats} has statistics but no column"

@@ -48,7 +48,7 @@ use crate::batch::HitBatchBuilder;
 use crate::error::LakeError;
 use crate::layout::{check_company, check_name, check_suite, part_path, SPOOL_PREFIX};
 use crate::partition::{DayCache, SuiteZones};
-use crate::schema::{hits_schema, STATISTICS_COLUMNS};
+use crate::schema::{hits_schema, PLAIN_COLUMNS, STATISTICS_COLUMNS};
 
 /// Tuning of the writer. The defaults serve one machine.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,7 +117,8 @@ impl LakeConfig {
     /// lineage, identity and visit columns, which readers prune on (time,
     /// suite, file, row); the ~360 free-text variable columns get none, as
     /// computing them costs a comparison per value and no query prunes on
-    /// them.
+    /// them. Dictionary encoding everywhere except on the columns whose
+    /// values are (nearly) all distinct ([`PLAIN_COLUMNS`]).
     pub(crate) fn writer_properties(&self) -> WriterProperties {
         let mut b = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
@@ -126,6 +127,11 @@ impl LakeConfig {
             .set_statistics_enabled(EnabledStatistics::None);
         for name in STATISTICS_COLUMNS {
             b = b.set_column_statistics_enabled(ColumnPath::from(*name), EnabledStatistics::Chunk);
+        }
+        // Values that rarely repeat: a dictionary would fill up, fall
+        // back to plain encoding and have cost a hash per value for nothing.
+        for name in PLAIN_COLUMNS {
+            b = b.set_column_dictionary_enabled(ColumnPath::from(*name), false);
         }
         b.build()
     }

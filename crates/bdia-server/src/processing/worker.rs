@@ -488,10 +488,12 @@ impl Enrichment<'_> {
         for h in self.batch.iter() {
             let key = h.visitor.key();
             for s in &h.report_suites {
-                if self.states.known(s, &key).is_none()
-                    && !seen.contains(&(s.as_str(), key.clone()))
+                // Most hits are of a visitor the file has already seen:
+                // the enricher knows its state, the store is not asked.
+                if !self.enricher.has_touched(s, &key)
+                    && self.states.known(s, &key).is_none()
+                    && seen.insert((s.as_str(), key.clone()))
                 {
-                    seen.insert((s.as_str(), key.clone()));
                     keys.push((s.clone(), key.clone()));
                 }
             }
