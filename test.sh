@@ -8,10 +8,15 @@
 # through sudo when not root):
 #   - chromium, chromium-driver   the console's browser test drives a real
 #                                 headless Chromium over WebDriver
+#   - postgresql                  the metadata conformance suite and the
+#                                 multi-node tests run on a real PostgreSQL
 # and, with pip (PyPI), when python3 cannot import it:
 #   - duckdb (pinned below)       an independent engine reads the hit lake
 #   - deltalake, pyarrow (pinned below)  Python delta-rs reads the lake's Delta tables
 #   - schemathesis (pinned below) fuzzes the API against its /openapi.json
+#   - moto[s3] (pinned below)     an S3-compatible server for the object-store tests
+# Then it starts a throwaway PostgreSQL cluster and an S3 server on loopback
+# ports (scripts/test-services.sh) for the length of the run.
 # Everything else the tests use is built by cargo or started by the tests
 # themselves (servers on loopback ports, temp data dirs).
 set -euo pipefail
@@ -20,6 +25,7 @@ cd "$(dirname "$0")"
 need_pkgs=()
 command -v chromium >/dev/null || command -v chromium-browser >/dev/null || need_pkgs+=(chromium)
 command -v chromedriver >/dev/null || need_pkgs+=(chromium-driver)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "== installing ${need_pkgs[*]} (Debian packages)"
@@ -55,6 +61,17 @@ if command -v python3 >/dev/null \
   python3 -m pip install -q "schemathesis==$SCHEMATHESIS_VERSION" 2>/dev/null \
     || python3 -m pip install -q --break-system-packages "schemathesis==$SCHEMATHESIS_VERSION"
 fi
+
+MOTO_VERSION=5.2.1
+if ! python3 -c "import moto, flask, flask_cors; assert moto.__version__ == '$MOTO_VERSION'" 2>/dev/null; then
+  echo "== installing moto[s3]==$MOTO_VERSION flask flask-cors (PyPI)"
+  python3 -m pip install -q "moto[s3]==$MOTO_VERSION" flask flask-cors 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages "moto[s3]==$MOTO_VERSION" flask flask-cors
+fi
+
+echo "== starting PostgreSQL and an S3 server (scripts/test-services.sh)"
+eval "$(scripts/test-services.sh start)"
+trap 'scripts/test-services.sh stop "$SVC_DIR"' EXIT
 
 echo "== cargo test --workspace $*"
 cargo test --workspace "$@"
