@@ -17,10 +17,8 @@ use bdia_model::VisitState;
 
 use super::files::{by_id, file_from_row, FILE_COLUMNS};
 use super::{commit, db, exec, query_all, query_one, query_opt, write_tx};
-use crate::{
-    Completion, FileRecord, FileStatus, GroupRef, StoreError, StoreResult, StoredState,
-    FAILURE_PREFIX,
-};
+use crate::common::{apply_failure, require_processing};
+use crate::{Completion, FileRecord, FileStatus, GroupRef, StoreResult, StoredState};
 
 pub(super) fn runnable_groups(conn: &Connection, limit: u32) -> StoreResult<Vec<GroupRef>> {
     query_all(
@@ -138,17 +136,7 @@ pub(super) fn visitor_states(
 
 /// The file, which must be `PROCESSING`.
 fn processing_file(conn: &Connection, file_id: &str) -> StoreResult<FileRecord> {
-    let Some(rec) = by_id(conn, file_id)? else {
-        return Err(StoreError::NotFound(format!("file '{file_id}'")));
-    };
-    if rec.status != FileStatus::Processing {
-        return Err(StoreError::Conflict(format!(
-            "file '{file_id}' is {}, not {}",
-            rec.status,
-            FileStatus::Processing
-        )));
-    }
-    Ok(rec)
+    require_processing(by_id(conn, file_id)?, file_id)
 }
 
 pub(super) fn complete_file(
@@ -217,16 +205,7 @@ pub(super) fn fail_file(
 ) -> StoreResult<FileRecord> {
     let tx = write_tx(conn, "begin a failure")?;
     let mut rec = processing_file(&tx, file_id)?;
-    rec.status = FileStatus::Error;
-    rec.error = Some(reason.to_string());
-    rec.error_code = Some(code);
-    rec.processing_end_date = Some(now);
-    let base = crate::upload_log(&rec.processing_log);
-    rec.processing_log = if base.is_empty() {
-        format!("{FAILURE_PREFIX}{reason}")
-    } else {
-        format!("{base}\n{FAILURE_PREFIX}{reason}")
-    };
+    apply_failure(&mut rec, reason, code, now);
     exec(
         &tx,
         "mark a file failed",
