@@ -16,9 +16,10 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use bdia_model::VisitState;
 
 use super::files::{by_id, file_from_row, FILE_COLUMNS};
+use super::leases::{check_file_group, check_lease, release_all_leases};
 use super::{commit, db, exec, query_all, query_one, query_opt, write_tx};
 use crate::{
-    Completion, FileRecord, FileStatus, GroupRef, StoreError, StoreResult, StoredState,
+    Completion, FileRecord, FileStatus, GroupLease, GroupRef, StoreError, StoreResult, StoredState,
     FAILURE_PREFIX,
 };
 
@@ -49,9 +50,14 @@ pub(super) fn runnable_groups(conn: &Connection, limit: u32) -> StoreResult<Vec<
 pub(super) fn claim_next_file(
     conn: &mut Connection,
     group: &GroupRef,
+    lease: Option<&GroupLease>,
     now: i64,
 ) -> StoreResult<Option<FileRecord>> {
     let tx = write_tx(conn, "begin a claim")?;
+    if let Some(lease) = lease {
+        check_lease(&tx, lease)?;
+        check_file_group(lease, "(next)", group)?;
+    }
     let busy: i64 = query_one(
         &tx,
         "check a group for running or failed files",
@@ -136,11 +142,20 @@ pub(super) fn visitor_states(
     Ok(out)
 }
 
-/// The file, which must be `PROCESSING`.
-fn processing_file(conn: &Connection, file_id: &str) -> StoreResult<FileRecord> {
+/// The file, which must be `PROCESSING` (and in `lease`'s group, under
+/// that lease, when there is one).
+fn processing_file(
+    conn: &Connection,
+    file_id: &str,
+    lease: Option<&GroupLease>,
+) -> StoreResult<FileRecord> {
     let Some(rec) = by_id(conn, file_id)? else {
         return Err(StoreError::NotFound(format!("file '{file_id}'")));
     };
+    if let Some(lease) = lease {
+        check_lease(conn, lease)?;
+        check_file_group(lease, file_id, &group_of(&rec))?;
+    }
     if rec.status != FileStatus::Processing {
         return Err(StoreError::Conflict(format!(
             "file '{file_id}' is {}, not {}",
@@ -157,8 +172,10 @@ pub(super) fn complete_file(
     completion: Completion,
 ) -> StoreResult<FileRecord> {
     let tx = write_tx(conn, "begin a completion")?;
-    let mut rec = processing_file(&tx, file_id)?;
+    let mut rec = processing_file(&tx, file_id, completion.lease.as_ref())?;
     rec.status = FileStatus::Complete;
+    rec.processed_by = completion.lease.as_ref().map(|l| l.node_id.clone());
+    rec.lease_epoch = completion.lease.as_ref().map(|l| l.epoch);
     rec.file_reader_complete_date = Some(completion.file_reader_complete_date);
     rec.processing_end_date = Some(completion.processing_end_date);
     rec.processing_log = completion.processing_log;
@@ -169,14 +186,17 @@ pub(super) fn complete_file(
         &tx,
         "mark a file complete",
         "UPDATE files SET status = ?2, file_reader_complete_date = ?3, \
-         processing_end_date = ?4, processing_log = ?5, blob_key = ?6 WHERE file_id = ?1",
+         processing_end_date = ?4, processing_log = ?5, blob_key = ?6, processed_by = ?7, \
+         lease_epoch = ?8 WHERE file_id = ?1",
         params![
             file_id,
             rec.status.as_str(),
             rec.file_reader_complete_date,
             rec.processing_end_date,
             rec.processing_log,
-            rec.blob_key
+            rec.blob_key,
+            rec.processed_by,
+            rec.lease_epoch.map(|e| e as i64)
         ],
     )?;
     {
@@ -214,9 +234,10 @@ pub(super) fn fail_file(
     reason: &str,
     code: String,
     now: i64,
+    lease: Option<&GroupLease>,
 ) -> StoreResult<FileRecord> {
     let tx = write_tx(conn, "begin a failure")?;
-    let mut rec = processing_file(&tx, file_id)?;
+    let mut rec = processing_file(&tx, file_id, lease)?;
     rec.status = FileStatus::Error;
     rec.error = Some(reason.to_string());
     rec.error_code = Some(code);
@@ -263,9 +284,11 @@ pub(super) fn retry_group(conn: &Connection, group: &GroupRef) -> StoreResult<u6
     Ok(n as u64)
 }
 
-pub(super) fn requeue_processing(conn: &Connection) -> StoreResult<u64> {
+pub(super) fn requeue_processing(conn: &mut Connection) -> StoreResult<u64> {
+    let tx = write_tx(conn, "begin the start's requeue")?;
+    release_all_leases(&tx)?;
     let n = exec(
-        conn,
+        &tx,
         "requeue processing files",
         "UPDATE files SET status = ?1, processing_start_date = NULL, \
          file_reader_complete_date = NULL WHERE status = ?2",
@@ -274,12 +297,27 @@ pub(super) fn requeue_processing(conn: &Connection) -> StoreResult<u64> {
             FileStatus::Processing.as_str()
         ],
     )?;
+    commit(tx, "commit the start's requeue")?;
     Ok(n as u64)
 }
 
-pub(super) fn requeue_file(conn: &Connection, file_id: &str) -> StoreResult<bool> {
+pub(super) fn requeue_file(
+    conn: &mut Connection,
+    file_id: &str,
+    lease: Option<&GroupLease>,
+) -> StoreResult<bool> {
+    let tx = write_tx(conn, "begin a requeue")?;
+    if let Some(lease) = lease {
+        match by_id(&tx, file_id)? {
+            Some(rec) => {
+                check_lease(&tx, lease)?;
+                check_file_group(lease, file_id, &group_of(&rec))?;
+            }
+            None => return Ok(false),
+        }
+    }
     let n = exec(
-        conn,
+        &tx,
         "requeue a processing file",
         "UPDATE files SET status = ?1, processing_start_date = NULL, \
          file_reader_complete_date = NULL WHERE file_id = ?2 AND status = ?3",
@@ -289,7 +327,16 @@ pub(super) fn requeue_file(conn: &Connection, file_id: &str) -> StoreResult<bool
             FileStatus::Processing.as_str()
         ],
     )?;
+    commit(tx, "commit a requeue")?;
     Ok(n == 1)
+}
+
+/// The group a file belongs to.
+fn group_of(rec: &FileRecord) -> GroupRef {
+    GroupRef {
+        company_id: rec.company_id.clone(),
+        visitor_group_id: rec.visitor_group_id.clone(),
+    }
 }
 
 pub(super) fn list_visitor_states(
