@@ -9,6 +9,25 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+/// A URL with its password (if any) replaced by `***`, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
 /// Everything the server can be told.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -16,6 +35,15 @@ pub struct Config {
     /// Directory holding the database, staged files and keys
     /// (`BDIA_DATA_DIR`).
     pub data_dir: PathBuf,
+    /// Where the metadata lives (`BDIA_METADATA_URL`): unset for the
+    /// embedded SQLite database in the data dir (one node), or a
+    /// `postgres://user@host:port/db` URL shared by every node.
+    pub metadata_url: Option<String>,
+    /// This node's id among the nodes sharing the metadata
+    /// (`BDIA_NODE_ID`; letters, digits and `.-_:`): unset, the host name.
+    /// Leases, logs and metrics carry it; a node started again under the
+    /// same id takes its groups back at once.
+    pub node_id: Option<String>,
     /// Address to listen on (`BDIA_LISTEN`).
     pub listen: SocketAddr,
     /// Upload size limits.
@@ -172,6 +200,11 @@ pub struct ProcessingConfig {
     /// Keep staged files after their file is `COMPLETE` instead of deleting
     /// them (`BDIA_KEEP_STAGED_FILES`).
     pub keep_staged_files: bool,
+    /// How long a node's lease on a visitor group lasts without renewal,
+    /// in milliseconds (`BDIA_PROCESSING_LEASE_MS`); renewed every third
+    /// of it. After a node dies, its groups wait this long before another
+    /// node takes them over.
+    pub lease_ms: u64,
 }
 
 impl Default for ProcessingConfig {
@@ -181,6 +214,7 @@ impl Default for ProcessingConfig {
             workers: 2,
             poll_interval_ms: 1_000,
             keep_staged_files: false,
+            lease_ms: 30_000,
         }
     }
 }
@@ -293,6 +327,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: PathBuf::from("./bdia-data"),
+            metadata_url: None,
+            node_id: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             limits: LimitsConfig::default(),
             rate_limit: RateLimitConfig::default(),
@@ -366,6 +402,32 @@ fn parse_env<T: std::str::FromStr>(key: &str, value: &str) -> Result<T, ConfigEr
 }
 
 impl Config {
+    /// This node's id: `node_id`, else the host name (`HOSTNAME`, then
+    /// /etc/hostname), else `bdia`.
+    pub fn node_id(&self) -> String {
+        if let Some(id) = &self.node_id {
+            return id.clone();
+        }
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty());
+        host.map(|h| {
+            h.chars()
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || ".-_:".contains(c) {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
+                .take(128)
+                .collect()
+        })
+        .unwrap_or_else(|| "bdia".to_string())
+    }
+
     /// Reads a TOML file.
     pub fn from_toml_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
@@ -391,6 +453,8 @@ impl Config {
         for (k, v) in vars {
             match k.as_str() {
                 "BDIA_DATA_DIR" => self.data_dir = PathBuf::from(v),
+                "BDIA_METADATA_URL" => self.metadata_url = Some(v),
+                "BDIA_NODE_ID" => self.node_id = Some(v),
                 "BDIA_LISTEN" => self.listen = parse_env(&k, &v)?,
                 "BDIA_MAX_COMPRESSED_BYTES" => {
                     self.limits.max_compressed_bytes = parse_env(&k, &v)?
@@ -466,6 +530,7 @@ impl Config {
                 "BDIA_PROCESSING_ENABLED" => self.processing.enabled = parse_env(&k, &v)?,
                 "BDIA_PROCESSING_WORKERS" => self.processing.workers = parse_env(&k, &v)?,
                 "BDIA_PROCESSING_POLL_MS" => self.processing.poll_interval_ms = parse_env(&k, &v)?,
+                "BDIA_PROCESSING_LEASE_MS" => self.processing.lease_ms = parse_env(&k, &v)?,
                 "BDIA_KEEP_STAGED_FILES" => self.processing.keep_staged_files = parse_env(&k, &v)?,
                 "BDIA_LAKE_COMPACTION_ENABLED" => self.lake.compaction_enabled = parse_env(&k, &v)?,
                 "BDIA_LAKE_COMPACTION_INTERVAL_SECS" => {
@@ -588,6 +653,32 @@ impl Config {
             return Err(ConfigError(format!(
                 "processing.workers = {}: must be 1..=256",
                 self.processing.workers
+            )));
+        }
+        if let Some(url) = &self.metadata_url {
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(ConfigError(format!(
+                    "metadata_url '{}': must be a postgres:// URL (unset: the embedded SQLite database in the data dir)",
+                    redact_url(url)
+                )));
+            }
+        }
+        if let Some(id) = &self.node_id {
+            if id.is_empty()
+                || id.len() > 128
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-_:".contains(c))
+            {
+                return Err(ConfigError(format!(
+                    "node_id '{id}': 1..128 letters, digits and . - _ : only"
+                )));
+            }
+        }
+        if !(300..=3_600_000).contains(&self.processing.lease_ms) {
+            return Err(ConfigError(format!(
+                "processing.lease_ms = {}: must be 300..=3600000",
+                self.processing.lease_ms
             )));
         }
         if self.processing.poll_interval_ms == 0 {

@@ -213,7 +213,13 @@ impl Server {
         let processing = processing::Processing::open(&config.data_dir)?;
         // The lake's directories exist now: private like the rest.
         tenancy::ensure_private(&config.data_dir)?;
-        processing::recover(&*data.store, processing.lake()).await?;
+        processing::recover(
+            &*data.store,
+            processing.lake(),
+            config.metadata_url.is_some(),
+            &config.node_id(),
+        )
+        .await?;
         let reports = bdia_report::ReportEngine::with_memory_limit(
             processing.lake().clone(),
             config.reports.memory_limit_bytes.min(usize::MAX as u64) as usize,
@@ -307,6 +313,7 @@ impl Server {
                 lake: self.state.processing.lake().clone(),
                 limits: self.state.config.limits.clone(),
                 keep_staged_files: self.state.config.processing.keep_staged_files,
+                node_id: self.state.config.node_id(),
                 paused_until: std::sync::Mutex::new(None),
                 throttles: processing::throttle::Throttles::new(
                     self.state.config.processing.workers,

@@ -131,6 +131,38 @@ pub const PROCESSING_GROUPS_WAITING: Metric = Metric {
     help: "Visitor groups with files waiting for a worker",
 };
 
+/// Visitor-group leases this node claimed.
+pub const LEASES_CLAIMED: Metric = Metric {
+    name: "bdia_leases_claimed_total",
+    kind: MetricKind::Counter,
+    labels: &[],
+    help: "Visitor-group leases this node claimed (each claim moves the group's epoch up)",
+};
+
+/// Visitor-group leases this node lost to another node.
+pub const LEASES_LOST: Metric = Metric {
+    name: "bdia_leases_lost_total",
+    kind: MetricKind::Counter,
+    labels: &[],
+    help: "Visitor-group leases a renewal found taken over by another node",
+};
+
+/// Visitor-group leases this node holds.
+pub const LEASES_HELD: Metric = Metric {
+    name: "bdia_leases_held",
+    kind: MetricKind::Gauge,
+    labels: &[],
+    help: "Visitor-group leases this node holds (waiting or running)",
+};
+
+/// Live nodes sharing the metadata store.
+pub const NODES_LIVE: Metric = Metric {
+    name: "bdia_nodes_live",
+    kind: MetricKind::Gauge,
+    labels: &[],
+    help: "Nodes whose heartbeat is current in the shared metadata store (rate limits are split among them)",
+};
+
 /// Files being processed.
 pub const PROCESSING_FILES_IN_PROGRESS: Metric = Metric {
     name: "bdia_processing_files_in_progress",
@@ -226,6 +258,10 @@ pub const ALL: &[Metric] = &[
     FILES_PROCESSED,
     PROCESSING_ERRORS,
     PROCESSING_GROUPS_WAITING,
+    LEASES_CLAIMED,
+    LEASES_LOST,
+    LEASES_HELD,
+    NODES_LIVE,
     PROCESSING_FILES_IN_PROGRESS,
     PROCESSING_STAGE_SECONDS,
     REPORT_SECONDS,

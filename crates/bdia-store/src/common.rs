@@ -1,9 +1,12 @@
-//! Rules shared by the metadata backends: paging of listings, and the
-//! changes a status update, a failure or a retraction makes to a record
-//! (each backend reads the record, applies one of these, and writes it back
-//! in the same transaction).
+//! Rules shared by the metadata backends: paging of listings, the changes
+//! a status update, a failure or a retraction makes to a record (each
+//! backend reads the record, applies one of these, and writes it back in
+//! the same transaction), and the checks of a group lease.
 
-use crate::{FileRecord, FileStatus, StatusUpdate, StoreError, StoreResult, FAILURE_PREFIX};
+use crate::{
+    FileRecord, FileStatus, GroupLease, GroupRef, StatusUpdate, StoreError, StoreResult,
+    FAILURE_PREFIX,
+};
 
 /// Unix seconds on this machine's clock.
 pub(crate) fn now() -> i64 {
@@ -125,4 +128,49 @@ pub(crate) fn require_processing(
         )));
     }
     Ok(rec)
+}
+
+/// The group a file belongs to.
+pub(crate) fn group_of(rec: &FileRecord) -> GroupRef {
+    GroupRef {
+        company_id: rec.company_id.clone(),
+        visitor_group_id: rec.visitor_group_id.clone(),
+    }
+}
+
+/// The error of a lease that is not current.
+pub(crate) fn fenced(lease: &GroupLease) -> StoreError {
+    StoreError::Fenced(format!(
+        "visitor group '{}' of company '{}' is no longer held by node '{}' under epoch {}",
+        lease.group.visitor_group_id, lease.group.company_id, lease.node_id, lease.epoch
+    ))
+}
+
+/// [`StoreError::Fenced`] unless `lease` is its group's current lease:
+/// `holder` is the group's (holder, epoch) as stored, `None` for a group
+/// never claimed. Expiry alone does not fence: a lease nobody took over is
+/// still the only one, and any takeover moves the epoch.
+pub(crate) fn check_holder(
+    lease: &GroupLease,
+    holder: Option<(Option<String>, i64)>,
+) -> StoreResult<()> {
+    match holder {
+        Some((Some(node), epoch)) if node == lease.node_id && epoch as u64 == lease.epoch => Ok(()),
+        _ => Err(fenced(lease)),
+    }
+}
+
+/// [`StoreError::Fenced`] unless `group` (of `file_id`) is the lease's group.
+pub(crate) fn check_file_group(
+    lease: &GroupLease,
+    file_id: &str,
+    group: &GroupRef,
+) -> StoreResult<()> {
+    if &lease.group != group {
+        return Err(StoreError::Fenced(format!(
+            "file '{file_id}' is not in visitor group '{}' of company '{}'",
+            lease.group.visitor_group_id, lease.group.company_id
+        )));
+    }
+    Ok(())
 }

@@ -28,7 +28,7 @@ use bdia_model::{StateDelta, VisitState};
 
 use crate::{
     ApiClient, CommitOutcome, CompanySettings, Completion, FileQuery, FileRecord, FileStatus,
-    GroupRef, MetadataStore, NewFile, NewPrivacyDeletion, PageQuery, RateLimitSetting,
+    GroupLease, GroupRef, MetadataStore, NewFile, NewPrivacyDeletion, PageQuery, RateLimitSetting,
     StatusUpdate, StoreError, SuiteClaim,
 };
 
@@ -58,6 +58,10 @@ where
     group_claims_in_order(make().await).await;
     concurrent_claims(make().await).await;
     completion_and_visitor_state(make().await).await;
+    leases_and_fencing(make().await).await;
+    concurrent_lease_claims(make().await).await;
+    shared_secrets(make().await).await;
+    node_heartbeats(make().await).await;
     errors_stop_a_group_until_retry(make().await).await;
     requeue_after_crash(make().await).await;
     retraction(make().await).await;
@@ -93,6 +97,8 @@ pub fn sample_file(company: &str, file_id: &str, group: &str, key: Option<&str>)
             rejects_kept: 0,
             hits_retracted_at: None,
             hits_retracted: None,
+            processed_by: None,
+            lease_epoch: None,
         },
         client_key: key.is_some(),
     }
@@ -732,6 +738,7 @@ fn done(entries: Vec<StateEntry>) -> Completion {
         processing_log: "final log".into(),
         delta: StateDelta { entries },
         release_blob: true,
+        lease: None,
     }
 }
 
@@ -749,7 +756,7 @@ pub async fn group_claims_in_order(s: Arc<dyn MetadataStore>) {
         "groups with waiting files, oldest first; REJECTED files never wait"
     );
     let g1 = group("acme", "g1");
-    let first = s.claim_next_file(&g1, 5).await.unwrap().expect("a1");
+    let first = s.claim_next_file(&g1, None, 5).await.unwrap().expect("a1");
     assert_eq!(first.file_id, "a1");
     assert_eq!(first.status, FileStatus::Processing);
     assert_eq!(first.processing_start_date, Some(5));
@@ -758,30 +765,38 @@ pub async fn group_claims_in_order(s: Arc<dyn MetadataStore>) {
         FileStatus::Processing
     );
     assert!(
-        s.claim_next_file(&g1, 6).await.unwrap().is_none(),
+        s.claim_next_file(&g1, None, 6).await.unwrap().is_none(),
         "one PROCESSING file per group"
     );
     assert_eq!(s.runnable_groups(10).await.unwrap(), [group("acme", "g2")]);
     let b1 = s
-        .claim_next_file(&group("acme", "g2"), 6)
+        .claim_next_file(&group("acme", "g2"), None, 6)
         .await
         .unwrap()
         .expect("groups are independent");
     assert_eq!(b1.file_id, "b1");
     s.complete_file("a1", done(vec![])).await.unwrap();
     assert_eq!(
-        s.claim_next_file(&g1, 7).await.unwrap().unwrap().file_id,
+        s.claim_next_file(&g1, None, 7)
+            .await
+            .unwrap()
+            .unwrap()
+            .file_id,
         "a2"
     );
     s.complete_file("a2", done(vec![])).await.unwrap();
     assert_eq!(
-        s.claim_next_file(&g1, 8).await.unwrap().unwrap().file_id,
+        s.claim_next_file(&g1, None, 8)
+            .await
+            .unwrap()
+            .unwrap()
+            .file_id,
         "a3"
     );
     s.complete_file("a3", done(vec![])).await.unwrap();
-    assert!(s.claim_next_file(&g1, 9).await.unwrap().is_none());
+    assert!(s.claim_next_file(&g1, None, 9).await.unwrap().is_none());
     assert!(s
-        .claim_next_file(&group("acme", "ghost"), 9)
+        .claim_next_file(&group("acme", "ghost"), None, 9)
         .await
         .unwrap()
         .is_none());
@@ -798,7 +813,9 @@ pub async fn concurrent_claims(s: Arc<dyn MetadataStore>) {
     for _ in 0..8 {
         let s = s.clone();
         tasks.push(tokio::spawn(async move {
-            s.claim_next_file(&group("acme", "g"), 1).await.unwrap()
+            s.claim_next_file(&group("acme", "g"), None, 1)
+                .await
+                .unwrap()
         }));
     }
     let mut claimed = Vec::new();
@@ -822,7 +839,9 @@ pub async fn completion_and_visitor_state(s: Arc<dyn MetadataStore>) {
         s.complete_file("a1", done(vec![])).await,
         Err(StoreError::Conflict(_))
     ));
-    s.claim_next_file(&group("acme", "g"), 1).await.unwrap();
+    s.claim_next_file(&group("acme", "g"), None, 1)
+        .await
+        .unwrap();
     let rec = s
         .complete_file(
             "a1",
@@ -865,7 +884,9 @@ pub async fn completion_and_visitor_state(s: Arc<dyn MetadataStore>) {
         "visitor state is per company"
     );
     // A later file overwrites what it touched and keeps the rest.
-    s.claim_next_file(&group("acme", "g"), 2).await.unwrap();
+    s.claim_next_file(&group("acme", "g"), None, 2)
+        .await
+        .unwrap();
     s.complete_file(
         "a2",
         done(vec![
@@ -916,12 +937,12 @@ pub async fn errors_stop_a_group_until_retry(s: Arc<dyn MetadataStore>) {
     inserted(&*s, sample_file("acme", "o1", "other", None)).await;
     let g = group("acme", "g");
     assert!(matches!(
-        s.fail_file("a1", "disk", "io", 3).await,
+        s.fail_file("a1", "disk", "io", 3, None).await,
         Err(StoreError::Conflict(_))
     ));
-    s.claim_next_file(&g, 1).await.unwrap();
+    s.claim_next_file(&g, None, 1).await.unwrap();
     let failed = s
-        .fail_file("a1", "lake write failed", "lake", 3)
+        .fail_file("a1", "lake write failed", "lake", 3, None)
         .await
         .unwrap();
     assert_eq!(failed.status, FileStatus::Error);
@@ -935,7 +956,10 @@ pub async fn errors_stop_a_group_until_retry(s: Arc<dyn MetadataStore>) {
         crate::upload_log(&failed.processing_log),
         "Processing complete: 9 rows will be submitted. 1 rows were invalid."
     );
-    assert!(s.claim_next_file(&g, 4).await.unwrap().is_none(), "stopped");
+    assert!(
+        s.claim_next_file(&g, None, 4).await.unwrap().is_none(),
+        "stopped"
+    );
     assert_eq!(
         s.runnable_groups(10).await.unwrap(),
         [group("acme", "other")]
@@ -946,7 +970,11 @@ pub async fn errors_stop_a_group_until_retry(s: Arc<dyn MetadataStore>) {
     assert_eq!(again.status, FileStatus::Uploaded);
     assert_eq!((again.error, again.processing_end_date), (None, None));
     assert_eq!(
-        s.claim_next_file(&g, 5).await.unwrap().unwrap().file_id,
+        s.claim_next_file(&g, None, 5)
+            .await
+            .unwrap()
+            .unwrap()
+            .file_id,
         "a1",
         "the failed file runs again first"
     );
@@ -957,14 +985,16 @@ pub async fn requeue_after_crash(s: Arc<dyn MetadataStore>) {
     with_company(&*s, "acme").await;
     inserted(&*s, sample_file("acme", "a1", "g", None)).await;
     inserted(&*s, sample_file("acme", "a2", "g", None)).await;
-    s.claim_next_file(&group("acme", "g"), 1).await.unwrap();
+    s.claim_next_file(&group("acme", "g"), None, 1)
+        .await
+        .unwrap();
     assert_eq!(s.requeue_processing().await.unwrap(), 1);
     assert_eq!(s.requeue_processing().await.unwrap(), 0);
     let rec = s.get_file("acme", "a1").await.unwrap().unwrap();
     assert_eq!(rec.status, FileStatus::Uploaded);
     assert_eq!(rec.processing_start_date, None);
     assert_eq!(
-        s.claim_next_file(&group("acme", "g"), 2)
+        s.claim_next_file(&group("acme", "g"), None, 2)
             .await
             .unwrap()
             .unwrap()
@@ -973,14 +1003,14 @@ pub async fn requeue_after_crash(s: Arc<dyn MetadataStore>) {
     );
     // One file requeued (a full disk stopped its run): first again, and
     // only a PROCESSING file is moved.
-    assert!(s.requeue_file("a1").await.unwrap());
-    assert!(!s.requeue_file("a1").await.unwrap());
-    assert!(!s.requeue_file("a2").await.unwrap());
+    assert!(s.requeue_file("a1", None).await.unwrap());
+    assert!(!s.requeue_file("a1", None).await.unwrap());
+    assert!(!s.requeue_file("a2", None).await.unwrap());
     let rec = s.get_file("acme", "a1").await.unwrap().unwrap();
     assert_eq!(rec.status, FileStatus::Uploaded);
     assert_eq!(rec.processing_start_date, None);
     assert_eq!(
-        s.claim_next_file(&group("acme", "g"), 3)
+        s.claim_next_file(&group("acme", "g"), None, 3)
             .await
             .unwrap()
             .unwrap()
@@ -1008,7 +1038,9 @@ pub async fn retraction(s: Arc<dyn MetadataStore>) {
         ),
         "an UPLOADED file is not retracted"
     );
-    s.claim_next_file(&group("acme", "g"), 1).await.unwrap();
+    s.claim_next_file(&group("acme", "g"), None, 1)
+        .await
+        .unwrap();
     assert!(
         matches!(
             s.mark_hits_retracted("acme", "a1", 9, 50).await,
@@ -1043,7 +1075,7 @@ pub async fn retraction(s: Arc<dyn MetadataStore>) {
     assert_eq!(again, rec, "retracting twice changes nothing");
     // The group goes on: the retracted file stays COMPLETE.
     assert_eq!(
-        s.claim_next_file(&group("acme", "g"), 2)
+        s.claim_next_file(&group("acme", "g"), None, 2)
             .await
             .unwrap()
             .unwrap()
@@ -1059,7 +1091,9 @@ pub async fn visitor_state_deletion(s: Arc<dyn MetadataStore>) {
     with_company(&*s, "beta").await;
     for (company, id) in [("acme", "a1"), ("beta", "b1")] {
         inserted(&*s, sample_file(company, id, "g", None)).await;
-        s.claim_next_file(&group(company, "g"), 1).await.unwrap();
+        s.claim_next_file(&group(company, "g"), None, 1)
+            .await
+            .unwrap();
         s.complete_file(
             id,
             done(vec![
@@ -1177,4 +1211,231 @@ pub async fn privacy_audit(s: Arc<dyn MetadataStore>) {
         .await,
         Err(StoreError::Invalid(_))
     ));
+}
+
+/// Leases: a held group is not claimed by another node; a takeover after
+/// expiry moves the epoch up and voids the old run; every write under a
+/// lease that is no longer current fails with `Fenced`; claims are kept.
+pub async fn leases_and_fencing(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    for (id, g) in [("a1", "g1"), ("b1", "g2"), ("a2", "g1"), ("c1", "g3")] {
+        inserted(&*s, sample_file("acme", id, g, None)).await;
+    }
+    // g3 stops on an error: not claimable.
+    let g3 = group("acme", "g3");
+    s.claim_next_file(&g3, None, 1).await.unwrap().expect("c1");
+    s.fail_file("c1", "broken", "io", 2, None).await.unwrap();
+
+    let first = s.claim_groups("n1", 10, 60_000).await.unwrap();
+    let groups: Vec<_> = first
+        .iter()
+        .map(|l| l.group.visitor_group_id.as_str())
+        .collect();
+    assert_eq!(
+        groups,
+        ["g1", "g2"],
+        "claimable groups, oldest waiting file first"
+    );
+    assert!(
+        first.iter().all(|l| l.epoch == 1 && l.node_id == "n1"),
+        "{first:?}"
+    );
+    assert!(
+        s.claim_groups("n2", 10, 60_000).await.unwrap().is_empty(),
+        "held groups are not claimed by another node"
+    );
+    let l1 = first[0].clone();
+    let g1 = l1.group.clone();
+    let a1 = s
+        .claim_next_file(&g1, Some(&l1), 5)
+        .await
+        .unwrap()
+        .expect("a1");
+    assert_eq!(a1.file_id, "a1");
+    let forged = GroupLease {
+        epoch: 2,
+        ..l1.clone()
+    };
+    assert!(
+        matches!(
+            s.claim_next_file(&g1, Some(&forged), 5).await,
+            Err(StoreError::Fenced(_))
+        ),
+        "a lease of another epoch is fenced"
+    );
+    assert!(
+        matches!(
+            s.claim_next_file(&group("acme", "g2"), Some(&l1), 5).await,
+            Err(StoreError::Fenced(_))
+        ),
+        "a lease of another group is fenced"
+    );
+    assert_eq!(s.renew_leases(&first, 60_000).await.unwrap(), [true, true]);
+
+    // n1 stops renewing: its lease on g1 runs out and n2 takes the group.
+    assert_eq!(
+        s.renew_leases(std::slice::from_ref(&l1), 0).await.unwrap(),
+        [true]
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let taken = s.claim_groups("n2", 10, 60_000).await.unwrap();
+    assert_eq!(taken.len(), 1, "{taken:?}");
+    let l2 = taken[0].clone();
+    assert_eq!(
+        (l2.group.clone(), l2.epoch, l2.node_id.as_str()),
+        (g1.clone(), 2, "n2")
+    );
+    let voided = s.get_file("acme", "a1").await.unwrap().unwrap();
+    assert_eq!(voided.status, FileStatus::Uploaded, "the old run is void");
+    assert_eq!(voided.processing_start_date, None);
+
+    // The old holder can do nothing more to the group.
+    for r in [
+        s.claim_next_file(&g1, Some(&l1), 6).await.map(|_| ()),
+        s.fail_file("a1", "late", "io", 6, Some(&l1))
+            .await
+            .map(|_| ()),
+        s.requeue_file("a1", Some(&l1)).await.map(|_| ()),
+    ] {
+        assert!(matches!(r, Err(StoreError::Fenced(_))), "{r:?}");
+    }
+    assert_eq!(
+        s.renew_leases(std::slice::from_ref(&l1), 60_000)
+            .await
+            .unwrap(),
+        [false]
+    );
+    assert!(!s.release_lease(&l1).await.unwrap());
+
+    let a1 = s
+        .claim_next_file(&g1, Some(&l2), 7)
+        .await
+        .unwrap()
+        .expect("a1 again");
+    assert_eq!(a1.file_id, "a1");
+    let late = Completion {
+        lease: Some(l1.clone()),
+        ..done(vec![entry("rs1", "v", 10, 1)])
+    };
+    assert!(
+        matches!(
+            s.complete_file("a1", late).await,
+            Err(StoreError::Fenced(_))
+        ),
+        "a completion under a lost lease is fenced"
+    );
+    assert_eq!(
+        s.visitor_states("acme", vec![("rs1".into(), "v".into())])
+            .await
+            .unwrap(),
+        [None],
+        "a fenced completion stores no state"
+    );
+    let ok = Completion {
+        lease: Some(l2.clone()),
+        ..done(vec![entry("rs1", "v", 10, 1)])
+    };
+    let rec = s.complete_file("a1", ok).await.unwrap();
+    assert_eq!(rec.status, FileStatus::Complete);
+    assert_eq!(
+        (rec.processed_by.as_deref(), rec.lease_epoch),
+        (Some("n2"), Some(2))
+    );
+    let stored = s.get_file("acme", "a1").await.unwrap().unwrap();
+    assert_eq!(
+        (stored.processed_by.as_deref(), stored.lease_epoch),
+        (Some("n2"), Some(2))
+    );
+
+    // Released: free for any node at once.
+    assert!(s.release_lease(&l2).await.unwrap());
+    let again = s.claim_groups("n1", 10, 60_000).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].group.clone(), again[0].epoch), (g1.clone(), 3));
+
+    let claims = s.lease_claims(&g1).await.unwrap();
+    let who: Vec<_> = claims
+        .iter()
+        .map(|c| (c.epoch, c.node_id.as_str()))
+        .collect();
+    assert_eq!(who, [(1, "n1"), (2, "n2"), (3, "n1")]);
+    assert_eq!(claims[0].previous_expires_ms, None);
+    for c in &claims[1..] {
+        let prev = c.previous_expires_ms.expect("a claim after another");
+        assert!(
+            prev <= c.claimed_ms,
+            "claimed before the lease before ran out: {c:?}"
+        );
+    }
+
+    // A node starting again under its id gives its leases up.
+    assert_eq!(s.release_node_leases("n1").await.unwrap(), 2, "g1 and g2");
+    assert_eq!(s.claim_groups("n3", 10, 60_000).await.unwrap().len(), 2);
+    // A single node's start releases every lease.
+    s.requeue_processing().await.unwrap();
+    assert_eq!(s.claim_groups("n4", 10, 60_000).await.unwrap().len(), 2);
+}
+
+/// Nodes claiming at once never get the same group.
+pub async fn concurrent_lease_claims(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    for i in 0..20 {
+        inserted(
+            &*s,
+            sample_file("acme", &format!("f{i}"), &format!("g{i}"), None),
+        )
+        .await;
+    }
+    let mut tasks = Vec::new();
+    for n in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.claim_groups(&format!("n{n}"), 3, 60_000).await.unwrap()
+        }));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for t in tasks {
+        for l in t.await.unwrap() {
+            assert_eq!(l.epoch, 1);
+            assert!(seen.insert(l.group.clone()), "claimed twice: {:?}", l.group);
+        }
+    }
+    assert_eq!(seen.len(), 20, "every group claimed once");
+}
+
+/// A shared secret is the first value stored, whoever asks.
+pub async fn shared_secrets(s: Arc<dyn MetadataStore>) {
+    let mut tasks = Vec::new();
+    for n in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.shared_secret("token_key", &format!("candidate-{n}"))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut values = std::collections::HashSet::new();
+    for t in tasks {
+        values.insert(t.await.unwrap());
+    }
+    assert_eq!(values.len(), 1, "one value for all: {values:?}");
+    let v = values.into_iter().next().unwrap();
+    assert!(v.starts_with("candidate-"));
+    assert_eq!(s.shared_secret("token_key", "other").await.unwrap(), v);
+    assert_eq!(s.shared_secret("another", "x").await.unwrap(), "x");
+}
+
+/// Node heartbeats count the nodes alive now.
+pub async fn node_heartbeats(s: Arc<dyn MetadataStore>) {
+    assert_eq!(s.node_heartbeat("n1", 60_000).await.unwrap(), 1);
+    assert_eq!(s.node_heartbeat("n2", 60_000).await.unwrap(), 2);
+    assert_eq!(
+        s.node_heartbeat("n1", 60_000).await.unwrap(),
+        2,
+        "a node counts once"
+    );
+    // n1 leaves (its heartbeat runs out at once).
+    s.node_heartbeat("n1", 0).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert_eq!(s.node_heartbeat("n2", 60_000).await.unwrap(), 1);
 }

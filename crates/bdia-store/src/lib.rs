@@ -74,6 +74,11 @@ pub enum StoreError {
         #[source]
         source: BoxError,
     },
+    /// The caller's visitor-group lease is no longer current: another
+    /// node took the group over (or the lease was released), so the
+    /// caller may not change the group's files any more.
+    #[error("lease lost: {0}")]
+    Fenced(String),
     /// The database was written by a newer release: its schema version is
     /// above the highest one this build knows, so it is not opened.
     #[error(
@@ -97,6 +102,7 @@ impl StoreError {
             StoreError::Invalid(_) => "invalid",
             StoreError::Backend { .. } => "backend",
             StoreError::SchemaTooNew { .. } => "schema_too_new",
+            StoreError::Fenced(_) => "fenced",
         }
     }
 
@@ -375,6 +381,12 @@ pub struct FileRecord {
     pub hits_retracted_at: Option<i64>,
     /// Hits the retraction removed from the lake; `None` while not retracted.
     pub hits_retracted: Option<u64>,
+    /// The node whose run committed the file `COMPLETE` (`None` before, and
+    /// for files completed without a lease).
+    pub processed_by: Option<String>,
+    /// The epoch of the group lease under which the file was committed
+    /// `COMPLETE` (`None` as for `processed_by`).
+    pub lease_epoch: Option<u64>,
 }
 
 /// The record as the API sends it (upload answers, lookups, listings).
@@ -484,6 +496,44 @@ pub struct Completion {
     /// Forget the staged blob's key (the caller deletes the blob after the
     /// commit; a blob no record references is swept at startup).
     pub release_blob: bool,
+    /// The group lease the file was processed under: the commit happens
+    /// only while it is current ([`StoreError::Fenced`] otherwise). `None`
+    /// commits without a lease check (tools and tests).
+    pub lease: Option<GroupLease>,
+}
+
+/// A node's lease on a visitor group ([`MetadataStore::claim_groups`]).
+///
+/// While a lease is current (its epoch is the group's and the group's
+/// owner is its node), only that node claims, completes, fails or requeues
+/// the group's files: every such write checks it in the same transaction
+/// and fails with [`StoreError::Fenced`] otherwise. A claim by another node
+/// (after expiry) moves the epoch up, so a node that was paused or cut off
+/// past its lease can never write for the group again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct GroupLease {
+    /// The group.
+    pub group: GroupRef,
+    /// The node holding it.
+    pub node_id: String,
+    /// Moves up by one on every claim of the group.
+    pub epoch: u64,
+}
+
+/// One claim of a group's lease, kept forever (the evidence that no two
+/// nodes ever held a group at once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseClaim {
+    /// The epoch this claim started.
+    pub epoch: u64,
+    /// The node that claimed.
+    pub node_id: String,
+    /// When, in unix milliseconds on the database clock.
+    pub claimed_ms: i64,
+    /// When the lease before it had expired or been released (database
+    /// clock; `None` for the group's first claim). Never after
+    /// `claimed_ms`.
+    pub previous_expires_ms: Option<i64>,
 }
 
 /// One stored visitor state.
@@ -708,7 +758,15 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// the lowest `group_seq` becomes `PROCESSING` with
     /// `processing_start_date = now`. `None` when the group has nothing
     /// waiting, already has a `PROCESSING` file, or is stopped by an `ERROR`.
-    async fn claim_next_file(&self, group: &GroupRef, now: i64) -> StoreResult<Option<FileRecord>>;
+    ///
+    /// With a `lease`, only while it is current ([`StoreError::Fenced`]
+    /// otherwise); `None` claims without a lease check (tools and tests).
+    async fn claim_next_file(
+        &self,
+        group: &GroupRef,
+        lease: Option<&GroupLease>,
+        now: i64,
+    ) -> StoreResult<Option<FileRecord>>;
     /// Stored visitor states of one company for `keys` ((report suite,
     /// visitor key) pairs), answered in the same order; `None` for a
     /// visitor never committed.
@@ -725,24 +783,68 @@ pub trait MetadataStore: Send + Sync + 'static {
         -> StoreResult<FileRecord>;
     /// A `PROCESSING` file becomes `ERROR` with `reason` (and its `code`),
     /// `processing_end_date = now`, and the reason appended to its log; its
-    /// group stops. [`StoreError::Conflict`] when the file is not `PROCESSING`.
+    /// group stops. [`StoreError::Conflict`] when the file is not `PROCESSING`;
+    /// with a `lease`, [`StoreError::Fenced`] when it is not current.
     async fn fail_file(
         &self,
         file_id: &str,
         reason: &str,
         code: &str,
         now: i64,
+        lease: Option<&GroupLease>,
     ) -> StoreResult<FileRecord>;
     /// Restarts a stopped group: its `ERROR` files become `UPLOADED` again
     /// (error and processing dates cleared). Returns how many.
     async fn retry_group(&self, group: &GroupRef) -> StoreResult<u64>;
-    /// Startup: every `PROCESSING` file becomes `UPLOADED` again (its
-    /// processing start cleared). Returns how many.
+    /// Start of a single node (the embedded database, which one server
+    /// holds): every `PROCESSING` file becomes `UPLOADED` again (its
+    /// processing start cleared) and every group lease is released.
+    /// Returns how many files. Never called with shared metadata, where
+    /// other nodes' runs are live: expired leases are taken over instead
+    /// ([`MetadataStore::claim_groups`]).
     async fn requeue_processing(&self) -> StoreResult<u64>;
     /// One `PROCESSING` file becomes `UPLOADED` again, first in its group
     /// as before (a run stopped by a condition that passes, such as a full
-    /// disk). False when the file was not `PROCESSING`.
-    async fn requeue_file(&self, file_id: &str) -> StoreResult<bool>;
+    /// disk). False when the file was not `PROCESSING`; with a `lease`,
+    /// [`StoreError::Fenced`] when it is not current.
+    async fn requeue_file(&self, file_id: &str, lease: Option<&GroupLease>) -> StoreResult<bool>;
+
+    /// Claims leases on at most `limit` groups for `node_id`, for
+    /// `lease_ms` on the database clock, in one transaction: groups that
+    /// have an `UPLOADED` or `PROCESSING` file and no `ERROR` file, whose
+    /// lease is free (never claimed, released, or expired), oldest waiting
+    /// file first. Each claim moves the group's epoch up by one, records a
+    /// [`LeaseClaim`], and returns the group's `PROCESSING` files (a run
+    /// of the lease before, now void) to `UPLOADED`. Concurrent callers
+    /// (other nodes) never get the same group: a group is claimed by one
+    /// of them, the others skip it.
+    async fn claim_groups(
+        &self,
+        node_id: &str,
+        limit: u32,
+        lease_ms: u64,
+    ) -> StoreResult<Vec<GroupLease>>;
+    /// Heartbeat: extends each lease still current (same node and epoch)
+    /// to `lease_ms` from now (database clock). Answers, in order, whether
+    /// each was extended; a lease that was taken over is lost for good.
+    async fn renew_leases(&self, leases: &[GroupLease], lease_ms: u64) -> StoreResult<Vec<bool>>;
+    /// Gives a lease up (its group is free for any node at once). False
+    /// when it was not current.
+    async fn release_lease(&self, lease: &GroupLease) -> StoreResult<bool>;
+    /// Releases every lease `node_id` holds (a node starting again under
+    /// the same id: its former runs are dead). Returns how many.
+    async fn release_node_leases(&self, node_id: &str) -> StoreResult<u64>;
+    /// Every claim of a group's lease, by epoch.
+    async fn lease_claims(&self, group: &GroupRef) -> StoreResult<Vec<LeaseClaim>>;
+    /// A secret shared by every node (the token signing key): the stored
+    /// value of `name`, storing `candidate` first when there is none.
+    /// Atomic: of two nodes starting at once with different candidates,
+    /// both get the same value.
+    async fn shared_secret(&self, name: &str, candidate: &str) -> StoreResult<String>;
+    /// Node heartbeat: records that `node_id` is alive for `ttl_ms`
+    /// (database clock) and answers how many nodes are alive now,
+    /// including it (rate limits are shared among them).
+    async fn node_heartbeat(&self, node_id: &str, ttl_ms: u64) -> StoreResult<u32>;
     /// Deletes the stored visitor states of one company for `keys`
     /// ((report suite, visitor key) pairs, as in
     /// [`MetadataStore::visitor_states`]), in one transaction; returns how

@@ -65,6 +65,10 @@ pub enum FailureCode {
     /// The metadata database was written by a newer release
     /// ([`StoreError::SchemaTooNew`]).
     StoreSchemaTooNew,
+    /// This node's lease on the file's visitor group was taken over by
+    /// another node ([`StoreError::Fenced`]): the run is abandoned, never
+    /// recorded on the file (the group's new holder processes it).
+    StoreFenced,
 }
 
 impl FailureCode {
@@ -92,6 +96,7 @@ impl FailureCode {
         FailureCode::StoreInvalid,
         FailureCode::StoreBackend,
         FailureCode::StoreSchemaTooNew,
+        FailureCode::StoreFenced,
     ];
 
     /// The code as text (metric label, `error_code`).
@@ -119,6 +124,7 @@ impl FailureCode {
             FailureCode::StoreInvalid => "store_invalid",
             FailureCode::StoreBackend => "store_backend",
             FailureCode::StoreSchemaTooNew => "store_schema_too_new",
+            FailureCode::StoreFenced => "store_fenced",
         }
     }
 
@@ -146,6 +152,7 @@ impl FailureCode {
             StoreError::Invalid { .. } => FailureCode::StoreInvalid,
             StoreError::Backend { .. } => FailureCode::StoreBackend,
             StoreError::SchemaTooNew { .. } => FailureCode::StoreSchemaTooNew,
+            StoreError::Fenced(_) => FailureCode::StoreFenced,
         }
     }
 }
@@ -264,6 +271,7 @@ mod tests {
                 },
                 "store_schema_too_new",
             ),
+            (StoreError::Fenced("x".into()), "store_fenced"),
         ] {
             assert_eq!(format!("store_{}", e.code()), code);
             assert_eq!(Failure::store(e).code.as_str(), code);

@@ -79,7 +79,7 @@ pub mod failure;
 pub mod throttle;
 pub mod worker;
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -87,16 +87,14 @@ use std::time::Duration;
 
 use bdia_lake::{Lake, LakeConfig};
 use bdia_store::blob::BlobStore;
-use bdia_store::{GroupRef, MetadataStore};
+use bdia_store::{GroupLease, GroupRef, MetadataStore};
+use failure::FailureCode;
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{LimitsConfig, ProcessingConfig};
 use throttle::Throttles;
-
-/// Most groups the scheduler fetches per refresh.
-const REFRESH_GROUPS: u32 = 10_000;
 
 pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
@@ -119,6 +117,8 @@ pub struct Shared {
     pub keep_staged_files: bool,
     /// Per-company throttles.
     pub throttles: Arc<Throttles>,
+    /// This node's id (leases, logs).
+    pub node_id: String,
     /// No file starts before this instant (set when a run stopped on a
     /// full disk).
     pub paused_until: std::sync::Mutex<Option<std::time::Instant>>,
@@ -194,9 +194,17 @@ impl Processing {
 
 /// Startup recovery: moves a lake of commit records (the format before
 /// Delta tables) into its company tables, each file with its transaction
-/// (visitor group, group sequence) from its record, then returns
-/// `PROCESSING` files to `UPLOADED`. Run before serving.
-pub async fn recover(store: &dyn MetadataStore, lake: &Lake) -> anyhow::Result<()> {
+/// (visitor group, group sequence) from its record; then, on the embedded
+/// database (one node), returns `PROCESSING` files to `UPLOADED` and frees
+/// every lease, and on shared metadata frees only the leases `node_id`
+/// held before this start (other nodes' runs are live; a dead node's
+/// groups are taken over when its leases run out). Run before serving.
+pub async fn recover(
+    store: &dyn MetadataStore,
+    lake: &Lake,
+    shared_metadata: bool,
+    node_id: &str,
+) -> anyhow::Result<()> {
     let mut txns = HashMap::new();
     for (file_id, company) in lake.legacy_files().await? {
         if let Some(rec) = store.get_file(&company, &file_id).await? {
@@ -220,15 +228,67 @@ pub async fn recover(store: &dyn MetadataStore, lake: &Lake) -> anyhow::Result<(
             "lake commit records of no known file left in _commits/; reports do not read them"
         );
     }
-    let requeued = store.requeue_processing().await?;
-    if requeued > 0 {
-        tracing::info!(requeued, "recovered processing");
+    if shared_metadata {
+        let released = store.release_node_leases(node_id).await?;
+        if released > 0 {
+            tracing::info!(
+                released,
+                "released this node's leases of its previous start"
+            );
+        }
+    } else {
+        let requeued = store.requeue_processing().await?;
+        if requeued > 0 {
+            tracing::info!(requeued, "recovered processing");
+        }
     }
     Ok(())
 }
 
+/// The leases this node holds: groups waiting in the ring, and groups
+/// with a file running (each with the stop flag of its run).
+#[derive(Default)]
+struct Held {
+    ring: VecDeque<GroupLease>,
+    running: HashMap<GroupRef, (GroupLease, Arc<AtomicBool>)>,
+}
+
+impl Held {
+    fn len(&self) -> usize {
+        self.ring.len() + self.running.len()
+    }
+
+    fn all(&self) -> Vec<GroupLease> {
+        let mut v: Vec<GroupLease> = self.ring.iter().cloned().collect();
+        v.extend(self.running.values().map(|(l, _)| l.clone()));
+        v
+    }
+
+    /// Forgets a lease this node no longer holds; a run under it stops at
+    /// its next batch (whatever it still tries to commit is fenced).
+    fn lose(&mut self, lease: &GroupLease) {
+        self.ring.retain(|l| l != lease);
+        if let Some((l, stop)) = self.running.get(&lease.group) {
+            if l == lease {
+                stop.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 /// Runs the scheduler until `cancel`, then waits for in-flight files (they
-/// stop at their next batch and are requeued at the next start).
+/// stop at their next batch; their leases are released, so the group's
+/// next holder runs them again).
+///
+/// The scheduler claims visitor-group leases for this node
+/// ([`MetadataStore::claim_groups`]), at most twice as many as it has
+/// workers, renews them every third of `processing.lease_ms`, and runs
+/// the held groups' files one at a time per group; a group with nothing
+/// left to run is released. A lease that a renewal finds lost (the node
+/// was paused or cut off past its expiry and another node took the
+/// group) stops its run: nothing it still writes can land, since the
+/// metadata commit is fenced by the lease epoch and the lake commit by the
+/// group's Delta transaction.
 pub async fn run_scheduler(
     processing: Processing,
     shared: Arc<Shared>,
@@ -236,97 +296,168 @@ pub async fn run_scheduler(
     cancel: CancellationToken,
 ) {
     let poll = Duration::from_millis(config.poll_interval_ms.max(10));
-    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<GroupRef>();
-    let mut ring: VecDeque<GroupRef> = VecDeque::new();
-    let mut queued: HashSet<GroupRef> = HashSet::new();
-    let mut running: HashSet<GroupRef> = HashSet::new();
+    let lease_ms = config.lease_ms;
+    let renew_every = Duration::from_millis((lease_ms / 3).max(10));
+    let max_held = (config.workers * 2).max(1);
+    let node = shared.node_id.clone();
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<GroupLease>();
+    let mut held = Held::default();
+    let mut last_renewal = tokio::time::Instant::now();
     let tracker = TaskTracker::new();
-    let stop = Arc::new(AtomicBool::new(false));
     loop {
-        while let Ok(g) = done_rx.try_recv() {
-            running.remove(&g);
+        while let Ok(lease) = done_rx.try_recv() {
+            finished(&mut held, lease);
         }
-        match shared.store.runnable_groups(REFRESH_GROUPS).await {
-            Ok(groups) => {
-                for g in groups {
-                    if !running.contains(&g) && queued.insert(g.clone()) {
-                        ring.push_back(g);
+        if last_renewal.elapsed() >= renew_every {
+            renew(&shared, &mut held, lease_ms).await;
+            last_renewal = tokio::time::Instant::now();
+        }
+        if held.len() < max_held && !shared.paused() {
+            let want = (max_held - held.len()) as u32;
+            match shared.store.claim_groups(&node, want, lease_ms).await {
+                Ok(claimed) => {
+                    for l in claimed {
+                        tracing::debug!(group = ?l.group, epoch = l.epoch, "group lease claimed");
+                        metrics::counter!(crate::metrics::LEASES_CLAIMED.name).increment(1);
+                        held.ring.push_back(l);
                     }
                 }
+                Err(e) => tracing::error!(error = %e, "claiming visitor groups failed"),
             }
-            Err(e) => tracing::error!(error = %e, "listing runnable groups failed"),
         }
         while shared.throttles.can_start() && !shared.paused() {
-            let Some(g) = pick(&mut ring, &running, &shared.throttles) else {
+            let Some(lease) = pick(&mut held, &shared.throttles) else {
                 break;
             };
-            queued.remove(&g);
-            match shared.store.claim_next_file(&g, now()).await {
+            match shared
+                .store
+                .claim_next_file(&lease.group, Some(&lease), now())
+                .await
+            {
                 Ok(Some(rec)) => {
-                    running.insert(g.clone());
+                    let stop = Arc::new(AtomicBool::new(false));
+                    held.running
+                        .insert(lease.group.clone(), (lease.clone(), stop.clone()));
                     shared.throttles.started();
                     let shared = shared.clone();
                     let done = done_tx.clone();
-                    let stop = stop.clone();
                     tracker.spawn(async move {
-                        process_one(&shared, rec, stop).await;
+                        process_one(&shared, rec, &lease, stop).await;
                         shared.throttles.finished();
-                        let _ = done.send(g);
+                        let _ = done.send(lease);
                     });
                 }
-                Ok(None) => {}
+                Ok(None) => release(&shared, &lease).await,
+                Err(bdia_store::StoreError::Fenced(e)) => {
+                    tracing::warn!(group = ?lease.group, error = %e, "visitor group lease lost");
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "claiming a file failed");
+                    held.ring.push_back(lease);
                     break;
                 }
             }
         }
-        metrics::gauge!(crate::metrics::PROCESSING_GROUPS_WAITING.name).set(ring.len() as f64);
+        metrics::gauge!(crate::metrics::PROCESSING_GROUPS_WAITING.name).set(held.ring.len() as f64);
         metrics::gauge!(crate::metrics::PROCESSING_FILES_IN_PROGRESS.name)
-            .set(running.len() as f64);
+            .set(held.running.len() as f64);
+        metrics::gauge!(crate::metrics::LEASES_HELD.name).set(held.len() as f64);
+        let next_renewal = renew_every.saturating_sub(last_renewal.elapsed());
         tokio::select! {
             _ = cancel.cancelled() => break,
-            Some(g) = done_rx.recv() => { running.remove(&g); }
+            Some(lease) = done_rx.recv() => finished(&mut held, lease),
             _ = processing.wake.notified() => {}
-            _ = tokio::time::sleep(poll) => {}
+            _ = tokio::time::sleep(poll.min(next_renewal)) => {}
         }
     }
-    stop.store(true, Ordering::Relaxed);
+    for (_, stop) in held.running.values() {
+        stop.store(true, Ordering::Relaxed);
+    }
     tracker.close();
     tracker.wait().await;
+    while let Ok(lease) = done_rx.try_recv() {
+        finished(&mut held, lease);
+    }
+    // Given back, so another node (or this one's next start) takes the
+    // groups at once instead of after the expiry.
+    for lease in held.all() {
+        release(&shared, &lease).await;
+    }
 }
 
-/// Takes the next group to run from `ring`: groups of companies that are
-/// not behind their throttle first, then groups of the companies with the
-/// fewest files running, then ring order (oldest waiting first). So one
-/// company with many groups, or one held back by its throttle, does not
-/// keep the others waiting.
-fn pick(
-    ring: &mut VecDeque<GroupRef>,
-    running: &HashSet<GroupRef>,
-    throttles: &Throttles,
-) -> Option<GroupRef> {
+/// A run under `lease` ended: the group goes back to the end of the ring
+/// (its next file, if any, runs in a later round), unless the lease was
+/// lost meanwhile.
+fn finished(held: &mut Held, lease: GroupLease) {
+    if let Some((l, stop)) = held.running.remove(&lease.group) {
+        if l == lease && !stop.load(Ordering::Relaxed) {
+            held.ring.push_back(lease);
+        }
+    }
+}
+
+/// Renews every lease held; forgets (and stops the runs of) the lost ones.
+async fn renew(shared: &Shared, held: &mut Held, lease_ms: u64) {
+    let all = held.all();
+    if all.is_empty() {
+        return;
+    }
+    match shared.store.renew_leases(&all, lease_ms).await {
+        Ok(kept) => {
+            for (lease, ok) in all.iter().zip(kept) {
+                if !ok {
+                    tracing::warn!(group = ?lease.group, epoch = lease.epoch, "visitor group lease lost to another node; its run stops");
+                    metrics::counter!(crate::metrics::LEASES_LOST.name).increment(1);
+                    held.lose(lease);
+                }
+            }
+        }
+        // Kept for now: fencing makes a lease that ran out meanwhile
+        // harmless, and the next renewal tells.
+        Err(e) => tracing::error!(error = %e, "renewing visitor group leases failed"),
+    }
+}
+
+/// Gives a lease up; failures are logged (the lease then runs out).
+async fn release(shared: &Shared, lease: &GroupLease) {
+    if let Err(e) = shared.store.release_lease(lease).await {
+        tracing::warn!(group = ?lease.group, error = %e, "releasing a visitor group lease failed");
+    }
+}
+
+/// Takes the next held group to run from the ring: groups of companies
+/// that are not behind their throttle first, then groups of the companies
+/// with the fewest files running, then ring order (oldest waiting first).
+/// So one company with many groups, or one held back by its throttle, does
+/// not keep the others waiting.
+fn pick(held: &mut Held, throttles: &Throttles) -> Option<GroupLease> {
     let mut per_company: HashMap<&str, usize> = HashMap::new();
-    for g in running {
+    for g in held.running.keys() {
         *per_company.entry(g.company_id.as_str()).or_default() += 1;
     }
     let mut behind: HashMap<&str, bool> = HashMap::new();
-    let best = ring
+    let best = held
+        .ring
         .iter()
         .enumerate()
-        .min_by_key(|(i, g)| {
-            let c = g.company_id.as_str();
+        .min_by_key(|(i, l)| {
+            let c = l.group.company_id.as_str();
             let late = *behind.entry(c).or_insert_with(|| throttles.behind(c));
             (late, per_company.get(c).copied().unwrap_or(0), *i)
         })?
         .0;
-    ring.remove(best)
+    held.ring.remove(best)
 }
 
-async fn process_one(shared: &Shared, rec: bdia_store::FileRecord, stop: Arc<AtomicBool>) {
+async fn process_one(
+    shared: &Shared,
+    rec: bdia_store::FileRecord,
+    lease: &GroupLease,
+    stop: Arc<AtomicBool>,
+) {
     use tracing::Instrument;
-    let span = tracing::info_span!("process_file", file_id = %rec.file_id, visitor_group = ?rec.visitor_group_id);
-    match worker::run(shared, &rec, stop.clone())
+    let span = tracing::info_span!("process_file", file_id = %rec.file_id, visitor_group = ?rec.visitor_group_id, epoch = lease.epoch);
+    match worker::run(shared, &rec, lease, stop.clone())
         .instrument(span)
         .await
     {
@@ -352,7 +483,12 @@ async fn process_one(shared: &Shared, rec: bdia_store::FileRecord, stop: Arc<Ato
             );
         }
         Ok(worker::Outcome::Cancelled) => {
-            tracing::info!(file_id = %rec.file_id, "processing stopped by shutdown; requeued at next start");
+            tracing::info!(file_id = %rec.file_id, "processing stopped (shutdown or lease lost); the group's next holder runs the file again");
+        }
+        Err(f) if f.code == FailureCode::StoreFenced => {
+            metrics::counter!(crate::metrics::PROCESSING_ERRORS.name, "code" => f.code.as_str())
+                .increment(1);
+            tracing::warn!(file_id = %rec.file_id, reason = %f.reason, "run dropped: the visitor group's lease was lost to another node, which processes the file");
         }
         Err(f) if f.storage_full => {
             // Not the file's fault: it runs again, first in its group, once
@@ -365,9 +501,9 @@ async fn process_one(shared: &Shared, rec: bdia_store::FileRecord, stop: Arc<Ato
             // The disk being full, the requeue itself may fail: it is tried
             // again until it is written (or the server stops, and the start
             // requeues every PROCESSING file anyway).
-            while let Err(e) = shared.store.requeue_file(&rec.file_id).await {
+            while let Err(e) = shared.store.requeue_file(&rec.file_id, Some(lease)).await {
                 tracing::warn!(file_id = %rec.file_id, error = %e, "requeueing the file failed; retrying");
-                if stop.load(Ordering::Relaxed) {
+                if stop.load(Ordering::Relaxed) || matches!(e, bdia_store::StoreError::Fenced(_)) {
                     break;
                 }
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -381,7 +517,7 @@ async fn process_one(shared: &Shared, rec: bdia_store::FileRecord, stop: Arc<Ato
             tracing::error!(file_id = %rec.file_id, visitor_group = ?rec.visitor_group_id, code = f.code.as_str(), reason = %f.reason, "file failed; its group stops until retried");
             if let Err(e) = shared
                 .store
-                .fail_file(&rec.file_id, &f.note(), f.code.as_str(), now())
+                .fail_file(&rec.file_id, &f.note(), f.code.as_str(), now(), Some(lease))
                 .await
             {
                 tracing::error!(file_id = %rec.file_id, error = %e, "recording the failure failed");

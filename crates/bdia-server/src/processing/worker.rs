@@ -44,7 +44,7 @@ use bdia_format::hit::Hit;
 use bdia_format::row::RowRules;
 use bdia_lake::{LakeWriter, SpooledFile, SuiteZones};
 use bdia_model::{FileEnricher, Identity, StateDelta, VisitState, VisitorStates};
-use bdia_store::{Company, Completion, FileRecord, MetadataStore, StoreError};
+use bdia_store::{Company, Completion, FileRecord, GroupLease, MetadataStore, StoreError};
 
 pub use super::failure::{Failure, FailureCode};
 use super::throttle::Throttles;
@@ -171,6 +171,7 @@ struct Enriched {
 pub async fn run(
     shared: &Shared,
     rec: &FileRecord,
+    lease: &GroupLease,
     cancel: Arc<AtomicBool>,
 ) -> Result<Outcome, Failure> {
     let loaded = load(shared, rec).await?;
@@ -195,6 +196,7 @@ pub async fn run(
     commit(
         shared,
         rec,
+        lease,
         out.delta,
         &out.out_of_order,
         out.reader_complete,
@@ -376,10 +378,13 @@ fn crash_point_after_lake_commit() {
 
 /// Step 4, commit metadata: one transaction marks the file `COMPLETE` (its
 /// upload log followed by the out-of-order notes), stores the visitor state
-/// delta and, with `release`, drops the staged file's key from the record.
+/// delta and, with `release`, drops the staged file's key from the record;
+/// only while `lease` is current (a node that lost the group to another
+/// one gets [`FailureCode::StoreFenced`] and commits nothing).
 async fn commit(
     shared: &Shared,
     rec: &FileRecord,
+    lease: &GroupLease,
     delta: StateDelta,
     out_of_order: &[String],
     reader_complete: i64,
@@ -402,6 +407,7 @@ async fn commit(
                 processing_log: log,
                 delta,
                 release_blob: release,
+                lease: Some(lease.clone()),
             },
         )
         .await

@@ -273,6 +273,8 @@ async fn finish_upload(state: &AppState, accepted: Accepted) -> Result<Response,
         rejects_kept: pass.rejects_kept,
         hits_retracted_at: None,
         hits_retracted: None,
+        processed_by: None,
+        lease_epoch: None,
     };
     let undo = |state: &AppState| {
         for k in [&pass.blob_key, &pass.rejects_key].into_iter().flatten() {

@@ -30,7 +30,7 @@ pub(super) const FILE_COLUMNS: &str = "file_id, company_id, visitor_group_id, id
     upload_name, size, uncompressed_size, received_date, rows, invalid_rows, status, error, \
     error_code, processing_log, processing_start_date, file_reader_complete_date, \
     processing_end_date, group_seq, blob_key, rejects_key, rejects_kept, hits_retracted_at, \
-    hits_retracted";
+    hits_retracted, processed_by, lease_epoch";
 
 /// Reads a [`FileRecord`] from a row holding [`FILE_COLUMNS`].
 pub(super) fn file_from_row(row: &Row) -> StoreResult<FileRecord> {
@@ -67,6 +67,10 @@ pub(super) fn file_from_row(row: &Row) -> StoreResult<FileRecord> {
             hits_retracted_at: row.try_get("hits_retracted_at")?,
             hits_retracted: row
                 .try_get::<_, Option<i64>>("hits_retracted")?
+                .map(|n| n as u64),
+            processed_by: row.try_get("processed_by")?,
+            lease_epoch: row
+                .try_get::<_, Option<i64>>("lease_epoch")?
                 .map(|n| n as u64),
         })
     };
@@ -137,7 +141,7 @@ async fn insert(c: &impl GenericClient, r: &FileRecord) -> StoreResult<u64> {
         &format!(
             "INSERT INTO files ({FILE_COLUMNS}) VALUES \
              ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-             $19, $20, $21, $22, $23) \
+             $19, $20, $21, $22, $23, $24, $25) \
              ON CONFLICT (company_id, idempotency_key) WHERE status <> '{}' DO NOTHING",
             FileStatus::Rejected.as_str()
         ),
@@ -165,6 +169,8 @@ async fn insert(c: &impl GenericClient, r: &FileRecord) -> StoreResult<u64> {
             &big(r.rejects_kept),
             &r.hits_retracted_at,
             &r.hits_retracted.map(big),
+            &r.processed_by,
+            &r.lease_epoch.map(big),
         ],
     )
     .await

@@ -43,6 +43,7 @@
 pub mod schema;
 
 mod files;
+mod leases;
 mod privacy;
 mod processing;
 mod tenants;
@@ -59,9 +60,9 @@ use bdia_model::VisitState;
 
 use crate::{
     ApiClient, CommitOutcome, Company, CompanySettings, Completion, FilePage, FileQuery,
-    FileRecord, GroupRef, MetadataStore, NewFile, NewPrivacyDeletion, PageQuery, PrivacyDeletion,
-    PrivacyDeletionPage, ReportSuite, StatusUpdate, StoreError, StoreResult, StoredState,
-    SuiteClaim,
+    FileRecord, GroupLease, GroupRef, LeaseClaim, MetadataStore, NewFile, NewPrivacyDeletion,
+    PageQuery, PrivacyDeletion, PrivacyDeletionPage, ReportSuite, StatusUpdate, StoreError,
+    StoreResult, StoredState, SuiteClaim,
 };
 
 pub use schema::SCHEMA_VERSION;
@@ -443,8 +444,13 @@ impl MetadataStore for PgStore {
         processing::runnable_groups(&self.conn().await?, limit).await
     }
 
-    async fn claim_next_file(&self, group: &GroupRef, now: i64) -> StoreResult<Option<FileRecord>> {
-        processing::claim_next_file(&mut self.conn().await?, group, now).await
+    async fn claim_next_file(
+        &self,
+        group: &GroupRef,
+        lease: Option<&GroupLease>,
+        now: i64,
+    ) -> StoreResult<Option<FileRecord>> {
+        processing::claim_next_file(&mut self.conn().await?, group, lease, now).await
     }
 
     async fn visitor_states(
@@ -469,8 +475,9 @@ impl MetadataStore for PgStore {
         reason: &str,
         code: &str,
         now: i64,
+        lease: Option<&GroupLease>,
     ) -> StoreResult<FileRecord> {
-        processing::fail_file(&mut self.conn().await?, file_id, reason, code, now).await
+        processing::fail_file(&mut self.conn().await?, file_id, reason, code, now, lease).await
     }
 
     async fn retry_group(&self, group: &GroupRef) -> StoreResult<u64> {
@@ -478,11 +485,44 @@ impl MetadataStore for PgStore {
     }
 
     async fn requeue_processing(&self) -> StoreResult<u64> {
-        processing::requeue_processing(&self.conn().await?).await
+        processing::requeue_processing(&mut self.conn().await?).await
     }
 
-    async fn requeue_file(&self, file_id: &str) -> StoreResult<bool> {
-        processing::requeue_file(&self.conn().await?, file_id).await
+    async fn requeue_file(&self, file_id: &str, lease: Option<&GroupLease>) -> StoreResult<bool> {
+        processing::requeue_file(&mut self.conn().await?, file_id, lease).await
+    }
+
+    async fn claim_groups(
+        &self,
+        node_id: &str,
+        limit: u32,
+        lease_ms: u64,
+    ) -> StoreResult<Vec<GroupLease>> {
+        leases::claim_groups(&mut self.conn().await?, node_id, limit, lease_ms).await
+    }
+
+    async fn renew_leases(&self, leases: &[GroupLease], lease_ms: u64) -> StoreResult<Vec<bool>> {
+        leases::renew_leases(&self.conn().await?, leases, lease_ms).await
+    }
+
+    async fn release_lease(&self, lease: &GroupLease) -> StoreResult<bool> {
+        leases::release_lease(&self.conn().await?, lease).await
+    }
+
+    async fn release_node_leases(&self, node_id: &str) -> StoreResult<u64> {
+        leases::release_node_leases(&self.conn().await?, node_id).await
+    }
+
+    async fn lease_claims(&self, group: &GroupRef) -> StoreResult<Vec<LeaseClaim>> {
+        leases::lease_claims(&self.conn().await?, group).await
+    }
+
+    async fn shared_secret(&self, name: &str, candidate: &str) -> StoreResult<String> {
+        leases::shared_secret(&self.conn().await?, name, candidate).await
+    }
+
+    async fn node_heartbeat(&self, node_id: &str, ttl_ms: u64) -> StoreResult<u32> {
+        leases::node_heartbeat(&mut self.conn().await?, node_id, ttl_ms).await
     }
 
     async fn delete_visitor_states(

@@ -21,9 +21,10 @@ use bdia_model::enrich::StateEntry;
 use bdia_model::VisitState;
 
 use super::files::{by_id_for_update, files_from_rows, FILE_COLUMNS};
-use super::{db, exec, map_rows, query_all, query_one, query_opt};
-use crate::common::{apply_failure, require_processing};
-use crate::{Completion, FileRecord, FileStatus, GroupRef, StoreResult, StoredState};
+use super::leases::{lock_holder, release_all_leases, GroupLock};
+use super::{big, db, exec, map_rows, query_all, query_one};
+use crate::common::{apply_failure, check_file_group, check_holder, group_of, require_processing};
+use crate::{Completion, FileRecord, FileStatus, GroupLease, GroupRef, StoreResult, StoredState};
 
 /// Visitor states written per statement of a completion.
 const STATE_BATCH: usize = 5_000;
@@ -59,19 +60,19 @@ pub(super) async fn runnable_groups(
 pub(super) async fn claim_next_file(
     conn: &mut deadpool_postgres::Object,
     group: &GroupRef,
+    lease: Option<&GroupLease>,
     now: i64,
 ) -> StoreResult<Option<FileRecord>> {
     let tx = conn.transaction().await.map_err(db("begin a claim"))?;
+    if let Some(lease) = lease {
+        check_file_group(lease, "(next)", group)?;
+    }
     // The group's row exists from its first upload on; no row, no file.
-    let locked = query_opt(
-        &tx,
-        "lock a group",
-        "SELECT last_seq FROM visitor_groups WHERE company_id = $1 AND visitor_group_id = $2 \
-         FOR UPDATE",
-        &[&group.company_id, &group.visitor_group_id],
-    )
-    .await?;
-    if locked.is_none() {
+    let holder = lock_holder(&tx, group, GroupLock::Update).await?;
+    if let Some(lease) = lease {
+        check_holder(lease, holder.clone())?;
+    }
+    if holder.is_none() {
         return Ok(None);
     }
     let busy: i64 = query_one(
@@ -161,14 +162,36 @@ pub(super) async fn visitor_states(
     map_rows(rows, "look up visitor states", visit_state_from_row)
 }
 
+/// The file, locked, which must be `PROCESSING` (and in `lease`'s group,
+/// under that lease, when there is one: the group's row is locked first,
+/// `FOR KEY SHARE`, so no takeover commits before this transaction ends).
+async fn processing_file(
+    c: &impl GenericClient,
+    file_id: &str,
+    lease: Option<&GroupLease>,
+) -> StoreResult<FileRecord> {
+    let holder = match lease {
+        Some(lease) => Some(lock_holder(c, &lease.group, GroupLock::KeyShare).await?),
+        None => None,
+    };
+    let rec = by_id_for_update(c, file_id).await?;
+    if let (Some(lease), Some(holder), Some(rec)) = (lease, holder, &rec) {
+        check_holder(lease, holder)?;
+        check_file_group(lease, file_id, &group_of(rec))?;
+    }
+    require_processing(rec, file_id)
+}
+
 pub(super) async fn complete_file(
     conn: &mut deadpool_postgres::Object,
     file_id: &str,
     completion: Completion,
 ) -> StoreResult<FileRecord> {
     let tx = conn.transaction().await.map_err(db("begin a completion"))?;
-    let mut rec = require_processing(by_id_for_update(&tx, file_id).await?, file_id)?;
+    let mut rec = processing_file(&tx, file_id, completion.lease.as_ref()).await?;
     rec.status = FileStatus::Complete;
+    rec.processed_by = completion.lease.as_ref().map(|l| l.node_id.clone());
+    rec.lease_epoch = completion.lease.as_ref().map(|l| l.epoch);
     rec.file_reader_complete_date = Some(completion.file_reader_complete_date);
     rec.processing_end_date = Some(completion.processing_end_date);
     rec.processing_log = completion.processing_log;
@@ -179,7 +202,8 @@ pub(super) async fn complete_file(
         &tx,
         "mark a file complete",
         "UPDATE files SET status = $2, file_reader_complete_date = $3, \
-         processing_end_date = $4, processing_log = $5, blob_key = $6 WHERE file_id = $1",
+         processing_end_date = $4, processing_log = $5, blob_key = $6, processed_by = $7, \
+         lease_epoch = $8 WHERE file_id = $1",
         &[
             &file_id,
             &rec.status.as_str(),
@@ -187,6 +211,8 @@ pub(super) async fn complete_file(
             &rec.processing_end_date,
             &rec.processing_log,
             &rec.blob_key,
+            &rec.processed_by,
+            &rec.lease_epoch.map(big),
         ],
     )
     .await?;
@@ -252,9 +278,10 @@ pub(super) async fn fail_file(
     reason: &str,
     code: &str,
     now: i64,
+    lease: Option<&GroupLease>,
 ) -> StoreResult<FileRecord> {
     let tx = conn.transaction().await.map_err(db("begin a failure"))?;
-    let mut rec = require_processing(by_id_for_update(&tx, file_id).await?, file_id)?;
+    let mut rec = processing_file(&tx, file_id, lease).await?;
     apply_failure(&mut rec, reason, code.to_string(), now);
     exec(
         &tx,
@@ -293,9 +320,14 @@ pub(super) async fn retry_group(c: &impl GenericClient, group: &GroupRef) -> Sto
     .await
 }
 
-pub(super) async fn requeue_processing(c: &impl GenericClient) -> StoreResult<u64> {
-    exec(
-        c,
+pub(super) async fn requeue_processing(conn: &mut deadpool_postgres::Object) -> StoreResult<u64> {
+    let tx = conn
+        .transaction()
+        .await
+        .map_err(db("begin the start's requeue"))?;
+    release_all_leases(&tx).await?;
+    let n = exec(
+        &tx,
         "requeue processing files",
         "UPDATE files SET status = $1, processing_start_date = NULL, \
          file_reader_complete_date = NULL WHERE status = $2",
@@ -304,12 +336,29 @@ pub(super) async fn requeue_processing(c: &impl GenericClient) -> StoreResult<u6
             &FileStatus::Processing.as_str(),
         ],
     )
-    .await
+    .await?;
+    tx.commit()
+        .await
+        .map_err(db("commit the start's requeue"))?;
+    Ok(n)
 }
 
-pub(super) async fn requeue_file(c: &impl GenericClient, file_id: &str) -> StoreResult<bool> {
+pub(super) async fn requeue_file(
+    conn: &mut deadpool_postgres::Object,
+    file_id: &str,
+    lease: Option<&GroupLease>,
+) -> StoreResult<bool> {
+    let tx = conn.transaction().await.map_err(db("begin a requeue"))?;
+    if let Some(lease) = lease {
+        let holder = lock_holder(&tx, &lease.group, GroupLock::KeyShare).await?;
+        let Some(rec) = by_id_for_update(&tx, file_id).await? else {
+            return Ok(false);
+        };
+        check_holder(lease, holder)?;
+        check_file_group(lease, file_id, &group_of(&rec))?;
+    }
     let n = exec(
-        c,
+        &tx,
         "requeue a processing file",
         "UPDATE files SET status = $1, processing_start_date = NULL, \
          file_reader_complete_date = NULL WHERE file_id = $2 AND status = $3",
@@ -320,6 +369,7 @@ pub(super) async fn requeue_file(c: &impl GenericClient, file_id: &str) -> Store
         ],
     )
     .await?;
+    tx.commit().await.map_err(db("commit a requeue"))?;
     Ok(n == 1)
 }
 

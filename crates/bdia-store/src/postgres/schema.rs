@@ -141,9 +141,54 @@ CREATE TABLE privacy_deletions (
 CREATE INDEX privacy_deletions_company ON privacy_deletions(company_id, id);
 "#;
 
+/// Version 2: visitor-group leases, shared secrets and node heartbeats (the
+/// SQLite backend's version 6).
+///
+/// - The lease of a group lives on its `visitor_groups` row: `node_id`
+///   (NULL when free or released), `epoch` (0 before the first claim, up by
+///   one per claim) and `expires_ms` (unix milliseconds, database clock).
+///   SQLite keeps them in a table of their own (`group_leases`); here the
+///   row that orders a group's uploads and claims is also the one that
+///   claims lock (`FOR UPDATE SKIP LOCKED`) and fenced writes check, and it
+///   exists for every group that has had a file to process.
+/// - `lease_claims`: every claim, kept (`previous_expires_ms`: when the
+///   lease before it had expired or been released).
+/// - `files.processed_by`, `files.lease_epoch`: the node and lease epoch
+///   whose run committed the file `COMPLETE`.
+/// - `shared_secrets`: values every node must share (the token signing
+///   key).
+/// - `nodes`: node heartbeats (`expires_ms`).
+const V2_LEASES: &str = r#"
+ALTER TABLE visitor_groups
+    ADD COLUMN node_id TEXT,
+    ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN expires_ms BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX visitor_groups_node ON visitor_groups(node_id) WHERE node_id IS NOT NULL;
+CREATE TABLE lease_claims (
+    company_id TEXT COLLATE "C" NOT NULL,
+    visitor_group_id TEXT COLLATE "C" NOT NULL,
+    epoch BIGINT NOT NULL,
+    node_id TEXT NOT NULL,
+    claimed_ms BIGINT NOT NULL,
+    previous_expires_ms BIGINT,
+    PRIMARY KEY (company_id, visitor_group_id, epoch)
+);
+ALTER TABLE files
+    ADD COLUMN processed_by TEXT,
+    ADD COLUMN lease_epoch BIGINT;
+CREATE TABLE shared_secrets (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE nodes (
+    node_id TEXT PRIMARY KEY,
+    expires_ms BIGINT NOT NULL
+);
+"#;
+
 /// The migrations, in order: entry `i` takes a database from version `i` to
 /// version `i + 1`. Append only.
-const MIGRATIONS: &[&str] = &[V1];
+const MIGRATIONS: &[&str] = &[V1, V2_LEASES];
 
 /// The schema version this build writes and the highest one it opens.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -25,7 +25,7 @@ pub(super) const FILE_COLUMNS: &str = "file_id, company_id, visitor_group_id, id
     upload_name, size, uncompressed_size, received_date, rows, invalid_rows, status, error, \
     error_code, processing_log, processing_start_date, file_reader_complete_date, \
     processing_end_date, group_seq, blob_key, rejects_key, rejects_kept, hits_retracted_at, \
-    hits_retracted";
+    hits_retracted, processed_by, lease_epoch";
 
 /// Reads a [`FileRecord`] from a row holding [`FILE_COLUMNS`].
 pub(super) fn file_from_row(row: &Row<'_>) -> rusqlite::Result<FileRecord> {
@@ -64,6 +64,8 @@ pub(super) fn file_from_row(row: &Row<'_>) -> rusqlite::Result<FileRecord> {
             None => 0,
         },
         rejects_key: row.get("rejects_key")?,
+        processed_by: row.get("processed_by")?,
+        lease_epoch: row.get::<_, Option<i64>>("lease_epoch")?.map(|v| v as u64),
         hits_retracted_at: row.get("hits_retracted_at")?,
         hits_retracted: row
             .get::<_, Option<i64>>("hits_retracted")?
@@ -109,7 +111,7 @@ fn insert(conn: &Connection, r: &FileRecord) -> rusqlite::Result<usize> {
         &format!(
             "INSERT INTO files ({FILE_COLUMNS}) VALUES \
              (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, \
-             ?22, ?23)"
+             ?22, ?23, ?24, ?25)"
         ),
         params![
             r.file_id,
@@ -135,6 +137,8 @@ fn insert(conn: &Connection, r: &FileRecord) -> rusqlite::Result<usize> {
             r.rejects_kept as i64,
             r.hits_retracted_at,
             r.hits_retracted.map(|n| n as i64),
+            r.processed_by,
+            r.lease_epoch.map(|n| n as i64),
         ],
     )
 }

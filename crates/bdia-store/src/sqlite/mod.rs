@@ -48,6 +48,7 @@
 pub mod schema;
 
 mod files;
+mod leases;
 mod privacy;
 mod processing;
 mod tenants;
@@ -65,9 +66,9 @@ use bdia_model::VisitState;
 use crate::FileStatus;
 use crate::{
     ApiClient, CommitOutcome, Company, CompanySettings, Completion, FilePage, FileQuery,
-    FileRecord, GroupRef, MetadataStore, NewFile, NewPrivacyDeletion, PageQuery, PrivacyDeletion,
-    PrivacyDeletionPage, ReportSuite, StatusUpdate, StoreError, StoreResult, StoredState,
-    SuiteClaim,
+    FileRecord, GroupLease, GroupRef, LeaseClaim, MetadataStore, NewFile, NewPrivacyDeletion,
+    PageQuery, PrivacyDeletion, PrivacyDeletionPage, ReportSuite, StatusUpdate, StoreError,
+    StoreResult, StoredState, SuiteClaim,
 };
 
 pub use schema::SCHEMA_VERSION;
@@ -480,9 +481,14 @@ impl MetadataStore for SqliteStore {
             .await
     }
 
-    async fn claim_next_file(&self, group: &GroupRef, now: i64) -> StoreResult<Option<FileRecord>> {
-        let group = group.clone();
-        self.with(move |conn| processing::claim_next_file(conn, &group, now))
+    async fn claim_next_file(
+        &self,
+        group: &GroupRef,
+        lease: Option<&GroupLease>,
+        now: i64,
+    ) -> StoreResult<Option<FileRecord>> {
+        let (group, lease) = (group.clone(), lease.cloned());
+        self.with(move |conn| processing::claim_next_file(conn, &group, lease.as_ref(), now))
             .await
     }
 
@@ -512,10 +518,14 @@ impl MetadataStore for SqliteStore {
         reason: &str,
         code: &str,
         now: i64,
+        lease: Option<&GroupLease>,
     ) -> StoreResult<FileRecord> {
         let (file_id, reason, code) = (file_id.to_string(), reason.to_string(), code.to_string());
-        self.with(move |conn| processing::fail_file(conn, &file_id, &reason, code, now))
-            .await
+        let lease = lease.cloned();
+        self.with(move |conn| {
+            processing::fail_file(conn, &file_id, &reason, code, now, lease.as_ref())
+        })
+        .await
     }
 
     async fn retry_group(&self, group: &GroupRef) -> StoreResult<u64> {
@@ -525,12 +535,59 @@ impl MetadataStore for SqliteStore {
     }
 
     async fn requeue_processing(&self) -> StoreResult<u64> {
-        self.with(|conn| processing::requeue_processing(conn)).await
+        self.with(processing::requeue_processing).await
     }
 
-    async fn requeue_file(&self, file_id: &str) -> StoreResult<bool> {
-        let file_id = file_id.to_string();
-        self.with(move |conn| processing::requeue_file(conn, &file_id))
+    async fn requeue_file(&self, file_id: &str, lease: Option<&GroupLease>) -> StoreResult<bool> {
+        let (file_id, lease) = (file_id.to_string(), lease.cloned());
+        self.with(move |conn| processing::requeue_file(conn, &file_id, lease.as_ref()))
+            .await
+    }
+
+    async fn claim_groups(
+        &self,
+        node_id: &str,
+        limit: u32,
+        lease_ms: u64,
+    ) -> StoreResult<Vec<GroupLease>> {
+        let node_id = node_id.to_string();
+        self.with(move |conn| leases::claim_groups(conn, &node_id, limit, lease_ms))
+            .await
+    }
+
+    async fn renew_leases(&self, leases: &[GroupLease], lease_ms: u64) -> StoreResult<Vec<bool>> {
+        let held = leases.to_vec();
+        self.with(move |conn| leases::renew_leases(conn, &held, lease_ms))
+            .await
+    }
+
+    async fn release_lease(&self, lease: &GroupLease) -> StoreResult<bool> {
+        let lease = lease.clone();
+        self.with(move |conn| leases::release_lease(conn, &lease))
+            .await
+    }
+
+    async fn release_node_leases(&self, node_id: &str) -> StoreResult<u64> {
+        let node_id = node_id.to_string();
+        self.with(move |conn| leases::release_node_leases(conn, &node_id))
+            .await
+    }
+
+    async fn lease_claims(&self, group: &GroupRef) -> StoreResult<Vec<LeaseClaim>> {
+        let group = group.clone();
+        self.with(move |conn| leases::lease_claims(conn, &group))
+            .await
+    }
+
+    async fn shared_secret(&self, name: &str, candidate: &str) -> StoreResult<String> {
+        let (name, candidate) = (name.to_string(), candidate.to_string());
+        self.with(move |conn| leases::shared_secret(conn, &name, &candidate))
+            .await
+    }
+
+    async fn node_heartbeat(&self, node_id: &str, ttl_ms: u64) -> StoreResult<u32> {
+        let node_id = node_id.to_string();
+        self.with(move |conn| leases::node_heartbeat(conn, &node_id, ttl_ms))
             .await
     }
 

@@ -16,9 +16,10 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use bdia_model::VisitState;
 
 use super::files::{by_id, file_from_row, FILE_COLUMNS};
+use super::leases::{check_lease, release_all_leases};
 use super::{commit, db, exec, query_all, query_one, query_opt, write_tx};
-use crate::common::{apply_failure, require_processing};
-use crate::{Completion, FileRecord, FileStatus, GroupRef, StoreResult, StoredState};
+use crate::common::{apply_failure, check_file_group, group_of, require_processing};
+use crate::{Completion, FileRecord, FileStatus, GroupLease, GroupRef, StoreResult, StoredState};
 
 pub(super) fn runnable_groups(conn: &Connection, limit: u32) -> StoreResult<Vec<GroupRef>> {
     query_all(
@@ -47,9 +48,14 @@ pub(super) fn runnable_groups(conn: &Connection, limit: u32) -> StoreResult<Vec<
 pub(super) fn claim_next_file(
     conn: &mut Connection,
     group: &GroupRef,
+    lease: Option<&GroupLease>,
     now: i64,
 ) -> StoreResult<Option<FileRecord>> {
     let tx = write_tx(conn, "begin a claim")?;
+    if let Some(lease) = lease {
+        check_lease(&tx, lease)?;
+        check_file_group(lease, "(next)", group)?;
+    }
     let busy: i64 = query_one(
         &tx,
         "check a group for running or failed files",
@@ -134,9 +140,19 @@ pub(super) fn visitor_states(
     Ok(out)
 }
 
-/// The file, which must be `PROCESSING`.
-fn processing_file(conn: &Connection, file_id: &str) -> StoreResult<FileRecord> {
-    require_processing(by_id(conn, file_id)?, file_id)
+/// The file, which must be `PROCESSING` (and in `lease`'s group, under
+/// that lease, when there is one).
+fn processing_file(
+    conn: &Connection,
+    file_id: &str,
+    lease: Option<&GroupLease>,
+) -> StoreResult<FileRecord> {
+    let rec = by_id(conn, file_id)?;
+    if let (Some(lease), Some(rec)) = (lease, &rec) {
+        check_lease(conn, lease)?;
+        check_file_group(lease, file_id, &group_of(rec))?;
+    }
+    require_processing(rec, file_id)
 }
 
 pub(super) fn complete_file(
@@ -145,8 +161,10 @@ pub(super) fn complete_file(
     completion: Completion,
 ) -> StoreResult<FileRecord> {
     let tx = write_tx(conn, "begin a completion")?;
-    let mut rec = processing_file(&tx, file_id)?;
+    let mut rec = processing_file(&tx, file_id, completion.lease.as_ref())?;
     rec.status = FileStatus::Complete;
+    rec.processed_by = completion.lease.as_ref().map(|l| l.node_id.clone());
+    rec.lease_epoch = completion.lease.as_ref().map(|l| l.epoch);
     rec.file_reader_complete_date = Some(completion.file_reader_complete_date);
     rec.processing_end_date = Some(completion.processing_end_date);
     rec.processing_log = completion.processing_log;
@@ -157,14 +175,17 @@ pub(super) fn complete_file(
         &tx,
         "mark a file complete",
         "UPDATE files SET status = ?2, file_reader_complete_date = ?3, \
-         processing_end_date = ?4, processing_log = ?5, blob_key = ?6 WHERE file_id = ?1",
+         processing_end_date = ?4, processing_log = ?5, blob_key = ?6, processed_by = ?7, \
+         lease_epoch = ?8 WHERE file_id = ?1",
         params![
             file_id,
             rec.status.as_str(),
             rec.file_reader_complete_date,
             rec.processing_end_date,
             rec.processing_log,
-            rec.blob_key
+            rec.blob_key,
+            rec.processed_by,
+            rec.lease_epoch.map(|e| e as i64)
         ],
     )?;
     {
@@ -202,9 +223,10 @@ pub(super) fn fail_file(
     reason: &str,
     code: String,
     now: i64,
+    lease: Option<&GroupLease>,
 ) -> StoreResult<FileRecord> {
     let tx = write_tx(conn, "begin a failure")?;
-    let mut rec = processing_file(&tx, file_id)?;
+    let mut rec = processing_file(&tx, file_id, lease)?;
     apply_failure(&mut rec, reason, code, now);
     exec(
         &tx,
@@ -242,9 +264,11 @@ pub(super) fn retry_group(conn: &Connection, group: &GroupRef) -> StoreResult<u6
     Ok(n as u64)
 }
 
-pub(super) fn requeue_processing(conn: &Connection) -> StoreResult<u64> {
+pub(super) fn requeue_processing(conn: &mut Connection) -> StoreResult<u64> {
+    let tx = write_tx(conn, "begin the start's requeue")?;
+    release_all_leases(&tx)?;
     let n = exec(
-        conn,
+        &tx,
         "requeue processing files",
         "UPDATE files SET status = ?1, processing_start_date = NULL, \
          file_reader_complete_date = NULL WHERE status = ?2",
@@ -253,12 +277,27 @@ pub(super) fn requeue_processing(conn: &Connection) -> StoreResult<u64> {
             FileStatus::Processing.as_str()
         ],
     )?;
+    commit(tx, "commit the start's requeue")?;
     Ok(n as u64)
 }
 
-pub(super) fn requeue_file(conn: &Connection, file_id: &str) -> StoreResult<bool> {
+pub(super) fn requeue_file(
+    conn: &mut Connection,
+    file_id: &str,
+    lease: Option<&GroupLease>,
+) -> StoreResult<bool> {
+    let tx = write_tx(conn, "begin a requeue")?;
+    if let Some(lease) = lease {
+        match by_id(&tx, file_id)? {
+            Some(rec) => {
+                check_lease(&tx, lease)?;
+                check_file_group(lease, file_id, &group_of(&rec))?;
+            }
+            None => return Ok(false),
+        }
+    }
     let n = exec(
-        conn,
+        &tx,
         "requeue a processing file",
         "UPDATE files SET status = ?1, processing_start_date = NULL, \
          file_reader_complete_date = NULL WHERE file_id = ?2 AND status = ?3",
@@ -268,6 +307,7 @@ pub(super) fn requeue_file(conn: &Connection, file_id: &str) -> StoreResult<bool
             FileStatus::Processing.as_str()
         ],
     )?;
+    commit(tx, "commit a requeue")?;
     Ok(n == 1)
 }
 

@@ -181,6 +181,49 @@ CREATE TABLE privacy_deletions (
 CREATE INDEX privacy_deletions_company ON privacy_deletions(company_id, id);
 "#;
 
+/// Version 6: visitor-group leases (several processing nodes, or one node
+/// that restarts), shared secrets and node heartbeats.
+///
+/// - `group_leases`: one row per group ever claimed: its holder (`node_id`,
+///   NULL once released), `epoch` (up by one per claim) and `expires_ms`
+///   (unix milliseconds, database clock).
+/// - `lease_claims`: every claim, kept (`previous_expires_ms`: when the
+///   lease before it had expired or been released).
+/// - `files.processed_by`, `files.lease_epoch`: the node and lease epoch
+///   whose run committed the file `COMPLETE`.
+/// - `shared_secrets`: values every node must share (the token signing
+///   key).
+/// - `nodes`: node heartbeats (`expires_ms`).
+const V6_LEASES: &str = r#"
+CREATE TABLE group_leases (
+    company_id TEXT NOT NULL,
+    visitor_group_id TEXT NOT NULL,
+    node_id TEXT,
+    epoch INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    PRIMARY KEY (company_id, visitor_group_id)
+);
+CREATE TABLE lease_claims (
+    company_id TEXT NOT NULL,
+    visitor_group_id TEXT NOT NULL,
+    epoch INTEGER NOT NULL,
+    node_id TEXT NOT NULL,
+    claimed_ms INTEGER NOT NULL,
+    previous_expires_ms INTEGER,
+    PRIMARY KEY (company_id, visitor_group_id, epoch)
+);
+ALTER TABLE files ADD COLUMN processed_by TEXT;
+ALTER TABLE files ADD COLUMN lease_epoch INTEGER;
+CREATE TABLE shared_secrets (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE nodes (
+    node_id TEXT PRIMARY KEY,
+    expires_ms INTEGER NOT NULL
+);
+"#;
+
 /// The migrations, in order: entry `i` takes a database from version `i` to
 /// version `i + 1`. Append only.
 const MIGRATIONS: &[&str] = &[
@@ -189,6 +232,7 @@ const MIGRATIONS: &[&str] = &[
     V3_SUITES_PER_COMPANY,
     V4_REJECTS_KEPT,
     V5_RETRACTION_AND_PRIVACY,
+    V6_LEASES,
 ];
 
 /// The schema version this build writes and the highest one it opens.

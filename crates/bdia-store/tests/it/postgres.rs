@@ -194,7 +194,7 @@ async fn two_nodes_racing_claims_get_one_file_per_group() {
                 for node in &nodes {
                     let (node, g) = (node.clone(), g.clone());
                     tasks.push(tokio::spawn(async move {
-                        node.claim_next_file(&g, 1).await.unwrap()
+                        node.claim_next_file(&g, None, 1).await.unwrap()
                     }));
                 }
             }
