@@ -323,3 +323,194 @@ async fn a_bad_url_or_an_unreachable_server_is_a_clear_error() {
         "{source:?}"
     );
 }
+
+/// Two nodes claim group leases at once, several calls each: every group
+/// is claimed once (epoch 1); once every lease has run out, a second race
+/// takes each group over once (epoch 2), and no claim comes before the
+/// end of the lease it replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_racing_lease_claims_take_each_group_once() {
+    let url = fresh_database().await;
+    let nodes = [Arc::new(store(&url).await), Arc::new(store(&url).await)];
+    nodes[0]
+        .create_company("acme", "00ff", Default::default())
+        .await
+        .unwrap();
+    const GROUPS: usize = 30;
+    for g in 0..GROUPS {
+        nodes[g % 2]
+            .commit_upload(conformance::sample_file(
+                "acme",
+                &format!("f{g}"),
+                &format!("g{g}"),
+                None,
+            ))
+            .await
+            .unwrap();
+    }
+    for (round, epoch) in [(0, 1u64), (1, 2)] {
+        let mut tasks = Vec::new();
+        for (n, node) in nodes.iter().enumerate() {
+            for call in 0..6 {
+                let node = node.clone();
+                tasks.push(tokio::spawn(async move {
+                    let id = format!("n{n}");
+                    // Each call asks for a few; ask again until none is left.
+                    let mut got = Vec::new();
+                    loop {
+                        let batch = node.claim_groups(&id, 4, 60_000).await.unwrap();
+                        if batch.is_empty() {
+                            break;
+                        }
+                        got.extend(batch);
+                    }
+                    let _ = call;
+                    got
+                }));
+            }
+        }
+        let mut held = Vec::new();
+        for t in tasks {
+            held.extend(t.await.unwrap());
+        }
+        let groups: BTreeSet<_> = held.iter().map(|l| l.group.clone()).collect();
+        assert_eq!(
+            held.len(),
+            GROUPS,
+            "round {round}: each group once: {held:?}"
+        );
+        assert_eq!(groups.len(), GROUPS, "round {round}");
+        assert!(held.iter().all(|l| l.epoch == epoch), "round {round}");
+        // Every lease runs out now.
+        let renewed = nodes[0].renew_leases(&held, 0).await.unwrap();
+        assert!(renewed.iter().all(|r| *r));
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    for g in 0..GROUPS {
+        let claims = nodes[1]
+            .lease_claims(&GroupRef {
+                company_id: "acme".into(),
+                visitor_group_id: format!("g{g}"),
+            })
+            .await
+            .unwrap();
+        assert_eq!(claims.len(), 2, "g{g}: {claims:?}");
+        let prev = claims[1].previous_expires_ms.expect("a takeover");
+        assert!(prev <= claims[1].claimed_ms, "g{g}: {claims:?}");
+    }
+}
+
+/// A node completes a file while another node takes its expired lease
+/// over, at once, on many groups: either the completion commits first
+/// (the file stays COMPLETE under the old epoch and the takeover does not
+/// void it, nor take the group, which has nothing left to process) or the
+/// takeover does (the completion is fenced, stores no state, and the file
+/// is waiting again). Never both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_takeover_and_a_completion_racing_never_both_win() {
+    use bdia_model::enrich::StateEntry;
+    use bdia_model::{StateDelta, VisitState};
+    use bdia_store::{Completion, FileStatus};
+
+    let url = fresh_database().await;
+    let (a, b) = (Arc::new(store(&url).await), Arc::new(store(&url).await));
+    a.create_company("acme", "00ff", Default::default())
+        .await
+        .unwrap();
+    const GROUPS: usize = 12;
+    for g in 0..GROUPS {
+        a.commit_upload(conformance::sample_file(
+            "acme",
+            &format!("f{g}"),
+            &format!("g{g}"),
+            None,
+        ))
+        .await
+        .unwrap();
+    }
+    let leases = a.claim_groups("a", GROUPS as u32, 60_000).await.unwrap();
+    assert_eq!(leases.len(), GROUPS);
+    for l in &leases {
+        a.claim_next_file(&l.group, Some(l), 1)
+            .await
+            .unwrap()
+            .expect("a file");
+    }
+    // A stops renewing: every lease runs out.
+    a.renew_leases(&leases, 0).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+
+    let mut completions = Vec::new();
+    for l in leases.clone() {
+        let a = a.clone();
+        completions.push(tokio::spawn(async move {
+            let g = l.group.visitor_group_id.clone();
+            let completion = Completion {
+                file_reader_complete_date: 2,
+                processing_end_date: 3,
+                processing_log: "done".into(),
+                delta: StateDelta {
+                    entries: vec![StateEntry {
+                        report_suite: "rs".into(),
+                        visitor_key: g.clone(),
+                        state: VisitState {
+                            last_hit_time: 10,
+                            visit_num: 1,
+                            visit_start_time: 10,
+                            visit_page_num: 1,
+                        },
+                    }],
+                },
+                release_blob: true,
+                lease: Some(l),
+            };
+            (
+                g.clone(),
+                a.complete_file(&format!("f{}", &g[1..]), completion).await,
+            )
+        }));
+    }
+    let takeover = {
+        let b = b.clone();
+        tokio::spawn(async move { b.claim_groups("b", GROUPS as u32, 60_000).await.unwrap() })
+    };
+    let mut outcomes = HashMap::new();
+    for t in completions {
+        let (g, r) = t.await.unwrap();
+        outcomes.insert(g, r);
+    }
+    let taken = takeover.await.unwrap();
+    let taken: HashMap<String, u64> = taken
+        .into_iter()
+        .map(|l| (l.group.visitor_group_id, l.epoch))
+        .collect();
+    for g in 0..GROUPS {
+        let gid = format!("g{g}");
+        let file = a.get_file("acme", &format!("f{g}")).await.unwrap().unwrap();
+        let state = a
+            .visitor_states("acme", vec![("rs".into(), gid.clone())])
+            .await
+            .unwrap();
+        match &outcomes[&gid] {
+            Ok(rec) => {
+                assert_eq!(rec.lease_epoch, Some(1), "{gid}");
+                assert_eq!(file.status, FileStatus::Complete, "{gid}: not voided");
+                assert_eq!(file.lease_epoch, Some(1), "{gid}");
+                assert!(
+                    state[0].is_some(),
+                    "{gid}: the completion's state is stored"
+                );
+            }
+            Err(StoreError::Fenced(_)) => {
+                assert_eq!(
+                    taken.get(&gid),
+                    Some(&2),
+                    "{gid}: fenced only by a takeover"
+                );
+                assert_eq!(file.status, FileStatus::Uploaded, "{gid}: voided run");
+                assert_eq!(state[0], None, "{gid}: a fenced completion stores nothing");
+            }
+            Err(e) => panic!("{gid}: {e}"),
+        }
+    }
+}
