@@ -309,6 +309,12 @@ async fn a_bad_url_or_an_unreachable_server_is_a_clear_error() {
         .unwrap_err();
     assert!(err.to_string().contains("db.example"), "{err}");
 
+    // TLS asked for: refused, never downgraded to plain TCP.
+    let mut tls = url::Url::parse(&server_url()).unwrap();
+    tls.set_query(Some("sslmode=require"));
+    let err = PgStore::connect(tls.as_str(), 1).await.unwrap_err();
+    assert!(matches!(err, StoreError::Backend { .. }), "{err}");
+
     // Nothing listens on port 1.
     let err = PgStore::connect("postgres://bdia:s3cret@127.0.0.1:1/bdia", 1)
         .await
