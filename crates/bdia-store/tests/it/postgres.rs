@@ -66,6 +66,27 @@ async fn store(url: &str) -> PgStore {
         .unwrap_or_else(|e| panic!("connect a store: {e}"))
 }
 
+/// Two stores (two pools, as two nodes) on one new database, which has
+/// the company `acme`.
+async fn two_nodes_with_acme() -> [Arc<PgStore>; 2] {
+    let url = fresh_database().await;
+    let nodes = [Arc::new(store(&url).await), Arc::new(store(&url).await)];
+    nodes[0]
+        .create_company("acme", "00ff", Default::default())
+        .await
+        .unwrap();
+    nodes
+}
+
+/// Uploads file `f{i}` of group `g{i}` of `acme` for `i` in `0..groups`,
+/// through the nodes in turn.
+async fn one_file_per_group(nodes: &[Arc<PgStore>], groups: usize) {
+    for g in 0..groups {
+        let file = conformance::sample_file("acme", &format!("f{g}"), &format!("g{g}"), None);
+        nodes[g % nodes.len()].commit_upload(file).await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_passes_the_conformance_suite() {
     conformance::run_all(|| async {
@@ -81,12 +102,7 @@ async fn postgres_passes_the_conformance_suite() {
 /// or a duplicate, in commit order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_racing_uploads_of_one_group_number_it_once() {
-    let url = fresh_database().await;
-    let nodes = [Arc::new(store(&url).await), Arc::new(store(&url).await)];
-    nodes[0]
-        .create_company("acme", "00ff", Default::default())
-        .await
-        .unwrap();
+    let nodes = two_nodes_with_acme().await;
     const KEYS: usize = 24;
     let mut tasks = Vec::new();
     for k in 0..KEYS {
@@ -161,12 +177,7 @@ async fn two_nodes_racing_uploads_of_one_group_number_it_once() {
 /// completes the next race hands out the next one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_racing_claims_get_one_file_per_group() {
-    let url = fresh_database().await;
-    let nodes = [Arc::new(store(&url).await), Arc::new(store(&url).await)];
-    nodes[0]
-        .create_company("acme", "00ff", Default::default())
-        .await
-        .unwrap();
+    let nodes = two_nodes_with_acme().await;
     let groups: Vec<GroupRef> = (0..4)
         .map(|g| GroupRef {
             company_id: "acme".into(),
@@ -336,24 +347,9 @@ async fn a_bad_url_or_an_unreachable_server_is_a_clear_error() {
 /// end of the lease it replaced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_racing_lease_claims_take_each_group_once() {
-    let url = fresh_database().await;
-    let nodes = [Arc::new(store(&url).await), Arc::new(store(&url).await)];
-    nodes[0]
-        .create_company("acme", "00ff", Default::default())
-        .await
-        .unwrap();
+    let nodes = two_nodes_with_acme().await;
     const GROUPS: usize = 30;
-    for g in 0..GROUPS {
-        nodes[g % 2]
-            .commit_upload(conformance::sample_file(
-                "acme",
-                &format!("f{g}"),
-                &format!("g{g}"),
-                None,
-            ))
-            .await
-            .unwrap();
-    }
+    one_file_per_group(&nodes, GROUPS).await;
     for (round, epoch) in [(0, 1u64), (1, 2)] {
         let mut tasks = Vec::new();
         for (n, node) in nodes.iter().enumerate() {
@@ -418,22 +414,9 @@ async fn a_takeover_and_a_completion_racing_never_both_win() {
     use bdia_model::{StateDelta, VisitState};
     use bdia_store::{Completion, FileStatus};
 
-    let url = fresh_database().await;
-    let (a, b) = (Arc::new(store(&url).await), Arc::new(store(&url).await));
-    a.create_company("acme", "00ff", Default::default())
-        .await
-        .unwrap();
+    let [a, b] = two_nodes_with_acme().await;
     const GROUPS: usize = 12;
-    for g in 0..GROUPS {
-        a.commit_upload(conformance::sample_file(
-            "acme",
-            &format!("f{g}"),
-            &format!("g{g}"),
-            None,
-        ))
-        .await
-        .unwrap();
-    }
+    one_file_per_group(&[a.clone(), b.clone()], GROUPS).await;
     let leases = a.claim_groups("a", GROUPS as u32, 60_000).await.unwrap();
     assert_eq!(leases.len(), GROUPS);
     for l in &leases {
