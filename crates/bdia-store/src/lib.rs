@@ -4,9 +4,10 @@
 //!
 //! - [`MetadataStore`]: companies, report suites, API clients, file records
 //!   and idempotency keys. The embedded backend is [`sqlite::SqliteStore`]
-//!   (WAL, `synchronous=FULL`, a versioned schema). Its contract is written
-//!   down as the `conformance` suite, which every backend (a PostgreSQL one
-//!   later) must pass unchanged.
+//!   (WAL, `synchronous=FULL`, a versioned schema); the shared one, for
+//!   several nodes on one database, is [`postgres::PgStore`]. The contract
+//!   is written down as the `conformance` suite, which every backend must
+//!   pass unchanged.
 //! - [`blob::BlobStore`]: staged upload bytes and per-file reject reports,
 //!   on a local directory now (the `object_store` crate's `LocalFileSystem`),
 //!   on an S3-compatible store later.
@@ -25,16 +26,18 @@
 //!
 //! Errors: [`StoreError`] tells "not found", "conflict" and "invalid" apart
 //! from backend failures; a backend failure ([`StoreError::Backend`]) names
-//! what the store was doing and keeps the backend's own error (SQLite, I/O,
-//! object store) as its `source()`.
+//! what the store was doing and keeps the backend's own error (SQLite,
+//! PostgreSQL, I/O, object store) as its `source()`.
 //!
 //! Test support: the `conformance` module (the suite and its sample
 //! records) is compiled only with the cargo feature `testsuite`; tests that
 //! use it enable the feature through their `[dev-dependencies]`.
 
 pub mod blob;
+mod common;
 #[cfg(feature = "testsuite")]
 pub mod conformance;
+pub mod postgres;
 pub mod sqlite;
 
 use std::fmt;
@@ -120,7 +123,8 @@ impl StoreError {
 
 /// True when `e` or any error in its source chain says the disk (or the
 /// user's quota) is full: an [`std::io::Error`] of kind `StorageFull` or
-/// `QuotaExceeded`, ENOSPC/EDQUOT, SQLite's `SQLITE_FULL`, or, for causes
+/// `QuotaExceeded`, ENOSPC/EDQUOT, SQLite's `SQLITE_FULL`, PostgreSQL's
+/// `disk_full` (SQLSTATE 53100), or, for causes
 /// that only kept their text, the system's wording of those.
 pub fn is_storage_full(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
@@ -135,6 +139,11 @@ pub fn is_storage_full(e: &(dyn std::error::Error + 'static)) -> bool {
         }
         if let Some(rusqlite::Error::SqliteFailure(f, _)) = err.downcast_ref::<rusqlite::Error>() {
             if f.code == rusqlite::ErrorCode::DiskFull {
+                return true;
+            }
+        }
+        if let Some(pg) = err.downcast_ref::<tokio_postgres::Error>() {
+            if pg.code() == Some(&tokio_postgres::error::SqlState::DISK_FULL) {
                 return true;
             }
         }

@@ -12,10 +12,8 @@
 
 use rusqlite::{params, Connection, Row};
 
-use super::{
-    commit, db, exec, is_unique_violation, page_bounds, query_all, query_one, query_opt,
-    split_page, write_tx,
-};
+use super::{commit, db, exec, is_unique_violation, query_all, query_one, query_opt, write_tx};
+use crate::common::{apply_retraction, apply_status_update, page_bounds, split_page};
 use crate::{
     CommitOutcome, FilePage, FileQuery, FileRecord, FileStatus, NewFile, StatusUpdate, StoreError,
     StoreResult,
@@ -239,22 +237,7 @@ pub(super) fn update_status(
     let Some(mut rec) = by_id(&tx, file_id)? else {
         return Err(StoreError::NotFound(format!("file '{file_id}'")));
     };
-    if let Some(s) = update.status {
-        rec.status = s;
-    }
-    if let Some(d) = update.processing_start_date {
-        rec.processing_start_date = Some(d);
-    }
-    if let Some(d) = update.file_reader_complete_date {
-        rec.file_reader_complete_date = Some(d);
-    }
-    if let Some(d) = update.processing_end_date {
-        rec.processing_end_date = Some(d);
-    }
-    if let Some((msg, code)) = update.error {
-        rec.error = Some(msg);
-        rec.error_code = Some(code);
-    }
+    apply_status_update(&mut rec, update);
     exec(
         &tx,
         "update a file's status",
@@ -311,23 +294,9 @@ pub(super) fn mark_hits_retracted(
     let Some(mut rec) = by_id(&tx, file_id)?.filter(|f| f.company_id == company_id) else {
         return Err(StoreError::NotFound(format!("file '{file_id}'")));
     };
-    if rec.hits_retracted_at.is_some() {
+    if !apply_retraction(&mut rec, hits, now)? {
         return Ok(rec);
     }
-    if rec.status != FileStatus::Complete {
-        return Err(StoreError::Conflict(format!(
-            "file '{file_id}' is {}, not {}",
-            rec.status,
-            FileStatus::Complete
-        )));
-    }
-    let note = crate::retraction_note(now, hits);
-    if !rec.processing_log.is_empty() && !rec.processing_log.ends_with('\n') {
-        rec.processing_log.push('\n');
-    }
-    rec.processing_log.push_str(&note);
-    rec.hits_retracted_at = Some(now);
-    rec.hits_retracted = Some(hits);
     exec(
         &tx,
         "mark a file's hits retracted",

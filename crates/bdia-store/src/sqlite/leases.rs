@@ -10,15 +10,14 @@
 use rusqlite::{params, Connection};
 
 use super::{commit, exec, query_all, query_one, query_opt, write_tx};
-use crate::{FileStatus, GroupLease, GroupRef, LeaseClaim, StoreError, StoreResult};
+use crate::common::check_holder;
+use crate::{FileStatus, GroupLease, GroupRef, LeaseClaim, StoreResult};
 
 /// The database clock in unix milliseconds.
 pub(super) const NOW_MS: &str = "CAST(unixepoch('subsec') * 1000 AS INTEGER)";
 
-/// Fails with [`StoreError::Fenced`] unless `lease` is the group's current
-/// lease (same holder and epoch). Expiry alone does not fence: a lease
-/// nobody took over is still the only one, and any takeover moves the
-/// epoch.
+/// Fails with [`crate::StoreError::Fenced`] unless `lease` is the group's current
+/// lease (same holder and epoch).
 pub(super) fn check_lease(conn: &Connection, lease: &GroupLease) -> StoreResult<()> {
     let current: Option<(Option<String>, i64)> = query_opt(
         conn,
@@ -27,33 +26,7 @@ pub(super) fn check_lease(conn: &Connection, lease: &GroupLease) -> StoreResult<
         params![lease.group.company_id, lease.group.visitor_group_id],
         |r| Ok((r.get("node_id")?, r.get("epoch")?)),
     )?;
-    match current {
-        Some((Some(node), epoch)) if node == lease.node_id && epoch as u64 == lease.epoch => Ok(()),
-        _ => Err(fenced(lease)),
-    }
-}
-
-/// The error of a lease that is not current.
-pub(crate) fn fenced(lease: &GroupLease) -> StoreError {
-    StoreError::Fenced(format!(
-        "visitor group '{}' of company '{}' is no longer held by node '{}' under epoch {}",
-        lease.group.visitor_group_id, lease.group.company_id, lease.node_id, lease.epoch
-    ))
-}
-
-/// Fails unless `file_group` is the lease's group.
-pub(super) fn check_file_group(
-    lease: &GroupLease,
-    file_id: &str,
-    group: &GroupRef,
-) -> StoreResult<()> {
-    if &lease.group != group {
-        return Err(StoreError::Fenced(format!(
-            "file '{file_id}' is not in visitor group '{}' of company '{}'",
-            lease.group.visitor_group_id, lease.group.company_id
-        )));
-    }
-    Ok(())
+    check_holder(lease, current)
 }
 
 pub(super) fn claim_groups(

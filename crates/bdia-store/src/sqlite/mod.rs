@@ -226,14 +226,6 @@ fn is_unique_violation(e: &rusqlite::Error) -> bool {
     )
 }
 
-/// Unix seconds.
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// Every row of a query, mapped.
 fn query_all<T, P: Params>(
     conn: &Connection,
@@ -291,39 +283,6 @@ fn exec<P: Params>(
 fn write_tx<'c>(conn: &'c mut Connection, context: &'static str) -> StoreResult<Transaction<'c>> {
     conn.transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db(context))
-}
-
-/// The page size and cursor of a listing newest first: `limit` 0 means
-/// 100, at most 1000; the cursor is the last row's key of the page before.
-fn page_bounds(limit: u32, cursor: Option<&str>) -> StoreResult<(i64, Option<i64>)> {
-    let limit = match limit {
-        0 => 100,
-        n => n.min(1000),
-    };
-    let cursor = cursor
-        .map(|c| {
-            c.parse::<i64>()
-                .map_err(|_| StoreError::Invalid(format!("cursor '{c}'")))
-        })
-        .transpose()?;
-    Ok((i64::from(limit), cursor))
-}
-
-/// Splits the `limit + 1` rows read for a page into the page and the
-/// cursor of the next one (the key of the page's last row), `None` when
-/// there is no next page.
-fn split_page<T>(
-    mut rows: Vec<T>,
-    limit: i64,
-    key: impl Fn(&T) -> i64,
-) -> (Vec<T>, Option<String>) {
-    if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        let next = rows.last().map(|r| key(r).to_string());
-        (rows, next)
-    } else {
-        (rows, None)
-    }
 }
 
 /// Commits a transaction.

@@ -4,7 +4,8 @@
 
 use rusqlite::{params, Connection, Row};
 
-use super::{page_bounds, query_all, split_page};
+use super::query_all;
+use crate::common::{page_bounds, split_page};
 use crate::{
     NewPrivacyDeletion, PageQuery, PrivacyDeletion, PrivacyDeletionPage, StoreError, StoreResult,
 };

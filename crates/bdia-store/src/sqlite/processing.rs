@@ -16,12 +16,10 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use bdia_model::VisitState;
 
 use super::files::{by_id, file_from_row, FILE_COLUMNS};
-use super::leases::{check_file_group, check_lease, release_all_leases};
+use super::leases::{check_lease, release_all_leases};
 use super::{commit, db, exec, query_all, query_one, query_opt, write_tx};
-use crate::{
-    Completion, FileRecord, FileStatus, GroupLease, GroupRef, StoreError, StoreResult, StoredState,
-    FAILURE_PREFIX,
-};
+use crate::common::{apply_failure, check_file_group, group_of, require_processing};
+use crate::{Completion, FileRecord, FileStatus, GroupLease, GroupRef, StoreResult, StoredState};
 
 pub(super) fn runnable_groups(conn: &Connection, limit: u32) -> StoreResult<Vec<GroupRef>> {
     query_all(
@@ -149,21 +147,12 @@ fn processing_file(
     file_id: &str,
     lease: Option<&GroupLease>,
 ) -> StoreResult<FileRecord> {
-    let Some(rec) = by_id(conn, file_id)? else {
-        return Err(StoreError::NotFound(format!("file '{file_id}'")));
-    };
-    if let Some(lease) = lease {
+    let rec = by_id(conn, file_id)?;
+    if let (Some(lease), Some(rec)) = (lease, &rec) {
         check_lease(conn, lease)?;
-        check_file_group(lease, file_id, &group_of(&rec))?;
+        check_file_group(lease, file_id, &group_of(rec))?;
     }
-    if rec.status != FileStatus::Processing {
-        return Err(StoreError::Conflict(format!(
-            "file '{file_id}' is {}, not {}",
-            rec.status,
-            FileStatus::Processing
-        )));
-    }
-    Ok(rec)
+    require_processing(rec, file_id)
 }
 
 pub(super) fn complete_file(
@@ -238,16 +227,7 @@ pub(super) fn fail_file(
 ) -> StoreResult<FileRecord> {
     let tx = write_tx(conn, "begin a failure")?;
     let mut rec = processing_file(&tx, file_id, lease)?;
-    rec.status = FileStatus::Error;
-    rec.error = Some(reason.to_string());
-    rec.error_code = Some(code);
-    rec.processing_end_date = Some(now);
-    let base = crate::upload_log(&rec.processing_log);
-    rec.processing_log = if base.is_empty() {
-        format!("{FAILURE_PREFIX}{reason}")
-    } else {
-        format!("{base}\n{FAILURE_PREFIX}{reason}")
-    };
+    apply_failure(&mut rec, reason, code, now);
     exec(
         &tx,
         "mark a file failed",
@@ -329,14 +309,6 @@ pub(super) fn requeue_file(
     )?;
     commit(tx, "commit a requeue")?;
     Ok(n == 1)
-}
-
-/// The group a file belongs to.
-fn group_of(rec: &FileRecord) -> GroupRef {
-    GroupRef {
-        company_id: rec.company_id.clone(),
-        visitor_group_id: rec.visitor_group_id.clone(),
-    }
 }
 
 pub(super) fn list_visitor_states(

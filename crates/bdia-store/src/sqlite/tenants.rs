@@ -12,7 +12,8 @@
 
 use rusqlite::{params, Connection, Row};
 
-use super::{commit, db, exec, is_unique_violation, now, query_all, query_opt, write_tx};
+use super::{commit, db, exec, is_unique_violation, query_all, query_opt, write_tx};
+use crate::common::now;
 use crate::{
     ApiClient, Company, CompanySettings, ReportSuite, StoreError, StoreResult, SuiteClaim,
 };

@@ -1,4 +1,5 @@
 //! Integration tests of bdia-store.
 
 mod blob;
+mod postgres;
 mod sqlite;

@@ -1,0 +1,176 @@
+//! Rules shared by the metadata backends: paging of listings, the changes
+//! a status update, a failure or a retraction makes to a record (each
+//! backend reads the record, applies one of these, and writes it back in
+//! the same transaction), and the checks of a group lease.
+
+use crate::{
+    FileRecord, FileStatus, GroupLease, GroupRef, StatusUpdate, StoreError, StoreResult,
+    FAILURE_PREFIX,
+};
+
+/// Unix seconds on this machine's clock.
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The page size and cursor of a listing newest first: `limit` 0 means
+/// 100, at most 1000; the cursor is the last row's key of the page before.
+pub(crate) fn page_bounds(limit: u32, cursor: Option<&str>) -> StoreResult<(i64, Option<i64>)> {
+    let limit = match limit {
+        0 => 100,
+        n => n.min(1000),
+    };
+    let cursor = cursor
+        .map(|c| {
+            c.parse::<i64>()
+                .map_err(|_| StoreError::Invalid(format!("cursor '{c}'")))
+        })
+        .transpose()?;
+    Ok((i64::from(limit), cursor))
+}
+
+/// Splits the `limit + 1` rows read for a page into the page and the
+/// cursor of the next one (the key of the page's last row), `None` when
+/// there is no next page.
+pub(crate) fn split_page<T>(
+    mut rows: Vec<T>,
+    limit: i64,
+    key: impl Fn(&T) -> i64,
+) -> (Vec<T>, Option<String>) {
+    if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        let next = rows.last().map(|r| key(r).to_string());
+        (rows, next)
+    } else {
+        (rows, None)
+    }
+}
+
+/// Applies a [`StatusUpdate`]: each field that is set replaces the record's.
+pub(crate) fn apply_status_update(rec: &mut FileRecord, update: StatusUpdate) {
+    if let Some(s) = update.status {
+        rec.status = s;
+    }
+    if let Some(d) = update.processing_start_date {
+        rec.processing_start_date = Some(d);
+    }
+    if let Some(d) = update.file_reader_complete_date {
+        rec.file_reader_complete_date = Some(d);
+    }
+    if let Some(d) = update.processing_end_date {
+        rec.processing_end_date = Some(d);
+    }
+    if let Some((msg, code)) = update.error {
+        rec.error = Some(msg);
+        rec.error_code = Some(code);
+    }
+}
+
+/// A `PROCESSING` record as [`crate::MetadataStore::fail_file`] leaves it:
+/// `ERROR` with the reason, its code, the end date, and the reason after
+/// the upload part of the log (a note of an earlier failure is replaced).
+pub(crate) fn apply_failure(rec: &mut FileRecord, reason: &str, code: String, now: i64) {
+    rec.status = FileStatus::Error;
+    rec.error = Some(reason.to_string());
+    rec.error_code = Some(code);
+    rec.processing_end_date = Some(now);
+    let base = crate::upload_log(&rec.processing_log);
+    rec.processing_log = if base.is_empty() {
+        format!("{FAILURE_PREFIX}{reason}")
+    } else {
+        format!("{base}\n{FAILURE_PREFIX}{reason}")
+    };
+}
+
+/// What [`crate::MetadataStore::mark_hits_retracted`] does to a record:
+/// `Ok(false)` when it is already retracted (nothing changes),
+/// [`StoreError::Conflict`] when it is not `COMPLETE`, else `Ok(true)` with
+/// the retraction and its log line applied.
+pub(crate) fn apply_retraction(rec: &mut FileRecord, hits: u64, now: i64) -> StoreResult<bool> {
+    if rec.hits_retracted_at.is_some() {
+        return Ok(false);
+    }
+    if rec.status != FileStatus::Complete {
+        return Err(StoreError::Conflict(format!(
+            "file '{}' is {}, not {}",
+            rec.file_id,
+            rec.status,
+            FileStatus::Complete
+        )));
+    }
+    let note = crate::retraction_note(now, hits);
+    if !rec.processing_log.is_empty() && !rec.processing_log.ends_with('\n') {
+        rec.processing_log.push('\n');
+    }
+    rec.processing_log.push_str(&note);
+    rec.hits_retracted_at = Some(now);
+    rec.hits_retracted = Some(hits);
+    Ok(true)
+}
+
+/// The `PROCESSING` check of completion and failure: [`StoreError::NotFound`]
+/// for no record, [`StoreError::Conflict`] for another status.
+pub(crate) fn require_processing(
+    rec: Option<FileRecord>,
+    file_id: &str,
+) -> StoreResult<FileRecord> {
+    let Some(rec) = rec else {
+        return Err(StoreError::NotFound(format!("file '{file_id}'")));
+    };
+    if rec.status != FileStatus::Processing {
+        return Err(StoreError::Conflict(format!(
+            "file '{file_id}' is {}, not {}",
+            rec.status,
+            FileStatus::Processing
+        )));
+    }
+    Ok(rec)
+}
+
+/// The group a file belongs to.
+pub(crate) fn group_of(rec: &FileRecord) -> GroupRef {
+    GroupRef {
+        company_id: rec.company_id.clone(),
+        visitor_group_id: rec.visitor_group_id.clone(),
+    }
+}
+
+/// The error of a lease that is not current.
+pub(crate) fn fenced(lease: &GroupLease) -> StoreError {
+    StoreError::Fenced(format!(
+        "visitor group '{}' of company '{}' is no longer held by node '{}' under epoch {}",
+        lease.group.visitor_group_id, lease.group.company_id, lease.node_id, lease.epoch
+    ))
+}
+
+/// [`StoreError::Fenced`] unless `lease` is its group's current lease:
+/// `holder` is the group's (holder, epoch) as stored, `None` for a group
+/// never claimed. Expiry alone does not fence: a lease nobody took over is
+/// still the only one, and any takeover moves the epoch.
+pub(crate) fn check_holder(
+    lease: &GroupLease,
+    holder: Option<(Option<String>, i64)>,
+) -> StoreResult<()> {
+    match holder {
+        Some((Some(node), epoch)) if node == lease.node_id && epoch as u64 == lease.epoch => Ok(()),
+        _ => Err(fenced(lease)),
+    }
+}
+
+/// [`StoreError::Fenced`] unless `group` (of `file_id`) is the lease's group.
+pub(crate) fn check_file_group(
+    lease: &GroupLease,
+    file_id: &str,
+    group: &GroupRef,
+) -> StoreResult<()> {
+    if &lease.group != group {
+        return Err(StoreError::Fenced(format!(
+            "file '{file_id}' is not in visitor group '{}' of company '{}'",
+            lease.group.visitor_group_id, lease.group.company_id
+        )));
+    }
+    Ok(())
+}

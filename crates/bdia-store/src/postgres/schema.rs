@@ -1,0 +1,270 @@
+//! The PostgreSQL schema and its versioned migrations.
+//!
+//! Applied versions are rows of `schema_migrations(version, applied_at)`.
+//! Version `n` is reached by applying the first `n` entries of
+//! [`MIGRATIONS`] in order; [`SCHEMA_VERSION`] is their count, the version
+//! this build writes. (These versions are this backend's own; they do not
+//! follow the SQLite backend's numbering.)
+//!
+//! Rules:
+//!
+//! - A released migration is never edited: a change is a new entry at the
+//!   end.
+//! - [`migrate`] runs under the session advisory lock [`MIGRATION_LOCK`]:
+//!   nodes starting at once against one database wait for each other, and
+//!   the first one applies what is missing; the others then find every
+//!   version applied. Each migration runs in its own transaction together
+//!   with its `schema_migrations` row, so a crash leaves each migration
+//!   either applied and recorded or neither.
+//! - A database whose highest version is above [`SCHEMA_VERSION`] was
+//!   written by a newer release: it is refused
+//!   ([`StoreError::SchemaTooNew`]) without any change.
+//! - Migration SQL is frozen text and spells file statuses as stored
+//!   ([`FileStatus::as_str`]); a unit test checks the `files_key` index.
+//!
+//! Version 1 is the schema of the SQLite backend at its version 5, with
+//! PostgreSQL types (`BIGINT` for integers and unix seconds, `BOOLEAN`,
+//! `JSONB` for company settings, identity columns for `files.seq` and
+//! `privacy_deletions.id`), the same indexes, and `visitor_groups`: the last
+//! `group_seq` handed out per (company, visitor group), whose row lock
+//! orders the upload commits of one group (SQLite computes
+//! `MAX(group_seq) + 1` under its single writer instead). Text keys that
+//! listings are ordered by use the `C` collation, so they sort by bytes as
+//! in SQLite whatever the database's locale.
+
+use tokio_postgres::Client;
+
+use super::db;
+#[cfg(doc)]
+use crate::FileStatus;
+use crate::{StoreError, StoreResult};
+
+/// The key of the advisory lock held while migrating (`bdia` schema).
+pub const MIGRATION_LOCK: i64 = 0x6264_6961_5343_484d;
+
+/// Version 1: the schema equivalent to the SQLite backend's version 5.
+///
+/// Invariants enforced by the schema itself:
+/// - `files_key`: one non-`REJECTED` record per (company, idempotency key);
+/// - `files_group_seq`: one record per (company, visitor group, group_seq);
+/// - client ids are unique; report suites are keyed by (company, rsid).
+const V1: &str = r#"
+CREATE TABLE companies (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    salt TEXT NOT NULL,
+    settings JSONB NOT NULL,
+    created BIGINT NOT NULL
+);
+CREATE TABLE report_suites (
+    company_id TEXT COLLATE "C" NOT NULL REFERENCES companies(id),
+    rsid TEXT COLLATE "C" NOT NULL,
+    time_zone TEXT NOT NULL,
+    created BIGINT NOT NULL,
+    PRIMARY KEY (company_id, rsid)
+);
+CREATE TABLE clients (
+    client_id TEXT COLLATE "C" PRIMARY KEY,
+    company_id TEXT COLLATE "C" NOT NULL REFERENCES companies(id),
+    secret_hash TEXT NOT NULL,
+    technical_account TEXT NOT NULL,
+    public_key_pem TEXT,
+    disabled BOOLEAN NOT NULL DEFAULT FALSE,
+    created BIGINT NOT NULL,
+    token_generation BIGINT NOT NULL DEFAULT 0
+);
+CREATE TABLE jwt_assertions (
+    digest TEXT PRIMARY KEY,
+    keep_until BIGINT NOT NULL
+);
+CREATE INDEX jwt_assertions_keep_until ON jwt_assertions(keep_until);
+CREATE TABLE visitor_groups (
+    company_id TEXT COLLATE "C" NOT NULL REFERENCES companies(id),
+    visitor_group_id TEXT COLLATE "C" NOT NULL,
+    last_seq BIGINT NOT NULL,
+    PRIMARY KEY (company_id, visitor_group_id)
+);
+CREATE TABLE files (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    file_id TEXT NOT NULL UNIQUE,
+    company_id TEXT COLLATE "C" NOT NULL REFERENCES companies(id),
+    visitor_group_id TEXT COLLATE "C" NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    upload_name TEXT NOT NULL,
+    size BIGINT NOT NULL,
+    uncompressed_size BIGINT NOT NULL,
+    received_date BIGINT NOT NULL,
+    rows BIGINT NOT NULL,
+    invalid_rows BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    error TEXT,
+    error_code TEXT,
+    processing_log TEXT NOT NULL,
+    processing_start_date BIGINT,
+    file_reader_complete_date BIGINT,
+    processing_end_date BIGINT,
+    group_seq BIGINT,
+    blob_key TEXT,
+    rejects_key TEXT,
+    rejects_kept BIGINT NOT NULL DEFAULT 0,
+    hits_retracted_at BIGINT,
+    hits_retracted BIGINT
+);
+CREATE UNIQUE INDEX files_key
+    ON files(company_id, idempotency_key) WHERE status <> 'REJECTED';
+CREATE UNIQUE INDEX files_group_seq
+    ON files(company_id, visitor_group_id, group_seq) WHERE group_seq IS NOT NULL;
+CREATE INDEX files_company ON files(company_id, seq);
+CREATE INDEX files_status ON files(status, seq);
+CREATE INDEX files_group_status ON files(company_id, visitor_group_id, status);
+CREATE TABLE visitor_states (
+    company_id TEXT COLLATE "C" NOT NULL,
+    report_suite TEXT COLLATE "C" NOT NULL,
+    visitor_key TEXT COLLATE "C" NOT NULL,
+    last_hit_time BIGINT NOT NULL,
+    visit_num BIGINT NOT NULL,
+    visit_start_time BIGINT NOT NULL,
+    visit_page_num BIGINT NOT NULL,
+    PRIMARY KEY (company_id, report_suite, visitor_key)
+);
+CREATE TABLE privacy_deletions (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    company_id TEXT COLLATE "C" NOT NULL REFERENCES companies(id),
+    requested_by TEXT NOT NULL,
+    requested_at BIGINT NOT NULL,
+    identifier_type TEXT NOT NULL,
+    customer_id_type TEXT,
+    identifier_sha256 TEXT NOT NULL,
+    hits_removed BIGINT NOT NULL,
+    visitors BIGINT NOT NULL,
+    table_version BIGINT
+);
+CREATE INDEX privacy_deletions_company ON privacy_deletions(company_id, id);
+"#;
+
+/// Version 2: visitor-group leases, shared secrets and node heartbeats (the
+/// SQLite backend's version 6).
+///
+/// - The lease of a group lives on its `visitor_groups` row: `node_id`
+///   (NULL when free or released), `epoch` (0 before the first claim, up by
+///   one per claim) and `expires_ms` (unix milliseconds, database clock).
+///   SQLite keeps them in a table of their own (`group_leases`); here the
+///   row that orders a group's uploads and claims is also the one that
+///   claims lock (`FOR UPDATE SKIP LOCKED`) and fenced writes check, and it
+///   exists for every group that has had a file to process.
+/// - `lease_claims`: every claim, kept (`previous_expires_ms`: when the
+///   lease before it had expired or been released).
+/// - `files.processed_by`, `files.lease_epoch`: the node and lease epoch
+///   whose run committed the file `COMPLETE`.
+/// - `shared_secrets`: values every node must share (the token signing
+///   key).
+/// - `nodes`: node heartbeats (`expires_ms`).
+const V2_LEASES: &str = r#"
+ALTER TABLE visitor_groups
+    ADD COLUMN node_id TEXT,
+    ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0,
+    ADD COLUMN expires_ms BIGINT NOT NULL DEFAULT 0;
+CREATE INDEX visitor_groups_node ON visitor_groups(node_id) WHERE node_id IS NOT NULL;
+CREATE TABLE lease_claims (
+    company_id TEXT COLLATE "C" NOT NULL,
+    visitor_group_id TEXT COLLATE "C" NOT NULL,
+    epoch BIGINT NOT NULL,
+    node_id TEXT NOT NULL,
+    claimed_ms BIGINT NOT NULL,
+    previous_expires_ms BIGINT,
+    PRIMARY KEY (company_id, visitor_group_id, epoch)
+);
+ALTER TABLE files
+    ADD COLUMN processed_by TEXT,
+    ADD COLUMN lease_epoch BIGINT;
+CREATE TABLE shared_secrets (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE nodes (
+    node_id TEXT PRIMARY KEY,
+    expires_ms BIGINT NOT NULL
+);
+"#;
+
+/// The migrations, in order: entry `i` takes a database from version `i` to
+/// version `i + 1`. Append only.
+const MIGRATIONS: &[&str] = &[V1, V2_LEASES];
+
+/// The schema version this build writes and the highest one it opens.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// The bookkeeping table; created (once, under the lock) before anything
+/// else.
+const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version BIGINT PRIMARY KEY,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
+)";
+
+/// The highest version applied to the database (0 for an empty one).
+pub async fn schema_version(client: &Client) -> StoreResult<i64> {
+    let row = client
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) AS version FROM schema_migrations",
+            &[],
+        )
+        .await
+        .map_err(db("read the schema version"))?;
+    row.try_get("version")
+        .map_err(db("read the schema version"))
+}
+
+/// Brings the database to [`SCHEMA_VERSION`] under [`MIGRATION_LOCK`];
+/// returns the version it had. The caller closes the session afterwards,
+/// which releases the lock also when this failed half way.
+pub(super) async fn migrate(client: &mut Client) -> StoreResult<i64> {
+    client
+        .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(db("take the schema migration lock"))?;
+    let result = migrate_locked(client).await;
+    client
+        .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+        .await
+        .map_err(db("release the schema migration lock"))?;
+    result
+}
+
+async fn migrate_locked(client: &mut Client) -> StoreResult<i64> {
+    client
+        .batch_execute(MIGRATIONS_TABLE)
+        .await
+        .map_err(db("create the schema_migrations table"))?;
+    let found = schema_version(client).await?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let version = i as i64 + 1;
+        let fail = |e| StoreError::backend(format!("migrate the schema to version {version}"), e);
+        let tx = client.transaction().await.map_err(fail)?;
+        tx.batch_execute(sql).await.map_err(fail)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version) VALUES ($1)",
+            &[&version],
+        )
+        .await
+        .map_err(fail)?;
+        tx.commit().await.map_err(fail)?;
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::FileStatus;
+
+    #[test]
+    fn the_key_index_spells_rejected_as_stored() {
+        let term = format!("WHERE status <> '{}'", FileStatus::Rejected.as_str());
+        assert!(V1.contains(&term), "files_key must exclude {term}");
+    }
+}
