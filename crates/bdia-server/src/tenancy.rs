@@ -177,6 +177,9 @@ pub async fn open_data_dir(config: &crate::Config) -> anyhow::Result<DataDir> {
     })
 }
 
+/// Connections of a node to the shared metadata database.
+pub const METADATA_POOL_SIZE: usize = 16;
+
 /// The name of the token signing key among the shared secrets.
 pub const TOKEN_KEY_SECRET: &str = "token_signing_key";
 
@@ -193,10 +196,15 @@ pub async fn open_metadata(
             Ok(Arc::new(store))
         }
         Some(url) => {
-            anyhow::bail!(
-                "metadata_url '{}': PostgreSQL metadata is not available in this build",
-                crate::config::redact_url(url)
-            )
+            let store = bdia_store::postgres::PgStore::connect(url, METADATA_POOL_SIZE)
+                .await
+                .with_context(|| {
+                    format!(
+                        "opening the metadata database {}",
+                        crate::config::redact_url(url)
+                    )
+                })?;
+            Ok(Arc::new(store))
         }
     }
 }
