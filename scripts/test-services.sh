@@ -11,7 +11,9 @@
 # - An S3-compatible server (PyPI moto[s3], in memory) with an empty bucket
 #   -> BDIA_TEST_S3_ENDPOINT, BDIA_TEST_S3_BUCKET and the AWS_* variables
 #   its clients read.
-# Installing them is test.sh's job (it calls this script).
+# Installing them is test.sh's job (it calls this script). PG_EXTRA_OPTS
+# adds server options (benchmarks: `-c log_statement=all`); the server log
+# is $SVC_DIR/pg/log.
 set -euo pipefail
 
 free_port() {
@@ -28,7 +30,7 @@ start() {
   chmod 755 "$dir"
   runuser -u postgres -- "$pgbin/initdb" -D "$dir/pg/data" -U bdia --auth=trust -E UTF8 >/dev/null
   runuser -u postgres -- "$pgbin/pg_ctl" -D "$dir/pg/data" -l "$dir/pg/log" -w \
-    -o "-p $pgport -k $dir/pg -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null
+    -o "-p $pgport -k $dir/pg -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300 ${PG_EXTRA_OPTS:-}" start >/dev/null
   s3port=$(free_port)
   nohup moto_server -H 127.0.0.1 -p "$s3port" >"$dir/moto.log" 2>&1 &
   echo $! >"$dir/moto.pid"

@@ -26,6 +26,10 @@ pub struct Args {
     /// TOML configuration file (for its data_dir and token settings).
     #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
+    /// Shared metadata: a postgres:// URL (the servers' --metadata-url)
+    /// [default: the data dir's embedded database, or BDIA_METADATA_URL].
+    #[arg(long, value_name = "URL", global = true)]
+    pub metadata_url: Option<String>,
     #[command(subcommand)]
     command: AdminCommand,
 }
@@ -281,14 +285,18 @@ async fn companies(lake: &Lake, only: Option<String>) -> anyhow::Result<Vec<Stri
 
 /// Runs one admin command.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = crate::serve::load_config(args.config.as_ref(), args.data_dir, None)?;
+    let mut config = crate::serve::load_config(args.config.as_ref(), args.data_dir, None)?;
+    if let Some(url) = args.metadata_url {
+        config.metadata_url = Some(url);
+        config.validate()?;
+    }
     // Two workers: lake maintenance runs the Delta library's tasks.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let data = tenancy::open_data_dir(&config.data_dir).await?;
+        let data = tenancy::open_data_dir(&config).await?;
         let store: &dyn MetadataStore = &*data.store;
         match args.command {
             AdminCommand::Company(CompanyCommand::Create { id, settings }) => {

@@ -26,6 +26,14 @@ pub struct Args {
     /// The PEM private key of --tls-cert.
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Shared metadata for several nodes: a postgres:// URL [default: the
+    /// embedded SQLite database in the data dir].
+    #[arg(long, value_name = "URL")]
+    pub metadata_url: Option<String>,
+    /// This node's id among nodes sharing the metadata [default: the host
+    /// name].
+    #[arg(long, value_name = "ID")]
+    pub node_id: Option<String>,
 }
 
 /// Loads the configuration: defaults, file, environment, flags.
@@ -56,7 +64,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         config.tls_cert = Some(cert);
         config.tls_key = Some(key);
     }
+    if let Some(url) = args.metadata_url {
+        config.metadata_url = Some(url);
+    }
+    if let Some(id) = args.node_id {
+        config.node_id = Some(id);
+    }
+    config.validate()?;
     let _ = tracing_subscriber::fmt()
+        .with_timer(NodeTimer(config.node_id()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -92,4 +108,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         server.run(bdia_server::shutdown_signal()).await
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Log timestamps followed by the node's id, so every line of every node
+/// says which node wrote it.
+struct NodeTimer(String);
+
+impl tracing_subscriber::fmt::time::FormatTime for NodeTimer {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        tracing_subscriber::fmt::time::SystemTime.format_time(w)?;
+        write!(w, " node={}", self.0)
+    }
 }

@@ -66,6 +66,7 @@ use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use axum::Router;
+use bdia_store::MetadataStore;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio_util::task::TaskTracker;
 
@@ -203,7 +204,7 @@ impl Server {
     pub async fn bind(config: Config) -> anyhow::Result<Server> {
         config.validate()?;
         let max_connections = net::connection_budget(config.max_connections)?;
-        let data = tenancy::open_data_dir(&config.data_dir).await?;
+        let data = tenancy::open_data_dir(&config).await?;
         let lock = tenancy::lock_data_dir(&config.data_dir)?;
         let cleared = data.blobs.clear_staging()?;
         let orphans = tenancy::sweep_orphans(&*data.store, &data.blobs).await?;
@@ -229,15 +230,24 @@ impl Server {
         let listening = net::Listening::bind(&config, max_connections).await?;
         let addr = listening.listener.local_addr()?;
         let auth_failures = Arc::new(auth_throttle::FailureThrottle::new(&config.auth));
+        let share = limiter::NodeShare::default();
         let state = AppState {
             tokens: auth::TokenIssuer::new(&data.server_key, config.auth.token_ttl_secs)?,
-            limiter: Arc::new(limiter::CompanyLimiter::new(config.rate_limit.clone())),
-            validate_limiter: Arc::new(limiter::CompanyLimiter::new(config.rate_limit.clone())),
-            report_limiter: Arc::new(limiter::CompanyLimiter::new(config::RateLimitConfig {
-                enabled: true,
-                per_second: config.reports.per_second,
-                burst: config.reports.burst,
-            })),
+            limiter: Arc::new(
+                limiter::CompanyLimiter::new(config.rate_limit.clone()).with_share(share.clone()),
+            ),
+            validate_limiter: Arc::new(
+                limiter::CompanyLimiter::new(config.rate_limit.clone()).with_share(share.clone()),
+            ),
+            report_limiter: Arc::new(
+                limiter::CompanyLimiter::new(config::RateLimitConfig {
+                    enabled: true,
+                    per_second: config.reports.per_second,
+                    burst: config.reports.burst,
+                })
+                .with_share(share.clone()),
+            ),
+            nodes: share,
             passes: Arc::new(admission::Slots::new(
                 "upload or validate passes",
                 config.limits.max_concurrent_passes as usize,
@@ -318,6 +328,7 @@ impl Server {
                 throttles: processing::throttle::Throttles::new(
                     self.state.config.processing.workers,
                     self.state.processing.waker(),
+                    self.state.nodes.clone(),
                 ),
             });
             tokio::spawn(processing::run_scheduler(
@@ -327,6 +338,13 @@ impl Server {
                 stop_processing.clone(),
             ))
         });
+        let heartbeat = tokio::spawn(node_heartbeat(
+            self.state.store.clone(),
+            self.state.config.node_id(),
+            Duration::from_millis(self.state.config.processing.lease_ms / 3),
+            self.state.nodes.clone(),
+            stop_processing.clone(),
+        ));
         let maintenance = tokio::spawn(lake_maintenance::run(
             self.state.processing.lake().clone(),
             self.state.lake_locks.clone(),
@@ -348,6 +366,7 @@ impl Server {
                 tracing::warn!("in-flight files did not stop within the grace period");
             }
         }
+        let _ = heartbeat.await;
         if tokio::time::timeout(grace, maintenance).await.is_err() {
             tracing::warn!("lake maintenance did not stop within the grace period");
         }
@@ -385,4 +404,36 @@ pub async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutdown requested");
+}
+
+/// Records this node's heartbeat in the metadata store every `every`
+/// (alive for three beats) and keeps `share` at the live node count,
+/// until `cancel`.
+async fn node_heartbeat(
+    store: Arc<dyn MetadataStore>,
+    node_id: String,
+    every: Duration,
+    share: limiter::NodeShare,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    let ttl = (every * 3).as_millis().min(u128::from(u64::MAX)) as u64;
+    loop {
+        match store.node_heartbeat(&node_id, ttl).await {
+            Ok(n) => {
+                if n != share.nodes() {
+                    tracing::info!(
+                        nodes = n,
+                        "live nodes changed; rate limits are split among them"
+                    );
+                }
+                share.set_nodes(n);
+                ::metrics::gauge!(crate::metrics::NODES_LIVE.name).set(f64::from(n));
+            }
+            Err(e) => tracing::warn!(error = %e, "node heartbeat failed"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
 }

@@ -30,6 +30,8 @@ pub struct AppState {
     pub auth_failures: Arc<FailureThrottle>,
     /// Upload rate limits.
     pub limiter: Arc<CompanyLimiter>,
+    /// The live node count the limits are split by (node heartbeats).
+    pub nodes: crate::limiter::NodeShare,
     /// Validate rate limits (the company's upload setting, own buckets).
     pub validate_limiter: Arc<CompanyLimiter>,
     /// Report rate limits.

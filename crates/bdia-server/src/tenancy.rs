@@ -144,34 +144,86 @@ pub fn ensure_private(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens (creating) a data dir: database, blob root, server key; then makes
-/// it private ([`make_private`]).
-pub async fn open_data_dir(root: &Path) -> anyhow::Result<DataDir> {
+/// Opens (creating) a data dir and the metadata store: the embedded
+/// SQLite database in the data dir, or the shared PostgreSQL database of
+/// `config.metadata_url`; the blob root; the token signing key (the data
+/// dir's `server.key` with the embedded database, a secret kept in the
+/// shared database otherwise, so that every node accepts the tokens any
+/// node issued). Then makes the data dir private ([`make_private`]).
+pub async fn open_data_dir(config: &crate::Config) -> anyhow::Result<DataDir> {
+    let root = config.data_dir.as_path();
     std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
-    let store = SqliteStore::open(&root.join("metadata.sqlite"))
-        .with_context(|| format!("opening the database in {}", root.display()))?;
+    let store = open_metadata(root, config.metadata_url.as_deref()).await?;
     let blobs = BlobStore::open_local(&root.join("blobs"))?;
-    let key_path = root.join("server.key");
-    let server_key = match std::fs::read_to_string(&key_path) {
-        Ok(hex_key) => hex::decode(hex_key.trim())
-            .ok()
-            .filter(|k| k.len() >= 32)
-            .with_context(|| format!("{} is not a valid key", key_path.display()))?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let k = random_hex(32);
-            write_private(&key_path, k.as_bytes())
-                .with_context(|| format!("writing {}", key_path.display()))?;
-            hex::decode(k).expect("hex made here")
+    let server_key = match &config.metadata_url {
+        None => local_key(&root.join("server.key"))?,
+        Some(_) => {
+            let hex_key = store
+                .shared_secret(TOKEN_KEY_SECRET, &random_hex(32))
+                .await
+                .context("reading the shared token signing key")?;
+            hex::decode(hex_key.trim())
+                .ok()
+                .filter(|k| k.len() >= 32)
+                .context("the shared token signing key in the metadata database is not valid")?
         }
-        Err(e) => return Err(e).with_context(|| format!("reading {}", key_path.display())),
     };
     ensure_private(root)?;
     Ok(DataDir {
-        store: Arc::new(store),
+        store,
         blobs,
         server_key,
         root: root.to_path_buf(),
     })
+}
+
+/// Connections of a node to the shared metadata database.
+pub const METADATA_POOL_SIZE: usize = 16;
+
+/// The name of the token signing key among the shared secrets.
+pub const TOKEN_KEY_SECRET: &str = "token_signing_key";
+
+/// The metadata store: the embedded SQLite database in `root`, or the
+/// PostgreSQL database of `url`.
+pub async fn open_metadata(
+    root: &Path,
+    url: Option<&str>,
+) -> anyhow::Result<Arc<dyn MetadataStore>> {
+    match url {
+        None => {
+            let store = SqliteStore::open(&root.join("metadata.sqlite"))
+                .with_context(|| format!("opening the database in {}", root.display()))?;
+            Ok(Arc::new(store))
+        }
+        Some(url) => {
+            let store = bdia_store::postgres::PgStore::connect(url, METADATA_POOL_SIZE)
+                .await
+                .with_context(|| {
+                    format!(
+                        "opening the metadata database {}",
+                        crate::config::redact_url(url)
+                    )
+                })?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// The data dir's token signing key (`server.key`), made on first use.
+fn local_key(key_path: &Path) -> anyhow::Result<Vec<u8>> {
+    match std::fs::read_to_string(key_path) {
+        Ok(hex_key) => hex::decode(hex_key.trim())
+            .ok()
+            .filter(|k| k.len() >= 32)
+            .with_context(|| format!("{} is not a valid key", key_path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let k = random_hex(32);
+            write_private(key_path, k.as_bytes())
+                .with_context(|| format!("writing {}", key_path.display()))?;
+            Ok(hex::decode(k).expect("hex made here"))
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", key_path.display())),
+    }
 }
 
 /// Takes the data dir's server lock (`DATA_DIR/server.lock`), so that a
@@ -354,7 +406,20 @@ pub async fn ensure_default_tenant(
     if !store.list_companies().await?.is_empty() {
         return Ok(None);
     }
-    let company = create_company(store, DEFAULT_COMPANY, CompanySettings::default()).await?;
+    // Nodes sharing one database may start at once: the one whose company
+    // insert wins makes the client and the credentials, the others nothing.
+    let company = match create_company(store, DEFAULT_COMPANY, CompanySettings::default()).await {
+        Ok(c) => c,
+        Err(e)
+            if matches!(
+                e.downcast_ref::<bdia_store::StoreError>(),
+                Some(bdia_store::StoreError::Conflict(_))
+            ) =>
+        {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
     let (client, secret) = create_client(store, &company.id, None, None, None).await?;
     let creds = Credentials {
         company: company.id,

@@ -49,6 +49,8 @@ pub struct Throttles {
     freed: Condvar,
     /// Wakes the scheduler when a slot is given back.
     wake: Arc<Notify>,
+    /// The live nodes a company's rows-per-second are split among.
+    share: crate::limiter::NodeShare,
 }
 
 /// What one [`Throttles::take`] did.
@@ -60,14 +62,20 @@ pub struct Taken {
 
 impl Throttles {
     /// Throttles for `workers` working files; `wake` is notified when a
-    /// waiting file gives its slot back.
-    pub fn new(workers: usize, wake: Arc<Notify>) -> Arc<Throttles> {
+    /// waiting file gives its slot back; each company's rate is split
+    /// among the live nodes `share` counts.
+    pub fn new(
+        workers: usize,
+        wake: Arc<Notify>,
+        share: crate::limiter::NodeShare,
+    ) -> Arc<Throttles> {
         Arc::new(Throttles {
             clocks: Mutex::new(HashMap::new()),
             workers: workers.max(1),
             counts: Mutex::new(Counts::default()),
             freed: Condvar::new(),
             wake,
+            share,
         })
     }
 
@@ -127,6 +135,8 @@ impl Throttles {
         let Some(rate) = rows_per_second.filter(|r| *r > 0) else {
             return Taken::default();
         };
+        // Each of the live nodes holds the company to its share.
+        let rate = self.share.split(rate);
         if rows == 0 {
             return Taken::default();
         }
@@ -176,7 +186,7 @@ mod tests {
     use super::*;
 
     fn throttles(workers: usize) -> Arc<Throttles> {
-        Throttles::new(workers, Arc::new(Notify::new()))
+        Throttles::new(workers, Arc::new(Notify::new()), Default::default())
     }
 
     #[test]
