@@ -503,3 +503,58 @@ async fn a_takeover_and_a_completion_racing_never_both_win() {
         }
     }
 }
+
+/// `queued_calls` counts the calls holding a pooled connection and those
+/// waiting for one: with one connection, a claim stuck behind another
+/// transaction's lock on its group holds it, and a lookup waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn queued_calls_counts_calls_in_and_waiting_for_the_pool() {
+    let url = fresh_database().await;
+    let s = Arc::new(PgStore::connect(&url, 1).await.unwrap());
+    s.create_company("acme", "00ff", Default::default())
+        .await
+        .unwrap();
+    one_file_per_group(std::slice::from_ref(&s), 1).await;
+    assert_eq!(s.queued_calls(), 0);
+
+    // Another session holds the group's row.
+    let mut other = admin(&url).await;
+    let tx = other.transaction().await.unwrap();
+    tx.execute(
+        "SELECT 1 FROM visitor_groups WHERE visitor_group_id = 'g0' FOR UPDATE",
+        &[],
+    )
+    .await
+    .unwrap();
+    let g0 = GroupRef {
+        company_id: "acme".into(),
+        visitor_group_id: "g0".into(),
+    };
+    let claim = {
+        let s = s.clone();
+        tokio::spawn(async move { s.claim_next_file(&g0, None, 1).await })
+    };
+    let lookup = {
+        let s = s.clone();
+        tokio::spawn(async move { s.get_company("acme").await })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while s.queued_calls() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "queued_calls stayed at {}",
+            s.queued_calls()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(!claim.is_finished() && !lookup.is_finished());
+    tx.commit().await.unwrap();
+    let claimed = claim
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("the file, once the lock is gone");
+    assert_eq!(claimed.file_id, "f0");
+    assert!(lookup.await.unwrap().unwrap().is_some());
+    assert_eq!(s.queued_calls(), 0);
+}
