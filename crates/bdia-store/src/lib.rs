@@ -36,6 +36,7 @@ pub mod blob;
 #[cfg(feature = "testsuite")]
 pub mod conformance;
 pub mod sqlite;
+pub mod storage;
 
 use std::fmt;
 use std::str::FromStr;
