@@ -25,6 +25,10 @@
 //! DIR/lake-spool/                  part files being written
 //! ```
 //!
+//! With `storage_url = "s3://bucket/prefix"` ([`storage`]) the blobs and
+//! the lake are on the object store under `prefix/blobs/` and
+//! `prefix/lake/`; `DIR/blobs/staging/` still receives uploads.
+//!
 //! The processing stage ([`processing`]) runs next to the HTTP side: at
 //! bind, [`processing::recover`] repairs the lake and requeues files a crash
 //! left `PROCESSING`; while serving, the scheduler moves uploaded files
@@ -52,6 +56,7 @@ pub mod pace;
 pub mod processing;
 pub mod reports;
 pub mod state;
+pub mod storage;
 pub mod tenancy;
 #[cfg(feature = "testsuite")]
 pub mod testing;
@@ -203,14 +208,16 @@ impl Server {
     pub async fn bind(config: Config) -> anyhow::Result<Server> {
         config.validate()?;
         let max_connections = net::connection_budget(config.max_connections)?;
-        let data = tenancy::open_data_dir(&config.data_dir).await?;
+        let storage = storage::Storage::from_config(&config)?;
+        tracing::info!(storage = %storage.describe(), "storage");
+        let data = tenancy::open_data_dir(&config.data_dir, &storage).await?;
         let lock = tenancy::lock_data_dir(&config.data_dir)?;
         let cleared = data.blobs.clear_staging()?;
         let orphans = tenancy::sweep_orphans(&*data.store, &data.blobs).await?;
         if cleared + orphans > 0 {
             tracing::info!(cleared, orphans, "recovered data dir");
         }
-        let processing = processing::Processing::open(&config.data_dir)?;
+        let processing = processing::Processing::open(&config.data_dir, &storage)?;
         // The lake's directories exist now: private like the rest.
         tenancy::ensure_private(&config.data_dir)?;
         processing::recover(&*data.store, processing.lake()).await?;

@@ -14,6 +14,7 @@ use bdia_store::{ApiClient, Company, CompanySettings, MetadataStore, ReportSuite
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{hash_secret, random_hex};
+use crate::storage::Storage;
 
 /// Name of the company made on first start.
 pub const DEFAULT_COMPANY: &str = "default";
@@ -144,13 +145,13 @@ pub fn ensure_private(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Opens (creating) a data dir: database, blob root, server key; then makes
-/// it private ([`make_private`]).
-pub async fn open_data_dir(root: &Path) -> anyhow::Result<DataDir> {
+/// Opens (creating) a data dir: database, blob store (on `storage`), server
+/// key; then makes it private ([`make_private`]).
+pub async fn open_data_dir(root: &Path, storage: &Storage) -> anyhow::Result<DataDir> {
     std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
     let store = SqliteStore::open(&root.join("metadata.sqlite"))
         .with_context(|| format!("opening the database in {}", root.display()))?;
-    let blobs = BlobStore::open_local(&root.join("blobs"))?;
+    let blobs = storage.blobs(root)?;
     let key_path = root.join("server.key");
     let server_key = match std::fs::read_to_string(&key_path) {
         Ok(hex_key) => hex::decode(hex_key.trim())

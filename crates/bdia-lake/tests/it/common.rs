@@ -217,7 +217,7 @@ pub fn crashing_lake(real: &Lake, budget: i64) -> (Lake, Arc<CrashingStore>) {
     let store = Arc::new(CrashingStore::new(real.store().clone(), budget));
     let lake = Lake::new(
         store.clone() as Arc<dyn ObjectStore>,
-        Path::default(),
+        real.root().clone(),
         real.config().clone(),
     );
     (lake, store)
