@@ -213,7 +213,12 @@ impl Server {
         let data = tenancy::open_data_dir(&config.data_dir, &storage).await?;
         let lock = tenancy::lock_data_dir(&config.data_dir)?;
         let cleared = data.blobs.clear_staging()?;
-        let orphans = tenancy::sweep_orphans(&*data.store, &data.blobs).await?;
+        let orphans = tenancy::sweep_orphans(
+            &*data.store,
+            &data.blobs,
+            tenancy::orphan_min_age(&data.blobs),
+        )
+        .await?;
         if cleared + orphans > 0 {
             tracing::info!(cleared, orphans, "recovered data dir");
         }

@@ -201,18 +201,40 @@ pub fn lock_data_dir(root: &Path) -> anyhow::Result<std::fs::File> {
     }
 }
 
+/// How old an unreferenced blob on a shared object store must be before
+/// the startup sweep removes it: another server sharing the store may have
+/// published it a moment ago and be about to commit its record.
+pub const SHARED_ORPHAN_MIN_AGE: std::time::Duration = std::time::Duration::from_secs(3_600);
+
 /// Removes blobs that no record references (a crash between publishing a
-/// staged file and committing its record). Returns how many.
-pub async fn sweep_orphans(store: &dyn MetadataStore, blobs: &BlobStore) -> anyhow::Result<usize> {
+/// staged file and committing its record) and that are at least `min_age`
+/// old. Returns how many.
+pub async fn sweep_orphans(
+    store: &dyn MetadataStore,
+    blobs: &BlobStore,
+    min_age: std::time::Duration,
+) -> anyhow::Result<usize> {
+    let listed = blobs.list_keys_older_than(min_age).await?;
     let keep: HashSet<String> = store.referenced_blob_keys().await?.into_iter().collect();
     let mut n = 0;
-    for key in blobs.list_keys().await? {
+    for key in listed {
         if !keep.contains(&key) {
             blobs.delete(&key).await?;
             n += 1;
         }
     }
     Ok(n)
+}
+
+/// The startup sweep's minimum age for `blobs`: none on a local directory
+/// (the data dir's lock keeps other servers out),
+/// [`SHARED_ORPHAN_MIN_AGE`] on an object store.
+pub fn orphan_min_age(blobs: &BlobStore) -> std::time::Duration {
+    if blobs.is_local() {
+        std::time::Duration::ZERO
+    } else {
+        SHARED_ORPHAN_MIN_AGE
+    }
 }
 
 /// Checks an id given by an operator for a company or a client. Report

@@ -118,6 +118,13 @@ impl BlobStore {
         })
     }
 
+    /// True when the objects are on the local disk (one server owns them:
+    /// the data dir's lock), false on an object store that other servers
+    /// may share.
+    pub fn is_local(&self) -> bool {
+        self.local
+    }
+
     /// The object store view of the blobs, rooted at the blob root.
     pub fn object_store(&self) -> Arc<dyn ObjectStore> {
         self.store.clone()
@@ -256,6 +263,16 @@ impl BlobStore {
 
     /// Keys of every object under `files/` and `rejects/`.
     pub async fn list_keys(&self) -> StoreResult<Vec<String>> {
+        self.list_keys_older_than(std::time::Duration::ZERO).await
+    }
+
+    /// Keys of the objects under `files/` and `rejects/` last modified at
+    /// least `age` ago (by the store's clock against this host's).
+    pub async fn list_keys_older_than(&self, age: std::time::Duration) -> StoreResult<Vec<String>> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let cutoff = now.saturating_sub(age.as_millis() as i64);
         let mut keys = Vec::new();
         for prefix in ["files", "rejects"] {
             let p = ObjectPath::from(prefix);
@@ -265,7 +282,12 @@ impl BlobStore {
                 .try_collect()
                 .await
                 .map_err(os_err)?;
-            keys.extend(metas.into_iter().map(|m| m.location.to_string()));
+            keys.extend(
+                metas
+                    .into_iter()
+                    .filter(|m| age.is_zero() || m.last_modified.timestamp_millis() <= cutoff)
+                    .map(|m| m.location.to_string()),
+            );
         }
         Ok(keys)
     }

@@ -13,4 +13,5 @@ mod common;
 mod crash;
 mod hygiene;
 mod lake_ops;
+mod storage_s3;
 mod validate;
