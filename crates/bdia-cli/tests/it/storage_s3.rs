@@ -15,9 +15,9 @@ use bdia_store::blob::{file_key, BlobStore};
 use bdia_store::sqlite::SqliteStore;
 use bdia_store::storage::{s3_store, StorageUrl};
 use bdia_store::{FileQuery, FileRecord, FileStatus, MetadataStore};
-use serde_json::Value;
 
 use crate::common::{prepared_exports, BdiaServe};
+use crate::lake_ops::Api;
 
 /// A fresh `s3://<test bucket>/<prefix>` no other test (or run) uses.
 fn storage_url(name: &str) -> String {
@@ -89,66 +89,6 @@ fn gz_file(dir: &Path, name: &str, n: usize, first: i64, broken: bool) -> std::p
     path
 }
 
-/// `curl` against the server with the first-start client: (status, body).
-fn call(server: &BdiaServe, token: &str, method: &str, path: &str, extra: &[&str]) -> (u16, Value) {
-    let creds = server.credentials();
-    let out = Command::new("curl")
-        .args(["-s", "-w", "\n%{http_code}", "-X", method])
-        .args(["-H", &format!("Authorization: Bearer {token}")])
-        .args([
-            "-H",
-            &format!("x-api-key: {}", creds["client_id"].as_str().unwrap()),
-        ])
-        .args(extra)
-        .arg(format!("{}{path}", server.url()))
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    let (body, status) = text.rsplit_once('\n').expect("a status line");
-    let status = status.trim().parse().expect("a status code");
-    let body = serde_json::from_str(body).unwrap_or(Value::String(body.to_string()));
-    (status, body)
-}
-
-fn wait_complete(server: &BdiaServe, token: &str, ids: &[String]) {
-    let start = Instant::now();
-    for id in ids {
-        loop {
-            let (st, v) = call(
-                server,
-                token,
-                "GET",
-                &format!("/aa/collect/v1/events/{id}"),
-                &[],
-            );
-            assert_eq!(st, 200, "{v}");
-            match v["status_code"].as_str().unwrap() {
-                "COMPLETE" => break,
-                "ERROR" | "REJECTED" => panic!("file {id}: {v}"),
-                _ => {}
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(180),
-                "not processed: {v}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-/// Report totals of suite rs1 on the test's days: hits.
-fn report_hits(server: &BdiaServe, token: &str) -> u64 {
-    let (st, v) = call(
-        server,
-        token,
-        "GET",
-        "/api/v1/report-suites/rs1/report?metrics=hits&dimension=day&from=2023-11-14&to=2023-11-16",
-        &[],
-    );
-    assert_eq!(st, 200, "{v}");
-    v["totals"]["hits"].as_u64().unwrap()
-}
-
 /// (file id, row number) of every hit, each once.
 fn rows_once(hits: &[LakeHit]) -> BTreeSet<(String, i64)> {
     let keys: BTreeSet<_> = hits
@@ -164,13 +104,9 @@ fn serve_on_s3_stores_processes_reports_retracts_and_restarts() {
     let work = tempfile::tempdir().unwrap();
     let data = work.path().join("data");
     let url = storage_url("serve");
-    let env = [
-        ("BDIA_STORAGE_URL", url.as_str()),
-        ("BDIA_PROCESSING_POLL_MS", "50"),
-    ];
-    let mut server = BdiaServe::start(&data, &env);
-    let token = server.access_token();
-    let (st, ready) = call(&server, &token, "GET", "/readyz", &[]);
+    let env = [("BDIA_STORAGE_URL", url.as_str())];
+    let mut api = Api::start(&data, &env);
+    let (st, ready) = api.call("GET", "/readyz", &[]);
     assert_eq!(st, 200, "{ready}");
 
     // Four files in two groups; f2 has one invalid row.
@@ -187,25 +123,17 @@ fn serve_on_s3_stores_processes_reports_retracts_and_restarts() {
             T0 + i as i64 * 600,
             i == 2,
         );
-        let (st, v) = call(
-            &server,
-            &token,
-            "POST",
-            "/aa/collect/v1/events",
-            &[
-                "-H",
-                &format!("x-adobe-vgid: {group}"),
-                "-F",
-                &format!("file=@{}", f.display()),
-            ],
-        );
-        assert_eq!(st, 200, "{v}");
-        let id = v["file_id"].as_str().unwrap().to_string();
+        let id = api.upload(&f, group)["file_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
         rows_of.insert(id.clone(), n);
         ids.push(id);
     }
-    wait_complete(&server, &token, &ids);
+    let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+    api.wait_complete(&id_refs);
     let total: usize = rows_of.values().sum();
+    let report_hits = |api: &Api| api.report_totals().0;
 
     // The lake on the bucket holds exactly the uploaded rows; the reports
     // read it; nothing of it is in the data dir.
@@ -220,7 +148,7 @@ fn serve_on_s3_stores_processes_reports_retracts_and_restarts() {
             .collect();
         assert_eq!(rows.len(), *n, "rows of {id}");
     }
-    assert_eq!(report_hits(&server, &token), total as u64);
+    assert_eq!(report_hits(&api), total as u64);
     assert!(!data.join("lake").exists(), "the lake is not local");
     assert_eq!(
         std::fs::read_dir(data.join("blobs/staging"))
@@ -231,9 +159,7 @@ fn serve_on_s3_stores_processes_reports_retracts_and_restarts() {
 
     // The reject report was published to the bucket and is read from it;
     // processed files' staged bytes are released from the bucket.
-    let (st, rejects) = call(
-        &server,
-        &token,
+    let (st, rejects) = api.call(
         "GET",
         &format!("/aa/collect/v1/events/{}/rejects", ids[2]),
         &[],
@@ -245,9 +171,7 @@ fn serve_on_s3_stores_processes_reports_retracts_and_restarts() {
     assert_eq!(listed, [format!("rejects/{}.csv", ids[2])]);
 
     // Retraction over HTTP removes exactly the file's rows from the S3 lake.
-    let (st, rec) = call(
-        &server,
-        &token,
+    let (st, rec) = api.call(
         "DELETE",
         &format!("/aa/collect/v1/events/{}/hits", ids[1]),
         &[],
@@ -257,12 +181,12 @@ fn serve_on_s3_stores_processes_reports_retracts_and_restarts() {
     let after = lake_hits_at(&url).unwrap();
     assert_eq!(after.len(), total - 45);
     assert!(after.iter().all(|h| h.file_id != ids[1]));
-    assert_eq!(report_hits(&server, &token), (total - 45) as u64);
+    assert_eq!(report_hits(&api), (total - 45) as u64);
 
     // Restart over leftovers: a staging file on the local disk (swept),
     // an unreferenced object on the bucket that another server could have
     // just published (kept: too young to be an orphan).
-    server.kill();
+    api.server.kill();
     std::fs::write(data.join("blobs/staging/left.part"), b"x").unwrap();
     let young = file_key("published-a-moment-ago");
     runtime().block_on(async {
@@ -276,8 +200,8 @@ fn serve_on_s3_stores_processes_reports_retracts_and_restarts() {
         .await
         .unwrap();
     });
-    server.restart();
-    server.wait_healthy();
+    api.server.restart();
+    api.server.wait_healthy();
     assert_eq!(
         std::fs::read_dir(data.join("blobs/staging"))
             .unwrap()
@@ -286,15 +210,14 @@ fn serve_on_s3_stores_processes_reports_retracts_and_restarts() {
         "staging cleared at startup"
     );
     assert!(runtime().block_on(blobs.exists(&young)).unwrap());
-    let token = server.access_token();
-    assert_eq!(report_hits(&server, &token), (total - 45) as u64);
+    assert_eq!(report_hits(&api), (total - 45) as u64);
     assert!(lake_hits_at(&url).unwrap() == after);
-    let (st, ready) = call(&server, &token, "GET", "/readyz", &[]);
+    let (st, ready) = api.call("GET", "/readyz", &[]);
     assert_eq!(st, 200, "{ready}");
 
     // The sweep itself on the bucket: unreferenced objects go, referenced
     // ones stay.
-    server.kill();
+    api.server.kill();
     let swept = runtime().block_on(async {
         let store = SqliteStore::open(&data.join("metadata.sqlite")).unwrap();
         bdia_server::tenancy::sweep_orphans(&store, &blobs, Duration::ZERO).await
@@ -374,28 +297,7 @@ fn killed_mid_processing_on_s3_then_restarted_every_row_is_in_the_lake_once() {
     let mut server = spawn(false);
     server.wait_healthy();
     let creds = server.credentials();
-    let out = Command::new(env!("CARGO_BIN_EXE_bdia"))
-        .args([
-            "upload",
-            prepared.to_str().unwrap(),
-            "--json",
-            "--parallel",
-            "4",
-        ])
-        .env("BDIA_URL", server.url())
-        .env("BDIA_CLIENT_ID", creds["client_id"].as_str().unwrap())
-        .env(
-            "BDIA_CLIENT_SECRET",
-            creds["client_secret"].as_str().unwrap(),
-        )
-        .env("BDIA_CLIENT_CONFIG", "/nonexistent")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    server.upload_dir(&prepared);
     server.kill();
     let uploaded = records(&data);
     assert!(uploaded.len() >= 8, "several files");

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Barrier};
 
-use bdia_lake::{CommitOutcome, Identifier, Lake};
+use bdia_lake::{Identifier, Lake};
 use bdia_model::{enrich_file, Identity, MemoryStates};
 use futures::TryStreamExt;
 use object_store::aws::{AmazonS3Builder, S3ConditionalPut};
@@ -12,6 +12,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutPayload};
 
 use crate::common::*;
+use crate::exactly_once::{crash_at_every_write, race_for_one_file, Opener};
 
 /// The bucket of the test services (`BDIA_TEST_S3_BUCKET`, the `AWS_*`
 /// variables pointing at the server).
@@ -80,96 +81,20 @@ fn of_writers_racing_for_one_log_version_exactly_one_wins() {
     }
 }
 
+/// A lake under a fresh prefix of the bucket.
+fn s3_place(name: &str) -> Opener {
+    let root = unique(name);
+    Arc::new(move || s3_lake(&root))
+}
+
 #[test]
 fn two_processes_committing_the_same_file_on_s3_commit_it_once() {
-    let (a, b) = (
-        enrich(sample_file(120, 1_700_000_000, 900)),
-        enrich(sample_file(60, 1_700_200_000, 1_300)),
-    );
-    for round in 0..3 {
-        let root = unique(&format!("commit{round}"));
-        // The table exists: both race for the file's commit, not the create.
-        write_file(&s3_lake(&root), "first", &a[..5], zones());
-        let barrier = Arc::new(Barrier::new(2));
-        let outcomes: Vec<CommitOutcome> = (0..2)
-            .map(|_| {
-                let (root, a, barrier) = (root.clone(), a.clone(), barrier.clone());
-                std::thread::spawn(move || {
-                    // Separate lakes: separate table handles, like two processes.
-                    let lake = s3_lake(&root);
-                    let mut w = lake.begin(COMPANY, "raced", zones()).unwrap();
-                    for h in &a {
-                        w.push(h).unwrap();
-                    }
-                    let spooled = w.finish().unwrap();
-                    barrier.wait();
-                    block_on(lake.publish(spooled, &txn_of("raced"))).unwrap()
-                })
-            })
-            .collect::<Vec<_>>()
-            .into_iter()
-            .map(|t| t.join().unwrap())
-            .collect();
-        let won = outcomes
-            .iter()
-            .filter(|o| matches!(o, CommitOutcome::Committed { .. }))
-            .count();
-        assert_eq!(won, 1, "round {round}: {outcomes:?}");
-        assert!(
-            outcomes.contains(&CommitOutcome::AlreadyCommitted { txn_version: 1 }),
-            "round {round}: {outcomes:?}"
-        );
-        // A file of another group commits after them (log version 3).
-        let lake = s3_lake(&root);
-        assert_eq!(
-            write_file(&lake, "other", &b, zones()),
-            CommitOutcome::Committed { table_version: 3 }
-        );
-        let files = table_files(&lake, COMPANY);
-        let rows: u64 = files.iter().map(|(_, r)| r).sum();
-        assert_eq!(rows as usize, 5 + a.len() + b.len(), "round {round}");
-    }
+    race_for_one_file(s3_place, 3);
 }
 
 #[test]
 fn a_crash_at_any_write_on_s3_then_processing_again_commits_the_file_once() {
-    let (a, b) = (
-        enrich(sample_file(100, 1_700_000_000, 900)),
-        enrich(sample_file(70, 1_700_200_000, 1_300)),
-    );
-    let clean = s3_lake(&unique("clean"));
-    write_file(&clean, "a", &a, zones());
-    write_file(&clean, "b", &b, zones());
-    let expected = table_files(&clean, COMPANY);
-    let mut crashes = 0;
-    for budget in 0.. {
-        let root = unique(&format!("crash{budget}"));
-        let real = s3_lake(&root);
-        write_file(&real, "a", &a, zones());
-        let (lake, store) = crashing_lake(&real, budget);
-        let mut w = lake.begin(COMPANY, "b", zones()).unwrap();
-        for h in &b {
-            w.push(h).unwrap();
-        }
-        let result = block_on(lake.publish(w.finish().unwrap(), &txn_of("b")));
-        assert!(budget < 200, "still failing at 200 writes: {result:?}");
-        if result.is_ok() {
-            assert!(!store.spent_all());
-            assert_eq!(table_files(&real, COMPANY), expected);
-            break;
-        }
-        crashes += 1;
-        let rows: u64 = table_files(&real, COMPANY).iter().map(|(_, r)| r).sum();
-        assert_eq!(rows as usize, a.len(), "before the commit only file a");
-        let restarted = s3_lake(&root);
-        write_file(&restarted, "b", &b, zones());
-        assert_eq!(
-            table_files(&restarted, COMPANY),
-            expected,
-            "after a crash at write {budget}"
-        );
-    }
-    assert!(crashes >= 3, "only {crashes} crash points");
+    crash_at_every_write(s3_place);
 }
 
 #[test]
