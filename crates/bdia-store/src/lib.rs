@@ -39,6 +39,7 @@ mod common;
 pub mod conformance;
 pub mod postgres;
 pub mod sqlite;
+pub mod storage;
 
 use std::fmt;
 use std::str::FromStr;

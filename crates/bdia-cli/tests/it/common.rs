@@ -208,6 +208,28 @@ impl BdiaServe {
             .expect("VmHWM in /proc/PID/status")
     }
 
+    /// `bdia upload DIR --json --parallel 4` with the first-start client;
+    /// panics when it fails.
+    pub fn upload_dir(&self, dir: &Path) {
+        let creds = self.credentials();
+        let out = Command::new(env!("CARGO_BIN_EXE_bdia"))
+            .args(["upload", dir.to_str().unwrap(), "--json", "--parallel", "4"])
+            .env("BDIA_URL", self.url())
+            .env("BDIA_CLIENT_ID", creds["client_id"].as_str().unwrap())
+            .env(
+                "BDIA_CLIENT_SECRET",
+                creds["client_secret"].as_str().unwrap(),
+            )
+            .env("BDIA_CLIENT_CONFIG", "/nonexistent")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)

@@ -127,7 +127,10 @@ fn upload(url: &str, creds: &serde_json::Value, group: &str, file: &Path) {
         .args(["--vgid", group, "--json"])
         .env("BDIA_URL", url)
         .env("BDIA_CLIENT_ID", creds["client_id"].as_str().unwrap())
-        .env("BDIA_CLIENT_SECRET", creds["client_secret"].as_str().unwrap())
+        .env(
+            "BDIA_CLIENT_SECRET",
+            creds["client_secret"].as_str().unwrap(),
+        )
         .env("BDIA_CLIENT_CONFIG", "/nonexistent")
         .output()
         .unwrap();
@@ -208,7 +211,10 @@ fn three_nodes_killed_and_paused_process_every_row_once_like_one_node() {
     let (prepared, _) = prepared_exports(work.path(), 1500, 200, 0.02, "4", "300");
     let order = upload_order(&prepared);
     let groups: BTreeSet<_> = order.iter().map(|(g, _)| g.clone()).collect();
-    assert!(order.len() >= 12 && groups.len() >= 3, "several files per group");
+    assert!(
+        order.len() >= 12 && groups.len() >= 3,
+        "several files per group"
+    );
 
     // 1. One node, embedded database and local storage: the reference.
     let single = work.path().join("single");
@@ -287,14 +293,25 @@ fn three_nodes_killed_and_paused_process_every_row_once_like_one_node() {
     // mid-file (split among the live nodes); it changes timing only.
     let company = creds["company"].as_str().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_bdia"))
-        .args(["admin", "company", "settings", company, "--rows-per-second", "900"])
+        .args([
+            "admin",
+            "company",
+            "settings",
+            company,
+            "--rows-per-second",
+            "900",
+        ])
         .arg("--data-dir")
         .arg(work.path().join("admin"))
         .args(["--metadata-url", &db])
         .env("BDIA_STORAGE_URL", &storage)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // 3. Processing on every node; kills at random points.
     let ids = ["node-1", "node-2", "node-3"];
@@ -330,13 +347,24 @@ fn three_nodes_killed_and_paused_process_every_row_once_like_one_node() {
             let paused = rng.next(3) as usize;
             nodes[paused].wait_healthy();
             let pid = nodes[paused].pid().to_string();
-            assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+            assert!(Command::new("kill")
+                .args(["-STOP", &pid])
+                .status()
+                .unwrap()
+                .success());
             std::thread::sleep(Duration::from_millis(LEASE_MS * 3));
-            assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+            assert!(Command::new("kill")
+                .args(["-CONT", &pid])
+                .status()
+                .unwrap()
+                .success());
         }
     }
     eprintln!("{kills_mid_run} kills landed before the end");
-    assert!(kills_mid_run >= 10, "kills must land while files are processed");
+    assert!(
+        kills_mid_run >= 10,
+        "kills must land while files are processed"
+    );
     wait_settled(&rt, &pg, order.len());
     for n in &mut nodes {
         n.kill();
@@ -349,7 +377,10 @@ fn three_nodes_killed_and_paused_process_every_row_once_like_one_node() {
     assert!(
         files.iter().all(|f| f.status == FileStatus::Complete),
         "{:?}",
-        files.iter().map(|f| (&f.file_id, f.status, &f.error)).collect::<Vec<_>>()
+        files
+            .iter()
+            .map(|f| (&f.file_id, f.status, &f.error))
+            .collect::<Vec<_>>()
     );
     let cluster_rows = rows(bdia_server::testing::lake_hits_at(&storage).unwrap());
     assert_eq!(cluster_rows.len(), ref_rows.len(), "no hit lost or doubled");
@@ -362,7 +393,10 @@ fn three_nodes_killed_and_paused_process_every_row_once_like_one_node() {
     // order. Takeovers by another node happened.
     let mut by_group: BTreeMap<String, Vec<&FileRecord>> = BTreeMap::new();
     for f in &files {
-        by_group.entry(f.visitor_group_id.clone()).or_default().push(f);
+        by_group
+            .entry(f.visitor_group_id.clone())
+            .or_default()
+            .push(f);
     }
     let mut takeovers = 0;
     for (g, mut fs) in by_group {
@@ -387,7 +421,10 @@ fn three_nodes_killed_and_paused_process_every_row_once_like_one_node() {
             let epoch = f.lease_epoch.expect("completed under a lease");
             let holder = &claims[(epoch - 1) as usize].node_id;
             assert_eq!(f.processed_by.as_ref(), Some(holder), "{g}: {}", f.file_id);
-            assert!(epoch >= last_epoch, "{g}: files completed out of lease order");
+            assert!(
+                epoch >= last_epoch,
+                "{g}: files completed out of lease order"
+            );
             last_epoch = epoch;
         }
     }

@@ -94,6 +94,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{LimitsConfig, ProcessingConfig};
+use crate::storage::Storage;
 use throttle::Throttles;
 
 pub(crate) fn now() -> i64 {
@@ -154,8 +155,8 @@ impl std::fmt::Debug for Processing {
 }
 
 impl Processing {
-    /// Opens the lake under `data_dir/lake` (spool in `data_dir/lake-spool`).
-    pub fn open(data_dir: &Path) -> anyhow::Result<Processing> {
+    /// Opens the lake on `storage` (spool in `data_dir/lake-spool`).
+    pub fn open(data_dir: &Path, storage: &Storage) -> anyhow::Result<Processing> {
         let spool = data_dir.join("lake-spool");
         std::fs::create_dir_all(&spool)?;
         // Parts of a file whose processing stopped (crash, kill): that file
@@ -168,7 +169,7 @@ impl Processing {
             spool_dir: Some(spool),
             ..LakeConfig::default()
         };
-        let lake = Lake::local(data_dir.join("lake"), config)?;
+        let lake = storage.lake(config)?;
         Ok(Processing {
             lake,
             wake: Arc::new(Notify::new()),
