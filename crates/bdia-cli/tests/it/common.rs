@@ -96,6 +96,12 @@ impl BdiaServe {
         server
     }
 
+    /// [`BdiaServe::spawn`] with the output appended to `logs/stdout.txt`
+    /// and `logs/stderr.txt`; does not wait.
+    pub fn spawn_logged(data_dir: &Path, env: &[(&str, &str)], logs: &Path) -> BdiaServe {
+        BdiaServe::spawn_to(data_dir, env, Some(logs))
+    }
+
     /// [`BdiaServe::start`] with the server's standard output and error
     /// appended to `logs/stdout.txt` and `logs/stderr.txt`, for tests of
     /// what it prints and logs.

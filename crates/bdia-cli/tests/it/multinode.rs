@@ -258,7 +258,9 @@ fn three_nodes_killed_and_paused_process_every_row_once_like_one_node() {
         let mut env = node_env(id);
         env.last_mut().unwrap().1 = processing.to_string();
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        BdiaServe::spawn(&work.path().join(id), &env)
+        let dir = work.path().join(id);
+        std::fs::create_dir_all(dir.join("logs")).unwrap();
+        BdiaServe::spawn_logged(&dir, &env, &dir.join("logs"))
     };
     // The first node bootstraps the tenant; the others create nothing.
     let mut first = spawn("node-1", false);
@@ -289,6 +291,30 @@ fn three_nodes_killed_and_paused_process_every_row_once_like_one_node() {
     for n in &mut nodes {
         n.kill();
     }
+    // The same salt as the single node's company, so that the visitor ids
+    // derived from customer IDs are the same in both lakes.
+    let salt = rt
+        .block_on(sqlite.get_company(creds1["company"].as_str().unwrap()))
+        .unwrap()
+        .unwrap()
+        .salt;
+    let out = Command::new("psql")
+        .arg(&db)
+        .args([
+            "-q",
+            "-c",
+            &format!(
+                "UPDATE companies SET salt = '{salt}' WHERE id = '{}'",
+                creds["company"].as_str().unwrap()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // A throttle keeps files in flight long enough for kills to land
     // mid-file (split among the live nodes); it changes timing only.
     let company = creds["company"].as_str().unwrap();
@@ -328,6 +354,7 @@ fn three_nodes_killed_and_paused_process_every_row_once_like_one_node() {
         files.iter().all(|f| f.status == FileStatus::Complete)
     };
     let mut kills_mid_run = 0;
+    let mut paused_node = None;
     for round in 0..14 {
         std::thread::sleep(Duration::from_millis(200 + rng.next(700)));
         let victim = rng.next(3) as usize;
@@ -344,7 +371,20 @@ fn three_nodes_killed_and_paused_process_every_row_once_like_one_node() {
         if round == 6 {
             // One node paused past its leases, then resumed: whatever its
             // runs still try to commit is fenced.
-            let paused = rng.next(3) as usize;
+            // The node holding the most leases now.
+            let out = Command::new("psql")
+                .arg(&db)
+                .args([
+                    "-qtA",
+                    "-c",
+                    "SELECT node_id FROM visitor_groups WHERE node_id IS NOT NULL \
+                     GROUP BY node_id ORDER BY count(*) DESC LIMIT 1",
+                ])
+                .output()
+                .unwrap();
+            let holder = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            let paused = ids.iter().position(|id| *id == holder).unwrap_or(0);
+            paused_node = Some(paused);
             nodes[paused].wait_healthy();
             let pid = nodes[paused].pid().to_string();
             assert!(Command::new("kill")
@@ -384,7 +424,26 @@ fn three_nodes_killed_and_paused_process_every_row_once_like_one_node() {
     );
     let cluster_rows = rows(bdia_server::testing::lake_hits_at(&storage).unwrap());
     assert_eq!(cluster_rows.len(), ref_rows.len(), "no hit lost or doubled");
-    assert!(cluster_rows == ref_rows, "the lakes' rows differ");
+    if cluster_rows != ref_rows {
+        let only = |a: &[(String, String)], b: &[(String, String)]| {
+            let b: BTreeSet<_> = b.iter().collect();
+            a.iter()
+                .filter(|r| !b.contains(r))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let (extra, missing) = (
+            only(&cluster_rows, &ref_rows),
+            only(&ref_rows, &cluster_rows),
+        );
+        panic!(
+            "the lakes' rows differ: {} rows only in the cluster's lake, {} only in the single node's; first ones:\n{:?}\n{:?}",
+            extra.len(),
+            missing.len(),
+            extra.first().map(|r| &r.1[..r.1.len().min(600)]),
+            missing.first().map(|r| &r.1[..r.1.len().min(600)])
+        );
+    }
     assert_eq!(states, ref_states, "visitor state");
 
     // 5. The lease records: claims of a group follow each other (each
@@ -430,4 +489,11 @@ fn three_nodes_killed_and_paused_process_every_row_once_like_one_node() {
     }
     eprintln!("{takeovers} group takeovers by another node");
     assert!(takeovers > 0, "groups moved between nodes");
+    // The paused node found, once resumed, that its leases were gone.
+    let paused = ids[paused_node.expect("a node was paused")];
+    let log = std::fs::read_to_string(work.path().join(paused).join("logs/stderr.txt")).unwrap();
+    assert!(
+        log.contains("lease lost"),
+        "{paused} was paused past its leases and must have lost them"
+    );
 }
