@@ -182,6 +182,27 @@ fn serve_on_s3_stores_processes_reports_retracts_and_restarts() {
     assert_eq!(after.len(), total - 45);
     assert!(after.iter().all(|h| h.file_id != ids[1]));
     assert_eq!(report_hits(&api), (total - 45) as u64);
+    // And with `bdia admin --storage-url`, next to the running server.
+    let out = bdia(&[
+        "admin",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--storage-url",
+        &url,
+        "retract",
+        &ids[3],
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out["hits_retracted"], 25, "{out}");
+    let retracted = 45 + 25;
+    let after = lake_hits_at(&url).unwrap();
+    assert_eq!(after.len(), total - retracted);
+    assert_eq!(report_hits(&api), (total - retracted) as u64);
 
     // Restart over leftovers: a staging file on the local disk (swept),
     // an unreferenced object on the bucket that another server could have
@@ -210,7 +231,7 @@ fn serve_on_s3_stores_processes_reports_retracts_and_restarts() {
         "staging cleared at startup"
     );
     assert!(runtime().block_on(blobs.exists(&young)).unwrap());
-    assert_eq!(report_hits(&api), (total - 45) as u64);
+    assert_eq!(report_hits(&api), (total - retracted) as u64);
     assert!(lake_hits_at(&url).unwrap() == after);
     let (st, ready) = api.call("GET", "/readyz", &[]);
     assert_eq!(st, 200, "{ready}");

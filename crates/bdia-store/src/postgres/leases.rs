@@ -122,6 +122,11 @@ pub(super) async fn claim_groups(
             r.try_get::<_, i64>("expires_ms")?,
         ))
     })?;
+    // The list was read from a snapshot taken before the locks: a group
+    // whose last file completed (or failed) in between is dropped. Nothing
+    // that changes that can commit now: uploads, claims and fenced writes
+    // of these groups wait for this transaction's locks.
+    let free = still_claimable(&tx, free).await?;
     if free.is_empty() {
         return Ok(Vec::new());
     }
@@ -179,6 +184,50 @@ pub(super) async fn claim_groups(
     }
     tx.commit().await.map_err(db("commit a lease claim"))?;
     Ok(out)
+}
+
+/// The groups of `locked` that still have a file to process and none
+/// stopped on an error, in the same order.
+async fn still_claimable(
+    c: &impl GenericClient,
+    locked: Vec<(GroupRef, i64, i64)>,
+) -> StoreResult<Vec<(GroupRef, i64, i64)>> {
+    if locked.is_empty() {
+        return Ok(locked);
+    }
+    let companies: Vec<&str> = locked.iter().map(|(g, ..)| g.company_id.as_str()).collect();
+    let groups: Vec<&str> = locked
+        .iter()
+        .map(|(g, ..)| g.visitor_group_id.as_str())
+        .collect();
+    let rows = query_all(
+        c,
+        "recheck claimable groups",
+        "SELECT k.i FROM unnest($1::text[], $2::text[]) WITH ORDINALITY \
+           AS k(company_id, visitor_group_id, i) \
+         WHERE EXISTS (SELECT 1 FROM files f WHERE f.company_id = k.company_id \
+             AND f.visitor_group_id = k.visitor_group_id AND f.status IN ($3, $4)) \
+           AND NOT EXISTS (SELECT 1 FROM files f WHERE f.company_id = k.company_id \
+             AND f.visitor_group_id = k.visitor_group_id AND f.status = $5)",
+        &[
+            &companies,
+            &groups,
+            &FileStatus::Uploaded.as_str(),
+            &FileStatus::Processing.as_str(),
+            &FileStatus::Error.as_str(),
+        ],
+    )
+    .await?;
+    let keep: std::collections::HashSet<i64> =
+        map_rows(rows, "recheck claimable groups", |r| r.try_get("i"))?
+            .into_iter()
+            .collect();
+    Ok(locked
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| keep.contains(&(*i as i64 + 1)))
+        .map(|(_, g)| g)
+        .collect())
 }
 
 pub(super) async fn renew_leases(

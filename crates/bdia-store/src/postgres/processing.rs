@@ -12,7 +12,7 @@
 //! in batches (one statement over arrays of keys), the write in the
 //! completion's transaction.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
@@ -224,20 +224,15 @@ pub(super) async fn complete_file(
 }
 
 /// The entries of a delta, the last one of each (report suite, visitor)
-/// only (one statement may not upsert a row twice), in their first order.
+/// only (one statement may not upsert a row twice), sorted by that key: two
+/// completions that share visitors lock their rows in the same order, so
+/// they never wait for each other in a cycle.
 fn last_per_visitor(entries: &[StateEntry]) -> Vec<&StateEntry> {
-    let mut at: HashMap<(&str, &str), usize> = HashMap::with_capacity(entries.len());
-    let mut out: Vec<&StateEntry> = Vec::with_capacity(entries.len());
+    let mut last: BTreeMap<(&str, &str), &StateEntry> = BTreeMap::new();
     for e in entries {
-        match at.entry((e.report_suite.as_str(), e.visitor_key.as_str())) {
-            std::collections::hash_map::Entry::Occupied(o) => out[*o.get()] = e,
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(out.len());
-                out.push(e);
-            }
-        }
+        last.insert((e.report_suite.as_str(), e.visitor_key.as_str()), e);
     }
-    out
+    last.into_values().collect()
 }
 
 /// Upserts one batch of visitor states in one statement.

@@ -66,6 +66,27 @@ async fn store(url: &str) -> PgStore {
         .unwrap_or_else(|e| panic!("connect a store: {e}"))
 }
 
+/// Two stores (two pools, as two nodes) on one new database, which has
+/// the company `acme`.
+async fn two_nodes_with_acme() -> [Arc<PgStore>; 2] {
+    let url = fresh_database().await;
+    let nodes = [Arc::new(store(&url).await), Arc::new(store(&url).await)];
+    nodes[0]
+        .create_company("acme", "00ff", Default::default())
+        .await
+        .unwrap();
+    nodes
+}
+
+/// Uploads file `f{i}` of group `g{i}` of `acme` for `i` in `0..groups`,
+/// through the nodes in turn.
+async fn one_file_per_group(nodes: &[Arc<PgStore>], groups: usize) {
+    for g in 0..groups {
+        let file = conformance::sample_file("acme", &format!("f{g}"), &format!("g{g}"), None);
+        nodes[g % nodes.len()].commit_upload(file).await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_passes_the_conformance_suite() {
     conformance::run_all(|| async {
@@ -81,12 +102,7 @@ async fn postgres_passes_the_conformance_suite() {
 /// or a duplicate, in commit order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_racing_uploads_of_one_group_number_it_once() {
-    let url = fresh_database().await;
-    let nodes = [Arc::new(store(&url).await), Arc::new(store(&url).await)];
-    nodes[0]
-        .create_company("acme", "00ff", Default::default())
-        .await
-        .unwrap();
+    let nodes = two_nodes_with_acme().await;
     const KEYS: usize = 24;
     let mut tasks = Vec::new();
     for k in 0..KEYS {
@@ -161,12 +177,7 @@ async fn two_nodes_racing_uploads_of_one_group_number_it_once() {
 /// completes the next race hands out the next one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_racing_claims_get_one_file_per_group() {
-    let url = fresh_database().await;
-    let nodes = [Arc::new(store(&url).await), Arc::new(store(&url).await)];
-    nodes[0]
-        .create_company("acme", "00ff", Default::default())
-        .await
-        .unwrap();
+    let nodes = two_nodes_with_acme().await;
     let groups: Vec<GroupRef> = (0..4)
         .map(|g| GroupRef {
             company_id: "acme".into(),
@@ -309,6 +320,12 @@ async fn a_bad_url_or_an_unreachable_server_is_a_clear_error() {
         .unwrap_err();
     assert!(err.to_string().contains("db.example"), "{err}");
 
+    // TLS asked for: refused, never downgraded to plain TCP.
+    let mut tls = url::Url::parse(&server_url()).unwrap();
+    tls.set_query(Some("sslmode=require"));
+    let err = PgStore::connect(tls.as_str(), 1).await.unwrap_err();
+    assert!(matches!(err, StoreError::Backend { .. }), "{err}");
+
     // Nothing listens on port 1.
     let err = PgStore::connect("postgres://bdia:s3cret@127.0.0.1:1/bdia", 1)
         .await
@@ -322,4 +339,167 @@ async fn a_bad_url_or_an_unreachable_server_is_a_clear_error() {
         source.downcast_ref::<tokio_postgres::Error>().is_some(),
         "{source:?}"
     );
+}
+
+/// Two nodes claim group leases at once, several calls each: every group
+/// is claimed once (epoch 1); once every lease has run out, a second race
+/// takes each group over once (epoch 2), and no claim comes before the
+/// end of the lease it replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_nodes_racing_lease_claims_take_each_group_once() {
+    let nodes = two_nodes_with_acme().await;
+    const GROUPS: usize = 30;
+    one_file_per_group(&nodes, GROUPS).await;
+    for (round, epoch) in [(0, 1u64), (1, 2)] {
+        let mut tasks = Vec::new();
+        for (n, node) in nodes.iter().enumerate() {
+            for call in 0..6 {
+                let node = node.clone();
+                tasks.push(tokio::spawn(async move {
+                    let id = format!("n{n}");
+                    // Each call asks for a few; ask again until none is left.
+                    let mut got = Vec::new();
+                    loop {
+                        let batch = node.claim_groups(&id, 4, 60_000).await.unwrap();
+                        if batch.is_empty() {
+                            break;
+                        }
+                        got.extend(batch);
+                    }
+                    let _ = call;
+                    got
+                }));
+            }
+        }
+        let mut held = Vec::new();
+        for t in tasks {
+            held.extend(t.await.unwrap());
+        }
+        let groups: BTreeSet<_> = held.iter().map(|l| l.group.clone()).collect();
+        assert_eq!(
+            held.len(),
+            GROUPS,
+            "round {round}: each group once: {held:?}"
+        );
+        assert_eq!(groups.len(), GROUPS, "round {round}");
+        assert!(held.iter().all(|l| l.epoch == epoch), "round {round}");
+        // Every lease runs out now.
+        let renewed = nodes[0].renew_leases(&held, 0).await.unwrap();
+        assert!(renewed.iter().all(|r| *r));
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    for g in 0..GROUPS {
+        let claims = nodes[1]
+            .lease_claims(&GroupRef {
+                company_id: "acme".into(),
+                visitor_group_id: format!("g{g}"),
+            })
+            .await
+            .unwrap();
+        assert_eq!(claims.len(), 2, "g{g}: {claims:?}");
+        let prev = claims[1].previous_expires_ms.expect("a takeover");
+        assert!(prev <= claims[1].claimed_ms, "g{g}: {claims:?}");
+    }
+}
+
+/// A node completes a file while another node takes its expired lease
+/// over, at once, on many groups: either the completion commits first
+/// (the file stays COMPLETE under the old epoch and the takeover does not
+/// void it, nor take the group, which has nothing left to process) or the
+/// takeover does (the completion is fenced, stores no state, and the file
+/// is waiting again). Never both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_takeover_and_a_completion_racing_never_both_win() {
+    use bdia_model::enrich::StateEntry;
+    use bdia_model::{StateDelta, VisitState};
+    use bdia_store::{Completion, FileStatus};
+
+    let [a, b] = two_nodes_with_acme().await;
+    const GROUPS: usize = 12;
+    one_file_per_group(&[a.clone(), b.clone()], GROUPS).await;
+    let leases = a.claim_groups("a", GROUPS as u32, 60_000).await.unwrap();
+    assert_eq!(leases.len(), GROUPS);
+    for l in &leases {
+        a.claim_next_file(&l.group, Some(l), 1)
+            .await
+            .unwrap()
+            .expect("a file");
+    }
+    // A stops renewing: every lease runs out.
+    a.renew_leases(&leases, 0).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+
+    let mut completions = Vec::new();
+    for l in leases.clone() {
+        let a = a.clone();
+        completions.push(tokio::spawn(async move {
+            let g = l.group.visitor_group_id.clone();
+            let completion = Completion {
+                file_reader_complete_date: 2,
+                processing_end_date: 3,
+                processing_log: "done".into(),
+                delta: StateDelta {
+                    entries: vec![StateEntry {
+                        report_suite: "rs".into(),
+                        visitor_key: g.clone(),
+                        state: VisitState {
+                            last_hit_time: 10,
+                            visit_num: 1,
+                            visit_start_time: 10,
+                            visit_page_num: 1,
+                        },
+                    }],
+                },
+                release_blob: true,
+                lease: Some(l),
+            };
+            (
+                g.clone(),
+                a.complete_file(&format!("f{}", &g[1..]), completion).await,
+            )
+        }));
+    }
+    let takeover = {
+        let b = b.clone();
+        tokio::spawn(async move { b.claim_groups("b", GROUPS as u32, 60_000).await.unwrap() })
+    };
+    let mut outcomes = HashMap::new();
+    for t in completions {
+        let (g, r) = t.await.unwrap();
+        outcomes.insert(g, r);
+    }
+    let taken = takeover.await.unwrap();
+    let taken: HashMap<String, u64> = taken
+        .into_iter()
+        .map(|l| (l.group.visitor_group_id, l.epoch))
+        .collect();
+    for g in 0..GROUPS {
+        let gid = format!("g{g}");
+        let file = a.get_file("acme", &format!("f{g}")).await.unwrap().unwrap();
+        let state = a
+            .visitor_states("acme", vec![("rs".into(), gid.clone())])
+            .await
+            .unwrap();
+        match &outcomes[&gid] {
+            Ok(rec) => {
+                assert_eq!(rec.lease_epoch, Some(1), "{gid}");
+                assert_eq!(file.status, FileStatus::Complete, "{gid}: not voided");
+                assert_eq!(file.lease_epoch, Some(1), "{gid}");
+                assert!(
+                    state[0].is_some(),
+                    "{gid}: the completion's state is stored"
+                );
+            }
+            Err(StoreError::Fenced(_)) => {
+                assert_eq!(
+                    taken.get(&gid),
+                    Some(&2),
+                    "{gid}: fenced only by a takeover"
+                );
+                assert_eq!(file.status, FileStatus::Uploaded, "{gid}: voided run");
+                assert_eq!(state[0], None, "{gid}: a fenced completion stores nothing");
+            }
+            Err(e) => panic!("{gid}: {e}"),
+        }
+    }
 }
