@@ -10,6 +10,7 @@ use anyhow::{bail, Context};
 use bdia_format::ReportSuiteId;
 use bdia_server::auth::TokenIssuer;
 use bdia_server::lake_ops::{self, Lake, PrivacyRequest};
+use bdia_server::storage::Storage;
 use bdia_server::{lake_maintenance, tenancy};
 use bdia_store::{CompanySettings, MetadataStore, PageQuery, RateLimitSetting};
 use bdia_wire::PrivacyDeletionRequest;
@@ -23,6 +24,11 @@ pub struct Args {
     /// config file's].
     #[arg(long, value_name = "DIR", global = true)]
     pub data_dir: Option<PathBuf>,
+    /// Where staged files and the hit lake live: a local directory or
+    /// s3://bucket/prefix [default: the data directory, or
+    /// BDIA_STORAGE_URL, or the config file's storage_url].
+    #[arg(long, value_name = "URL", global = true)]
+    pub storage_url: Option<String>,
     /// TOML configuration file (for its data_dir and token settings).
     #[arg(long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
@@ -285,7 +291,8 @@ async fn companies(lake: &Lake, only: Option<String>) -> anyhow::Result<Vec<Stri
 
 /// Runs one admin command.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mut config = crate::serve::load_config(args.config.as_ref(), args.data_dir, None)?;
+    let mut config =
+        crate::serve::load_config(args.config.as_ref(), args.data_dir, args.storage_url, None)?;
     if let Some(url) = args.metadata_url {
         config.metadata_url = Some(url);
         config.validate()?;
@@ -296,7 +303,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let data = tenancy::open_data_dir(&config).await?;
+        let storage = Storage::from_config(&config)?;
+        let data = tenancy::open_data_dir(&config, &storage).await?;
         let store: &dyn MetadataStore = &*data.store;
         match args.command {
             AdminCommand::Company(CompanyCommand::Create { id, settings }) => {
@@ -409,7 +417,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 let Some(company) = store.file_company(&file_id).await? else {
                     bail!("no file '{file_id}'");
                 };
-                let lake = lake_ops::open_lake(&config.data_dir)?;
+                let lake = lake_ops::open_lake(&storage)?;
                 let before = store.get_file(&company, &file_id).await?;
                 let rec = lake_ops::retract(store, &lake, &company, &file_id).await?;
                 print(json!({
@@ -434,7 +442,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     customer_id_type,
                     identifier,
                 })?;
-                let lake = lake_ops::open_lake(&config.data_dir)?;
+                let lake = lake_ops::open_lake(&storage)?;
                 let d = lake_ops::privacy_delete(store, &lake, &c, &req, lake_ops::ADMIN).await?;
                 let mut v = json!(lake_ops::wire_deletion(&d));
                 v["company"] = json!(company);
@@ -460,7 +468,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 print(json!(all));
             }
             AdminCommand::Compact { company, min_files } => {
-                let lake = lake_ops::open_lake(&config.data_dir)?;
+                let lake = lake_ops::open_lake(&storage)?;
                 let min_files = min_files.map_or(config.lake.compaction_min_files, |n| n as usize);
                 let mut done = Vec::new();
                 for company in companies(&lake, company).await? {
@@ -485,7 +493,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 company,
                 retention_hours,
             } => {
-                let lake = lake_ops::open_lake(&config.data_dir)?;
+                let lake = lake_ops::open_lake(&storage)?;
                 let hours = retention_hours.unwrap_or(config.lake.vacuum_retention_hours);
                 let retention = std::time::Duration::from_secs(hours.saturating_mul(3600));
                 let mut done = Vec::new();

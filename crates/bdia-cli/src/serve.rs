@@ -13,6 +13,11 @@ pub struct Args {
     /// Data directory (database, staged files, keys) [default: ./bdia-data].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Where staged files and the hit lake live: a local directory or
+    /// s3://bucket/prefix (AWS_* variables for credentials, region,
+    /// endpoint) [default: the data directory].
+    #[arg(long, value_name = "URL")]
+    pub storage_url: Option<String>,
     /// Address to listen on [default: 127.0.0.1:8080].
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
@@ -40,6 +45,7 @@ pub struct Args {
 pub fn load_config(
     config: Option<&PathBuf>,
     data_dir: Option<PathBuf>,
+    storage_url: Option<String>,
     listen: Option<SocketAddr>,
 ) -> anyhow::Result<Config> {
     let mut c = match config {
@@ -50,6 +56,9 @@ pub fn load_config(
     if let Some(d) = data_dir {
         c.data_dir = d;
     }
+    if let Some(u) = storage_url {
+        c.storage_url = Some(u);
+    }
     if let Some(l) = listen {
         c.listen = l;
     }
@@ -59,7 +68,12 @@ pub fn load_config(
 
 /// Runs the server until SIGTERM or ctrl-c.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let mut config = load_config(args.config.as_ref(), args.data_dir, args.listen)?;
+    let mut config = load_config(
+        args.config.as_ref(),
+        args.data_dir,
+        args.storage_url,
+        args.listen,
+    )?;
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
         config.tls_cert = Some(cert);
         config.tls_key = Some(key);

@@ -155,10 +155,12 @@ pub struct Lake {
 }
 
 impl Lake {
-    /// A lake under `root` of `store`, which is the root of an in-memory
-    /// or custom store (its tables are addressed as `memory:///<root>/`).
-    /// The store must list in path order, as object stores do (Delta Lake
-    /// reads its log by listing); for a local directory use [`Lake::local`].
+    /// A lake under `root` of `store`: an S3 bucket, an in-memory or a
+    /// custom store, handed to Delta Lake as the tables' storage (their
+    /// URLs are `memory:///<root>/...` whatever the store is; commits are
+    /// the store's conditional puts, `If-None-Match: *` on S3). The store
+    /// must list in path order, as object stores do (Delta Lake reads its
+    /// log by listing); for a local directory use [`Lake::local`].
     pub fn new(store: Arc<dyn ObjectStore>, root: Path, config: LakeConfig) -> Lake {
         let url = if root.as_ref().is_empty() {
             "memory:///".to_string()

@@ -132,7 +132,7 @@ pub fn part_file_id(path: &str) -> Option<&str> {
 }
 
 /// The object path of `rel` (slash-separated, already validated) under `root`.
-pub(crate) fn object_path(root: &Path, rel: &str) -> Path {
+pub fn object_path(root: &Path, rel: &str) -> Path {
     let mut p = root.clone();
     for seg in rel.split('/') {
         p = p.clone().join(seg);

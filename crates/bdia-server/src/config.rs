@@ -44,6 +44,11 @@ pub struct Config {
     /// Leases, logs and metrics carry it; a node started again under the
     /// same id takes its groups back at once.
     pub node_id: Option<String>,
+    /// Where staged uploads, reject reports and the hit lake live
+    /// (`BDIA_STORAGE_URL`): a local directory or `s3://bucket/prefix`
+    /// (credentials, region and endpoint from the `AWS_*` environment
+    /// variables). Unset: the data dir.
+    pub storage_url: Option<String>,
     /// Address to listen on (`BDIA_LISTEN`).
     pub listen: SocketAddr,
     /// Upload size limits.
@@ -329,6 +334,7 @@ impl Default for Config {
             data_dir: PathBuf::from("./bdia-data"),
             metadata_url: None,
             node_id: None,
+            storage_url: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             limits: LimitsConfig::default(),
             rate_limit: RateLimitConfig::default(),
@@ -455,6 +461,9 @@ impl Config {
                 "BDIA_DATA_DIR" => self.data_dir = PathBuf::from(v),
                 "BDIA_METADATA_URL" => self.metadata_url = Some(v),
                 "BDIA_NODE_ID" => self.node_id = Some(v),
+                "BDIA_STORAGE_URL" => {
+                    self.storage_url = Some(v.trim().to_string()).filter(|v| !v.is_empty())
+                }
                 "BDIA_LISTEN" => self.listen = parse_env(&k, &v)?,
                 "BDIA_MAX_COMPRESSED_BYTES" => {
                     self.limits.max_compressed_bytes = parse_env(&k, &v)?
@@ -559,6 +568,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.data_dir.as_os_str().is_empty() {
             return Err(ConfigError("data_dir is empty".into()));
+        }
+        if let Some(url) = &self.storage_url {
+            bdia_store::storage::StorageUrl::parse(url)
+                .map_err(|e| ConfigError(format!("storage_url: {e}")))?;
         }
         if self.limits.max_compressed_bytes == 0 {
             return Err(ConfigError(
@@ -995,6 +1008,31 @@ mod tests {
                 .unwrap();
             let e = bad.validate().unwrap_err().to_string();
             assert!(e.contains(named), "{key}={value}: {e}");
+        }
+    }
+
+    #[test]
+    fn storage_url_from_toml_and_env_is_validated() {
+        let t = Config::from_toml("storage_url = \"s3://bucket-1/prod/bdia\"\n").unwrap();
+        assert_eq!(t.storage_url.as_deref(), Some("s3://bucket-1/prod/bdia"));
+        t.validate().unwrap();
+        let mut c = Config::default();
+        assert_eq!(c.storage_url, None);
+        c.apply_vars([("BDIA_STORAGE_URL".to_string(), "/srv/bdia".to_string())])
+            .unwrap();
+        assert_eq!(c.storage_url.as_deref(), Some("/srv/bdia"));
+        c.validate().unwrap();
+        c.apply_vars([("BDIA_STORAGE_URL".to_string(), " ".to_string())])
+            .unwrap();
+        assert_eq!(c.storage_url, None);
+        for (bad, why) in [
+            ("gs://b/p", "unsupported scheme"),
+            ("s3://B/p", "bucket"),
+            ("s3://bucket/a//b", "segments"),
+        ] {
+            c.storage_url = Some(bad.to_string());
+            let e = c.validate().unwrap_err().to_string();
+            assert!(e.contains("storage_url") && e.contains(why), "{bad}: {e}");
         }
     }
 }

@@ -257,7 +257,7 @@ pub async fn healthz() -> Json<serde_json::Value> {
 pub const DATABASE_SATURATED_CALLS: usize = 256;
 
 /// `GET /readyz`: 503 (error body) when the metadata store does not answer
-/// or the blob root is missing; else the load ([`bdia_wire::Readiness`]),
+/// or the blob store cannot be reached; else the load ([`bdia_wire::Readiness`]),
 /// 503 `saturated` when every pass slot is taken or the database queue is
 /// at [`DATABASE_SATURATED_CALLS`], 200 `ready` otherwise.
 pub async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
@@ -266,8 +266,8 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError>
         .ping()
         .await
         .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-    if !state.blobs.root().join("files").is_dir() {
-        return Err(ApiError::Unavailable("blob root missing".into()));
+    if let Err(e) = state.blobs.check().await {
+        return Err(ApiError::Unavailable(format!("blob store: {e}")));
     }
     let usage = |s: &crate::admission::Slots| bdia_wire::Usage {
         in_use: s.in_use() as u64,

@@ -124,11 +124,11 @@ impl From<OpError> for ApiError {
     }
 }
 
-/// The lake of a data dir, for maintenance from outside the server
+/// The lake on `storage`, for maintenance from outside the server
 /// (`bdia admin`): no spool is touched, so it is safe next to a running
 /// server.
-pub fn open_lake(data_dir: &std::path::Path) -> Result<Lake, LakeError> {
-    Lake::local(data_dir.join("lake"), bdia_lake::LakeConfig::default())
+pub fn open_lake(storage: &crate::storage::Storage) -> Result<Lake, LakeError> {
+    storage.lake(bdia_lake::LakeConfig::default())
 }
 
 /// Unix seconds now.

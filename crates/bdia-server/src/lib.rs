@@ -25,6 +25,10 @@
 //! DIR/lake-spool/                  part files being written
 //! ```
 //!
+//! With `storage_url = "s3://bucket/prefix"` ([`storage`]) the blobs and
+//! the lake are on the object store under `prefix/blobs/` and
+//! `prefix/lake/`; `DIR/blobs/staging/` still receives uploads.
+//!
 //! The processing stage ([`processing`]) runs next to the HTTP side: at
 //! bind, [`processing::recover`] repairs the lake and requeues files a crash
 //! left `PROCESSING`; while serving, the scheduler moves uploaded files
@@ -52,6 +56,7 @@ pub mod pace;
 pub mod processing;
 pub mod reports;
 pub mod state;
+pub mod storage;
 pub mod tenancy;
 #[cfg(feature = "testsuite")]
 pub mod testing;
@@ -204,14 +209,21 @@ impl Server {
     pub async fn bind(config: Config) -> anyhow::Result<Server> {
         config.validate()?;
         let max_connections = net::connection_budget(config.max_connections)?;
-        let data = tenancy::open_data_dir(&config).await?;
+        let storage = storage::Storage::from_config(&config)?;
+        tracing::info!(storage = %storage.describe(), "storage");
+        let data = tenancy::open_data_dir(&config, &storage).await?;
         let lock = tenancy::lock_data_dir(&config.data_dir)?;
         let cleared = data.blobs.clear_staging()?;
-        let orphans = tenancy::sweep_orphans(&*data.store, &data.blobs).await?;
+        let orphans = tenancy::sweep_orphans(
+            &*data.store,
+            &data.blobs,
+            tenancy::orphan_min_age(&data.blobs),
+        )
+        .await?;
         if cleared + orphans > 0 {
             tracing::info!(cleared, orphans, "recovered data dir");
         }
-        let processing = processing::Processing::open(&config.data_dir)?;
+        let processing = processing::Processing::open(&config.data_dir, &storage)?;
         // The lake's directories exist now: private like the rest.
         tenancy::ensure_private(&config.data_dir)?;
         processing::recover(
@@ -226,6 +238,12 @@ impl Server {
             config.reports.memory_limit_bytes.min(usize::MAX as u64) as usize,
         )
         .context("report engine")?;
+        if config.metadata_url.is_some() && config.storage_url.is_none() {
+            tracing::warn!(
+                "the metadata is shared but the storage is this node's disk: run one node only, \
+                 or give every node the same --storage-url s3://..."
+            );
+        }
         let first_start = tenancy::ensure_default_tenant(&*data.store, &config.data_dir).await?;
         let listening = net::Listening::bind(&config, max_connections).await?;
         let addr = listening.listener.local_addr()?;

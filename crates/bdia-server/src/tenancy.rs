@@ -14,6 +14,7 @@ use bdia_store::{ApiClient, Company, CompanySettings, MetadataStore, ReportSuite
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{hash_secret, random_hex};
+use crate::storage::Storage;
 
 /// Name of the company made on first start.
 pub const DEFAULT_COMPANY: &str = "default";
@@ -146,15 +147,15 @@ pub fn ensure_private(root: &Path) -> anyhow::Result<()> {
 
 /// Opens (creating) a data dir and the metadata store: the embedded
 /// SQLite database in the data dir, or the shared PostgreSQL database of
-/// `config.metadata_url`; the blob root; the token signing key (the data
+/// `config.metadata_url`; the blob store (on `storage`); the token signing key (the data
 /// dir's `server.key` with the embedded database, a secret kept in the
 /// shared database otherwise, so that every node accepts the tokens any
 /// node issued). Then makes the data dir private ([`make_private`]).
-pub async fn open_data_dir(config: &crate::Config) -> anyhow::Result<DataDir> {
+pub async fn open_data_dir(config: &crate::Config, storage: &Storage) -> anyhow::Result<DataDir> {
     let root = config.data_dir.as_path();
     std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
     let store = open_metadata(root, config.metadata_url.as_deref()).await?;
-    let blobs = BlobStore::open_local(&root.join("blobs"))?;
+    let blobs = storage.blobs(root)?;
     let server_key = match &config.metadata_url {
         None => local_key(&root.join("server.key"))?,
         Some(_) => {
@@ -252,18 +253,40 @@ pub fn lock_data_dir(root: &Path) -> anyhow::Result<std::fs::File> {
     }
 }
 
+/// How old an unreferenced blob on a shared object store must be before
+/// the startup sweep removes it: another server sharing the store may have
+/// published it a moment ago and be about to commit its record.
+pub const SHARED_ORPHAN_MIN_AGE: std::time::Duration = std::time::Duration::from_secs(3_600);
+
 /// Removes blobs that no record references (a crash between publishing a
-/// staged file and committing its record). Returns how many.
-pub async fn sweep_orphans(store: &dyn MetadataStore, blobs: &BlobStore) -> anyhow::Result<usize> {
+/// staged file and committing its record) and that are at least `min_age`
+/// old. Returns how many.
+pub async fn sweep_orphans(
+    store: &dyn MetadataStore,
+    blobs: &BlobStore,
+    min_age: std::time::Duration,
+) -> anyhow::Result<usize> {
+    let listed = blobs.list_keys_older_than(min_age).await?;
     let keep: HashSet<String> = store.referenced_blob_keys().await?.into_iter().collect();
     let mut n = 0;
-    for key in blobs.list_keys().await? {
+    for key in listed {
         if !keep.contains(&key) {
             blobs.delete(&key).await?;
             n += 1;
         }
     }
     Ok(n)
+}
+
+/// The startup sweep's minimum age for `blobs`: none on a local directory
+/// (the data dir's lock keeps other servers out),
+/// [`SHARED_ORPHAN_MIN_AGE`] on an object store.
+pub fn orphan_min_age(blobs: &BlobStore) -> std::time::Duration {
+    if blobs.is_local() {
+        std::time::Duration::ZERO
+    } else {
+        SHARED_ORPHAN_MIN_AGE
+    }
 }
 
 /// Checks an id given by an operator for a company or a client. Report

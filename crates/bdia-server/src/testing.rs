@@ -151,41 +151,68 @@ pub struct LakeHit {
     pub all: String,
 }
 
-/// The files of the current snapshot of every company table of the lake
-/// at `lake`, read on a runtime of its own (callers may be inside one).
-fn snapshot_files(lake: &Path) -> anyhow::Result<Vec<(String, bdia_lake::TableFile)>> {
-    let dir = lake.to_path_buf();
-    std::thread::spawn(
-        move || -> anyhow::Result<Vec<(String, bdia_lake::TableFile)>> {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
-                let l = bdia_lake::Lake::local(&dir, bdia_lake::LakeConfig::default())?;
-                let mut files = Vec::new();
-                for company in l.companies().await? {
-                    for f in l.files(&company).await? {
-                        files.push((company.clone(), f));
-                    }
-                }
-                Ok(files)
-            })
-        },
-    )
+/// Runs `f` on a runtime of its own, on a thread of its own (callers may
+/// be inside a runtime).
+fn on_own_runtime<T: Send + 'static>(
+    f: impl FnOnce() -> futures::future::BoxFuture<'static, anyhow::Result<T>> + Send + 'static,
+) -> anyhow::Result<T> {
+    std::thread::spawn(move || -> anyhow::Result<T> {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(f())
+    })
     .join()
-    .map_err(|_| anyhow::anyhow!("reading the lake's snapshots panicked"))?
+    .map_err(|_| anyhow::anyhow!("reading the lake panicked"))?
+}
+
+/// The lake at `storage_url` (a local directory holding `lake/`, or
+/// `s3://bucket/prefix`), and the files of the current snapshot of every
+/// company table with their bytes.
+type SnapshotFiles = Vec<(String, bdia_lake::TableFile, Option<bytes::Bytes>)>;
+
+fn snapshot_files(storage_url: &str, with_bytes: bool) -> anyhow::Result<SnapshotFiles> {
+    let url = storage_url.to_string();
+    on_own_runtime(move || {
+        Box::pin(async move {
+            let storage = crate::storage::Storage::open(Some(&url), Path::new("."))?;
+            let l = storage.lake(bdia_lake::LakeConfig::default())?;
+            let mut files = Vec::new();
+            for company in l.companies().await? {
+                for f in l.files(&company).await? {
+                    let bytes = if with_bytes {
+                        let rel =
+                            format!("{}/{}", bdia_lake::layout::company_dir(&company), f.path);
+                        let path = bdia_lake::layout::object_path(l.root(), &rel);
+                        Some(
+                            object_store::ObjectStoreExt::get(l.store().as_ref(), &path)
+                                .await?
+                                .bytes()
+                                .await?,
+                        )
+                    } else {
+                        None
+                    };
+                    files.push((company.clone(), f, bytes));
+                }
+            }
+            Ok(files)
+        })
+    })
 }
 
 /// The paths (relative to the lake root) of the files of the current
 /// snapshots of the lake under `data_dir/lake`.
 pub fn lake_files(data_dir: &Path) -> anyhow::Result<std::collections::BTreeSet<String>> {
-    let lake = data_dir.join("lake");
-    if !lake.join(bdia_lake::HITS).exists() {
-        return Ok(Default::default());
-    }
-    Ok(snapshot_files(&lake)?
+    lake_files_at(&data_dir.display().to_string())
+}
+
+/// [`lake_files`] of the lake at a storage URL (a local directory holding
+/// `lake/`, or `s3://bucket/prefix` with the `AWS_*` variables set).
+pub fn lake_files_at(storage_url: &str) -> anyhow::Result<std::collections::BTreeSet<String>> {
+    Ok(snapshot_files(storage_url, false)?
         .into_iter()
-        .map(|(company, f)| format!("{}/{}", bdia_lake::layout::company_dir(&company), f.path))
+        .map(|(company, f, _)| format!("{}/{}", bdia_lake::layout::company_dir(&company), f.path))
         .collect())
 }
 
@@ -193,23 +220,21 @@ pub fn lake_files(data_dir: &Path) -> anyhow::Result<std::collections::BTreeSet<
 /// under `data_dir/lake` (the files readers see), sorted. `report_suite`
 /// and `date` come from the partition values.
 pub fn lake_hits(data_dir: &Path) -> anyhow::Result<Vec<LakeHit>> {
+    lake_hits_at(&data_dir.display().to_string())
+}
+
+/// [`lake_hits`] of the lake at a storage URL (a local directory holding
+/// `lake/`, or `s3://bucket/prefix` with the `AWS_*` variables set).
+pub fn lake_hits_at(storage_url: &str) -> anyhow::Result<Vec<LakeHit>> {
     use arrow_array::cast::AsArray;
     use arrow_array::types::{Int32Type, Int64Type, TimestampMicrosecondType};
     use arrow_array::Array;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-    let lake = data_dir.join("lake");
     let mut out = Vec::new();
-    if !lake.join(bdia_lake::HITS).exists() {
-        return Ok(out);
-    }
-    let files = snapshot_files(&lake)?;
-    for (company, part) in files {
-        let path = lake
-            .join(bdia_lake::layout::company_dir(&company))
-            .join(&part.path);
-        let file = std::fs::File::open(path)?;
-        let reader = ParquetRecordBatchReaderBuilder::try_new(file)?.build()?;
+    for (_company, part, bytes) in snapshot_files(storage_url, true)? {
+        let bytes = bytes.expect("read with bytes");
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
         for batch in reader {
             let batch = batch?;
             let schema = batch.schema();

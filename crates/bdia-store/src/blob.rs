@@ -1,29 +1,35 @@
 //! Staged upload bytes and reject reports.
 //!
-//! On-disk layout under the blob root (`DATA_DIR/blobs`):
+//! Layout under the blob root (`DATA_DIR/blobs`, or `<prefix>/blobs/` of
+//! an object store):
 //!
 //! ```text
 //! staging/<name>.part         bytes being received; never referenced by a record
+//!                             (always on the local disk, `DATA_DIR/blobs/staging`)
 //! files/<file_id>.csv.gz      the staged upload, exactly as received
 //! rejects/<file_id>.csv       the first invalid rows (row,kind,message,raw),
 //!                             then a count line per kind left out
 //! ```
 //!
 //! Writes happen on the upload's blocking thread, in one pass with the
-//! format engine: bytes go to `staging/`, are fsynced, then renamed to their
-//! key and the directory fsynced ([`StagedFile::publish`]), all before the
-//! file record is committed. Recovery: everything under `staging/` is
-//! garbage at startup ([`BlobStore::clear_staging`]); an object under
-//! `files/` or `rejects/` that no record references (a crash between the
-//! rename and the commit) is removed by the startup sweep of the server.
+//! format engine: bytes go to `staging/` on the local disk, then
+//! [`StagedFile::publish`] makes them durable under their key before the
+//! file record is committed: on a local directory fsync, rename, fsync of
+//! the directory; on an object store an upload (multipart when large) that
+//! returns once the store acknowledged it. Recovery: everything under
+//! `staging/` is garbage at startup ([`BlobStore::clear_staging`]); an
+//! object under `files/` or `rejects/` that no record references (a crash
+//! between the publish and the commit) is removed by the startup sweep of
+//! the server.
 //!
 //! Reads, listing and deletion go through the `object_store` crate
-//! ([`BlobStore::object_store`]), so an S3-compatible store can replace the
-//! local directory; the local write path exists because `LocalFileSystem`
-//! does not fsync.
+//! ([`BlobStore::object_store`]) on both backends; a reader that needs a
+//! local file ([`BlobStore::open_read`]: the format engine is synchronous)
+//! gets the object downloaded to an unnamed temporary file when the blobs
+//! are not on the local disk.
 
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -32,7 +38,9 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
+use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt};
+use tokio::io::AsyncWriteExt;
 
 use crate::{StoreError, StoreResult};
 
@@ -57,11 +65,26 @@ fn os_err(e: object_store::Error) -> StoreError {
     }
 }
 
-/// Staged files on a local directory, read through `object_store`.
+/// Part size of the multipart upload of a large staged file.
+const UPLOAD_PART_BYTES: usize = 8 * 1024 * 1024;
+
+/// How long [`BlobStore::check`] waits for the object store.
+const CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Parts of one upload in flight at once.
+const UPLOAD_CONCURRENCY: usize = 2;
+
+/// Staged files and reject reports: on a local directory, or on an object
+/// store with a local staging directory.
 #[derive(Debug, Clone)]
 pub struct BlobStore {
+    /// The local directory: `staging/` (both backends) and, for a local
+    /// store, the objects themselves.
     root: PathBuf,
+    /// The objects, rooted at the blob root.
     store: Arc<dyn ObjectStore>,
+    /// True when the objects are on the local disk under `root`.
+    local: bool,
 }
 
 impl BlobStore {
@@ -75,31 +98,90 @@ impl BlobStore {
         Ok(BlobStore {
             root,
             store: Arc::new(store),
+            local: true,
         })
     }
 
-    /// The object store view of the same blobs (for readers).
+    /// Blobs under `prefix` of an object store (e.g. S3), staged in
+    /// `local/staging` (created) before they are uploaded.
+    pub fn open_object_store(
+        store: Arc<dyn ObjectStore>,
+        prefix: ObjectPath,
+        local: &Path,
+    ) -> StoreResult<BlobStore> {
+        fs::create_dir_all(local.join("staging")).map_err(io_err)?;
+        let root = local.canonicalize().map_err(io_err)?;
+        Ok(BlobStore {
+            root,
+            store: Arc::new(PrefixStore::new(store, prefix)),
+            local: false,
+        })
+    }
+
+    /// True when the objects are on the local disk (one server owns them:
+    /// the data dir's lock), false on an object store that other servers
+    /// may share.
+    pub fn is_local(&self) -> bool {
+        self.local
+    }
+
+    /// The object store view of the blobs, rooted at the blob root.
     pub fn object_store(&self) -> Arc<dyn ObjectStore> {
         self.store.clone()
     }
 
-    /// The local root directory.
+    /// The local directory (staging; the objects too for a local store).
     pub fn root(&self) -> &Path {
         &self.root
     }
 
-    /// Where a key's object lives on the local disk (readers that want a
-    /// plain `std::fs::File`, e.g. the format engine, which is synchronous).
-    pub fn local_path(&self, key: &str) -> PathBuf {
-        self.root.join(key)
+    /// Where a key's object lives on the local disk; `None` when the blobs
+    /// are on an object store.
+    pub fn local_path(&self, key: &str) -> Option<PathBuf> {
+        self.local.then(|| self.root.join(key))
     }
 
-    /// Opens an object for synchronous reading.
-    pub fn open_read(&self, key: &str) -> StoreResult<File> {
-        File::open(self.local_path(key)).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => StoreError::NotFound(key.to_string()),
-            _ => io_err(e),
-        })
+    /// Checks that the blobs can be reached (for readiness): the local
+    /// directory exists, or the object store answers a listing.
+    pub async fn check(&self) -> StoreResult<()> {
+        if self.local {
+            if !self.root.join("files").is_dir() {
+                return Err(StoreError::NotFound("blob root".into()));
+            }
+            return Ok(());
+        }
+        let p = ObjectPath::from("files");
+        let mut list = self.store.list(Some(&p));
+        match tokio::time::timeout(CHECK_TIMEOUT, list.next()).await {
+            Ok(None | Some(Ok(_))) => Ok(()),
+            Ok(Some(Err(e))) => Err(os_err(e)),
+            Err(_) => Err(StoreError::backend(
+                "blob object store",
+                format!("no answer within {} s", CHECK_TIMEOUT.as_secs()),
+            )),
+        }
+    }
+
+    /// Opens an object for synchronous reading: the file itself on a local
+    /// store, else a download of it into an unnamed temporary file under
+    /// `staging/` (gone when closed, or at a crash).
+    pub async fn open_read(&self, key: &str) -> StoreResult<File> {
+        if let Some(path) = self.local_path(key) {
+            return File::open(path).map_err(|e| match e.kind() {
+                io::ErrorKind::NotFound => StoreError::NotFound(key.to_string()),
+                _ => io_err(e),
+            });
+        }
+        let tmp = tempfile::tempfile_in(self.root.join("staging")).map_err(io_err)?;
+        let mut out = tokio::fs::File::from_std(tmp);
+        let mut chunks = self.get_stream(key).await?;
+        while let Some(chunk) = chunks.next().await {
+            out.write_all(&chunk?).await.map_err(io_err)?;
+        }
+        out.flush().await.map_err(io_err)?;
+        let mut file = out.into_std().await;
+        file.rewind().map_err(io_err)?;
+        Ok(file)
     }
 
     /// Starts a staged file named `name` (unique per upload). Blocking I/O:
@@ -110,7 +192,7 @@ impl BlobStore {
         Ok(StagedFile {
             path: Some(path),
             out: BufWriter::with_capacity(256 * 1024, file),
-            root: self.root.clone(),
+            blobs: self.clone(),
         })
     }
 
@@ -166,8 +248,31 @@ impl BlobStore {
         }
     }
 
+    /// Deletes an object from a blocking thread (to undo a publish whose
+    /// record could not be committed); a missing one is not an error.
+    pub fn delete_blocking(&self, key: &str) -> StoreResult<()> {
+        match self.local_path(key) {
+            Some(path) => match fs::remove_file(path) {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(io_err(e)),
+            },
+            None => runtime()?.block_on(self.delete(key)),
+        }
+    }
+
     /// Keys of every object under `files/` and `rejects/`.
     pub async fn list_keys(&self) -> StoreResult<Vec<String>> {
+        self.list_keys_older_than(std::time::Duration::ZERO).await
+    }
+
+    /// Keys of the objects under `files/` and `rejects/` last modified at
+    /// least `age` ago (by the store's clock against this host's).
+    pub async fn list_keys_older_than(&self, age: std::time::Duration) -> StoreResult<Vec<String>> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let cutoff = now.saturating_sub(age.as_millis() as i64);
         let mut keys = Vec::new();
         for prefix in ["files", "rejects"] {
             let p = ObjectPath::from(prefix);
@@ -177,10 +282,42 @@ impl BlobStore {
                 .try_collect()
                 .await
                 .map_err(os_err)?;
-            keys.extend(metas.into_iter().map(|m| m.location.to_string()));
+            keys.extend(
+                metas
+                    .into_iter()
+                    .filter(|m| age.is_zero() || m.last_modified.timestamp_millis() <= cutoff)
+                    .map(|m| m.location.to_string()),
+            );
         }
         Ok(keys)
     }
+}
+
+/// The runtime a blocking thread of it runs on (for the object store's
+/// async calls).
+fn runtime() -> StoreResult<tokio::runtime::Handle> {
+    tokio::runtime::Handle::try_current()
+        .map_err(|e| StoreError::backend("blob store outside a tokio runtime", e))
+}
+
+/// Uploads the local file `from` to `key` of `store`: one put when small,
+/// else a multipart upload of [`UPLOAD_PART_BYTES`] parts; returns once
+/// the store acknowledged the whole object. A failed upload is aborted.
+async fn upload(store: Arc<dyn ObjectStore>, from: &Path, key: &str) -> StoreResult<()> {
+    let mut file = tokio::fs::File::open(from).await.map_err(io_err)?;
+    let mut w = object_store::buffered::BufWriter::with_capacity(
+        store,
+        ObjectPath::from(key),
+        UPLOAD_PART_BYTES,
+    )
+    .with_max_concurrency(UPLOAD_CONCURRENCY);
+    if let Err(e) = tokio::io::copy(&mut file, &mut w).await {
+        let _ = w.abort().await;
+        return Err(StoreError::backend("uploading a staged file", e));
+    }
+    w.shutdown()
+        .await
+        .map_err(|e| StoreError::backend("completing the upload of a staged file", e))
 }
 
 /// A file being written under `staging/`; removed on drop unless published.
@@ -188,9 +325,8 @@ impl BlobStore {
 pub struct StagedFile {
     path: Option<PathBuf>,
     out: BufWriter<File>,
-    root: PathBuf,
+    blobs: BlobStore,
 }
-
 impl Write for StagedFile {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.out.write(buf)
@@ -206,12 +342,19 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 }
 
 impl StagedFile {
-    /// Makes the bytes durable under `key`: flush, fsync, rename, fsync the
-    /// directory. Blocking I/O.
+    /// Makes the bytes durable under `key`, returning once they are: on a
+    /// local store flush, fsync, rename, fsync the directory; on an object
+    /// store an upload the store acknowledged (the staged file is then
+    /// removed). Blocking I/O: call it from a blocking thread of a tokio
+    /// runtime.
     pub fn publish(mut self, key: &str) -> StoreResult<()> {
         self.out.flush().map_err(io_err)?;
+        let Some(target) = self.blobs.local_path(key) else {
+            let from = self.path.clone().expect("path present until published");
+            let store = self.blobs.store.clone();
+            return runtime()?.block_on(upload(store, &from, key));
+        };
         self.out.get_ref().sync_all().map_err(io_err)?;
-        let target = self.root.join(key);
         let dir = target
             .parent()
             .ok_or_else(|| StoreError::Invalid(format!("blob key '{key}'")))?
@@ -235,15 +378,5 @@ impl Drop for StagedFile {
         if let Some(p) = self.path.take() {
             let _ = fs::remove_file(p);
         }
-    }
-}
-
-/// Removes a published blob directly (blocking; used to undo a publish
-/// whose record could not be committed).
-pub fn remove_local(store: &BlobStore, key: &str) -> StoreResult<()> {
-    match fs::remove_file(store.root.join(key)) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(io_err(e)),
     }
 }

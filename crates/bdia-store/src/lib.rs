@@ -39,6 +39,7 @@ mod common;
 pub mod conformance;
 pub mod postgres;
 pub mod sqlite;
+pub mod storage;
 
 use std::fmt;
 use std::str::FromStr;
@@ -812,8 +813,10 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Claims leases on at most `limit` groups for `node_id`, for
     /// `lease_ms` on the database clock, in one transaction: groups that
     /// have an `UPLOADED` or `PROCESSING` file and no `ERROR` file, whose
-    /// lease is free (never claimed, released, or expired), oldest waiting
-    /// file first. Each claim moves the group's epoch up by one, records a
+    /// lease is free (never claimed, released, or expired), least recently
+    /// held first (never claimed, then by the time the lease ended), then
+    /// oldest waiting file: with leases released after each file, a round
+    /// robin over every waiting group of every node. Each claim moves the group's epoch up by one, records a
     /// [`LeaseClaim`], and returns the group's `PROCESSING` files (a run
     /// of the lease before, now void) to `UPLOADED`. Concurrent callers
     /// (other nodes) never get the same group: a group is claimed by one

@@ -96,6 +96,12 @@ impl BdiaServe {
         server
     }
 
+    /// [`BdiaServe::spawn`] with the output appended to `logs/stdout.txt`
+    /// and `logs/stderr.txt`; does not wait.
+    pub fn spawn_logged(data_dir: &Path, env: &[(&str, &str)], logs: &Path) -> BdiaServe {
+        BdiaServe::spawn_to(data_dir, env, Some(logs))
+    }
+
     /// [`BdiaServe::start`] with the server's standard output and error
     /// appended to `logs/stdout.txt` and `logs/stderr.txt`, for tests of
     /// what it prints and logs.
@@ -206,6 +212,28 @@ impl BdiaServe {
             .find_map(|l| l.strip_prefix("VmHWM:"))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
             .expect("VmHWM in /proc/PID/status")
+    }
+
+    /// `bdia upload DIR --json --parallel 4` with the first-start client;
+    /// panics when it fails.
+    pub fn upload_dir(&self, dir: &Path) {
+        let creds = self.credentials();
+        let out = Command::new(env!("CARGO_BIN_EXE_bdia"))
+            .args(["upload", dir.to_str().unwrap(), "--json", "--parallel", "4"])
+            .env("BDIA_URL", self.url())
+            .env("BDIA_CLIENT_ID", creds["client_id"].as_str().unwrap())
+            .env(
+                "BDIA_CLIENT_SECRET",
+                creds["client_secret"].as_str().unwrap(),
+            )
+            .env("BDIA_CLIENT_CONFIG", "/nonexistent")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// `http://127.0.0.1:PORT`.

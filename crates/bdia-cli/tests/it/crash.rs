@@ -156,28 +156,7 @@ fn killed_at_random_points_the_lake_and_state_equal_a_clean_run() {
     let mut child = spawn(&base, false);
     child.wait_healthy();
     let creds = child.credentials();
-    let out = Command::new(env!("CARGO_BIN_EXE_bdia"))
-        .args([
-            "upload",
-            prepared.to_str().unwrap(),
-            "--json",
-            "--parallel",
-            "4",
-        ])
-        .env("BDIA_URL", child.url())
-        .env("BDIA_CLIENT_ID", creds["client_id"].as_str().unwrap())
-        .env(
-            "BDIA_CLIENT_SECRET",
-            creds["client_secret"].as_str().unwrap(),
-        )
-        .env("BDIA_CLIENT_CONFIG", "/nonexistent")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    child.upload_dir(&prepared);
     child.kill();
     // A throttle keeps files in flight long enough for kills to land
     // mid-file; it changes timing only, never the output.

@@ -66,8 +66,8 @@ fn deltalake_available() -> bool {
 }
 
 /// A server with its client, and calls over curl.
-struct Api {
-    server: BdiaServe,
+pub(crate) struct Api {
+    pub(crate) server: BdiaServe,
     data: std::path::PathBuf,
     company: String,
     client_id: String,
@@ -75,7 +75,7 @@ struct Api {
 }
 
 impl Api {
-    fn start(data: &Path, env: &[(&str, &str)]) -> Api {
+    pub(crate) fn start(data: &Path, env: &[(&str, &str)]) -> Api {
         let mut all = vec![("BDIA_PROCESSING_POLL_MS", "50")];
         all.extend_from_slice(env);
         let server = BdiaServe::start(data, &all);
@@ -90,7 +90,7 @@ impl Api {
     }
 
     /// `curl` with the client's credentials: (status, JSON body).
-    fn call(&self, method: &str, path: &str, extra: &[&str]) -> (u16, Value) {
+    pub(crate) fn call(&self, method: &str, path: &str, extra: &[&str]) -> (u16, Value) {
         let out = Command::new("curl")
             .args(["-s", "-w", "\n%{http_code}", "-X", method])
             .args(["-H", &format!("Authorization: Bearer {}", self.token)])
@@ -106,7 +106,7 @@ impl Api {
         (status, body)
     }
 
-    fn upload(&self, file: &Path, vgid: &str) -> Value {
+    pub(crate) fn upload(&self, file: &Path, vgid: &str) -> Value {
         let (st, v) = self.call(
             "POST",
             "/aa/collect/v1/events",
@@ -123,7 +123,7 @@ impl Api {
 
     /// Waits for every file to be COMPLETE (a generous bound for a loaded
     /// machine, not a timing assertion).
-    fn wait_complete(&self, ids: &[&str]) {
+    pub(crate) fn wait_complete(&self, ids: &[&str]) {
         let start = Instant::now();
         for id in ids {
             loop {
@@ -144,7 +144,7 @@ impl Api {
     }
 
     /// bdia's report totals over the test's day: (hits, page views).
-    fn report_totals(&self) -> (u64, u64) {
+    pub(crate) fn report_totals(&self) -> (u64, u64) {
         let (st, v) = self.call(
             "GET",
             "/api/v1/report-suites/rs1/report?metrics=hits,pageviews&dimension=day\

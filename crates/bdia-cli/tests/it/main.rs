@@ -13,4 +13,6 @@ mod common;
 mod crash;
 mod hygiene;
 mod lake_ops;
+mod multinode;
+mod storage_s3;
 mod validate;

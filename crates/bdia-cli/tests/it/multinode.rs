@@ -127,7 +127,10 @@ fn upload(url: &str, creds: &serde_json::Value, group: &str, file: &Path) {
         .args(["--vgid", group, "--json"])
         .env("BDIA_URL", url)
         .env("BDIA_CLIENT_ID", creds["client_id"].as_str().unwrap())
-        .env("BDIA_CLIENT_SECRET", creds["client_secret"].as_str().unwrap())
+        .env(
+            "BDIA_CLIENT_SECRET",
+            creds["client_secret"].as_str().unwrap(),
+        )
         .env("BDIA_CLIENT_CONFIG", "/nonexistent")
         .output()
         .unwrap();
@@ -208,7 +211,10 @@ fn three_nodes_killed_and_paused_process_every_row_once_like_one_node() {
     let (prepared, _) = prepared_exports(work.path(), 1500, 200, 0.02, "4", "300");
     let order = upload_order(&prepared);
     let groups: BTreeSet<_> = order.iter().map(|(g, _)| g.clone()).collect();
-    assert!(order.len() >= 12 && groups.len() >= 3, "several files per group");
+    assert!(
+        order.len() >= 12 && groups.len() >= 3,
+        "several files per group"
+    );
 
     // 1. One node, embedded database and local storage: the reference.
     let single = work.path().join("single");
@@ -252,7 +258,9 @@ fn three_nodes_killed_and_paused_process_every_row_once_like_one_node() {
         let mut env = node_env(id);
         env.last_mut().unwrap().1 = processing.to_string();
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        BdiaServe::spawn(&work.path().join(id), &env)
+        let dir = work.path().join(id);
+        std::fs::create_dir_all(dir.join("logs")).unwrap();
+        BdiaServe::spawn_logged(&dir, &env, &dir.join("logs"))
     };
     // The first node bootstraps the tenant; the others create nothing.
     let mut first = spawn("node-1", false);
@@ -283,18 +291,53 @@ fn three_nodes_killed_and_paused_process_every_row_once_like_one_node() {
     for n in &mut nodes {
         n.kill();
     }
+    // The same salt as the single node's company, so that the visitor ids
+    // derived from customer IDs are the same in both lakes.
+    let salt = rt
+        .block_on(sqlite.get_company(creds1["company"].as_str().unwrap()))
+        .unwrap()
+        .unwrap()
+        .salt;
+    let out = Command::new("psql")
+        .arg(&db)
+        .args([
+            "-q",
+            "-c",
+            &format!(
+                "UPDATE companies SET salt = '{salt}' WHERE id = '{}'",
+                creds["company"].as_str().unwrap()
+            ),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // A throttle keeps files in flight long enough for kills to land
     // mid-file (split among the live nodes); it changes timing only.
     let company = creds["company"].as_str().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_bdia"))
-        .args(["admin", "company", "settings", company, "--rows-per-second", "900"])
+        .args([
+            "admin",
+            "company",
+            "settings",
+            company,
+            "--rows-per-second",
+            "900",
+        ])
         .arg("--data-dir")
         .arg(work.path().join("admin"))
         .args(["--metadata-url", &db])
         .env("BDIA_STORAGE_URL", &storage)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // 3. Processing on every node; kills at random points.
     let ids = ["node-1", "node-2", "node-3"];
@@ -311,6 +354,7 @@ fn three_nodes_killed_and_paused_process_every_row_once_like_one_node() {
         files.iter().all(|f| f.status == FileStatus::Complete)
     };
     let mut kills_mid_run = 0;
+    let mut paused_node = None;
     for round in 0..14 {
         std::thread::sleep(Duration::from_millis(200 + rng.next(700)));
         let victim = rng.next(3) as usize;
@@ -327,16 +371,40 @@ fn three_nodes_killed_and_paused_process_every_row_once_like_one_node() {
         if round == 6 {
             // One node paused past its leases, then resumed: whatever its
             // runs still try to commit is fenced.
-            let paused = rng.next(3) as usize;
+            // The node holding the most leases now.
+            let out = Command::new("psql")
+                .arg(&db)
+                .args([
+                    "-qtA",
+                    "-c",
+                    "SELECT node_id FROM visitor_groups WHERE node_id IS NOT NULL \
+                     GROUP BY node_id ORDER BY count(*) DESC LIMIT 1",
+                ])
+                .output()
+                .unwrap();
+            let holder = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            let paused = ids.iter().position(|id| *id == holder).unwrap_or(0);
+            paused_node = Some(paused);
             nodes[paused].wait_healthy();
             let pid = nodes[paused].pid().to_string();
-            assert!(Command::new("kill").args(["-STOP", &pid]).status().unwrap().success());
+            assert!(Command::new("kill")
+                .args(["-STOP", &pid])
+                .status()
+                .unwrap()
+                .success());
             std::thread::sleep(Duration::from_millis(LEASE_MS * 3));
-            assert!(Command::new("kill").args(["-CONT", &pid]).status().unwrap().success());
+            assert!(Command::new("kill")
+                .args(["-CONT", &pid])
+                .status()
+                .unwrap()
+                .success());
         }
     }
     eprintln!("{kills_mid_run} kills landed before the end");
-    assert!(kills_mid_run >= 10, "kills must land while files are processed");
+    assert!(
+        kills_mid_run >= 10,
+        "kills must land while files are processed"
+    );
     wait_settled(&rt, &pg, order.len());
     for n in &mut nodes {
         n.kill();
@@ -349,11 +417,33 @@ fn three_nodes_killed_and_paused_process_every_row_once_like_one_node() {
     assert!(
         files.iter().all(|f| f.status == FileStatus::Complete),
         "{:?}",
-        files.iter().map(|f| (&f.file_id, f.status, &f.error)).collect::<Vec<_>>()
+        files
+            .iter()
+            .map(|f| (&f.file_id, f.status, &f.error))
+            .collect::<Vec<_>>()
     );
     let cluster_rows = rows(bdia_server::testing::lake_hits_at(&storage).unwrap());
     assert_eq!(cluster_rows.len(), ref_rows.len(), "no hit lost or doubled");
-    assert!(cluster_rows == ref_rows, "the lakes' rows differ");
+    if cluster_rows != ref_rows {
+        let only = |a: &[(String, String)], b: &[(String, String)]| {
+            let b: BTreeSet<_> = b.iter().collect();
+            a.iter()
+                .filter(|r| !b.contains(r))
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        let (extra, missing) = (
+            only(&cluster_rows, &ref_rows),
+            only(&ref_rows, &cluster_rows),
+        );
+        panic!(
+            "the lakes' rows differ: {} rows only in the cluster's lake, {} only in the single node's; first ones:\n{:?}\n{:?}",
+            extra.len(),
+            missing.len(),
+            extra.first().map(|r| &r.1[..r.1.len().min(600)]),
+            missing.first().map(|r| &r.1[..r.1.len().min(600)])
+        );
+    }
     assert_eq!(states, ref_states, "visitor state");
 
     // 5. The lease records: claims of a group follow each other (each
@@ -362,7 +452,10 @@ fn three_nodes_killed_and_paused_process_every_row_once_like_one_node() {
     // order. Takeovers by another node happened.
     let mut by_group: BTreeMap<String, Vec<&FileRecord>> = BTreeMap::new();
     for f in &files {
-        by_group.entry(f.visitor_group_id.clone()).or_default().push(f);
+        by_group
+            .entry(f.visitor_group_id.clone())
+            .or_default()
+            .push(f);
     }
     let mut takeovers = 0;
     for (g, mut fs) in by_group {
@@ -387,10 +480,20 @@ fn three_nodes_killed_and_paused_process_every_row_once_like_one_node() {
             let epoch = f.lease_epoch.expect("completed under a lease");
             let holder = &claims[(epoch - 1) as usize].node_id;
             assert_eq!(f.processed_by.as_ref(), Some(holder), "{g}: {}", f.file_id);
-            assert!(epoch >= last_epoch, "{g}: files completed out of lease order");
+            assert!(
+                epoch >= last_epoch,
+                "{g}: files completed out of lease order"
+            );
             last_epoch = epoch;
         }
     }
     eprintln!("{takeovers} group takeovers by another node");
     assert!(takeovers > 0, "groups moved between nodes");
+    // The paused node found, once resumed, that its leases were gone.
+    let paused = ids[paused_node.expect("a node was paused")];
+    let log = std::fs::read_to_string(work.path().join(paused).join("logs/stderr.txt")).unwrap();
+    assert!(
+        log.contains("lease lost"),
+        "{paused} was paused past its leases and must have lost them"
+    );
 }

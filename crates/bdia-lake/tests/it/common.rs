@@ -189,6 +189,31 @@ pub fn data_objects(store: &dyn ObjectStore) -> BTreeMap<String, Vec<u8>> {
     all
 }
 
+/// Every data object under a lake's root with its bytes, by path relative
+/// to the root (the Delta logs aside).
+pub fn lake_data_objects(lake: &Lake) -> BTreeMap<String, Vec<u8>> {
+    let root = lake.root().clone();
+    let store = lake.store().clone();
+    block_on(async move {
+        let metas: Vec<ObjectMeta> = store.list(Some(&root)).try_collect().await.unwrap();
+        let mut out = BTreeMap::new();
+        for m in metas {
+            let rel = m.location.as_ref();
+            let rel = rel
+                .strip_prefix(root.as_ref())
+                .unwrap_or(rel)
+                .trim_start_matches('/')
+                .to_string();
+            if rel.contains("_delta_log/") {
+                continue;
+            }
+            let b = store.get(&m.location).await.unwrap().bytes().await.unwrap();
+            out.insert(rel, b.to_vec());
+        }
+        out
+    })
+}
+
 /// The files of `company`'s current snapshot: (path, rows).
 pub fn table_files(lake: &Lake, company: &str) -> Vec<(String, u64)> {
     block_on(lake.files(company))
@@ -217,7 +242,7 @@ pub fn crashing_lake(real: &Lake, budget: i64) -> (Lake, Arc<CrashingStore>) {
     let store = Arc::new(CrashingStore::new(real.store().clone(), budget));
     let lake = Lake::new(
         store.clone() as Arc<dyn ObjectStore>,
-        Path::default(),
+        real.root().clone(),
         real.config().clone(),
     );
     (lake, store)

@@ -1,6 +1,8 @@
 //! Exactly-once commits: the txn fence, crashes at every write, two
 //! writers racing, the move of a lake of commit records.
 
+use std::sync::Arc;
+
 use bdia_lake::{CommitOutcome, FileManifest, FileTxn, Lake, LakeConfig, PartEntry};
 use bdia_model::EnrichedHit;
 use object_store::path::Path;
@@ -79,19 +81,30 @@ fn the_same_file_twice_is_committed_once_with_identical_objects() {
     );
 }
 
-#[test]
-fn a_crash_at_any_write_then_processing_again_commits_the_file_once() {
+/// A place for a lake, opened anew by each "process" that uses it.
+pub type Opener = Arc<dyn Fn() -> Lake + Send + Sync>;
+
+/// A lake in a fresh temporary directory.
+fn local_place(_name: &str) -> Opener {
+    let dir = Arc::new(tempfile::tempdir().unwrap());
+    Arc::new(move || Lake::local(dir.path(), small_config()).unwrap())
+}
+
+/// The store failed at every write of a publication in turn; each time,
+/// the file processed again by a new process commits it once, with the
+/// objects of an uninterrupted run. `place(name)` gives a fresh lake.
+pub fn crash_at_every_write(place: impl Fn(&str) -> Opener) {
     let (a, b) = files();
-    let clean_dir = tempfile::tempdir().unwrap();
-    let clean = Lake::local(clean_dir.path(), small_config()).unwrap();
+    let clean = place("clean")();
     write_file(&clean, "a", &a, zones());
     write_file(&clean, "b", &b, zones());
     let expected_files = table_files(&clean, COMPANY);
+    let expected_objects = lake_data_objects(&clean);
 
     let mut crashes = 0;
     for budget in 0.. {
-        let dir = tempfile::tempdir().unwrap();
-        let real = Lake::local(dir.path(), small_config()).unwrap();
+        let open = place(&format!("crash{budget}"));
+        let real = open();
         write_file(&real, "a", &a, zones());
         let (lake, store) = crashing_lake(&real, budget);
         let mut w = lake.begin(COMPANY, "b", zones()).unwrap();
@@ -112,7 +125,7 @@ fn a_crash_at_any_write_then_processing_again_commits_the_file_once() {
         // Before the commit, readers see only file a.
         assert_rows(&real, a.len());
         // Restart: the file is processed again, by a new process.
-        let restarted = Lake::local(dir.path(), small_config()).unwrap();
+        let restarted = open();
         write_file(&restarted, "b", &b, zones());
         assert_eq!(
             table_files(&restarted, COMPANY),
@@ -121,38 +134,34 @@ fn a_crash_at_any_write_then_processing_again_commits_the_file_once() {
         );
         assert_rows(&restarted, a.len() + b.len());
         // Objects of the failed attempt were overwritten by identical ones.
-        for (path, bytes) in data_objects(clean.store().as_ref()) {
-            assert_eq!(
-                data_objects(restarted.store().as_ref()).get(&path),
-                Some(&bytes),
-                "{path}"
-            );
+        let objects = lake_data_objects(&restarted);
+        for (path, bytes) in &expected_objects {
+            assert_eq!(objects.get(path), Some(bytes), "{path}");
         }
     }
     assert!(crashes >= 3, "only {crashes} crash points");
 }
 
 #[test]
-fn two_processes_committing_the_same_file_commit_it_once() {
-    let (a, _) = files();
-    for round in 0..4 {
-        let dir = tempfile::tempdir().unwrap();
+fn a_crash_at_any_write_then_processing_again_commits_the_file_once() {
+    crash_at_every_write(local_place);
+}
+
+/// Two processes (separate lakes over one place) publish the same file at
+/// once, `rounds` times: one commits, the other finds it committed; a file
+/// of another group commits after them.
+pub fn race_for_one_file(place: impl Fn(&str) -> Opener, rounds: usize) {
+    let (a, b) = files();
+    for round in 0..rounds {
+        let open = place(&format!("race{round}"));
         // The table exists: both race for the file's commit, not the create.
-        write_file(
-            &Lake::local(dir.path(), small_config()).unwrap(),
-            "first",
-            &a[..5],
-            zones(),
-        );
-        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+        write_file(&open(), "first", &a[..5], zones());
+        let barrier = Arc::new(std::sync::Barrier::new(2));
         let outcomes: Vec<CommitOutcome> = (0..2)
             .map(|_| {
-                let path = dir.path().to_path_buf();
-                let a = a.clone();
-                let barrier = barrier.clone();
+                let (open, a, barrier) = (open.clone(), a.clone(), barrier.clone());
                 std::thread::spawn(move || {
-                    // Separate lakes: separate table handles, like two processes.
-                    let lake = Lake::local(&path, small_config()).unwrap();
+                    let lake = open();
                     let mut w = lake.begin(COMPANY, "raced", zones()).unwrap();
                     for h in &a {
                         w.push(h).unwrap();
@@ -175,9 +184,19 @@ fn two_processes_committing_the_same_file_commit_it_once() {
             outcomes.contains(&CommitOutcome::AlreadyCommitted { txn_version: 1 }),
             "round {round}: {outcomes:?}"
         );
-        let lake = Lake::local(dir.path(), small_config()).unwrap();
+        let lake = open();
         assert_rows(&lake, 5 + a.len());
+        assert_eq!(
+            write_file(&lake, "other", &b, zones()),
+            CommitOutcome::Committed { table_version: 3 }
+        );
+        assert_rows(&lake, 5 + a.len() + b.len());
     }
+}
+
+#[test]
+fn two_processes_committing_the_same_file_commit_it_once() {
+    race_for_one_file(local_place, 4);
 }
 
 /// Turns file `id` of `lake` into the format before Delta tables: its parts

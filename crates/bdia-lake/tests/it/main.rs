@@ -1,4 +1,5 @@
-//! Integration tests of the hit lake: real Parquet on a local object store.
+//! Integration tests of the hit lake: real Parquet on a local object store,
+//! and on an S3 server (`s3`).
 
 mod common;
 mod delta;
@@ -7,3 +8,4 @@ mod exactly_once;
 mod props;
 mod reader;
 mod roundtrip;
+mod s3;

@@ -1,25 +1,28 @@
 //! The processing stage: uploaded files -> enriched hits in the lake.
 //!
 //! ```text
-//! scheduler (one task)                         workers (<= processing.workers)
-//!   runnable groups (store) -> round-robin ring
-//!   claim_next_file(group) ──────────────────▶ worker::run (blocking thread:
-//!   wake-ups: upload accepted, retry,             engine, lookups, enrichment,
-//!             worker done, poll interval          lake writer; then publish,
-//!                                                 commit, delete staged file)
+//! scheduler (one task per node)                workers (<= processing.workers)
+//!   claim_groups (leases, store) -> ring
+//!   claim_next_file(group, lease) ───────────▶ worker::run (blocking thread:
+//!   renew leases every lease_ms / 3               engine, lookups, enrichment,
+//!   wake-ups: upload accepted, retry,             lake writer; then publish,
+//!             worker done, poll interval          commit, delete staged file;
+//!                                                 then the lease is released)
 //! ```
 //!
 //! # Ordering and fairness
 //!
-//! A group is (company, visitor group). The store hands out only the next
-//! file of a group in acceptance order and never a second one while one is
-//! `PROCESSING` ([`bdia_store::MetadataStore::claim_next_file`]), so a group's
-//! files run one at a time, in order, even across restarts. The scheduler
-//! keeps a ring of runnable groups and takes one file from the group at its
-//! front; a group that still has files goes back to the end of the ring
-//! when its file is done. A group with 1,000 queued files therefore gets
-//! one turn per round, like a group with one. Different groups run in
-//! parallel on at most `processing.workers` workers.
+//! A group is (company, visitor group). A node runs a group's file only
+//! under a lease on the group ([`bdia_store::MetadataStore::claim_groups`];
+//! design and failure cases in docs/SCALE-OUT.md), and the store hands out
+//! only the next file of a group in acceptance order and never a second
+//! one while one is `PROCESSING`
+//! ([`bdia_store::MetadataStore::claim_next_file`]), so a group's files run
+//! one at a time, in order, even across restarts and nodes. After each
+//! file the lease is released, and leases are handed out least recently
+//! held first: a group with 1,000 queued files gets one turn per round,
+//! like a group with one, whichever node runs it. Different groups run in
+//! parallel on at most `processing.workers` workers per node.
 //!
 //! Across companies: the next group is taken from a company that is not
 //! behind its rows-per-second throttle, then from the company with the
@@ -94,6 +97,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{LimitsConfig, ProcessingConfig};
+use crate::storage::Storage;
 use throttle::Throttles;
 
 pub(crate) fn now() -> i64 {
@@ -154,8 +158,8 @@ impl std::fmt::Debug for Processing {
 }
 
 impl Processing {
-    /// Opens the lake under `data_dir/lake` (spool in `data_dir/lake-spool`).
-    pub fn open(data_dir: &Path) -> anyhow::Result<Processing> {
+    /// Opens the lake on `storage` (spool in `data_dir/lake-spool`).
+    pub fn open(data_dir: &Path, storage: &Storage) -> anyhow::Result<Processing> {
         let spool = data_dir.join("lake-spool");
         std::fs::create_dir_all(&spool)?;
         // Parts of a file whose processing stopped (crash, kill): that file
@@ -168,7 +172,7 @@ impl Processing {
             spool_dir: Some(spool),
             ..LakeConfig::default()
         };
-        let lake = Lake::local(data_dir.join("lake"), config)?;
+        let lake = storage.lake(config)?;
         Ok(Processing {
             lake,
             wake: Arc::new(Notify::new()),
@@ -282,9 +286,10 @@ impl Held {
 ///
 /// The scheduler claims visitor-group leases for this node
 /// ([`MetadataStore::claim_groups`]), at most twice as many as it has
-/// workers, renews them every third of `processing.lease_ms`, and runs
-/// the held groups' files one at a time per group; a group with nothing
-/// left to run is released. A lease that a renewal finds lost (the node
+/// workers, renews them every third of `processing.lease_ms`, runs one
+/// file of each held group and then releases the group: the store hands
+/// groups out least recently held first, so every waiting group of every
+/// node gets one file per round. A lease that a renewal finds lost (the node
 /// was paused or cut off past its expiry and another node took the
 /// group) stops its run: nothing it still writes can land, since the
 /// metadata commit is fenced by the lease epoch and the lake commit by the
@@ -344,6 +349,10 @@ pub async fn run_scheduler(
                     tracker.spawn(async move {
                         process_one(&shared, rec, &lease, stop).await;
                         shared.throttles.finished();
+                        // Given back after every file: the group's next
+                        // file waits for its turn behind the groups held
+                        // less recently, on whichever node claims it.
+                        release(&shared, &lease).await;
                         let _ = done.send(lease);
                     });
                 }
@@ -385,14 +394,14 @@ pub async fn run_scheduler(
     }
 }
 
-/// A run under `lease` ended: the group goes back to the end of the ring
-/// (its next file, if any, runs in a later round), unless the lease was
-/// lost meanwhile.
+/// A run under `lease` ended (its lease was released).
 fn finished(held: &mut Held, lease: GroupLease) {
-    if let Some((l, stop)) = held.running.remove(&lease.group) {
-        if l == lease && !stop.load(Ordering::Relaxed) {
-            held.ring.push_back(lease);
-        }
+    if held
+        .running
+        .get(&lease.group)
+        .is_some_and(|(l, _)| *l == lease)
+    {
+        held.running.remove(&lease.group);
     }
 }
 

@@ -247,6 +247,7 @@ async fn load(shared: &Shared, rec: &FileRecord) -> Result<Loaded, Failure> {
     let input = shared
         .blobs
         .open_read(&blob_key)
+        .await
         .map_err(|e| Failure::new(FailureCode::StagedFileMissing, e))?;
     Ok(Loaded {
         company,

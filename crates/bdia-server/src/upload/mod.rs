@@ -44,7 +44,7 @@ use axum::extract::Request;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use bdia_store::blob::{self, BlobStore};
+use bdia_store::blob::BlobStore;
 use bdia_store::{CommitOutcome, FileRecord, FileStatus, NewFile};
 use tokio::sync::{mpsc, oneshot};
 
@@ -276,13 +276,11 @@ async fn finish_upload(state: &AppState, accepted: Accepted) -> Result<Response,
         processed_by: None,
         lease_epoch: None,
     };
-    let undo = |state: &AppState| {
-        for k in [&pass.blob_key, &pass.rejects_key].into_iter().flatten() {
-            if let Err(e) = blob::remove_local(&state.blobs, k) {
-                tracing::error!(error = %e, key = %k, "removing an uncommitted blob failed");
-            }
-        }
-    };
+    let keys: Vec<String> = [&pass.blob_key, &pass.rejects_key]
+        .into_iter()
+        .flatten()
+        .cloned()
+        .collect();
     let outcome = match state
         .store
         .commit_upload(NewFile {
@@ -293,7 +291,7 @@ async fn finish_upload(state: &AppState, accepted: Accepted) -> Result<Response,
     {
         Ok(o) => o,
         Err(e) => {
-            undo(state);
+            undo(state, &keys).await;
             return Err(e.into());
         }
     };
@@ -314,10 +312,19 @@ async fn finish_upload(state: &AppState, accepted: Accepted) -> Result<Response,
             Ok(Json(bdia_wire::FileRecord::from(&rec)).into_response())
         }
         CommitOutcome::Existing(rec) => {
-            undo(state);
+            undo(state, &keys).await;
             metrics::counter!(crate::metrics::UPLOADS.name, "outcome" => "idempotent_replay")
                 .increment(1);
             Ok(Json(bdia_wire::FileRecord::from(&rec)).into_response())
+        }
+    }
+}
+
+/// Removes the blobs of an upload whose record was not committed.
+async fn undo(state: &AppState, keys: &[String]) {
+    for k in keys {
+        if let Err(e) = state.blobs.delete(k).await {
+            tracing::error!(error = %e, key = %k, "removing an uncommitted blob failed");
         }
     }
 }

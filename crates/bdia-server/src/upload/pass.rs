@@ -151,7 +151,7 @@ pub(super) fn run_pass(
                 match w.publish(&file_id) {
                     Ok(k) => pass.rejects_key = k,
                     Err(e) => {
-                        let _ = blob::remove_local(&blobs, &blob::file_key(&file_id));
+                        let _ = blobs.delete_blocking(&blob::file_key(&file_id));
                         return Err(internal(&e));
                     }
                 }

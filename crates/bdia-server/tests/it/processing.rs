@@ -349,7 +349,7 @@ async fn an_error_stops_its_group_until_retried() {
     let o1 = upload_ok(&api, file(&[row(T0, "o", "rs1", true)]), "other").await;
     // Break a1: move its staged file away.
     let key = record(&s, &company, &a1).await.blob_key.unwrap();
-    let staged = s.state.blobs.local_path(&key);
+    let staged = s.state.blobs.local_path(&key).expect("a local blob store");
     let aside = path.join("aside.gz");
     std::fs::rename(&staged, &aside).unwrap();
     let dir = s.stop().await.unwrap();

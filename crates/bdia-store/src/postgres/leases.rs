@@ -86,7 +86,8 @@ pub(super) async fn claim_groups(
         .await
         .map_err(db("begin a lease claim"))?;
     // Groups with a file to process and none stopped on an error, whose
-    // lease is free or ran out, oldest waiting file first; rows another
+    // lease is free or ran out, least recently held first (then oldest
+    // waiting file): a round robin over the groups; rows another
     // transaction holds (a claim, an upload commit, a fenced write) are
     // skipped.
     let free = query_all(
@@ -101,7 +102,7 @@ pub(super) async fn claim_groups(
              WHERE (vg.node_id IS NULL OR vg.expires_ms <= {NOW_MS}) \
                AND NOT EXISTS (SELECT 1 FROM files g WHERE g.company_id = vg.company_id \
                  AND g.visitor_group_id = vg.visitor_group_id AND g.status = $3) \
-             ORDER BY w.first LIMIT $4 \
+             ORDER BY vg.expires_ms, w.first LIMIT $4 \
              FOR UPDATE OF vg SKIP LOCKED"
         ),
         &[

@@ -53,7 +53,8 @@ pub(super) fn claim_groups(
            AND (l.node_id IS NULL OR l.expires_ms <= ?4) \
            AND NOT EXISTS (SELECT 1 FROM files g WHERE g.company_id = f.company_id \
              AND g.visitor_group_id = f.visitor_group_id AND g.status = ?3) \
-         GROUP BY f.company_id, f.visitor_group_id ORDER BY first LIMIT ?5",
+         GROUP BY f.company_id, f.visitor_group_id \
+         ORDER BY COALESCE(MAX(l.expires_ms), 0), first LIMIT ?5",
         params![
             FileStatus::Uploaded.as_str(),
             FileStatus::Processing.as_str(),
