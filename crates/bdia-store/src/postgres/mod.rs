@@ -3,10 +3,12 @@
 //!
 //! Layout: the tables of the SQLite backend (`companies`, `report_suites`,
 //! `clients`, `files`, `visitor_states`, `jwt_assertions`,
-//! `privacy_deletions`) with PostgreSQL types, plus `visitor_groups`, one
-//! row per (company, visitor group) holding the last `group_seq` handed
-//! out; created and versioned by [`schema`] (`schema_migrations`, applied
-//! under an advisory lock at [`PgStore::connect`]).
+//! `privacy_deletions`, `lease_claims`, `shared_secrets`, `nodes`) with
+//! PostgreSQL types, plus `visitor_groups`, one row per (company, visitor
+//! group) holding the last `group_seq` handed out and the group's lease
+//! (holder, epoch, expiry; SQLite's `group_leases`); created and versioned
+//! by [`schema`] (`schema_migrations`, applied under an advisory lock at
+//! [`PgStore::connect`]).
 //!
 //! Every rule that the SQLite backend gets from its single writer is held
 //! here by the database across processes: unique indexes (`files_key`,
@@ -16,16 +18,20 @@
 //!   that takes the next `group_seq`), so uploads of one group commit one at
 //!   a time and number 1, 2, 3... in commit order; a second upload with a
 //!   key already taken waits on `files_key` and answers with the winner;
-//! - `claim_next_file` locks the group's row `FOR UPDATE`, then checks and
-//!   claims: two nodes never both move a file of one group to `PROCESSING`;
+//! - `claim_next_file` locks the group's row `FOR UPDATE` (and checks a
+//!   lease on it), then checks and claims: two nodes never both move a file
+//!   of one group to `PROCESSING`;
+//! - `claim_groups` locks free groups' rows `FOR UPDATE SKIP LOCKED`;
+//!   writes under a lease lock the row `FOR KEY SHARE` before the file's,
+//!   so a takeover and a fenced write never interleave (`leases`);
 //! - completion, failure, retraction and status updates lock the file's
 //!   row (`SELECT ... FOR UPDATE`) before they check its status.
 //!
 //! docs/POSTGRES.md lists the locks of each operation and why they suffice.
 //!
 //! Code map: [`schema`] (DDL and migrations), `tenants`, `files`,
-//! `processing`, `privacy` (as in the SQLite backend), each a set of async
-//! functions over a [`GenericClient`] (a pooled connection or a
+//! `processing`, `privacy`, `leases` (as in the SQLite backend), each a set
+//! of async functions over a [`GenericClient`] (a pooled connection or a
 //! transaction); this module owns the pool and the [`MetadataStore`]
 //! implementation.
 //!

@@ -2,7 +2,7 @@
 //!
 //! Applied versions are rows of `schema_migrations(version, applied_at)`.
 //! Version `n` is reached by applying the first `n` entries of
-//! [`MIGRATIONS`] in order; [`SCHEMA_VERSION`] is their count, the version
+//! `MIGRATIONS` in order; [`SCHEMA_VERSION`] is their count, the version
 //! this build writes. (These versions are this backend's own; they do not
 //! follow the SQLite backend's numbering.)
 //!
@@ -10,7 +10,7 @@
 //!
 //! - A released migration is never edited: a change is a new entry at the
 //!   end.
-//! - [`migrate`] runs under the session advisory lock [`MIGRATION_LOCK`]:
+//! - `migrate` runs under the session advisory lock [`MIGRATION_LOCK`]:
 //!   nodes starting at once against one database wait for each other, and
 //!   the first one applies what is missing; the others then find every
 //!   version applied. Each migration runs in its own transaction together
