@@ -12,7 +12,8 @@
 #
 # Per run and mode: the files are uploaded to a server with processing off,
 # which is stopped; a server with processing on is started and timed until
-# every file is COMPLETE. Needs root (the PostgreSQL cluster runs as the
+# every file is COMPLETE (default poll interval: an idle scheduler asks for
+# work once a second). Needs root (the PostgreSQL cluster runs as the
 # postgres user), curl, PostgreSQL and moto (./test.sh installs both).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -65,13 +66,14 @@ wait_ready() {
 }
 
 statements() { grep -cE 'LOG:  (statement|execute)' "$SVC_DIR/pg/log" || true; }
+transactions() { grep -cE 'LOG:  statement: (COMMIT|ROLLBACK)' "$SVC_DIR/pg/log" || true; }
 
 RESULTS="$WORK/scaleout-results.txt"
 : >"$RESULTS"
 for run in $(seq "$RUNS"); do
   for mode in embedded shared; do
     DATA=$(mktemp -d "$WORK/scaleout-data.XXXXXX")
-    PORT=$((20000 + RANDOM % 20000))
+    PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     BASE="http://127.0.0.1:$PORT"
     ENV=(BDIA_RATE_LIMIT_ENABLED=false BDIA_LAKE_COMPACTION_ENABLED=false BDIA_NODE_ID=bench)
     if [ "$mode" = shared ]; then
@@ -93,9 +95,9 @@ for run in $(seq "$RUNS"); do
     done <"$CORPUS/order.txt"
     kill -TERM $SERVER; wait $SERVER || true
 
-    s0=$(statements)
+    s0=$(statements); x0=$(transactions)
     t0=$(date +%s.%N)
-    env "${ENV[@]}" BDIA_PROCESSING_POLL_MS=20 \
+    env "${ENV[@]}" \
       "$BDIA" serve --data-dir "$DATA" --listen "127.0.0.1:$PORT" >"$WORK/scaleout-$mode.log" 2>&1 &
     SERVER=$!
     wait_ready "$BASE"
@@ -106,16 +108,19 @@ for run in $(seq "$RUNS"); do
       sleep 0.2
     done
     t1=$(date +%s.%N)
-    s1=$(statements)
+    s1=$(statements); x1=$(transactions)
     kill -TERM $SERVER; wait $SERVER || true
-    # Per file: the metadata commit (ms) from the `file complete` lines.
-    COMMIT_MS=$(grep -o 'commit_ms=[0-9]*' "$WORK/scaleout-$mode.log" | cut -d= -f2 \
-      | python3 -c 'import statistics,sys; v=[int(l) for l in sys.stdin]; print(statistics.median(v) if v else 0)')
+    # Per file, from the `file complete` lines: median ms of the stages
+    # (encode: read, check, enrich, Parquet; publish: parts to the store and
+    # the Delta commit; commit: COMPLETE and the visitor state).
+    stage() { grep -o "$1_ms=[0-9]*" "$WORK/scaleout-$mode.log" | cut -d= -f2 \
+      | python3 -c 'import statistics,sys; v=[int(l) for l in sys.stdin]; print(statistics.median(v) if v else 0)'; }
+    COMMIT_MS=$(stage commit); ENCODE_MS=$(stage encode); PUBLISH_MS=$(stage publish)
     # Statements during processing (the readiness and status polls are HTTP only;
     # the embedded mode runs no PostgreSQL statements).
-    STMTS=$((s1 - s0))
-    [ "$mode" = embedded ] && STMTS=0
-    echo "$run $mode $(python3 -c "print($t1 - $t0)") $STMTS $COMMIT_MS" | tee -a "$RESULTS"
+    STMTS=$((s1 - s0)); TXNS=$((x1 - x0))
+    [ "$mode" = embedded ] && STMTS=0 && TXNS=0
+    echo "$run $mode $(python3 -c "print($t1 - $t0)") $STMTS $COMMIT_MS $TXNS $ENCODE_MS $PUBLISH_MS" | tee -a "$RESULTS"
     rm -rf "$DATA"
   done
 done
@@ -126,12 +131,17 @@ rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
 n, files = int(sys.argv[2]), int(sys.argv[3])
 t = {m: statistics.median(float(r[2]) for r in rows if r[1] == m) for m in ("embedded", "shared")}
 st = statistics.median(int(r[3]) for r in rows if r[1] == "shared")
-cm = {m: statistics.median(float(r[4]) for r in rows if r[1] == m) for m in ("embedded", "shared")}
+tx = statistics.median(int(r[5]) for r in rows if r[1] == "shared")
+med = lambda i, m: statistics.median(float(r[i]) for r in rows if r[1] == m)
+cm = {m: med(4, m) for m in ("embedded", "shared")}
+en = {m: med(6, m) for m in ("embedded", "shared")}
+pu = {m: med(7, m) for m in ("embedded", "shared")}
 print(f"{n} rows in {files} files, 8 visitor groups, one node, median of {len(rows)//2} runs")
-print("| | median time (s) | rows/s | per file (ms) | metadata commit per file (ms, median) |")
+print("| | median time (s) | rows/s | wall per file (ms) | encode / publish / commit per file (ms, medians) |")
 print("|---|---|---|---|---|")
 for m, label in (("embedded", "embedded (SQLite + local disk)"), ("shared", "PostgreSQL + S3 (moto)")):
-    print(f"| {label} | {t[m]:.2f} | {n / t[m]:,.0f} | {1000 * t[m] / files:.0f} | {cm[m]:.0f} |")
+    print(f"| {label} | {t[m]:.2f} | {n / t[m]:,.0f} | {1000 * t[m] / files:.0f} | {en[m]:.0f} / {pu[m]:.0f} / {cm[m]:.0f} |")
 print(f"time ratio shared/embedded: {t['shared'] / t['embedded']:.2f}")
-print(f"PostgreSQL statements per file: {st / files:.1f} ({st} for {files} files, lease claims and renewals included)")
+print(f"PostgreSQL round trips per file: {st / files:.1f} statements in {tx / files:.1f} transactions "
+      f"({st} statements for {files} files: lease claims, renewals, heartbeats and idle polls included)")
 PY
