@@ -217,22 +217,15 @@ impl BdiaServe {
     /// `bdia upload DIR --json --parallel 4` with the first-start client;
     /// panics when it fails.
     pub fn upload_dir(&self, dir: &Path) {
-        let creds = self.credentials();
-        let out = Command::new(env!("CARGO_BIN_EXE_bdia"))
-            .args(["upload", dir.to_str().unwrap(), "--json", "--parallel", "4"])
-            .env("BDIA_URL", self.url())
-            .env("BDIA_CLIENT_ID", creds["client_id"].as_str().unwrap())
-            .env(
-                "BDIA_CLIENT_SECRET",
-                creds["client_secret"].as_str().unwrap(),
-            )
-            .env("BDIA_CLIENT_CONFIG", "/nonexistent")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        upload(
+            &self.url(),
+            &self.credentials(),
+            &[
+                dir.as_os_str(),
+                "--json".as_ref(),
+                "--parallel".as_ref(),
+                "4".as_ref(),
+            ],
         );
     }
 
@@ -330,4 +323,74 @@ pub fn prepared_exports(
         String::from_utf8_lossy(&out.stderr)
     );
     (out_dir, serde_json::from_slice(&out.stdout).unwrap())
+}
+
+/// `bdia upload ARGS...` to the server at `url` as the client of `creds`
+/// (`credentials.json`); panics when it fails.
+pub fn upload(url: &str, creds: &serde_json::Value, args: &[&std::ffi::OsStr]) {
+    let out = Command::new(env!("CARGO_BIN_EXE_bdia"))
+        .arg("upload")
+        .args(args)
+        .env("BDIA_URL", url)
+        .env("BDIA_CLIENT_ID", creds["client_id"].as_str().unwrap())
+        .env(
+            "BDIA_CLIENT_SECRET",
+            creds["client_secret"].as_str().unwrap(),
+        )
+        .env("BDIA_CLIENT_CONFIG", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "upload {args:?} to {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every file record (by file id) and every visitor state of a store.
+pub async fn store_records(
+    store: &dyn bdia_store::MetadataStore,
+) -> (Vec<bdia_store::FileRecord>, Vec<bdia_store::StoredState>) {
+    let mut files = Vec::new();
+    let mut states = Vec::new();
+    for c in store.list_companies().await.unwrap() {
+        let page = store
+            .list_files(
+                &c.id,
+                &bdia_store::FileQuery {
+                    limit: 1000,
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        files.extend(page.files);
+        let mut after = None;
+        loop {
+            let page = store
+                .list_visitor_states(&c.id, after.clone(), 1000)
+                .await
+                .unwrap();
+            let Some(last) = page.last() else { break };
+            after = Some((last.report_suite.clone(), last.visitor_key.clone()));
+            states.extend(page);
+        }
+    }
+    files.sort_by(|a, b| a.file_id.cmp(&b.file_id));
+    (files, states)
+}
+
+/// A small deterministic generator of kill points (no clock-seeded
+/// randomness that could not be replayed: tests print the seed).
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    /// The next value in `0..below`.
+    pub fn next(&mut self, below: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % below
+    }
 }

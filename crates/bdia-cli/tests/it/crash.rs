@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::{prepared_exports, BdiaServe};
+use crate::common::{prepared_exports, store_records, BdiaServe, Lcg};
 use bdia_store::sqlite::SqliteStore;
-use bdia_store::{FileQuery, FileRecord, FileStatus, MetadataStore, StoredState};
+use bdia_store::{FileRecord, FileStatus, StoredState};
 
 /// A `bdia serve` child over `data`, processing on or off; does not wait.
 fn spawn(data: &Path, processing: bool) -> BdiaServe {
@@ -54,32 +54,7 @@ struct Snapshot {
 fn snapshot(data: &Path) -> Snapshot {
     runtime().block_on(async {
         let store = SqliteStore::open(&data.join("metadata.sqlite")).unwrap();
-        let mut files = Vec::new();
-        let mut states = Vec::new();
-        for c in store.list_companies().await.unwrap() {
-            let page = store
-                .list_files(
-                    &c.id,
-                    &FileQuery {
-                        limit: 1000,
-                        ..FileQuery::default()
-                    },
-                )
-                .await
-                .unwrap();
-            files.extend(page.files);
-            let mut after = None;
-            loop {
-                let page = store
-                    .list_visitor_states(&c.id, after.clone(), 1000)
-                    .await
-                    .unwrap();
-                let Some(last) = page.last() else { break };
-                after = Some((last.report_suite.clone(), last.visitor_key.clone()));
-                states.extend(page);
-            }
-        }
-        files.sort_by(|a, b| a.file_id.cmp(&b.file_id));
+        let (files, states) = store_records(&store).await;
         Snapshot { files, states }
     })
 }
@@ -126,20 +101,6 @@ fn lake_objects(data: &Path) -> (BTreeSet<String>, BTreeSet<String>) {
     walk(&lake.join("hits"), &lake, &mut on_disk);
     let committed = bdia_server::testing::lake_files(data).unwrap();
     (on_disk, committed)
-}
-
-/// A small deterministic generator of kill delays (no clock-seeded
-/// randomness that could not be replayed: the seed is printed).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % below
-    }
 }
 
 fn prepare_uploads(work: &Path) -> PathBuf {

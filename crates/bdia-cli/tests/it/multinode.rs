@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use bdia_store::postgres::PgStore;
 use bdia_store::sqlite::SqliteStore;
-use bdia_store::{FileQuery, FileRecord, FileStatus, GroupRef, MetadataStore, StoredState};
+use bdia_store::{FileRecord, FileStatus, GroupRef, MetadataStore};
 
-use crate::common::{prepared_exports, BdiaServe};
+use crate::common::{prepared_exports, store_records, upload, BdiaServe, Lcg};
 
 /// The environment variable test.sh sets, or a panic saying to run it.
 pub fn service_env(name: &str) -> String {
@@ -58,36 +58,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-/// Every file record and visitor state of a store.
-async fn records(store: &dyn MetadataStore) -> (Vec<FileRecord>, Vec<StoredState>) {
-    let mut files = Vec::new();
-    let mut states = Vec::new();
-    for c in store.list_companies().await.unwrap() {
-        let page = store
-            .list_files(
-                &c.id,
-                &FileQuery {
-                    limit: 1000,
-                    ..FileQuery::default()
-                },
-            )
-            .await
-            .unwrap();
-        files.extend(page.files);
-        let mut after = None;
-        loop {
-            let page = store
-                .list_visitor_states(&c.id, after.clone(), 1000)
-                .await
-                .unwrap();
-            let Some(last) = page.last() else { break };
-            after = Some((last.report_suite.clone(), last.visitor_key.clone()));
-            states.extend(page);
-        }
-    }
-    (files, states)
-}
-
 /// The prepared files, interleaved across groups in each group's upload
 /// order: (visitor group, path).
 fn upload_order(prepared: &Path) -> Vec<(String, PathBuf)> {
@@ -120,25 +90,16 @@ fn upload_order(prepared: &Path) -> Vec<(String, PathBuf)> {
 }
 
 /// `bdia upload FILE --vgid GROUP` to the server at `url`.
-fn upload(url: &str, creds: &serde_json::Value, group: &str, file: &Path) {
-    let out = Command::new(env!("CARGO_BIN_EXE_bdia"))
-        .arg("upload")
-        .arg(file)
-        .args(["--vgid", group, "--json"])
-        .env("BDIA_URL", url)
-        .env("BDIA_CLIENT_ID", creds["client_id"].as_str().unwrap())
-        .env(
-            "BDIA_CLIENT_SECRET",
-            creds["client_secret"].as_str().unwrap(),
-        )
-        .env("BDIA_CLIENT_CONFIG", "/nonexistent")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "upload of {} to {url}: {}",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
+fn upload_file(url: &str, creds: &serde_json::Value, group: &str, file: &Path) {
+    upload(
+        url,
+        creds,
+        &[
+            file.as_os_str(),
+            "--vgid".as_ref(),
+            group.as_ref(),
+            "--json".as_ref(),
+        ],
     );
 }
 
@@ -162,7 +123,7 @@ fn get(port: u16, path: &str, token: &str, api_key: &str) -> String {
 fn wait_settled(rt: &tokio::runtime::Runtime, store: &dyn MetadataStore, expected: usize) {
     let t = Instant::now();
     loop {
-        let (files, _) = rt.block_on(records(store));
+        let (files, _) = rt.block_on(store_records(store));
         if files.len() >= expected
             && files
                 .iter()
@@ -190,19 +151,6 @@ fn rows(hits: Vec<bdia_server::testing::LakeHit>) -> Vec<(String, String)> {
     v
 }
 
-/// The same deterministic generator as the crash test (the seed is printed).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, below: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % below
-    }
-}
-
 const LEASE_MS: u64 = 1_500;
 
 #[test]
@@ -227,13 +175,13 @@ fn three_nodes_killed_and_paused_process_every_row_once_like_one_node() {
     );
     let creds1 = one.credentials();
     for (g, p) in &order {
-        upload(&one.url(), &creds1, g, p);
+        upload_file(&one.url(), &creds1, g, p);
     }
     let rt = runtime();
     let sqlite = SqliteStore::open(&single.join("metadata.sqlite")).unwrap();
     wait_settled(&rt, &sqlite, order.len());
     one.kill();
-    let (ref_files, ref_states) = rt.block_on(records(&sqlite));
+    let (ref_files, ref_states) = rt.block_on(store_records(&sqlite));
     assert!(ref_files.iter().all(|f| f.status == FileStatus::Complete));
     let ref_rows = rows(bdia_server::testing::lake_hits(&single).unwrap());
     assert!(!ref_rows.is_empty());
@@ -286,7 +234,7 @@ fn three_nodes_killed_and_paused_process_every_row_once_like_one_node() {
         assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     }
     for (i, (g, p)) in order.iter().enumerate() {
-        upload(&nodes[i % 3].url(), &creds, g, p);
+        upload_file(&nodes[i % 3].url(), &creds, g, p);
     }
     for n in &mut nodes {
         n.kill();
@@ -350,7 +298,7 @@ fn three_nodes_killed_and_paused_process_every_row_once_like_one_node() {
     eprintln!("kill points seeded with {seed}");
     let mut rng = Lcg(seed);
     let settled = |rt: &tokio::runtime::Runtime| {
-        let (files, _) = rt.block_on(records(&pg));
+        let (files, _) = rt.block_on(store_records(&pg));
         files.iter().all(|f| f.status == FileStatus::Complete)
     };
     let mut kills_mid_run = 0;
@@ -412,7 +360,7 @@ fn three_nodes_killed_and_paused_process_every_row_once_like_one_node() {
 
     // 4. Every file COMPLETE; the lake equals the single node's, row for
     // row; so does the visitor state.
-    let (files, states) = rt.block_on(records(&pg));
+    let (files, states) = rt.block_on(store_records(&pg));
     assert_eq!(files.len(), ref_files.len());
     assert!(
         files.iter().all(|f| f.status == FileStatus::Complete),
