@@ -600,6 +600,7 @@ pub fn validate_remote(
     server: &ServerArgs,
     files: &[String],
     json: bool,
+    preview: bool,
 ) -> anyhow::Result<ExitCode> {
     let client = server.client(Some(url))?;
     let rt = runtime()?;
@@ -616,7 +617,8 @@ pub fn validate_remote(
             .file_name()
             .map(|n| n.to_string_lossy().to_string())
             .unwrap_or_default();
-        let v = rt.block_on(client.validate(&upload_name, bytes::Bytes::from(bytes)))?;
+        let v =
+            rt.block_on(client.validate_with(&upload_name, bytes::Bytes::from(bytes), preview))?;
         let fully_valid = v.is_valid();
         all_valid &= fully_valid;
         if json {
@@ -632,6 +634,9 @@ pub fn validate_remote(
             });
             if let Some(e) = &v.error {
                 obj["error"] = e.clone().into();
+            }
+            if let Some(p) = &v.preview {
+                obj["preview"] = serde_json::to_value(p)?;
             }
             println!("{obj}");
         } else {
@@ -656,6 +661,9 @@ pub fn validate_remote(
                 ),
             };
             println!("  verdict: {verdict}");
+            if let Some(p) = &v.preview {
+                print_preview(p);
+            }
         }
     }
     Ok(if all_valid {
@@ -663,4 +671,26 @@ pub fn validate_remote(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The impact preview, for a person.
+fn print_preview(p: &bdia_wire::Preview) {
+    println!("  preview (nothing stored):");
+    if let (Some(first), Some(last)) = (&p.first_hit_time, &p.last_hit_time) {
+        println!("    hits from {first} to {last}");
+    }
+    for d in &p.rows_by_suite_day {
+        println!("    {} {}: {} rows", d.report_suite, d.date, d.rows);
+    }
+    println!(
+        "    visitors: {} ({} new), rows out of order for their visitor: {}",
+        p.visitors, p.new_visitors, p.out_of_order_rows
+    );
+    match p.estimated_processing_secs {
+        Some(s) => println!(
+            "    processed in about {s:.0} s ({} rows queued before it; {})",
+            p.rows_queued, p.estimate_basis
+        ),
+        None => println!("    {}", p.estimate_basis),
+    }
 }

@@ -47,6 +47,11 @@ pub struct Args {
     /// checking locally; credentials as for `bdia upload`.
     #[arg(long)]
     url: Option<String>,
+    /// With --url: also show what the file would do (time range, rows per
+    /// report suite and day, visitors and new visitors, out-of-order rows,
+    /// estimated processing time); nothing is stored.
+    #[arg(long, requires = "url")]
+    preview: bool,
     #[command(flatten)]
     server: crate::remote::ServerArgs,
 }
@@ -68,7 +73,13 @@ struct JsonReport<'a> {
 /// Runs the command.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(url) = &args.url {
-        return crate::remote::validate_remote(url, &args.server, &args.files, args.json);
+        return crate::remote::validate_remote(
+            url,
+            &args.server,
+            &args.files,
+            args.json,
+            args.preview,
+        );
     }
     let opts = Options {
         limits: Limits {

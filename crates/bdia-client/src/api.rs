@@ -261,13 +261,28 @@ impl Client {
         upload_name: &str,
         body: bytes::Bytes,
     ) -> Result<Validation, ClientError> {
+        self.validate_with(upload_name, body, false).await
+    }
+
+    /// [`ApiClient::validate`], with the impact preview
+    /// (`?preview=true`, [`Validation::preview`]) when `preview` is set.
+    pub async fn validate_with(
+        &self,
+        upload_name: &str,
+        body: bytes::Bytes,
+        preview: bool,
+    ) -> Result<Validation, ClientError> {
+        let query = if preview { "?preview=true" } else { "" };
         for attempt in 0..2 {
             let token = self.token().await?;
             let part =
                 reqwest::multipart::Part::stream(body.clone()).file_name(upload_name.to_string());
             let resp = self
                 .http
-                .post(format!("{}/aa/collect/v1/events/validate", self.creds.url))
+                .post(format!(
+                    "{}/aa/collect/v1/events/validate{query}",
+                    self.creds.url
+                ))
                 .bearer_auth(&token)
                 .header("x-api-key", &self.creds.client_id)
                 .multipart(reqwest::multipart::Form::new().part("file", part))

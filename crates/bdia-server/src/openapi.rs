@@ -164,7 +164,9 @@ pub fn document() -> Value {
             "/aa/collect/v1/events/validate": { "post": {
                 "summary": "Check a file; nothing is stored",
                 "security": security,
-                "parameters": [api_key, header_param("x-adobe-vgid", false, "Accepted and ignored")],
+                "parameters": [api_key, header_param("x-adobe-vgid", false, "Accepted and ignored"),
+                    { "name": "preview", "in": "query", "required": false, "schema": { "type": "boolean" },
+                      "description": "Also answer what the file would do (time range, rows per suite and day, visitors, new visitors, out-of-order rows, estimated processing time); nothing is stored" }],
                 "requestBody": multipart_body(),
                 "responses": merge(json!({
                     "200": json_ok("Valid", "Validation"),
@@ -324,7 +326,25 @@ pub fn document() -> Value {
                     "rows": { "type": "integer" },
                     "size": { "type": "integer", "description": "compressed bytes" },
                     "status_code": { "type": "string", "enum": ["UPLOADED", "REJECTED"] },
-                    "success": { "type": "string", "example": "File is valid", "description": "200 only" } } }
+                    "success": { "type": "string", "example": "File is valid", "description": "200 only" },
+                    "preview": { "$ref": "#/components/schemas/Preview" } } },
+                "Preview": { "type": "object",
+                    "description": "What the file would do, over its valid rows (?preview=true)",
+                    "required": ["rows_by_suite_day", "visitors", "new_visitors", "out_of_order_rows", "rows_queued", "estimate_basis"],
+                    "properties": {
+                    "first_hit_time": { "type": "string", "format": "date-time" },
+                    "last_hit_time": { "type": "string", "format": "date-time" },
+                    "rows_by_suite_day": { "type": "array", "items": { "type": "object",
+                        "required": ["report_suite", "date", "rows"], "properties": {
+                        "report_suite": { "type": "string" }, "date": { "type": "string", "format": "date" },
+                        "rows": { "type": "integer" } } } },
+                    "visitors": { "type": "integer" },
+                    "new_visitors": { "type": "integer" },
+                    "out_of_order_rows": { "type": "integer" },
+                    "rows_queued": { "type": "integer" },
+                    "rows_per_second": { "type": "number" },
+                    "estimated_processing_secs": { "type": "number" },
+                    "estimate_basis": { "type": "string" } } }
             }
         }
     });
@@ -535,6 +555,22 @@ mod tests {
             size: 2,
             status_code: FileStatus::Uploaded,
             success: full.then(|| "File is valid".into()),
+            preview: full.then(|| bdia_wire::Preview {
+                first_hit_time: Some("2026-01-01T00:00:00Z".into()),
+                last_hit_time: Some("2026-01-02T00:00:00Z".into()),
+                rows_by_suite_day: vec![bdia_wire::SuiteDayRows {
+                    report_suite: "rs".into(),
+                    date: "2026-01-01".into(),
+                    rows: 1,
+                }],
+                visitors: 1,
+                new_visitors: 1,
+                out_of_order_rows: 0,
+                rows_queued: 0,
+                rows_per_second: Some(100.0),
+                estimated_processing_secs: Some(0.01),
+                estimate_basis: "measured".into(),
+            }),
         }
     }
 
@@ -641,6 +677,24 @@ mod tests {
             (
                 "/components/schemas/Validation",
                 pair(validation(true), validation(false)),
+            ),
+            (
+                "/components/schemas/Preview",
+                pair(
+                    validation(true).preview.unwrap(),
+                    bdia_wire::Preview {
+                        first_hit_time: None,
+                        last_hit_time: None,
+                        rows_by_suite_day: Vec::new(),
+                        visitors: 0,
+                        new_visitors: 0,
+                        out_of_order_rows: 0,
+                        rows_queued: 0,
+                        rows_per_second: None,
+                        estimated_processing_secs: None,
+                        estimate_basis: "no estimate".into(),
+                    },
+                ),
             ),
             ("/components/schemas/Report", pair(report.clone(), report)),
             ("/components/schemas/ReportSuites", pair(suites.clone(), suites)),

@@ -87,13 +87,16 @@ pub struct FileList {
 ///
 /// Fields are declared in alphabetical order, the order the answer has
 /// always been written in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Validation {
     /// Why the file is not fully valid (400 only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     /// Rows that would be skipped.
     pub invalid_rows: u64,
+    /// What the file would do (`?preview=true` only): nothing is stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<Preview>,
     /// The processing log of the check.
     pub processing_log: String,
     /// Data rows.
@@ -105,6 +108,53 @@ pub struct Validation {
     /// `File is valid` (200 only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub success: Option<String>,
+}
+
+/// The impact of a file before it is uploaded
+/// (`POST /aa/collect/v1/events/validate?preview=true`), over its valid rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Preview {
+    /// The earliest hit time (RFC 3339, UTC); absent without valid rows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_hit_time: Option<String>,
+    /// The latest hit time (RFC 3339, UTC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_hit_time: Option<String>,
+    /// Rows per report suite and day (the day in the suite's time zone),
+    /// by suite then day.
+    pub rows_by_suite_day: Vec<SuiteDayRows>,
+    /// Distinct visitors, counted per report suite (a visitor in two
+    /// suites counts twice, as visits do).
+    pub visitors: u64,
+    /// Of those, the visitors the company has never processed a hit of in
+    /// that suite.
+    pub new_visitors: u64,
+    /// Rows earlier than the last hit already processed for their visitor
+    /// (they would be marked out of order).
+    pub out_of_order_rows: u64,
+    /// Rows of the company's files waiting to be processed now.
+    pub rows_queued: u64,
+    /// The processing rate the estimate uses (rows per second), with its
+    /// source in `estimate_basis`; absent when there is none to go by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_per_second: Option<f64>,
+    /// Seconds until this file would be processed: (queued rows + its
+    /// rows) / `rows_per_second`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub estimated_processing_secs: Option<f64>,
+    /// How `rows_per_second` was chosen.
+    pub estimate_basis: String,
+}
+
+/// Rows of one report suite on one day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SuiteDayRows {
+    /// Report suite ID.
+    pub report_suite: String,
+    /// `YYYY-MM-DD` in the suite's time zone.
+    pub date: String,
+    /// Valid rows.
+    pub rows: u64,
 }
 
 impl Validation {

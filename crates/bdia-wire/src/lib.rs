@@ -26,7 +26,7 @@ pub mod time;
 mod token;
 
 pub use error::ErrorBody;
-pub use file::{FileList, FileRecord, RetryAnswer, Validation};
+pub use file::{FileList, FileRecord, Preview, RetryAnswer, SuiteDayRows, Validation};
 pub use health::{Readiness, Usage};
 pub use privacy::{IdentifierType, PrivacyDeletion, PrivacyDeletionList, PrivacyDeletionRequest};
 pub use report::{Group, Groups, JsonObject, Report, ReportQuery, ReportSuite, ReportSuites};

@@ -36,6 +36,7 @@
 
 mod body;
 mod pass;
+mod preview;
 mod suites;
 
 use std::time::Duration;
@@ -334,16 +335,30 @@ async fn undo(state: &AppState, keys: &[String]) {
 pub async fn validate(
     axum::extract::State(state): axum::extract::State<AppState>,
     caller: Caller,
+    q: Result<
+        axum::extract::Query<std::collections::HashMap<String, String>>,
+        axum::extract::rejection::QueryRejection,
+    >,
     req: Request,
 ) -> Result<Response, ApiError> {
     tracing::Span::current().record("company", caller.company.id.as_str());
+    let axum::extract::Query(q) =
+        q.map_err(|_| ApiError::BadRequest("Malformed query string".into()))?;
+    let preview = match q.get("preview").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::BadRequest("preview must be true or false".into())),
+    };
     state.validate_limiter.admit(
         &caller.company.id,
         caller.company.settings.upload_rate_limit,
     )?;
     let mut mp = open_multipart(&state, req).await?;
     let (tx, rx) = mpsc::channel::<Msg>(CHANNEL_CHUNKS);
-    let opts = engine_options(&state, row_rules(&state, &caller, false).await?);
+    let mut opts = engine_options(&state, row_rules(&state, &caller, false).await?);
+    if preview {
+        opts.preview = Some(preview::suite_zones(&state, &caller.company.id).await?);
+    }
     let job = {
         let state = state.clone();
         let company = caller.company.id.clone();
@@ -382,6 +397,18 @@ pub async fn validate(
     } else {
         (StatusCode::OK, None, Some("File is valid".to_string()))
     };
+    let preview = match pass.preview {
+        Some(c) if report.rejection.is_none() => Some(
+            preview::answer(
+                &state,
+                &caller.company,
+                c,
+                report.rows - report.invalid_rows,
+            )
+            .await?,
+        ),
+        _ => None,
+    };
     let body = bdia_wire::Validation {
         error,
         invalid_rows: report.invalid_rows,
@@ -390,6 +417,7 @@ pub async fn validate(
         size: report.size,
         status_code: report.status_code(),
         success,
+        preview,
     };
     Ok((status, Json(body)).into_response())
 }

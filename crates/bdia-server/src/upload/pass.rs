@@ -29,6 +29,9 @@ use crate::state::AppState;
 /// The settings of one pass: the engine's, and the reject report's caps.
 pub(super) struct PassOptions {
     engine: Options,
+    /// Collect what the file would do ([`Collected`]), with the company's
+    /// report suite time zones (validate `?preview=true`).
+    pub(super) preview: Option<bdia_lake::SuiteZones>,
     /// Invalid rows listed in the reject report.
     max_reject_rows: u64,
     /// Longest `raw` of a reject report line.
@@ -47,6 +50,39 @@ pub(super) fn engine_options(state: &AppState, rules: RowRules) -> PassOptions {
         },
         max_reject_rows: limits.max_reject_rows,
         max_reject_raw: usize::try_from(limits.max_reject_raw_bytes).unwrap_or(usize::MAX),
+        preview: None,
+    }
+}
+
+/// What a preview pass gathers from the valid rows.
+#[derive(Debug, Default)]
+pub(super) struct Collected {
+    /// Earliest and latest hit time (unix seconds).
+    pub(super) first: Option<i64>,
+    pub(super) last: Option<i64>,
+    /// Rows per (report suite, day in its zone).
+    pub(super) by_suite_day: BTreeMap<(String, String), u64>,
+    /// The hit times of each (report suite, visitor key), for the new
+    /// visitor and out-of-order counts against the stored visitor state.
+    pub(super) visitors: HashMap<(String, String), Vec<i64>>,
+}
+
+impl Collected {
+    fn add(&mut self, zones: &bdia_lake::SuiteZones, hit: &bdia_format::hit::Hit) {
+        let t = hit.timestamp;
+        self.first = Some(self.first.map_or(t, |f| f.min(t)));
+        self.last = Some(self.last.map_or(t, |l| l.max(t)));
+        let key = hit.visitor.key();
+        for suite in &hit.report_suites {
+            let date = bdia_lake::partition::local_date(zones.zone(suite), t)
+                .map(|d| d.to_string())
+                .unwrap_or_else(|_| "out of range".to_string());
+            *self.by_suite_day.entry((suite.clone(), date)).or_default() += 1;
+            self.visitors
+                .entry((suite.clone(), key.clone()))
+                .or_default()
+                .push(t);
+        }
     }
 }
 
@@ -60,6 +96,8 @@ pub(super) struct Pass {
     /// Invalid rows listed in full in the reject report.
     pub(super) rejects_kept: u64,
     pub(super) by_kind: HashMap<&'static str, u64>,
+    /// What the valid rows would do (preview passes only).
+    pub(super) preview: Option<Collected>,
 }
 
 #[derive(Debug)]
@@ -106,7 +144,13 @@ pub(super) fn run_pass(
     };
     let mut first_invalid_row = None;
     let mut by_kind: HashMap<&'static str, u64> = HashMap::new();
+    let mut collected = opts.preview.as_ref().map(|_| Collected::default());
     let result = process(&mut input, &opts.engine, |event| {
+        if let (RowEvent::Valid { row, valid }, Some(c), Some(zones)) =
+            (&event, collected.as_mut(), opts.preview.as_ref())
+        {
+            c.add(zones, &valid.to_hit(*row));
+        }
         if let RowEvent::Invalid {
             row,
             problem,
@@ -139,6 +183,7 @@ pub(super) fn run_pass(
         rejects_key: None,
         rejects_kept: 0,
         by_kind,
+        preview: collected,
     };
     if let Some((blobs, file_id)) = staging {
         let staged = input.tee.take().expect("staged file present");

@@ -7,6 +7,7 @@ mod common;
 mod console;
 mod lifecycle;
 mod lookups;
+mod preview;
 mod processing;
 mod reports;
 mod router;
