@@ -344,7 +344,8 @@ pub fn document() -> Value {
                     "rows_queued": { "type": "integer" },
                     "rows_per_second": { "type": "number" },
                     "estimated_processing_secs": { "type": "number" },
-                    "estimate_basis": { "type": "string" } } }
+                    "estimate_basis": { "type": "string" },
+                    "duplicate_of": { "type": "string", "description": "an accepted file of the company with exactly these bytes" } } }
             }
         }
     });
@@ -447,7 +448,9 @@ fn lake_paths(doc: &mut Value, security: &Value, api_key: &Value) {
             "hits_retracted_at": { "type": "integer", "nullable": true,
                 "description": "unix seconds when the file's hits were retracted from the lake (DELETE .../{file_id}/hits); null while they count" },
             "hits_retracted": { "type": "integer", "nullable": true,
-                "description": "hits the retraction removed from the lake; null while not retracted" }
+                "description": "hits the retraction removed from the lake; null while not retracted" },
+            "duplicate_of": { "type": "string",
+                "description": "an earlier accepted file of the company with the same bytes under another idempotency key (its rows will be counted again); absent otherwise" }
         }),
     );
     if let Some(required) = doc
@@ -530,6 +533,7 @@ mod tests {
             rejects_kept: 5,
             hits_retracted_at: full.then_some(9),
             hits_retracted: full.then_some(10),
+            duplicate_of: full.then(|| "f0".into()),
         }
     }
 
@@ -570,6 +574,7 @@ mod tests {
                 rows_per_second: Some(100.0),
                 estimated_processing_secs: Some(0.01),
                 estimate_basis: "measured".into(),
+                duplicate_of: Some("f0".into()),
             }),
         }
     }
@@ -693,6 +698,7 @@ mod tests {
                         rows_per_second: None,
                         estimated_processing_secs: None,
                         estimate_basis: "no estimate".into(),
+                        duplicate_of: None,
                     },
                 ),
             ),

@@ -59,6 +59,7 @@ where
     concurrent_claims(make().await).await;
     completion_and_visitor_state(make().await).await;
     leases_and_fencing(make().await).await;
+    content_hashes(make().await).await;
     concurrent_lease_claims(make().await).await;
     shared_secrets(make().await).await;
     node_heartbeats(make().await).await;
@@ -99,6 +100,8 @@ pub fn sample_file(company: &str, file_id: &str, group: &str, key: Option<&str>)
             hits_retracted: None,
             processed_by: None,
             lease_epoch: None,
+            content_sha256: None,
+            duplicate_of: None,
         },
         client_key: key.is_some(),
     }
@@ -1438,4 +1441,40 @@ pub async fn node_heartbeats(s: Arc<dyn MetadataStore>) {
     s.node_heartbeat("n1", 0).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     assert_eq!(s.node_heartbeat("n2", 60_000).await.unwrap(), 1);
+}
+
+/// Content hashes: the earliest accepted file of the company with the
+/// bytes; rejected files and other companies play no part.
+pub async fn content_hashes(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    with_company(&*s, "other").await;
+    let with_hash = |company: &str, id: &str, key: &str, hash: &str| {
+        let mut f = sample_file(company, id, "g", Some(key));
+        f.record.content_sha256 = Some(hash.to_string());
+        f
+    };
+    let mut rejected = with_hash("acme", "r0", "k0", "aa");
+    rejected.record.status = FileStatus::Rejected;
+    inserted(&*s, rejected).await;
+    assert_eq!(
+        s.find_by_content("acme", "aa").await.unwrap(),
+        None,
+        "rejected"
+    );
+    inserted(&*s, with_hash("acme", "a1", "k1", "aa")).await;
+    let mut dup = with_hash("acme", "a2", "k2", "aa");
+    dup.record.duplicate_of = Some("a1".into());
+    inserted(&*s, dup).await;
+    inserted(&*s, with_hash("other", "o1", "k1", "bb")).await;
+    let found = s.find_by_content("acme", "aa").await.unwrap().expect("a1");
+    assert_eq!(found.file_id, "a1", "the earliest");
+    assert_eq!(found.content_sha256.as_deref(), Some("aa"));
+    let a2 = s.get_file("acme", "a2").await.unwrap().unwrap();
+    assert_eq!(a2.duplicate_of.as_deref(), Some("a1"));
+    assert_eq!(
+        s.find_by_content("acme", "bb").await.unwrap(),
+        None,
+        "another company's"
+    );
+    assert_eq!(s.find_by_content("acme", "cc").await.unwrap(), None);
 }

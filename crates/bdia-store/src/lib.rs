@@ -388,6 +388,12 @@ pub struct FileRecord {
     /// The epoch of the group lease under which the file was committed
     /// `COMPLETE` (`None` as for `processed_by`).
     pub lease_epoch: Option<u64>,
+    /// SHA-256 of the uploaded bytes, lower-case hex (accepted uploads;
+    /// `None` for `REJECTED` records and records written before).
+    pub content_sha256: Option<String>,
+    /// An earlier accepted file of the company with the same bytes under
+    /// another idempotency key, when there was one at upload.
+    pub duplicate_of: Option<String>,
 }
 
 /// The record as the API sends it (upload answers, lookups, listings).
@@ -413,6 +419,7 @@ impl From<&FileRecord> for bdia_wire::FileRecord {
             rejects_kept: r.rejects_kept,
             hits_retracted_at: r.hits_retracted_at,
             hits_retracted: r.hits_retracted,
+            duplicate_of: r.duplicate_of.clone(),
         }
     }
 }
@@ -729,6 +736,13 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// The file a key points to for a company: the accepted one when there
     /// is one, else the latest `REJECTED` one.
     async fn find_by_key(&self, company_id: &str, key: &str) -> StoreResult<Option<FileRecord>>;
+    /// The earliest accepted (not `REJECTED`) file of a company whose
+    /// uploaded bytes have this SHA-256 (lower-case hex), if any.
+    async fn find_by_content(
+        &self,
+        company_id: &str,
+        content_sha256: &str,
+    ) -> StoreResult<Option<FileRecord>>;
     /// Files of one company, newest first.
     async fn list_files(&self, company_id: &str, query: &FileQuery) -> StoreResult<FilePage>;
     /// Changes a file's status and processing dates (processing stage).

@@ -62,6 +62,11 @@ pub struct FileRecord {
     /// retracted.
     #[serde(default)]
     pub hits_retracted: Option<u64>,
+    /// An earlier accepted file of the company with the same bytes under
+    /// another idempotency key (its rows will be counted again); absent
+    /// otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<String>,
 }
 
 impl FileRecord {
@@ -144,6 +149,10 @@ pub struct Preview {
     pub estimated_processing_secs: Option<f64>,
     /// How `rows_per_second` was chosen.
     pub estimate_basis: String,
+    /// An accepted file of the company with exactly these bytes (an upload
+    /// would count its rows again); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duplicate_of: Option<String>,
 }
 
 /// Rows of one report suite on one day.
@@ -199,6 +208,7 @@ mod tests {
             rejects_kept: 2,
             hits_retracted_at: None,
             hits_retracted: None,
+            duplicate_of: None,
         }
     }
 

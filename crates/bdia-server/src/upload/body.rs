@@ -40,6 +40,8 @@ pub(super) struct ChannelRead {
     pub(super) cur: Bytes,
     pub(super) tee: Option<StagedFile>,
     pub(super) ended: bool,
+    /// SHA-256 of every byte read (duplicate content).
+    pub(super) hasher: sha2::Sha256,
 }
 
 impl Read for ChannelRead {
@@ -57,6 +59,7 @@ impl Read for ChannelRead {
                     if let Some(t) = self.tee.as_mut() {
                         t.write_all(&b)?;
                     }
+                    sha2::Digest::update(&mut self.hasher, &b);
                     self.cur = b;
                 }
                 Some(Msg::End) => {

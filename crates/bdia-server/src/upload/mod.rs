@@ -250,11 +250,27 @@ async fn finish_upload(state: &AppState, accepted: Accepted) -> Result<Response,
     } else {
         FileStatus::Uploaded
     };
+    let idempotency_key = key.clone().unwrap_or_else(|| file_id.clone());
+    // The same bytes accepted earlier under another key: accepted as the
+    // contract says, with a warning naming the earlier file.
+    let duplicate = match (&pass.content_sha256, status) {
+        (Some(hash), FileStatus::Uploaded) => state
+            .store
+            .find_by_content(&company, hash)
+            .await?
+            .filter(|earlier| earlier.idempotency_key != idempotency_key),
+        _ => None,
+    };
+    let mut processing_log = report.processing_log();
+    if let Some(d) = &duplicate {
+        processing_log.push('\n');
+        processing_log.push_str(&duplicate_warning(d));
+    }
     let record = FileRecord {
         file_id: file_id.clone(),
         company_id: company,
         visitor_group_id: vgid,
-        idempotency_key: key.clone().unwrap_or_else(|| file_id.clone()),
+        idempotency_key,
         upload_name,
         size: report.size,
         uncompressed_size: report.uncompressed_size,
@@ -264,7 +280,7 @@ async fn finish_upload(state: &AppState, accepted: Accepted) -> Result<Response,
         status,
         error: report.rejection.as_ref().map(|e| e.to_string()),
         error_code: report.rejection.as_ref().map(|e| e.code().to_string()),
-        processing_log: report.processing_log(),
+        processing_log,
         processing_start_date: None,
         file_reader_complete_date: None,
         processing_end_date: None,
@@ -276,6 +292,11 @@ async fn finish_upload(state: &AppState, accepted: Accepted) -> Result<Response,
         hits_retracted: None,
         processed_by: None,
         lease_epoch: None,
+        content_sha256: pass
+            .content_sha256
+            .clone()
+            .filter(|_| status == FileStatus::Uploaded),
+        duplicate_of: duplicate.map(|d| d.file_id),
     };
     let keys: Vec<String> = [&pass.blob_key, &pass.rejects_key]
         .into_iter()
@@ -404,6 +425,7 @@ pub async fn validate(
                 &caller.company,
                 c,
                 report.rows - report.invalid_rows,
+                pass.content_sha256.as_deref(),
             )
             .await?,
         ),
@@ -420,4 +442,14 @@ pub async fn validate(
         preview,
     };
     Ok((status, Json(body)).into_response())
+}
+
+/// The processing log line of an upload whose bytes repeat `earlier`'s.
+pub(crate) fn duplicate_warning(earlier: &FileRecord) -> String {
+    format!(
+        "Warning: the same content as file {} (idempotency key '{}', received {}): its rows will be counted again.",
+        earlier.file_id,
+        earlier.idempotency_key,
+        bdia_wire::time::rfc3339_utc(earlier.received_date)
+    )
 }

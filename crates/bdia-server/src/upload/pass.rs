@@ -98,6 +98,9 @@ pub(super) struct Pass {
     pub(super) by_kind: HashMap<&'static str, u64>,
     /// What the valid rows would do (preview passes only).
     pub(super) preview: Option<Collected>,
+    /// SHA-256 of the body, lower-case hex, when it was read to its end
+    /// and not rejected.
+    pub(super) content_sha256: Option<String>,
 }
 
 #[derive(Debug)]
@@ -141,6 +144,7 @@ pub(super) fn run_pass(
         cur: Bytes::new(),
         tee,
         ended: false,
+        hasher: sha2::Sha256::default(),
     };
     let mut first_invalid_row = None;
     let mut by_kind: HashMap<&'static str, u64> = HashMap::new();
@@ -184,7 +188,12 @@ pub(super) fn run_pass(
         rejects_kept: 0,
         by_kind,
         preview: collected,
+        content_sha256: None,
     };
+    if pass.report.rejection.is_none() && input.ended {
+        let digest = sha2::Digest::finalize(std::mem::take(&mut input.hasher));
+        pass.content_sha256 = Some(hex::encode(digest));
+    }
     if let Some((blobs, file_id)) = staging {
         let staged = input.tee.take().expect("staged file present");
         if pass.report.rejection.is_none() && input.ended {

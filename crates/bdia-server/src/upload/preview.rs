@@ -9,6 +9,8 @@
 //!   without a stored visitor state, i.e. never processed in that suite.
 //! - Out-of-order rows: rows earlier than their visitor's last processed
 //!   hit (the processing marks them `out_of_order`).
+//! - Duplicate content: the earliest accepted file of the company with the
+//!   same bytes (SHA-256 of the body).
 //! - The estimate: the rows of the company's `UPLOADED` and `PROCESSING`
 //!   files plus the file's valid rows, divided by a rate: the company's
 //!   measured rate over its last [`RATE_SAMPLE`] `COMPLETE` files (rows /
@@ -58,8 +60,17 @@ pub(super) async fn answer(
     company: &Company,
     c: Collected,
     valid_rows: u64,
+    content_sha256: Option<&str>,
 ) -> Result<bdia_wire::Preview, ApiError> {
     let store = &state.store;
+    let duplicate_of = match content_sha256 {
+        Some(hash) => store
+            .find_by_content(&company.id, hash)
+            .await
+            .map_err(ApiError::internal)?
+            .map(|f| f.file_id),
+        None => None,
+    };
     let visitors = c.visitors.len() as u64;
     let mut new_visitors = 0u64;
     let mut out_of_order_rows = 0u64;
@@ -123,6 +134,7 @@ pub(super) async fn answer(
         rows_per_second: rate,
         estimated_processing_secs,
         estimate_basis: basis,
+        duplicate_of,
     })
 }
 

@@ -188,3 +188,51 @@ async fn the_preview_counts_what_a_file_would_do_and_stores_nothing() {
         .unwrap()
         .is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_bytes_under_another_key_are_accepted_with_a_warning() {
+    let s = start().await;
+    let api = Api::default_client(&s).await;
+    let bytes = file(&[(T0, "v1", "rs1"), (T0 + 1, "v2", "rs1")]);
+    let (st, first) = api.upload_with(bytes.clone(), "g", Some("k1"), None).await;
+    assert_eq!(st, 200, "{first}");
+    assert!(first.get("duplicate_of").is_none(), "{first}");
+    let first_id = first["file_id"].as_str().unwrap();
+
+    // The same key: the idempotent answer, no warning.
+    let (st, again) = api.upload_with(bytes.clone(), "g", Some("k1"), None).await;
+    assert_eq!(st, 200);
+    assert_eq!(again["file_id"], first["file_id"]);
+    assert!(again.get("duplicate_of").is_none());
+
+    // Another key: accepted, and flagged in the record and its log.
+    let (st, dup) = api.upload_with(bytes.clone(), "g", Some("k2"), None).await;
+    assert_eq!(st, 200, "{dup}");
+    assert_ne!(dup["file_id"], first["file_id"]);
+    assert_eq!(dup["duplicate_of"], first_id);
+    let log = dup["processing_log"].as_str().unwrap();
+    assert!(
+        log.contains(&format!(
+            "Warning: the same content as file {first_id} (idempotency key 'k1'"
+        )),
+        "{log}"
+    );
+    let (_, looked_up) = api
+        .get_json(&format!(
+            "/aa/collect/v1/events/{}",
+            dup["file_id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(looked_up["duplicate_of"], first_id);
+
+    // Other bytes: no warning; the preview names the earlier file.
+    let (_, other) = api
+        .upload_with(file(&[(T0, "v3", "rs1")]), "g", Some("k3"), None)
+        .await;
+    assert!(other.get("duplicate_of").is_none(), "{other}");
+    let (st, v) = preview(&api, bytes, "?preview=true").await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["preview"]["duplicate_of"], first_id);
+    let (_, v) = preview(&api, file(&[(T0, "v9", "rs1")]), "?preview=true").await;
+    assert!(v["preview"].get("duplicate_of").is_none(), "{v}");
+}

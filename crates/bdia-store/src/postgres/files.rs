@@ -30,7 +30,7 @@ pub(super) const FILE_COLUMNS: &str = "file_id, company_id, visitor_group_id, id
     upload_name, size, uncompressed_size, received_date, rows, invalid_rows, status, error, \
     error_code, processing_log, processing_start_date, file_reader_complete_date, \
     processing_end_date, group_seq, blob_key, rejects_key, rejects_kept, hits_retracted_at, \
-    hits_retracted, processed_by, lease_epoch";
+    hits_retracted, processed_by, lease_epoch, content_sha256, duplicate_of";
 
 /// Reads a [`FileRecord`] from a row holding [`FILE_COLUMNS`].
 pub(super) fn file_from_row(row: &Row) -> StoreResult<FileRecord> {
@@ -69,6 +69,8 @@ pub(super) fn file_from_row(row: &Row) -> StoreResult<FileRecord> {
                 .try_get::<_, Option<i64>>("hits_retracted")?
                 .map(|n| n as u64),
             processed_by: row.try_get("processed_by")?,
+            content_sha256: row.try_get("content_sha256")?,
+            duplicate_of: row.try_get("duplicate_of")?,
             lease_epoch: row
                 .try_get::<_, Option<i64>>("lease_epoch")?
                 .map(|n| n as u64),
@@ -141,7 +143,7 @@ async fn insert(c: &impl GenericClient, r: &FileRecord) -> StoreResult<u64> {
         &format!(
             "INSERT INTO files ({FILE_COLUMNS}) VALUES \
              ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, \
-             $19, $20, $21, $22, $23, $24, $25) \
+             $19, $20, $21, $22, $23, $24, $25, $26, $27) \
              ON CONFLICT (company_id, idempotency_key) WHERE status <> '{}' DO NOTHING",
             FileStatus::Rejected.as_str()
         ),
@@ -171,6 +173,8 @@ async fn insert(c: &impl GenericClient, r: &FileRecord) -> StoreResult<u64> {
             &r.hits_retracted.map(big),
             &r.processed_by,
             &r.lease_epoch.map(big),
+            &r.content_sha256,
+            &r.duplicate_of,
         ],
     )
     .await
@@ -385,4 +389,22 @@ pub(super) async fn mark_hits_retracted(
     .await?;
     tx.commit().await.map_err(db("commit a retraction"))?;
     Ok(rec)
+}
+
+pub(super) async fn find_by_content(
+    c: &impl GenericClient,
+    company_id: &str,
+    content_sha256: &str,
+) -> StoreResult<Option<FileRecord>> {
+    let row = query_opt(
+        c,
+        "look up a content hash",
+        &format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE company_id = $1 AND content_sha256 = $2 \
+             AND status <> $3 ORDER BY seq LIMIT 1"
+        ),
+        &[&company_id, &content_sha256, &FileStatus::Rejected.as_str()],
+    )
+    .await?;
+    row.as_ref().map(file_from_row).transpose()
 }

@@ -414,6 +414,14 @@ impl MetadataStore for PgStore {
         files::find_by_key(&self.conn().await?, company_id, key).await
     }
 
+    async fn find_by_content(
+        &self,
+        company_id: &str,
+        content_sha256: &str,
+    ) -> StoreResult<Option<FileRecord>> {
+        files::find_by_content(&self.conn().await?, company_id, content_sha256).await
+    }
+
     async fn list_files(&self, company_id: &str, query: &FileQuery) -> StoreResult<FilePage> {
         files::list(&self.conn().await?, company_id, query).await
     }

@@ -186,9 +186,18 @@ CREATE TABLE nodes (
 );
 "#;
 
+/// Version 3: the SHA-256 of each accepted upload's bytes and the earlier
+/// file a duplicate repeats (the SQLite backend's version 7).
+const V3_CONTENT_HASH: &str = r#"
+ALTER TABLE files
+    ADD COLUMN content_sha256 TEXT,
+    ADD COLUMN duplicate_of TEXT;
+CREATE INDEX files_content ON files(company_id, content_sha256) WHERE content_sha256 IS NOT NULL;
+"#;
+
 /// The migrations, in order: entry `i` takes a database from version `i` to
 /// version `i + 1`. Append only.
-const MIGRATIONS: &[&str] = &[V1, V2_LEASES];
+const MIGRATIONS: &[&str] = &[V1, V2_LEASES, V3_CONTENT_HASH];
 
 /// The schema version this build writes and the highest one it opens.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -25,7 +25,7 @@ pub(super) const FILE_COLUMNS: &str = "file_id, company_id, visitor_group_id, id
     upload_name, size, uncompressed_size, received_date, rows, invalid_rows, status, error, \
     error_code, processing_log, processing_start_date, file_reader_complete_date, \
     processing_end_date, group_seq, blob_key, rejects_key, rejects_kept, hits_retracted_at, \
-    hits_retracted, processed_by, lease_epoch";
+    hits_retracted, processed_by, lease_epoch, content_sha256, duplicate_of";
 
 /// Reads a [`FileRecord`] from a row holding [`FILE_COLUMNS`].
 pub(super) fn file_from_row(row: &Row<'_>) -> rusqlite::Result<FileRecord> {
@@ -65,6 +65,8 @@ pub(super) fn file_from_row(row: &Row<'_>) -> rusqlite::Result<FileRecord> {
         },
         rejects_key: row.get("rejects_key")?,
         processed_by: row.get("processed_by")?,
+        content_sha256: row.get("content_sha256")?,
+        duplicate_of: row.get("duplicate_of")?,
         lease_epoch: row.get::<_, Option<i64>>("lease_epoch")?.map(|v| v as u64),
         hits_retracted_at: row.get("hits_retracted_at")?,
         hits_retracted: row
@@ -111,7 +113,7 @@ fn insert(conn: &Connection, r: &FileRecord) -> rusqlite::Result<usize> {
         &format!(
             "INSERT INTO files ({FILE_COLUMNS}) VALUES \
              (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, \
-             ?22, ?23, ?24, ?25)"
+             ?22, ?23, ?24, ?25, ?26, ?27)"
         ),
         params![
             r.file_id,
@@ -139,6 +141,8 @@ fn insert(conn: &Connection, r: &FileRecord) -> rusqlite::Result<usize> {
             r.hits_retracted.map(|n| n as i64),
             r.processed_by,
             r.lease_epoch.map(|n| n as i64),
+            r.content_sha256,
+            r.duplicate_of,
         ],
     )
 }
@@ -306,4 +310,22 @@ pub(super) fn mark_hits_retracted(
     )?;
     commit(tx, "commit a retraction")?;
     Ok(rec)
+}
+
+pub(super) fn find_by_content(
+    conn: &Connection,
+    company_id: &str,
+    content_sha256: &str,
+) -> StoreResult<Option<FileRecord>> {
+    query_opt(
+        conn,
+        "look up a content hash",
+        &format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE company_id = ?1 AND content_sha256 = ?2 \
+             AND status <> '{}' ORDER BY seq LIMIT 1",
+            FileStatus::Rejected.as_str()
+        ),
+        params![company_id, content_sha256],
+        file_from_row,
+    )
 }

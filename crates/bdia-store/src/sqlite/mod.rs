@@ -440,6 +440,16 @@ impl MetadataStore for SqliteStore {
             .await
     }
 
+    async fn find_by_content(
+        &self,
+        company_id: &str,
+        content_sha256: &str,
+    ) -> StoreResult<Option<FileRecord>> {
+        let (company_id, hash) = (company_id.to_string(), content_sha256.to_string());
+        self.with(move |conn| files::find_by_content(conn, &company_id, &hash))
+            .await
+    }
+
     async fn list_files(&self, company_id: &str, query: &FileQuery) -> StoreResult<FilePage> {
         let company_id = company_id.to_string();
         let query = query.clone();

@@ -224,6 +224,15 @@ CREATE TABLE nodes (
 );
 "#;
 
+/// Version 7: the SHA-256 of each accepted upload's bytes (duplicate
+/// content under another idempotency key is flagged), and the earlier file
+/// a duplicate repeats.
+const V7_CONTENT_HASH: &str = r#"
+ALTER TABLE files ADD COLUMN content_sha256 TEXT;
+ALTER TABLE files ADD COLUMN duplicate_of TEXT;
+CREATE INDEX files_content ON files(company_id, content_sha256) WHERE content_sha256 IS NOT NULL;
+"#;
+
 /// The migrations, in order: entry `i` takes a database from version `i` to
 /// version `i + 1`. Append only.
 const MIGRATIONS: &[&str] = &[
@@ -233,6 +242,7 @@ const MIGRATIONS: &[&str] = &[
     V4_REJECTS_KEPT,
     V5_RETRACTION_AND_PRIVACY,
     V6_LEASES,
+    V7_CONTENT_HASH,
 ];
 
 /// The schema version this build writes and the highest one it opens.
