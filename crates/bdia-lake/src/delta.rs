@@ -332,9 +332,15 @@ impl HitTable {
             actions.push(Action::Add(self.add_action(part).await?));
         }
         let now = jiff::Timestamp::now().as_millisecond();
-        let properties = CommitProperties::default().with_application_transaction(
-            Transaction::new_with_last_update(app_id, txn_version, Some(now)),
-        );
+        let properties = CommitProperties::default()
+            .with_application_transaction(Transaction::new_with_last_update(
+                app_id,
+                txn_version,
+                Some(now),
+            ))
+            // Expired log entries are cleaned up by vacuum: cleaning after
+            // each commit lists the whole log every time.
+            .with_cleanup_expired_logs(Some(false));
         let operation = DeltaOperation::Write {
             mode: SaveMode::Append,
             partition_by: Some(PARTITION_COLUMNS.iter().map(|c| c.to_string()).collect()),
@@ -526,6 +532,10 @@ impl HitTable {
             .with_mode(VacuumMode::Full)
             .await?;
         self.table = table;
+        // Log entries past the table's log retention (30 days by default)
+        // and before its last checkpoint: here rather than after every
+        // commit, where listing the whole log slows publication.
+        deltalake_core::protocol::checkpoints::cleanup_metadata(&self.table, None).await?;
         Ok(metrics.files_deleted.len() as u64)
     }
 
