@@ -290,7 +290,7 @@ pub fn document() -> Value {
                     "access_token": { "type": "string" },
                     "token_type": { "type": "string", "enum": ["bearer"] },
                     "expires_in": { "type": "integer", "description": "seconds" } } },
-                "Status": { "type": "string", "enum": ["UPLOADED", "REJECTED", "PROCESSING", "COMPLETE", "ERROR"] },
+                "Status": { "type": "string", "enum": ["UPLOADED", "REJECTED", "PROCESSING", "COMPLETE", "ERROR", "CANCELLED"] },
                 "FileRecord": { "type": "object", "required": ["file_id", "visitor_group_id", "size", "uncompressed_size",
                         "received_date", "rows", "invalid_rows", "upload_name", "status", "status_code", "processing_log",
                         "idempotency_key", "processing_start_date", "file_reader_complete_date", "processing_end_date",
@@ -307,7 +307,7 @@ pub fn document() -> Value {
                     "status_code": { "$ref": "#/components/schemas/Status" },
                     "processing_log": { "type": "string" },
                     "idempotency_key": { "type": "string" },
-                    "error": { "type": "string", "description": "REJECTED/ERROR only" },
+                    "error": { "type": "string", "description": "REJECTED, ERROR and CANCELLED only" },
                     "processing_start_date": { "type": "integer", "nullable": true },
                     "file_reader_complete_date": { "type": "integer", "nullable": true },
                     "processing_end_date": { "type": "integer", "nullable": true },
@@ -510,6 +510,7 @@ mod tests {
             rejects_kept: 5,
             hits_retracted_at: full.then_some(9),
             hits_retracted: full.then_some(10),
+            queue: None,
         }
     }
 

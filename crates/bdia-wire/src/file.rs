@@ -62,6 +62,11 @@ pub struct FileRecord {
     /// retracted.
     #[serde(default)]
     pub hits_retracted: Option<u64>,
+    /// Where a waiting (`UPLOADED`) file stands in its group's queue, as
+    /// flat fields of the record; absent for every other status and where
+    /// the server does not compute it.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<crate::QueuePosition>,
 }
 
 impl FileRecord {
@@ -149,6 +154,7 @@ mod tests {
             rejects_kept: 2,
             hits_retracted_at: None,
             hits_retracted: None,
+            queue: None,
         }
     }
 
