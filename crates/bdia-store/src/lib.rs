@@ -654,6 +654,26 @@ pub struct GroupInfo {
     pub actions: Vec<GroupActionRecord>,
 }
 
+/// The group as the API sends it.
+impl From<&GroupInfo> for bdia_wire::GroupView {
+    fn from(g: &GroupInfo) -> Self {
+        bdia_wire::GroupView {
+            visitor_group_id: g.group.visitor_group_id.clone(),
+            state: g.state,
+            files_waiting: g.files_waiting,
+            rows_waiting: g.rows_waiting,
+            in_progress: g.in_progress.as_ref().map(bdia_wire::FileRecord::from),
+            last_error: g.last_error.as_ref().map(|f| GroupError {
+                file_id: f.file_id.clone(),
+                error: f.error.clone(),
+                error_code: f.error_code.clone(),
+                at: f.processing_end_date,
+            }),
+            actions: g.actions.clone(),
+        }
+    }
+}
+
 /// One waiting file's place in its group ([`MetadataStore::group_queue`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueEntry {
