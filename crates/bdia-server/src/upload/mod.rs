@@ -101,7 +101,14 @@ pub async fn upload(
             if existing.status != FileStatus::Rejected {
                 metrics::counter!(crate::metrics::UPLOADS.name, "outcome" => "idempotent_replay")
                     .increment(1);
-                return Ok(Json(bdia_wire::FileRecord::from(&existing)).into_response());
+                let answer = crate::groups::answer_record(
+                    &*state.store,
+                    &caller.company.id,
+                    caller.company.settings.rows_per_second,
+                    &existing,
+                )
+                .await?;
+                return Ok(Json(answer).into_response());
             }
         }
     }
@@ -324,7 +331,10 @@ async fn finish_upload(state: &AppState, accepted: Accepted) -> Result<Response,
             undo(state, &keys).await;
             metrics::counter!(crate::metrics::UPLOADS.name, "outcome" => "idempotent_replay")
                 .increment(1);
-            Ok(Json(bdia_wire::FileRecord::from(&rec)).into_response())
+            let answer =
+                crate::groups::answer_record(&*state.store, &rec.company_id, throttle, &rec)
+                    .await?;
+            Ok(Json(answer).into_response())
         }
     }
 }
