@@ -252,7 +252,10 @@ async fn another_company_cannot_see_or_control_a_group() {
     let beta = Api::with(&s, &client.client_id, &secret).await;
     let (st, v) = beta.get_json("/aa/collect/v1/groups/g").await;
     assert_eq!(st, 404, "{v}");
-    assert!(v["error"].as_str().unwrap().contains("not found"), "{v}");
+    assert_eq!(
+        v,
+        serde_json::json!({"error": "Visitor group 'g' not found"})
+    );
     for action in ["pause", "resume", "cancel"] {
         let (st, v) = act(&beta, "g", action).await;
         assert_eq!(st, 404, "{action}: {v}");
@@ -271,5 +274,36 @@ async fn another_company_cannot_see_or_control_a_group() {
     assert_eq!(v["state"], "active");
     let (st, _) = acme.get_json("/aa/collect/v1/groups/never-used").await;
     assert_eq!(st, 404);
+    s.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_routes_need_a_caller_and_a_well_formed_id() {
+    let s = start().await;
+    let h = http();
+    for (method, path) in [
+        (reqwest::Method::GET, "/aa/collect/v1/groups/g"),
+        (reqwest::Method::POST, "/aa/collect/v1/groups/g/pause"),
+        (reqwest::Method::POST, "/aa/collect/v1/groups/g/resume"),
+        (reqwest::Method::POST, "/aa/collect/v1/groups/g/cancel"),
+    ] {
+        let r = h
+            .request(method.clone(), format!("{}{path}", s.base_url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 401, "{method} {path}");
+    }
+    let api = Api::default_client(&s).await;
+    let (st, v) = api.get_json("/aa/collect/v1/groups/%FF").await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (400, Some("Malformed visitor group id"))
+    );
+    let (st, v) = act(&api, "%FF", "cancel").await;
+    assert_eq!(
+        (st, v["error"].as_str()),
+        (400, Some("Malformed visitor group id"))
+    );
     s.stop().await.unwrap();
 }
