@@ -204,6 +204,23 @@ pub async fn annotate_queue(
     Ok(())
 }
 
+/// One of the caller's records as the API sends it, with its queue place
+/// when it waits.
+pub async fn answer_for(
+    state: &AppState,
+    caller: &Caller,
+    rec: &bdia_store::FileRecord,
+) -> Result<bdia_wire::FileRecord, ApiError> {
+    let settings = &caller.company.settings;
+    answer_record(
+        &*state.store,
+        &caller.company.id,
+        settings.rows_per_second,
+        rec,
+    )
+    .await
+}
+
 /// One record as the API sends it, with its queue place when it waits.
 pub async fn answer_record(
     store: &dyn MetadataStore,

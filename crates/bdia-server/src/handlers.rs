@@ -157,13 +157,7 @@ pub async fn by_key(
         .find_by_key(&caller.company.id, &key)
         .await?
         .ok_or_else(not_found)?;
-    let answer = crate::groups::answer_record(
-        &*state.store,
-        &caller.company.id,
-        caller.company.settings.rows_per_second,
-        &rec,
-    )
-    .await?;
+    let answer = crate::groups::answer_for(&state, &caller, &rec).await?;
     Ok(Json(answer).into_response())
 }
 
@@ -175,13 +169,7 @@ pub async fn by_id(
     ApiPath(FileIdParam(file_id)): ApiPath<FileIdParam>,
 ) -> Result<Response, ApiError> {
     let rec = callers_file(&state, &caller, &file_id).await?;
-    let answer = crate::groups::answer_record(
-        &*state.store,
-        &caller.company.id,
-        caller.company.settings.rows_per_second,
-        &rec,
-    )
-    .await?;
+    let answer = crate::groups::answer_for(&state, &caller, &rec).await?;
     Ok(Json(answer).into_response())
 }
 

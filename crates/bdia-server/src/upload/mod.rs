@@ -101,13 +101,7 @@ pub async fn upload(
             if existing.status != FileStatus::Rejected {
                 metrics::counter!(crate::metrics::UPLOADS.name, "outcome" => "idempotent_replay")
                     .increment(1);
-                let answer = crate::groups::answer_record(
-                    &*state.store,
-                    &caller.company.id,
-                    caller.company.settings.rows_per_second,
-                    &existing,
-                )
-                .await?;
+                let answer = crate::groups::answer_for(&state, &caller, &existing).await?;
                 return Ok(Json(answer).into_response());
             }
         }

@@ -12,6 +12,7 @@ use deadpool_postgres::GenericClient;
 
 use super::files::{files_from_rows, FILE_COLUMNS};
 use super::{big, db, exec, map_rows, query_all, query_one, query_opt};
+use crate::common::{group_actions, group_state};
 use crate::{
     cancel_reason, FileStatus, GroupAction, GroupActionRecord, GroupInfo, GroupQueue, GroupRef,
     GroupState, ProcessingRate, QueueEntry, StoreError, StoreResult, GROUP_ACTIONS_SHOWN,
@@ -46,14 +47,6 @@ async fn is_known(c: &impl GenericClient, group: &GroupRef) -> StoreResult<bool>
     .await?
     .try_get("known")
     .map_err(db("look a group up"))
-}
-
-fn state_of(paused: bool) -> GroupState {
-    if paused {
-        GroupState::Paused
-    } else {
-        GroupState::Active
-    }
 }
 
 pub(super) async fn control_group(
@@ -179,28 +172,14 @@ pub(super) async fn group_info(
             r.try_get::<_, i64>("files")?,
         ))
     })?;
-    let mut actions = raw
-        .into_iter()
-        .map(|(a, actor, at, files)| {
-            Ok(GroupActionRecord {
-                action: a
-                    .parse()
-                    .map_err(|e| StoreError::backend("read a group action", e))?,
-                actor,
-                at,
-                files: files as u64,
-            })
-        })
-        .collect::<StoreResult<Vec<_>>>()?;
-    actions.reverse();
     Ok(Some(GroupInfo {
         group: group.clone(),
-        state: state_of(is_paused(c, group).await?),
+        state: group_state(is_paused(c, group).await?),
         files_waiting: files_waiting as u64,
         rows_waiting: rows_waiting as u64,
         in_progress: files_from_rows(&in_progress)?.into_iter().next(),
         last_error: files_from_rows(&last_error)?.into_iter().next(),
-        actions,
+        actions: group_actions(raw)?,
     }))
 }
 
@@ -250,7 +229,7 @@ pub(super) async fn group_queue(
         })
     })?;
     Ok(GroupQueue {
-        state: state_of(is_paused(c, group).await?),
+        state: group_state(is_paused(c, group).await?),
         stopped,
         entries,
     })

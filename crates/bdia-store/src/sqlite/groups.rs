@@ -10,6 +10,7 @@ use rusqlite::{params, Connection};
 
 use super::files::{file_from_row, FILE_COLUMNS};
 use super::{commit, exec, query_all, query_one, query_opt, write_tx};
+use crate::common::{group_actions, group_state};
 use crate::{
     cancel_reason, FileStatus, GroupAction, GroupActionRecord, GroupInfo, GroupQueue, GroupRef,
     GroupState, ProcessingRate, QueueEntry, StoreError, StoreResult, GROUP_ACTIONS_SHOWN,
@@ -145,7 +146,7 @@ pub(super) fn group_info(conn: &Connection, group: &GroupRef) -> StoreResult<Opt
     };
     let in_progress = latest(FileStatus::Processing, "read a group's running file")?;
     let last_error = latest(FileStatus::Error, "read a group's last failure")?;
-    let mut actions = query_all(
+    let actions = query_all(
         conn,
         "list a group's actions",
         "SELECT action, actor, at, files FROM group_actions \
@@ -159,32 +160,15 @@ pub(super) fn group_info(conn: &Connection, group: &GroupRef) -> StoreResult<Opt
                 r.get::<_, i64>("files")?,
             ))
         },
-    )?
-    .into_iter()
-    .map(|(a, actor, at, files)| {
-        Ok(GroupActionRecord {
-            action: a
-                .parse()
-                .map_err(|e| StoreError::backend("read a group action", e))?,
-            actor,
-            at,
-            files: files as u64,
-        })
-    })
-    .collect::<StoreResult<Vec<_>>>()?;
-    actions.reverse();
+    )?;
     Ok(Some(GroupInfo {
         group: group.clone(),
-        state: if is_paused(conn, group)? {
-            GroupState::Paused
-        } else {
-            GroupState::Active
-        },
+        state: group_state(is_paused(conn, group)?),
         files_waiting: files_waiting as u64,
         rows_waiting: rows_waiting as u64,
         in_progress,
         last_error,
-        actions,
+        actions: group_actions(actions)?,
     }))
 }
 
@@ -233,11 +217,7 @@ pub(super) fn group_queue(
         },
     )?;
     Ok(GroupQueue {
-        state: if is_paused(conn, group)? {
-            GroupState::Paused
-        } else {
-            GroupState::Active
-        },
+        state: group_state(is_paused(conn, group)?),
         stopped,
         entries,
     })
