@@ -483,8 +483,10 @@ fn print_record(r: &FileRecord) {
     println!("  idempotency key: {}", r.idempotency_key);
     if let Some(q) = &r.queue {
         println!(
-            "  queue: {:?}, {} files ({} rows) ahead",
-            q.queue_state, q.files_ahead, q.rows_ahead
+            "  queue: {}, {} files ({} rows) ahead",
+            q.queue_state.as_str(),
+            q.files_ahead,
+            q.rows_ahead
         );
         if let (Some(start), Some(finish)) = (&q.estimated_start, &q.estimated_finish) {
             println!("  estimated start: {start}, finish: {finish}");

@@ -152,6 +152,17 @@ pub enum QueueState {
     Stopped,
 }
 
+impl QueueState {
+    /// The wire spelling (`waiting`, `paused`, `stopped`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QueueState::Waiting => "waiting",
+            QueueState::Paused => "paused",
+            QueueState::Stopped => "stopped",
+        }
+    }
+}
+
 /// Where a waiting file stands in its group's queue (flattened into its
 /// [`FileRecord`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
