@@ -62,6 +62,11 @@ enum AdminCommand {
         #[arg(long)]
         vgid: String,
     },
+    /// Pause, resume or cancel a visitor group, or show it (the actions
+    /// are recorded as made by `admin`; a running server notices within
+    /// its poll interval).
+    #[command(subcommand)]
+    Group(GroupCommand),
     /// Retract a COMPLETE file's hits: every hit of the file leaves the
     /// lake in one commit and its record says when and how many (again: no
     /// change). Visitor state is not rewound.
@@ -126,6 +131,30 @@ enum AdminCommand {
             .range(1..=bdia_server::config::MAX_TOKEN_TTL_SECS))]
         ttl: Option<u64>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum GroupCommand {
+    /// Hold the group: uploads are accepted, none starts processing (a
+    /// running file finishes).
+    Pause(GroupArgs),
+    /// Let a paused group run again.
+    Resume(GroupArgs),
+    /// The group's waiting (and failed) files become CANCELLED and are
+    /// never processed; the group runs again for later uploads.
+    Cancel(GroupArgs),
+    /// The group's state, waiting files and rows, file in progress, last
+    /// error and actions.
+    Show(GroupArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct GroupArgs {
+    /// The company.
+    #[arg(long)]
+    company: String,
+    /// The visitor group id.
+    vgid: String,
 }
 
 #[derive(clap::Args, Debug, Default)]
@@ -412,6 +441,36 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     })
                     .await?;
                 print(json!({ "company": company, "visitor_group_id": vgid, "retried": retried }));
+            }
+            AdminCommand::Group(cmd) => {
+                let (action, args) = match cmd {
+                    GroupCommand::Pause(a) => (Some(bdia_store::GroupAction::Pause), a),
+                    GroupCommand::Resume(a) => (Some(bdia_store::GroupAction::Resume), a),
+                    GroupCommand::Cancel(a) => (Some(bdia_store::GroupAction::Cancel), a),
+                    GroupCommand::Show(a) => (None, a),
+                };
+                if store.get_company(&args.company).await?.is_none() {
+                    bail!("no company '{}'", args.company);
+                }
+                let group = bdia_store::GroupRef {
+                    company_id: args.company.clone(),
+                    visitor_group_id: args.vgid.clone(),
+                };
+                if let Some(action) = action {
+                    match store
+                        .control_group(&group, action, "admin", bdia_server::auth::now())
+                        .await
+                    {
+                        Err(bdia_store::StoreError::NotFound(_)) => {
+                            bail!("company '{}' has no visitor group '{}'", args.company, args.vgid)
+                        }
+                        r => r?,
+                    };
+                }
+                let Some(info) = store.group_info(&group).await? else {
+                    bail!("company '{}' has no visitor group '{}'", args.company, args.vgid);
+                };
+                print(json!(bdia_wire::GroupView::from(&info)));
             }
             AdminCommand::Retract { file_id } => {
                 let Some(company) = store.file_company(&file_id).await? else {

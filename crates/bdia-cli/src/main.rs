@@ -34,6 +34,8 @@ enum Command {
     Status(remote::StatusArgs),
     /// List files on the server, newest first.
     Files(remote::FilesArgs),
+    /// Pause, resume or cancel a visitor group, or show it.
+    Group(remote::GroupArgs),
     /// A report from the server: metrics by day, page, eVar... (table, CSV or JSON).
     Report(report::Args),
     /// Run the ingestion server.
@@ -56,6 +58,7 @@ fn main() -> ExitCode {
         Command::Upload(args) => remote::upload(args),
         Command::Status(args) => remote::status(args),
         Command::Files(args) => remote::files(args),
+        Command::Group(args) => remote::group(args),
         Command::Report(args) => report::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Admin(args) => admin::run(args),

@@ -481,6 +481,17 @@ fn print_record(r: &FileRecord) {
         }
     }
     println!("  idempotency key: {}", r.idempotency_key);
+    if let Some(q) = &r.queue {
+        println!(
+            "  queue: {}, {} files ({} rows) ahead",
+            q.queue_state.as_str(),
+            q.files_ahead,
+            q.rows_ahead
+        );
+        if let (Some(start), Some(finish)) = (&q.estimated_start, &q.estimated_finish) {
+            println!("  estimated start: {start}, finish: {finish}");
+        }
+    }
     if let Some(e) = &r.error {
         println!("  error: {e}");
     }
@@ -518,13 +529,81 @@ pub fn status(args: StatusArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+/// Arguments of `bdia group`.
+#[derive(clap::Args)]
+pub struct GroupArgs {
+    /// pause, resume, cancel or show.
+    #[arg(value_parser = ["pause", "resume", "cancel", "show"])]
+    action: String,
+    /// The visitor group id.
+    vgid: String,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
+/// Prints a group view for a person.
+fn print_group(g: &bdia_client::api::GroupView) {
+    println!("{}  {}", g.visitor_group_id, g.state);
+    println!(
+        "  waiting: {} files, {} rows",
+        g.files_waiting, g.rows_waiting
+    );
+    if let Some(f) = &g.in_progress {
+        println!("  in progress: {} ({} rows)", f.file_id, f.rows);
+    }
+    if let Some(e) = &g.last_error {
+        println!(
+            "  last error: {}: {}",
+            e.file_id,
+            e.error.as_deref().unwrap_or("")
+        );
+    }
+    if !g.actions.is_empty() {
+        println!("  actions:");
+    }
+    for a in &g.actions {
+        println!(
+            "    {}  {:<6} by {} ({} files)",
+            rfc3339_utc(a.at),
+            a.action,
+            a.actor,
+            a.files
+        );
+    }
+}
+
+/// Runs `bdia group`.
+pub fn group(args: GroupArgs) -> anyhow::Result<ExitCode> {
+    let client = args.remote.client()?;
+    runtime()?.block_on(async {
+        let view = match args.action.parse::<bdia_client::api::GroupAction>() {
+            Ok(action) => client.group_action(&args.vgid, action).await?,
+            Err(_) => client.group(&args.vgid).await?,
+        };
+        let Some(view) = view else {
+            eprintln!("bdia: Visitor group '{}' not found", args.vgid);
+            return Ok(ExitCode::from(1));
+        };
+        if args.json {
+            println!("{}", serde_json::to_string(&view)?);
+        } else {
+            print_group(&view);
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
 /// Arguments of `bdia files`.
 #[derive(clap::Args)]
 pub struct FilesArgs {
     /// Only this visitor group.
     #[arg(long)]
     vgid: Option<String>,
-    /// Only this status (UPLOADED, REJECTED, PROCESSING, COMPLETE, ERROR).
+    /// Only this status (UPLOADED, REJECTED, PROCESSING, COMPLETE, ERROR,
+    /// CANCELLED).
     #[arg(long)]
     status: Option<String>,
     /// At most this many files (default: all).

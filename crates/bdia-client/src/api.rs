@@ -12,7 +12,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub use bdia_wire::{
-    AccessToken, FileList, FileRecord, FileStatus, Report, ReportQuery, Validation,
+    AccessToken, FileList, FileRecord, FileStatus, GroupAction, GroupView, Report, ReportQuery,
+    Validation,
 };
 use serde::Deserialize;
 use tokio::sync::Mutex;
@@ -348,6 +349,34 @@ impl Client {
         }
         let url = format!("{}/aa/collect/v1/events", self.creds.url);
         self.send(|http| http.get(&url).query(&q)).await
+    }
+
+    /// `GET /aa/collect/v1/groups/{vgid}`: a visitor group's state, queue,
+    /// file in progress, last error and actions; `None` for a group the
+    /// company never used.
+    pub async fn group(&self, vgid: &str) -> Result<Option<GroupView>, ClientError> {
+        let url = format!(
+            "{}/aa/collect/v1/groups/{}",
+            self.creds.url,
+            percent_encode(vgid)
+        );
+        not_found_is_none(self.send(|http| http.get(&url)).await)
+    }
+
+    /// `POST /aa/collect/v1/groups/{vgid}/{pause|resume|cancel}`: the group
+    /// after the action; `None` for a group the company never used.
+    pub async fn group_action(
+        &self,
+        vgid: &str,
+        action: GroupAction,
+    ) -> Result<Option<GroupView>, ClientError> {
+        let url = format!(
+            "{}/aa/collect/v1/groups/{}/{}",
+            self.creds.url,
+            percent_encode(vgid),
+            action.as_str()
+        );
+        not_found_is_none(self.send(|http| http.post(&url)).await)
     }
 
     /// `GET /api/v1/report-suites/{rsid}/report`: a report over the suite's

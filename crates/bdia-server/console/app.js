@@ -25,10 +25,10 @@ function signOut() {
   route();
 }
 
-async function api(path, asText) {
+async function api(path, asText, method) {
   const s = session();
   if (!s) { signOut(); throw new Error("Signed out"); }
-  const r = await fetch(path, { headers: { "Authorization": "Bearer " + s.token, "x-api-key": s.clientId } });
+  const r = await fetch(path, { method: method || "GET", headers: { "Authorization": "Bearer " + s.token, "x-api-key": s.clientId } });
   if (r.status === 401) { signOut(); throw new Error("Session expired: sign in again"); }
   if (!r.ok) {
     let msg = r.status + " " + r.statusText;
@@ -169,9 +169,60 @@ async function loadGroups() {
       el("td", g.in_progress || "-"), el("td", fmtNum(g.errors), "num"),
       el("td", g.last_completed ? g.last_completed + " (" + fmtTime(g.last_completed_date) + ")" : "-"),
       el("td", g.rows_per_second == null ? "-" : fmtNum(Math.round(g.rows_per_second)), "num"));
+    const td = el("td");
+    const b = el("button", "Manage", "show-group");
+    b.type = "button";
+    b.addEventListener("click", () => showGroup(g.visitor_group_id));
+    td.append(b);
+    tr.append(td);
     body.append(tr);
   }
   $("groups-empty").hidden = j.groups.length > 0;
+}
+
+// ---- one visitor group: state, actions, pause / resume / cancel ----
+
+function groupPath(vgid) {
+  return "/aa/collect/v1/groups/" + encodeURIComponent(vgid);
+}
+
+function fillGroup(g) {
+  $("group-detail-id").textContent = g.visitor_group_id;
+  $("group-state").textContent = g.state;
+  $("group-state").className = "group-state group-" + g.state;
+  $("group-pause").hidden = g.state === "paused";
+  $("group-resume").hidden = g.state !== "paused";
+  let summary = fmtNum(g.files_waiting) + " files (" + fmtNum(g.rows_waiting) + " rows) waiting";
+  if (g.in_progress) summary += "; in progress: " + g.in_progress.file_id;
+  if (g.last_error) summary += "; last error: " + g.last_error.file_id + ": " + (g.last_error.error || "");
+  $("group-summary").textContent = summary;
+  const body = $("group-actions").tBodies[0];
+  body.replaceChildren();
+  for (const a of g.actions.slice().reverse()) {
+    const tr = el("tr");
+    tr.append(el("td", fmtTime(a.at)), el("td", a.action), el("td", a.actor), el("td", fmtNum(a.files), "num"));
+    body.append(tr);
+  }
+  $("group-detail").dataset.group = g.visitor_group_id;
+  $("group-detail").hidden = false;
+}
+
+async function showGroup(vgid) {
+  $("group-error").textContent = "";
+  fillGroup(await api(groupPath(vgid)));
+  $("group-detail").scrollIntoView();
+}
+
+async function groupAction(action) {
+  const vgid = $("group-detail").dataset.group;
+  if (action === "cancel" && !confirm("Cancel every waiting file of " + vgid + "? They will never be processed.")) return;
+  $("group-error").textContent = "";
+  try {
+    fillGroup(await api(groupPath(vgid) + "/" + action, false, "POST"));
+    await loadGroups();
+  } catch (e) {
+    $("group-error").textContent = e.message;
+  }
 }
 
 // ---- reports ----
@@ -306,6 +357,9 @@ $("signout").addEventListener("click", signOut);
 $("files-filter").addEventListener("submit", (e) => { e.preventDefault(); loadFiles(false); });
 $("files-more").addEventListener("click", () => loadFiles(true));
 $("file-rejects").addEventListener("click", downloadRejects);
+for (const action of ["pause", "resume", "cancel"]) {
+  $("group-" + action).addEventListener("click", () => groupAction(action));
+}
 $("report-form").addEventListener("submit", runReport);
 window.addEventListener("hashchange", route);
 route();

@@ -157,7 +157,8 @@ pub async fn by_key(
         .find_by_key(&caller.company.id, &key)
         .await?
         .ok_or_else(not_found)?;
-    Ok(Json(bdia_wire::FileRecord::from(&rec)).into_response())
+    let answer = crate::groups::answer_for(&state, &caller, &rec).await?;
+    Ok(Json(answer).into_response())
 }
 
 /// `GET /aa/collect/v1/events/{file_id}`.
@@ -168,7 +169,8 @@ pub async fn by_id(
     ApiPath(FileIdParam(file_id)): ApiPath<FileIdParam>,
 ) -> Result<Response, ApiError> {
     let rec = callers_file(&state, &caller, &file_id).await?;
-    Ok(Json(bdia_wire::FileRecord::from(&rec)).into_response())
+    let answer = crate::groups::answer_for(&state, &caller, &rec).await?;
+    Ok(Json(answer).into_response())
 }
 
 /// One of the caller's company's files: 404 for an unknown file or another
@@ -199,9 +201,8 @@ pub async fn list(
         .map(|s| s.parse::<FileStatus>())
         .transpose()
         .map_err(|_| {
-            ApiError::BadRequest(
-                "status must be one of UPLOADED, REJECTED, PROCESSING, COMPLETE, ERROR".into(),
-            )
+            let all: Vec<&str> = FileStatus::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::BadRequest(format!("status must be one of {}", all.join(", ")))
         })?;
     let page = page_query(&q)?;
     let query = FileQuery {
@@ -215,8 +216,17 @@ pub async fn list(
         .list_files(&caller.company.id, &query)
         .await
         .map_err(cursor_error)?;
+    let mut files: Vec<_> = page.files.iter().map(bdia_wire::FileRecord::from).collect();
+    crate::groups::annotate_queue(
+        &*state.store,
+        &caller.company.id,
+        caller.company.settings.rows_per_second,
+        &mut files,
+        crate::auth::now(),
+    )
+    .await?;
     Ok(Json(bdia_wire::FileList {
-        files: page.files.iter().map(bdia_wire::FileRecord::from).collect(),
+        files,
         next_cursor: page.next_cursor,
     })
     .into_response())

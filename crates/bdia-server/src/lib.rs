@@ -44,6 +44,7 @@ pub mod config;
 pub mod console;
 pub mod error;
 pub mod extract;
+pub mod groups;
 pub mod handlers;
 pub mod lake_maintenance;
 pub mod lake_ops;
@@ -92,6 +93,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/aa/collect/v1/events/{file_id}/rejects"),
     ("delete", "/aa/collect/v1/events/{file_id}/hits"),
     ("post", "/aa/collect/v1/groups/{vgid}/retry"),
+    ("get", "/aa/collect/v1/groups/{vgid}"),
+    ("post", "/aa/collect/v1/groups/{vgid}/pause"),
+    ("post", "/aa/collect/v1/groups/{vgid}/resume"),
+    ("post", "/aa/collect/v1/groups/{vgid}/cancel"),
     ("get", "/api/v1/report-suites"),
     ("get", "/api/v1/report-suites/{rsid}/report"),
     ("get", "/api/v1/groups"),
@@ -161,6 +166,10 @@ pub fn router(state: AppState) -> Router {
             "/aa/collect/v1/groups/{vgid}/retry",
             post(processing::api::retry_group),
         )
+        .route("/aa/collect/v1/groups/{vgid}", get(groups::show))
+        .route("/aa/collect/v1/groups/{vgid}/pause", post(groups::pause))
+        .route("/aa/collect/v1/groups/{vgid}/resume", post(groups::resume))
+        .route("/aa/collect/v1/groups/{vgid}/cancel", post(groups::cancel))
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
         .route("/metrics", get(handlers::metrics))

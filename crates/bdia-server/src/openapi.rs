@@ -292,7 +292,7 @@ pub fn document() -> Value {
                     "access_token": { "type": "string" },
                     "token_type": { "type": "string", "enum": ["bearer"] },
                     "expires_in": { "type": "integer", "description": "seconds" } } },
-                "Status": { "type": "string", "enum": ["UPLOADED", "REJECTED", "PROCESSING", "COMPLETE", "ERROR"] },
+                "Status": { "type": "string", "enum": ["UPLOADED", "REJECTED", "PROCESSING", "COMPLETE", "ERROR", "CANCELLED"] },
                 "FileRecord": { "type": "object", "required": ["file_id", "visitor_group_id", "size", "uncompressed_size",
                         "received_date", "rows", "invalid_rows", "upload_name", "status", "status_code", "processing_log",
                         "idempotency_key", "processing_start_date", "file_reader_complete_date", "processing_end_date",
@@ -309,7 +309,7 @@ pub fn document() -> Value {
                     "status_code": { "$ref": "#/components/schemas/Status" },
                     "processing_log": { "type": "string" },
                     "idempotency_key": { "type": "string" },
-                    "error": { "type": "string", "description": "REJECTED/ERROR only" },
+                    "error": { "type": "string", "description": "REJECTED, ERROR and CANCELLED only" },
                     "processing_start_date": { "type": "integer", "nullable": true },
                     "file_reader_complete_date": { "type": "integer", "nullable": true },
                     "processing_end_date": { "type": "integer", "nullable": true },
@@ -351,7 +351,88 @@ pub fn document() -> Value {
     });
     processing_paths(&mut doc, &security, &api_key);
     lake_paths(&mut doc, &security, &api_key);
+    group_paths(&mut doc, &security, &api_key);
     doc
+}
+
+/// Group control: the group view, pause, resume and cancel, and the queue
+/// fields of a waiting file's record.
+fn group_paths(doc: &mut Value, security: &Value, api_key: &Value) {
+    let vgid =
+        json!({ "name": "vgid", "in": "path", "required": true, "schema": { "type": "string" } });
+    let action = |summary: &str| {
+        json!({ "post": {
+            "summary": summary,
+            "description": "Idempotent: every call is recorded in the group's actions (actor: the API client id; at: unix seconds), also one that changes nothing. Answers the group after the action.",
+            "security": security,
+            "parameters": [api_key, vgid],
+            "responses": merge(json!({
+                "200": json_ok("The group after the action", "GroupView"),
+                "400": error_response("Malformed visitor group id"),
+                "404": error_response("A visitor group the company never used (no file, no earlier action)")
+            }), auth_errors())
+        } })
+    };
+    extend(
+        doc,
+        "/paths",
+        json!({
+            "/aa/collect/v1/groups/{vgid}": { "get": {
+                "summary": "A visitor group: its state, waiting files and rows, the file in progress, the last error and the actions taken on it",
+                "security": security,
+                "parameters": [api_key, vgid],
+                "responses": merge(json!({
+                    "200": json_ok("The group", "GroupView"),
+                    "400": error_response("Malformed visitor group id"),
+                    "404": error_response("A visitor group the company never used")
+                }), auth_errors())
+            } },
+            "/aa/collect/v1/groups/{vgid}/pause": action("Pause a visitor group: uploads are still accepted and stored, none starts processing; a file already processing finishes"),
+            "/aa/collect/v1/groups/{vgid}/resume": action("Resume a paused visitor group"),
+            "/aa/collect/v1/groups/{vgid}/cancel": action("Cancel a visitor group's waiting files: its UPLOADED files (and ERROR files, which hold the group stopped) become CANCELLED (error_code group_cancelled) and are never processed; the group becomes active, so later uploads are processed")
+        }),
+    );
+    extend(
+        doc,
+        "/components/schemas",
+        json!({
+            "GroupState": { "type": "string", "enum": ["active", "paused"] },
+            "GroupActionRecord": { "type": "object", "required": ["action", "actor", "at", "files"], "properties": {
+                "action": { "type": "string", "enum": ["pause", "resume", "cancel"] },
+                "actor": { "type": "string", "description": "the API client id, or admin (bdia admin)" },
+                "at": { "type": "integer", "description": "unix seconds" },
+                "files": { "type": "integer", "description": "files the action changed (cancelled files; 0 for pause and resume)" } } },
+            "GroupError": { "type": "object", "required": ["file_id", "error", "error_code", "at"], "properties": {
+                "file_id": { "type": "string" },
+                "error": { "type": "string", "nullable": true },
+                "error_code": { "type": "string", "nullable": true },
+                "at": { "type": "integer", "nullable": true, "description": "unix seconds when it failed" } } },
+            "GroupView": { "type": "object", "required": ["visitor_group_id", "state", "files_waiting", "rows_waiting",
+                    "in_progress", "last_error", "actions"], "properties": {
+                "visitor_group_id": { "type": "string" },
+                "state": { "$ref": "#/components/schemas/GroupState" },
+                "files_waiting": { "type": "integer", "description": "UPLOADED files" },
+                "rows_waiting": { "type": "integer", "description": "rows of the UPLOADED files" },
+                "in_progress": { "allOf": [{ "$ref": "#/components/schemas/FileRecord" }], "nullable": true, "description": "the PROCESSING file" },
+                "last_error": { "allOf": [{ "$ref": "#/components/schemas/GroupError" }], "nullable": true, "description": "the latest ERROR file" },
+                "actions": { "type": "array", "items": { "$ref": "#/components/schemas/GroupActionRecord" },
+                    "description": "the latest 100 actions, oldest first" } } }
+        }),
+    );
+    extend(
+        doc,
+        "/components/schemas/FileRecord/properties",
+        json!({
+            "files_ahead": { "type": "integer", "description": "UPLOADED only: files of the group processed before this one (the PROCESSING one and the UPLOADED ones accepted earlier)" },
+            "rows_ahead": { "type": "integer", "description": "UPLOADED only: rows of those files" },
+            "estimated_start": { "type": "string", "format": "date-time", "nullable": true,
+                "description": "UPLOADED only: now + rows_ahead / rate (see docs/API.md); null when the group is paused or stopped, or no rate is known" },
+            "estimated_finish": { "type": "string", "format": "date-time", "nullable": true,
+                "description": "UPLOADED only: now + (rows_ahead + rows) / rate; null as estimated_start" },
+            "queue_state": { "type": "string", "enum": ["waiting", "paused", "stopped"],
+                "description": "UPLOADED only: waiting (the group runs), paused, or stopped (an ERROR file holds the group)" }
+        }),
+    );
 }
 
 /// Inserts `add`'s entries into the object at `at` of `doc`.
@@ -507,6 +588,10 @@ mod tests {
         JsonObject, PrivacyDeletion, PrivacyDeletionList, PrivacyDeletionRequest, Readiness,
         Report, ReportSuite, ReportSuites, RetryAnswer, Usage, Validation,
     };
+    use bdia_wire::{
+        GroupAction, GroupActionRecord, GroupError, GroupState, GroupView, QueuePosition,
+        QueueState,
+    };
     use serde::Serialize;
     use serde_json::{json, Value};
 
@@ -534,6 +619,14 @@ mod tests {
             hits_retracted_at: full.then_some(9),
             hits_retracted: full.then_some(10),
             duplicate_of: full.then(|| "f0".into()),
+            // Written with null estimates: they are nullable.
+            queue: full.then_some(QueuePosition {
+                files_ahead: 1,
+                rows_ahead: 2,
+                estimated_start: None,
+                estimated_finish: None,
+                queue_state: QueueState::Paused,
+            }),
         }
     }
 
@@ -605,6 +698,36 @@ mod tests {
             identifier_type: "customer_id".into(),
             customer_id_type: full.then(|| "crm".into()),
             identifier: "u-1".into(),
+        }
+    }
+
+    fn group_action() -> GroupActionRecord {
+        GroupActionRecord {
+            action: GroupAction::Cancel,
+            actor: "c".into(),
+            at: 1,
+            files: 2,
+        }
+    }
+
+    fn group_error(full: bool) -> GroupError {
+        GroupError {
+            file_id: "f".into(),
+            error: full.then(|| "e".into()),
+            error_code: full.then(|| "c".into()),
+            at: full.then_some(1),
+        }
+    }
+
+    fn group_view(full: bool) -> GroupView {
+        GroupView {
+            visitor_group_id: "g".into(),
+            state: GroupState::Paused,
+            files_waiting: 1,
+            rows_waiting: 2,
+            in_progress: full.then(|| file(FileStatus::Processing, true)),
+            last_error: full.then(|| group_error(true)),
+            actions: vec![group_action()],
         }
     }
 
@@ -741,6 +864,18 @@ mod tests {
                 "/paths/~1aa~1collect~1v1~1groups~1{vgid}~1retry/post/responses/200/content/application~1json/schema",
                 pair(retry.clone(), retry),
             ),
+            (
+                "/components/schemas/GroupView",
+                pair(group_view(true), group_view(false)),
+            ),
+            (
+                "/components/schemas/GroupActionRecord",
+                pair(group_action(), group_action()),
+            ),
+            (
+                "/components/schemas/GroupError",
+                pair(group_error(true), group_error(false)),
+            ),
         ]
     }
 
@@ -780,11 +915,14 @@ mod tests {
         for (name, prop) in props {
             let prop = resolve(doc, prop);
             let nullable = prop.get("nullable") == Some(&Value::Bool(true));
-            assert_eq!(
-                nullable,
-                min.get(name) == Some(&Value::Null),
-                "{at}.{name}: nullable"
-            );
+            // Null in `min`, or absent there and null in `full` (fields
+            // written together, some of them null, such as a waiting
+            // file's queue estimate).
+            let null_written = match min.get(name) {
+                Some(v) => v.is_null(),
+                None => full.get(name) == Some(&Value::Null),
+            };
+            assert_eq!(nullable, null_written, "{at}.{name}: nullable");
             if let (Some(items), Some(f), Some(m)) = (
                 prop.get("items"),
                 full[name].as_array().and_then(|a| a.first()),

@@ -174,3 +174,34 @@ pub(crate) fn check_file_group(
     }
     Ok(())
 }
+
+/// A group's actions as read newest first (action, actor, at, files), as
+/// [`crate::GroupInfo::actions`] keeps them: parsed, oldest first.
+pub(crate) fn group_actions(
+    newest_first: Vec<(String, String, i64, i64)>,
+) -> StoreResult<Vec<crate::GroupActionRecord>> {
+    let mut out = newest_first
+        .into_iter()
+        .map(|(action, actor, at, files)| {
+            Ok(crate::GroupActionRecord {
+                action: action
+                    .parse()
+                    .map_err(|e| StoreError::backend("read a group action", e))?,
+                actor,
+                at,
+                files: files as u64,
+            })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    out.reverse();
+    Ok(out)
+}
+
+/// The state of a group whose `paused` flag is `paused`.
+pub(crate) fn group_state(paused: bool) -> crate::GroupState {
+    if paused {
+        crate::GroupState::Paused
+    } else {
+        crate::GroupState::Active
+    }
+}

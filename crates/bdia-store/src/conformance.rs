@@ -28,8 +28,8 @@ use bdia_model::{StateDelta, VisitState};
 
 use crate::{
     ApiClient, CommitOutcome, CompanySettings, Completion, FileQuery, FileRecord, FileStatus,
-    GroupLease, GroupRef, MetadataStore, NewFile, NewPrivacyDeletion, PageQuery, RateLimitSetting,
-    StatusUpdate, StoreError, SuiteClaim,
+    GroupAction, GroupLease, GroupRef, GroupState, MetadataStore, NewFile, NewPrivacyDeletion,
+    PageQuery, RateLimitSetting, StatusUpdate, StoreError, SuiteClaim,
 };
 
 /// Runs every check, each on a fresh store from `make`.
@@ -68,6 +68,9 @@ where
     retraction(make().await).await;
     visitor_state_deletion(make().await).await;
     privacy_audit(make().await).await;
+    group_pause_and_resume(make().await).await;
+    group_cancel(make().await).await;
+    group_queue_and_rate(make().await).await;
 }
 
 /// A file record for tests.
@@ -1477,4 +1480,241 @@ pub async fn content_hashes(s: Arc<dyn MetadataStore>) {
         "another company's"
     );
     assert_eq!(s.find_by_content("acme", "cc").await.unwrap(), None);
+}
+
+/// Group control: a paused group is never claimed (by lease or directly)
+/// and a running file finishes; resume lets it run; every action is
+/// recorded with its actor and time; unknown groups are not found and one
+/// company's action does not touch another's group of the same id.
+pub async fn group_pause_and_resume(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    with_company(&*s, "other").await;
+    inserted(&*s, sample_file("acme", "a1", "g", None)).await;
+    inserted(&*s, sample_file("acme", "a2", "g", None)).await;
+    inserted(&*s, sample_file("other", "b1", "g", None)).await;
+    let g = group("acme", "g");
+    assert!(matches!(
+        s.control_group(&group("acme", "never"), GroupAction::Pause, "c1", 1)
+            .await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(s.group_info(&group("acme", "never")).await.unwrap(), None);
+    let info = s.group_info(&g).await.unwrap().unwrap();
+    assert_eq!(info.state, GroupState::Active);
+    assert_eq!((info.files_waiting, info.rows_waiting), (2, 20));
+    assert!(info.actions.is_empty());
+
+    s.claim_next_file(&g, None, 2).await.unwrap().unwrap();
+    let rec = s
+        .control_group(&g, GroupAction::Pause, "c1", 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        (rec.action, rec.actor.as_str(), rec.at, rec.files),
+        (GroupAction::Pause, "c1", 3, 0)
+    );
+    // Pausing again is recorded too and changes nothing.
+    s.control_group(&g, GroupAction::Pause, "admin", 4)
+        .await
+        .unwrap();
+    let info = s.group_info(&g).await.unwrap().unwrap();
+    assert_eq!(info.state, GroupState::Paused);
+    assert_eq!(
+        info.in_progress.as_ref().map(|f| f.file_id.as_str()),
+        Some("a1")
+    );
+    assert_eq!((info.files_waiting, info.rows_waiting), (1, 10));
+    assert_eq!(
+        info.actions
+            .iter()
+            .map(|a| (a.action, a.actor.as_str(), a.at))
+            .collect::<Vec<_>>(),
+        [
+            (GroupAction::Pause, "c1", 3),
+            (GroupAction::Pause, "admin", 4)
+        ]
+    );
+    // The running file finishes; nothing else starts.
+    s.complete_file("a1", done(vec![])).await.unwrap();
+    assert!(
+        s.claim_next_file(&g, None, 5).await.unwrap().is_none(),
+        "paused"
+    );
+    assert_eq!(s.runnable_groups(10).await.unwrap(), [group("other", "g")]);
+    let leases = s.claim_groups("n1", 10, 60_000).await.unwrap();
+    assert_eq!(
+        leases.iter().map(|l| l.group.clone()).collect::<Vec<_>>(),
+        [group("other", "g")],
+        "a paused group is not leased"
+    );
+    // The other company's group of the same id is its own.
+    assert_eq!(
+        s.group_info(&group("other", "g"))
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        GroupState::Active
+    );
+    s.control_group(&g, GroupAction::Resume, "c1", 6)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.group_info(&g).await.unwrap().unwrap().state,
+        GroupState::Active
+    );
+    assert_eq!(
+        s.claim_next_file(&g, None, 7)
+            .await
+            .unwrap()
+            .unwrap()
+            .file_id,
+        "a2"
+    );
+}
+
+/// Cancel: waiting (and failed) files become CANCELLED with the reason in
+/// their record and log, the running file is untouched, the group runs
+/// again, and later uploads continue the sequence and are claimed.
+pub async fn group_cancel(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    for id in ["a1", "a2", "a3"] {
+        inserted(&*s, sample_file("acme", id, "g", None)).await;
+    }
+    let g = group("acme", "g");
+    s.claim_next_file(&g, None, 1).await.unwrap().unwrap();
+    s.control_group(&g, GroupAction::Pause, "c1", 2)
+        .await
+        .unwrap();
+    let rec = s
+        .control_group(&g, GroupAction::Cancel, "c1", 1_700_000_100)
+        .await
+        .unwrap();
+    assert_eq!(rec.files, 2);
+    for id in ["a2", "a3"] {
+        let f = s.get_file("acme", id).await.unwrap().unwrap();
+        assert_eq!(f.status, FileStatus::Cancelled);
+        assert_eq!(f.error_code.as_deref(), Some(crate::GROUP_CANCELLED));
+        let reason = crate::cancel_reason("c1", 1_700_000_100);
+        assert_eq!(f.error.as_deref(), Some(reason.as_str()));
+        assert!(
+            f.processing_log.ends_with(&format!("\n{reason}")),
+            "{}",
+            f.processing_log
+        );
+        assert!(
+            reason.contains("c1") && reason.contains("2023-11-14T22:15:00Z"),
+            "{reason}"
+        );
+    }
+    let running = s.get_file("acme", "a1").await.unwrap().unwrap();
+    assert_eq!(running.status, FileStatus::Processing);
+    let info = s.group_info(&g).await.unwrap().unwrap();
+    assert_eq!(info.state, GroupState::Active, "a cancel resumes");
+    assert_eq!(info.files_waiting, 0);
+    s.complete_file("a1", done(vec![])).await.unwrap();
+    assert!(s.claim_next_file(&g, None, 3).await.unwrap().is_none());
+    let later = inserted(&*s, sample_file("acme", "a4", "g", None)).await;
+    assert_eq!(later.group_seq, Some(4));
+    assert_eq!(
+        s.claim_next_file(&g, None, 4)
+            .await
+            .unwrap()
+            .unwrap()
+            .file_id,
+        "a4"
+    );
+    // A failure stops the group; a cancel clears it.
+    s.fail_file("a4", "lake write failed", "lake", 5, None)
+        .await
+        .unwrap();
+    inserted(&*s, sample_file("acme", "a5", "g", None)).await;
+    let info = s.group_info(&g).await.unwrap().unwrap();
+    assert_eq!(
+        info.last_error.as_ref().map(|f| f.file_id.as_str()),
+        Some("a4")
+    );
+    assert_eq!(
+        s.control_group(&g, GroupAction::Cancel, "admin", 6)
+            .await
+            .unwrap()
+            .files,
+        2
+    );
+    inserted(&*s, sample_file("acme", "a6", "g", None)).await;
+    assert_eq!(
+        s.claim_next_file(&g, None, 7)
+            .await
+            .unwrap()
+            .unwrap()
+            .file_id,
+        "a6"
+    );
+    let cancelled = s
+        .list_files(
+            "acme",
+            &FileQuery {
+                status: Some(FileStatus::Cancelled),
+                ..FileQuery::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(cancelled.files.len(), 4);
+    let actions = s.group_info(&g).await.unwrap().unwrap().actions;
+    assert_eq!(
+        actions
+            .iter()
+            .map(|a| (a.action, a.files))
+            .collect::<Vec<_>>(),
+        [
+            (GroupAction::Pause, 0),
+            (GroupAction::Cancel, 2),
+            (GroupAction::Cancel, 2)
+        ]
+    );
+}
+
+/// Queue places (the running file first, then by sequence; only the asked
+/// UPLOADED files) and the measured processing rate.
+pub async fn group_queue_and_rate(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    assert_eq!(s.processing_rate("acme", 20).await.unwrap(), None);
+    for id in ["a1", "a2", "a3", "a4"] {
+        inserted(&*s, sample_file("acme", id, "g", None)).await;
+    }
+    let g = group("acme", "g");
+    s.claim_next_file(&g, None, 10).await.unwrap().unwrap();
+    s.complete_file("a1", done(vec![])).await.unwrap();
+    s.claim_next_file(&g, None, 20).await.unwrap().unwrap();
+    let ids: Vec<String> = ["a2", "a3", "a4", "a1", "nope"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let q = s.group_queue(&g, &ids).await.unwrap();
+    assert_eq!((q.state, q.stopped), (GroupState::Active, false));
+    assert_eq!(
+        q.entries
+            .iter()
+            .map(|e| (e.file_id.as_str(), e.files_ahead, e.rows_ahead))
+            .collect::<Vec<_>>(),
+        [("a3", 1, 10), ("a4", 2, 20)]
+    );
+    let only = s.group_queue(&g, &["a4".to_string()]).await.unwrap();
+    assert_eq!(only.entries.len(), 1);
+    assert_eq!(
+        (only.entries[0].files_ahead, only.entries[0].rows_ahead),
+        (2, 20)
+    );
+    // a1 ran from 10 to 21: 10 rows in 11 s.
+    let rate = s.processing_rate("acme", 20).await.unwrap().unwrap();
+    assert_eq!((rate.rows, rate.seconds, rate.files), (10, 11, 1));
+    assert_eq!(s.processing_rate("other", 20).await.unwrap(), None);
+    s.control_group(&g, GroupAction::Pause, "c1", 30)
+        .await
+        .unwrap();
+    assert_eq!(
+        s.group_queue(&g, &ids).await.unwrap().state,
+        GroupState::Paused
+    );
 }

@@ -420,6 +420,7 @@ impl From<&FileRecord> for bdia_wire::FileRecord {
             hits_retracted_at: r.hits_retracted_at,
             hits_retracted: r.hits_retracted,
             duplicate_of: r.duplicate_of.clone(),
+            queue: None,
         }
     }
 }
@@ -630,6 +631,88 @@ pub struct PrivacyDeletionPage {
     pub deletions: Vec<PrivacyDeletion>,
     /// Cursor of the next page; `None` on the last page.
     pub next_cursor: Option<String>,
+}
+
+/// Group control: state and actions (defined with the API's bodies).
+pub use bdia_wire::{GroupAction, GroupActionRecord, GroupError, GroupState};
+
+/// The error code of a file cancelled by a group cancel.
+pub const GROUP_CANCELLED: &str = "group_cancelled";
+
+/// Actions kept in a [`GroupInfo`]: the latest ones.
+pub const GROUP_ACTIONS_SHOWN: u32 = 100;
+
+/// What [`MetadataStore::group_info`] knows of a group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupInfo {
+    /// The group.
+    pub group: GroupRef,
+    /// `active` or `paused`.
+    pub state: GroupState,
+    /// `UPLOADED` files.
+    pub files_waiting: u64,
+    /// Rows of the `UPLOADED` files.
+    pub rows_waiting: u64,
+    /// The `PROCESSING` file.
+    pub in_progress: Option<FileRecord>,
+    /// The latest `ERROR` file (by processing end).
+    pub last_error: Option<FileRecord>,
+    /// The latest [`GROUP_ACTIONS_SHOWN`] actions, oldest first.
+    pub actions: Vec<GroupActionRecord>,
+}
+
+/// The group as the API sends it.
+impl From<&GroupInfo> for bdia_wire::GroupView {
+    fn from(g: &GroupInfo) -> Self {
+        bdia_wire::GroupView {
+            visitor_group_id: g.group.visitor_group_id.clone(),
+            state: g.state,
+            files_waiting: g.files_waiting,
+            rows_waiting: g.rows_waiting,
+            in_progress: g.in_progress.as_ref().map(bdia_wire::FileRecord::from),
+            last_error: g.last_error.as_ref().map(|f| GroupError {
+                file_id: f.file_id.clone(),
+                error: f.error.clone(),
+                error_code: f.error_code.clone(),
+                at: f.processing_end_date,
+            }),
+            actions: g.actions.clone(),
+        }
+    }
+}
+
+/// One waiting file's place in its group ([`MetadataStore::group_queue`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueEntry {
+    /// The waiting file.
+    pub file_id: String,
+    /// Files before it: `UPLOADED` with a lower `group_seq`, and the
+    /// `PROCESSING` one.
+    pub files_ahead: u64,
+    /// Rows of those files.
+    pub rows_ahead: u64,
+}
+
+/// The queue of one group, for some of its waiting files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupQueue {
+    /// `active` or `paused`.
+    pub state: GroupState,
+    /// True when an `ERROR` file stops the group.
+    pub stopped: bool,
+    /// The asked files that are `UPLOADED`, in queue order.
+    pub entries: Vec<QueueEntry>,
+}
+
+/// A company's measured processing rate ([`MetadataStore::processing_rate`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessingRate {
+    /// Rows of the files measured.
+    pub rows: u64,
+    /// Their processing seconds (end minus start, at least 1 per file).
+    pub seconds: u64,
+    /// Files measured.
+    pub files: u64,
 }
 
 /// Metadata of companies, clients, report suites and files.
@@ -906,6 +989,49 @@ pub trait MetadataStore: Send + Sync + 'static {
         after: Option<(String, String)>,
         limit: u32,
     ) -> StoreResult<Vec<StoredState>>;
+
+    /// Applies an operator's action to a group, in one transaction, and
+    /// records it (every call is recorded, also one that changes nothing,
+    /// such as pausing a paused group). `Pause`: the group becomes
+    /// `paused` (no claim takes its files; a `PROCESSING` file finishes).
+    /// `Resume`: `active`. `Cancel`: every `UPLOADED` file of the group,
+    /// and every `ERROR` file (which holds the group stopped), becomes
+    /// `CANCELLED` with the error code [`GROUP_CANCELLED`], the reason and
+    /// a log line naming `actor` and the time; the group becomes `active`,
+    /// so later uploads run. Returns the recorded action (`files`: how
+    /// many were cancelled). [`StoreError::NotFound`] for a group the
+    /// company never used (no file record and no earlier action).
+    async fn control_group(
+        &self,
+        group: &GroupRef,
+        action: GroupAction,
+        actor: &str,
+        now: i64,
+    ) -> StoreResult<GroupActionRecord>;
+    /// A group's state, waiting files and rows, file in progress, latest
+    /// `ERROR` file and latest actions; `None` for a group the company
+    /// never used.
+    async fn group_info(&self, group: &GroupRef) -> StoreResult<Option<GroupInfo>>;
+    /// The queue places of the `UPLOADED` files among `file_ids` in their
+    /// group, with the group's state: one query for the group whatever the
+    /// number of files.
+    async fn group_queue(&self, group: &GroupRef, file_ids: &[String]) -> StoreResult<GroupQueue>;
+    /// The processing rate of a company over its latest `recent`
+    /// `COMPLETE` files (by processing end) that have both processing
+    /// dates; `None` when there is none.
+    async fn processing_rate(
+        &self,
+        company_id: &str,
+        recent: u32,
+    ) -> StoreResult<Option<ProcessingRate>>;
+}
+
+/// The reason a group cancel gives its files.
+pub fn cancel_reason(actor: &str, at: i64) -> String {
+    format!(
+        "Group cancelled by {actor} at {}: the file was not processed.",
+        bdia_wire::time::rfc3339_utc(at)
+    )
 }
 
 /// The line appended to a file's processing log when processing fails;

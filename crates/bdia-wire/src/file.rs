@@ -67,6 +67,11 @@ pub struct FileRecord {
     /// otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duplicate_of: Option<String>,
+    /// Where a waiting (`UPLOADED`) file stands in its group's queue, as
+    /// flat fields of the record; absent for every other status and where
+    /// the server does not compute it.
+    #[serde(flatten, default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<crate::QueuePosition>,
 }
 
 impl FileRecord {
@@ -209,6 +214,7 @@ mod tests {
             hits_retracted_at: None,
             hits_retracted: None,
             duplicate_of: None,
+            queue: None,
         }
     }
 

@@ -18,6 +18,7 @@
 
 mod error;
 mod file;
+mod group;
 mod health;
 mod privacy;
 mod report;
@@ -27,6 +28,9 @@ mod token;
 
 pub use error::ErrorBody;
 pub use file::{FileList, FileRecord, Preview, RetryAnswer, SuiteDayRows, Validation};
+pub use group::{
+    GroupAction, GroupActionRecord, GroupError, GroupState, GroupView, QueuePosition, QueueState,
+};
 pub use health::{Readiness, Usage};
 pub use privacy::{IdentifierType, PrivacyDeletion, PrivacyDeletionList, PrivacyDeletionRequest};
 pub use report::{Group, Groups, JsonObject, Report, ReportQuery, ReportSuite, ReportSuites};

@@ -1,7 +1,7 @@
 //! The lifecycle of a file (spec 2.1): its wire spelling, its human text.
 //!
 //! `UPLOADED` -> `PROCESSING` -> `COMPLETE` or `ERROR`; `REJECTED` at
-//! upload. The strings of [`FileStatus::as_str`] are the only spelling of
+//! upload; `CANCELLED` when the group's waiting files are cancelled. The strings of [`FileStatus::as_str`] are the only spelling of
 //! the lifecycle: JSON bodies, query strings and stored records use them.
 
 use std::fmt;
@@ -23,6 +23,8 @@ pub enum FileStatus {
     Complete,
     /// Failed internally; needs an operator.
     Error,
+    /// Cancelled while waiting (a group cancel); never processed.
+    Cancelled,
 }
 
 /// A status name that is none of [`FileStatus::ALL`].
@@ -32,12 +34,13 @@ pub struct UnknownStatus(pub String);
 
 impl FileStatus {
     /// Every status.
-    pub const ALL: [FileStatus; 5] = [
+    pub const ALL: [FileStatus; 6] = [
         FileStatus::Uploaded,
         FileStatus::Rejected,
         FileStatus::Processing,
         FileStatus::Complete,
         FileStatus::Error,
+        FileStatus::Cancelled,
     ];
 
     /// The wire spelling (`UPLOADED`...).
@@ -48,6 +51,7 @@ impl FileStatus {
             FileStatus::Processing => "PROCESSING",
             FileStatus::Complete => "COMPLETE",
             FileStatus::Error => "ERROR",
+            FileStatus::Cancelled => "CANCELLED",
         }
     }
 
@@ -59,15 +63,16 @@ impl FileStatus {
             FileStatus::Processing => "File is being processed",
             FileStatus::Complete => "File processed",
             FileStatus::Error => "File processing failed",
+            FileStatus::Cancelled => "File cancelled",
         }
     }
 
     /// True once nothing more will happen to the file without an operator
-    /// (`COMPLETE`, `REJECTED`, `ERROR`).
+    /// (`COMPLETE`, `REJECTED`, `ERROR`, `CANCELLED`).
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            FileStatus::Complete | FileStatus::Rejected | FileStatus::Error
+            FileStatus::Complete | FileStatus::Rejected | FileStatus::Error | FileStatus::Cancelled
         )
     }
 }
@@ -124,7 +129,8 @@ mod tests {
             [
                 FileStatus::Rejected,
                 FileStatus::Complete,
-                FileStatus::Error
+                FileStatus::Error,
+                FileStatus::Cancelled
             ]
         );
     }

@@ -102,7 +102,8 @@ pub async fn upload(
             if existing.status != FileStatus::Rejected {
                 metrics::counter!(crate::metrics::UPLOADS.name, "outcome" => "idempotent_replay")
                     .increment(1);
-                return Ok(Json(bdia_wire::FileRecord::from(&existing)).into_response());
+                let answer = crate::groups::answer_for(&state, &caller, &existing).await?;
+                return Ok(Json(answer).into_response());
             }
         }
     }
@@ -121,6 +122,7 @@ pub async fn upload(
         let state = state.clone();
         let file_id = file_id.clone();
         let company = caller.company.id.clone();
+        let throttle = caller.company.settings.rows_per_second;
         let key = key.clone();
         state.tasks.clone().spawn(async move {
             let staging = Some((state.blobs.clone(), file_id.clone()));
@@ -139,6 +141,7 @@ pub async fn upload(
             let accepted = Accepted {
                 pass,
                 company,
+                throttle,
                 vgid,
                 key,
                 upload_name,
@@ -213,6 +216,9 @@ struct Accepted {
     pass: Pass,
     /// The caller's company.
     company: String,
+    /// The company's processing throttle (rows per second), for the
+    /// answer's queue estimate.
+    throttle: Option<u64>,
     /// `x-adobe-vgid`.
     vgid: String,
     /// `x-adobe-idempotency-key`, when the client sent one.
@@ -232,6 +238,7 @@ async fn finish_upload(state: &AppState, accepted: Accepted) -> Result<Response,
     let Accepted {
         pass,
         company,
+        throttle,
         vgid,
         key,
         upload_name,
@@ -331,13 +338,19 @@ async fn finish_upload(state: &AppState, accepted: Accepted) -> Result<Response,
             if rec.status == FileStatus::Uploaded {
                 state.processing.wake();
             }
-            Ok(Json(bdia_wire::FileRecord::from(&rec)).into_response())
+            let answer =
+                crate::groups::answer_record(&*state.store, &rec.company_id, throttle, &rec)
+                    .await?;
+            Ok(Json(answer).into_response())
         }
         CommitOutcome::Existing(rec) => {
             undo(state, &keys).await;
             metrics::counter!(crate::metrics::UPLOADS.name, "outcome" => "idempotent_replay")
                 .increment(1);
-            Ok(Json(bdia_wire::FileRecord::from(&rec)).into_response())
+            let answer =
+                crate::groups::answer_record(&*state.store, &rec.company_id, throttle, &rec)
+                    .await?;
+            Ok(Json(answer).into_response())
         }
     }
 }

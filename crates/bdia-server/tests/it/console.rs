@@ -383,6 +383,29 @@ async fn console_in_headless_chromium() {
         )
         .await;
     browser.screenshot("05-groups").await;
+    // One group: pause and resume with the buttons, the actions listed.
+    browser.click("#groups-table tbody tr .show-group").await;
+    browser
+        .wait_for(
+            "!document.getElementById('group-detail').hidden && document.getElementById('group-state').textContent === 'active'",
+            "the group view",
+        )
+        .await;
+    browser.click("#group-pause").await;
+    browser
+        .wait_for(
+            "document.getElementById('group-state').textContent === 'paused' && document.querySelectorAll('#group-actions tbody tr').length === 1",
+            "the paused group",
+        )
+        .await;
+    browser.screenshot("05b-group-paused").await;
+    browser.click("#group-resume").await;
+    browser
+        .wait_for(
+            "document.getElementById('group-state').textContent === 'active' && document.querySelectorAll('#group-actions tbody tr').length === 2",
+            "the resumed group",
+        )
+        .await;
 
     // Reports: the chart and the tables against the independent numbers.
     let (from, to) = ("2026-03-06", "2026-03-10");

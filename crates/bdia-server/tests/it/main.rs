@@ -5,6 +5,7 @@
 mod auth;
 mod common;
 mod console;
+mod groups;
 mod lifecycle;
 mod lookups;
 mod preview;

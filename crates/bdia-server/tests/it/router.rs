@@ -270,7 +270,7 @@ async fn bad_query_parameters_are_400() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(
         body["error"],
-        "status must be one of UPLOADED, REJECTED, PROCESSING, COMPLETE, ERROR"
+        "status must be one of UPLOADED, REJECTED, PROCESSING, COMPLETE, ERROR, CANCELLED"
     );
     let (status, body) = a.get_authed("/aa/collect/v1/events?cursor=nonsense").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);

@@ -99,7 +99,7 @@ pub(super) async fn claim_groups(
              JOIN (SELECT company_id, visitor_group_id, MIN(seq) AS first FROM files \
                    WHERE status IN ($1, $2) GROUP BY company_id, visitor_group_id) w \
                ON w.company_id = vg.company_id AND w.visitor_group_id = vg.visitor_group_id \
-             WHERE (vg.node_id IS NULL OR vg.expires_ms <= {NOW_MS}) \
+             WHERE (vg.node_id IS NULL OR vg.expires_ms <= {NOW_MS}) AND NOT vg.paused \
                AND NOT EXISTS (SELECT 1 FROM files g WHERE g.company_id = vg.company_id \
                  AND g.visitor_group_id = vg.visitor_group_id AND g.status = $3) \
              ORDER BY vg.expires_ms, w.first LIMIT $4 \

@@ -49,6 +49,7 @@
 pub mod schema;
 
 mod files;
+mod groups;
 mod leases;
 mod privacy;
 mod processing;
@@ -66,9 +67,10 @@ use bdia_model::VisitState;
 
 use crate::{
     ApiClient, CommitOutcome, Company, CompanySettings, Completion, FilePage, FileQuery,
-    FileRecord, GroupLease, GroupRef, LeaseClaim, MetadataStore, NewFile, NewPrivacyDeletion,
-    PageQuery, PrivacyDeletion, PrivacyDeletionPage, ReportSuite, StatusUpdate, StoreError,
-    StoreResult, StoredState, SuiteClaim,
+    FileRecord, GroupAction, GroupActionRecord, GroupInfo, GroupLease, GroupQueue, GroupRef,
+    LeaseClaim, MetadataStore, NewFile, NewPrivacyDeletion, PageQuery, PrivacyDeletion,
+    PrivacyDeletionPage, ProcessingRate, ReportSuite, StatusUpdate, StoreError, StoreResult,
+    StoredState, SuiteClaim,
 };
 
 pub use schema::SCHEMA_VERSION;
@@ -579,5 +581,31 @@ impl MetadataStore for PgStore {
         limit: u32,
     ) -> StoreResult<Vec<StoredState>> {
         processing::list_visitor_states(&self.conn().await?, company_id, after, limit).await
+    }
+
+    async fn control_group(
+        &self,
+        group: &GroupRef,
+        action: GroupAction,
+        actor: &str,
+        now: i64,
+    ) -> StoreResult<GroupActionRecord> {
+        groups::control_group(&mut self.conn().await?, group, action, actor, now).await
+    }
+
+    async fn group_info(&self, group: &GroupRef) -> StoreResult<Option<GroupInfo>> {
+        groups::group_info(&self.conn().await?, group).await
+    }
+
+    async fn group_queue(&self, group: &GroupRef, file_ids: &[String]) -> StoreResult<GroupQueue> {
+        groups::group_queue(&self.conn().await?, group, file_ids).await
+    }
+
+    async fn processing_rate(
+        &self,
+        company_id: &str,
+        recent: u32,
+    ) -> StoreResult<Option<ProcessingRate>> {
+        groups::processing_rate(&self.conn().await?, company_id, recent).await
     }
 }

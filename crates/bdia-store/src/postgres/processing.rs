@@ -21,6 +21,7 @@ use bdia_model::enrich::StateEntry;
 use bdia_model::VisitState;
 
 use super::files::{by_id_for_update, files_from_rows, FILE_COLUMNS};
+use super::groups::is_paused;
 use super::leases::{lock_holder, release_all_leases, GroupLock};
 use super::{big, db, exec, map_rows, query_all, query_one};
 use crate::common::{apply_failure, check_file_group, check_holder, group_of, require_processing};
@@ -40,6 +41,8 @@ pub(super) async fn runnable_groups(
          WHERE f.status = $1 AND NOT EXISTS (SELECT 1 FROM files g \
            WHERE g.company_id = f.company_id AND g.visitor_group_id = f.visitor_group_id \
            AND g.status IN ($2, $3)) \
+           AND NOT EXISTS (SELECT 1 FROM visitor_groups vg WHERE vg.company_id = f.company_id \
+             AND vg.visitor_group_id = f.visitor_group_id AND vg.paused) \
          GROUP BY f.company_id, f.visitor_group_id ORDER BY first LIMIT $4",
         &[
             &FileStatus::Uploaded.as_str(),
@@ -90,7 +93,7 @@ pub(super) async fn claim_next_file(
     .await?
     .try_get("busy")
     .map_err(db("check a group for running or failed files"))?;
-    if busy > 0 {
+    if busy > 0 || is_paused(&tx, group).await? {
         return Ok(None);
     }
     let next = query_all(

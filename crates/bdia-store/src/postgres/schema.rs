@@ -195,9 +195,33 @@ ALTER TABLE files
 CREATE INDEX files_content ON files(company_id, content_sha256) WHERE content_sha256 IS NOT NULL;
 "#;
 
+/// Version 4: group control (the SQLite backend's version 8).
+///
+/// - `visitor_groups.paused`: the group is held (no claim takes its
+///   files). An operator's action on a group that never had a file to
+///   process creates its row (`last_seq` 0).
+/// - `group_actions`: every pause, resume and cancel, kept (who, when,
+///   files changed).
+/// - `files_company_status_end`: a company's latest `COMPLETE` files, for
+///   its measured processing rate.
+const V4_GROUP_CONTROL: &str = r#"
+ALTER TABLE visitor_groups ADD COLUMN paused BOOLEAN NOT NULL DEFAULT FALSE;
+CREATE TABLE group_actions (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    company_id TEXT COLLATE "C" NOT NULL,
+    visitor_group_id TEXT COLLATE "C" NOT NULL,
+    action TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    files BIGINT NOT NULL
+);
+CREATE INDEX group_actions_group ON group_actions(company_id, visitor_group_id, id);
+CREATE INDEX files_company_status_end ON files(company_id, status, processing_end_date);
+"#;
+
 /// The migrations, in order: entry `i` takes a database from version `i` to
 /// version `i + 1`. Append only.
-const MIGRATIONS: &[&str] = &[V1, V2_LEASES, V3_CONTENT_HASH];
+const MIGRATIONS: &[&str] = &[V1, V2_LEASES, V3_CONTENT_HASH, V4_GROUP_CONTROL];
 
 /// The schema version this build writes and the highest one it opens.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -9,6 +9,7 @@
 
 use rusqlite::{params, Connection};
 
+use super::groups::PAUSED_FILTER;
 use super::{commit, exec, query_all, query_one, query_opt, write_tx};
 use crate::common::check_holder;
 use crate::{FileStatus, GroupLease, GroupRef, LeaseClaim, StoreResult};
@@ -46,15 +47,17 @@ pub(super) fn claim_groups(
     let free = query_all(
         &tx,
         "list claimable groups",
-        "SELECT f.company_id, f.visitor_group_id, MIN(f.seq) AS first FROM files f \
+        &format!(
+            "SELECT f.company_id, f.visitor_group_id, MIN(f.seq) AS first FROM files f \
          LEFT JOIN group_leases l ON l.company_id = f.company_id \
            AND l.visitor_group_id = f.visitor_group_id \
          WHERE f.status IN (?1, ?2) \
-           AND (l.node_id IS NULL OR l.expires_ms <= ?4) \
+           AND (l.node_id IS NULL OR l.expires_ms <= ?4) AND {PAUSED_FILTER} \
            AND NOT EXISTS (SELECT 1 FROM files g WHERE g.company_id = f.company_id \
              AND g.visitor_group_id = f.visitor_group_id AND g.status = ?3) \
          GROUP BY f.company_id, f.visitor_group_id \
-         ORDER BY COALESCE(MAX(l.expires_ms), 0), first LIMIT ?5",
+         ORDER BY COALESCE(MAX(l.expires_ms), 0), first LIMIT ?5"
+        ),
         params![
             FileStatus::Uploaded.as_str(),
             FileStatus::Processing.as_str(),

@@ -48,6 +48,7 @@
 pub mod schema;
 
 mod files;
+mod groups;
 mod leases;
 mod privacy;
 mod processing;
@@ -66,9 +67,10 @@ use bdia_model::VisitState;
 use crate::FileStatus;
 use crate::{
     ApiClient, CommitOutcome, Company, CompanySettings, Completion, FilePage, FileQuery,
-    FileRecord, GroupLease, GroupRef, LeaseClaim, MetadataStore, NewFile, NewPrivacyDeletion,
-    PageQuery, PrivacyDeletion, PrivacyDeletionPage, ReportSuite, StatusUpdate, StoreError,
-    StoreResult, StoredState, SuiteClaim,
+    FileRecord, GroupAction, GroupActionRecord, GroupInfo, GroupLease, GroupQueue, GroupRef,
+    LeaseClaim, MetadataStore, NewFile, NewPrivacyDeletion, PageQuery, PrivacyDeletion,
+    PrivacyDeletionPage, ProcessingRate, ReportSuite, StatusUpdate, StoreError, StoreResult,
+    StoredState, SuiteClaim,
 };
 
 pub use schema::SCHEMA_VERSION;
@@ -648,6 +650,40 @@ impl MetadataStore for SqliteStore {
     ) -> StoreResult<Vec<StoredState>> {
         let company_id = company_id.to_string();
         self.with(move |conn| processing::list_visitor_states(conn, &company_id, after, limit))
+            .await
+    }
+
+    async fn control_group(
+        &self,
+        group: &GroupRef,
+        action: GroupAction,
+        actor: &str,
+        now: i64,
+    ) -> StoreResult<GroupActionRecord> {
+        let (group, actor) = (group.clone(), actor.to_string());
+        self.with(move |conn| groups::control_group(conn, &group, action, &actor, now))
+            .await
+    }
+
+    async fn group_info(&self, group: &GroupRef) -> StoreResult<Option<GroupInfo>> {
+        let group = group.clone();
+        self.with(move |conn| groups::group_info(conn, &group))
+            .await
+    }
+
+    async fn group_queue(&self, group: &GroupRef, file_ids: &[String]) -> StoreResult<GroupQueue> {
+        let (group, ids) = (group.clone(), file_ids.to_vec());
+        self.with(move |conn| groups::group_queue(conn, &group, &ids))
+            .await
+    }
+
+    async fn processing_rate(
+        &self,
+        company_id: &str,
+        recent: u32,
+    ) -> StoreResult<Option<ProcessingRate>> {
+        let company_id = company_id.to_string();
+        self.with(move |conn| groups::processing_rate(conn, &company_id, recent))
             .await
     }
 }

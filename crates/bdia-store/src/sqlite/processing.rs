@@ -16,6 +16,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use bdia_model::VisitState;
 
 use super::files::{by_id, file_from_row, FILE_COLUMNS};
+use super::groups::{is_paused, PAUSED_FILTER};
 use super::leases::{check_lease, release_all_leases};
 use super::{commit, db, exec, query_all, query_one, query_opt, write_tx};
 use crate::common::{apply_failure, check_file_group, group_of, require_processing};
@@ -25,11 +26,13 @@ pub(super) fn runnable_groups(conn: &Connection, limit: u32) -> StoreResult<Vec<
     query_all(
         conn,
         "list runnable groups",
-        "SELECT f.company_id, f.visitor_group_id, MIN(f.seq) AS first FROM files f \
+        &format!(
+            "SELECT f.company_id, f.visitor_group_id, MIN(f.seq) AS first FROM files f \
          WHERE f.status = ?1 AND NOT EXISTS (SELECT 1 FROM files g \
            WHERE g.company_id = f.company_id AND g.visitor_group_id = f.visitor_group_id \
-           AND g.status IN (?2, ?3)) \
-         GROUP BY f.company_id, f.visitor_group_id ORDER BY first LIMIT ?4",
+           AND g.status IN (?2, ?3)) AND {PAUSED_FILTER} \
+         GROUP BY f.company_id, f.visitor_group_id ORDER BY first LIMIT ?4"
+        ),
         params![
             FileStatus::Uploaded.as_str(),
             FileStatus::Processing.as_str(),
@@ -69,7 +72,7 @@ pub(super) fn claim_next_file(
         ],
         |r| r.get("busy"),
     )?;
-    if busy > 0 {
+    if busy > 0 || is_paused(&tx, group)? {
         return Ok(None);
     }
     let next = query_opt(

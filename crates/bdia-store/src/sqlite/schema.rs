@@ -233,6 +233,35 @@ ALTER TABLE files ADD COLUMN duplicate_of TEXT;
 CREATE INDEX files_content ON files(company_id, content_sha256) WHERE content_sha256 IS NOT NULL;
 "#;
 
+/// Version 8: group control.
+///
+/// - `group_controls`: one row per (company, visitor group) that an
+///   operator acted on; `paused` = 1 holds the group (no claim takes its
+///   files). A group without a row is active.
+/// - `group_actions`: every pause, resume and cancel, kept (who, when,
+///   files changed).
+/// - `files_company_status_end`: a company's latest `COMPLETE` files, for
+///   its measured processing rate.
+const V8_GROUP_CONTROL: &str = r#"
+CREATE TABLE group_controls (
+    company_id TEXT NOT NULL,
+    visitor_group_id TEXT NOT NULL,
+    paused INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (company_id, visitor_group_id)
+);
+CREATE TABLE group_actions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    company_id TEXT NOT NULL,
+    visitor_group_id TEXT NOT NULL,
+    action TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    files INTEGER NOT NULL
+);
+CREATE INDEX group_actions_group ON group_actions(company_id, visitor_group_id, id);
+CREATE INDEX files_company_status_end ON files(company_id, status, processing_end_date);
+"#;
+
 /// The migrations, in order: entry `i` takes a database from version `i` to
 /// version `i + 1`. Append only.
 const MIGRATIONS: &[&str] = &[
@@ -243,6 +272,7 @@ const MIGRATIONS: &[&str] = &[
     V5_RETRACTION_AND_PRIVACY,
     V6_LEASES,
     V7_CONTENT_HASH,
+    V8_GROUP_CONTROL,
 ];
 
 /// The schema version this build writes and the highest one it opens.
