@@ -12,3 +12,4 @@ mod reports;
 mod router;
 mod tenancy;
 mod upload;
+mod webhooks;
