@@ -478,3 +478,90 @@ async fn registrations_are_checked() {
     );
     s.stop().await.unwrap();
 }
+
+/// A fresh database on the PostgreSQL server test.sh starts; its URL.
+fn fresh_database() -> String {
+    let server = std::env::var("BDIA_TEST_POSTGRES_URL").unwrap_or_else(|_| {
+        panic!("BDIA_TEST_POSTGRES_URL is not set: run ./test.sh (it starts PostgreSQL)")
+    });
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let name = format!("hooks_{}_{}", std::process::id(), nanos % 1_000_000_000);
+    let out = std::process::Command::new("psql")
+        .arg(&server)
+        .args(["-q", "-c", &format!("CREATE DATABASE {name}")])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let base = server.rsplit_once('/').expect("URL with a database").0;
+    format!("{base}/{name}")
+}
+
+/// Two nodes on one PostgreSQL database both send deliveries: each
+/// delivery reaches a healthy endpoint once, a file's events in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_postgres_send_each_delivery_once_in_order() {
+    let url = fresh_database();
+    let (rx, hook_url) = receiver(OK).await;
+    let a = start_hooks(|c| c.metadata_url = Some(url.clone())).await;
+    // The second node: same database, no processing (its disk does not
+    // hold the first node's uploads), sending webhooks.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        a.data_dir().join("credentials.json"),
+        dir.path().join("credentials.json"),
+    )
+    .unwrap();
+    let path = dir.path().to_path_buf();
+    let b = TestServer::start_in(Some(dir), &path, |c| {
+        c.metadata_url = Some(url.clone());
+        c.node_id = Some("node-b".into());
+        c.webhooks.poll_interval_ms = 10;
+    })
+    .await
+    .unwrap();
+    let api = Api::default_client(&a).await;
+    let (st, created) = register(&api, &hook_url, None).await;
+    assert_eq!(st, 201, "{created}");
+    let secret = created["secret"].as_str().unwrap().to_string();
+    // Registered on one node, visible on the other.
+    let api_b = Api::default_client(&b).await;
+    let (_, listed) = api_b.get_json("/api/v1/webhooks").await;
+    assert_eq!(listed["webhooks"][0]["id"], created["id"]);
+
+    let mut ids = Vec::new();
+    for i in 0..12 {
+        ids.push(upload_ok(&api, 2, &format!("g{}", i % 4)).await);
+    }
+    wait_complete(&a, &ids).await;
+    eventually("every delivery", || rx.got().len() >= 2 * ids.len()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let got = rx.got();
+    let mut seen = BTreeSet::new();
+    let mut order: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in &got {
+        verify(&secret, &r.signature, &r.body);
+        assert!(
+            seen.insert(r.delivery_id.clone()),
+            "delivery {} arrived twice",
+            r.delivery_id
+        );
+        let v: Value = serde_json::from_str(&r.body).unwrap();
+        order
+            .entry(v["file_id"].as_str().unwrap().to_string())
+            .or_default()
+            .push(v["type"].as_str().unwrap().to_string());
+    }
+    assert_eq!(got.len(), 2 * ids.len());
+    for id in &ids {
+        assert_eq!(order[id], ["file.uploaded", "file.complete"], "{id}");
+    }
+    b.stop().await.unwrap();
+    a.stop().await.unwrap();
+}
