@@ -180,6 +180,9 @@ pub struct WebhooksConfig {
     pub poll_interval_ms: u64,
     /// Endpoints a company may register (`BDIA_WEBHOOKS_MAX_PER_COMPANY`).
     pub max_per_company: u32,
+    /// Delivered and given-up deliveries stay in the log this many days
+    /// after their event (`BDIA_WEBHOOKS_LOG_RETENTION_DAYS`).
+    pub log_retention_days: u64,
     /// When not empty, an endpoint URL must start with one of these
     /// (`BDIA_WEBHOOKS_ALLOWED_URL_PREFIXES`, comma-separated), e.g.
     /// `["https://hooks.example.com/"]`: keeps deliveries away from
@@ -198,6 +201,7 @@ impl Default for WebhooksConfig {
             backoff_max_ms: 3_600_000,
             poll_interval_ms: 1_000,
             max_per_company: 20,
+            log_retention_days: 30,
             allowed_url_prefixes: Vec::new(),
         }
     }
@@ -609,6 +613,9 @@ impl Config {
                 "BDIA_WEBHOOKS_MAX_PER_COMPANY" => {
                     self.webhooks.max_per_company = parse_env(&k, &v)?
                 }
+                "BDIA_WEBHOOKS_LOG_RETENTION_DAYS" => {
+                    self.webhooks.log_retention_days = parse_env(&k, &v)?
+                }
                 "BDIA_WEBHOOKS_ALLOWED_URL_PREFIXES" => {
                     self.webhooks.allowed_url_prefixes = v
                         .split(',')
@@ -720,6 +727,10 @@ impl Config {
             (
                 "webhooks.max_per_company",
                 self.webhooks.max_per_company.into(),
+            ),
+            (
+                "webhooks.log_retention_days",
+                self.webhooks.log_retention_days,
             ),
         ])?;
         if self.webhooks.concurrency > 256 {
@@ -1115,6 +1126,11 @@ mod tests {
                 "BDIA_WEBHOOKS_MAX_PER_COMPANY",
                 "0",
                 "webhooks.max_per_company = 0",
+            ),
+            (
+                "BDIA_WEBHOOKS_LOG_RETENTION_DAYS",
+                "0",
+                "webhooks.log_retention_days = 0",
             ),
             (
                 "BDIA_WEBHOOKS_ALLOWED_URL_PREFIXES",

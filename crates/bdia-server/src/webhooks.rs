@@ -125,8 +125,13 @@ pub async fn run(store: Arc<dyn MetadataStore>, config: WebhooksConfig, cancel: 
     let claim_ms = i64::try_from(config.timeout_ms.saturating_mul(2) + 30_000).unwrap_or(i64::MAX);
     let poll = Duration::from_millis(config.poll_interval_ms);
     let mut sending = tokio::task::JoinSet::new();
+    let mut next_prune = Instant::now();
     loop {
         while sending.try_join_next().is_some() {}
+        if Instant::now() >= next_prune {
+            prune(&*store, &config).await;
+            next_prune = Instant::now() + PRUNE_EVERY;
+        }
         if slots.available_permits() == 0 {
             tokio::select! {
                 _ = cancel.cancelled() => break,
@@ -166,6 +171,37 @@ pub async fn run(store: Arc<dyn MetadataStore>, config: WebhooksConfig, cancel: 
     }
     // Attempts cut short are sent again once their claim expires.
     sending.shutdown().await;
+}
+
+/// How often settled deliveries past `webhooks.log_retention_days` are
+/// deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(3_600);
+
+/// Rows deleted per pruning statement (each its own short transaction).
+const PRUNE_BATCH: u32 = 1_000;
+
+/// Deletes the settled deliveries older than the log's retention.
+async fn prune(store: &dyn MetadataStore, config: &WebhooksConfig) {
+    let keep = i64::try_from(config.log_retention_days.saturating_mul(86_400)).unwrap_or(i64::MAX);
+    let before = now_secs().saturating_sub(keep);
+    let mut pruned = 0;
+    loop {
+        match store.prune_webhook_deliveries(before, PRUNE_BATCH).await {
+            Ok(n) => {
+                pruned += n;
+                if n < u64::from(PRUNE_BATCH) {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "pruning the webhook delivery log failed");
+                break;
+            }
+        }
+    }
+    if pruned > 0 {
+        tracing::info!(pruned, "webhook delivery log pruned");
+    }
 }
 
 /// One attempt of one delivery, recorded.

@@ -1708,6 +1708,25 @@ pub async fn webhooks(s: Arc<dyn MetadataStore>) {
         .unwrap();
     assert!(expired.len() >= 3, "{expired:?}");
 
+    // Pruning removes settled deliveries only (h1's upload of a1 was
+    // delivered, its completion given up; the rest are pending).
+    let before_prune = log("h1").await.len();
+    assert_eq!(
+        s.prune_webhook_deliveries(i64::MAX, 1).await.unwrap(),
+        1,
+        "bounded by the limit"
+    );
+    assert_eq!(
+        s.prune_webhook_deliveries(0, 100).await.unwrap(),
+        0,
+        "only events before the bound"
+    );
+    assert_eq!(s.prune_webhook_deliveries(i64::MAX, 100).await.unwrap(), 1);
+    assert_eq!(s.prune_webhook_deliveries(i64::MAX, 100).await.unwrap(), 0);
+    let left = log("h1").await;
+    assert_eq!(left.len(), before_prune - 2);
+    assert!(left.iter().all(|d| d.delivered_at.is_none() && !d.given_up));
+    assert!(!left.iter().any(|d| d.id == a1_up));
     // Deleting an endpoint drops its deliveries; another company cannot.
     assert!(!s.delete_webhook("beta", "h1").await.unwrap());
     assert!(s.delete_webhook("acme", "h1").await.unwrap());

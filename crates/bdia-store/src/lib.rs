@@ -1020,6 +1020,10 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Records an attempt of a claimed delivery and releases the claim;
     /// false when the delivery is gone (its endpoint was deleted).
     async fn record_webhook_attempt(&self, id: u64, attempt: DeliveryAttempt) -> StoreResult<bool>;
+    /// Deletes up to `limit` settled deliveries (delivered or given up)
+    /// of events before `before` (unix seconds), oldest first; returns how
+    /// many. Pending deliveries are never deleted.
+    async fn prune_webhook_deliveries(&self, before: i64, limit: u32) -> StoreResult<u64>;
 }
 
 /// The line appended to a file's processing log when processing fails;

@@ -612,4 +612,8 @@ impl MetadataStore for PgStore {
     async fn record_webhook_attempt(&self, id: u64, attempt: DeliveryAttempt) -> StoreResult<bool> {
         webhooks::record(&self.conn().await?, id, &attempt).await
     }
+
+    async fn prune_webhook_deliveries(&self, before: i64, limit: u32) -> StoreResult<u64> {
+        webhooks::prune(&self.conn().await?, before, limit).await
+    }
 }

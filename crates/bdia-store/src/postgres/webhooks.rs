@@ -215,3 +215,15 @@ pub(super) async fn record(
     .await?;
     Ok(n > 0)
 }
+
+pub(super) async fn prune(c: &impl GenericClient, before: i64, limit: u32) -> StoreResult<u64> {
+    exec(
+        c,
+        "prune webhook deliveries",
+        "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries \
+         WHERE (delivered_at IS NOT NULL OR given_up) AND created < $1 \
+         ORDER BY id LIMIT $2)",
+        &[&before, &i64::from(limit)],
+    )
+    .await
+}

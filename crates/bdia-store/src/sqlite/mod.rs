@@ -694,4 +694,9 @@ impl MetadataStore for SqliteStore {
         self.with(move |conn| webhooks::record(conn, id, &attempt))
             .await
     }
+
+    async fn prune_webhook_deliveries(&self, before: i64, limit: u32) -> StoreResult<u64> {
+        self.with(move |conn| webhooks::prune(conn, before, limit))
+            .await
+    }
 }

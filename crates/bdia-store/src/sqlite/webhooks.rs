@@ -202,3 +202,15 @@ pub(super) fn record(conn: &Connection, id: u64, a: &DeliveryAttempt) -> StoreRe
     )?;
     Ok(n > 0)
 }
+
+pub(super) fn prune(conn: &Connection, before: i64, limit: u32) -> StoreResult<u64> {
+    let n = exec(
+        conn,
+        "prune webhook deliveries",
+        "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries \
+         WHERE (delivered_at IS NOT NULL OR given_up = 1) AND created < ?1 \
+         ORDER BY id LIMIT ?2)",
+        params![before, i64::from(limit)],
+    )?;
+    Ok(n as u64)
+}
