@@ -565,3 +565,43 @@ async fn two_nodes_on_postgres_send_each_delivery_once_in_order() {
     b.stop().await.unwrap();
     a.stop().await.unwrap();
 }
+
+/// A delivery failing past `webhooks.max_age_secs` is given up after
+/// several attempts, and the file's next event goes on (also given up
+/// here: the endpoint never recovers).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_deliveries_are_given_up_after_the_max_age() {
+    let (rx, url) = receiver(FAIL).await;
+    let s = start_hooks(|c| c.webhooks.max_age_secs = 2).await;
+    let api = Api::default_client(&s).await;
+    let (st, created) = register(&api, &url, None).await;
+    assert_eq!(st, 201);
+    let hook_id = created["id"].as_str().unwrap().to_string();
+    let id = upload_ok(&api, 2, "g").await;
+    wait_complete(&s, std::slice::from_ref(&id)).await;
+    let start = Instant::now();
+    let log = loop {
+        let log = deliveries(&api, &hook_id).await;
+        if log.len() == 2 && log.iter().all(|d| d["state"] == "given_up") {
+            break log;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "{log:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Newest first: the upload was retried until its max age; the
+    // completion waited behind it and got at least its one attempt.
+    assert_eq!(log[1]["type"], "file.uploaded");
+    assert!(log[1]["attempts"].as_u64().unwrap() >= 2, "{log:?}");
+    for d in &log {
+        assert!(d["attempts"].as_u64().unwrap() >= 1, "{d}");
+        assert_eq!(d["last_status"], 500);
+        assert_eq!(d["next_attempt_ms"], Value::Null);
+    }
+    // Nothing more is sent for them.
+    let sent = rx.got().len();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rx.got().len(), sent);
+    let text = metrics_text(&s.base_url()).await;
+    assert!(text.contains("bdia_webhook_deliveries_total{outcome=\"given_up\"}"));
+    s.stop().await.unwrap();
+}
