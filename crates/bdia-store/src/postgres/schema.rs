@@ -231,7 +231,7 @@ CREATE INDEX webhook_deliveries_file ON webhook_deliveries(webhook_id, file_id, 
 CREATE FUNCTION bdia_files_webhook_event() RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
     t TEXT;
-    at BIGINT := extract(epoch FROM now())::BIGINT;
+    at BIGINT := floor(extract(epoch FROM now()))::BIGINT;
 BEGIN
     IF TG_OP = 'INSERT' THEN
         t := CASE NEW.status WHEN 'UPLOADED' THEN 'file.uploaded'
