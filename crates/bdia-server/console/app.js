@@ -225,6 +225,47 @@ async function groupAction(action) {
   }
 }
 
+// ---- webhooks ----
+
+async function loadWebhooks() {
+  const j = await api("/api/v1/webhooks");
+  const body = $("webhooks-table").tBodies[0];
+  body.replaceChildren();
+  for (const h of j.webhooks) {
+    const tr = el("tr");
+    tr.dataset.webhookId = h.id;
+    const show = el("button", "Deliveries", "show-deliveries");
+    show.type = "button";
+    show.addEventListener("click", () => showDeliveries(h));
+    const cell = el("td");
+    cell.append(show);
+    tr.append(el("td", h.url), el("td", h.events.length ? h.events.join(", ") : "all"),
+      el("td", fmtTime(h.created)), cell);
+    body.append(tr);
+  }
+  $("webhooks-empty").hidden = j.webhooks.length > 0;
+  $("webhook-detail").hidden = true;
+}
+
+async function showDeliveries(h) {
+  const j = await api("/api/v1/webhooks/" + encodeURIComponent(h.id) + "/deliveries?limit=100");
+  const body = $("deliveries-table").tBodies[0];
+  body.replaceChildren();
+  for (const d of j.deliveries) {
+    const tr = el("tr");
+    tr.dataset.deliveryId = d.id;
+    tr.append(el("td", d.id), el("td", d.type), el("td", d.file_id), el("td", fmtTime(d.occurred_at)),
+      el("td", d.state, "state"), el("td", fmtNum(d.attempts), "num"),
+      el("td", d.last_status == null ? "-" : d.last_status, "last-status"),
+      el("td", d.last_error || "", "last-error"),
+      el("td", d.last_latency_ms == null ? "-" : fmtNum(d.last_latency_ms), "num"));
+    body.append(tr);
+  }
+  $("webhook-detail-url").textContent = h.url;
+  $("deliveries-empty").hidden = j.deliveries.length > 0;
+  $("webhook-detail").hidden = false;
+}
+
 // ---- reports ----
 
 const SERIES = [["pageviews", "#2f6fde"], ["visits", "#e0782f"], ["visitors", "#2e9e5b"]];
@@ -339,6 +380,7 @@ async function route() {
   try {
     if (page === "files") await loadFiles(false);
     if (page === "groups") await loadGroups();
+    if (page === "webhooks") await loadWebhooks();
     if (page === "start") {
       let hasFiles;
       try { hasFiles = (await api("/aa/collect/v1/events?limit=1")).files.length > 0; } catch (_) { hasFiles = undefined; }

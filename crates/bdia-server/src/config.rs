@@ -104,6 +104,8 @@ pub struct Config {
     pub reports: ReportsConfig,
     /// Background compaction and vacuum of the lake's tables.
     pub lake: LakeMaintenanceConfig,
+    /// Webhook deliveries.
+    pub webhooks: WebhooksConfig,
 }
 
 /// Background maintenance of the lake's Delta tables
@@ -146,6 +148,61 @@ impl Default for LakeMaintenanceConfig {
             vacuum_enabled: true,
             vacuum_interval_secs: 3_600,
             vacuum_retention_hours: 168,
+        }
+    }
+}
+
+/// Webhook deliveries ([`crate::webhooks`]): how many are sent at once,
+/// how long one may take, and how long a failing one is retried.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Send deliveries from this node at all (`BDIA_WEBHOOKS_ENABLED`).
+    /// Events are recorded either way; another node may send them.
+    pub enabled: bool,
+    /// Deliveries in flight at once on this node
+    /// (`BDIA_WEBHOOKS_CONCURRENCY`, 1..=256).
+    pub concurrency: u32,
+    /// Time allowed for one attempt (connect, send, answer), milliseconds
+    /// (`BDIA_WEBHOOKS_TIMEOUT_MS`).
+    pub timeout_ms: u64,
+    /// A delivery is retried until it is this old, then given up, seconds
+    /// (`BDIA_WEBHOOKS_MAX_AGE_SECS`).
+    pub max_age_secs: u64,
+    /// Delay cap of the first retry; each further retry doubles it, with
+    /// full jitter, milliseconds (`BDIA_WEBHOOKS_BACKOFF_BASE_MS`).
+    pub backoff_base_ms: u64,
+    /// Largest delay cap between two attempts, milliseconds
+    /// (`BDIA_WEBHOOKS_BACKOFF_MAX_MS`).
+    pub backoff_max_ms: u64,
+    /// Milliseconds between looks for due deliveries when none was found
+    /// (`BDIA_WEBHOOKS_POLL_INTERVAL_MS`).
+    pub poll_interval_ms: u64,
+    /// Endpoints a company may register (`BDIA_WEBHOOKS_MAX_PER_COMPANY`).
+    pub max_per_company: u32,
+    /// Delivered and given-up deliveries stay in the log this many days
+    /// after their event (`BDIA_WEBHOOKS_LOG_RETENTION_DAYS`).
+    pub log_retention_days: u64,
+    /// When not empty, an endpoint URL must start with one of these
+    /// (`BDIA_WEBHOOKS_ALLOWED_URL_PREFIXES`, comma-separated), e.g.
+    /// `["https://hooks.example.com/"]`: keeps deliveries away from
+    /// internal addresses (docs/SECURITY.md).
+    pub allowed_url_prefixes: Vec<String>,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            enabled: true,
+            concurrency: 8,
+            timeout_ms: 10_000,
+            max_age_secs: 86_400,
+            backoff_base_ms: 5_000,
+            backoff_max_ms: 3_600_000,
+            poll_interval_ms: 1_000,
+            max_per_company: 20,
+            log_retention_days: 30,
+            allowed_url_prefixes: Vec::new(),
         }
     }
 }
@@ -353,6 +410,7 @@ impl Default for Config {
             processing: ProcessingConfig::default(),
             reports: ReportsConfig::default(),
             lake: LakeMaintenanceConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }
@@ -541,6 +599,31 @@ impl Config {
                 "BDIA_PROCESSING_POLL_MS" => self.processing.poll_interval_ms = parse_env(&k, &v)?,
                 "BDIA_PROCESSING_LEASE_MS" => self.processing.lease_ms = parse_env(&k, &v)?,
                 "BDIA_KEEP_STAGED_FILES" => self.processing.keep_staged_files = parse_env(&k, &v)?,
+                "BDIA_WEBHOOKS_ENABLED" => self.webhooks.enabled = parse_env(&k, &v)?,
+                "BDIA_WEBHOOKS_CONCURRENCY" => self.webhooks.concurrency = parse_env(&k, &v)?,
+                "BDIA_WEBHOOKS_TIMEOUT_MS" => self.webhooks.timeout_ms = parse_env(&k, &v)?,
+                "BDIA_WEBHOOKS_MAX_AGE_SECS" => self.webhooks.max_age_secs = parse_env(&k, &v)?,
+                "BDIA_WEBHOOKS_BACKOFF_BASE_MS" => {
+                    self.webhooks.backoff_base_ms = parse_env(&k, &v)?
+                }
+                "BDIA_WEBHOOKS_BACKOFF_MAX_MS" => self.webhooks.backoff_max_ms = parse_env(&k, &v)?,
+                "BDIA_WEBHOOKS_POLL_INTERVAL_MS" => {
+                    self.webhooks.poll_interval_ms = parse_env(&k, &v)?
+                }
+                "BDIA_WEBHOOKS_MAX_PER_COMPANY" => {
+                    self.webhooks.max_per_company = parse_env(&k, &v)?
+                }
+                "BDIA_WEBHOOKS_LOG_RETENTION_DAYS" => {
+                    self.webhooks.log_retention_days = parse_env(&k, &v)?
+                }
+                "BDIA_WEBHOOKS_ALLOWED_URL_PREFIXES" => {
+                    self.webhooks.allowed_url_prefixes = v
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|p| !p.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                }
                 "BDIA_LAKE_COMPACTION_ENABLED" => self.lake.compaction_enabled = parse_env(&k, &v)?,
                 "BDIA_LAKE_COMPACTION_INTERVAL_SECS" => {
                     self.lake.compaction_interval_secs = parse_env(&k, &v)?
@@ -635,6 +718,40 @@ impl Config {
                 self.lake.vacuum_retention_hours,
             ),
         ])?;
+        positive(&[
+            ("webhooks.concurrency", self.webhooks.concurrency.into()),
+            ("webhooks.timeout_ms", self.webhooks.timeout_ms),
+            ("webhooks.max_age_secs", self.webhooks.max_age_secs),
+            ("webhooks.backoff_base_ms", self.webhooks.backoff_base_ms),
+            ("webhooks.poll_interval_ms", self.webhooks.poll_interval_ms),
+            (
+                "webhooks.max_per_company",
+                self.webhooks.max_per_company.into(),
+            ),
+            (
+                "webhooks.log_retention_days",
+                self.webhooks.log_retention_days,
+            ),
+        ])?;
+        if self.webhooks.concurrency > 256 {
+            return Err(ConfigError(format!(
+                "webhooks.concurrency = {}: must be 1..=256",
+                self.webhooks.concurrency
+            )));
+        }
+        if self.webhooks.backoff_max_ms < self.webhooks.backoff_base_ms {
+            return Err(ConfigError(format!(
+                "webhooks.backoff_max_ms = {}: must be >= webhooks.backoff_base_ms ({})",
+                self.webhooks.backoff_max_ms, self.webhooks.backoff_base_ms
+            )));
+        }
+        for prefix in &self.webhooks.allowed_url_prefixes {
+            if !(prefix.starts_with("http://") || prefix.starts_with("https://")) {
+                return Err(ConfigError(format!(
+                    "webhooks.allowed_url_prefixes: '{prefix}' must start with http:// or https://"
+                )));
+            }
+        }
         if self.lake.compaction_min_files < 2 {
             return Err(ConfigError(format!(
                 "lake.compaction_min_files = {}: must be >= 2",
@@ -944,6 +1061,89 @@ mod tests {
             .apply_vars([("BDIA_LAKE_VACUUM_ENABLED".to_string(), "maybe".to_string())])
             .unwrap_err();
         assert!(e.to_string().contains("BDIA_LAKE_VACUUM_ENABLED"), "{e}");
+    }
+
+    #[test]
+    fn webhook_settings() {
+        let mut c = Config::from_toml(
+            "[webhooks]\nconcurrency = 2\ntimeout_ms = 500\nmax_age_secs = 172800\n\
+             allowed_url_prefixes = [\"https://hooks.example.com/\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.webhooks.concurrency, 2);
+        assert_eq!(c.webhooks.timeout_ms, 500);
+        assert_eq!(c.webhooks.max_age_secs, 172_800);
+        assert_eq!(
+            c.webhooks.allowed_url_prefixes,
+            ["https://hooks.example.com/"]
+        );
+        assert!(c.webhooks.enabled);
+        c.validate().unwrap();
+        c.apply_vars([
+            ("BDIA_WEBHOOKS_ENABLED".to_string(), "false".to_string()),
+            (
+                "BDIA_WEBHOOKS_BACKOFF_BASE_MS".to_string(),
+                "10".to_string(),
+            ),
+            ("BDIA_WEBHOOKS_BACKOFF_MAX_MS".to_string(), "20".to_string()),
+            (
+                "BDIA_WEBHOOKS_ALLOWED_URL_PREFIXES".to_string(),
+                "https://a.example/, http://10.0.0.5:8080/".to_string(),
+            ),
+        ])
+        .unwrap();
+        assert!(!c.webhooks.enabled);
+        assert_eq!(
+            c.webhooks.allowed_url_prefixes,
+            ["https://a.example/", "http://10.0.0.5:8080/"]
+        );
+        c.validate().unwrap();
+        assert!(Config::from_toml("[webhooks]\nretries = 3\n").is_err());
+        for (key, value, named) in [
+            ("BDIA_WEBHOOKS_CONCURRENCY", "0", "webhooks.concurrency = 0"),
+            (
+                "BDIA_WEBHOOKS_CONCURRENCY",
+                "257",
+                "webhooks.concurrency = 257",
+            ),
+            ("BDIA_WEBHOOKS_TIMEOUT_MS", "0", "webhooks.timeout_ms = 0"),
+            (
+                "BDIA_WEBHOOKS_MAX_AGE_SECS",
+                "0",
+                "webhooks.max_age_secs = 0",
+            ),
+            (
+                "BDIA_WEBHOOKS_BACKOFF_MAX_MS",
+                "5",
+                "webhooks.backoff_max_ms = 5",
+            ),
+            (
+                "BDIA_WEBHOOKS_POLL_INTERVAL_MS",
+                "0",
+                "webhooks.poll_interval_ms = 0",
+            ),
+            (
+                "BDIA_WEBHOOKS_MAX_PER_COMPANY",
+                "0",
+                "webhooks.max_per_company = 0",
+            ),
+            (
+                "BDIA_WEBHOOKS_LOG_RETENTION_DAYS",
+                "0",
+                "webhooks.log_retention_days = 0",
+            ),
+            (
+                "BDIA_WEBHOOKS_ALLOWED_URL_PREFIXES",
+                "ftp://x/",
+                "webhooks.allowed_url_prefixes",
+            ),
+        ] {
+            let mut bad = c.clone();
+            bad.apply_vars([(key.to_string(), value.to_string())])
+                .unwrap();
+            let e = bad.validate().unwrap_err().to_string();
+            assert!(e.contains(named), "{key}={value}: {e}");
+        }
     }
 
     #[test]

@@ -62,6 +62,7 @@ pub mod tenancy;
 #[cfg(feature = "testsuite")]
 pub mod testing;
 pub mod upload;
+pub mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -102,6 +103,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/groups"),
     ("post", "/api/v1/privacy/deletions"),
     ("get", "/api/v1/privacy/deletions"),
+    ("post", "/api/v1/webhooks"),
+    ("get", "/api/v1/webhooks"),
+    ("get", "/api/v1/webhooks/{id}"),
+    ("delete", "/api/v1/webhooks/{id}"),
+    ("get", "/api/v1/webhooks/{id}/deliveries"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -182,6 +188,20 @@ pub fn router(state: AppState) -> Router {
             post(lake_ops::create_privacy_deletion)
                 .layer(DefaultBodyLimit::max(lake_ops::PRIVACY_BODY_LIMIT))
                 .get(lake_ops::list_privacy_deletions),
+        )
+        .route(
+            "/api/v1/webhooks",
+            post(webhooks::create)
+                .layer(DefaultBodyLimit::max(webhooks::BODY_LIMIT))
+                .get(webhooks::list),
+        )
+        .route(
+            "/api/v1/webhooks/{id}",
+            get(webhooks::get).delete(webhooks::delete),
+        )
+        .route(
+            "/api/v1/webhooks/{id}/deliveries",
+            get(webhooks::deliveries),
         )
         .route("/", get(console::to_console))
         .route("/console", get(console::to_console))
@@ -378,6 +398,13 @@ impl Server {
             self.state.config.lake.clone(),
             stop_processing.clone(),
         ));
+        let webhooks = self.state.config.webhooks.enabled.then(|| {
+            tokio::spawn(webhooks::run(
+                self.state.store.clone(),
+                self.state.config.webhooks.clone(),
+                stop_processing.clone(),
+            ))
+        });
         tracing::info!(addr = %self.addr, tls = self.is_tls(), "serving");
         self.listening
             .serve(app, shutdown)
@@ -396,6 +423,11 @@ impl Server {
         let _ = heartbeat.await;
         if tokio::time::timeout(grace, maintenance).await.is_err() {
             tracing::warn!("lake maintenance did not stop within the grace period");
+        }
+        if let Some(w) = webhooks {
+            if tokio::time::timeout(grace, w).await.is_err() {
+                tracing::warn!("webhook deliveries did not stop within the grace period");
+            }
         }
         tracing::info!("stopped");
         Ok(())

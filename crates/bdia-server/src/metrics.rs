@@ -244,6 +244,22 @@ pub const LAKE_TABLES: Metric = Metric {
     help: "Company tables in the lake, as of the last maintenance round",
 };
 
+/// Webhook delivery attempts, by outcome.
+pub const WEBHOOK_DELIVERIES: Metric = Metric {
+    name: "bdia_webhook_deliveries_total",
+    kind: MetricKind::Counter,
+    labels: &["outcome"],
+    help: "Webhook delivery attempts, by outcome (delivered, failed, given_up)",
+};
+
+/// Duration of webhook delivery attempts.
+pub const WEBHOOK_DELIVERY_SECONDS: Metric = Metric {
+    name: "bdia_webhook_delivery_seconds",
+    kind: MetricKind::Histogram,
+    labels: &[],
+    help: "Duration of webhook delivery attempts, seconds",
+};
+
 /// Every metric, in the order of `docs/OPERATIONS.md`.
 pub const ALL: &[Metric] = &[
     ROWS_REJECTED,
@@ -272,6 +288,8 @@ pub const ALL: &[Metric] = &[
     LAKE_VACUUM_FILES_DELETED,
     LAKE_MAINTENANCE_ERRORS,
     LAKE_TABLES,
+    WEBHOOK_DELIVERIES,
+    WEBHOOK_DELIVERY_SECONDS,
 ];
 
 /// Describes every metric of [`ALL`] to the installed recorder (its type

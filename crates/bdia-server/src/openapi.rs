@@ -352,6 +352,7 @@ pub fn document() -> Value {
     processing_paths(&mut doc, &security, &api_key);
     lake_paths(&mut doc, &security, &api_key);
     group_paths(&mut doc, &security, &api_key);
+    webhook_paths(&mut doc, &security, &api_key);
     doc
 }
 
@@ -571,6 +572,125 @@ fn processing_paths(doc: &mut Value, security: &Value, api_key: &Value) {
             all.insert(k.clone(), v.clone());
         }
     }
+}
+
+/// Webhooks: endpoints, their delivery log, and the delivery body.
+fn webhook_paths(doc: &mut Value, security: &Value, api_key: &Value) {
+    let id =
+        json!({ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } });
+    let not_found = error_response("No such webhook (unknown, or another company's)");
+    extend(
+        doc,
+        "/paths",
+        json!({
+            "/api/v1/webhooks": {
+                "post": {
+                    "summary": "Register a webhook endpoint: the caller's company's file events are POSTed to it, signed (bdia-signature)",
+                    "description": "The answer carries the endpoint's secret, shown this once. Event types: file.uploaded, file.complete, file.error, file.rejected, file.retracted.",
+                    "security": security,
+                    "parameters": [api_key],
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                        "$ref": "#/components/schemas/WebhookRequest" } } } },
+                    "responses": merge(json!({
+                        "201": json_ok("The endpoint and its secret", "WebhookCreated"),
+                        "400": error_response("code malformed_body, invalid_webhook_url or unknown_event_type"),
+                        "403": error_response("The URL is outside webhooks.allowed_url_prefixes, or the client is disabled"),
+                        "409": error_response("code too_many_webhooks: webhooks.max_per_company reached"),
+                        "413": error_response("Body over 16 KiB")
+                    }), auth_errors())
+                },
+                "get": {
+                    "summary": "The caller's company's webhook endpoints (without secrets)",
+                    "security": security,
+                    "parameters": [api_key],
+                    "responses": merge(json!({
+                        "200": json_ok("The endpoints", "WebhookList")
+                    }), auth_errors())
+                }
+            },
+            "/api/v1/webhooks/{id}": {
+                "get": {
+                    "summary": "One webhook endpoint (without its secret)",
+                    "security": security,
+                    "parameters": [api_key, id],
+                    "responses": merge(json!({
+                        "200": json_ok("The endpoint", "Webhook"),
+                        "404": not_found
+                    }), auth_errors())
+                },
+                "delete": {
+                    "summary": "Delete a webhook endpoint: its pending deliveries are dropped (an attempt in flight may still arrive)",
+                    "security": security,
+                    "parameters": [api_key, id],
+                    "responses": merge(json!({
+                        "204": { "description": "Deleted" },
+                        "404": not_found
+                    }), auth_errors())
+                }
+            },
+            "/api/v1/webhooks/{id}/deliveries": {
+                "get": {
+                    "summary": "The delivery log of one endpoint, newest first: attempts, state, last status, error and latency",
+                    "security": security,
+                    "parameters": [
+                        api_key,
+                        id,
+                        { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 } },
+                        { "name": "cursor", "in": "query", "schema": { "type": "string" } }
+                    ],
+                    "responses": merge(json!({
+                        "200": json_ok("A page of deliveries", "WebhookDeliveryList"),
+                        "400": error_response("Bad limit or cursor"),
+                        "404": not_found
+                    }), auth_errors())
+                }
+            }
+        }),
+    );
+    extend(
+        doc,
+        "/components/schemas",
+        json!({
+            "WebhookEventType": { "type": "string", "enum": crate::webhooks::EVENT_TYPES },
+            "WebhookRequest": { "type": "object", "required": ["url"], "properties": {
+                "url": { "type": "string", "maxLength": crate::webhooks::MAX_URL_BYTES, "description": "http:// or https://, without user info" },
+                "events": { "type": "array", "items": { "$ref": "#/components/schemas/WebhookEventType" },
+                    "description": "event types to deliver; absent or empty for every type" } } },
+            "Webhook": { "type": "object", "required": ["id", "url", "events", "created"], "properties": {
+                "id": { "type": "string" },
+                "url": { "type": "string" },
+                "events": { "type": "array", "items": { "$ref": "#/components/schemas/WebhookEventType" } },
+                "created": { "type": "integer", "description": "unix seconds" } } },
+            "WebhookCreated": { "allOf": [ { "$ref": "#/components/schemas/Webhook" }, { "type": "object", "required": ["secret"], "properties": {
+                "secret": { "type": "string", "description": "the HMAC-SHA256 key of bdia-signature; shown only here" } } } ] },
+            "WebhookList": { "type": "object", "required": ["webhooks"], "properties": {
+                "webhooks": { "type": "array", "items": { "$ref": "#/components/schemas/Webhook" } } } },
+            "WebhookDelivery": { "type": "object", "required": ["id", "type", "file_id", "occurred_at", "attempts", "state",
+                    "delivered_at", "next_attempt_ms", "last_status", "last_error", "last_latency_ms"], "properties": {
+                "id": { "type": "integer", "description": "the delivery id, sent as bdia-delivery-id" },
+                "type": { "$ref": "#/components/schemas/WebhookEventType" },
+                "file_id": { "type": "string" },
+                "occurred_at": { "type": "integer", "description": "unix seconds" },
+                "attempts": { "type": "integer" },
+                "state": { "type": "string", "enum": ["pending", "delivered", "given_up"] },
+                "delivered_at": { "type": "integer", "nullable": true, "description": "unix seconds" },
+                "next_attempt_ms": { "type": "integer", "nullable": true, "description": "unix milliseconds; pending only" },
+                "last_status": { "type": "integer", "nullable": true, "description": "HTTP status of the last attempt; null without an answer" },
+                "last_error": { "type": "string", "nullable": true },
+                "last_latency_ms": { "type": "integer", "nullable": true } } },
+            "WebhookDeliveryList": { "type": "object", "required": ["deliveries", "next_cursor"], "properties": {
+                "deliveries": { "type": "array", "items": { "$ref": "#/components/schemas/WebhookDelivery" } },
+                "next_cursor": { "type": "string", "nullable": true } } },
+            "WebhookEvent": { "type": "object", "description": "The body POSTed to an endpoint (headers bdia-signature, bdia-delivery-id, bdia-event)",
+                "required": ["type", "file_id", "visitor_group_id", "status_code", "occurred_at", "delivery_id"], "properties": {
+                "type": { "$ref": "#/components/schemas/WebhookEventType" },
+                "file_id": { "type": "string" },
+                "visitor_group_id": { "type": "string" },
+                "status_code": { "type": "string", "enum": ["UPLOADED", "REJECTED", "PROCESSING", "COMPLETE", "ERROR"] },
+                "occurred_at": { "type": "integer", "description": "unix seconds" },
+                "delivery_id": { "type": "integer" } } }
+        }),
+    );
 }
 
 #[cfg(test)]
@@ -879,6 +999,85 @@ mod tests {
         ]
     }
 
+    /// The webhook bodies, with their samples.
+    fn webhook_bodies() -> Vec<(&'static str, (Value, Value))> {
+        use crate::webhooks::{WireDelivery, WireWebhook};
+        let hook = |events: Vec<String>| WireWebhook {
+            id: "h".into(),
+            url: "https://example.com/".into(),
+            events,
+            created: 1,
+        };
+        let delivery = || {
+            let d = bdia_store::WebhookDelivery {
+                id: 1,
+                webhook_id: "h".into(),
+                event_type: "file.complete".into(),
+                file_id: "f".into(),
+                payload: json!({"type": "file.complete", "file_id": "f", "visitor_group_id": "g",
+                    "status_code": "COMPLETE", "occurred_at": 1})
+                .to_string(),
+                created: 1,
+                attempts: 1,
+                next_attempt_ms: 5,
+                delivered_at: None,
+                last_status: Some(500),
+                last_error: Some("HTTP 500".into()),
+                last_latency_ms: Some(3),
+                given_up: false,
+            };
+            (WireDelivery::from(&d), crate::webhooks::delivery_body(&d))
+        };
+        let settled = {
+            let mut d = WireDelivery::from(&bdia_store::WebhookDelivery {
+                delivered_at: None,
+                ..serde_json::from_value::<bdia_store::WebhookDelivery>(json!({
+                    "id": 1, "webhook_id": "h", "event_type": "file.error", "file_id": "f",
+                    "payload": "{}", "created": 1, "attempts": 1, "next_attempt_ms": 0,
+                    "delivered_at": null, "last_status": null, "last_error": null,
+                    "last_latency_ms": null, "given_up": true
+                }))
+                .unwrap()
+            });
+            d.next_attempt_ms = None;
+            d
+        };
+        let (full, event) = delivery();
+        let event: Value = serde_json::from_str(&event).unwrap();
+        vec![
+            (
+                "/components/schemas/WebhookRequest",
+                (
+                    json!({"url": "https://example.com/", "events": ["file.complete"]}),
+                    json!({"url": "https://example.com/"}),
+                ),
+            ),
+            (
+                "/components/schemas/Webhook",
+                pair(hook(vec!["file.complete".into()]), hook(vec![])),
+            ),
+            (
+                "/components/schemas/WebhookList",
+                (
+                    json!({"webhooks": [hook(vec!["file.error".into()])]}),
+                    json!({"webhooks": [hook(vec![])]}),
+                ),
+            ),
+            (
+                "/components/schemas/WebhookDelivery",
+                pair(full, settled.clone()),
+            ),
+            (
+                "/components/schemas/WebhookDeliveryList",
+                (
+                    json!({"deliveries": [delivery().0], "next_cursor": "c"}),
+                    json!({"deliveries": [settled], "next_cursor": null}),
+                ),
+            ),
+            ("/components/schemas/WebhookEvent", (event.clone(), event)),
+        ]
+    }
+
     fn resolve<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
         match schema.get("$ref").and_then(Value::as_str) {
             Some(r) => doc
@@ -936,7 +1135,8 @@ mod tests {
     #[test]
     fn every_body_schema_matches_its_wire_type() {
         let doc = document();
-        let bodies = bodies();
+        let mut bodies = bodies();
+        bodies.extend(webhook_bodies());
         for (at, (full, min)) in &bodies {
             let schema = doc
                 .pointer(at)

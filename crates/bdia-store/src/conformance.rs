@@ -31,6 +31,7 @@ use crate::{
     GroupAction, GroupLease, GroupRef, GroupState, MetadataStore, NewFile, NewPrivacyDeletion,
     PageQuery, RateLimitSetting, StatusUpdate, StoreError, SuiteClaim,
 };
+use crate::{DeliveryAttempt, Webhook};
 
 /// Runs every check, each on a fresh store from `make`.
 pub async fn run_all<F, Fut>(make: F)
@@ -71,6 +72,8 @@ where
     group_pause_and_resume(make().await).await;
     group_cancel(make().await).await;
     group_queue_and_rate(make().await).await;
+    webhooks(make().await).await;
+    concurrent_webhook_claims(make().await).await;
 }
 
 /// A file record for tests.
@@ -1717,4 +1720,332 @@ pub async fn group_queue_and_rate(s: Arc<dyn MetadataStore>) {
         s.group_queue(&g, &ids).await.unwrap().state,
         GroupState::Paused
     );
+}
+
+fn hook(company: &str, id: &str, events: &[&str]) -> Webhook {
+    Webhook {
+        id: id.into(),
+        company_id: company.into(),
+        url: format!("http://127.0.0.1:9/{id}"),
+        events: events.iter().map(|e| e.to_string()).collect(),
+        secret: format!("secret-{id}"),
+        created: 1_700_000_000,
+    }
+}
+
+fn attempt(delivered: bool, next_attempt_ms: i64) -> DeliveryAttempt {
+    DeliveryAttempt {
+        at: 1_700_000_100,
+        status: Some(if delivered { 200 } else { 500 }),
+        error: (!delivered).then(|| "HTTP 500".to_string()),
+        latency_ms: 12,
+        delivered,
+        given_up: false,
+        next_attempt_ms,
+    }
+}
+
+/// Webhooks: endpoints per company; the store itself writes one delivery
+/// per matching endpoint for every file event (upload, rejection,
+/// completion, failure, retraction), claims them in order per (endpoint,
+/// file), records attempts, and drops them with their endpoint.
+pub async fn webhooks(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    with_company(&*s, "beta").await;
+    assert!(matches!(
+        s.create_webhook(hook("ghost", "h0", &[])).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let all = s.create_webhook(hook("acme", "h1", &[])).await.unwrap();
+    s.create_webhook(hook("acme", "h2", &["file.complete"]))
+        .await
+        .unwrap();
+    s.create_webhook(hook("beta", "h3", &[])).await.unwrap();
+    assert_eq!(
+        s.get_webhook("acme", "h1").await.unwrap(),
+        Some(all.clone())
+    );
+    assert_eq!(s.get_webhook("beta", "h1").await.unwrap(), None);
+    let ids: Vec<String> = s
+        .list_webhooks("acme")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|h| h.id)
+        .collect();
+    assert_eq!(ids, ["h1", "h2"]);
+    assert_eq!(
+        s.get_webhook("acme", "h2").await.unwrap().unwrap().events,
+        ["file.complete"]
+    );
+
+    // Events: written with the changes themselves.
+    inserted(&*s, sample_file("acme", "a1", "g", None)).await;
+    inserted(&*s, sample_file("acme", "a2", "g", None)).await;
+    inserted(&*s, rejected(sample_file("acme", "r1", "g", Some("k")))).await;
+    s.claim_next_file(&group("acme", "g"), None, 1)
+        .await
+        .unwrap();
+    s.complete_file("a1", done(vec![])).await.unwrap();
+    s.mark_hits_retracted("acme", "a1", 3, 1_700_000_050)
+        .await
+        .unwrap();
+    s.claim_next_file(&group("acme", "g"), None, 2)
+        .await
+        .unwrap();
+    s.fail_file("a2", "boom", "internal", 1_700_000_060, None)
+        .await
+        .unwrap();
+    let log = |id: &'static str| {
+        let s = s.clone();
+        async move {
+            let page = s
+                .list_webhook_deliveries("acme", id, &PageQuery::default())
+                .await
+                .unwrap();
+            assert_eq!(page.next_cursor, None);
+            page.deliveries
+        }
+    };
+    let h1 = log("h1").await;
+    let kinds: Vec<(&str, &str)> = h1
+        .iter()
+        .rev()
+        .map(|d| (d.event_type.as_str(), d.file_id.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("file.uploaded", "a1"),
+            ("file.uploaded", "a2"),
+            ("file.rejected", "r1"),
+            ("file.complete", "a1"),
+            ("file.retracted", "a1"),
+            ("file.error", "a2"),
+        ],
+        "every event of the company, newest first"
+    );
+    let retracted: serde_json::Value = serde_json::from_str(&h1[1].payload).unwrap();
+    assert_eq!(
+        retracted,
+        serde_json::json!({"type": "file.retracted", "file_id": "a1",
+            "visitor_group_id": "g", "status_code": "COMPLETE", "occurred_at": 1_700_000_050})
+    );
+    let complete: serde_json::Value = serde_json::from_str(&h1[2].payload).unwrap();
+    assert_eq!(complete["status_code"], "COMPLETE");
+    assert!(complete["occurred_at"].as_i64().unwrap() > 1_700_000_000);
+    assert!(h1
+        .iter()
+        .all(|d| d.attempts == 0 && d.delivered_at.is_none()));
+    let h2 = log("h2").await;
+    assert_eq!(h2.len(), 1, "the filter keeps file.complete only");
+    assert_eq!(h2[0].event_type, "file.complete");
+    assert!(
+        s.list_webhook_deliveries("beta", "h1", &PageQuery::default())
+            .await
+            .unwrap()
+            .deliveries
+            .is_empty(),
+        "another company's log is empty"
+    );
+    assert!(s
+        .list_webhook_deliveries("beta", "h3", &PageQuery::default())
+        .await
+        .unwrap()
+        .deliveries
+        .is_empty());
+    // Paging.
+    let first = s
+        .list_webhook_deliveries(
+            "acme",
+            "h1",
+            &PageQuery {
+                limit: 4,
+                cursor: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(first.deliveries.len(), 4);
+    let rest = s
+        .list_webhook_deliveries(
+            "acme",
+            "h1",
+            &PageQuery {
+                limit: 4,
+                cursor: first.next_cursor.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest.deliveries.len(), 2);
+    assert_eq!(rest.next_cursor, None);
+
+    // Claims: the first pending delivery of each (endpoint, file) only.
+    let now = 1_000_000;
+    let due = s.claim_webhook_deliveries(now, 60_000, 100).await.unwrap();
+    let mut firsts: Vec<(String, String, String)> = due
+        .iter()
+        .map(|d| {
+            (
+                d.delivery.webhook_id.clone(),
+                d.delivery.file_id.clone(),
+                d.delivery.event_type.clone(),
+            )
+        })
+        .collect();
+    firsts.sort();
+    let t = |a: &str, b: &str, c: &str| (a.to_string(), b.to_string(), c.to_string());
+    assert_eq!(
+        firsts,
+        [
+            t("h1", "a1", "file.uploaded"),
+            t("h1", "a2", "file.uploaded"),
+            t("h1", "r1", "file.rejected"),
+            t("h2", "a1", "file.complete"),
+        ]
+    );
+    assert_eq!(
+        due.iter()
+            .find(|d| d.delivery.webhook_id == "h1")
+            .unwrap()
+            .secret,
+        "secret-h1"
+    );
+    assert!(
+        s.claim_webhook_deliveries(now + 1, 60_000, 100)
+            .await
+            .unwrap()
+            .is_empty(),
+        "claimed deliveries and the ones behind them wait"
+    );
+    let a1_up = due
+        .iter()
+        .find(|d| d.delivery.webhook_id == "h1" && d.delivery.file_id == "a1")
+        .unwrap()
+        .delivery
+        .id;
+    // A failure: retried at its next attempt time, still first for a1.
+    assert!(s
+        .record_webhook_attempt(a1_up, attempt(false, now + 5_000))
+        .await
+        .unwrap());
+    assert!(s
+        .claim_webhook_deliveries(now + 4_999, 60_000, 100)
+        .await
+        .unwrap()
+        .is_empty());
+    let again = s
+        .claim_webhook_deliveries(now + 5_000, 60_000, 100)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].delivery.id, a1_up);
+    assert_eq!(again[0].delivery.attempts, 1);
+    assert_eq!(again[0].delivery.last_status, Some(500));
+    assert_eq!(again[0].delivery.last_latency_ms, Some(12));
+    // Success: the next event of a1 becomes due.
+    assert!(s
+        .record_webhook_attempt(a1_up, attempt(true, 0))
+        .await
+        .unwrap());
+    let next = s
+        .claim_webhook_deliveries(now + 5_001, 60_000, 100)
+        .await
+        .unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(
+        (
+            next[0].delivery.file_id.as_str(),
+            next[0].delivery.event_type.as_str()
+        ),
+        ("a1", "file.complete")
+    );
+    let rec = log("h1").await.into_iter().find(|d| d.id == a1_up).unwrap();
+    assert_eq!(rec.attempts, 2);
+    assert_eq!(rec.delivered_at, Some(1_700_000_100));
+    assert_eq!(rec.last_error, None);
+    // Giving up also lets the next one go.
+    let given_up = DeliveryAttempt {
+        given_up: true,
+        ..attempt(false, 0)
+    };
+    assert!(s
+        .record_webhook_attempt(next[0].delivery.id, given_up)
+        .await
+        .unwrap());
+    let after = s
+        .claim_webhook_deliveries(now + 5_002, 60_000, 100)
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 1);
+    assert_eq!(after[0].delivery.event_type, "file.retracted");
+    // An expired claim is claimed again.
+    let expired = s
+        .claim_webhook_deliveries(now + 61_000, 60_000, 100)
+        .await
+        .unwrap();
+    assert!(expired.len() >= 3, "{expired:?}");
+
+    // Pruning removes settled deliveries only (h1's upload of a1 was
+    // delivered, its completion given up; the rest are pending).
+    let before_prune = log("h1").await.len();
+    assert_eq!(
+        s.prune_webhook_deliveries(i64::MAX, 1).await.unwrap(),
+        1,
+        "bounded by the limit"
+    );
+    assert_eq!(
+        s.prune_webhook_deliveries(0, 100).await.unwrap(),
+        0,
+        "only events before the bound"
+    );
+    assert_eq!(s.prune_webhook_deliveries(i64::MAX, 100).await.unwrap(), 1);
+    assert_eq!(s.prune_webhook_deliveries(i64::MAX, 100).await.unwrap(), 0);
+    let left = log("h1").await;
+    assert_eq!(left.len(), before_prune - 2);
+    assert!(left.iter().all(|d| d.delivered_at.is_none() && !d.given_up));
+    assert!(!left.iter().any(|d| d.id == a1_up));
+    // Deleting an endpoint drops its deliveries; another company cannot.
+    assert!(!s.delete_webhook("beta", "h1").await.unwrap());
+    assert!(s.delete_webhook("acme", "h1").await.unwrap());
+    assert!(!s.delete_webhook("acme", "h1").await.unwrap());
+    assert_eq!(s.get_webhook("acme", "h1").await.unwrap(), None);
+    assert!(log("h1").await.is_empty());
+    assert!(!s
+        .record_webhook_attempt(a1_up, attempt(true, 0))
+        .await
+        .unwrap());
+    inserted(&*s, sample_file("acme", "a3", "g2", None)).await;
+    assert!(
+        log("h2").await.len() == 1,
+        "an upload is not a file.complete event"
+    );
+    assert_eq!(
+        s.list_webhooks("acme").await.unwrap().len(),
+        1,
+        "h2 is left"
+    );
+}
+
+/// Concurrent claims never hand out one delivery twice.
+pub async fn concurrent_webhook_claims(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    s.create_webhook(hook("acme", "h1", &[])).await.unwrap();
+    for i in 0..40 {
+        inserted(&*s, sample_file("acme", &format!("f{i}"), "g", None)).await;
+    }
+    let claims = (0..8).map(|_| {
+        let s = s.clone();
+        tokio::spawn(async move { s.claim_webhook_deliveries(1_000, 60_000, 10).await.unwrap() })
+    });
+    let mut ids = Vec::new();
+    for c in claims {
+        ids.extend(c.await.unwrap().into_iter().map(|d| d.delivery.id));
+    }
+    let n = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "a delivery was claimed twice");
+    assert_eq!(n, 40, "every due delivery was claimed once");
 }

@@ -715,6 +715,98 @@ pub struct ProcessingRate {
     pub files: u64,
 }
 
+/// A webhook endpoint of a company ([`MetadataStore::create_webhook`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Webhook {
+    /// Server-made UUID.
+    pub id: String,
+    /// Owner.
+    pub company_id: String,
+    /// Where deliveries are POSTed (`http://` or `https://`).
+    pub url: String,
+    /// Event types delivered (`file.complete`...); empty for every type.
+    pub events: Vec<String>,
+    /// The HMAC key deliveries are signed with.
+    pub secret: String,
+    /// Unix seconds when registered.
+    pub created: i64,
+}
+
+/// One event for one endpoint, written by the database in the same
+/// transaction as the file change it reports, and its delivery state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookDelivery {
+    /// Increasing in the order events were written.
+    pub id: u64,
+    /// The endpoint.
+    pub webhook_id: String,
+    /// `file.uploaded`, `file.complete`, `file.error`, `file.rejected` or
+    /// `file.retracted`.
+    pub event_type: String,
+    /// The file the event is about.
+    pub file_id: String,
+    /// The event as JSON (`type`, `file_id`, `visitor_group_id`,
+    /// `status_code`, `occurred_at`).
+    pub payload: String,
+    /// Unix seconds when the event happened.
+    pub created: i64,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Unix milliseconds before which no further attempt is made.
+    pub next_attempt_ms: i64,
+    /// Unix seconds of the attempt the endpoint answered 2xx.
+    pub delivered_at: Option<i64>,
+    /// HTTP status of the last attempt (`None`: no answer, or none yet).
+    pub last_status: Option<u16>,
+    /// Why the last attempt failed (`None` after a success).
+    pub last_error: Option<String>,
+    /// Duration of the last attempt.
+    pub last_latency_ms: Option<u64>,
+    /// True once retrying stopped without a success.
+    pub given_up: bool,
+}
+
+/// A delivery claimed for sending, with its endpoint's URL and secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueDelivery {
+    /// The delivery.
+    pub delivery: WebhookDelivery,
+    /// The endpoint's URL.
+    pub url: String,
+    /// The endpoint's secret.
+    pub secret: String,
+}
+
+/// The outcome of one delivery attempt
+/// ([`MetadataStore::record_webhook_attempt`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryAttempt {
+    /// Unix seconds when the attempt ended.
+    pub at: i64,
+    /// The HTTP status answered, if any.
+    pub status: Option<u16>,
+    /// Why it failed; `None` for a success.
+    pub error: Option<String>,
+    /// How long it took.
+    pub latency_ms: u64,
+    /// True when the endpoint answered 2xx.
+    pub delivered: bool,
+    /// True when no further attempt will be made.
+    pub given_up: bool,
+    /// Unix milliseconds of the next attempt (ignored when delivered or
+    /// given up).
+    pub next_attempt_ms: i64,
+}
+
+/// One page of an endpoint's deliveries, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookDeliveryPage {
+    /// The deliveries.
+    pub deliveries: Vec<WebhookDelivery>,
+    /// Cursor of the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
 /// Metadata of companies, clients, report suites and files.
 ///
 /// The contract is the `conformance` suite (cargo feature `testsuite`).
@@ -1024,6 +1116,46 @@ pub trait MetadataStore: Send + Sync + 'static {
         company_id: &str,
         recent: u32,
     ) -> StoreResult<Option<ProcessingRate>>;
+
+    /// Registers a webhook endpoint. [`StoreError::NotFound`] for an
+    /// unknown company.
+    async fn create_webhook(&self, webhook: Webhook) -> StoreResult<Webhook>;
+    /// One endpoint of a company; `None` for an unknown id or another
+    /// company's.
+    async fn get_webhook(&self, company_id: &str, id: &str) -> StoreResult<Option<Webhook>>;
+    /// The endpoints of a company, oldest first.
+    async fn list_webhooks(&self, company_id: &str) -> StoreResult<Vec<Webhook>>;
+    /// Removes an endpoint and its deliveries (pending ones are not sent);
+    /// false for an unknown id or another company's.
+    async fn delete_webhook(&self, company_id: &str, id: &str) -> StoreResult<bool>;
+    /// Deliveries of one endpoint of a company, newest first (empty for an
+    /// unknown endpoint or another company's). [`StoreError::Invalid`] for
+    /// a cursor the store did not make.
+    async fn list_webhook_deliveries(
+        &self,
+        company_id: &str,
+        webhook_id: &str,
+        query: &PageQuery,
+    ) -> StoreResult<WebhookDeliveryPage>;
+    /// Claims up to `limit` deliveries due at `now_ms` (not delivered, not
+    /// given up, `next_attempt_ms <= now_ms`, not claimed by anyone until
+    /// after `now_ms`) for `claim_ms`, oldest first, and never one whose
+    /// endpoint still has an earlier pending delivery of the same file (in
+    /// order per endpoint and file). Two callers never get the same
+    /// delivery while its claim lasts.
+    async fn claim_webhook_deliveries(
+        &self,
+        now_ms: i64,
+        claim_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<DueDelivery>>;
+    /// Records an attempt of a claimed delivery and releases the claim;
+    /// false when the delivery is gone (its endpoint was deleted).
+    async fn record_webhook_attempt(&self, id: u64, attempt: DeliveryAttempt) -> StoreResult<bool>;
+    /// Deletes up to `limit` settled deliveries (delivered or given up)
+    /// of events before `before` (unix seconds), oldest first; returns how
+    /// many. Pending deliveries are never deleted.
+    async fn prune_webhook_deliveries(&self, before: i64, limit: u32) -> StoreResult<u64>;
 }
 
 /// The reason a group cancel gives its files.

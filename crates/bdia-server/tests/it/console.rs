@@ -321,6 +321,17 @@ async fn console_in_headless_chromium() {
 
     // Upload files over HTTP and let the server process them.
     let api = Api::default_client(&s).await;
+    // A webhook endpoint nobody listens on: its log fills with failures.
+    let dead = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}/hook", dead.local_addr().unwrap());
+    drop(dead);
+    let r = api
+        .post("/api/v1/webhooks")
+        .json(&json!({ "url": dead_url, "events": ["file.complete"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
     let rows = expected::generate(5, 40, 1_772_798_400);
     let processed = upload_rows(&api, &rows).await;
     let mut ids: Vec<String> = processed.iter().map(|(id, _)| id.clone()).collect();
@@ -406,6 +417,35 @@ async fn console_in_headless_chromium() {
             "the resumed group",
         )
         .await;
+
+    // Webhooks: the endpoint and its delivery log, failures included.
+    browser.click("#nav-webhooks").await;
+    browser
+        .wait_for(
+            "document.querySelectorAll('#webhooks-table tbody tr').length === 1",
+            "the webhooks table",
+        )
+        .await;
+    browser
+        .click("#webhooks-table tbody tr:first-child .show-deliveries")
+        .await;
+    browser
+        .wait_for(
+            &format!(
+                "!document.getElementById('webhook-detail').hidden && \
+                 document.querySelectorAll('#deliveries-table tbody tr').length === {}",
+                ids.len()
+            ),
+            "the delivery log",
+        )
+        .await;
+    let states = browser
+        .js("return [...document.querySelectorAll('#deliveries-table tbody tr')].map(r => r.querySelector('.state').textContent);")
+        .await;
+    for state in states.as_array().unwrap() {
+        assert_eq!(state, "pending", "{states}");
+    }
+    browser.screenshot("05b-webhooks").await;
 
     // Reports: the chart and the tables against the independent numbers.
     let (from, to) = ("2026-03-06", "2026-03-10");

@@ -14,3 +14,4 @@ mod reports;
 mod router;
 mod tenancy;
 mod upload;
+mod webhooks;

@@ -3,7 +3,7 @@ use bdia_store::CompanySettings;
 
 use crate::common::*;
 
-async fn second_company(
+pub(crate) async fn second_company(
     s: &bdia_server::testing::TestServer,
     id: &str,
     settings: CompanySettings,

@@ -54,6 +54,7 @@ mod leases;
 mod privacy;
 mod processing;
 mod tenants;
+mod webhooks;
 
 use std::time::Duration;
 
@@ -72,6 +73,7 @@ use crate::{
     PrivacyDeletionPage, ProcessingRate, ReportSuite, StatusUpdate, StoreError, StoreResult,
     StoredState, SuiteClaim,
 };
+use crate::{DeliveryAttempt, DueDelivery, Webhook, WebhookDeliveryPage};
 
 pub use schema::SCHEMA_VERSION;
 
@@ -607,5 +609,47 @@ impl MetadataStore for PgStore {
         recent: u32,
     ) -> StoreResult<Option<ProcessingRate>> {
         groups::processing_rate(&self.conn().await?, company_id, recent).await
+    }
+
+    async fn create_webhook(&self, webhook: Webhook) -> StoreResult<Webhook> {
+        webhooks::create(&self.conn().await?, webhook).await
+    }
+
+    async fn get_webhook(&self, company_id: &str, id: &str) -> StoreResult<Option<Webhook>> {
+        webhooks::get(&self.conn().await?, company_id, id).await
+    }
+
+    async fn list_webhooks(&self, company_id: &str) -> StoreResult<Vec<Webhook>> {
+        webhooks::list(&self.conn().await?, company_id).await
+    }
+
+    async fn delete_webhook(&self, company_id: &str, id: &str) -> StoreResult<bool> {
+        webhooks::delete(&self.conn().await?, company_id, id).await
+    }
+
+    async fn list_webhook_deliveries(
+        &self,
+        company_id: &str,
+        webhook_id: &str,
+        query: &PageQuery,
+    ) -> StoreResult<WebhookDeliveryPage> {
+        webhooks::deliveries(&self.conn().await?, company_id, webhook_id, query).await
+    }
+
+    async fn claim_webhook_deliveries(
+        &self,
+        now_ms: i64,
+        claim_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<DueDelivery>> {
+        webhooks::claim(&self.conn().await?, now_ms, claim_ms, limit).await
+    }
+
+    async fn record_webhook_attempt(&self, id: u64, attempt: DeliveryAttempt) -> StoreResult<bool> {
+        webhooks::record(&self.conn().await?, id, &attempt).await
+    }
+
+    async fn prune_webhook_deliveries(&self, before: i64, limit: u32) -> StoreResult<u64> {
+        webhooks::prune(&self.conn().await?, before, limit).await
     }
 }

@@ -219,9 +219,90 @@ CREATE INDEX group_actions_group ON group_actions(company_id, visitor_group_id, 
 CREATE INDEX files_company_status_end ON files(company_id, status, processing_end_date);
 "#;
 
+/// Version 5: webhooks (the SQLite backend's version 9).
+///
+/// - `webhooks`: a company's endpoints; `events` is a JSONB array of event
+///   types (empty: every type).
+/// - `webhook_deliveries`: one row per (event, endpoint), written by the
+///   trigger `files_webhooks` in the same transaction as the change it
+///   reports. Claims lock rows with `FOR UPDATE SKIP LOCKED` and set
+///   `claimed_until_ms` (unix milliseconds), so two nodes never send the
+///   same attempt at once.
+/// - The trigger: a new record `UPLOADED` (`file.uploaded`) or `REJECTED`
+///   (`file.rejected`); a status change to `COMPLETE` (`file.complete`) or
+///   `ERROR` (`file.error`); `hits_retracted_at` set (`file.retracted`).
+const V5_WEBHOOKS: &str = r#"
+CREATE TABLE webhooks (
+    id TEXT COLLATE "C" PRIMARY KEY,
+    company_id TEXT COLLATE "C" NOT NULL REFERENCES companies(id),
+    url TEXT NOT NULL,
+    events JSONB NOT NULL,
+    secret TEXT NOT NULL,
+    created BIGINT NOT NULL
+);
+CREATE INDEX webhooks_company ON webhooks(company_id, created);
+CREATE TABLE webhook_deliveries (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    webhook_id TEXT COLLATE "C" NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+    event_type TEXT NOT NULL,
+    file_id TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created BIGINT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    next_attempt_ms BIGINT NOT NULL DEFAULT 0,
+    claimed_until_ms BIGINT NOT NULL DEFAULT 0,
+    delivered_at BIGINT,
+    last_status BIGINT,
+    last_error TEXT,
+    last_latency_ms BIGINT,
+    given_up BOOLEAN NOT NULL DEFAULT FALSE
+);
+CREATE INDEX webhook_deliveries_pending ON webhook_deliveries(next_attempt_ms, id)
+    WHERE delivered_at IS NULL AND NOT given_up;
+CREATE INDEX webhook_deliveries_file ON webhook_deliveries(webhook_id, file_id, id);
+CREATE FUNCTION bdia_files_webhook_event() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+    t TEXT;
+    at BIGINT := floor(extract(epoch FROM now()))::BIGINT;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        t := CASE NEW.status WHEN 'UPLOADED' THEN 'file.uploaded'
+                             WHEN 'REJECTED' THEN 'file.rejected' END;
+    ELSIF OLD.hits_retracted_at IS NULL AND NEW.hits_retracted_at IS NOT NULL THEN
+        t := 'file.retracted';
+        at := NEW.hits_retracted_at;
+    ELSIF NEW.status IS DISTINCT FROM OLD.status THEN
+        t := CASE NEW.status WHEN 'COMPLETE' THEN 'file.complete'
+                             WHEN 'ERROR' THEN 'file.error' END;
+    END IF;
+    IF t IS NULL THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO webhook_deliveries (webhook_id, event_type, file_id, payload, created)
+    SELECT w.id, t, NEW.file_id,
+           jsonb_build_object('type', t, 'file_id', NEW.file_id,
+                              'visitor_group_id', NEW.visitor_group_id,
+                              'status_code', NEW.status, 'occurred_at', at)::TEXT,
+           at
+    FROM webhooks w
+    WHERE w.company_id = NEW.company_id
+      AND (jsonb_array_length(w.events) = 0 OR w.events ? t);
+    RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER files_webhooks AFTER INSERT OR UPDATE OF status, hits_retracted_at ON files
+    FOR EACH ROW EXECUTE FUNCTION bdia_files_webhook_event();
+"#;
+
 /// The migrations, in order: entry `i` takes a database from version `i` to
 /// version `i + 1`. Append only.
-const MIGRATIONS: &[&str] = &[V1, V2_LEASES, V3_CONTENT_HASH, V4_GROUP_CONTROL];
+const MIGRATIONS: &[&str] = &[
+    V1,
+    V2_LEASES,
+    V3_CONTENT_HASH,
+    V4_GROUP_CONTROL,
+    V5_WEBHOOKS,
+];
 
 /// The schema version this build writes and the highest one it opens.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

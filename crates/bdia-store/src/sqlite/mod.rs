@@ -53,6 +53,7 @@ mod leases;
 mod privacy;
 mod processing;
 mod tenants;
+mod webhooks;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -72,6 +73,7 @@ use crate::{
     PrivacyDeletionPage, ProcessingRate, ReportSuite, StatusUpdate, StoreError, StoreResult,
     StoredState, SuiteClaim,
 };
+use crate::{DeliveryAttempt, DueDelivery, Webhook, WebhookDeliveryPage};
 
 pub use schema::SCHEMA_VERSION;
 
@@ -684,6 +686,63 @@ impl MetadataStore for SqliteStore {
     ) -> StoreResult<Option<ProcessingRate>> {
         let company_id = company_id.to_string();
         self.with(move |conn| groups::processing_rate(conn, &company_id, recent))
+            .await
+    }
+
+    async fn create_webhook(&self, webhook: Webhook) -> StoreResult<Webhook> {
+        self.with(move |conn| webhooks::create(conn, webhook)).await
+    }
+
+    async fn get_webhook(&self, company_id: &str, id: &str) -> StoreResult<Option<Webhook>> {
+        let (company_id, id) = (company_id.to_string(), id.to_string());
+        self.with(move |conn| webhooks::get(conn, &company_id, &id))
+            .await
+    }
+
+    async fn list_webhooks(&self, company_id: &str) -> StoreResult<Vec<Webhook>> {
+        let company_id = company_id.to_string();
+        self.with(move |conn| webhooks::list(conn, &company_id))
+            .await
+    }
+
+    async fn delete_webhook(&self, company_id: &str, id: &str) -> StoreResult<bool> {
+        let (company_id, id) = (company_id.to_string(), id.to_string());
+        self.with(move |conn| webhooks::delete(conn, &company_id, &id))
+            .await
+    }
+
+    async fn list_webhook_deliveries(
+        &self,
+        company_id: &str,
+        webhook_id: &str,
+        query: &PageQuery,
+    ) -> StoreResult<WebhookDeliveryPage> {
+        let (company_id, webhook_id, query) = (
+            company_id.to_string(),
+            webhook_id.to_string(),
+            query.clone(),
+        );
+        self.with(move |conn| webhooks::deliveries(conn, &company_id, &webhook_id, &query))
+            .await
+    }
+
+    async fn claim_webhook_deliveries(
+        &self,
+        now_ms: i64,
+        claim_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<DueDelivery>> {
+        self.with(move |conn| webhooks::claim(conn, now_ms, claim_ms, limit))
+            .await
+    }
+
+    async fn record_webhook_attempt(&self, id: u64, attempt: DeliveryAttempt) -> StoreResult<bool> {
+        self.with(move |conn| webhooks::record(conn, id, &attempt))
+            .await
+    }
+
+    async fn prune_webhook_deliveries(&self, before: i64, limit: u32) -> StoreResult<u64> {
+        self.with(move |conn| webhooks::prune(conn, before, limit))
             .await
     }
 }

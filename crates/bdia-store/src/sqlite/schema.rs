@@ -262,6 +262,99 @@ CREATE INDEX group_actions_group ON group_actions(company_id, visitor_group_id, 
 CREATE INDEX files_company_status_end ON files(company_id, status, processing_end_date);
 "#;
 
+/// Version 9: webhooks.
+///
+/// - `webhooks`: a company's endpoints; `events` is a JSON array of event
+///   types (empty: every type).
+/// - `webhook_deliveries`: one row per (event, endpoint), written by the
+///   triggers on `files` below in the same transaction as the change they
+///   report, so that no event is lost by a crash and every node sees it.
+///   `next_attempt_ms` and `claimed_until_ms` are unix milliseconds;
+///   `payload` is the JSON body without the delivery id.
+/// - Triggers: a new record `UPLOADED` (`file.uploaded`) or `REJECTED`
+///   (`file.rejected`); a status change to `COMPLETE` (`file.complete`) or
+///   `ERROR` (`file.error`); `hits_retracted_at` set (`file.retracted`).
+const V9_WEBHOOKS: &str = r#"
+CREATE TABLE webhooks (
+    id TEXT PRIMARY KEY,
+    company_id TEXT NOT NULL REFERENCES companies(id),
+    url TEXT NOT NULL,
+    events TEXT NOT NULL,
+    secret TEXT NOT NULL,
+    created INTEGER NOT NULL
+);
+CREATE INDEX webhooks_company ON webhooks(company_id, created);
+CREATE TABLE webhook_deliveries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    webhook_id TEXT NOT NULL REFERENCES webhooks(id) ON DELETE CASCADE,
+    event_type TEXT NOT NULL,
+    file_id TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+    claimed_until_ms INTEGER NOT NULL DEFAULT 0,
+    delivered_at INTEGER,
+    last_status INTEGER,
+    last_error TEXT,
+    last_latency_ms INTEGER,
+    given_up INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX webhook_deliveries_pending ON webhook_deliveries(next_attempt_ms, id)
+    WHERE delivered_at IS NULL AND given_up = 0;
+CREATE INDEX webhook_deliveries_file ON webhook_deliveries(webhook_id, file_id, id);
+CREATE TRIGGER files_webhook_insert AFTER INSERT ON files
+WHEN NEW.status IN ('UPLOADED', 'REJECTED')
+BEGIN
+    INSERT INTO webhook_deliveries (webhook_id, event_type, file_id, payload, created)
+    SELECT w.id, e.t, NEW.file_id,
+           json_object('type', e.t, 'file_id', NEW.file_id,
+                       'visitor_group_id', NEW.visitor_group_id,
+                       'status_code', NEW.status,
+                       'occurred_at', CAST(strftime('%s', 'now') AS INTEGER)),
+           CAST(strftime('%s', 'now') AS INTEGER)
+    FROM webhooks w,
+         (SELECT CASE NEW.status WHEN 'UPLOADED' THEN 'file.uploaded'
+                 ELSE 'file.rejected' END AS t) e
+    WHERE w.company_id = NEW.company_id
+      AND (json_array_length(w.events) = 0
+           OR EXISTS (SELECT 1 FROM json_each(w.events) j WHERE j.value = e.t));
+END;
+CREATE TRIGGER files_webhook_status AFTER UPDATE OF status ON files
+WHEN NEW.status <> OLD.status AND NEW.status IN ('COMPLETE', 'ERROR')
+BEGIN
+    INSERT INTO webhook_deliveries (webhook_id, event_type, file_id, payload, created)
+    SELECT w.id, e.t, NEW.file_id,
+           json_object('type', e.t, 'file_id', NEW.file_id,
+                       'visitor_group_id', NEW.visitor_group_id,
+                       'status_code', NEW.status,
+                       'occurred_at', CAST(strftime('%s', 'now') AS INTEGER)),
+           CAST(strftime('%s', 'now') AS INTEGER)
+    FROM webhooks w,
+         (SELECT CASE NEW.status WHEN 'COMPLETE' THEN 'file.complete'
+                 ELSE 'file.error' END AS t) e
+    WHERE w.company_id = NEW.company_id
+      AND (json_array_length(w.events) = 0
+           OR EXISTS (SELECT 1 FROM json_each(w.events) j WHERE j.value = e.t));
+END;
+CREATE TRIGGER files_webhook_retracted AFTER UPDATE OF hits_retracted_at ON files
+WHEN OLD.hits_retracted_at IS NULL AND NEW.hits_retracted_at IS NOT NULL
+BEGIN
+    INSERT INTO webhook_deliveries (webhook_id, event_type, file_id, payload, created)
+    SELECT w.id, 'file.retracted', NEW.file_id,
+           json_object('type', 'file.retracted', 'file_id', NEW.file_id,
+                       'visitor_group_id', NEW.visitor_group_id,
+                       'status_code', NEW.status,
+                       'occurred_at', NEW.hits_retracted_at),
+           NEW.hits_retracted_at
+    FROM webhooks w
+    WHERE w.company_id = NEW.company_id
+      AND (json_array_length(w.events) = 0
+           OR EXISTS (SELECT 1 FROM json_each(w.events) j
+                      WHERE j.value = 'file.retracted'));
+END;
+"#;
+
 /// The migrations, in order: entry `i` takes a database from version `i` to
 /// version `i + 1`. Append only.
 const MIGRATIONS: &[&str] = &[
@@ -273,6 +366,7 @@ const MIGRATIONS: &[&str] = &[
     V6_LEASES,
     V7_CONTENT_HASH,
     V8_GROUP_CONTROL,
+    V9_WEBHOOKS,
 ];
 
 /// The schema version this build writes and the highest one it opens.
