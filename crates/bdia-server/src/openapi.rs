@@ -586,7 +586,7 @@ fn webhook_paths(doc: &mut Value, security: &Value, api_key: &Value) {
             "/api/v1/webhooks": {
                 "post": {
                     "summary": "Register a webhook endpoint: the caller's company's file events are POSTed to it, signed (bdia-signature)",
-                    "description": "The answer carries the endpoint's secret, shown this once. Event types: file.uploaded, file.complete, file.error, file.rejected, file.retracted.",
+                    "description": "The answer carries the endpoint's secret, shown this once. Event types: file.uploaded, file.complete, file.error, file.rejected, file.retracted, file.cancelled, group.paused, group.resumed, group.cancelled.",
                     "security": security,
                     "parameters": [api_key],
                     "requestBody": { "required": true, "content": { "application/json": { "schema": {

@@ -43,6 +43,10 @@ pub const EVENT_TYPES: &[&str] = &[
     "file.error",
     "file.rejected",
     "file.retracted",
+    "file.cancelled",
+    "group.paused",
+    "group.resumed",
+    "group.cancelled",
 ];
 
 /// The signature header: `t=<unix seconds>,v1=<hex HMAC-SHA256>`.

@@ -73,6 +73,7 @@ where
     group_cancel(make().await).await;
     group_queue_and_rate(make().await).await;
     webhooks(make().await).await;
+    group_webhook_events(make().await).await;
     concurrent_webhook_claims(make().await).await;
 }
 
@@ -2048,4 +2049,59 @@ pub async fn concurrent_webhook_claims(s: Arc<dyn MetadataStore>) {
     ids.dedup();
     assert_eq!(ids.len(), n, "a delivery was claimed twice");
     assert_eq!(n, 40, "every due delivery was claimed once");
+}
+
+/// Group actions and cancelled files are webhook events too, written with
+/// the action itself; a group's events are keyed `group:<vgid>`.
+pub async fn group_webhook_events(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    s.create_webhook(hook("acme", "h1", &[])).await.unwrap();
+    s.create_webhook(hook("acme", "h2", &["group.paused"]))
+        .await
+        .unwrap();
+    inserted(&*s, sample_file("acme", "a1", "g", None)).await;
+    let g = group("acme", "g");
+    s.control_group(&g, GroupAction::Pause, "client-1", 1_700_000_100)
+        .await
+        .unwrap();
+    s.control_group(&g, GroupAction::Cancel, "admin", 1_700_000_200)
+        .await
+        .unwrap();
+    let log = |id: &'static str| {
+        let s = s.clone();
+        async move {
+            s.list_webhook_deliveries("acme", id, &PageQuery::default())
+                .await
+                .unwrap()
+                .deliveries
+        }
+    };
+    let h1 = log("h1").await;
+    let kinds: Vec<(&str, &str)> = h1
+        .iter()
+        .rev()
+        .map(|d| (d.event_type.as_str(), d.file_id.as_str()))
+        .collect();
+    assert!(kinds.contains(&("group.paused", "group:g")), "{kinds:?}");
+    assert!(kinds.contains(&("group.cancelled", "group:g")), "{kinds:?}");
+    assert!(kinds.contains(&("file.cancelled", "a1")), "{kinds:?}");
+    let paused = h1.iter().find(|d| d.event_type == "group.paused").unwrap();
+    let body: serde_json::Value = serde_json::from_str(&paused.payload).unwrap();
+    assert_eq!(body["type"], "group.paused");
+    assert_eq!(body["file_id"], serde_json::Value::Null);
+    assert_eq!(body["visitor_group_id"], "g");
+    assert_eq!(body["status_code"], "PAUSED");
+    assert_eq!(body["actor"], "client-1");
+    assert_eq!(body["occurred_at"], 1_700_000_100);
+    let cancelled = h1
+        .iter()
+        .find(|d| d.event_type == "group.cancelled")
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_str(&cancelled.payload).unwrap();
+    assert_eq!(
+        (body["status_code"].as_str(), body["files"].as_i64()),
+        (Some("ACTIVE"), Some(1))
+    );
+    let h2: Vec<String> = log("h2").await.into_iter().map(|d| d.event_type).collect();
+    assert_eq!(h2, ["group.paused"], "the endpoint's filter holds");
 }

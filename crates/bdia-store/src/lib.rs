@@ -740,10 +740,12 @@ pub struct WebhookDelivery {
     pub id: u64,
     /// The endpoint.
     pub webhook_id: String,
-    /// `file.uploaded`, `file.complete`, `file.error`, `file.rejected` or
-    /// `file.retracted`.
+    /// `file.uploaded`, `file.complete`, `file.error`, `file.rejected`,
+    /// `file.retracted`, `file.cancelled`, `group.paused`, `group.resumed`
+    /// or `group.cancelled`.
     pub event_type: String,
-    /// The file the event is about.
+    /// The file the event is about; `group:<visitor group>` for a group's
+    /// event (deliveries are ordered per endpoint and this key).
     pub file_id: String,
     /// The event as JSON (`type`, `file_id`, `visitor_group_id`,
     /// `status_code`, `occurred_at`).

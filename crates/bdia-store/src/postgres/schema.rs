@@ -294,6 +294,68 @@ CREATE TRIGGER files_webhooks AFTER INSERT OR UPDATE OF status, hits_retracted_a
     FOR EACH ROW EXECUTE FUNCTION bdia_files_webhook_event();
 "#;
 
+/// Version 6: webhook events of group control and of cancelled files (the
+/// SQLite backend's version 10): `file.cancelled` from the files trigger,
+/// and `group.paused`, `group.resumed`, `group.cancelled` from a trigger on
+/// `group_actions`, ordered per group (delivery `file_id` `group:<vgid>`;
+/// the body's `file_id` is null, `status_code` the group's state).
+const V6_GROUP_WEBHOOKS: &str = r#"
+CREATE OR REPLACE FUNCTION bdia_files_webhook_event() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+    t TEXT;
+    at BIGINT := floor(extract(epoch FROM now()))::BIGINT;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        t := CASE NEW.status WHEN 'UPLOADED' THEN 'file.uploaded'
+                             WHEN 'REJECTED' THEN 'file.rejected' END;
+    ELSIF OLD.hits_retracted_at IS NULL AND NEW.hits_retracted_at IS NOT NULL THEN
+        t := 'file.retracted';
+        at := NEW.hits_retracted_at;
+    ELSIF NEW.status IS DISTINCT FROM OLD.status THEN
+        t := CASE NEW.status WHEN 'COMPLETE' THEN 'file.complete'
+                             WHEN 'ERROR' THEN 'file.error'
+                             WHEN 'CANCELLED' THEN 'file.cancelled' END;
+    END IF;
+    IF t IS NULL THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO webhook_deliveries (webhook_id, event_type, file_id, payload, created)
+    SELECT w.id, t, NEW.file_id,
+           jsonb_build_object('type', t, 'file_id', NEW.file_id,
+                              'visitor_group_id', NEW.visitor_group_id,
+                              'status_code', NEW.status, 'occurred_at', at)::TEXT,
+           at
+    FROM webhooks w
+    WHERE w.company_id = NEW.company_id
+      AND (jsonb_array_length(w.events) = 0 OR w.events ? t);
+    RETURN NULL;
+END
+$fn$;
+CREATE FUNCTION bdia_group_actions_webhook_event() RETURNS trigger LANGUAGE plpgsql AS $fn$
+DECLARE
+    t TEXT := CASE NEW.action WHEN 'pause' THEN 'group.paused'
+                              WHEN 'resume' THEN 'group.resumed'
+                              ELSE 'group.cancelled' END;
+BEGIN
+    INSERT INTO webhook_deliveries (webhook_id, event_type, file_id, payload, created)
+    SELECT w.id, t, 'group:' || NEW.visitor_group_id,
+           jsonb_build_object('type', t, 'file_id', NULL,
+                              'visitor_group_id', NEW.visitor_group_id,
+                              'status_code', CASE NEW.action WHEN 'pause' THEN 'PAUSED'
+                                                             ELSE 'ACTIVE' END,
+                              'occurred_at', NEW.at, 'actor', NEW.actor,
+                              'files', NEW.files)::TEXT,
+           NEW.at
+    FROM webhooks w
+    WHERE w.company_id = NEW.company_id
+      AND (jsonb_array_length(w.events) = 0 OR w.events ? t);
+    RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER group_actions_webhooks AFTER INSERT ON group_actions
+    FOR EACH ROW EXECUTE FUNCTION bdia_group_actions_webhook_event();
+"#;
+
 /// The migrations, in order: entry `i` takes a database from version `i` to
 /// version `i + 1`. Append only.
 const MIGRATIONS: &[&str] = &[
@@ -302,6 +364,7 @@ const MIGRATIONS: &[&str] = &[
     V3_CONTENT_HASH,
     V4_GROUP_CONTROL,
     V5_WEBHOOKS,
+    V6_GROUP_WEBHOOKS,
 ];
 
 /// The schema version this build writes and the highest one it opens.

@@ -355,6 +355,50 @@ BEGIN
 END;
 "#;
 
+/// Version 10: webhook events of group control and of cancelled files.
+///
+/// - `file.cancelled`: a file's status became `CANCELLED` (its group was
+///   cancelled).
+/// - `group.paused`, `group.resumed`, `group.cancelled`: an action was
+///   recorded in `group_actions`. Their deliveries are ordered per group
+///   (`file_id` of the delivery row is `group:<visitor group>`; the body's
+///   `file_id` is null and `status_code` is the group's state).
+const V10_GROUP_WEBHOOKS: &str = r#"
+CREATE TRIGGER files_webhook_cancelled AFTER UPDATE OF status ON files
+WHEN NEW.status <> OLD.status AND NEW.status = 'CANCELLED'
+BEGIN
+    INSERT INTO webhook_deliveries (webhook_id, event_type, file_id, payload, created)
+    SELECT w.id, 'file.cancelled', NEW.file_id,
+           json_object('type', 'file.cancelled', 'file_id', NEW.file_id,
+                       'visitor_group_id', NEW.visitor_group_id,
+                       'status_code', NEW.status,
+                       'occurred_at', CAST(strftime('%s', 'now') AS INTEGER)),
+           CAST(strftime('%s', 'now') AS INTEGER)
+    FROM webhooks w
+    WHERE w.company_id = NEW.company_id
+      AND (json_array_length(w.events) = 0
+           OR EXISTS (SELECT 1 FROM json_each(w.events) j
+                      WHERE j.value = 'file.cancelled'));
+END;
+CREATE TRIGGER group_actions_webhook AFTER INSERT ON group_actions
+BEGIN
+    INSERT INTO webhook_deliveries (webhook_id, event_type, file_id, payload, created)
+    SELECT w.id, e.t, 'group:' || NEW.visitor_group_id,
+           json_object('type', e.t, 'file_id', NULL,
+                       'visitor_group_id', NEW.visitor_group_id,
+                       'status_code', CASE NEW.action WHEN 'pause' THEN 'PAUSED'
+                                      ELSE 'ACTIVE' END,
+                       'occurred_at', NEW.at, 'actor', NEW.actor, 'files', NEW.files),
+           NEW.at
+    FROM webhooks w,
+         (SELECT CASE NEW.action WHEN 'pause' THEN 'group.paused'
+                 WHEN 'resume' THEN 'group.resumed' ELSE 'group.cancelled' END AS t) e
+    WHERE w.company_id = NEW.company_id
+      AND (json_array_length(w.events) = 0
+           OR EXISTS (SELECT 1 FROM json_each(w.events) j WHERE j.value = e.t));
+END;
+"#;
+
 /// The migrations, in order: entry `i` takes a database from version `i` to
 /// version `i + 1`. Append only.
 const MIGRATIONS: &[&str] = &[
@@ -367,6 +411,7 @@ const MIGRATIONS: &[&str] = &[
     V7_CONTENT_HASH,
     V8_GROUP_CONTROL,
     V9_WEBHOOKS,
+    V10_GROUP_WEBHOOKS,
 ];
 
 /// The schema version this build writes and the highest one it opens.
