@@ -605,3 +605,72 @@ async fn failing_deliveries_are_given_up_after_the_max_age() {
     assert!(text.contains("bdia_webhook_deliveries_total{outcome=\"given_up\"}"));
     s.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_actions_and_cancelled_files_arrive_signed_and_in_order() {
+    let (rx, url) = receiver(OK).await;
+    let s = start_hooks(|c| c.processing.enabled = false).await;
+    let api = Api::default_client(&s).await;
+    let (st, hook) = register(
+        &api,
+        &url,
+        Some(&[
+            "group.paused",
+            "group.resumed",
+            "group.cancelled",
+            "file.cancelled",
+        ]),
+    )
+    .await;
+    assert_eq!(st, 201, "{hook}");
+    let secret = hook["secret"].as_str().unwrap().to_string();
+    let file = upload_ok(&api, 3, "g").await;
+    for action in ["pause", "resume", "pause", "cancel"] {
+        let r = api
+            .post(&format!("/aa/collect/v1/groups/g/{action}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{action}");
+    }
+    eventually("five deliveries", || rx.count(OK) >= 5).await;
+    let got = rx.got();
+    let bodies: Vec<Value> = got
+        .iter()
+        .map(|r| {
+            verify(&secret, &r.signature, &r.body);
+            serde_json::from_str(&r.body).unwrap()
+        })
+        .collect();
+    let groups: Vec<(&str, &str)> = bodies
+        .iter()
+        .filter(|b| b["type"].as_str().unwrap().starts_with("group."))
+        .map(|b| {
+            (
+                b["type"].as_str().unwrap(),
+                b["status_code"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        groups,
+        [
+            ("group.paused", "PAUSED"),
+            ("group.resumed", "ACTIVE"),
+            ("group.paused", "PAUSED"),
+            ("group.cancelled", "ACTIVE"),
+        ],
+        "one group's events in the order of its actions"
+    );
+    let cancelled = bodies
+        .iter()
+        .find(|b| b["type"] == "file.cancelled")
+        .expect("the waiting file's cancellation");
+    assert_eq!(cancelled["file_id"], file.as_str());
+    assert_eq!(cancelled["status_code"], "CANCELLED");
+    let paused = &bodies[0];
+    assert_eq!(paused["visitor_group_id"], "g");
+    assert_eq!(paused["file_id"], Value::Null);
+    assert!(paused["actor"].as_str().is_some_and(|a| !a.is_empty()));
+    assert_eq!(got.len(), 5, "nothing the filter leaves out: {bodies:?}");
+}
