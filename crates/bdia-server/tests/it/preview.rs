@@ -42,17 +42,17 @@ async fn the_preview_counts_what_a_file_would_do_and_stores_nothing() {
     let api = Api::default_client(&s).await;
     let company = s.credentials.company.clone();
 
-    // Processed first: v1 and v2 in rs1, last hits at T0 + 1000.
-    let (st, v) = api
-        .upload(
-            file(&[
-                (T0 + 900, "v1", "rs1"),
-                (T0 + 1000, "v1", "rs1"),
-                (T0 + 1000, "v2", "rs1"),
-            ]),
-            "g",
-        )
-        .await;
+    // Processed first: v1 and v2 in rs1, last hits at T0 + 1000, and 600
+    // rows of other visitors, so that the measured rate stays far above a
+    // throttle of 1 row/s however slow the machine.
+    let fillers: Vec<(i64, String)> = (0..600).map(|i| (T0 + i % 900, format!("f{i}"))).collect();
+    let mut rows: Vec<(i64, &str, &str)> = vec![
+        (T0 + 900, "v1", "rs1"),
+        (T0 + 1000, "v1", "rs1"),
+        (T0 + 1000, "v2", "rs1"),
+    ];
+    rows.extend(fillers.iter().map(|(t, v)| (*t, v.as_str(), "rs1")));
+    let (st, v) = api.upload(file(&rows), "g").await;
     assert_eq!(st, 200, "{v}");
     let id = v["file_id"].as_str().unwrap().to_string();
     let mut done = false;
