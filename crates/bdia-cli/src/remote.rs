@@ -765,6 +765,9 @@ fn print_preview(p: &bdia_wire::Preview) {
         "    visitors: {} ({} new), rows out of order for their visitor: {}",
         p.visitors, p.new_visitors, p.out_of_order_rows
     );
+    if let Some(id) = &p.duplicate_of {
+        println!("    already uploaded as file {id}: sending it again would count its rows twice");
+    }
     match p.estimated_processing_secs {
         Some(s) => println!(
             "    processed in about {s:.0} s ({} rows queued before it; {})",
