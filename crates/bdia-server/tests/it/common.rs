@@ -264,3 +264,21 @@ pub async fn wait_until<F: Fn() -> bool>(f: F) -> bool {
     }
     f()
 }
+
+/// Sets a company's processing throttle (rows per second; `None`: off).
+pub async fn set_throttle(s: &TestServer, company: &str, rows_per_second: Option<u64>) {
+    let mut settings = s
+        .state
+        .store
+        .get_company(company)
+        .await
+        .unwrap()
+        .unwrap()
+        .settings;
+    settings.rows_per_second = rows_per_second;
+    s.state
+        .store
+        .update_company_settings(company, settings)
+        .await
+        .unwrap();
+}

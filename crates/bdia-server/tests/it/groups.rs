@@ -186,20 +186,7 @@ async fn waiting_files_carry_their_queue_place_and_estimate() {
     // Processing off: files wait in an active group.
     let s = start().await;
     let company = s.credentials.company.clone();
-    let mut settings = s
-        .state
-        .store
-        .get_company(&company)
-        .await
-        .unwrap()
-        .unwrap()
-        .settings;
-    settings.rows_per_second = Some(2);
-    s.state
-        .store
-        .update_company_settings(&company, settings)
-        .await
-        .unwrap();
+    set_throttle(&s, &company, Some(2)).await;
     let api = Api::default_client(&s).await;
     let t0 = bdia_server::auth::now();
     let f1 = upload_ok(&api, small_file(4, "acme.prod"), "g").await;

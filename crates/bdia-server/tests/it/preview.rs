@@ -123,20 +123,7 @@ async fn the_preview_counts_what_a_file_would_do_and_stores_nothing() {
     );
 
     // A throttle below the measured rate is what the estimate goes by.
-    let mut settings = s
-        .state
-        .store
-        .get_company(&company)
-        .await
-        .unwrap()
-        .unwrap()
-        .settings;
-    settings.rows_per_second = Some(1);
-    s.state
-        .store
-        .update_company_settings(&company, settings)
-        .await
-        .unwrap();
+    set_throttle(&s, &company, Some(1)).await;
     let (_, v) = preview(
         &api,
         file(&[(T0 + 3000, "v1", "rs1"), (T0 + 3001, "v1", "rs1")]),

@@ -246,20 +246,7 @@ async fn groups_run_in_acceptance_order_under_a_throttle() {
     let api = Api::default_client(&s).await;
     let company = s.credentials.company.clone();
     // A slow worker: a low throttle (rows per second) for the company.
-    let mut settings = s
-        .state
-        .store
-        .get_company(&company)
-        .await
-        .unwrap()
-        .unwrap()
-        .settings;
-    settings.rows_per_second = Some(4_000);
-    s.state
-        .store
-        .update_company_settings(&company, settings)
-        .await
-        .unwrap();
+    set_throttle(&s, &company, Some(4_000)).await;
     let groups = 6;
     let per_group = 5;
     let mut ids: Vec<(String, String)> = Vec::new();
