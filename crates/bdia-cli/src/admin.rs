@@ -230,6 +230,19 @@ enum SuiteCommand {
         #[arg(long)]
         company: Option<String>,
     },
+    /// Show or change a report suite's settings (prints the suite).
+    Settings {
+        /// Report suite id.
+        rsid: ReportSuiteId,
+        /// Owner; may be left out when only one company has this rsid.
+        #[arg(long)]
+        company: Option<String>,
+        /// Take hits from the single-hit Data Insertion API
+        /// (`/b/ss/RSID/...`, unauthenticated). At most one company's
+        /// suite of an rsid may take them.
+        #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
+        accept_single_hits: Option<bool>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -374,6 +387,37 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
             AdminCommand::ReportSuite(SuiteCommand::List { company }) => {
                 print(json!(store.list_report_suites(company.as_deref()).await?));
+            }
+            AdminCommand::ReportSuite(SuiteCommand::Settings {
+                rsid,
+                company,
+                accept_single_hits,
+            }) => {
+                let rsid = rsid.as_str();
+                let mut owners: Vec<_> = store
+                    .list_report_suites(company.as_deref())
+                    .await?
+                    .into_iter()
+                    .filter(|s| s.rsid == rsid)
+                    .collect();
+                let suite = match (owners.len(), &company) {
+                    (1, _) => owners.remove(0),
+                    (0, Some(c)) => bail!("company '{c}' has no report suite '{rsid}'"),
+                    (0, None) => bail!("no company has a report suite '{rsid}'"),
+                    _ => bail!(
+                        "several companies have a report suite '{rsid}' ({}): name one with --company",
+                        owners.iter().map(|s| s.company_id.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                };
+                let suite = match accept_single_hits {
+                    Some(on) if on != suite.accept_single_hits => {
+                        store
+                            .set_accept_single_hits(&suite.company_id, rsid, on)
+                            .await?
+                    }
+                    _ => suite,
+                };
+                print(json!(suite));
             }
             AdminCommand::Client(ClientCommand::Create {
                 company,

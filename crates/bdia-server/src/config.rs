@@ -106,6 +106,54 @@ pub struct Config {
     pub lake: LakeMaintenanceConfig,
     /// Webhook deliveries.
     pub webhooks: WebhooksConfig,
+    /// The single-hit Data Insertion API (`/b/ss/...`).
+    pub single_hits: SingleHitsConfig,
+}
+
+/// The single-hit Data Insertion API ([`crate::single_hit`]): its rate
+/// limit and how hits are gathered into files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SingleHitsConfig {
+    /// Serve `/b/ss/...` at all (`BDIA_SINGLE_HITS_ENABLED`); a suite must
+    /// also be set to accept single hits.
+    pub enabled: bool,
+    /// Sustained hits per second per company, split among live nodes
+    /// (`BDIA_SINGLE_HITS_PER_SECOND`).
+    pub per_second: u32,
+    /// Hits a company may send at once after a quiet period
+    /// (`BDIA_SINGLE_HITS_BURST`).
+    pub burst: u32,
+    /// Hits are gathered into a file at least this often, milliseconds
+    /// (`BDIA_SINGLE_HITS_FLUSH_MS`).
+    pub flush_ms: u64,
+    /// Hits per file at most (`BDIA_SINGLE_HITS_MAX_FILE_HITS`); a file is
+    /// also cut before it would exceed `limits.max_uncompressed_bytes`.
+    pub max_file_hits: u64,
+    /// Hits waiting to be written to the journal; beyond, 503
+    /// (`BDIA_SINGLE_HITS_QUEUE`).
+    pub queue: usize,
+    /// Largest request body (XML or form), bytes
+    /// (`BDIA_SINGLE_HITS_MAX_BODY_BYTES`).
+    pub max_body_bytes: u64,
+    /// Seconds a report suite's single-hit setting is cached by a node
+    /// (`BDIA_SINGLE_HITS_SUITE_CACHE_SECS`).
+    pub suite_cache_secs: u64,
+}
+
+impl Default for SingleHitsConfig {
+    fn default() -> Self {
+        SingleHitsConfig {
+            enabled: true,
+            per_second: 1_000,
+            burst: 2_000,
+            flush_ms: 1_000,
+            max_file_hits: 100_000,
+            queue: 16_384,
+            max_body_bytes: 65_536,
+            suite_cache_secs: 5,
+        }
+    }
 }
 
 /// Background maintenance of the lake's Delta tables
@@ -411,6 +459,7 @@ impl Default for Config {
             reports: ReportsConfig::default(),
             lake: LakeMaintenanceConfig::default(),
             webhooks: WebhooksConfig::default(),
+            single_hits: SingleHitsConfig::default(),
         }
     }
 }
@@ -599,6 +648,20 @@ impl Config {
                 "BDIA_PROCESSING_POLL_MS" => self.processing.poll_interval_ms = parse_env(&k, &v)?,
                 "BDIA_PROCESSING_LEASE_MS" => self.processing.lease_ms = parse_env(&k, &v)?,
                 "BDIA_KEEP_STAGED_FILES" => self.processing.keep_staged_files = parse_env(&k, &v)?,
+                "BDIA_SINGLE_HITS_ENABLED" => self.single_hits.enabled = parse_env(&k, &v)?,
+                "BDIA_SINGLE_HITS_PER_SECOND" => self.single_hits.per_second = parse_env(&k, &v)?,
+                "BDIA_SINGLE_HITS_BURST" => self.single_hits.burst = parse_env(&k, &v)?,
+                "BDIA_SINGLE_HITS_FLUSH_MS" => self.single_hits.flush_ms = parse_env(&k, &v)?,
+                "BDIA_SINGLE_HITS_MAX_FILE_HITS" => {
+                    self.single_hits.max_file_hits = parse_env(&k, &v)?
+                }
+                "BDIA_SINGLE_HITS_QUEUE" => self.single_hits.queue = parse_env(&k, &v)?,
+                "BDIA_SINGLE_HITS_MAX_BODY_BYTES" => {
+                    self.single_hits.max_body_bytes = parse_env(&k, &v)?
+                }
+                "BDIA_SINGLE_HITS_SUITE_CACHE_SECS" => {
+                    self.single_hits.suite_cache_secs = parse_env(&k, &v)?
+                }
                 "BDIA_WEBHOOKS_ENABLED" => self.webhooks.enabled = parse_env(&k, &v)?,
                 "BDIA_WEBHOOKS_CONCURRENCY" => self.webhooks.concurrency = parse_env(&k, &v)?,
                 "BDIA_WEBHOOKS_TIMEOUT_MS" => self.webhooks.timeout_ms = parse_env(&k, &v)?,
@@ -731,6 +794,17 @@ impl Config {
             (
                 "webhooks.log_retention_days",
                 self.webhooks.log_retention_days,
+            ),
+        ])?;
+        positive(&[
+            ("single_hits.per_second", self.single_hits.per_second.into()),
+            ("single_hits.burst", self.single_hits.burst.into()),
+            ("single_hits.flush_ms", self.single_hits.flush_ms),
+            ("single_hits.max_file_hits", self.single_hits.max_file_hits),
+            ("single_hits.queue", self.single_hits.queue as u64),
+            (
+                "single_hits.max_body_bytes",
+                self.single_hits.max_body_bytes,
             ),
         ])?;
         if self.webhooks.concurrency > 256 {

@@ -56,6 +56,7 @@ pub mod openapi;
 pub mod pace;
 pub mod processing;
 pub mod reports;
+pub mod single_hit;
 pub mod state;
 pub mod storage;
 pub mod tenancy;
@@ -99,6 +100,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/aa/collect/v1/groups/{vgid}/resume"),
     ("post", "/aa/collect/v1/groups/{vgid}/cancel"),
     ("get", "/api/v1/report-suites"),
+    ("get", "/api/v1/report-suites/{rsid}"),
+    ("patch", "/api/v1/report-suites/{rsid}"),
     ("get", "/api/v1/report-suites/{rsid}/report"),
     ("get", "/api/v1/groups"),
     ("post", "/api/v1/privacy/deletions"),
@@ -108,6 +111,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/webhooks/{id}"),
     ("delete", "/api/v1/webhooks/{id}"),
     ("get", "/api/v1/webhooks/{id}/deliveries"),
+    ("get", "/b/ss/{rsid}/{response_type}"),
+    ("post", "/b/ss/{rsid}/{response_type}"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -176,11 +181,19 @@ pub fn router(state: AppState) -> Router {
         .route("/aa/collect/v1/groups/{vgid}/pause", post(groups::pause))
         .route("/aa/collect/v1/groups/{vgid}/resume", post(groups::resume))
         .route("/aa/collect/v1/groups/{vgid}/cancel", post(groups::cancel))
+        .route(
+            "/b/ss/{*rest}",
+            get(single_hit::collect).post(single_hit::collect),
+        )
         .route("/healthz", get(handlers::healthz))
         .route("/readyz", get(handlers::readyz))
         .route("/metrics", get(handlers::metrics))
         .route("/openapi.json", get(handlers::openapi))
         .route("/api/v1/report-suites", get(reports::report_suites))
+        .route(
+            "/api/v1/report-suites/{rsid}",
+            get(reports::report_suite).patch(reports::update_report_suite),
+        )
         .route("/api/v1/report-suites/{rsid}/report", get(reports::report))
         .route("/api/v1/groups", get(reports::groups))
         .route(
@@ -278,6 +291,14 @@ impl Server {
         let addr = listening.listener.local_addr()?;
         let auth_failures = Arc::new(auth_throttle::FailureThrottle::new(&config.auth));
         let share = limiter::NodeShare::default();
+        let single_hits = single_hit::SingleHits::open(
+            &config.data_dir,
+            &config.single_hits,
+            &config.limits,
+            share.clone(),
+        )
+        .context("single-hit journal")?;
+        let single_hits = Some(single_hits);
         let state = AppState {
             tokens: auth::TokenIssuer::new(&data.server_key, config.auth.token_ttl_secs)?,
             limiter: Arc::new(
@@ -314,6 +335,7 @@ impl Server {
             processing,
             reports,
             lake_locks: Arc::new(lake_ops::CompanyLocks::default()),
+            single_hits,
         };
         Ok(Server {
             state,
@@ -405,6 +427,13 @@ impl Server {
                 stop_processing.clone(),
             ))
         });
+        let roller = self.state.single_hits.clone().map(|single| {
+            tokio::spawn(single_hit::run_roller(
+                self.state.clone(),
+                single,
+                stop_processing.clone(),
+            ))
+        });
         tracing::info!(addr = %self.addr, tls = self.is_tls(), "serving");
         self.listening
             .serve(app, shutdown)
@@ -418,6 +447,11 @@ impl Server {
         if let Some(s) = scheduler {
             if tokio::time::timeout(grace, s).await.is_err() {
                 tracing::warn!("in-flight files did not stop within the grace period");
+            }
+        }
+        if let Some(r) = roller {
+            if tokio::time::timeout(grace, r).await.is_err() {
+                tracing::warn!("single hits were not all gathered into files within the grace period; the next start does it");
             }
         }
         let _ = heartbeat.await;

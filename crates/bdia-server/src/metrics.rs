@@ -58,6 +58,22 @@ pub const UPLOADS: Metric = Metric {
     help: "Upload requests by outcome",
 };
 
+/// Single hits (`/b/ss/...`), by outcome: `accepted`, or why not.
+pub const SINGLE_HITS: Metric = Metric {
+    name: "bdia_single_hits_total",
+    kind: MetricKind::Counter,
+    labels: &["outcome"],
+    help: "Single hits by outcome (accepted, no_account, no_page, no_visitor, syntax_error, rate_limited, busy, error, unreadable)",
+};
+
+/// Files made of single hits.
+pub const SINGLE_HIT_FILES: Metric = Metric {
+    name: "bdia_single_hit_files_total",
+    kind: MetricKind::Counter,
+    labels: &[],
+    help: "Files made of gathered single hits",
+};
+
 /// Error answers, by error code.
 pub const HTTP_ERRORS: Metric = Metric {
     name: "bdia_http_errors_total",
@@ -265,6 +281,8 @@ pub const ALL: &[Metric] = &[
     ROWS_REJECTED,
     FILES_REJECTED,
     UPLOADS,
+    SINGLE_HITS,
+    SINGLE_HIT_FILES,
     HTTP_ERRORS,
     TOKENS_ISSUED,
     AUTH_THROTTLED,

@@ -21,6 +21,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -200,10 +201,10 @@ impl Listening {
                 r = listener.accept() => r,
                 _ = &mut shutdown => break,
             };
-            let stream = match stream {
-                Ok((s, _)) => {
+            let (stream, peer) = match stream {
+                Ok(accepted) => {
                     backoff = Duration::ZERO;
-                    s
+                    accepted
                 }
                 Err(e) if is_per_connection(&e) => continue,
                 Err(e) => {
@@ -222,6 +223,7 @@ impl Listening {
                 pace,
                 watcher: graceful.watcher(),
                 header_read_timeout,
+                peer,
             };
             let tls = tls.clone();
             tokio::spawn(async move {
@@ -261,6 +263,9 @@ struct Conn {
     pace: Pace,
     watcher: Watcher,
     header_read_timeout: Duration,
+    /// The client's address, given to handlers as
+    /// `axum::extract::ConnectInfo<SocketAddr>`.
+    peer: SocketAddr,
 }
 
 impl Conn {
@@ -269,8 +274,10 @@ impl Conn {
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (app, pace) = (self.app, self.pace);
-        let service = hyper::service::service_fn(move |req| {
+        let (app, pace, peer) = (self.app, self.pace, self.peer);
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<_>| {
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
             let app = app.clone();
             async move { Ok::<_, std::convert::Infallible>(pace::call(app, req, pace).await) }
         });

@@ -263,9 +263,11 @@ pub fn document() -> Value {
                     "reports": { "$ref": "#/components/schemas/Usage" },
                     "database_calls": { "type": "integer", "description": "database calls waiting or running" } } },
                 "ReportSuites": { "type": "object", "required": ["report_suites"], "properties": { "report_suites": { "type": "array", "items": {
-                    "type": "object", "required": ["rsid", "time_zone"], "properties": {
-                        "rsid": { "type": "string" },
-                        "time_zone": { "type": "string", "description": "IANA name" } } } } } },
+                    "$ref": "#/components/schemas/ReportSuite" } } } },
+                "ReportSuite": { "type": "object", "required": ["rsid", "time_zone", "accept_single_hits"], "properties": {
+                    "rsid": { "type": "string" },
+                    "time_zone": { "type": "string", "description": "IANA name" },
+                    "accept_single_hits": { "type": "boolean", "description": "Takes hits from the single-hit Data Insertion API (/b/ss/...)" } } },
                 "Groups": { "type": "object", "required": ["groups"], "properties": { "groups": { "type": "array", "items": {
                     "$ref": "#/components/schemas/Group" } } } },
                 "Group": { "type": "object", "required": ["visitor_group_id", "queued", "in_progress", "errors",
@@ -353,6 +355,7 @@ pub fn document() -> Value {
     lake_paths(&mut doc, &security, &api_key);
     group_paths(&mut doc, &security, &api_key);
     webhook_paths(&mut doc, &security, &api_key);
+    single_hit_paths(&mut doc, &security, &api_key);
     doc
 }
 
@@ -693,6 +696,81 @@ fn webhook_paths(doc: &mut Value, security: &Value, api_key: &Value) {
     );
 }
 
+/// Report suite settings and the single-hit Data Insertion API.
+fn single_hit_paths(doc: &mut Value, security: &Value, api_key: &Value) {
+    let rsid = json!({ "name": "rsid", "in": "path", "required": true,
+        "description": "One of the caller's company's report suites",
+        "schema": { "type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$" } });
+    let not_found = error_response("The caller's company has no report suite of this ID");
+    let hit = |method: &str| {
+        json!({
+            "summary": format!("One hit of Adobe's Data Insertion API ({method})"),
+            "description": "Not authenticated. Only report suites set to accept single hits take them; any other rsid is answered as NO account and nothing is stored. The rsid may be a comma-separated list (all must take single hits, for one company) or empty (/b/ss//6, suite in <reportSuiteID>). A cache buster path segment after the response type is ignored. Variables: pageName (gn), g, r, ch, v0, v1..v250, c1..c75, l1..l3, h1..h5, events (ev), products (pl), purchaseID (pi), server (sv), pageType (gt), zip, xact, cc, ts, c.key context data (c. ... .c), pe/pev1/pev2, vid, aid, mid, fid, cid.<type>.id|as|ismcseed; unknown ones are ignored. XML (response type 6): the same variables as tags (reportSuiteID, visitorID, marketingCloudVisitorID, ipaddress, userAgent, timestamp, pageName, pageURL, eVarN, propN, contextData, ...), tag names case-insensitive, no DTD or custom entity. Failure reasons (shown to POST only): NO account, NO pagename OR pageurl, NO visitorid OR ipaddress, Syntax error. A 2xx means received.",
+            "parameters": [
+                { "name": "rsid", "in": "path", "required": true, "schema": { "type": "string" },
+                  "description": "Report suite ID(s), comma-separated; may be empty for XML" },
+                { "name": "response_type", "in": "path", "required": true,
+                  "schema": { "type": "string", "enum": ["0", "1", "2", "3", "5", "6", "10", "11"] },
+                  "description": "0: a space as text/html; 1: 1x1 GIF (default for others); 2: 204; 3: var s_vid='...'; 5: WBMP; 6: XML <status>; 10: JSON {status, id}; 11: XML <visitor>. Failures also in the Status and Reason headers (0, 1, 2, 6 except NO account)." }
+            ],
+            "responses": {
+                "200": { "description": "Received (the body's form depends on the response type)" },
+                "204": { "description": "Received (response type 2); Status header SUCCESS or FAILURE" },
+                "413": error_response("Body over single_hits.max_body_bytes"),
+                "429": error_response("Over the company's single-hit rate limit (Retry-After)"),
+                "503": error_response("The journal is behind (Retry-After)"),
+                "507": error_response("The server's disk is full; the hit was not kept")
+            }
+        })
+    };
+    let mut post = hit("POST");
+    post["requestBody"] = json!({ "content": {
+        "application/x-www-form-urlencoded": { "schema": { "type": "string" } },
+        "application/xml": { "schema": { "type": "string" } },
+        "text/xml": { "schema": { "type": "string" } } } });
+    extend(
+        doc,
+        "/paths",
+        json!({
+            "/api/v1/report-suites/{rsid}": {
+                "get": {
+                    "summary": "One of the caller's company's report suites, with its settings",
+                    "security": security,
+                    "parameters": [api_key, rsid],
+                    "responses": merge(json!({
+                        "200": json_ok("The report suite", "ReportSuite"),
+                        "400": error_response("Malformed report suite id"),
+                        "404": not_found
+                    }), auth_errors())
+                },
+                "patch": {
+                    "summary": "Change a report suite's settings",
+                    "description": "Settings left out are kept. accept_single_hits: take hits from /b/ss/{rsid}/...; at most one company's suite of an rsid may (409 single_hits_taken otherwise). Nodes pick a change up within single_hits.suite_cache_secs.",
+                    "security": security,
+                    "parameters": [api_key, rsid],
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                        "$ref": "#/components/schemas/SuiteSettings" } } } },
+                    "responses": merge(json!({
+                        "200": json_ok("The report suite as changed", "ReportSuite"),
+                        "400": error_response("Malformed report suite id, or code malformed_body"),
+                        "404": not_found,
+                        "409": error_response("code single_hits_taken: another company's suite of this rsid takes its single hits")
+                    }), auth_errors())
+                }
+            },
+            "/b/ss/{rsid}/{response_type}": { "get": hit("GET"), "post": post }
+        }),
+    );
+    extend(
+        doc,
+        "/components/schemas",
+        json!({
+            "SuiteSettings": { "type": "object", "properties": {
+                "accept_single_hits": { "type": "boolean" } } }
+        }),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     //! The document against the wire types: for each body schema, a value
@@ -868,6 +946,7 @@ mod tests {
             report_suites: vec![ReportSuite {
                 rsid: "rs".into(),
                 time_zone: "UTC".into(),
+                accept_single_hits: false,
             }],
         };
         let token = AccessToken {
@@ -946,7 +1025,20 @@ mod tests {
                 ),
             ),
             ("/components/schemas/Report", pair(report.clone(), report)),
-            ("/components/schemas/ReportSuites", pair(suites.clone(), suites)),
+            ("/components/schemas/ReportSuites", pair(suites.clone(), suites.clone())),
+            (
+                "/components/schemas/ReportSuite",
+                pair(suites.report_suites[0].clone(), suites.report_suites[0].clone()),
+            ),
+            (
+                "/components/schemas/SuiteSettings",
+                pair(
+                    bdia_wire::SuiteSettings {
+                        accept_single_hits: Some(true),
+                    },
+                    bdia_wire::SuiteSettings::default(),
+                ),
+            ),
             (
                 "/components/schemas/Groups",
                 pair(

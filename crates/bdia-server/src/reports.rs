@@ -4,7 +4,9 @@
 //! report reads only the caller's company's lake partitions, so whether
 //! another company has a suite of that ID changes no answer.
 //!
-//! - `GET /api/v1/report-suites`: the caller's suites with their time zones.
+//! - `GET /api/v1/report-suites`: the caller's suites with their time zones
+//!   and settings; `GET|PATCH /api/v1/report-suites/{rsid}`: one suite, and
+//!   a change of its settings (`{"accept_single_hits": true}`).
 //! - `GET /api/v1/report-suites/{rsid}/report?metrics=&dimension=&from=&to=&limit=`:
 //!   a report over the suite's committed lake data ([`bdia_report`]).
 //! - `GET /api/v1/groups`: per visitor group, the queue depth, the file in
@@ -16,13 +18,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use axum::extract::rejection::QueryRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bdia_report::{ReportError, ReportRequest};
 use bdia_store::{FileQuery, FileRecord, FileStatus};
-use bdia_wire::{Group, Groups, ReportSuite, ReportSuites};
+use bdia_wire::{Group, Groups, ReportSuite, ReportSuites, SuiteSettings};
 
 use crate::error::ApiError;
 use crate::extract::{ApiPath, SuiteParam};
@@ -55,14 +57,81 @@ pub async fn report_suites(
         .store
         .list_report_suites(Some(&caller.company.id))
         .await?;
-    let report_suites = suites
-        .into_iter()
-        .map(|s| ReportSuite {
-            rsid: s.rsid,
-            time_zone: s.time_zone,
-        })
-        .collect();
+    let report_suites = suites.into_iter().map(suite_answer).collect();
     Ok(Json(ReportSuites { report_suites }).into_response())
+}
+
+fn suite_answer(s: bdia_store::ReportSuite) -> ReportSuite {
+    ReportSuite {
+        rsid: s.rsid,
+        time_zone: s.time_zone,
+        accept_single_hits: s.accept_single_hits,
+    }
+}
+
+/// `GET /api/v1/report-suites/{rsid}`: one of the caller's suites.
+#[tracing::instrument(skip_all)]
+pub async fn report_suite(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(SuiteParam(rsid)): ApiPath<SuiteParam>,
+) -> Result<Response, ApiError> {
+    let suite = state
+        .store
+        .get_report_suite(&caller.company.id, rsid.as_str())
+        .await?
+        .ok_or_else(|| no_suite(rsid.as_str()))?;
+    Ok(Json(suite_answer(suite)).into_response())
+}
+
+fn no_suite(rsid: &str) -> ApiError {
+    ApiError::NotFound(format!("No report suite '{rsid}'"))
+}
+
+/// `PATCH /api/v1/report-suites/{rsid}` with [`SuiteSettings`]: changes a
+/// suite's settings and answers the suite. Turning single hits on for an
+/// rsid whose single hits another company's suite takes is 409
+/// `single_hits_taken`.
+#[tracing::instrument(skip_all)]
+pub async fn update_report_suite(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(SuiteParam(rsid)): ApiPath<SuiteParam>,
+    body: Result<Json<SuiteSettings>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::Invalid {
+        code: "malformed_body",
+        message: format!(
+            "Expected a JSON body (Content-Type: application/json) such as {{\"accept_single_hits\": true}}: {}",
+            e.body_text()
+        ),
+    })?;
+    let company = &caller.company.id;
+    let mut suite = state
+        .store
+        .get_report_suite(company, rsid.as_str())
+        .await?
+        .ok_or_else(|| no_suite(rsid.as_str()))?;
+    if let Some(on) = body.accept_single_hits {
+        if on != suite.accept_single_hits {
+            suite = match state
+                .store
+                .set_accept_single_hits(company, rsid.as_str(), on)
+                .await
+            {
+                Ok(s) => s,
+                Err(bdia_store::StoreError::Conflict(message)) => {
+                    return Err(ApiError::Conflict {
+                        code: "single_hits_taken",
+                        message,
+                    })
+                }
+                Err(e) => return Err(e.into()),
+            };
+            tracing::info!(report_suite = %rsid.as_str(), accept_single_hits = on, "report suite settings changed");
+        }
+    }
+    Ok(Json(suite_answer(suite)).into_response())
 }
 
 /// `GET /api/v1/report-suites/{rsid}/report`.

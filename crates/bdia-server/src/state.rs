@@ -52,6 +52,8 @@ pub struct AppState {
     /// Retraction, privacy deletion and maintenance of one company's lake
     /// table run one at a time.
     pub lake_locks: Arc<crate::lake_ops::CompanyLocks>,
+    /// The single-hit endpoint's journal, suite cache and rate limit.
+    pub single_hits: Option<crate::single_hit::SingleHits>,
 }
 
 impl std::fmt::Debug for AppState {

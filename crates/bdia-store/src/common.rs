@@ -205,3 +205,9 @@ pub(crate) fn group_state(paused: bool) -> crate::GroupState {
         crate::GroupState::Active
     }
 }
+
+/// The conflict of turning single hits on for an rsid whose single hits
+/// another company's suite already takes.
+pub(crate) fn single_hit_conflict(rsid: &str) -> String {
+    format!("single hits for report suite '{rsid}' already go to another company's suite")
+}

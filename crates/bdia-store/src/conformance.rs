@@ -42,6 +42,7 @@ where
     companies(make().await).await;
     report_suites(make().await).await;
     same_rsid_in_two_companies(make().await).await;
+    single_hit_suites(make().await).await;
     concurrent_suite_claims(make().await).await;
     clients(make().await).await;
     token_revocation(make().await).await;
@@ -262,6 +263,71 @@ pub async fn report_suites(s: Arc<dyn MetadataStore>) {
         .collect();
     assert_eq!(acme, ["acme.prod"]);
     assert_eq!(s.list_report_suites(None).await.unwrap().len(), 2);
+}
+
+/// Single hits: off by default; on for one company's suite of an rsid at
+/// a time; the lookup by rsid finds only that suite.
+pub async fn single_hit_suites(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    with_company(&*s, "beta").await;
+    let created = s.create_report_suite("acme", "web", "UTC").await.unwrap();
+    assert!(!created.accept_single_hits, "off by default");
+    s.create_report_suite("beta", "web", "UTC").await.unwrap();
+    assert!(s.single_hit_suite("web").await.unwrap().is_none());
+    let on = s.set_accept_single_hits("acme", "web", true).await.unwrap();
+    assert!(on.accept_single_hits);
+    assert_eq!(on.company_id, "acme");
+    let found = s
+        .single_hit_suite("web")
+        .await
+        .unwrap()
+        .expect("acme's suite");
+    assert_eq!(
+        (found.company_id.as_str(), found.accept_single_hits),
+        ("acme", true)
+    );
+    assert!(
+        s.get_report_suite("acme", "web")
+            .await
+            .unwrap()
+            .unwrap()
+            .accept_single_hits
+    );
+    assert!(
+        !s.get_report_suite("beta", "web")
+            .await
+            .unwrap()
+            .unwrap()
+            .accept_single_hits
+    );
+    // Setting it again is no change.
+    assert!(
+        s.set_accept_single_hits("acme", "web", true)
+            .await
+            .unwrap()
+            .accept_single_hits
+    );
+    match s.set_accept_single_hits("beta", "web", true).await {
+        Err(StoreError::Conflict(m)) => assert!(m.contains("'web'"), "{m}"),
+        other => panic!("a second company's suite of the same rsid: {other:?}"),
+    }
+    match s.set_accept_single_hits("acme", "nope", true).await {
+        Err(StoreError::NotFound(_)) => {}
+        other => panic!("unknown suite: {other:?}"),
+    }
+    let off = s
+        .set_accept_single_hits("acme", "web", false)
+        .await
+        .unwrap();
+    assert!(!off.accept_single_hits);
+    assert!(s.single_hit_suite("web").await.unwrap().is_none());
+    // Once acme let go, beta may take them.
+    s.set_accept_single_hits("beta", "web", true).await.unwrap();
+    assert_eq!(
+        s.single_hit_suite("web").await.unwrap().unwrap().company_id,
+        "beta"
+    );
+    assert!(s.single_hit_suite("other").await.unwrap().is_none());
 }
 
 /// Two companies create the same rsid: each has its own suite, sees only

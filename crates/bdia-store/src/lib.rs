@@ -288,6 +288,12 @@ pub struct ReportSuite {
     pub time_zone: String,
     /// Unix seconds.
     pub created: i64,
+    /// Whether the suite takes hits from the single-hit Data Insertion API
+    /// (`/b/ss/...`). Off unless set; at most one company's suite of an
+    /// rsid has it on, since that endpoint is not authenticated and names
+    /// only the rsid.
+    #[serde(default)]
+    pub accept_single_hits: bool,
 }
 
 /// What [`MetadataStore::claim_report_suite`] found.
@@ -862,6 +868,20 @@ pub trait MetadataStore: Send + Sync + 'static {
         rsid: &str,
         create: bool,
     ) -> StoreResult<SuiteClaim>;
+    /// Turns single hits on or off for a report suite of a company and
+    /// returns the suite. [`StoreError::NotFound`] for a suite the company
+    /// does not have; [`StoreError::Conflict`] when turning on an rsid
+    /// whose single hits another company's suite already takes (the
+    /// endpoint names only the rsid, so it must name one suite).
+    async fn set_accept_single_hits(
+        &self,
+        company_id: &str,
+        rsid: &str,
+        accept: bool,
+    ) -> StoreResult<ReportSuite>;
+    /// The report suite that takes single hits for `rsid`, whichever
+    /// company owns it; `None` when no suite of that rsid takes them.
+    async fn single_hit_suite(&self, rsid: &str) -> StoreResult<Option<ReportSuite>>;
 
     /// Registers a client; [`StoreError::Conflict`] when the id exists.
     async fn create_client(&self, client: ApiClient) -> StoreResult<ApiClient>;

@@ -33,6 +33,8 @@ pub use group::{
 };
 pub use health::{Readiness, Usage};
 pub use privacy::{IdentifierType, PrivacyDeletion, PrivacyDeletionList, PrivacyDeletionRequest};
-pub use report::{Group, Groups, JsonObject, Report, ReportQuery, ReportSuite, ReportSuites};
+pub use report::{
+    Group, Groups, JsonObject, Report, ReportQuery, ReportSuite, ReportSuites, SuiteSettings,
+};
 pub use status::{FileStatus, UnknownStatus};
 pub use token::AccessToken;

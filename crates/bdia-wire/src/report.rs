@@ -130,6 +130,20 @@ pub struct ReportSuite {
     pub rsid: String,
     /// IANA time zone of its days and hours.
     pub time_zone: String,
+    /// Whether it takes hits from the single-hit Data Insertion API
+    /// (`/b/ss/...`).
+    #[serde(default)]
+    pub accept_single_hits: bool,
+}
+
+/// The body of `PATCH /api/v1/report-suites/{rsid}`: the settings to
+/// change (absent ones are kept).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteSettings {
+    /// Take hits from the single-hit Data Insertion API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accept_single_hits: Option<bool>,
 }
 
 /// The answer of `GET /api/v1/report-suites`.
@@ -234,12 +248,13 @@ mod tests {
             report_suites: vec![ReportSuite {
                 rsid: "rs1".into(),
                 time_zone: "Europe/Paris".into(),
+                accept_single_hits: false,
             }],
         };
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(
             json,
-            r#"{"report_suites":[{"rsid":"rs1","time_zone":"Europe/Paris"}]}"#
+            r#"{"report_suites":[{"rsid":"rs1","time_zone":"Europe/Paris","accept_single_hits":false}]}"#
         );
         assert_eq!(serde_json::from_str::<ReportSuites>(&json).unwrap(), s);
         let g = Groups {

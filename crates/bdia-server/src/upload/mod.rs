@@ -117,7 +117,7 @@ pub async fn upload(
     let file_id = uuid::Uuid::new_v4().to_string();
     span.record("file_id", file_id.as_str());
     let received_date = crate::auth::now();
-    let opts = engine_options(&state, row_rules(&state, &caller, true).await?);
+    let opts = engine_options(&state, row_rules(&state, &caller.company, true).await?);
     let job = {
         let state = state.clone();
         let file_id = file_id.clone();
@@ -231,14 +231,68 @@ struct Accepted {
     received_date: i64,
 }
 
-/// Records an accepted body: 413 for a file over the size limits, else the
-/// record is committed (idempotently) and answered; blobs of a commit that
-/// does not happen are removed.
+/// Records an accepted body and answers it (see [`commit_accepted`]).
 async fn finish_upload(state: &AppState, accepted: Accepted) -> Result<Response, ApiError> {
+    let throttle = accepted.throttle;
+    let rec = commit_accepted(state, accepted).await?;
+    let answer =
+        crate::groups::answer_record(&*state.store, &rec.company_id, throttle, &rec).await?;
+    Ok(Json(answer).into_response())
+}
+
+/// Runs a whole gzipped CSV file made by the server itself (a batch of
+/// single hits) through the same pass and commit as an uploaded file:
+/// same validation, reject report, blob and record. Idempotent by `key`: a
+/// key already committed answers the existing record and keeps nothing new.
+pub(crate) async fn ingest_file(
+    state: &AppState,
+    company: &bdia_store::Company,
+    vgid: String,
+    key: String,
+    upload_name: String,
+    gz: bytes::Bytes,
+) -> Result<FileRecord, ApiError> {
+    if let Some(existing) = state.store.find_by_key(&company.id, &key).await? {
+        if existing.status != FileStatus::Rejected {
+            return Ok(existing);
+        }
+    }
+    let (tx, rx) = mpsc::channel::<Msg>(2);
+    // The channel holds both messages: sending never waits.
+    let _ = tx.send(Msg::Data(gz)).await;
+    let _ = tx.send(Msg::End).await;
+    drop(tx);
+    let file_id = uuid::Uuid::new_v4().to_string();
+    let opts = engine_options(state, row_rules(state, company, false).await?);
+    let staging = Some((state.blobs.clone(), file_id.clone()));
+    let pass = start_pass(state, &company.id, rx, opts, staging)
+        .await?
+        .map_err(pass_error)?;
+    record_metrics(&pass);
+    commit_accepted(
+        state,
+        Accepted {
+            pass,
+            company: company.id.clone(),
+            throttle: company.settings.rows_per_second,
+            vgid,
+            key: Some(key),
+            upload_name,
+            file_id,
+            received_date: crate::auth::now(),
+        },
+    )
+    .await
+}
+
+/// Records an accepted body: 413 for a file over the size limits, else the
+/// record is committed (idempotently) and returned (the earlier record for
+/// a replayed key); blobs of a commit that does not happen are removed.
+async fn commit_accepted(state: &AppState, accepted: Accepted) -> Result<FileRecord, ApiError> {
     let Accepted {
         pass,
         company,
-        throttle,
+        throttle: _,
         vgid,
         key,
         upload_name,
@@ -338,19 +392,13 @@ async fn finish_upload(state: &AppState, accepted: Accepted) -> Result<Response,
             if rec.status == FileStatus::Uploaded {
                 state.processing.wake();
             }
-            let answer =
-                crate::groups::answer_record(&*state.store, &rec.company_id, throttle, &rec)
-                    .await?;
-            Ok(Json(answer).into_response())
+            Ok(rec)
         }
         CommitOutcome::Existing(rec) => {
             undo(state, &keys).await;
             metrics::counter!(crate::metrics::UPLOADS.name, "outcome" => "idempotent_replay")
                 .increment(1);
-            let answer =
-                crate::groups::answer_record(&*state.store, &rec.company_id, throttle, &rec)
-                    .await?;
-            Ok(Json(answer).into_response())
+            Ok(rec)
         }
     }
 }
@@ -389,7 +437,7 @@ pub async fn validate(
     )?;
     let mut mp = open_multipart(&state, req).await?;
     let (tx, rx) = mpsc::channel::<Msg>(CHANNEL_CHUNKS);
-    let mut opts = engine_options(&state, row_rules(&state, &caller, false).await?);
+    let mut opts = engine_options(&state, row_rules(&state, &caller.company, false).await?);
     if preview {
         opts.preview = Some(preview::suite_zones(&state, &caller.company.id).await?);
     }

@@ -18,10 +18,10 @@ use std::sync::{Arc, Mutex};
 
 use bdia_format::row::RowRules;
 use bdia_format::ReportSuiteId;
-use bdia_store::SuiteClaim;
+use bdia_store::{Company, SuiteClaim};
 
 use crate::error::ApiError;
-use crate::state::{AppState, Caller};
+use crate::state::AppState;
 
 /// Distinct report suites looked up in the database per file, at most;
 /// further unknown ones are refused without a lookup.
@@ -40,12 +40,13 @@ struct SuiteCache {
 /// per file (rows naming more are invalid). Called from the blocking thread.
 pub(super) async fn row_rules(
     state: &AppState,
-    caller: &Caller,
+    company: &Company,
     create: bool,
 ) -> Result<RowRules, ApiError> {
     let store = state.store.clone();
-    let company = caller.company.id.clone();
-    let auto = caller.company.settings.auto_create_report_suites;
+    let seed_customer_id_type = company.settings.seed_customer_id_type.clone();
+    let auto = company.settings.auto_create_report_suites;
+    let company = company.id.clone();
     let max_new = state.config.limits.max_new_report_suites_per_upload;
     let known: HashMap<String, bool> = store
         .list_report_suites(Some(&company))
@@ -99,7 +100,7 @@ pub(super) async fn row_rules(
         allowed
     };
     Ok(RowRules {
-        seed_customer_id_type: caller.company.settings.seed_customer_id_type.clone(),
+        seed_customer_id_type,
         allow_report_suite: Some(Arc::new(policy)),
     })
 }

@@ -12,6 +12,7 @@ mod preview;
 mod processing;
 mod reports;
 mod router;
+mod single_hits;
 mod tenancy;
 mod upload;
 mod webhooks;

@@ -361,6 +361,19 @@ impl MetadataStore for PgStore {
         tenants::claim_report_suite(&self.conn().await?, company_id, rsid, create).await
     }
 
+    async fn set_accept_single_hits(
+        &self,
+        company_id: &str,
+        rsid: &str,
+        accept: bool,
+    ) -> StoreResult<ReportSuite> {
+        tenants::set_accept_single_hits(&self.conn().await?, company_id, rsid, accept).await
+    }
+
+    async fn single_hit_suite(&self, rsid: &str) -> StoreResult<Option<ReportSuite>> {
+        tenants::single_hit_suite(&self.conn().await?, rsid).await
+    }
+
     async fn create_client(&self, client: ApiClient) -> StoreResult<ApiClient> {
         tenants::create_client(&self.conn().await?, client).await
     }

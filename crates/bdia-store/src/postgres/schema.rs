@@ -356,6 +356,14 @@ CREATE TRIGGER group_actions_webhooks AFTER INSERT ON group_actions
     FOR EACH ROW EXECUTE FUNCTION bdia_group_actions_webhook_event();
 "#;
 
+/// Report suites that take single hits (`/b/ss/...`): off by default, and
+/// at most one suite per rsid across companies has it on.
+const V7_SINGLE_HITS: &str = r#"
+ALTER TABLE report_suites ADD COLUMN accept_single_hits BOOLEAN NOT NULL DEFAULT FALSE;
+CREATE UNIQUE INDEX report_suites_single_hits ON report_suites(rsid)
+    WHERE accept_single_hits;
+"#;
+
 /// The migrations, in order: entry `i` takes a database from version `i` to
 /// version `i + 1`. Append only.
 const MIGRATIONS: &[&str] = &[
@@ -365,6 +373,7 @@ const MIGRATIONS: &[&str] = &[
     V4_GROUP_CONTROL,
     V5_WEBHOOKS,
     V6_GROUP_WEBHOOKS,
+    V7_SINGLE_HITS,
 ];
 
 /// The schema version this build writes and the highest one it opens.

@@ -16,7 +16,7 @@ use super::{
     db, exec, is_foreign_key_violation, is_unique_violation, map_opt, map_rows, query_all,
     query_opt,
 };
-use crate::common::now;
+use crate::common::{now, single_hit_conflict};
 use crate::{
     ApiClient, Company, CompanySettings, ReportSuite, StoreError, StoreResult, SuiteClaim,
 };
@@ -24,6 +24,8 @@ use crate::{
 const COMPANY_COLUMNS: &str = "id, salt, settings, created";
 
 const SUITE_COLUMNS: &str = "company_id, rsid, time_zone, created";
+
+const SUITE_READ: &str = "company_id, rsid, time_zone, created, accept_single_hits";
 
 const CLIENT_COLUMNS: &str = "client_id, company_id, secret_hash, technical_account, \
      public_key_pem, disabled, created, token_generation";
@@ -54,6 +56,7 @@ fn suite_from_row(row: &Row) -> Result<ReportSuite, tokio_postgres::Error> {
         company_id: row.try_get("company_id")?,
         time_zone: row.try_get("time_zone")?,
         created: row.try_get("created")?,
+        accept_single_hits: row.try_get("accept_single_hits")?,
     })
 }
 
@@ -184,6 +187,7 @@ pub(super) async fn create_report_suite(
             company_id: company_id.to_string(),
             time_zone: time_zone.to_string(),
             created,
+            accept_single_hits: false,
         }),
         Err(e) if backend_unique_violation(&e) => Err(StoreError::Conflict(format!(
             "report suite '{rsid}' of company '{company_id}'"
@@ -203,7 +207,7 @@ pub(super) async fn get_report_suite(
     let row = query_opt(
         c,
         "read a report suite",
-        &format!("SELECT {SUITE_COLUMNS} FROM report_suites WHERE company_id = $1 AND rsid = $2"),
+        &format!("SELECT {SUITE_READ} FROM report_suites WHERE company_id = $1 AND rsid = $2"),
         &[&company_id, &rsid],
     )
     .await?;
@@ -218,7 +222,7 @@ pub(super) async fn list_report_suites(
         c,
         "list report suites",
         &format!(
-            "SELECT {SUITE_COLUMNS} FROM report_suites \
+            "SELECT {SUITE_READ} FROM report_suites \
              WHERE $1::text IS NULL OR company_id = $1 ORDER BY company_id, rsid"
         ),
         &[&company_id],
@@ -256,6 +260,49 @@ pub(super) async fn claim_report_suite(
     } else {
         SuiteClaim::Owned
     })
+}
+
+pub(super) async fn set_accept_single_hits(
+    c: &impl GenericClient,
+    company_id: &str,
+    rsid: &str,
+    accept: bool,
+) -> StoreResult<ReportSuite> {
+    let row = query_opt(
+        c,
+        "set a suite's single-hit setting",
+        &format!(
+            "UPDATE report_suites SET accept_single_hits = $3 \
+             WHERE company_id = $1 AND rsid = $2 RETURNING {SUITE_READ}"
+        ),
+        &[&company_id, &rsid, &accept],
+    )
+    .await;
+    match row {
+        Ok(row) => {
+            map_opt(row, "set a suite's single-hit setting", suite_from_row)?.ok_or_else(|| {
+                StoreError::NotFound(format!("report suite '{rsid}' of company '{company_id}'"))
+            })
+        }
+        Err(e) if backend_unique_violation(&e) => {
+            Err(StoreError::Conflict(single_hit_conflict(rsid)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+pub(super) async fn single_hit_suite(
+    c: &impl GenericClient,
+    rsid: &str,
+) -> StoreResult<Option<ReportSuite>> {
+    let row = query_opt(
+        c,
+        "read a single-hit suite",
+        &format!("SELECT {SUITE_READ} FROM report_suites WHERE rsid = $1 AND accept_single_hits"),
+        &[&rsid],
+    )
+    .await?;
+    map_opt(row, "read a single-hit suite", suite_from_row)
 }
 
 pub(super) async fn create_client(

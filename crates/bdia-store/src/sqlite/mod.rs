@@ -368,6 +368,23 @@ impl MetadataStore for SqliteStore {
             .await
     }
 
+    async fn set_accept_single_hits(
+        &self,
+        company_id: &str,
+        rsid: &str,
+        accept: bool,
+    ) -> StoreResult<ReportSuite> {
+        let (company_id, rsid) = (company_id.to_string(), rsid.to_string());
+        self.with(move |conn| tenants::set_accept_single_hits(conn, &company_id, &rsid, accept))
+            .await
+    }
+
+    async fn single_hit_suite(&self, rsid: &str) -> StoreResult<Option<ReportSuite>> {
+        let rsid = rsid.to_string();
+        self.with(move |conn| tenants::single_hit_suite(conn, &rsid))
+            .await
+    }
+
     async fn create_client(&self, client: ApiClient) -> StoreResult<ApiClient> {
         self.with(move |conn| tenants::create_client(conn, client))
             .await

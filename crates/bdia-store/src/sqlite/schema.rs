@@ -399,6 +399,14 @@ BEGIN
 END;
 "#;
 
+/// Report suites that take single hits (`/b/ss/...`): off by default, and
+/// at most one suite per rsid across companies has it on.
+const V11_SINGLE_HITS: &str = r#"
+ALTER TABLE report_suites ADD COLUMN accept_single_hits INTEGER NOT NULL DEFAULT 0;
+CREATE UNIQUE INDEX report_suites_single_hits ON report_suites(rsid)
+    WHERE accept_single_hits = 1;
+"#;
+
 /// The migrations, in order: entry `i` takes a database from version `i` to
 /// version `i + 1`. Append only.
 const MIGRATIONS: &[&str] = &[
@@ -412,6 +420,7 @@ const MIGRATIONS: &[&str] = &[
     V8_GROUP_CONTROL,
     V9_WEBHOOKS,
     V10_GROUP_WEBHOOKS,
+    V11_SINGLE_HITS,
 ];
 
 /// The schema version this build writes and the highest one it opens.

@@ -13,7 +13,7 @@
 use rusqlite::{params, Connection, Row};
 
 use super::{commit, db, exec, is_unique_violation, query_all, query_opt, write_tx};
-use crate::common::now;
+use crate::common::{now, single_hit_conflict};
 use crate::{
     ApiClient, Company, CompanySettings, ReportSuite, StoreError, StoreResult, SuiteClaim,
 };
@@ -21,6 +21,8 @@ use crate::{
 const COMPANY_COLUMNS: &str = "id, salt, settings, created";
 
 const SUITE_COLUMNS: &str = "company_id, rsid, time_zone, created";
+
+const SUITE_READ: &str = "company_id, rsid, time_zone, created, accept_single_hits";
 
 const CLIENT_COLUMNS: &str = "client_id, company_id, secret_hash, technical_account, \
      public_key_pem, disabled, created, token_generation";
@@ -62,6 +64,7 @@ fn suite_from_row(row: &Row<'_>) -> rusqlite::Result<ReportSuite> {
         company_id: row.get("company_id")?,
         time_zone: row.get("time_zone")?,
         created: row.get("created")?,
+        accept_single_hits: row.get::<_, i64>("accept_single_hits")? != 0,
     })
 }
 
@@ -167,6 +170,7 @@ pub(super) fn create_report_suite(
             company_id,
             time_zone,
             created,
+            accept_single_hits: false,
         }),
         Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
             "report suite '{rsid}' of company '{company_id}'"
@@ -183,7 +187,7 @@ pub(super) fn get_report_suite(
     query_opt(
         conn,
         "read a report suite",
-        &format!("SELECT {SUITE_COLUMNS} FROM report_suites WHERE company_id = ?1 AND rsid = ?2"),
+        &format!("SELECT {SUITE_READ} FROM report_suites WHERE company_id = ?1 AND rsid = ?2"),
         [company_id, rsid],
         suite_from_row,
     )
@@ -197,7 +201,7 @@ pub(super) fn list_report_suites(
         conn,
         "list report suites",
         &format!(
-            "SELECT {SUITE_COLUMNS} FROM report_suites \
+            "SELECT {SUITE_READ} FROM report_suites \
              WHERE ?1 IS NULL OR company_id = ?1 ORDER BY company_id, rsid"
         ),
         [company_id],
@@ -227,6 +231,47 @@ pub(super) fn claim_report_suite(
     };
     commit(tx, "commit a report suite claim")?;
     Ok(claim)
+}
+
+pub(super) fn set_accept_single_hits(
+    conn: &mut Connection,
+    company_id: &str,
+    rsid: &str,
+    accept: bool,
+) -> StoreResult<ReportSuite> {
+    let tx = write_tx(conn, "begin a single-hit setting")?;
+    let updated = tx.execute(
+        "UPDATE report_suites SET accept_single_hits = ?3 WHERE company_id = ?1 AND rsid = ?2",
+        params![company_id, rsid, accept as i64],
+    );
+    match updated {
+        Ok(0) => {
+            return Err(StoreError::NotFound(format!(
+                "report suite '{rsid}' of company '{company_id}'"
+            )))
+        }
+        Ok(_) => {}
+        Err(e) if is_unique_violation(&e) => {
+            return Err(StoreError::Conflict(single_hit_conflict(rsid)))
+        }
+        Err(e) => return Err(db("set a suite's single-hit setting")(e)),
+    }
+    let suite = get_report_suite(&tx, company_id, rsid)?
+        .ok_or_else(|| StoreError::NotFound(format!("report suite '{rsid}'")))?;
+    commit(tx, "commit a single-hit setting")?;
+    Ok(suite)
+}
+
+pub(super) fn single_hit_suite(conn: &Connection, rsid: &str) -> StoreResult<Option<ReportSuite>> {
+    query_opt(
+        conn,
+        "read a single-hit suite",
+        &format!(
+            "SELECT {SUITE_READ} FROM report_suites WHERE rsid = ?1 AND accept_single_hits = 1"
+        ),
+        [rsid],
+        suite_from_row,
+    )
 }
 
 pub(super) fn create_client(conn: &Connection, client: ApiClient) -> StoreResult<ApiClient> {
