@@ -10,7 +10,10 @@
 #                                 headless Chromium over WebDriver
 #   - postgresql                  the metadata conformance suite and the
 #                                 multi-node tests run on a real PostgreSQL
-# and, with pip (PyPI), when python3 cannot import it:
+#   - nodejs, npm                 the single-hit API is tested with Adobe's
+#                                 public Node.js client, adobe-analytics-di
+# and, with npm, adobe-analytics-di (pinned below) into target/npm-di
+# (BDIA_TEST_DI_CLIENT); with pip (PyPI), when python3 cannot import it:
 #   - duckdb (pinned below)       an independent engine reads the hit lake
 #   - deltalake, pyarrow (pinned below)  Python delta-rs reads the lake's Delta tables
 #   - schemathesis (pinned below) fuzzes the API against its /openapi.json
@@ -26,6 +29,8 @@ need_pkgs=()
 command -v chromium >/dev/null || command -v chromium-browser >/dev/null || need_pkgs+=(chromium)
 command -v chromedriver >/dev/null || need_pkgs+=(chromium-driver)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
+command -v node >/dev/null || need_pkgs+=(nodejs)
+command -v npm >/dev/null || need_pkgs+=(npm)
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "== installing ${need_pkgs[*]} (Debian packages)"
@@ -68,6 +73,16 @@ if ! python3 -c "import moto, flask, flask_cors; assert moto.__version__ == '$MO
   python3 -m pip install -q "moto[s3]==$MOTO_VERSION" flask flask-cors 2>/dev/null \
     || python3 -m pip install -q --break-system-packages "moto[s3]==$MOTO_VERSION" flask flask-cors
 fi
+
+DI_CLIENT_VERSION=1.3.6
+DI_DIR="$PWD/target/npm-di"
+if [ ! -f "$DI_DIR/node_modules/adobe-analytics-di/package.json" ] \
+   || ! grep -q "\"version\": \"$DI_CLIENT_VERSION\"" "$DI_DIR/node_modules/adobe-analytics-di/package.json"; then
+  echo "== installing adobe-analytics-di@$DI_CLIENT_VERSION (npm)"
+  mkdir -p "$DI_DIR"
+  npm install --silent --no-audit --no-fund --prefix "$DI_DIR" "adobe-analytics-di@$DI_CLIENT_VERSION"
+fi
+export BDIA_TEST_DI_CLIENT="$DI_DIR/node_modules"
 
 echo "== starting PostgreSQL and an S3 server (scripts/test-services.sh)"
 eval "$(scripts/test-services.sh start)"

@@ -15,5 +15,6 @@ mod groups;
 mod hygiene;
 mod lake_ops;
 mod multinode;
+mod single_hits;
 mod storage_s3;
 mod validate;
