@@ -330,7 +330,7 @@ async function loadSuites() {
   if (sel.options.length > 0) return;
   const j = await api("/api/v1/report-suites");
   for (const s of j.report_suites) {
-    const o = el("option", s.rsid + " (" + s.time_zone + ")");
+    const o = el("option", s.rsid + " (" + s.time_zone + (s.accept_single_hits ? ", takes single hits" : "") + ")");
     o.value = s.rsid;
     sel.append(o);
   }

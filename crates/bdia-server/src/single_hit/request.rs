@@ -408,6 +408,13 @@ fn xml_value(hit: &mut SingleHit, path: &[String], raw: &[String], value: &str) 
 mod tests {
     use super::*;
 
+    fn vars(h: &SingleHit) -> Vec<(&str, &str)> {
+        h.vars
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
+    }
+
     #[test]
     fn query_aliases_identity_and_context_data() {
         let h = parse_query(
@@ -417,13 +424,8 @@ mod tests {
         .unwrap();
         assert_eq!(h.visitor_id.as_deref(), Some("v1"));
         assert_eq!(h.mcid.as_deref(), Some("m1"));
-        let vars: Vec<(&str, &str)> = h
-            .vars
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
         assert_eq!(
-            vars,
+            vars(&h),
             [
                 ("pageName", "Home"),
                 ("g", "http://x.test/"),
@@ -474,13 +476,8 @@ mod tests {
         .unwrap();
         assert_eq!(h.rsids, "rs1");
         assert_eq!(h.visitor_id.as_deref(), Some("v"));
-        let vars: Vec<(&str, &str)> = h
-            .vars
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
         assert_eq!(
-            vars,
+            vars(&h),
             [
                 ("pageName", "News & Sports <local> é"),
                 ("v10", "e"),
