@@ -49,18 +49,20 @@ for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null &
 
 # Each request a unique page (thread id, counter) and one of 1,000 visitors.
 cat >"$WORK/single-hits.lua" <<'LUA'
+-- Pages are unique over the whole benchmark: run number (RUN), thread
+-- number, then a counter per thread.
 local counter = 0
-local id = 0
+local run = os.getenv("RUN") or "0"
 local threads = {}
 function setup(thread)
-  thread:set("id", #threads)
+  thread:set("tid", #threads)
   table.insert(threads, thread)
 end
 function request()
   counter = counter + 1
   local path = string.format(
-    "/b/ss/bench.web/2/s%d?vid=v%d&pageName=t%d-%d&g=https%%3A%%2F%%2Fshop.example%%2Fp%d&v1=campaign%d&events=event1",
-    counter, (counter * 7 + id) % 1000, id, counter, counter % 500, counter % 20)
+    "/b/ss/bench.web/2/s%d?vid=v%d&pageName=r%s-t%d-%d&g=https%%3A%%2F%%2Fshop.example%%2Fp%d&v1=campaign%d&events=event1",
+    counter, (counter * 7 + tid) % 1000, run, tid, counter, counter % 500, counter % 20)
   return wrk.format("GET", path, { ["User-Agent"] = "Mozilla/5.0 (bench)" })
 end
 LUA
@@ -83,7 +85,7 @@ echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for run in $(seq 1 "$RUNS"); do
   wrk -t"$THREADS" -c"$CLIENTS" -d"${SECONDS_RUN}s" --latency "http://127.0.0.1:$PORT/healthz" >"$WORK/wrk-healthz-$run.txt"
   echo "healthz run $run: $(summary healthz "$WORK/wrk-healthz-$run.txt")"
-  wrk -t"$THREADS" -c"$CLIENTS" -d"${SECONDS_RUN}s" --latency -s "$WORK/single-hits.lua" "http://127.0.0.1:$PORT/" >"$WORK/wrk-hits-$run.txt"
+  RUN=$run wrk -t"$THREADS" -c"$CLIENTS" -d"${SECONDS_RUN}s" --latency -s "$WORK/single-hits.lua" "http://127.0.0.1:$PORT/" >"$WORK/wrk-hits-$run.txt"
   echo "single-hit run $run: $(summary hits "$WORK/wrk-hits-$run.txt")"
 done
 RSS=$(awk '/VmHWM/ {print $2}' /proc/$SERVER/status)
@@ -103,12 +105,11 @@ done
 echo "page views in the report: $PV"
 DISTINCT=$(python3 - "$DATA/lake" <<'PY'
 import duckdb, glob, sys
-files = glob.glob(sys.argv[1] + "/**/*.parquet", recursive=True)
 from deltalake import DeltaTable
 total = distinct = 0
 for t in glob.glob(sys.argv[1] + "/hits/company=*"):
     tbl = DeltaTable(t).to_pyarrow_table(columns=["page_name"])
-    r = duckdb.sql("select count(*), count(distinct page_name) from tbl").fetchone()
+    r = duckdb.sql("select count(*), count(distinct page_name) from tbl").fetchall()[0]
     total += r[0]; distinct += r[1]
 print(f"{total} {distinct}")
 PY

@@ -277,6 +277,12 @@ impl Writer {
 
     fn write(&mut self, batch: Vec<(Line, oneshot::Sender<io::Result<()>>)>) {
         let result = self.try_write(&batch);
+        if result.is_ok() {
+            // Counted here, not by the handlers: a hit is accepted once it
+            // is on disk, even when its client went away before the answer.
+            metrics::counter!(crate::metrics::SINGLE_HITS.name, "outcome" => "accepted")
+                .increment(batch.len() as u64);
+        }
         if result.is_err() {
             // What was written of a failed batch may be torn: start a new
             // segment so the torn line is the last of this one.

@@ -205,11 +205,10 @@ pub async fn collect(
         Ok(hit) => judge(&state, &single, hit).await?,
         Err(f) => Outcome::Refused(f),
     };
-    let label = match &outcome {
-        Outcome::Accepted(_) => "accepted",
-        Outcome::Refused(f) => f.label(),
-    };
-    metrics::counter!(crate::metrics::SINGLE_HITS.name, "outcome" => label).increment(1);
+    // Accepted hits are counted by the journal once they are on disk.
+    if let Outcome::Refused(f) = &outcome {
+        metrics::counter!(crate::metrics::SINGLE_HITS.name, "outcome" => f.label()).increment(1);
+    }
     Ok(response_type.answer(&outcome, is_post))
 }
 
