@@ -33,6 +33,7 @@
 //! assert!(report.processing_log().contains("On row: 2, missing 'UserAgent'."));
 //! ```
 
+pub mod commerce;
 pub mod engine;
 pub mod error;
 pub mod fields;
