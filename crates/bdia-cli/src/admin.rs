@@ -242,6 +242,11 @@ enum SuiteCommand {
         /// suite of an rsid may take them.
         #[arg(long, value_name = "BOOL", action = clap::ArgAction::Set)]
         accept_single_hits: Option<bool>,
+        /// Internal URL filters, comma-separated (`""` clears them): a
+        /// referrer whose host contains one is internal. Applies to files
+        /// processed afterwards.
+        #[arg(long, value_name = "LIST")]
+        internal_url_filters: Option<String>,
     },
 }
 
@@ -392,6 +397,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 rsid,
                 company,
                 accept_single_hits,
+                internal_url_filters,
             }) => {
                 let rsid = rsid.as_str();
                 let mut owners: Vec<_> = store
@@ -416,6 +422,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                             .await?
                     }
                     _ => suite,
+                };
+                let suite = match internal_url_filters {
+                    Some(list) => {
+                        let filters: Vec<String> = list
+                            .split(',')
+                            .map(str::trim)
+                            .filter(|f| !f.is_empty())
+                            .map(str::to_string)
+                            .collect();
+                        bdia_server::reports::check_internal_url_filters(&filters)
+                            .map_err(anyhow::Error::msg)?;
+                        store
+                            .set_internal_url_filters(&suite.company_id, rsid, &filters)
+                            .await?
+                    }
+                    None => suite,
                 };
                 print(json!(suite));
             }

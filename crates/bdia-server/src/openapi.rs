@@ -264,7 +264,9 @@ pub fn document() -> Value {
                     "database_calls": { "type": "integer", "description": "database calls waiting or running" } } },
                 "ReportSuites": { "type": "object", "required": ["report_suites"], "properties": { "report_suites": { "type": "array", "items": {
                     "$ref": "#/components/schemas/ReportSuite" } } } },
-                "ReportSuite": { "type": "object", "required": ["rsid", "time_zone", "accept_single_hits"], "properties": {
+                "ReportSuite": { "type": "object", "required": ["rsid", "time_zone", "accept_single_hits", "internal_url_filters"], "properties": {
+                    "internal_url_filters": { "type": "array", "items": { "type": "string" },
+                        "description": "A referrer whose host contains one of these is internal; empty: only the hit's own page host" },
                     "rsid": { "type": "string" },
                     "time_zone": { "type": "string", "description": "IANA name" },
                     "accept_single_hits": { "type": "boolean", "description": "Takes hits from the single-hit Data Insertion API (/b/ss/...)" } } },
@@ -745,14 +747,14 @@ fn single_hit_paths(doc: &mut Value, security: &Value, api_key: &Value) {
                 },
                 "patch": {
                     "summary": "Change a report suite's settings",
-                    "description": "Settings left out are kept. accept_single_hits: take hits from /b/ss/{rsid}/...; at most one company's suite of an rsid may (409 single_hits_taken otherwise). Nodes pick a change up within single_hits.suite_cache_secs.",
+                    "description": "Settings left out are kept. internal_url_filters: at most 100, each 1 to 255 characters without spaces or commas; they apply to files processed afterwards. accept_single_hits: take hits from /b/ss/{rsid}/...; at most one company's suite of an rsid may (409 single_hits_taken otherwise). Nodes pick a change up within single_hits.suite_cache_secs.",
                     "security": security,
                     "parameters": [api_key, rsid],
                     "requestBody": { "required": true, "content": { "application/json": { "schema": {
                         "$ref": "#/components/schemas/SuiteSettings" } } } },
                     "responses": merge(json!({
                         "200": json_ok("The report suite as changed", "ReportSuite"),
-                        "400": error_response("Malformed report suite id, or code malformed_body"),
+                        "400": error_response("Malformed report suite id, or code malformed_body or invalid_internal_url_filters"),
                         "404": not_found,
                         "409": error_response("code single_hits_taken: another company's suite of this rsid takes its single hits")
                     }), auth_errors())
@@ -766,7 +768,10 @@ fn single_hit_paths(doc: &mut Value, security: &Value, api_key: &Value) {
         "/components/schemas",
         json!({
             "SuiteSettings": { "type": "object", "properties": {
-                "accept_single_hits": { "type": "boolean" } } }
+                "accept_single_hits": { "type": "boolean" },
+                "internal_url_filters": { "type": "array", "maxItems": 100,
+                    "items": { "type": "string", "minLength": 1, "maxLength": 255 },
+                    "description": "Replaces the filters; [] clears them" } } }
         }),
     );
 }
@@ -947,6 +952,7 @@ mod tests {
                 rsid: "rs".into(),
                 time_zone: "UTC".into(),
                 accept_single_hits: false,
+                internal_url_filters: vec!["shop.example".into()],
             }],
         };
         let token = AccessToken {
@@ -1035,6 +1041,7 @@ mod tests {
                 pair(
                     bdia_wire::SuiteSettings {
                         accept_single_hits: Some(true),
+                        internal_url_filters: Some(vec!["shop.example".into()]),
                     },
                     bdia_wire::SuiteSettings::default(),
                 ),
@@ -1216,7 +1223,10 @@ mod tests {
             assert_eq!(nullable, null_written, "{at}.{name}: nullable");
             if let (Some(items), Some(f), Some(m)) = (
                 prop.get("items"),
-                full[name].as_array().and_then(|a| a.first()),
+                full[name]
+                    .as_array()
+                    .and_then(|a| a.first())
+                    .filter(|v| v.is_object()),
                 min[name].as_array().and_then(|a| a.first()),
             ) {
                 check(doc, &format!("{at}.{name}[]"), items, f, m);

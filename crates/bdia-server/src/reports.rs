@@ -66,7 +66,30 @@ fn suite_answer(s: bdia_store::ReportSuite) -> ReportSuite {
         rsid: s.rsid,
         time_zone: s.time_zone,
         accept_single_hits: s.accept_single_hits,
+        internal_url_filters: s.internal_url_filters,
     }
+}
+
+/// Most internal URL filters a suite may have.
+pub const MAX_INTERNAL_URL_FILTERS: usize = 100;
+
+/// Checks internal URL filters: at most [`MAX_INTERNAL_URL_FILTERS`], each
+/// 1 to 255 characters without whitespace or commas.
+pub fn check_internal_url_filters(filters: &[String]) -> Result<(), String> {
+    if filters.len() > MAX_INTERNAL_URL_FILTERS {
+        return Err(format!(
+            "at most {MAX_INTERNAL_URL_FILTERS} internal URL filters, not {}",
+            filters.len()
+        ));
+    }
+    for f in filters {
+        if f.is_empty() || f.len() > 255 || f.chars().any(|c| c.is_whitespace() || c == ',') {
+            return Err(format!(
+                "internal URL filter '{f}': 1 to 255 characters without spaces or commas"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// `GET /api/v1/report-suites/{rsid}`: one of the caller's suites.
@@ -129,6 +152,19 @@ pub async fn update_report_suite(
                 Err(e) => return Err(e.into()),
             };
             tracing::info!(report_suite = %rsid.as_str(), accept_single_hits = on, "report suite settings changed");
+        }
+    }
+    if let Some(filters) = body.internal_url_filters {
+        check_internal_url_filters(&filters).map_err(|message| ApiError::Invalid {
+            code: "invalid_internal_url_filters",
+            message,
+        })?;
+        if filters != suite.internal_url_filters {
+            suite = state
+                .store
+                .set_internal_url_filters(company, rsid.as_str(), &filters)
+                .await?;
+            tracing::info!(report_suite = %rsid.as_str(), filters = filters.len(), "internal URL filters changed");
         }
     }
     Ok(Json(suite_answer(suite)).into_response())

@@ -328,6 +328,38 @@ pub async fn single_hit_suites(s: Arc<dyn MetadataStore>) {
         "beta"
     );
     assert!(s.single_hit_suite("other").await.unwrap().is_none());
+    // Internal URL filters: empty by default, replaced whole, per company.
+    assert!(created.internal_url_filters.is_empty());
+    let filters = vec!["shop.example".to_string(), "checkout.example".to_string()];
+    let set = s
+        .set_internal_url_filters("acme", "web", &filters)
+        .await
+        .unwrap();
+    assert_eq!(set.internal_url_filters, filters);
+    assert_eq!(
+        s.get_report_suite("acme", "web")
+            .await
+            .unwrap()
+            .unwrap()
+            .internal_url_filters,
+        filters
+    );
+    assert!(s
+        .get_report_suite("beta", "web")
+        .await
+        .unwrap()
+        .unwrap()
+        .internal_url_filters
+        .is_empty());
+    let cleared = s
+        .set_internal_url_filters("acme", "web", &[])
+        .await
+        .unwrap();
+    assert!(cleared.internal_url_filters.is_empty());
+    match s.set_internal_url_filters("acme", "nope", &filters).await {
+        Err(StoreError::NotFound(_)) => {}
+        other => panic!("unknown suite: {other:?}"),
+    }
 }
 
 /// Two companies create the same rsid: each has its own suite, sees only

@@ -294,6 +294,10 @@ pub struct ReportSuite {
     /// only the rsid.
     #[serde(default)]
     pub accept_single_hits: bool,
+    /// Internal URL filters: a referrer whose host contains one of these
+    /// is internal (traffic sources). Empty: only the hit's own page host.
+    #[serde(default)]
+    pub internal_url_filters: Vec<String>,
 }
 
 /// What [`MetadataStore::claim_report_suite`] found.
@@ -878,6 +882,15 @@ pub trait MetadataStore: Send + Sync + 'static {
         company_id: &str,
         rsid: &str,
         accept: bool,
+    ) -> StoreResult<ReportSuite>;
+    /// Replaces a report suite's internal URL filters and returns the
+    /// suite; [`StoreError::NotFound`] for a suite the company does not
+    /// have. The filters are checked by the caller.
+    async fn set_internal_url_filters(
+        &self,
+        company_id: &str,
+        rsid: &str,
+        filters: &[String],
     ) -> StoreResult<ReportSuite>;
     /// The report suite that takes single hits for `rsid`, whichever
     /// company owns it; `None` when no suite of that rsid takes them.

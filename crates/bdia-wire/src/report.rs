@@ -134,6 +134,10 @@ pub struct ReportSuite {
     /// (`/b/ss/...`).
     #[serde(default)]
     pub accept_single_hits: bool,
+    /// A referrer whose host contains one of these is internal (traffic
+    /// sources); empty: only the hit's own page host.
+    #[serde(default)]
+    pub internal_url_filters: Vec<String>,
 }
 
 /// The body of `PATCH /api/v1/report-suites/{rsid}`: the settings to
@@ -144,6 +148,9 @@ pub struct SuiteSettings {
     /// Take hits from the single-hit Data Insertion API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accept_single_hits: Option<bool>,
+    /// Replace the internal URL filters (`[]` clears them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_url_filters: Option<Vec<String>>,
 }
 
 /// The answer of `GET /api/v1/report-suites`.
@@ -249,12 +256,13 @@ mod tests {
                 rsid: "rs1".into(),
                 time_zone: "Europe/Paris".into(),
                 accept_single_hits: false,
+                internal_url_filters: vec![],
             }],
         };
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(
             json,
-            r#"{"report_suites":[{"rsid":"rs1","time_zone":"Europe/Paris","accept_single_hits":false}]}"#
+            r#"{"report_suites":[{"rsid":"rs1","time_zone":"Europe/Paris","accept_single_hits":false,"internal_url_filters":[]}]}"#
         );
         assert_eq!(serde_json::from_str::<ReportSuites>(&json).unwrap(), s);
         let g = Groups {

@@ -43,7 +43,7 @@ async fn accepting_suite(s: &TestServer, api: &Api, rsid: &str) {
     let v: Value = r.json().await.unwrap();
     assert_eq!(
         v,
-        json!({"rsid": rsid, "time_zone": "UTC", "accept_single_hits": true})
+        json!({"rsid": rsid, "time_zone": "UTC", "accept_single_hits": true, "internal_url_filters": []})
     );
 }
 
@@ -385,5 +385,54 @@ async fn the_single_hit_rate_limit_answers_429() {
     assert_eq!(&codes[..2], &[200, 200], "{codes:?}");
     assert!(codes[2..].contains(&429), "{codes:?}");
     assert!(single_hit_metric(&s, "rate_limited").await >= 1);
+    s.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn suite_settings_change_through_the_api_with_precise_errors() {
+    let s = start().await;
+    let api = Api::default_client(&s).await;
+    s.state
+        .store
+        .create_report_suite(DEFAULT_COMPANY, "shop", "UTC")
+        .await
+        .unwrap();
+    let patch = |body: Value| {
+        api.http
+            .patch(format!("{}/api/v1/report-suites/shop", api.base))
+            .bearer_auth(&api.token)
+            .header("x-api-key", &api.api_key)
+            .json(&body)
+            .send()
+    };
+    let r = patch(json!({"internal_url_filters": ["shop.example", "pay.example"]}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        v["internal_url_filters"],
+        json!(["shop.example", "pay.example"])
+    );
+    assert_eq!(v["accept_single_hits"], false, "left out: kept");
+    let (st, v) = api.get_json("/api/v1/report-suites/shop").await;
+    assert_eq!(
+        (st, &v["internal_url_filters"]),
+        (200, &json!(["shop.example", "pay.example"]))
+    );
+    let r = patch(json!({"internal_url_filters": ["has space"]}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "invalid_internal_url_filters", "{v}");
+    assert!(v["error"].as_str().unwrap().contains("'has space'"), "{v}");
+    let r = patch(json!({"nope": 1})).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let r = patch(json!({"internal_url_filters": []})).await.unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["internal_url_filters"], json!([]));
+    let (st, _) = api.get_json("/api/v1/report-suites/missing").await;
+    assert_eq!(st, 404);
     s.stop().await.unwrap();
 }

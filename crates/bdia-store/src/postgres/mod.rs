@@ -370,6 +370,15 @@ impl MetadataStore for PgStore {
         tenants::set_accept_single_hits(&self.conn().await?, company_id, rsid, accept).await
     }
 
+    async fn set_internal_url_filters(
+        &self,
+        company_id: &str,
+        rsid: &str,
+        filters: &[String],
+    ) -> StoreResult<ReportSuite> {
+        tenants::set_internal_url_filters(&self.conn().await?, company_id, rsid, filters).await
+    }
+
     async fn single_hit_suite(&self, rsid: &str) -> StoreResult<Option<ReportSuite>> {
         tenants::single_hit_suite(&self.conn().await?, rsid).await
     }

@@ -364,6 +364,11 @@ CREATE UNIQUE INDEX report_suites_single_hits ON report_suites(rsid)
     WHERE accept_single_hits;
 "#;
 
+/// Report suites' internal URL filters (a JSON array of strings).
+const V8_INTERNAL_URL_FILTERS: &str = r#"
+ALTER TABLE report_suites ADD COLUMN internal_url_filters JSONB NOT NULL DEFAULT '[]'::jsonb;
+"#;
+
 /// The migrations, in order: entry `i` takes a database from version `i` to
 /// version `i + 1`. Append only.
 const MIGRATIONS: &[&str] = &[
@@ -374,6 +379,7 @@ const MIGRATIONS: &[&str] = &[
     V5_WEBHOOKS,
     V6_GROUP_WEBHOOKS,
     V7_SINGLE_HITS,
+    V8_INTERNAL_URL_FILTERS,
 ];
 
 /// The schema version this build writes and the highest one it opens.

@@ -25,7 +25,8 @@ const COMPANY_COLUMNS: &str = "id, salt, settings, created";
 
 const SUITE_COLUMNS: &str = "company_id, rsid, time_zone, created";
 
-const SUITE_READ: &str = "company_id, rsid, time_zone, created, accept_single_hits";
+const SUITE_READ: &str =
+    "company_id, rsid, time_zone, created, accept_single_hits, internal_url_filters";
 
 const CLIENT_COLUMNS: &str = "client_id, company_id, secret_hash, technical_account, \
      public_key_pem, disabled, created, token_generation";
@@ -57,6 +58,9 @@ fn suite_from_row(row: &Row) -> Result<ReportSuite, tokio_postgres::Error> {
         time_zone: row.try_get("time_zone")?,
         created: row.try_get("created")?,
         accept_single_hits: row.try_get("accept_single_hits")?,
+        internal_url_filters: row
+            .try_get::<_, Json<Vec<String>>>("internal_url_filters")?
+            .0,
     })
 }
 
@@ -188,6 +192,7 @@ pub(super) async fn create_report_suite(
             time_zone: time_zone.to_string(),
             created,
             accept_single_hits: false,
+            internal_url_filters: Vec::new(),
         }),
         Err(e) if backend_unique_violation(&e) => Err(StoreError::Conflict(format!(
             "report suite '{rsid}' of company '{company_id}'"
@@ -289,6 +294,28 @@ pub(super) async fn set_accept_single_hits(
         }
         Err(e) => Err(e),
     }
+}
+
+pub(super) async fn set_internal_url_filters(
+    c: &impl GenericClient,
+    company_id: &str,
+    rsid: &str,
+    filters: &[String],
+) -> StoreResult<ReportSuite> {
+    let json = Json(filters);
+    let row = query_opt(
+        c,
+        "set a suite's internal URL filters",
+        &format!(
+            "UPDATE report_suites SET internal_url_filters = $3 \
+             WHERE company_id = $1 AND rsid = $2 RETURNING {SUITE_READ}"
+        ),
+        &[&company_id, &rsid, &json],
+    )
+    .await?;
+    map_opt(row, "set a suite's internal URL filters", suite_from_row)?.ok_or_else(|| {
+        StoreError::NotFound(format!("report suite '{rsid}' of company '{company_id}'"))
+    })
 }
 
 pub(super) async fn single_hit_suite(

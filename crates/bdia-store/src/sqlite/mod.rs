@@ -379,6 +379,18 @@ impl MetadataStore for SqliteStore {
             .await
     }
 
+    async fn set_internal_url_filters(
+        &self,
+        company_id: &str,
+        rsid: &str,
+        filters: &[String],
+    ) -> StoreResult<ReportSuite> {
+        let (company_id, rsid, filters) =
+            (company_id.to_string(), rsid.to_string(), filters.to_vec());
+        self.with(move |conn| tenants::set_internal_url_filters(conn, &company_id, &rsid, &filters))
+            .await
+    }
+
     async fn single_hit_suite(&self, rsid: &str) -> StoreResult<Option<ReportSuite>> {
         let rsid = rsid.to_string();
         self.with(move |conn| tenants::single_hit_suite(conn, &rsid))

@@ -407,6 +407,11 @@ CREATE UNIQUE INDEX report_suites_single_hits ON report_suites(rsid)
     WHERE accept_single_hits = 1;
 "#;
 
+/// Report suites' internal URL filters (a JSON array of strings).
+const V12_INTERNAL_URL_FILTERS: &str = r#"
+ALTER TABLE report_suites ADD COLUMN internal_url_filters TEXT NOT NULL DEFAULT '[]';
+"#;
+
 /// The migrations, in order: entry `i` takes a database from version `i` to
 /// version `i + 1`. Append only.
 const MIGRATIONS: &[&str] = &[
@@ -421,6 +426,7 @@ const MIGRATIONS: &[&str] = &[
     V9_WEBHOOKS,
     V10_GROUP_WEBHOOKS,
     V11_SINGLE_HITS,
+    V12_INTERNAL_URL_FILTERS,
 ];
 
 /// The schema version this build writes and the highest one it opens.

@@ -22,7 +22,8 @@ const COMPANY_COLUMNS: &str = "id, salt, settings, created";
 
 const SUITE_COLUMNS: &str = "company_id, rsid, time_zone, created";
 
-const SUITE_READ: &str = "company_id, rsid, time_zone, created, accept_single_hits";
+const SUITE_READ: &str =
+    "company_id, rsid, time_zone, created, accept_single_hits, internal_url_filters";
 
 const CLIENT_COLUMNS: &str = "client_id, company_id, secret_hash, technical_account, \
      public_key_pem, disabled, created, token_generation";
@@ -65,6 +66,16 @@ fn suite_from_row(row: &Row<'_>) -> rusqlite::Result<ReportSuite> {
         time_zone: row.get("time_zone")?,
         created: row.get("created")?,
         accept_single_hits: row.get::<_, i64>("accept_single_hits")? != 0,
+        internal_url_filters: {
+            let text: String = row.get("internal_url_filters")?;
+            serde_json::from_str(&text).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    0,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?
+        },
     })
 }
 
@@ -171,6 +182,7 @@ pub(super) fn create_report_suite(
             time_zone,
             created,
             accept_single_hits: false,
+            internal_url_filters: Vec::new(),
         }),
         Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
             "report suite '{rsid}' of company '{company_id}'"
@@ -260,6 +272,29 @@ pub(super) fn set_accept_single_hits(
         .ok_or_else(|| StoreError::NotFound(format!("report suite '{rsid}'")))?;
     commit(tx, "commit a single-hit setting")?;
     Ok(suite)
+}
+
+pub(super) fn set_internal_url_filters(
+    conn: &Connection,
+    company_id: &str,
+    rsid: &str,
+    filters: &[String],
+) -> StoreResult<ReportSuite> {
+    let json = serde_json::to_string(filters)
+        .map_err(|e| StoreError::backend("encode internal URL filters", e))?;
+    let n = exec(
+        conn,
+        "set a suite's internal URL filters",
+        "UPDATE report_suites SET internal_url_filters = ?3 WHERE company_id = ?1 AND rsid = ?2",
+        params![company_id, rsid, json],
+    )?;
+    if n == 0 {
+        return Err(StoreError::NotFound(format!(
+            "report suite '{rsid}' of company '{company_id}'"
+        )));
+    }
+    get_report_suite(conn, company_id, rsid)?
+        .ok_or_else(|| StoreError::NotFound(format!("report suite '{rsid}'")))
 }
 
 pub(super) fn single_hit_suite(conn: &Connection, rsid: &str) -> StoreResult<Option<ReportSuite>> {
