@@ -236,6 +236,41 @@ impl HitTable {
         Ok(found(table))
     }
 
+    /// Columns of the hit schema the table lacks (a table created before
+    /// they were added: `schema::ADDED_COLUMNS`).
+    fn missing_columns(&self) -> Result<Vec<StructField>, LakeError> {
+        let schema = self.table.snapshot()?.schema();
+        Ok(table_columns()?
+            .into_iter()
+            .filter(|f| schema.field(f.name()).is_none())
+            .collect())
+    }
+
+    /// Adds the columns of the hit schema the table lacks, in one commit
+    /// (Delta schema evolution: new nullable columns, which the table's
+    /// older files read as null). Another writer adding them at the same
+    /// time is fine: whichever commit wins, the table then has them.
+    async fn add_missing_columns(&mut self) -> Result<(), LakeError> {
+        let missing = self.missing_columns()?;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        match self.table.clone().add_columns().with_fields(missing).await {
+            Ok(table) => {
+                self.table = table;
+                Ok(())
+            }
+            Err(e) => {
+                self.refresh().await?;
+                if self.missing_columns()?.is_empty() {
+                    Ok(())
+                } else {
+                    Err(e.into())
+                }
+            }
+        }
+    }
+
     /// Loads the table at `url`; `None` when there is no table there yet.
     async fn load(at: &TableLocation, url: &Url) -> Result<Option<DeltaTable>, LakeError> {
         match at.builder(url)?.load().await {
@@ -327,6 +362,9 @@ impl HitTable {
         if let Some(done) = self.already(app_id, txn_version).await? {
             return Ok(done);
         }
+        // Parts of the current schema go only into a table that has all
+        // its columns (readers never change a table).
+        self.add_missing_columns().await?;
         let mut actions = Vec::with_capacity(parts.len());
         for part in parts {
             actions.push(Action::Add(self.add_action(part).await?));
