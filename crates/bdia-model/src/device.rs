@@ -327,6 +327,15 @@ mod tests {
     }
 
     #[test]
+    fn the_generators_user_agents_are_the_device_types_it_says() {
+        for (ua, t) in bdia_format::generate::USER_AGENTS {
+            assert_eq!(parse(ua).device_type.as_str(), *t, "{ua}");
+            let continued = format!("{ua}\n(continued)");
+            assert_eq!(parse(&continued).device_type.as_str(), *t, "{continued}");
+        }
+    }
+
+    #[test]
     fn the_cache_parses_each_user_agent_once() {
         let mut c = DeviceCache::default();
         let a = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
