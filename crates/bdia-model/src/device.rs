@@ -206,19 +206,35 @@ pub fn device_type(p: &Parsed<'_>) -> DeviceType {
 pub const MAX_CACHED_USER_AGENTS: usize = 20_000;
 
 /// Each distinct user agent of a file parsed once.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DeviceCache {
     seen: HashMap<Box<str>, Arc<Device>>,
     parses: u64,
+    capacity: usize,
+}
+
+impl Default for DeviceCache {
+    fn default() -> Self {
+        DeviceCache::with_capacity(MAX_CACHED_USER_AGENTS)
+    }
 }
 
 impl DeviceCache {
+    /// A cache remembering at most `capacity` user agents.
+    pub fn with_capacity(capacity: usize) -> DeviceCache {
+        DeviceCache {
+            seen: HashMap::default(),
+            parses: 0,
+            capacity: capacity.max(1),
+        }
+    }
+
     /// The device of `user_agent`, parsed on its first sighting.
     pub fn get(&mut self, user_agent: &str) -> Arc<Device> {
         if let Some(d) = self.seen.get(user_agent) {
             return d.clone();
         }
-        if self.seen.len() >= MAX_CACHED_USER_AGENTS {
+        if self.seen.len() >= self.capacity {
             self.seen.clear();
         }
         self.parses += 1;
@@ -344,5 +360,18 @@ mod tests {
             assert!(!c.get("curl/8.0").is_bot());
         }
         assert_eq!(c.parses(), 2);
+    }
+
+    #[test]
+    fn the_cache_holds_at_most_its_capacity() {
+        let mut c = DeviceCache::with_capacity(3);
+        for i in 0..10 {
+            c.get(&format!("agent {i}"));
+            assert!(c.seen.len() <= 3);
+        }
+        assert_eq!(c.parses(), 10);
+        // Started again empty after the third: the last ones are kept.
+        c.get("agent 9");
+        assert_eq!(c.parses(), 10);
     }
 }
