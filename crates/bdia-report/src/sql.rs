@@ -108,22 +108,22 @@ pub(crate) fn hits_view(needs: ViewNeeds) -> String {
         col("hit_type")
     );
     let all = "ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING";
+    // The page of the visit's first page view in `order` (page views
+    // first, then by page number and time).
+    let page_of_visit = |order: &str, alias: &str| {
+        format!(
+            "first_value({page}) OVER ({visit} ORDER BY {page_first}, {pn} {order}, {t} {order} {all}) AS {alias}",
+            page = page_expr(),
+            pn = col("visit_page_num"),
+            t = col("hit_time"),
+        )
+    };
     let mut select = vec!["*".to_string()];
     if needs.entry_page {
-        select.push(format!(
-            "first_value({page}) OVER ({visit} ORDER BY {page_first}, {pn} ASC, {t} ASC {all}) AS {ENTRY_PAGE}",
-            page = page_expr(),
-            pn = col("visit_page_num"),
-            t = col("hit_time"),
-        ));
+        select.push(page_of_visit("ASC", ENTRY_PAGE));
     }
     if needs.exit_page {
-        select.push(format!(
-            "first_value({page}) OVER ({visit} ORDER BY {page_first}, {pn} DESC, {t} DESC {all}) AS {EXIT_PAGE}",
-            page = page_expr(),
-            pn = col("visit_page_num"),
-            t = col("hit_time"),
-        ));
+        select.push(page_of_visit("DESC", EXIT_PAGE));
     }
     if needs.time_spent {
         let t = format!("CAST({} AS BIGINT)", col("hit_time"));

@@ -8,7 +8,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::path::Path;
-use std::process::Command;
 
 use bdia_format::generate::USER_AGENTS;
 
@@ -244,21 +243,11 @@ fn expected_hits(rows: &[Row], key: impl Fn(&Row) -> Option<String>) -> Table {
 
 /// `bdia report --format json` with `extra` arguments, as a [`Table`].
 fn report(server: &BdiaServe, dimension: &str, metrics: &str, extra: &[&str]) -> Table {
-    let creds = server.credentials();
-    let out = Command::new(env!("CARGO_BIN_EXE_bdia"))
-        .args(["report", "--rsid", "acme.prod", "--metrics", metrics])
-        .args(["--dimension", dimension, "--from", "2023-11-01"])
-        .args(["--to", "2023-11-30", "--limit", "10000", "--format", "json"])
-        .args(extra)
-        .env("BDIA_URL", server.url())
-        .env("BDIA_CLIENT_ID", creds["client_id"].as_str().unwrap())
-        .env(
-            "BDIA_CLIENT_SECRET",
-            creds["client_secret"].as_str().unwrap(),
-        )
-        .env("BDIA_CLIENT_CONFIG", "/nonexistent")
-        .output()
-        .unwrap();
+    let mut args = vec!["report", "--rsid", "acme.prod", "--metrics", metrics];
+    args.extend(["--dimension", dimension, "--from", "2023-11-01"]);
+    args.extend(["--to", "2023-11-30", "--limit", "10000", "--format", "json"]);
+    args.extend(extra);
+    let out = server.remote(&args);
     assert!(
         out.status.success(),
         "{}",

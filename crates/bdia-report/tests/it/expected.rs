@@ -525,24 +525,13 @@ pub fn report_with(
         out.insert("events:nothing".into(), 0.0);
         let entries = rows.iter().filter(|s| s.first).count() as f64;
         let seconds: i64 = rows.iter().map(|s| v.spent[&s.seq]).sum();
+        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
         out.insert("entries".into(), entries);
-        out.insert(
-            "bounce_rate".into(),
-            if entries > 0.0 {
-                bounces as f64 / entries
-            } else {
-                0.0
-            },
-        );
+        out.insert("bounce_rate".into(), ratio(bounces as f64, entries));
         out.insert("total_seconds_spent".into(), seconds as f64);
-        let engaged = visits as f64 - bounces as f64;
         out.insert(
             "time_spent_per_visit".into(),
-            if engaged > 0.0 {
-                seconds as f64 / engaged
-            } else {
-                0.0
-            },
+            ratio(seconds as f64, visits as f64 - bounces as f64),
         );
         out
     };
