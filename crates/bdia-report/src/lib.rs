@@ -20,6 +20,15 @@
 //! - `visitors`: distinct (`visitor_id_type`, `visitor_id`) in the row.
 //! - `bounces`: visits with exactly one hit in the range, that hit being the
 //!   visit's first, counted on that hit's row.
+//! - `entries`: visits whose first hit is in the row; `bounce_rate`:
+//!   `bounces / entries`.
+//! - `total_seconds_spent`: per hit, the seconds to the next hit of its
+//!   visit (0 for the last), summed; `time_spent_per_visit`:
+//!   `total_seconds_spent / (visits - bounces)`.
+//! - `entry_page`, `exit_page`: the page of the visit's first and last page
+//!   view, on every hit of the visit (window functions over the range's
+//!   hits of each visit, in the `hits` view).
+//! - Robots' hits (`is_bot`) are left out unless the request includes them.
 //! - `events:<name>`: each occurrence of the event adds its value, or 1.
 //! - Days and hours are in the suite's time zone; a `day` report has a row
 //!   for every day of the range.
