@@ -153,6 +153,20 @@ fn table_columns() -> Result<Vec<StructField>, LakeError> {
     Ok(fields)
 }
 
+/// Whether a commit was refused because a concurrent commit changed the
+/// table's metadata or protocol (a schema change).
+fn schema_changed(e: &DeltaTableError) -> bool {
+    use deltalake_core::kernel::transaction::{CommitConflictError, TransactionError};
+    matches!(
+        e,
+        DeltaTableError::Transaction {
+            source: TransactionError::CommitConflict(
+                CommitConflictError::MetadataChanged | CommitConflictError::ProtocolChanged(_)
+            )
+        }
+    )
+}
+
 /// The URL of company `company`'s table under the lake root `lake`
 /// (a directory URL, ending in `/`).
 pub fn table_url(lake: &Url, company: &str) -> Result<Url, LakeError> {
@@ -362,9 +376,6 @@ impl HitTable {
         if let Some(done) = self.already(app_id, txn_version).await? {
             return Ok(done);
         }
-        // Parts of the current schema go only into a table that has all
-        // its columns (readers never change a table).
-        self.add_missing_columns().await?;
         let mut actions = Vec::with_capacity(parts.len());
         for part in parts {
             actions.push(Action::Add(self.add_action(part).await?));
@@ -384,27 +395,37 @@ impl HitTable {
             partition_by: Some(PARTITION_COLUMNS.iter().map(|c| c.to_string()).collect()),
             predicate: None,
         };
-        let committed = CommitBuilder::from(properties)
-            .with_actions(actions)
-            .build(
-                Some(self.table.snapshot()?),
-                self.table.log_store(),
-                operation,
-            )
-            .await;
-        match committed {
-            Ok(done) => {
-                let table_version = done.version();
-                self.refresh().await?;
-                Ok(CommitOutcome::Committed { table_version })
+        let mut attempt = 0;
+        loop {
+            // Parts of the current schema go only into a table that has all
+            // its columns (readers never change a table).
+            self.add_missing_columns().await?;
+            let committed = CommitBuilder::from(properties.clone())
+                .with_actions(actions.clone())
+                .build(
+                    Some(self.table.snapshot()?),
+                    self.table.log_store(),
+                    operation.clone(),
+                )
+                .await;
+            match committed {
+                Ok(done) => {
+                    let table_version = done.version();
+                    self.refresh().await?;
+                    return Ok(CommitOutcome::Committed { table_version });
+                }
+                // A concurrent commit of the same group (refused by the
+                // conflict checker), or a commit whose outcome is unknown:
+                // the snapshot tells.
+                Err(e) => match self.already(app_id, txn_version).await? {
+                    Some(done) => return Ok(done),
+                    // Another writer changed the table's schema meanwhile
+                    // (added the columns this version adds): commit again
+                    // on the new snapshot.
+                    None if attempt < 2 && schema_changed(&e) => attempt += 1,
+                    None => return Err(e.into()),
+                },
             }
-            // A concurrent commit of the same group (refused by the conflict
-            // checker), or a commit whose outcome is unknown: the snapshot
-            // tells.
-            Err(e) => match self.already(app_id, txn_version).await? {
-                Some(done) => Ok(done),
-                None => Err(e.into()),
-            },
         }
     }
 

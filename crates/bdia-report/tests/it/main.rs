@@ -329,6 +329,10 @@ async fn a_lake_written_before_the_device_columns_is_still_read() {
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/lake-v1");
     copy_tree(&fixture, dir.path());
     let lake = Lake::local(dir.path(), LakeConfig::default()).unwrap();
+    // A second writer (another node) that loaded the table before its
+    // schema changed.
+    let other = Lake::local(dir.path(), LakeConfig::default()).unwrap();
+    assert!(!other.files(COMPANY).await.unwrap().is_empty());
     // The rows the fixture was written from (tests/fixtures/README.md),
     // as they were then: no user agent told robots apart.
     let mut rows = generate_with(5, 12, 1_772_798_400, 4);
@@ -379,6 +383,25 @@ async fn a_lake_written_before_the_device_columns_is_still_read() {
     let r = rows_of(&engine, "hits", "device_type").await;
     assert_eq!(r[&None]["hits"], all.len());
     assert_eq!(r[&Some("desktop".to_string())]["hits"], 1);
+    // The other writer commits on its stale snapshot: it sees the columns
+    // are there now and adds its file.
+    let mut z = SuiteZones::utc();
+    z.insert(WEB, WEB_TZ).unwrap();
+    let mut w = other.begin(COMPANY, "acme-file-02", z).unwrap();
+    for h in &enriched.hits {
+        w.push(h).unwrap();
+    }
+    let txn = bdia_lake::FileTxn {
+        app_id: "group-1".into(),
+        version: 1,
+    };
+    let done = other.publish(w.finish().unwrap(), &txn).await.unwrap();
+    assert!(
+        matches!(done, bdia_lake::CommitOutcome::Committed { .. }),
+        "{done:?}"
+    );
+    let r = rows_of(&engine, "hits", "device_type").await;
+    assert_eq!(r[&Some("desktop".to_string())]["hits"], 2);
     let log = std::fs::read_dir(dir.path().join("hits/company=acme/_delta_log"))
         .unwrap()
         .filter_map(|e| e.ok())
@@ -395,7 +418,7 @@ async fn a_lake_written_before_the_device_columns_is_still_read() {
     assert!(c.files_removed >= 2, "{c:?}");
     let r = rows_of(&engine, "hits", "device_type").await;
     assert_eq!(r[&None]["hits"], all.len());
-    assert_eq!(r[&Some("desktop".to_string())]["hits"], 1);
+    assert_eq!(r[&Some("desktop".to_string())]["hits"], 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

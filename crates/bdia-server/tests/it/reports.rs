@@ -45,7 +45,10 @@ pub fn batch_file(rows: &[&Input]) -> Vec<u8> {
             vid.to_string(),
             ip.to_string(),
             r.suites.join(","),
-            "Mozilla/5.0".to_string(),
+            // The row's known user agent (robots among them); the format
+            // needs one, so rows without get one that is nobody's robot.
+            r.ua.map_or("Mozilla/5.0", |i| expected::USER_AGENTS[i].0)
+                .to_string(),
             o(&r.page_name),
             o(&r.page_url),
             r.link.map(String::from).unwrap_or_default(),
@@ -155,6 +158,10 @@ async fn reports_over_uploaded_files_match_an_independent_computation() {
         "prop5",
         "visitor_id_type",
         "file_id",
+        "referrer_type",
+        "search_engine",
+        "entry_page",
+        "exit_page",
     ] {
         let (from, to) = ("2026-03-05", "2026-03-12");
         let (st, v) = api
