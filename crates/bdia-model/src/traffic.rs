@@ -23,6 +23,8 @@
 //! matches the name under any top-level domain of one or two labels
 //! (`google.*` matches `www.google.co.uk`, not `google.example.net.evil`).
 
+use std::borrow::Cow;
+
 /// The type of a hit's referrer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReferrerType {
@@ -196,6 +198,12 @@ pub const SOCIAL_NETWORKS: &[&str] = &[
 /// gives `www.example.com`; a value without `://` is read from its start
 /// (`example.com/x` gives `example.com`).
 pub fn referrer_host(referrer: &str) -> Option<String> {
+    host_of(referrer).map(|h| h.into_owned())
+}
+
+/// [`referrer_host`] without a copy when the host is already lower case
+/// (it runs once or twice per hit).
+fn host_of(referrer: &str) -> Option<Cow<'_, str>> {
     let r = referrer.trim();
     let rest = match r.find("://") {
         Some(i) => &r[i + 3..],
@@ -210,23 +218,29 @@ pub fn referrer_host(referrer: &str) -> Option<String> {
         host.split(':').next().unwrap_or("")
     };
     let host = host.trim_end_matches('.');
-    (!host.is_empty()).then(|| host.to_ascii_lowercase())
+    if host.is_empty() {
+        None
+    } else if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        Some(Cow::Owned(host.to_ascii_lowercase()))
+    } else {
+        Some(Cow::Borrowed(host))
+    }
 }
 
 /// Whether `host` is `domain` or under it; `name.*` matches `name` under a
 /// top-level domain of one or two labels.
 fn matches_domain(host: &str, domain: &str) -> bool {
     match domain.strip_suffix(".*") {
-        Some(name) => {
-            let labels: Vec<&str> = host.split('.').collect();
-            let n = name.split('.').count();
-            (0..labels.len()).any(|i| {
-                let tld = labels.len().saturating_sub(i + n);
-                labels.len() >= i + n
-                    && (1..=2).contains(&tld)
-                    && labels[i..i + n].join(".") == name
-            })
-        }
+        // `name` followed by one or two labels, at a label boundary.
+        Some(name) => host.match_indices(name).any(|(i, _)| {
+            let at_start = i == 0 || host.as_bytes()[i - 1] == b'.';
+            let rest = &host[i + name.len()..];
+            at_start
+                && rest.starts_with('.')
+                && rest.len() > 1
+                && (1..=2).contains(&rest[1..].split('.').count())
+                && rest[1..].split('.').all(|l| !l.is_empty())
+        }),
         None => {
             host == domain
                 || host
@@ -265,22 +279,27 @@ pub fn classify(
         Some("http" | "https") => {}
         _ => return Traffic::of(ReferrerType::TypedBookmarked),
     }
-    let Some(host) = referrer_host(r) else {
+    let Some(host) = host_of(r) else {
         return Traffic::of(ReferrerType::TypedBookmarked);
     };
+    let host = host.as_ref();
     let internal = if internal_url_filters.is_empty() {
-        page_url.and_then(referrer_host).is_some_and(|p| p == host)
+        page_url.and_then(host_of).is_some_and(|p| p == host)
     } else {
         internal_url_filters.iter().any(|f| {
-            let f = f.trim().to_ascii_lowercase();
-            !f.is_empty() && host.contains(&f)
+            let f = f.trim();
+            !f.is_empty()
+                && host
+                    .as_bytes()
+                    .windows(f.len())
+                    .any(|w| w.eq_ignore_ascii_case(f.as_bytes()))
         })
     };
     if internal {
         return Traffic::of(ReferrerType::Internal);
     }
     for engine in SEARCH_ENGINES {
-        if engine.domains.iter().any(|d| matches_domain(&host, d))
+        if engine.domains.iter().any(|d| matches_domain(host, d))
             && engine.keywords.iter().any(|k| has_param(r, k))
         {
             return Traffic {
@@ -289,7 +308,7 @@ pub fn classify(
             };
         }
     }
-    if SOCIAL_NETWORKS.iter().any(|d| matches_domain(&host, d)) {
+    if SOCIAL_NETWORKS.iter().any(|d| matches_domain(host, d)) {
         return Traffic::of(ReferrerType::Social);
     }
     Traffic::of(ReferrerType::OtherWebSite)
