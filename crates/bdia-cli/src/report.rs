@@ -25,11 +25,14 @@ pub struct Args {
     #[arg(long)]
     rsid: bdia_format::ReportSuiteId,
     /// Comma-separated metrics: pageviews, visits, visitors, link_hits,
-    /// hits, bounces, events:<name>.
+    /// hits, bounces, entries, bounce_rate, total_seconds_spent,
+    /// time_spent_per_visit, events:<name>.
     #[arg(long, default_value = "pageviews,visits,visitors")]
     metrics: String,
     /// Dimension: day, hour, page, page_url, link_name, link_type, channel,
-    /// campaign, referrer_host, evarN, propN, visitor_id_type, file_id.
+    /// campaign, referrer_host, evarN, propN, visitor_id_type, file_id,
+    /// browser, browser_version, os, device_type, referrer_type,
+    /// search_engine, entry_page, exit_page.
     #[arg(long, default_value = "day")]
     dimension: String,
     /// First day, YYYY-MM-DD (in the suite's time zone).
@@ -41,6 +44,10 @@ pub struct Args {
     /// At most this many rows.
     #[arg(long)]
     limit: Option<u32>,
+    /// Count robots' hits (device type bot), which reports leave out by
+    /// default.
+    #[arg(long)]
+    include_bots: bool,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
@@ -104,6 +111,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         from: args.from.clone(),
         to: args.to.clone(),
         limit: args.limit,
+        include_bots: args.include_bots,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -2,7 +2,10 @@
 //! visitors, non-decreasing timestamps (so every visitor's rows are in time
 //! order), a mix of column-style and queryString-style rows, quoted fields
 //! (commas, doubled quotes, line breaks, non-ASCII), page views and link
-//! hits, and a chosen rate of invalid rows of chosen kinds.
+//! hits, a spread of user agents ([`USER_AGENTS`]: desktops, phones,
+//! tablets, robots) and referrers (search engines, social networks, other
+//! sites, the site itself, none), and a chosen rate of invalid rows of
+//! chosen kinds.
 //!
 //! The output is deterministic for a given [`GenOptions`] (seeded RNG), and
 //! the returned [`GenSummary`] says exactly which rows were made invalid, so
@@ -122,14 +125,40 @@ pub const HEADER: &[&str] = &[
     "queryString",
 ];
 
-const USER_AGENTS: &[&str] = &[
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36",
-    "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15",
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1",
-    "Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0",
-    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.6478.71 Mobile Safari/537.36",
-    "AcmeKiosk/2.1 (\"store display\", build 7781)",
+/// The user agents of generated rows (one per visitor, by visitor number)
+/// with the device type each is known to be: `desktop`, `mobile`,
+/// `tablet` or `bot`. One row in 200 has a line break and `(continued)`
+/// appended to its user agent.
+pub const USER_AGENTS: &[(&str, &str)] = &[
+    ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36", "desktop"),
+    ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Safari/605.1.15", "desktop"),
+    ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1", "mobile"),
+    ("Mozilla/5.0 (X11; Linux x86_64; rv:127.0) Gecko/20100101 Firefox/127.0", "desktop"),
+    ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.6478.71 Mobile Safari/537.36", "mobile"),
+    ("AcmeKiosk/2.1 (\"store display\", build 7781)", "desktop"),
+    ("Mozilla/5.0 (iPad; CPU OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1", "tablet"),
+    ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.0.0 Safari/537.36 Edg/126.0.2592.87", "desktop"),
+    ("Mozilla/5.0 (Linux; Android 13; SM-X706B) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0.6478.71 Safari/537.36", "tablet"),
+    ("Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)", "bot"),
+    ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) CriOS/126.0.6478.54 Mobile/15E148 Safari/604.1", "mobile"),
+    ("Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)", "bot"),
 ];
+
+/// The referrer of a generated row, by its page number `n`: `None` (typed
+/// or bookmarked), another page of the site (`https://www.example.com/`,
+/// the host of every page URL), two search engines with their keyword
+/// parameter, two social networks, another site.
+pub fn referrer(section: &str, n: u32) -> Option<String> {
+    match n % 10 {
+        0 => Some("https://www.google.com/search?q=acme+shoes".into()),
+        1 => Some("https://www.bing.com/search?q=acme&form=QBLH".into()),
+        2 => Some(format!("https://www.facebook.com/acme/posts/{n}")),
+        3 => Some("https://t.co/Ab3xYz".into()),
+        4 => Some(format!("https://news.example.org/story/{n}")),
+        5 | 6 => Some(format!("https://www.example.com/{section}/{}", n + 1)),
+        _ => None,
+    }
+}
 
 const SECTIONS: &[&str] = &[
     "home", "products", "cart", "checkout", "support", "blog", "café",
@@ -246,7 +275,9 @@ pub fn generate<W: Write>(opts: &GenOptions, out: W) -> io::Result<GenSummary> {
         } else {
             set(&mut row, 7, suite);
         }
-        let mut ua = USER_AGENTS[(visitor % USER_AGENTS.len() as u64) as usize].to_string();
+        let mut ua = USER_AGENTS[(visitor % USER_AGENTS.len() as u64) as usize]
+            .0
+            .to_string();
         if rng.gen_range(0..200) == 0 {
             ua.push_str("\n(continued)");
         }
@@ -309,8 +340,8 @@ pub fn generate<W: Write>(opts: &GenOptions, out: W) -> io::Result<GenSummary> {
             set(&mut row, 19, section);
             set(&mut row, 22, &(n % 7).to_string());
         }
-        if n.is_multiple_of(3) {
-            set(&mut row, 14, "https://www.search.example/?q=acme+shoes");
+        if let Some(r) = referrer(section, n) {
+            set(&mut row, 14, &r);
         }
         if n.is_multiple_of(11) {
             set(&mut row, 16, &format!("email-{}", n % 5));

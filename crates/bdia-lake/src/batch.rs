@@ -149,6 +149,14 @@ pub(crate) struct HitBatchBuilder {
     context_data: MapBuilder<StringBuilder, StringBuilder>,
     customer_ids: MapBuilder<StringBuilder, StructBuilder>,
     hints: MapBuilder<StringBuilder, StringBuilder>,
+    browser: Sparse,
+    browser_version: Sparse,
+    os: Sparse,
+    os_version: Sparse,
+    device_type: Sparse,
+    is_bot: BooleanBuilder,
+    referrer_type: Dense,
+    search_engine: Sparse,
     rows: usize,
     capacity: usize,
 }
@@ -224,6 +232,14 @@ impl HitBatchBuilder {
             customer_ids: MapBuilder::new(Some(map_names()), StringBuilder::new(), cid)
                 .with_values_field(value_field(&cid_entries)),
             hints: string_map(),
+            browser: Sparse::default(),
+            browser_version: Sparse::default(),
+            os: Sparse::default(),
+            os_version: Sparse::default(),
+            device_type: Sparse::default(),
+            is_bot: BooleanBuilder::with_capacity(capacity),
+            referrer_type: Dense::new(capacity),
+            search_engine: Sparse::default(),
             rows: 0,
             capacity,
         }
@@ -313,6 +329,22 @@ impl HitBatchBuilder {
             s.append(true);
         }
         self.customer_ids.append(true)?;
+        match &h.device {
+            Some(d) => {
+                self.browser.set(row, &d.browser, cap);
+                self.browser_version
+                    .set_option(row, d.browser_version.as_deref(), cap);
+                self.os.set(row, &d.os, cap);
+                self.os_version
+                    .set_option(row, d.os_version.as_deref(), cap);
+                self.device_type.set(row, d.device_type.as_str(), cap);
+                self.is_bot.append_value(d.is_bot());
+            }
+            None => self.is_bot.append_null(),
+        }
+        self.referrer_type.append(h.traffic.referrer_type.as_str());
+        self.search_engine
+            .set_option(row, h.traffic.search_engine, cap);
         self.rows += 1;
         Ok(())
     }
@@ -353,6 +385,15 @@ impl HitBatchBuilder {
         cols.push(Arc::new(self.context_data.finish()));
         cols.push(Arc::new(self.customer_ids.finish()));
         cols.push(Arc::new(self.hints.finish()));
+        // `schema::ADDED_COLUMNS`, in order.
+        cols.push(self.browser.finish(rows, &nulls));
+        cols.push(self.browser_version.finish(rows, &nulls));
+        cols.push(self.os.finish(rows, &nulls));
+        cols.push(self.os_version.finish(rows, &nulls));
+        cols.push(self.device_type.finish(rows, &nulls));
+        cols.push(Arc::new(self.is_bot.finish()));
+        cols.push(self.referrer_type.finish());
+        cols.push(self.search_engine.finish(rows, &nulls));
         self.rows = 0;
         RecordBatch::try_new(self.schema.clone(), cols)
     }

@@ -153,6 +153,20 @@ fn table_columns() -> Result<Vec<StructField>, LakeError> {
     Ok(fields)
 }
 
+/// Whether a commit was refused because a concurrent commit changed the
+/// table's metadata or protocol (a schema change).
+fn schema_changed(e: &DeltaTableError) -> bool {
+    use deltalake_core::kernel::transaction::{CommitConflictError, TransactionError};
+    matches!(
+        e,
+        DeltaTableError::Transaction {
+            source: TransactionError::CommitConflict(
+                CommitConflictError::MetadataChanged | CommitConflictError::ProtocolChanged(_)
+            )
+        }
+    )
+}
+
 /// The URL of company `company`'s table under the lake root `lake`
 /// (a directory URL, ending in `/`).
 pub fn table_url(lake: &Url, company: &str) -> Result<Url, LakeError> {
@@ -234,6 +248,41 @@ impl HitTable {
             Err(e) => Self::load(at, &url).await?.ok_or(LakeError::Delta(e))?,
         };
         Ok(found(table))
+    }
+
+    /// Columns of the hit schema the table lacks (a table created before
+    /// they were added: `schema::ADDED_COLUMNS`).
+    fn missing_columns(&self) -> Result<Vec<StructField>, LakeError> {
+        let schema = self.table.snapshot()?.schema();
+        Ok(table_columns()?
+            .into_iter()
+            .filter(|f| schema.field(f.name()).is_none())
+            .collect())
+    }
+
+    /// Adds the columns of the hit schema the table lacks, in one commit
+    /// (Delta schema evolution: new nullable columns, which the table's
+    /// older files read as null). Another writer adding them at the same
+    /// time is fine: whichever commit wins, the table then has them.
+    async fn add_missing_columns(&mut self) -> Result<(), LakeError> {
+        let missing = self.missing_columns()?;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        match self.table.clone().add_columns().with_fields(missing).await {
+            Ok(table) => {
+                self.table = table;
+                Ok(())
+            }
+            Err(e) => {
+                self.refresh().await?;
+                if self.missing_columns()?.is_empty() {
+                    Ok(())
+                } else {
+                    Err(e.into())
+                }
+            }
+        }
     }
 
     /// Loads the table at `url`; `None` when there is no table there yet.
@@ -346,27 +395,37 @@ impl HitTable {
             partition_by: Some(PARTITION_COLUMNS.iter().map(|c| c.to_string()).collect()),
             predicate: None,
         };
-        let committed = CommitBuilder::from(properties)
-            .with_actions(actions)
-            .build(
-                Some(self.table.snapshot()?),
-                self.table.log_store(),
-                operation,
-            )
-            .await;
-        match committed {
-            Ok(done) => {
-                let table_version = done.version();
-                self.refresh().await?;
-                Ok(CommitOutcome::Committed { table_version })
+        let mut attempt = 0;
+        loop {
+            // Parts of the current schema go only into a table that has all
+            // its columns (readers never change a table).
+            self.add_missing_columns().await?;
+            let committed = CommitBuilder::from(properties.clone())
+                .with_actions(actions.clone())
+                .build(
+                    Some(self.table.snapshot()?),
+                    self.table.log_store(),
+                    operation.clone(),
+                )
+                .await;
+            match committed {
+                Ok(done) => {
+                    let table_version = done.version();
+                    self.refresh().await?;
+                    return Ok(CommitOutcome::Committed { table_version });
+                }
+                // A concurrent commit of the same group (refused by the
+                // conflict checker), or a commit whose outcome is unknown:
+                // the snapshot tells.
+                Err(e) => match self.already(app_id, txn_version).await? {
+                    Some(done) => return Ok(done),
+                    // Another writer changed the table's schema meanwhile
+                    // (added the columns this version adds): commit again
+                    // on the new snapshot.
+                    None if attempt < 2 && schema_changed(&e) => attempt += 1,
+                    None => return Err(e.into()),
+                },
             }
-            // A concurrent commit of the same group (refused by the conflict
-            // checker), or a commit whose outcome is unknown: the snapshot
-            // tells.
-            Err(e) => match self.already(app_id, txn_version).await? {
-                Some(done) => Ok(done),
-                None => Err(e.into()),
-            },
         }
     }
 

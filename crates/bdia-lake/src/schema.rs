@@ -4,7 +4,10 @@
 //! the contract), then one nullable string column per remaining simple
 //! variable (named as the batch file column: `browserHeight`, `userAgent`...),
 //! then `eVar1`..`eVar250`, `prop1`..`prop75`, `hier1`..`hier5`,
-//! `list1`..`list3`, then the maps `context_data`, `customer_ids`, `hints`.
+//! `list1`..`list3`, then the maps `context_data`, `customer_ids`, `hints`,
+//! then the columns added since the first schema ([`ADDED_COLUMNS`]), all
+//! nullable, at the end so that a table created before them gets them
+//! appended (`crate::delta`) and its older parts read them as null.
 //! `docs/LAKE.md` documents every column.
 
 use std::sync::{Arc, OnceLock};
@@ -28,6 +31,19 @@ pub const DEDICATED: &[Field] = &[
     Field::Events,
     Field::ReportSuiteId,
     Field::Timestamp,
+];
+
+/// Columns added to the hit schema after its first version, in schema
+/// order; always nullable (rows of parts written before them read null).
+pub const ADDED_COLUMNS: &[&str] = &[
+    "browser",
+    "browser_version",
+    "os",
+    "os_version",
+    "device_type",
+    "is_bot",
+    "referrer_type",
+    "search_engine",
 ];
 
 /// Columns whose row groups carry min/max statistics.
@@ -148,6 +164,12 @@ fn build_schema() -> SchemaRef {
         false,
     ));
     fields.push(map("hints", DataType::Utf8, false));
+    for name in ADDED_COLUMNS {
+        fields.push(match *name {
+            "is_bot" => ArrowField::new(*name, DataType::Boolean, true),
+            _ => opt(name),
+        });
+    }
     Arc::new(Schema::new(fields))
 }
 
@@ -194,6 +216,10 @@ mod tests {
                 names.contains(stats),
                 "{stats} has statistics but no column"
             );
+        }
+        for added in ADDED_COLUMNS {
+            let f = schema.field_with_name(added).unwrap();
+            assert!(f.is_nullable(), "{added} must be nullable");
         }
         let n = names.len();
         names.sort_unstable_by_key(|n| n.to_ascii_lowercase());

@@ -18,11 +18,15 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::sync::Arc;
 
+use bdia_format::fields::Field;
 use bdia_format::hit::{Hit, HitType, Visitor, VisitorKind};
 use serde::{Deserialize, Serialize};
 
+use crate::device::{Device, DeviceCache};
 use crate::identity::Identity;
+use crate::traffic::{classify, Traffic};
 use crate::visit::{advance, VisitInfo, VisitState};
 
 /// How many out-of-order rows are listed by row number in the processing log.
@@ -112,6 +116,11 @@ pub struct EnrichedHit {
     pub visitor_id_type: VisitorKind,
     /// The hit's visit.
     pub visit: VisitInfo,
+    /// What the user agent says (`None` without a `userAgent`); shared by
+    /// every hit of the file with the same user agent.
+    pub device: Option<Arc<Device>>,
+    /// The referrer's type in this report suite.
+    pub traffic: Traffic,
 }
 
 impl EnrichedHit {
@@ -217,6 +226,10 @@ pub struct FileEnricher<'a> {
     touched: Vec<(String, foldhash::HashMap<String, VisitState>)>,
     out_of_order: OutOfOrderReport,
     hits: u64,
+    /// Each distinct user agent of the file, parsed once.
+    devices: DeviceCache,
+    /// Internal URL filters by report suite (a suite not listed has none).
+    internal_url_filters: Vec<(String, Vec<String>)>,
 }
 
 impl<'a> FileEnricher<'a> {
@@ -227,7 +240,30 @@ impl<'a> FileEnricher<'a> {
             touched: Vec::new(),
             out_of_order: OutOfOrderReport::default(),
             hits: 0,
+            devices: DeviceCache::default(),
+            internal_url_filters: Vec::new(),
         }
+    }
+
+    /// Sets the internal URL filters of `report_suite` (see
+    /// [`crate::traffic::classify`]); without any, a referrer is internal
+    /// when its host is the host of the hit's page URL.
+    pub fn with_internal_url_filters(
+        mut self,
+        report_suite: &str,
+        filters: Vec<String>,
+    ) -> FileEnricher<'a> {
+        self.internal_url_filters.retain(|(s, _)| s != report_suite);
+        self.internal_url_filters
+            .push((report_suite.to_string(), filters));
+        self
+    }
+
+    fn filters(&self, report_suite: &str) -> &[String] {
+        self.internal_url_filters
+            .iter()
+            .find(|(s, _)| s == report_suite)
+            .map_or(&[], |(_, f)| f.as_slice())
     }
 
     /// Output hits produced so far.
@@ -302,11 +338,20 @@ impl<'a> FileEnricher<'a> {
                 });
             }
         }
+        let device = hit.get(Field::UserAgent).map(|ua| self.devices.get(ua));
+        let referrer = hit.get(Field::Referrer);
+        let page_url = hit.get(Field::PageUrl);
+        let traffic: Vec<Traffic> = suites
+            .iter()
+            .map(|s| classify(referrer, page_url, self.filters(s)))
+            .collect();
         let suites: Vec<String> = suites.into_iter().map(str::to_string).collect();
         let n = suites.len();
         let mut out = Vec::with_capacity(n);
         let mut hit = Some(hit);
-        for (i, (suite, visit)) in suites.into_iter().zip(visits).enumerate() {
+        for (i, ((suite, visit), traffic)) in
+            suites.into_iter().zip(visits).zip(traffic).enumerate()
+        {
             let h = if i + 1 == n {
                 hit.take().expect("moved once, at the end")
             } else {
@@ -318,6 +363,8 @@ impl<'a> FileEnricher<'a> {
                 visitor_id: visitor_id.clone(),
                 visitor_id_type: kind,
                 visit,
+                device: device.clone(),
+                traffic,
             });
         }
         self.hits += out.len() as u64;
@@ -640,6 +687,64 @@ mod tests {
         assert_eq!(
             enrich_file([vid(1, 0, "a")], &identity, Broken).unwrap_err(),
             "disk on fire"
+        );
+    }
+
+    #[test]
+    fn devices_and_traffic_sources_are_set_per_hit_and_suite() {
+        let identity = Identity::new(*b"s");
+        let bot = "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)";
+        let mut hits = Vec::new();
+        for (i, (ua, referrer)) in [
+            (Some(bot), None),
+            (Some(bot), Some("https://blog.example.com/post")),
+            (None, Some("https://www.example.com/home")),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut h = hit(
+                i as u64 + 1,
+                i as i64,
+                &["rs1", "rs2"],
+                VisitorKind::Vid,
+                "a",
+                true,
+            );
+            h.vars[Field::UserAgent as usize] = ua.map(str::to_string);
+            h.vars[Field::Referrer as usize] = referrer.map(str::to_string);
+            h.vars[Field::PageUrl as usize] = Some("https://www.example.com/cart".into());
+            hits.push(h);
+        }
+        let mut enricher = FileEnricher::new(&identity)
+            .with_internal_url_filters("rs2", vec!["example.com".into()]);
+        let mut states = MemoryStates::default();
+        let mut out = Vec::new();
+        for h in hits {
+            out.extend(enricher.enrich(h, &mut states).unwrap());
+        }
+        assert_eq!(enricher.devices.parses(), 1, "one user agent, parsed once");
+        assert!(out[0].device.as_ref().unwrap().is_bot());
+        assert!(Arc::ptr_eq(
+            out[0].device.as_ref().unwrap(),
+            out[3].device.as_ref().unwrap()
+        ));
+        assert_eq!(out[4].device, None);
+        let types: Vec<(&str, &str)> = out
+            .iter()
+            .map(|h| (h.report_suite.as_str(), h.traffic.referrer_type.as_str()))
+            .collect();
+        assert_eq!(
+            types,
+            [
+                ("rs1", "typed_bookmarked"),
+                ("rs2", "typed_bookmarked"),
+                // rs1 has no filters: only the page's own host is internal.
+                ("rs1", "other_web_site"),
+                ("rs2", "internal"),
+                ("rs1", "internal"),
+                ("rs2", "internal"),
+            ]
         );
     }
 

@@ -4,6 +4,9 @@
 //!   seeded (Experience-Cloud-style) visitor IDs derived from customer IDs.
 //! - [`visit`]: the visit rules (sessionization) for one visitor in one
 //!   report suite.
+//! - [`device`]: user agents to browser, operating system and device type
+//!   (the uap-core rules), bots included.
+//! - [`traffic`]: referrers to referrer types and search engines.
 //! - [`enrich`]: the enrichment of one file's hits, as a pure function of the
 //!   file and the visitor state before it.
 //!
@@ -28,8 +31,10 @@
 //! states.apply(&out.delta);
 //! ```
 
+pub mod device;
 pub mod enrich;
 pub mod identity;
+pub mod traffic;
 pub mod visit;
 
 pub use enrich::{

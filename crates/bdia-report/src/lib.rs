@@ -20,6 +20,15 @@
 //! - `visitors`: distinct (`visitor_id_type`, `visitor_id`) in the row.
 //! - `bounces`: visits with exactly one hit in the range, that hit being the
 //!   visit's first, counted on that hit's row.
+//! - `entries`: visits whose first hit is in the row; `bounce_rate`:
+//!   `bounces / entries`.
+//! - `total_seconds_spent`: per hit, the seconds to the next hit of its
+//!   visit (0 for the last), summed; `time_spent_per_visit`:
+//!   `total_seconds_spent / (visits - bounces)`.
+//! - `entry_page`, `exit_page`: the page of the visit's first and last page
+//!   view, on every hit of the visit (window functions over the range's
+//!   hits of each visit, in the `hits` view).
+//! - Robots' hits (`is_bot`) are left out unless the request includes them.
 //! - `events:<name>`: each occurrence of the event adds its value, or 1.
 //! - Days and hours are in the suite's time zone; a `day` report has a row
 //!   for every day of the range.
@@ -82,9 +91,14 @@ impl Value {
 
     fn zero(metric: &Metric) -> Value {
         match metric {
-            Metric::Event(_) => Value::Sum(0.0),
+            Metric::Event(_) | Metric::BounceRate | Metric::TimeSpentPerVisit => Value::Sum(0.0),
             _ => Value::Count(0),
         }
+    }
+
+    /// `a / b`, 0 when `b` is not positive.
+    fn ratio(a: Value, b: f64) -> Value {
+        Value::Sum(if b > 0.0 { a.as_f64() / b } else { 0.0 })
     }
 }
 
@@ -332,22 +346,31 @@ impl ReportEngine {
         })
     }
 
-    fn context(
+    async fn context(
         &self,
         parts: Vec<bdia_lake::PartRef>,
         req: &ReportRequest,
+        metrics: &[Metric],
     ) -> Result<SessionContext, ReportError> {
         let config = SessionConfig::new()
             .with_target_partitions(self.target_partitions)
             .with_information_schema(false);
         let ctx = SessionContext::new_with_config_rt(config, self.runtime.clone());
         ctx.register_table(
-            "hits",
+            sql::LAKE_TABLE,
             Arc::new(table::PartsTable::new(self.url.clone(), parts)),
         )?;
+        let needs = sql::ViewNeeds {
+            include_bots: req.include_bots,
+            entry_page: req.dimension == Dimension::EntryPage,
+            exit_page: req.dimension == Dimension::ExitPage,
+            time_spent: metrics.contains(&Metric::TotalSecondsSpent),
+        };
+        let view = ctx.sql(&sql::hits_view(needs)).await?.into_view();
+        ctx.register_table("hits", view)?;
         ctx.register_udf(udf::ReferrerHost::udf());
         let mut k = 0;
-        for m in &req.metrics {
+        for m in metrics {
             if let Metric::Event(name) = m {
                 ctx.register_udf(udf::EventTotal::udf(sql::event_fn(k), name.clone()));
                 k += 1;
@@ -384,16 +407,26 @@ impl ReportEngine {
             .reader()
             .parts(company, &req.report_suite, req.from, req.to)
             .await?;
-        let ctx = self.context(parts, req)?;
+        // The metrics computed: those asked, then the parts of the ratios
+        // among them that were not asked; ratios are computed from their
+        // parts at the end.
+        let mut metrics: Vec<Metric> = req.metrics.clone();
+        for m in &req.metrics {
+            for p in m.parts() {
+                if !metrics.contains(p) {
+                    metrics.push(p.clone());
+                }
+            }
+        }
+        let ctx = self.context(parts, req, &metrics).await?;
         let hour = sql::hour_expr(&offset_periods(&tz, req.from, req.to));
         let dim_sql = sql::dimension_expr(req.dimension, &hour);
         let distinct_visits = !req.dimension.is_time();
 
-        let main_metrics: Vec<(usize, &Metric)> = req
-            .metrics
+        let main_metrics: Vec<(usize, &Metric)> = metrics
             .iter()
             .enumerate()
-            .filter(|(_, m)| **m != Metric::Bounces)
+            .filter(|(_, m)| **m != Metric::Bounces && m.parts().is_empty())
             .collect();
         let plan = sql::Plan {
             metrics: main_metrics.clone(),
@@ -414,7 +447,7 @@ impl ReportEngine {
                 },
             )
         });
-        let bounce_index = req.metrics.iter().position(|m| *m == Metric::Bounces);
+        let bounce_index = metrics.iter().position(|m| *m == Metric::Bounces);
         let bounces_sql = bounce_index.map(|_| sql::bounces_query(&dim_sql));
 
         let (main, totals, bounces) = futures::try_join!(
@@ -434,7 +467,7 @@ impl ReportEngine {
         )?;
 
         // Rows by key.
-        let zero: Vec<Value> = req.metrics.iter().map(Value::zero).collect();
+        let zero: Vec<Value> = metrics.iter().map(Value::zero).collect();
         let mut by_key: HashMap<Option<String>, Vec<Value>> = HashMap::new();
         for batch in &main {
             let ks = keys(batch, req.dimension)?;
@@ -475,7 +508,7 @@ impl ReportEngine {
         let mut totals_v = zero.clone();
         for row in by_key.values() {
             for (i, v) in row.iter().enumerate() {
-                if req.metrics[i].additive(&req.dimension) {
+                if metrics[i].additive(&req.dimension) {
                     totals_v[i] = totals_v[i].add(*v);
                 }
             }
@@ -490,9 +523,37 @@ impl ReportEngine {
             }
         }
 
+        // Ratios from their parts, then only the metrics asked, in order.
+        let finish = |values: Vec<Value>| -> Vec<Value> {
+            let at = |m: &Metric| {
+                let i = metrics
+                    .iter()
+                    .position(|x| x == m)
+                    .expect("a part is computed");
+                values[i]
+            };
+            req.metrics
+                .iter()
+                .enumerate()
+                .map(|(i, m)| match m {
+                    Metric::BounceRate => {
+                        Value::ratio(at(&Metric::Bounces), at(&Metric::Entries).as_f64())
+                    }
+                    Metric::TimeSpentPerVisit => Value::ratio(
+                        at(&Metric::TotalSecondsSpent),
+                        at(&Metric::Visits).as_f64() - at(&Metric::Bounces).as_f64(),
+                    ),
+                    _ => values[i],
+                })
+                .collect()
+        };
+        let totals_v = finish(totals_v);
         let mut rows: Vec<Row> = by_key
             .into_iter()
-            .map(|(key, values)| Row { key, values })
+            .map(|(key, values)| Row {
+                key,
+                values: finish(values),
+            })
             .collect();
         if req.dimension.is_time() {
             rows.sort_by(|a, b| a.key.cmp(&b.key));

@@ -42,6 +42,16 @@ pub enum Metric {
     Hits,
     /// Visits with one hit, counted on the row of that hit.
     Bounces,
+    /// Visits whose first hit is in the row.
+    Entries,
+    /// `bounces / entries` (0 without entries).
+    BounceRate,
+    /// Seconds from each hit to the next hit of its visit, summed over the
+    /// row's hits (a visit's last hit has none).
+    TotalSecondsSpent,
+    /// `total_seconds_spent / (visits - bounces)` (0 when no visit of the
+    /// row had a second hit).
+    TimeSpentPerVisit,
     /// An event: each occurrence counts its value, or 1 without one.
     Event(String),
 }
@@ -56,6 +66,10 @@ impl Metric {
             Metric::LinkHits => "link_hits".into(),
             Metric::Hits => "hits".into(),
             Metric::Bounces => "bounces".into(),
+            Metric::Entries => "entries".into(),
+            Metric::BounceRate => "bounce_rate".into(),
+            Metric::TotalSecondsSpent => "total_seconds_spent".into(),
+            Metric::TimeSpentPerVisit => "time_spent_per_visit".into(),
             Metric::Event(name) => format!("events:{name}"),
         }
     }
@@ -70,13 +84,17 @@ impl Metric {
             "link_hits" => Metric::LinkHits,
             "hits" => Metric::Hits,
             "bounces" => Metric::Bounces,
+            "entries" => Metric::Entries,
+            "bounce_rate" => Metric::BounceRate,
+            "total_seconds_spent" => Metric::TotalSecondsSpent,
+            "time_spent_per_visit" => Metric::TimeSpentPerVisit,
             _ => match s.strip_prefix("events:") {
                 Some(name) => Metric::Event(check_event_name(name)?.to_string()),
                 None => {
                     return Err(ReportError::invalid(
                         "invalid_metric",
                         format!(
-                            "Unknown metric '{}': expected pageviews, visits, visitors, link_hits, hits, bounces or events:<name>",
+                            "Unknown metric '{}': expected pageviews, visits, visitors, link_hits, hits, bounces, entries, bounce_rate, total_seconds_spent, time_spent_per_visit or events:<name>",
                             shown(s)
                         ),
                     ))
@@ -85,12 +103,24 @@ impl Metric {
         })
     }
 
-    /// Whether the rows' values add up to the total (false for distinct counts).
+    /// Whether the rows' values add up to the total (false for distinct
+    /// counts and ratios).
     pub(crate) fn additive(&self, dimension: &Dimension) -> bool {
         match self {
-            Metric::Visitors => false,
+            Metric::Visitors | Metric::BounceRate | Metric::TimeSpentPerVisit => false,
             Metric::Visits => dimension.is_time(),
             _ => true,
+        }
+    }
+
+    /// The metrics a ratio is computed from (empty for the others).
+    pub(crate) fn parts(&self) -> &'static [Metric] {
+        match self {
+            Metric::BounceRate => &[Metric::Bounces, Metric::Entries],
+            Metric::TimeSpentPerVisit => {
+                &[Metric::TotalSecondsSpent, Metric::Visits, Metric::Bounces]
+            }
+            _ => &[],
         }
     }
 }
@@ -145,6 +175,24 @@ pub enum Dimension {
     VisitorIdType,
     /// The uploaded file a hit came from.
     FileId,
+    /// Browser family from the user agent (`Chrome`, `Mobile Safari`).
+    Browser,
+    /// Browser family and version (`Chrome 120.0`).
+    BrowserVersion,
+    /// Operating system family (`Windows`, `iOS`).
+    Os,
+    /// `desktop`, `mobile`, `tablet` or `bot`.
+    DeviceType,
+    /// `typed_bookmarked`, `internal`, `search_engine`, `social`,
+    /// `other_web_site`, `email` or `hard_drive`.
+    ReferrerType,
+    /// The search engine of a `search_engine` referrer.
+    SearchEngine,
+    /// The visit's first page (page name, else page URL), on every hit of
+    /// the visit.
+    EntryPage,
+    /// The visit's last page, on every hit of the visit.
+    ExitPage,
 }
 
 impl Dimension {
@@ -171,6 +219,14 @@ impl Dimension {
             "referrer_host" => Dimension::ReferrerHost,
             "visitor_id_type" => Dimension::VisitorIdType,
             "file_id" => Dimension::FileId,
+            "browser" => Dimension::Browser,
+            "browser_version" => Dimension::BrowserVersion,
+            "os" => Dimension::Os,
+            "device_type" => Dimension::DeviceType,
+            "referrer_type" => Dimension::ReferrerType,
+            "search_engine" => Dimension::SearchEngine,
+            "entry_page" => Dimension::EntryPage,
+            "exit_page" => Dimension::ExitPage,
             _ => {
                 if let Some(n) = numbered("evar", MAX_EVAR) {
                     Dimension::Evar(n)
@@ -180,7 +236,7 @@ impl Dimension {
                     return Err(ReportError::invalid(
                         "invalid_dimension",
                         format!(
-                            "Unknown dimension '{}': expected day, hour, page, page_url, link_name, link_type, channel, campaign, referrer_host, evar1..evar{MAX_EVAR}, prop1..prop{MAX_PROP}, visitor_id_type or file_id",
+                            "Unknown dimension '{}': expected day, hour, page, page_url, link_name, link_type, channel, campaign, referrer_host, evar1..evar{MAX_EVAR}, prop1..prop{MAX_PROP}, visitor_id_type, file_id, browser, browser_version, os, device_type, referrer_type, search_engine, entry_page or exit_page",
                             shown(s)
                         ),
                     ));
@@ -211,6 +267,14 @@ impl fmt::Display for Dimension {
             Dimension::Prop(n) => write!(f, "prop{n}"),
             Dimension::VisitorIdType => f.write_str("visitor_id_type"),
             Dimension::FileId => f.write_str("file_id"),
+            Dimension::Browser => f.write_str("browser"),
+            Dimension::BrowserVersion => f.write_str("browser_version"),
+            Dimension::Os => f.write_str("os"),
+            Dimension::DeviceType => f.write_str("device_type"),
+            Dimension::ReferrerType => f.write_str("referrer_type"),
+            Dimension::SearchEngine => f.write_str("search_engine"),
+            Dimension::EntryPage => f.write_str("entry_page"),
+            Dimension::ExitPage => f.write_str("exit_page"),
         }
     }
 }
@@ -230,6 +294,8 @@ pub struct ReportRequest {
     pub to: Date,
     /// At most this many rows (None: every row).
     pub limit: Option<usize>,
+    /// Whether hits of robots (`is_bot`) count; they are left out by default.
+    pub include_bots: bool,
 }
 
 /// Shows at most 60 characters of a user's value in an error message.
@@ -286,7 +352,7 @@ impl ReportRequest {
             .ok_or_else(|| {
                 ReportError::invalid(
                     "invalid_metric",
-                    "Missing 'metrics': give one or more of pageviews, visits, visitors, link_hits, hits, bounces, events:<name>, comma separated",
+                    "Missing 'metrics': give one or more of pageviews, visits, visitors, link_hits, hits, bounces, entries, bounce_rate, total_seconds_spent, time_spent_per_visit, events:<name>, comma separated",
                 )
             })?;
         let mut parsed = Vec::new();
@@ -350,7 +416,27 @@ impl ReportRequest {
             from,
             to,
             limit,
+            include_bots: false,
         })
+    }
+
+    /// Sets [`ReportRequest::include_bots`] from the `include_bots` query
+    /// parameter: `true` or `false` (absent or empty: `false`).
+    pub fn with_include_bots(mut self, value: Option<&str>) -> Result<ReportRequest, ReportError> {
+        self.include_bots = match value.map(str::trim).filter(|s| !s.is_empty()) {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(other) => {
+                return Err(ReportError::invalid(
+                    "invalid_include_bots",
+                    format!(
+                        "Invalid include_bots '{}': expected true or false",
+                        shown(other)
+                    ),
+                ))
+            }
+        };
+        Ok(self)
     }
 }
 
@@ -390,6 +476,51 @@ mod tests {
         assert_eq!(r.metrics.len(), 5);
         assert_eq!(r.metrics[3], Metric::Event("purchase".into()));
         assert_eq!(r.limit, Some(5));
+    }
+
+    #[test]
+    fn device_and_traffic_names_and_bots() {
+        let d = Some("2026-01-01");
+        for name in [
+            "browser",
+            "browser_version",
+            "os",
+            "device_type",
+            "referrer_type",
+            "search_engine",
+            "entry_page",
+            "exit_page",
+        ] {
+            let r = parse(
+                Some("bounce_rate,time_spent_per_visit"),
+                Some(name),
+                d,
+                d,
+                None,
+            )
+            .unwrap();
+            assert_eq!(r.dimension.to_string(), name);
+            assert!(!r.include_bots);
+        }
+        let r = parse(Some("entries,total_seconds_spent"), None, d, d, None).unwrap();
+        assert_eq!(r.metrics, [Metric::Entries, Metric::TotalSecondsSpent]);
+        assert!(
+            r.clone()
+                .with_include_bots(Some("true"))
+                .unwrap()
+                .include_bots
+        );
+        assert!(
+            !r.clone()
+                .with_include_bots(Some("false"))
+                .unwrap()
+                .include_bots
+        );
+        assert!(!r.clone().with_include_bots(None).unwrap().include_bots);
+        assert_eq!(
+            code(r.with_include_bots(Some("yes"))),
+            "invalid_include_bots"
+        );
     }
 
     #[test]

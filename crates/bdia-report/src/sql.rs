@@ -31,12 +31,7 @@ pub(crate) fn dimension_expr(dim: Dimension, hour_expr: &str) -> String {
     match dim {
         Dimension::Day => col("date"),
         Dimension::Hour => hour_expr.to_string(),
-        Dimension::Page => format!(
-            "CASE WHEN {ht} = 'page_view' THEN coalesce({pn}, {pu}) END",
-            ht = col("hit_type"),
-            pn = col("page_name"),
-            pu = col("page_url")
-        ),
+        Dimension::Page => page_expr(),
         Dimension::PageUrl => col("page_url"),
         Dimension::LinkName => col("link_name"),
         Dimension::LinkType => format!(
@@ -50,7 +45,100 @@ pub(crate) fn dimension_expr(dim: Dimension, hour_expr: &str) -> String {
         Dimension::Prop(n) => col(&format!("prop{n}")),
         Dimension::VisitorIdType => col("visitor_id_type"),
         Dimension::FileId => col("file_id"),
+        Dimension::Browser => col("browser"),
+        Dimension::BrowserVersion => format!(
+            "CASE WHEN {b} IS NOT NULL THEN concat_ws(' ', {b}, {v}) END",
+            b = col("browser"),
+            v = col("browser_version")
+        ),
+        Dimension::Os => col("os"),
+        Dimension::DeviceType => col("device_type"),
+        Dimension::ReferrerType => col("referrer_type"),
+        Dimension::SearchEngine => col("search_engine"),
+        Dimension::EntryPage => col(ENTRY_PAGE),
+        Dimension::ExitPage => col(EXIT_PAGE),
     }
+}
+
+/// The page of a page view: `page_name`, else `page_url`; null for link hits.
+fn page_expr() -> String {
+    format!(
+        "CASE WHEN {ht} = 'page_view' THEN coalesce({pn}, {pu}) END",
+        ht = col("hit_type"),
+        pn = col("page_name"),
+        pu = col("page_url")
+    )
+}
+
+/// The name of the lake's table in a report's context; reports read the
+/// view [`hits_view`] named `hits`.
+pub(crate) const LAKE_TABLE: &str = "lake_hits";
+/// Columns the view adds, when asked.
+const ENTRY_PAGE: &str = "entry_page";
+const EXIT_PAGE: &str = "exit_page";
+const TIME_SPENT: &str = "time_spent";
+
+/// What the `hits` view of a report holds besides the lake's columns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct ViewNeeds {
+    /// Keep robots' hits.
+    pub include_bots: bool,
+    /// `entry_page`: the page of the visit's first page view.
+    pub entry_page: bool,
+    /// `exit_page`: the page of the visit's last page view.
+    pub exit_page: bool,
+    /// `time_spent`: seconds to the visit's next hit (0 for its last).
+    pub time_spent: bool,
+}
+
+/// The `hits` view: the lake's rows of the range, robots left out unless
+/// asked, with the visit-level columns the report needs, computed over
+/// the range's hits of each visit (`visitor_id_type`, `visitor_id`,
+/// `visit_num`): window functions, so a visit's entry page, exit page
+/// and times are those of all its hits, whichever file they came from.
+pub(crate) fn hits_view(needs: ViewNeeds) -> String {
+    let visit = format!(
+        "PARTITION BY {}, {}, {}",
+        col("visitor_id_type"),
+        col("visitor_id"),
+        col("visit_num")
+    );
+    let page_first = format!(
+        "CASE WHEN {} = 'page_view' THEN 0 ELSE 1 END",
+        col("hit_type")
+    );
+    let all = "ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING";
+    // The page of the visit's first page view in `order` (page views
+    // first, then by page number and time).
+    let page_of_visit = |order: &str, alias: &str| {
+        format!(
+            "first_value({page}) OVER ({visit} ORDER BY {page_first}, {pn} {order}, {t} {order} {all}) AS {alias}",
+            page = page_expr(),
+            pn = col("visit_page_num"),
+            t = col("hit_time"),
+        )
+    };
+    let mut select = vec!["*".to_string()];
+    if needs.entry_page {
+        select.push(page_of_visit("ASC", ENTRY_PAGE));
+    }
+    if needs.exit_page {
+        select.push(page_of_visit("DESC", EXIT_PAGE));
+    }
+    if needs.time_spent {
+        let t = format!("CAST({} AS BIGINT)", col("hit_time"));
+        select.push(format!(
+            "coalesce(lead({t}) OVER ({visit} ORDER BY {t}, {pn}, {f}, {r}) - {t}, 0) / 1000000 AS {TIME_SPENT}",
+            pn = col("visit_page_num"),
+            f = col("file_id"),
+            r = col("row_number"),
+        ));
+    }
+    let mut q = format!("SELECT {} FROM {LAKE_TABLE}", select.join(", "));
+    if !needs.include_bots {
+        q.push_str(&format!(" WHERE {} IS NOT TRUE", col("is_bot")));
+    }
+    q
 }
 
 /// The local hour index of `hit_time`: UTC microseconds plus the zone's
@@ -119,12 +207,18 @@ pub(crate) fn main_query(dim: Option<&str>, plan: &Plan<'_>) -> String {
             Metric::Visits if !plan.distinct_visits => {
                 format!("CASE WHEN {} THEN 1 ELSE 0 END", col("new_visit"))
             }
+            Metric::Entries => format!("CASE WHEN {} THEN 1 ELSE 0 END", col("new_visit")),
+            Metric::TotalSecondsSpent => col(TIME_SPENT),
             Metric::Event(_) => {
                 let e = format!("{}({})", event_fn(event_k), col("events"));
                 event_k += 1;
                 e
             }
-            Metric::Visits | Metric::Visitors | Metric::Bounces => continue,
+            Metric::Visits
+            | Metric::Visitors
+            | Metric::Bounces
+            | Metric::BounceRate
+            | Metric::TimeSpentPerVisit => continue,
         };
         per_hit.push((alias, expr));
     }

@@ -6,6 +6,8 @@
 //!   name is a field of the function, not an argument.
 //! - `referrer_host(referrer)`: [`referrer_host`].
 
+pub use bdia_model::traffic::referrer_host;
+
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -17,28 +19,6 @@ use datafusion::common::{exec_err, Result};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
-
-/// The host of a referrer URL, lower-cased, without user info, port or a
-/// trailing dot; `None` when there is none. `https://User@WWW.Example.com:8080/a?b`
-/// gives `www.example.com`; a value without `://` is read from its start
-/// (`example.com/x` gives `example.com`).
-pub fn referrer_host(referrer: &str) -> Option<String> {
-    let r = referrer.trim();
-    let rest = match r.find("://") {
-        Some(i) => &r[i + 3..],
-        None => r.strip_prefix("//").unwrap_or(r),
-    };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..end];
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    let host = if host.starts_with('[') {
-        host.find(']').map_or(host, |i| &host[..=i])
-    } else {
-        host.split(':').next().unwrap_or("")
-    };
-    let host = host.trim_end_matches('.');
-    (!host.is_empty()).then(|| host.to_ascii_lowercase())
-}
 
 /// `event_total_<k>(events) -> Float64`.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -156,28 +136,5 @@ impl ScalarUDFImpl for ReferrerHost {
             }
         }
         Ok(ColumnarValue::Array(Arc::new(out.finish()) as ArrayRef))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::referrer_host;
-
-    #[test]
-    fn hosts() {
-        let cases = [
-            ("https://www.Example.com/a/b?c=d", Some("www.example.com")),
-            ("http://user:pw@host.example:8080/x", Some("host.example")),
-            ("https://example.com", Some("example.com")),
-            ("https://example.com.#frag", Some("example.com")),
-            ("example.com/path", Some("example.com")),
-            ("//cdn.example.org/x", Some("cdn.example.org")),
-            ("http://[::1]:8080/", Some("[::1]")),
-            ("https:///nohost", None),
-            ("", None),
-        ];
-        for (input, want) in cases {
-            assert_eq!(referrer_host(input).as_deref(), want, "{input}");
-        }
     }
 }

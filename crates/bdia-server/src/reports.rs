@@ -7,7 +7,7 @@
 //! - `GET /api/v1/report-suites`: the caller's suites with their time zones
 //!   and settings; `GET|PATCH /api/v1/report-suites/{rsid}`: one suite, and
 //!   a change of its settings (`{"accept_single_hits": true}`).
-//! - `GET /api/v1/report-suites/{rsid}/report?metrics=&dimension=&from=&to=&limit=`:
+//! - `GET /api/v1/report-suites/{rsid}/report?metrics=&dimension=&from=&to=&limit=&include_bots=`:
 //!   a report over the suite's committed lake data ([`bdia_report`]).
 //! - `GET /api/v1/groups`: per visitor group, the queue depth, the file in
 //!   progress, the last completed file and its rows per second.
@@ -194,7 +194,8 @@ pub async fn report(
         get("from"),
         get("to"),
         get("limit"),
-    )?;
+    )?
+    .with_include_bots(get("include_bots"))?;
     let started = std::time::Instant::now();
     let report = run_bounded(&state, company, &req, &suite.time_zone).await?;
     metrics::histogram!(crate::metrics::REPORT_SECONDS.name)

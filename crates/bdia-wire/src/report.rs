@@ -28,11 +28,15 @@ pub struct ReportQuery {
     /// At most this many rows.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
+    /// Count robots' hits (left out by default).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub include_bots: bool,
 }
 
 impl ReportQuery {
     /// The query string's pairs, in the order `metrics, from, to,
-    /// dimension, limit`; absent options are left out.
+    /// dimension, limit, include_bots`; absent options (and
+    /// `include_bots` when false) are left out.
     pub fn pairs(&self) -> Vec<(&'static str, String)> {
         let mut q = vec![
             ("metrics", self.metrics.clone()),
@@ -44,6 +48,9 @@ impl ReportQuery {
         }
         if let Some(l) = self.limit {
             q.push(("limit", l.to_string()));
+        }
+        if self.include_bots {
+            q.push(("include_bots", "true".to_string()));
         }
         q
     }
@@ -235,6 +242,7 @@ mod tests {
             from: "2026-01-01".into(),
             to: "2026-01-31".into(),
             limit: Some(10),
+            include_bots: false,
         };
         assert_eq!(
             q.pairs(),
@@ -247,6 +255,14 @@ mod tests {
         );
         let json = serde_json::to_string(&q).unwrap();
         assert_eq!(serde_json::from_str::<ReportQuery>(&json).unwrap(), q);
+        let bots = ReportQuery {
+            include_bots: true,
+            ..q
+        };
+        assert_eq!(
+            bots.pairs().last(),
+            Some(&("include_bots", "true".to_string()))
+        );
     }
 
     #[test]

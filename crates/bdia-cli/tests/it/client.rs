@@ -87,8 +87,10 @@ fn assert_lake_holds_exactly(server: &Served, dir: &Path, suite: &str) {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    // Every row, robots' too.
     let out = server.bdia(&[
         "report",
+        "--include-bots",
         "--rsid",
         suite,
         "--metrics",
@@ -590,6 +592,7 @@ fn shuffled_prepared_upload_reports_like_one_sorted_file() {
     let report = |suite: &str, dimension: &str, metrics: &str| -> serde_json::Value {
         let out = server.bdia(&[
             "report",
+            "--include-bots",
             "--rsid",
             suite,
             "--metrics",

@@ -229,6 +229,22 @@ impl BdiaServe {
         );
     }
 
+    /// `bdia ARGS...` against this server as its first-start client.
+    pub fn remote(&self, args: &[&str]) -> std::process::Output {
+        let creds = self.credentials();
+        Command::new(env!("CARGO_BIN_EXE_bdia"))
+            .args(args)
+            .env("BDIA_URL", self.url())
+            .env("BDIA_CLIENT_ID", creds["client_id"].as_str().unwrap())
+            .env(
+                "BDIA_CLIENT_SECRET",
+                creds["client_secret"].as_str().unwrap(),
+            )
+            .env("BDIA_CLIENT_CONFIG", "/nonexistent")
+            .output()
+            .unwrap()
+    }
+
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)

@@ -8,18 +8,7 @@ use std::process::{Command, Output};
 use crate::common::{admin_output, json, BdiaServe};
 
 fn remote(server: &BdiaServe, args: &[&str]) -> Output {
-    let creds = server.credentials();
-    Command::new(env!("CARGO_BIN_EXE_bdia"))
-        .args(args)
-        .env("BDIA_URL", server.url())
-        .env("BDIA_CLIENT_ID", creds["client_id"].as_str().unwrap())
-        .env(
-            "BDIA_CLIENT_SECRET",
-            creds["client_secret"].as_str().unwrap(),
-        )
-        .env("BDIA_CLIENT_CONFIG", "/nonexistent")
-        .output()
-        .unwrap()
+    server.remote(args)
 }
 
 fn generated(dir: &Path) -> String {

@@ -11,6 +11,7 @@ mod api_fuzz;
 mod client;
 mod common;
 mod crash;
+mod devices;
 mod groups;
 mod hygiene;
 mod lake_ops;

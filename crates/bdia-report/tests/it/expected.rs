@@ -26,7 +26,68 @@ pub struct Input {
     pub evar3: Option<String>,
     pub prop5: Option<String>,
     pub events: Vec<(String, Option<f64>)>,
+    /// Index in [`USER_AGENTS`]; `None`: no `userAgent`.
+    pub ua: Option<usize>,
 }
+
+/// A user agent and what it is known to be: (user agent, browser, browser
+/// version, OS, device type).
+pub type KnownAgent = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+);
+
+/// The user agents of the generated rows, with their known values.
+pub const USER_AGENTS: &[KnownAgent] = &[
+    (
+        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+        "Chrome", "Chrome 120.0", "Windows", "desktop",
+    ),
+    (
+        "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15",
+        "Safari", "Safari 17.1", "Mac OS X", "desktop",
+    ),
+    (
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1",
+        "Mobile Safari", "Mobile Safari 17.1", "iOS", "mobile",
+    ),
+    (
+        "Mozilla/5.0 (iPad; CPU OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Mobile/15E148 Safari/604.1",
+        "Mobile Safari", "Mobile Safari 17.1", "iOS", "tablet",
+    ),
+    (
+        "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+        "Googlebot", "Googlebot 2.1", "Other", "bot",
+    ),
+];
+
+/// Whether a row is a robot's.
+pub fn is_bot(r: &Input) -> bool {
+    r.ua.is_some_and(|i| USER_AGENTS[i].4 == "bot")
+}
+
+/// Referrers of the generated rows and their known (referrer type, search
+/// engine) for pages on `acme.example`.
+pub const REFERRERS: &[(&str, &str, Option<&str>)] = &[
+    (
+        "https://www.Google.com/search?q=x",
+        "search_engine",
+        Some("Google"),
+    ),
+    ("http://news.example.org:8080/a/b", "other_web_site", None),
+    ("https://user@shop.example.net/", "other_web_site", None),
+    ("example.com/path", "typed_bookmarked", None),
+    ("https://acme.example/products", "internal", None),
+    ("https://m.facebook.com/story", "social", None),
+    (
+        "https://www.bing.com/search?q=",
+        "search_engine",
+        Some("Microsoft Bing"),
+    ),
+];
 
 struct Rng(u64);
 
@@ -56,14 +117,15 @@ pub const WEB_TZ: &str = "America/New_York";
 /// rows in time order, all sorted by time. Gaps include exactly 1,800 s,
 /// 1,801 s and runs long enough to cross the 12-hour visit limit.
 pub fn generate(seed: u64, visitors: usize, start: i64) -> Vec<Input> {
+    generate_with(seed, visitors, start, REFERRERS.len())
+}
+
+/// [`generate`] with only the first `referrers` of [`REFERRERS`] (the
+/// lake fixture was written with the first four).
+pub fn generate_with(seed: u64, visitors: usize, start: i64, referrers: usize) -> Vec<Input> {
     let mut rng = Rng(seed | 1);
     let pages = ["Home", "Products", "Cart", "Checkout", "Search", "About"];
-    let refs = [
-        "https://www.Google.com/search?q=x",
-        "http://news.example.org:8080/a/b",
-        "https://user@shop.example.net/",
-        "example.com/path",
-    ];
+    let refs: Vec<&str> = REFERRERS[..referrers].iter().map(|r| r.0).collect();
     let gaps = [5, 30, 600, 1800, 1801, 5000, 20000, 600, 60, 1800];
     let mut out = Vec::new();
     for v in 0..visitors {
@@ -74,6 +136,8 @@ pub fn generate(seed: u64, visitors: usize, start: i64) -> Vec<Input> {
             VisitorKind::Vid
         };
         let visitor = format!("v{}", v % 20);
+        // One user agent per visitor id (ids repeat), one in eight without.
+        let ua = (v % 20 % 8 != 7).then_some(v % 20 % USER_AGENTS.len());
         let mut ts = start + rng.below(3 * 86_400) as i64;
         let n = if v == 3 {
             90
@@ -133,6 +197,7 @@ pub fn generate(seed: u64, visitors: usize, start: i64) -> Vec<Input> {
                     .maybe(50)
                     .then(|| rng.pick(&["en", "fr", "de"]).to_string()),
                 events,
+                ua,
             });
         }
     }
@@ -149,7 +214,7 @@ pub fn to_hit(row: u64, r: &Input) -> Hit {
     vars[Field::Channel as usize] = r.channel.clone();
     vars[Field::Campaign as usize] = r.campaign.clone();
     vars[Field::Referrer as usize] = r.referrer.clone();
-    vars[Field::UserAgent as usize] = Some("Mozilla/5.0".into());
+    vars[Field::UserAgent as usize] = r.ua.map(|i| USER_AGENTS[i].0.to_string());
     if !r.events.is_empty() {
         vars[Field::Events as usize] = Some(
             r.events
@@ -200,6 +265,8 @@ pub fn to_hit(row: u64, r: &Input) -> Hit {
 #[derive(Debug, Clone)]
 pub struct Sessionized<'a> {
     pub input: &'a Input,
+    /// Position in processing order.
+    pub seq: usize,
     pub file_id: String,
     pub visitor: (String, String),
     pub visit: u32,
@@ -223,7 +290,7 @@ pub fn sessionize<'a>(rows: &'a [(String, Input)], suite: &str, tz: &str) -> Vec
     let tz = TimeZone::get(tz).unwrap();
     let mut state: HashMap<(String, String), (u32, i64, i64)> = HashMap::new();
     let mut out = Vec::new();
-    for (file_id, r) in rows {
+    for (seq, (file_id, r)) in rows.iter().enumerate() {
         if !r.suites.iter().any(|s| s == suite) {
             continue;
         }
@@ -245,6 +312,7 @@ pub fn sessionize<'a>(rows: &'a [(String, Input)], suite: &str, tz: &str) -> Vec
         let local = tz.to_datetime(jiff::Timestamp::from_second(r.ts).unwrap());
         out.push(Sessionized {
             input: r,
+            seq,
             file_id: file_id.clone(),
             visitor: key,
             visit,
@@ -269,16 +337,79 @@ fn host(r: &str) -> Option<String> {
     (!h.is_empty()).then_some(h)
 }
 
+/// Visit-level values of the range's hits, computed from them alone.
+#[derive(Default)]
+pub struct Visits {
+    /// Page of each visit's first page view.
+    pub entry: HashMap<((String, String), u32), Option<String>>,
+    /// Page of each visit's last page view.
+    pub exit: HashMap<((String, String), u32), Option<String>>,
+    /// Seconds to the next hit of the visit, by `seq`.
+    pub spent: HashMap<usize, i64>,
+}
+
+fn page(r: &Input) -> Option<String> {
+    match r.link {
+        None => r.page_name.clone().or(r.page_url.clone()),
+        Some(_) => None,
+    }
+}
+
+/// [`Visits`] of `rows` (in processing order).
+pub fn visits(rows: &[&Sessionized<'_>]) -> Visits {
+    let mut by_visit: BTreeMap<((String, String), u32), Vec<&Sessionized<'_>>> = BTreeMap::new();
+    for s in rows {
+        by_visit
+            .entry((s.visitor.clone(), s.visit))
+            .or_default()
+            .push(s);
+    }
+    let mut out = Visits::default();
+    for (key, mut hits) in by_visit {
+        hits.sort_by_key(|s| (s.input.ts, s.seq));
+        let pages: Vec<&&Sessionized<'_>> =
+            hits.iter().filter(|s| s.input.link.is_none()).collect();
+        out.entry
+            .insert(key.clone(), pages.first().and_then(|s| page(s.input)));
+        out.exit
+            .insert(key, pages.last().and_then(|s| page(s.input)));
+        for w in hits.windows(2) {
+            out.spent.insert(w[0].seq, w[1].input.ts - w[0].input.ts);
+        }
+        if let Some(last) = hits.last() {
+            out.spent.insert(last.seq, 0);
+        }
+    }
+    out
+}
+
 /// The dimension value of a row.
-pub fn dimension(dim: &str, s: &Sessionized<'_>) -> Option<String> {
+pub fn dimension(dim: &str, s: &Sessionized<'_>, v: &Visits) -> Option<String> {
     let r = s.input;
+    let agent = r.ua.map(|i| USER_AGENTS[i]);
+    let referrer = || {
+        let r = r.referrer.as_deref();
+        match r {
+            None => ("typed_bookmarked", None),
+            Some(r) => {
+                let known = REFERRERS.iter().find(|k| k.0 == r).unwrap();
+                (known.1, known.2)
+            }
+        }
+    };
+    let key = (s.visitor.clone(), s.visit);
     match dim {
+        "browser" => agent.map(|a| a.1.to_string()),
+        "browser_version" => agent.map(|a| a.2.to_string()),
+        "os" => agent.map(|a| a.3.to_string()),
+        "device_type" => agent.map(|a| a.4.to_string()),
+        "referrer_type" => Some(referrer().0.to_string()),
+        "search_engine" => referrer().1.map(str::to_string),
+        "entry_page" => v.entry[&key].clone(),
+        "exit_page" => v.exit[&key].clone(),
         "day" => Some(s.local_day.clone()),
         "hour" => Some(s.local_hour.clone()),
-        "page" => match r.link {
-            None => r.page_name.clone().or(r.page_url.clone()),
-            Some(_) => None,
-        },
+        "page" => page(r),
         "page_url" => r.page_url.clone(),
         "link_name" => r.link_name.clone(),
         "link_type" => r.link.map(|c| match c {
@@ -311,20 +442,38 @@ pub const METRICS: &[&str] = &[
     "events:purchase",
     "events:event2",
     "events:nothing",
+    "entries",
+    "bounce_rate",
+    "total_seconds_spent",
+    "time_spent_per_visit",
 ];
 
 /// Expected rows (dimension value -> metric -> value) and totals of a
-/// report over the rows whose local day is in `from..=to`.
+/// report over the rows whose local day is in `from..=to`, robots' rows
+/// left out.
 pub fn report(
     all: &[Sessionized<'_>],
     dim: &str,
     from: &str,
     to: &str,
 ) -> (Rows, BTreeMap<String, f64>) {
+    report_with(all, dim, from, to, false)
+}
+
+/// [`report`], with robots' rows kept when `include_bots`.
+pub fn report_with(
+    all: &[Sessionized<'_>],
+    dim: &str,
+    from: &str,
+    to: &str,
+    include_bots: bool,
+) -> (Rows, BTreeMap<String, f64>) {
     let in_range: Vec<&Sessionized<'_>> = all
         .iter()
         .filter(|s| s.local_day.as_str() >= from && s.local_day.as_str() <= to)
+        .filter(|s| include_bots || !is_bot(s.input))
         .collect();
+    let v = visits(&in_range);
     let time = dim == "day" || dim == "hour";
     // Hits of each visit in the range.
     let mut visit_hits: HashMap<(&(String, String), u32), usize> = HashMap::new();
@@ -334,7 +483,7 @@ pub fn report(
     let groups: Vec<(Option<String>, Vec<&Sessionized<'_>>)> = {
         let mut m: BTreeMap<Option<String>, Vec<&Sessionized<'_>>> = BTreeMap::new();
         for s in &in_range {
-            m.entry(dimension(dim, s)).or_default().push(s);
+            m.entry(dimension(dim, s, &v)).or_default().push(s);
         }
         m.into_iter().collect()
     };
@@ -374,6 +523,16 @@ pub fn report(
         out.insert("events:purchase".into(), event("purchase"));
         out.insert("events:event2".into(), event("event2"));
         out.insert("events:nothing".into(), 0.0);
+        let entries = rows.iter().filter(|s| s.first).count() as f64;
+        let seconds: i64 = rows.iter().map(|s| v.spent[&s.seq]).sum();
+        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+        out.insert("entries".into(), entries);
+        out.insert("bounce_rate".into(), ratio(bounces as f64, entries));
+        out.insert("total_seconds_spent".into(), seconds as f64);
+        out.insert(
+            "time_spent_per_visit".into(),
+            ratio(seconds as f64, visits as f64 - bounces as f64),
+        );
         out
     };
     let mut rows: BTreeMap<Option<String>, BTreeMap<String, f64>> = groups

@@ -146,6 +146,8 @@ struct Loaded {
     zones: SuiteZones,
     /// The company's report suites.
     owned: HashSet<String>,
+    /// The internal URL filters of the suites that have some.
+    filters: Vec<(String, Vec<String>)>,
     /// The staged file's blob key.
     blob_key: String,
     /// The staged file, open.
@@ -237,6 +239,11 @@ async fn load(shared: &Shared, rec: &FileRecord) -> Result<Loaded, Failure> {
             .insert(&s.rsid, &s.time_zone)
             .map_err(|e| Failure::new(FailureCode::TimeZone, e))?;
     }
+    let filters = suites
+        .iter()
+        .filter(|s| !s.internal_url_filters.is_empty())
+        .map(|s| (s.rsid.clone(), s.internal_url_filters.clone()))
+        .collect();
     let owned: HashSet<String> = suites.into_iter().map(|s| s.rsid).collect();
     let blob_key = rec.blob_key.clone().ok_or_else(|| {
         Failure::new(
@@ -253,6 +260,7 @@ async fn load(shared: &Shared, rec: &FileRecord) -> Result<Loaded, Failure> {
         company,
         zones,
         owned,
+        filters,
         blob_key,
         input,
     })
@@ -271,6 +279,7 @@ async fn read_and_enrich(
         company,
         zones,
         owned,
+        filters,
         input,
         ..
     } = loaded;
@@ -288,7 +297,7 @@ async fn read_and_enrich(
     let throttles = shared.throttles.clone();
     let out = tokio::task::spawn_blocking(move || {
         enrich_file(
-            input, writer, company, owned, limits, states, throttles, cancel,
+            input, writer, company, owned, filters, limits, states, throttles, cancel,
         )
     })
     .await
@@ -536,6 +545,7 @@ fn enrich_file(
     writer: LakeWriter,
     company: Company,
     owned: HashSet<String>,
+    filters: Vec<(String, Vec<String>)>,
     limits: Limits,
     states: Prefetched,
     throttles: Arc<Throttles>,
@@ -549,8 +559,13 @@ fn enrich_file(
         rate: company.settings.rows_per_second,
         unpaid: 0,
     };
+    let enricher = filters
+        .into_iter()
+        .fold(FileEnricher::new(&identity), |e, (suite, f)| {
+            e.with_internal_url_filters(&suite, f)
+        });
     let mut work = Enrichment {
-        enricher: FileEnricher::new(&identity),
+        enricher,
         states,
         writer,
         batch: Vec::with_capacity(LOOKUP_BATCH),

@@ -45,7 +45,10 @@ pub fn batch_file(rows: &[&Input]) -> Vec<u8> {
             vid.to_string(),
             ip.to_string(),
             r.suites.join(","),
-            "Mozilla/5.0".to_string(),
+            // The row's known user agent (robots among them); the format
+            // needs one, so rows without get one that is nobody's robot.
+            r.ua.map_or("Mozilla/5.0", |i| expected::USER_AGENTS[i].0)
+                .to_string(),
             o(&r.page_name),
             o(&r.page_url),
             r.link.map(String::from).unwrap_or_default(),
@@ -155,6 +158,10 @@ async fn reports_over_uploaded_files_match_an_independent_computation() {
         "prop5",
         "visitor_id_type",
         "file_id",
+        "referrer_type",
+        "search_engine",
+        "entry_page",
+        "exit_page",
     ] {
         let (from, to) = ("2026-03-05", "2026-03-12");
         let (st, v) = api
@@ -353,4 +360,86 @@ async fn the_console_is_served_from_the_binary() {
         .unwrap();
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/console/");
+}
+
+/// A suite's internal URL filters decide which referrers are internal for
+/// files processed after they are set; another suite of the same file
+/// keeps the default (only the page's own host is internal).
+#[tokio::test]
+async fn internal_url_filters_of_a_suite_apply_to_its_hits() {
+    let s = start_processing().await;
+    let api = Api::default_client(&s).await;
+    let company = s.credentials.company.clone();
+    for rsid in ["filtered", "plain"] {
+        s.state
+            .store
+            .create_report_suite(&company, rsid, "UTC")
+            .await
+            .unwrap();
+    }
+    let r = api
+        .http
+        .patch(format!("{}/api/v1/report-suites/filtered", api.base))
+        .bearer_auth(&api.token)
+        .header("x-api-key", &api.api_key)
+        .json(&serde_json::json!({"internal_url_filters": ["partner.example"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let mut csv =
+        String::from("timestamp,visitorID,reportSuiteID,userAgent,pageName,pageURL,referrer\n");
+    for (i, referrer) in [
+        "https://blog.partner.example/post",
+        "https://pay.partner.example/done",
+        "https://www.shop.example/cart",
+        "https://elsewhere.example/",
+    ]
+    .iter()
+    .enumerate()
+    {
+        csv.push_str(&format!(
+            "{},v{i},\"filtered,plain\",Mozilla/5.0,P{i},https://www.shop.example/p,{referrer}\n",
+            1_767_225_600 + i as i64 * 3_600
+        ));
+    }
+    let (st, v) = api.upload(gz(csv.as_bytes()), "g1").await;
+    assert_eq!(st, 200, "{v}");
+    wait_complete(&s, &[v["file_id"].as_str().unwrap().to_string()]).await;
+    let types = |rsid: &'static str| {
+        let api = api.clone();
+        async move {
+            let (st, v) = api
+                .get_json(&format!(
+                    "/api/v1/report-suites/{rsid}/report?metrics=hits&dimension=referrer_type&from=2026-01-01&to=2026-01-01"
+                ))
+                .await;
+            assert_eq!(st, 200, "{v}");
+            let mut rows: Vec<(String, u64)> = v["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| {
+                    (
+                        r["referrer_type"].as_str().unwrap_or("").to_string(),
+                        r["hits"].as_u64().unwrap(),
+                    )
+                })
+                .collect();
+            rows.sort();
+            rows
+        }
+    };
+    let want = |internal: u64, other: u64| {
+        vec![
+            ("internal".to_string(), internal),
+            ("other_web_site".to_string(), other),
+        ]
+    };
+    // Filtered: the partner's hosts are internal; the shop's own host is
+    // not named by the filters (another web site).
+    assert_eq!(types("filtered").await, want(2, 2));
+    // Plain: only the page's own host is internal.
+    assert_eq!(types("plain").await, want(1, 3));
+    s.stop().await.unwrap();
 }
