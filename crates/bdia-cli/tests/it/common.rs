@@ -231,16 +231,8 @@ impl BdiaServe {
 
     /// `bdia ARGS...` against this server as its first-start client.
     pub fn remote(&self, args: &[&str]) -> std::process::Output {
-        let creds = self.credentials();
-        Command::new(env!("CARGO_BIN_EXE_bdia"))
+        client_command(&self.url(), &self.credentials())
             .args(args)
-            .env("BDIA_URL", self.url())
-            .env("BDIA_CLIENT_ID", creds["client_id"].as_str().unwrap())
-            .env(
-                "BDIA_CLIENT_SECRET",
-                creds["client_secret"].as_str().unwrap(),
-            )
-            .env("BDIA_CLIENT_CONFIG", "/nonexistent")
             .output()
             .unwrap()
     }
@@ -341,19 +333,26 @@ pub fn prepared_exports(
     (out_dir, serde_json::from_slice(&out.stdout).unwrap())
 }
 
-/// `bdia upload ARGS...` to the server at `url` as the client of `creds`
-/// (`credentials.json`); panics when it fails.
-pub fn upload(url: &str, creds: &serde_json::Value, args: &[&std::ffi::OsStr]) {
-    let out = Command::new(env!("CARGO_BIN_EXE_bdia"))
-        .arg("upload")
-        .args(args)
-        .env("BDIA_URL", url)
+/// `bdia` set up as a client of `url` with `creds` (the environment a
+/// user would set; no config file).
+pub fn client_command(url: &str, creds: &serde_json::Value) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bdia"));
+    cmd.env("BDIA_URL", url)
         .env("BDIA_CLIENT_ID", creds["client_id"].as_str().unwrap())
         .env(
             "BDIA_CLIENT_SECRET",
             creds["client_secret"].as_str().unwrap(),
         )
-        .env("BDIA_CLIENT_CONFIG", "/nonexistent")
+        .env("BDIA_CLIENT_CONFIG", "/nonexistent");
+    cmd
+}
+
+/// `bdia upload ARGS...` to the server at `url` as the client of `creds`
+/// (`credentials.json`); panics when it fails.
+pub fn upload(url: &str, creds: &serde_json::Value, args: &[&std::ffi::OsStr]) {
+    let out = client_command(url, creds)
+        .arg("upload")
+        .args(args)
         .output()
         .unwrap();
     assert!(
