@@ -284,3 +284,39 @@ pub fn lake_hits_at(storage_url: &str) -> anyhow::Result<Vec<LakeHit>> {
     out.sort();
     Ok(out)
 }
+
+/// A variable ./test.sh sets for the services it starts (PostgreSQL, the
+/// S3 server); panics, saying so, when it is not set.
+pub fn service_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run ./test.sh (it starts PostgreSQL and an S3 server)")
+    })
+}
+
+/// A name unique to this process and moment: `<prefix>_<pid>_<nanos>`.
+pub fn unique_name(prefix: &str) -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    format!("{prefix}_{}_{}", std::process::id(), n % 1_000_000_000)
+}
+
+/// A fresh database (made with `psql`) on the PostgreSQL server ./test.sh
+/// starts; its URL.
+pub fn fresh_database(prefix: &str) -> String {
+    let server = service_env("BDIA_TEST_POSTGRES_URL");
+    let name = unique_name(prefix);
+    let out = std::process::Command::new("psql")
+        .arg(&server)
+        .args(["-q", "-c", &format!("CREATE DATABASE {name}")])
+        .output()
+        .expect("psql");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let base = server.rsplit_once('/').expect("URL with a database").0;
+    format!("{base}/{name}")
+}

@@ -11,45 +11,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use bdia_server::testing::{fresh_database, service_env, unique_name};
 use bdia_store::postgres::PgStore;
 use bdia_store::sqlite::SqliteStore;
 use bdia_store::{FileRecord, FileStatus, GroupRef, MetadataStore};
 
 use crate::common::{prepared_exports, store_records, upload, BdiaServe, Lcg};
-
-/// The environment variable test.sh sets, or a panic saying to run it.
-pub fn service_env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} is not set: run ./test.sh (it starts PostgreSQL and an S3 server)")
-    })
-}
-
-/// A unique name for this run's database and bucket prefix.
-fn unique(prefix: &str) -> String {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{prefix}_{}_{}", std::process::id(), n % 1_000_000_000)
-}
-
-/// A fresh database on the test server; its URL.
-pub fn fresh_database(prefix: &str) -> String {
-    let server = service_env("BDIA_TEST_POSTGRES_URL");
-    let name = unique(prefix);
-    let out = Command::new("psql")
-        .arg(&server)
-        .args(["-q", "-c", &format!("CREATE DATABASE {name}")])
-        .output()
-        .expect("psql");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let base = server.rsplit_once('/').expect("URL with a database").0;
-    format!("{base}/{name}")
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -189,7 +156,7 @@ fn three_nodes_killed_and_paused_process_every_row_once_like_one_node() {
     // 2. Three nodes on one database and one bucket.
     let db = fresh_database("bdia_multinode");
     let bucket = service_env("BDIA_TEST_S3_BUCKET");
-    let storage = format!("s3://{bucket}/{}", unique("multinode"));
+    let storage = format!("s3://{bucket}/{}", unique_name("multinode"));
     let lease = LEASE_MS.to_string();
     let node_env = |id: &'static str| -> Vec<(&'static str, String)> {
         vec![

@@ -304,7 +304,7 @@ async fn judge(
     }
     let now = crate::auth::now();
     let row = hit.row(now);
-    let record = StringRecord::from(row.clone());
+    let record = StringRecord::from(row.iter().map(String::as_str).collect::<Vec<_>>());
     if record.as_slice().len() as u64 > single.inner.max_row_bytes {
         return Ok(Outcome::Refused(Failure::Syntax));
     }

@@ -479,35 +479,11 @@ async fn registrations_are_checked() {
     s.stop().await.unwrap();
 }
 
-/// A fresh database on the PostgreSQL server test.sh starts; its URL.
-fn fresh_database() -> String {
-    let server = std::env::var("BDIA_TEST_POSTGRES_URL").unwrap_or_else(|_| {
-        panic!("BDIA_TEST_POSTGRES_URL is not set: run ./test.sh (it starts PostgreSQL)")
-    });
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let name = format!("hooks_{}_{}", std::process::id(), nanos % 1_000_000_000);
-    let out = std::process::Command::new("psql")
-        .arg(&server)
-        .args(["-q", "-c", &format!("CREATE DATABASE {name}")])
-        .output()
-        .expect("psql");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let base = server.rsplit_once('/').expect("URL with a database").0;
-    format!("{base}/{name}")
-}
-
 /// Two nodes on one PostgreSQL database both send deliveries: each
 /// delivery reaches a healthy endpoint once, a file's events in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_on_postgres_send_each_delivery_once_in_order() {
-    let url = fresh_database();
+    let url = bdia_server::testing::fresh_database("hooks");
     let (rx, hook_url) = receiver(OK).await;
     let a = start_hooks(|c| c.metadata_url = Some(url.clone())).await;
     // The second node: same database, no processing (its disk does not
