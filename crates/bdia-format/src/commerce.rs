@@ -37,19 +37,10 @@ pub const CART_EVENTS: &[&str] = &[
     "scCheckout",
 ];
 
-/// One entry of the `events` list.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct EventEntry {
-    /// `purchase`, `event1`, `prodView`...
-    pub name: String,
-    /// The serial ID after `:`, when given (at most [`MAX_SERIAL_BYTES`]).
-    pub serial: Option<String>,
-    /// The value after `=`, when given and a finite number.
-    pub value: Option<f64>,
-}
+use crate::hit::Event;
 
 /// Reads an `events` value.
-pub fn parse_event_list(s: &str) -> Vec<EventEntry> {
+pub fn parse_event_list(s: &str) -> Vec<Event> {
     s.split(',')
         .map(str::trim)
         .filter(|e| !e.is_empty())
@@ -62,10 +53,10 @@ pub fn parse_event_list(s: &str) -> Vec<EventEntry> {
                 Some((n, id)) => (n.trim(), Some(cut(id.trim(), MAX_SERIAL_BYTES))),
                 None => (head, None),
             };
-            (!name.is_empty()).then(|| EventEntry {
+            (!name.is_empty()).then(|| Event {
                 name: name.to_string(),
-                serial: serial.filter(|s| !s.is_empty()),
                 value,
+                serial: serial.filter(|s| !s.is_empty()),
             })
         })
         .collect()

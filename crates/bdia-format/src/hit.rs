@@ -167,32 +167,20 @@ impl HitType {
     }
 }
 
-/// One event of the `events` list.
+/// One event of the `events` list: `name[:serial][=value]`
+/// (see [`crate::commerce`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
     /// `purchase`, `event1`, `prodView`...
     pub name: String,
     /// The value of `event2=5`, when given and numeric.
     pub value: Option<f64>,
+    /// The serial ID of `event3:ORDER-17`, when given (at most
+    /// [`crate::commerce::MAX_SERIAL_BYTES`]).
+    pub serial: Option<String>,
 }
 
-/// Splits an `events` value: `purchase,event1,event2=5`.
-pub fn parse_events(s: &str) -> Vec<Event> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|e| !e.is_empty())
-        .map(|e| match e.split_once('=') {
-            Some((name, value)) => Event {
-                name: name.trim().to_string(),
-                value: value.trim().parse::<f64>().ok().filter(|v| v.is_finite()),
-            },
-            None => Event {
-                name: e.to_string(),
-                value: None,
-            },
-        })
-        .collect()
-}
+pub use crate::commerce::parse_event_list as parse_events;
 
 /// A valid row, normalized.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -16,18 +16,21 @@
 //! A row naming several report suites becomes one hit per suite (duplicates
 //! in the list are ignored), each with its own visit state.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::Arc;
 
+use bdia_format::commerce::parse_products;
 use bdia_format::fields::Field;
 use bdia_format::hit::{Hit, HitType, Visitor, VisitorKind};
 use serde::{Deserialize, Serialize};
 
+use crate::commerce::{resolve, Commerce, SeenId};
+use crate::conversion::{persist, EvarSetting, EvarSettings};
 use crate::device::{Device, DeviceCache};
 use crate::identity::Identity;
 use crate::traffic::{classify, Traffic};
-use crate::visit::{advance, VisitInfo, VisitState};
+use crate::visit::{advance_in_place, first_hit, VisitInfo, VisitState};
 
 /// How many out-of-order rows are listed by row number in the processing log.
 pub const MAX_OUT_OF_ORDER_EXAMPLES: usize = 10;
@@ -44,6 +47,10 @@ pub trait VisitorStates {
         report_suite: &str,
         visitor_key: &str,
     ) -> Result<Option<VisitState>, Self::Error>;
+
+    /// Whether `id` of `kind` ([`SeenId`]) was counted in `report_suite`
+    /// before the file.
+    fn seen(&mut self, report_suite: &str, kind: &str, id: &str) -> Result<bool, Self::Error>;
 }
 
 impl<S: VisitorStates + ?Sized> VisitorStates for &mut S {
@@ -56,12 +63,17 @@ impl<S: VisitorStates + ?Sized> VisitorStates for &mut S {
     ) -> Result<Option<VisitState>, Self::Error> {
         (**self).get(report_suite, visitor_key)
     }
+
+    fn seen(&mut self, report_suite: &str, kind: &str, id: &str) -> Result<bool, Self::Error> {
+        (**self).seen(report_suite, kind, id)
+    }
 }
 
 /// Visitor state held in memory: for tests, tools and small deployments.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MemoryStates {
     suites: HashMap<String, HashMap<String, VisitState>>,
+    seen: HashSet<SeenId>,
 }
 
 impl MemoryStates {
@@ -71,13 +83,14 @@ impl MemoryStates {
             self.suites
                 .entry(e.report_suite.clone())
                 .or_default()
-                .insert(e.visitor_key.clone(), e.state);
+                .insert(e.visitor_key.clone(), e.state.clone());
         }
+        self.seen.extend(delta.seen.iter().cloned());
     }
 
     /// The stored state of one visitor in one suite.
     pub fn state(&self, report_suite: &str, visitor_key: &str) -> Option<VisitState> {
-        self.suites.get(report_suite)?.get(visitor_key).copied()
+        self.suites.get(report_suite)?.get(visitor_key).cloned()
     }
 
     /// Number of (report suite, visitor) pairs stored.
@@ -101,6 +114,14 @@ impl VisitorStates for MemoryStates {
     ) -> Result<Option<VisitState>, Infallible> {
         Ok(self.state(report_suite, visitor_key))
     }
+
+    fn seen(&mut self, report_suite: &str, kind: &str, id: &str) -> Result<bool, Infallible> {
+        Ok(self.seen.contains(&SeenId {
+            report_suite: report_suite.to_string(),
+            kind: kind.to_string(),
+            id: id.to_string(),
+        }))
+    }
 }
 
 /// One output hit: a row as seen by one of its report suites.
@@ -121,6 +142,11 @@ pub struct EnrichedHit {
     pub device: Option<Arc<Device>>,
     /// The referrer's type in this report suite.
     pub traffic: Traffic,
+    /// The persisted value of every eVar live on this hit (`post_evarN`),
+    /// sorted by eVar.
+    pub post_evars: Vec<(u16, String)>,
+    /// The events that count and the purchase, in this report suite.
+    pub commerce: Commerce,
 }
 
 impl EnrichedHit {
@@ -147,6 +173,9 @@ pub struct StateEntry {
 pub struct StateDelta {
     /// The entries, sorted, one per pair.
     pub entries: Vec<StateEntry>,
+    /// The serials and purchase IDs the file counted for the first time, sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seen: Vec<SeenId>,
 }
 
 /// One row that went back in time for its visitor.
@@ -230,6 +259,14 @@ pub struct FileEnricher<'a> {
     devices: DeviceCache,
     /// Internal URL filters by report suite (a suite not listed has none).
     internal_url_filters: Vec<(String, Vec<String>)>,
+    /// eVar settings by report suite (a suite not listed has the defaults).
+    evar_settings: Vec<(String, EvarSettings)>,
+    /// Serials and purchase IDs first counted by this file.
+    seen: HashSet<SeenId>,
+    /// Serialized events not counted again.
+    duplicate_events: u64,
+    /// Purchases not counted again (their purchase ID was counted).
+    duplicate_purchases: u64,
 }
 
 impl<'a> FileEnricher<'a> {
@@ -242,7 +279,41 @@ impl<'a> FileEnricher<'a> {
             hits: 0,
             devices: DeviceCache::default(),
             internal_url_filters: Vec::new(),
+            evar_settings: Vec::new(),
+            seen: HashSet::new(),
+            duplicate_events: 0,
+            duplicate_purchases: 0,
         }
+    }
+
+    /// Sets the eVar settings of `report_suite` (see [`crate::conversion`]).
+    pub fn with_evar_settings(
+        mut self,
+        report_suite: &str,
+        settings: &[EvarSetting],
+    ) -> FileEnricher<'a> {
+        self.evar_settings.retain(|(s, _)| s != report_suite);
+        self.evar_settings
+            .push((report_suite.to_string(), EvarSettings::new(settings)));
+        self
+    }
+
+    /// Processing log lines about events and purchases not counted again.
+    pub fn commerce_log_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if self.duplicate_events > 0 {
+            lines.push(format!(
+                "Serialized events: {} were not counted, their serial ID was already counted in the report suite.",
+                self.duplicate_events
+            ));
+        }
+        if self.duplicate_purchases > 0 {
+            lines.push(format!(
+                "Duplicate purchases: {} purchases were not counted, their purchase ID was already counted in the report suite.",
+                self.duplicate_purchases
+            ));
+        }
+        lines
     }
 
     /// Sets the internal URL filters of `report_suite` (see
@@ -298,8 +369,16 @@ impl<'a> FileEnricher<'a> {
                 suites.push(s);
             }
         }
+        let products = Arc::new(
+            hit.get(Field::Products)
+                .map(parse_products)
+                .unwrap_or_default(),
+        );
+        let purchase_id = hit.get(Field::PurchaseId);
         let mut visits = Vec::with_capacity(suites.len());
+        let mut conversions = Vec::with_capacity(suites.len());
         let mut first_out_of_order: Option<(usize, i64)> = None;
+        const NO_SETTINGS: &EvarSettings = &EvarSettings::EMPTY;
         for (i, suite) in suites.iter().enumerate() {
             let t = match self.touched.iter().position(|(s, _)| s == suite) {
                 Some(t) => t,
@@ -309,22 +388,67 @@ impl<'a> FileEnricher<'a> {
                     self.touched.len() - 1
                 }
             };
-            let map = &mut self.touched[t].1;
-            let (before, slot) = match map.get_mut(key.as_str()) {
-                Some(slot) => (Some(*slot), Some(slot)),
-                None => (states.get(suite, &key)?, None),
-            };
-            let (after, info) = advance(before.as_ref(), hit.timestamp, is_page_view);
-            match slot {
-                Some(slot) => *slot = after,
-                None => {
-                    map.insert(key.clone(), after);
+            // Commerce first: the events that count may expire eVars.
+            let seen = &mut self.seen;
+            let commerce = resolve(&hit.events, &products, purchase_id, |kind, id| {
+                let key = SeenId {
+                    report_suite: suite.to_string(),
+                    kind,
+                    id: id.to_string(),
+                };
+                if seen.contains(&key) || states.seen(suite, &key.kind, id)? {
+                    return Ok(true);
                 }
-            }
+                seen.insert(key);
+                Ok(false)
+            })?;
+            self.duplicate_events += u64::from(commerce.duplicate_events);
+            self.duplicate_purchases += u64::from(commerce.duplicate_purchase);
+            let map = &mut self.touched[t].1;
+            let (info, last_before, state) = match map.get_mut(key.as_str()) {
+                Some(slot) => {
+                    let last = slot.last_hit_time;
+                    (
+                        advance_in_place(slot, hit.timestamp, is_page_view),
+                        last,
+                        slot,
+                    )
+                }
+                None => {
+                    let (state, info, last) = match states.get(suite, &key)? {
+                        Some(mut s) => {
+                            let last = s.last_hit_time;
+                            let info = advance_in_place(&mut s, hit.timestamp, is_page_view);
+                            (s, info, last)
+                        }
+                        None => {
+                            let (s, info) = first_hit(hit.timestamp, is_page_view);
+                            (s, info, 0)
+                        }
+                    };
+                    (info, last, map.entry(key.clone()).or_insert(state))
+                }
+            };
+            let settings = self
+                .evar_settings
+                .iter()
+                .find(|(s, _)| s == suite)
+                .map_or(NO_SETTINGS, |(_, s)| s);
+            let counted: Vec<&str> = commerce.events.iter().map(|e| e.name.as_str()).collect();
+            let post = persist(
+                &mut state.evars,
+                settings,
+                &hit.evars,
+                &counted,
+                hit.timestamp,
+                info.visit_num,
+            );
+            drop(counted);
             if info.out_of_order && first_out_of_order.is_none() {
-                first_out_of_order = Some((i, before.map_or(0, |b| b.last_hit_time)));
+                first_out_of_order = Some((i, last_before));
             }
             visits.push(info);
+            conversions.push((post, commerce));
         }
         if let Some((i, last)) = first_out_of_order {
             self.out_of_order.rows += 1;
@@ -349,8 +473,12 @@ impl<'a> FileEnricher<'a> {
         let n = suites.len();
         let mut out = Vec::with_capacity(n);
         let mut hit = Some(hit);
-        for (i, ((suite, visit), traffic)) in
-            suites.into_iter().zip(visits).zip(traffic).enumerate()
+        for (i, (((suite, visit), traffic), (post_evars, commerce))) in suites
+            .into_iter()
+            .zip(visits)
+            .zip(traffic)
+            .zip(conversions)
+            .enumerate()
         {
             let h = if i + 1 == n {
                 hit.take().expect("moved once, at the end")
@@ -365,6 +493,8 @@ impl<'a> FileEnricher<'a> {
                 visit,
                 device: device.clone(),
                 traffic,
+                post_evars,
+                commerce,
             });
         }
         self.hits += out.len() as u64;
@@ -388,7 +518,9 @@ impl<'a> FileEnricher<'a> {
         entries.sort_by(|a, b| {
             (&a.report_suite, &a.visitor_key).cmp(&(&b.report_suite, &b.visitor_key))
         });
-        (StateDelta { entries }, self.out_of_order)
+        let mut seen: Vec<SeenId> = self.seen.into_iter().collect();
+        seen.sort();
+        (StateDelta { entries, seen }, self.out_of_order)
     }
 }
 
@@ -449,6 +581,7 @@ pub fn enrich_file<S: VisitorStates>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conversion::EvarSetting;
     use crate::identity::seeded_visitor_id;
     use bdia_format::fields::Field;
     use bdia_format::hit::{LinkType, Visitor};
@@ -498,6 +631,90 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    fn shop(
+        row: u64,
+        ts: i64,
+        suites: &[&str],
+        evar1: Option<&str>,
+        events: &str,
+        pid: Option<&str>,
+    ) -> Hit {
+        let mut h = hit(row, ts, suites, VisitorKind::Vid, "a", true);
+        if let Some(v) = evar1 {
+            h.evars.insert(1, v.to_string());
+        }
+        h.events = bdia_format::hit::parse_events(events);
+        h.vars[Field::Products as usize] = Some(";Boot;2;100".into());
+        h.vars[Field::PurchaseId as usize] = pid.map(str::to_string);
+        h
+    }
+
+    #[test]
+    fn evars_persist_and_ids_count_once_across_files_per_suite() {
+        let identity = Identity::new(*b"s");
+        let mut states = MemoryStates::default();
+        let f1 = enrich_file(
+            [
+                shop(1, 0, &["rs1"], Some("promo"), "event1:S1", None),
+                shop(2, 10, &["rs1"], None, "purchase", Some("ORD-1")),
+            ],
+            &identity,
+            &mut states,
+        )
+        .unwrap();
+        assert_eq!(f1.hits[1].post_evars, [(1, "promo".to_string())]);
+        assert!(f1.hits[1].commerce.order);
+        assert_eq!(f1.hits[1].commerce.revenue, Some(100.0));
+        assert_eq!(f1.delta.seen.len(), 2);
+        states.apply(&f1.delta);
+        // The second file: same visit (20 s later), a repeated serial and
+        // purchase ID in rs1, the same IDs are new in rs2.
+        let mut enricher = FileEnricher::new(&identity)
+            .with_evar_settings("rs2", &[EvarSetting::parse("1=hit").unwrap()]);
+        let mut out = Vec::new();
+        for h in [
+            shop(
+                1,
+                30,
+                &["rs1", "rs2"],
+                None,
+                "event1:S1,purchase",
+                Some("ORD-1"),
+            ),
+            shop(2, 40, &["rs2"], None, "purchase", Some("ORD-1")),
+        ] {
+            out.extend(enricher.enrich(h, &mut states).unwrap());
+        }
+        let lines = enricher.commerce_log_lines();
+        let (delta, _) = enricher.finish();
+        let rs1 = &out[0];
+        assert_eq!(
+            rs1.post_evars,
+            [(1, "promo".to_string())],
+            "persisted from the stored state"
+        );
+        assert!(rs1.commerce.events.is_empty());
+        assert!(rs1.commerce.duplicate_purchase);
+        let rs2 = &out[1];
+        assert!(rs2.post_evars.is_empty(), "no value was ever sent to rs2");
+        assert!(rs2.commerce.order && rs2.commerce.counts("event1"));
+        assert!(
+            out[2].commerce.duplicate_purchase,
+            "counted earlier in the same file"
+        );
+        assert_eq!(lines.len(), 2, "{lines:?}");
+        assert!(lines[0].starts_with("Serialized events: 1 "), "{lines:?}");
+        assert!(lines[1].starts_with("Duplicate purchases: 2 "), "{lines:?}");
+        assert_eq!(
+            delta
+                .seen
+                .iter()
+                .map(|s| (s.report_suite.as_str(), s.kind.as_str()))
+                .collect::<Vec<_>>(),
+            [("rs2", "event:event1"), ("rs2", "purchase_id")]
+        );
     }
 
     #[test]
@@ -553,7 +770,8 @@ mod tests {
                 last_hit_time: 4_201,
                 visit_num: 2,
                 visit_start_time: 4_201,
-                visit_page_num: 1
+                visit_page_num: 1,
+                evars: Vec::new(),
             })
         );
         assert_eq!(states.len(), 2);
@@ -667,6 +885,9 @@ mod tests {
                 self.1 += 1;
                 self.0.get(s, k)
             }
+            fn seen(&mut self, s: &str, k: &str, id: &str) -> Result<bool, Infallible> {
+                self.0.seen(s, k, id)
+            }
         }
         let identity = Identity::new(*b"s");
         let mut c = Counting(MemoryStates::default(), 0);
@@ -680,6 +901,9 @@ mod tests {
         impl VisitorStates for Broken {
             type Error = &'static str;
             fn get(&mut self, _: &str, _: &str) -> Result<Option<VisitState>, &'static str> {
+                Err("disk on fire")
+            }
+            fn seen(&mut self, _: &str, _: &str, _: &str) -> Result<bool, &'static str> {
                 Err("disk on fire")
             }
         }

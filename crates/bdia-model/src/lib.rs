@@ -7,6 +7,8 @@
 //! - [`device`]: user agents to browser, operating system and device type
 //!   (the uap-core rules), bots included.
 //! - [`traffic`]: referrers to referrer types and search engines.
+//! - [`conversion`]: eVar expiration and allocation (`post_evarN`).
+//! - [`commerce`]: events that count, serialization, purchases.
 //! - [`enrich`]: the enrichment of one file's hits, as a pure function of the
 //!   file and the visitor state before it.
 //!
@@ -31,6 +33,8 @@
 //! states.apply(&out.delta);
 //! ```
 
+pub mod commerce;
+pub mod conversion;
 pub mod device;
 pub mod enrich;
 pub mod identity;

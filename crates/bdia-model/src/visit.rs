@@ -18,6 +18,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::conversion::PersistedEvar;
+
 /// More than this many seconds since the visitor's previous hit starts a new visit.
 pub const VISIT_TIMEOUT_SECS: i64 = 1_800;
 
@@ -25,7 +27,7 @@ pub const VISIT_TIMEOUT_SECS: i64 = 1_800;
 pub const MAX_VISIT_SECS: i64 = 43_200;
 
 /// What is remembered per (report suite, visitor) between hits and files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct VisitState {
     /// Latest hit time seen (unix seconds); never moves backwards.
     pub last_hit_time: i64,
@@ -35,6 +37,10 @@ pub struct VisitState {
     pub visit_start_time: i64,
     /// Page views so far in the current visit.
     pub visit_page_num: u32,
+    /// The visitor's live eVar values, sorted by eVar
+    /// ([`crate::conversion::persist`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evars: Vec<PersistedEvar>,
 }
 
 /// What one hit learns about its visit.
@@ -69,59 +75,61 @@ pub fn advance(
     time: i64,
     is_page_view: bool,
 ) -> (VisitState, VisitInfo) {
-    let page = u32::from(is_page_view);
-    let (next, new_visit, out_of_order) = match state {
-        None => (
-            VisitState {
-                last_hit_time: time,
-                visit_num: 1,
-                visit_start_time: time,
-                visit_page_num: page,
-            },
-            true,
-            false,
-        ),
-        Some(s) if time < s.last_hit_time => (
-            VisitState {
-                visit_page_num: s.visit_page_num.saturating_add(page),
-                ..*s
-            },
-            false,
-            true,
-        ),
-        Some(s)
-            if time - s.last_hit_time > VISIT_TIMEOUT_SECS
-                || time - s.visit_start_time >= MAX_VISIT_SECS =>
-        {
-            (
-                VisitState {
-                    last_hit_time: time,
-                    visit_num: s.visit_num.saturating_add(1),
-                    visit_start_time: time,
-                    visit_page_num: page,
-                },
-                true,
-                false,
-            )
+    match state {
+        None => first_hit(time, is_page_view),
+        Some(s) => {
+            let mut next = s.clone();
+            let info = advance_in_place(&mut next, time, is_page_view);
+            (next, info)
         }
-        Some(s) => (
-            VisitState {
-                last_hit_time: time,
-                visit_page_num: s.visit_page_num.saturating_add(page),
-                ..*s
-            },
-            false,
-            false,
-        ),
+    }
+}
+
+/// The state of a visitor's first hit at `time`.
+pub fn first_hit(time: i64, is_page_view: bool) -> (VisitState, VisitInfo) {
+    let s = VisitState {
+        last_hit_time: time,
+        visit_num: 1,
+        visit_start_time: time,
+        visit_page_num: u32::from(is_page_view),
+        evars: Vec::new(),
     };
     let info = VisitInfo {
-        visit_num: next.visit_num,
-        visit_page_num: next.visit_page_num,
-        visit_start_time: next.visit_start_time,
+        visit_num: 1,
+        visit_page_num: s.visit_page_num,
+        visit_start_time: time,
+        new_visit: true,
+        out_of_order: false,
+    };
+    (s, info)
+}
+
+/// [`advance`] on a known visitor, changing its state where it is.
+pub fn advance_in_place(s: &mut VisitState, time: i64, is_page_view: bool) -> VisitInfo {
+    let page = u32::from(is_page_view);
+    let (new_visit, out_of_order) = if time < s.last_hit_time {
+        s.visit_page_num = s.visit_page_num.saturating_add(page);
+        (false, true)
+    } else if time - s.last_hit_time > VISIT_TIMEOUT_SECS
+        || time - s.visit_start_time >= MAX_VISIT_SECS
+    {
+        s.last_hit_time = time;
+        s.visit_num = s.visit_num.saturating_add(1);
+        s.visit_start_time = time;
+        s.visit_page_num = page;
+        (true, false)
+    } else {
+        s.last_hit_time = time;
+        s.visit_page_num = s.visit_page_num.saturating_add(page);
+        (false, false)
+    };
+    VisitInfo {
+        visit_num: s.visit_num,
+        visit_page_num: s.visit_page_num,
+        visit_start_time: s.visit_start_time,
         new_visit,
         out_of_order,
-    };
-    (next, info)
+    }
 }
 
 #[cfg(test)]

@@ -67,6 +67,7 @@ fn hit(rng: &mut Rng, row: u64, ts: i64, visitor: u64) -> Hit {
         vec![Event {
             name: "purchase".into(),
             value: None,
+            serial: None,
         }]
     } else {
         Vec::new()

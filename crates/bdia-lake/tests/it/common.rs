@@ -89,10 +89,12 @@ pub fn rich_hit(row: u64, ts: i64, suites: &[&str], visitor: &str) -> Hit {
             Event {
                 name: "purchase".into(),
                 value: None,
+                serial: None,
             },
             Event {
                 name: "event2".into(),
                 value: Some(5.0),
+                serial: None,
             },
         ],
     };

@@ -256,6 +256,7 @@ pub fn to_hit(row: u64, r: &Input) -> Hit {
             .map(|(n, v)| Event {
                 name: n.clone(),
                 value: *v,
+                serial: None,
             })
             .collect(),
     }
