@@ -13,8 +13,8 @@ use bdia_format::hit::AuthState;
 use bdia_model::EnrichedHit;
 
 use crate::schema::{
-    customer_id_fields, event_fields, event_item, hits_schema, map_entries, raw_fields,
-    TIMESTAMP_TZ,
+    customer_id_fields, event_fields, event_item, hits_schema, map_entries, product_fields,
+    product_item, raw_fields, TIMESTAMP_TZ,
 };
 
 fn map_names() -> MapFieldNames {
@@ -157,8 +157,69 @@ pub(crate) struct HitBatchBuilder {
     is_bot: BooleanBuilder,
     referrer_type: Dense,
     search_engine: Sparse,
+    post_evars: MapBuilder<StringBuilder, StringBuilder>,
+    post_events: ListBuilder<StructBuilder>,
+    duplicate_purchase: BooleanBuilder,
+    product_list: ListBuilder<StructBuilder>,
+    revenue: Float64Builder,
+    units: Int64Builder,
+    orders: Int32Builder,
     rows: usize,
     capacity: usize,
+}
+
+/// A builder of `events` lists (`struct{name, value}` items).
+fn event_list() -> ListBuilder<StructBuilder> {
+    ListBuilder::new(event_struct()).with_field(event_item())
+}
+
+fn event_struct() -> StructBuilder {
+    StructBuilder::new(
+        event_fields(),
+        vec![
+            Box::new(StringBuilder::new()) as Box<dyn ArrayBuilder>,
+            Box::new(Float64Builder::new()),
+        ],
+    )
+}
+
+/// Appends one list of events.
+fn append_events<'e>(
+    list: &mut ListBuilder<StructBuilder>,
+    events: impl IntoIterator<Item = (&'e str, Option<f64>)>,
+) {
+    let item = list.values();
+    for (name, value) in events {
+        item.field_builder::<StringBuilder>(0)
+            .expect("name")
+            .append_value(name);
+        item.field_builder::<Float64Builder>(1)
+            .expect("value")
+            .append_option(value);
+        item.append(true);
+    }
+    list.append(true);
+}
+
+/// A builder of `product_list` lists.
+fn product_list() -> ListBuilder<StructBuilder> {
+    let product = StructBuilder::new(
+        product_fields(),
+        vec![
+            Box::new(StringBuilder::new()) as Box<dyn ArrayBuilder>,
+            Box::new(StringBuilder::new()),
+            Box::new(Int64Builder::new()),
+            Box::new(Float64Builder::new()),
+            Box::new(event_list()),
+            Box::new(string_map()),
+        ],
+    );
+    ListBuilder::new(product).with_field(product_item())
+}
+
+/// `eVar<n>`, the key of `post_evars` and of a product's `evars`.
+fn evar_key(n: u16) -> String {
+    format!("eVar{n}")
 }
 
 fn string_map() -> MapBuilder<StringBuilder, StringBuilder> {
@@ -185,13 +246,6 @@ impl HitBatchBuilder {
     /// Builders sized for batches of `capacity` rows.
     pub(crate) fn new(capacity: usize) -> HitBatchBuilder {
         let raw: Vec<Field> = raw_fields().collect();
-        let event = StructBuilder::new(
-            event_fields(),
-            vec![
-                Box::new(StringBuilder::new()) as Box<dyn ArrayBuilder>,
-                Box::new(Float64Builder::new()),
-            ],
-        );
         let cid = StructBuilder::new(
             customer_id_fields(),
             vec![
@@ -221,7 +275,7 @@ impl HitBatchBuilder {
             page_url: Sparse::default(),
             link_name: Sparse::default(),
             link_url: Sparse::default(),
-            events: ListBuilder::new(event).with_field(event_item()),
+            events: event_list(),
             file_id: Dense::new(capacity),
             row_number: Int64Builder::with_capacity(capacity),
             evars: sparse(MAX_EVAR.into()),
@@ -240,6 +294,13 @@ impl HitBatchBuilder {
             is_bot: BooleanBuilder::with_capacity(capacity),
             referrer_type: Dense::new(capacity),
             search_engine: Sparse::default(),
+            post_evars: string_map(),
+            post_events: event_list(),
+            duplicate_purchase: BooleanBuilder::with_capacity(capacity),
+            product_list: product_list(),
+            revenue: Float64Builder::with_capacity(capacity),
+            units: Int64Builder::with_capacity(capacity),
+            orders: Int32Builder::with_capacity(capacity),
             rows: 0,
             capacity,
         }
@@ -273,19 +334,10 @@ impl HitBatchBuilder {
         self.link_name
             .set_option(row, hit.get(Field::LinkName), cap);
         self.link_url.set_option(row, hit.get(Field::LinkUrl), cap);
-        {
-            let item = self.events.values();
-            for e in &hit.events {
-                item.field_builder::<StringBuilder>(0)
-                    .expect("name")
-                    .append_value(&e.name);
-                item.field_builder::<Float64Builder>(1)
-                    .expect("value")
-                    .append_option(e.value);
-                item.append(true);
-            }
-            self.events.append(true);
-        }
+        append_events(
+            &mut self.events,
+            hit.events.iter().map(|e| (e.name.as_str(), e.value)),
+        );
         self.file_id.append(file_id);
         self.row_number
             .append_value(i64::try_from(hit.row).unwrap_or(i64::MAX));
@@ -345,6 +397,52 @@ impl HitBatchBuilder {
         self.referrer_type.append(h.traffic.referrer_type.as_str());
         self.search_engine
             .set_option(row, h.traffic.search_engine, cap);
+        for (n, v) in &h.post_evars {
+            self.post_evars.keys().append_value(evar_key(*n));
+            self.post_evars.values().append_value(v);
+        }
+        self.post_evars.append(true)?;
+        let c = &h.commerce;
+        append_events(
+            &mut self.post_events,
+            c.events.iter().map(|e| (e.name.as_str(), e.value)),
+        );
+        self.duplicate_purchase.append_value(c.duplicate_purchase);
+        {
+            let item = self.product_list.values();
+            for p in c.products.iter() {
+                item.field_builder::<StringBuilder>(0)
+                    .expect("category")
+                    .append_value(&p.category);
+                item.field_builder::<StringBuilder>(1)
+                    .expect("product")
+                    .append_value(&p.name);
+                item.field_builder::<Int64Builder>(2)
+                    .expect("quantity")
+                    .append_option(p.quantity.map(|q| q as i64));
+                item.field_builder::<Float64Builder>(3)
+                    .expect("price")
+                    .append_option(p.price);
+                append_events(
+                    item.field_builder::<ListBuilder<StructBuilder>>(4)
+                        .expect("events"),
+                    p.events.iter().map(|(n, v)| (n.as_str(), Some(*v))),
+                );
+                let evars = item
+                    .field_builder::<MapBuilder<StringBuilder, StringBuilder>>(5)
+                    .expect("evars");
+                for (n, v) in &p.evars {
+                    evars.keys().append_value(evar_key(*n));
+                    evars.values().append_value(v);
+                }
+                evars.append(true)?;
+                item.append(true);
+            }
+            self.product_list.append(true);
+        }
+        self.revenue.append_option(c.revenue);
+        self.units.append_option(c.units);
+        self.orders.append_value(i32::from(c.order));
         self.rows += 1;
         Ok(())
     }
@@ -394,6 +492,13 @@ impl HitBatchBuilder {
         cols.push(Arc::new(self.is_bot.finish()));
         cols.push(self.referrer_type.finish());
         cols.push(self.search_engine.finish(rows, &nulls));
+        cols.push(Arc::new(self.post_evars.finish()));
+        cols.push(Arc::new(self.post_events.finish()));
+        cols.push(Arc::new(self.duplicate_purchase.finish()));
+        cols.push(Arc::new(self.product_list.finish()));
+        cols.push(Arc::new(self.revenue.finish()));
+        cols.push(Arc::new(self.units.finish()));
+        cols.push(Arc::new(self.orders.finish()));
         self.rows = 0;
         RecordBatch::try_new(self.schema.clone(), cols)
     }

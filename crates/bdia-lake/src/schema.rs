@@ -44,6 +44,13 @@ pub const ADDED_COLUMNS: &[&str] = &[
     "is_bot",
     "referrer_type",
     "search_engine",
+    "post_evars",
+    "post_events",
+    "duplicate_purchase",
+    "product_list",
+    "revenue",
+    "units",
+    "orders",
 ];
 
 /// Columns whose row groups carry min/max statistics.
@@ -91,6 +98,32 @@ pub(crate) fn event_item() -> Arc<ArrowField> {
     Arc::new(ArrowField::new(
         "element",
         DataType::Struct(event_fields()),
+        false,
+    ))
+}
+
+/// `struct{category, product, quantity, price, events, evars}` of one
+/// `products` entry.
+pub(crate) fn product_fields() -> Fields {
+    Fields::from(vec![
+        ArrowField::new("category", DataType::Utf8, false),
+        ArrowField::new("product", DataType::Utf8, false),
+        ArrowField::new("quantity", DataType::Int64, true),
+        ArrowField::new("price", DataType::Float64, true),
+        ArrowField::new("events", DataType::List(event_item()), false),
+        ArrowField::new(
+            "evars",
+            DataType::Map(map_entries(DataType::Utf8, false), false),
+            false,
+        ),
+    ])
+}
+
+/// The list item of `product_list`.
+pub(crate) fn product_item() -> Arc<ArrowField> {
+    Arc::new(ArrowField::new(
+        "element",
+        DataType::Struct(product_fields()),
         false,
     ))
 }
@@ -166,7 +199,17 @@ fn build_schema() -> SchemaRef {
     fields.push(map("hints", DataType::Utf8, false));
     for name in ADDED_COLUMNS {
         fields.push(match *name {
-            "is_bot" => ArrowField::new(*name, DataType::Boolean, true),
+            "is_bot" | "duplicate_purchase" => ArrowField::new(*name, DataType::Boolean, true),
+            "post_evars" => ArrowField::new(
+                *name,
+                DataType::Map(map_entries(DataType::Utf8, false), false),
+                true,
+            ),
+            "post_events" => ArrowField::new(*name, DataType::List(event_item()), true),
+            "product_list" => ArrowField::new(*name, DataType::List(product_item()), true),
+            "revenue" => ArrowField::new(*name, DataType::Float64, true),
+            "units" => ArrowField::new(*name, DataType::Int64, true),
+            "orders" => ArrowField::new(*name, DataType::Int32, true),
             _ => opt(name),
         });
     }

@@ -91,7 +91,11 @@ impl Value {
 
     fn zero(metric: &Metric) -> Value {
         match metric {
-            Metric::Event(_) | Metric::BounceRate | Metric::TimeSpentPerVisit => Value::Sum(0.0),
+            Metric::Event(_)
+            | Metric::BounceRate
+            | Metric::TimeSpentPerVisit
+            | Metric::Revenue
+            | Metric::ConversionRate => Value::Sum(0.0),
             _ => Value::Count(0),
         }
     }
@@ -272,7 +276,7 @@ fn missing(name: &str) -> ReportError {
 fn values(batch: &RecordBatch, name: &str, metric: &Metric) -> Result<Vec<Value>, ReportError> {
     let col = batch.column_by_name(name).ok_or_else(|| missing(name))?;
     Ok(match metric {
-        Metric::Event(_) => {
+        Metric::Event(_) | Metric::Revenue => {
             let a = cast(col, &DataType::Float64)?;
             let a = a.as_primitive::<Float64Type>();
             (0..a.len())
@@ -365,10 +369,14 @@ impl ReportEngine {
             entry_page: req.dimension == Dimension::EntryPage,
             exit_page: req.dimension == Dimension::ExitPage,
             time_spent: metrics.contains(&Metric::TotalSecondsSpent),
+            products: req.dimension.is_product(),
         };
         let view = ctx.sql(&sql::hits_view(needs)).await?.into_view();
         ctx.register_table("hits", view)?;
         ctx.register_udf(udf::ReferrerHost::udf());
+        if let Dimension::Evar(n) = req.dimension {
+            ctx.register_udf(udf::PostEvar::udf(n));
+        }
         let mut k = 0;
         for m in metrics {
             if let Metric::Event(name) = m {
@@ -431,6 +439,7 @@ impl ReportEngine {
         let plan = sql::Plan {
             metrics: main_metrics.clone(),
             distinct_visits,
+            products: req.dimension.is_product(),
         };
         let main_sql = sql::main_query(Some(&dim_sql), &plan);
         let non_additive: Vec<(usize, &Metric)> = main_metrics
@@ -444,6 +453,7 @@ impl ReportEngine {
                 &sql::Plan {
                     metrics: non_additive.clone(),
                     distinct_visits,
+                    products: req.dimension.is_product(),
                 },
             )
         });
@@ -538,6 +548,9 @@ impl ReportEngine {
                 .map(|(i, m)| match m {
                     Metric::BounceRate => {
                         Value::ratio(at(&Metric::Bounces), at(&Metric::Entries).as_f64())
+                    }
+                    Metric::ConversionRate => {
+                        Value::ratio(at(&Metric::Orders), at(&Metric::Visits).as_f64())
                     }
                     Metric::TimeSpentPerVisit => Value::ratio(
                         at(&Metric::TotalSecondsSpent),

@@ -52,8 +52,17 @@ pub enum Metric {
     /// `total_seconds_spent / (visits - bounces)` (0 when no visit of the
     /// row had a second hit).
     TimeSpentPerVisit,
-    /// An event: each occurrence counts its value, or 1 without one.
+    /// An event: each occurrence that counts (a serialized event once per
+    /// ID) counts its value, or 1 without one.
     Event(String),
+    /// The revenue of counted purchases (the products' prices).
+    Revenue,
+    /// Counted purchases (a repeated purchase ID is not counted again).
+    Orders,
+    /// The units of counted purchases (the products' quantities).
+    Units,
+    /// `orders / visits` (0 without visits).
+    ConversionRate,
 }
 
 impl Metric {
@@ -71,6 +80,10 @@ impl Metric {
             Metric::TotalSecondsSpent => "total_seconds_spent".into(),
             Metric::TimeSpentPerVisit => "time_spent_per_visit".into(),
             Metric::Event(name) => format!("events:{name}"),
+            Metric::Revenue => "revenue".into(),
+            Metric::Orders => "orders".into(),
+            Metric::Units => "units".into(),
+            Metric::ConversionRate => "conversion_rate".into(),
         }
     }
 
@@ -88,13 +101,17 @@ impl Metric {
             "bounce_rate" => Metric::BounceRate,
             "total_seconds_spent" => Metric::TotalSecondsSpent,
             "time_spent_per_visit" => Metric::TimeSpentPerVisit,
+            "revenue" => Metric::Revenue,
+            "orders" => Metric::Orders,
+            "units" => Metric::Units,
+            "conversion_rate" => Metric::ConversionRate,
             _ => match s.strip_prefix("events:") {
                 Some(name) => Metric::Event(check_event_name(name)?.to_string()),
                 None => {
                     return Err(ReportError::invalid(
                         "invalid_metric",
                         format!(
-                            "Unknown metric '{}': expected pageviews, visits, visitors, link_hits, hits, bounces, entries, bounce_rate, total_seconds_spent, time_spent_per_visit or events:<name>",
+                            "Unknown metric '{}': expected pageviews, visits, visitors, link_hits, hits, bounces, entries, bounce_rate, total_seconds_spent, time_spent_per_visit, revenue, orders, units, conversion_rate or events:<name>",
                             shown(s)
                         ),
                     ))
@@ -107,7 +124,10 @@ impl Metric {
     /// counts and ratios).
     pub(crate) fn additive(&self, dimension: &Dimension) -> bool {
         match self {
-            Metric::Visitors | Metric::BounceRate | Metric::TimeSpentPerVisit => false,
+            Metric::Visitors
+            | Metric::BounceRate
+            | Metric::TimeSpentPerVisit
+            | Metric::ConversionRate => false,
             Metric::Visits => dimension.is_time(),
             _ => true,
         }
@@ -117,6 +137,7 @@ impl Metric {
     pub(crate) fn parts(&self) -> &'static [Metric] {
         match self {
             Metric::BounceRate => &[Metric::Bounces, Metric::Entries],
+            Metric::ConversionRate => &[Metric::Orders, Metric::Visits],
             Metric::TimeSpentPerVisit => {
                 &[Metric::TotalSecondsSpent, Metric::Visits, Metric::Bounces]
             }
@@ -193,6 +214,11 @@ pub enum Dimension {
     EntryPage,
     /// The visit's last page, on every hit of the visit.
     ExitPage,
+    /// A product of the hit's `products` (a hit with several products
+    /// counts in each of their rows).
+    Product,
+    /// The category of a product of the hit's `products`.
+    Category,
 }
 
 impl Dimension {
@@ -227,6 +253,8 @@ impl Dimension {
             "search_engine" => Dimension::SearchEngine,
             "entry_page" => Dimension::EntryPage,
             "exit_page" => Dimension::ExitPage,
+            "product" => Dimension::Product,
+            "category" => Dimension::Category,
             _ => {
                 if let Some(n) = numbered("evar", MAX_EVAR) {
                     Dimension::Evar(n)
@@ -236,13 +264,18 @@ impl Dimension {
                     return Err(ReportError::invalid(
                         "invalid_dimension",
                         format!(
-                            "Unknown dimension '{}': expected day, hour, page, page_url, link_name, link_type, channel, campaign, referrer_host, evar1..evar{MAX_EVAR}, prop1..prop{MAX_PROP}, visitor_id_type, file_id, browser, browser_version, os, device_type, referrer_type, search_engine, entry_page or exit_page",
+                            "Unknown dimension '{}': expected day, hour, page, page_url, link_name, link_type, channel, campaign, referrer_host, evar1..evar{MAX_EVAR}, prop1..prop{MAX_PROP}, visitor_id_type, file_id, browser, browser_version, os, device_type, referrer_type, search_engine, entry_page, exit_page, product or category",
                             shown(s)
                         ),
                     ));
                 }
             }
         })
+    }
+
+    /// Whether rows are one per product of a hit (`product`, `category`).
+    pub fn is_product(&self) -> bool {
+        matches!(self, Dimension::Product | Dimension::Category)
     }
 
     /// Whether this is `day` or `hour`.
@@ -275,6 +308,8 @@ impl fmt::Display for Dimension {
             Dimension::SearchEngine => f.write_str("search_engine"),
             Dimension::EntryPage => f.write_str("entry_page"),
             Dimension::ExitPage => f.write_str("exit_page"),
+            Dimension::Product => f.write_str("product"),
+            Dimension::Category => f.write_str("category"),
         }
     }
 }

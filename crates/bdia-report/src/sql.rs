@@ -41,7 +41,12 @@ pub(crate) fn dimension_expr(dim: Dimension, hour_expr: &str) -> String {
         Dimension::Channel => col("channel"),
         Dimension::Campaign => col("campaign"),
         Dimension::ReferrerHost => format!("referrer_host({})", col("referrer")),
-        Dimension::Evar(n) => col(&format!("eVar{n}")),
+        Dimension::Evar(n) => format!(
+            "{}({}, {})",
+            crate::udf::post_evar_fn(n),
+            col("post_evars"),
+            col(&format!("eVar{n}"))
+        ),
         Dimension::Prop(n) => col(&format!("prop{n}")),
         Dimension::VisitorIdType => col("visitor_id_type"),
         Dimension::FileId => col("file_id"),
@@ -57,6 +62,8 @@ pub(crate) fn dimension_expr(dim: Dimension, hour_expr: &str) -> String {
         Dimension::SearchEngine => col("search_engine"),
         Dimension::EntryPage => col(ENTRY_PAGE),
         Dimension::ExitPage => col(EXIT_PAGE),
+        Dimension::Product => format!("get_field({}, 'product')", col(PRODUCT)),
+        Dimension::Category => format!("get_field({}, 'category')", col(PRODUCT)),
     }
 }
 
@@ -77,6 +84,8 @@ pub(crate) const LAKE_TABLE: &str = "lake_hits";
 const ENTRY_PAGE: &str = "entry_page";
 const EXIT_PAGE: &str = "exit_page";
 const TIME_SPENT: &str = "time_spent";
+/// One product of the hit (rows by product).
+const PRODUCT: &str = "product";
 
 /// What the `hits` view of a report holds besides the lake's columns.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -89,6 +98,9 @@ pub(crate) struct ViewNeeds {
     pub exit_page: bool,
     /// `time_spent`: seconds to the visit's next hit (0 for its last).
     pub time_spent: bool,
+    /// One row per product of each hit (`product`), after the visit-level
+    /// columns are computed over the hits.
+    pub products: bool,
 }
 
 /// The `hits` view: the lake's rows of the range, robots left out unless
@@ -138,6 +150,12 @@ pub(crate) fn hits_view(needs: ViewNeeds) -> String {
     if !needs.include_bots {
         q.push_str(&format!(" WHERE {} IS NOT TRUE", col("is_bot")));
     }
+    if needs.products {
+        q = format!(
+            "SELECT *, unnest({}) AS {PRODUCT} FROM ({q})",
+            col("product_list")
+        );
+    }
     q
 }
 
@@ -174,6 +192,9 @@ pub(crate) struct Plan<'a> {
     pub metrics: Vec<(usize, &'a Metric)>,
     /// Whether `visits` is a distinct count (non-time dimension).
     pub distinct_visits: bool,
+    /// Rows are one per product of a hit: revenue, units and events are
+    /// each product's share.
+    pub products: bool,
 }
 
 /// The main query: `d` and `m<i>` for every metric of `plan` (bounces
@@ -210,15 +231,44 @@ pub(crate) fn main_query(dim: Option<&str>, plan: &Plan<'_>) -> String {
             Metric::Entries => format!("CASE WHEN {} THEN 1 ELSE 0 END", col("new_visit")),
             Metric::TotalSecondsSpent => col(TIME_SPENT),
             Metric::Event(_) => {
-                let e = format!("{}({})", event_fn(event_k), col("events"));
+                let e = if plan.products {
+                    format!(
+                        "{}(get_field({}, 'events'), {}, {})",
+                        event_fn(event_k),
+                        col(PRODUCT),
+                        col("post_events"),
+                        col("events")
+                    )
+                } else {
+                    format!(
+                        "{}({}, {})",
+                        event_fn(event_k),
+                        col("post_events"),
+                        col("events")
+                    )
+                };
                 event_k += 1;
                 e
             }
+            Metric::Orders => format!("coalesce({}, 0)", col("orders")),
+            Metric::Revenue if plan.products => format!(
+                "CASE WHEN {} = 1 THEN coalesce(get_field({}, 'price'), 0) ELSE 0 END",
+                col("orders"),
+                col(PRODUCT)
+            ),
+            Metric::Units if plan.products => format!(
+                "CASE WHEN {} = 1 THEN coalesce(get_field({}, 'quantity'), 0) ELSE 0 END",
+                col("orders"),
+                col(PRODUCT)
+            ),
+            Metric::Revenue => format!("coalesce({}, 0)", col("revenue")),
+            Metric::Units => format!("coalesce({}, 0)", col("units")),
             Metric::Visits
             | Metric::Visitors
             | Metric::Bounces
             | Metric::BounceRate
-            | Metric::TimeSpentPerVisit => continue,
+            | Metric::TimeSpentPerVisit
+            | Metric::ConversionRate => continue,
         };
         per_hit.push((alias, expr));
     }
@@ -345,6 +395,7 @@ mod tests {
         let plan = Plan {
             metrics: m.iter().enumerate().collect(),
             distinct_visits: false,
+            products: false,
         };
         let q = main_query(Some("\"date\""), &plan);
         assert_eq!(q.matches("GROUP BY").count(), 2, "{q}");
@@ -356,6 +407,7 @@ mod tests {
         let plan = Plan {
             metrics: m.iter().enumerate().collect(),
             distinct_visits: true,
+            products: false,
         };
         let q = main_query(Some("\"page_url\""), &plan);
         assert_eq!(q.matches("GROUP BY").count(), 3, "{q}");

@@ -28,7 +28,18 @@ pub struct Input {
     pub events: Vec<(String, Option<f64>)>,
     /// Index in [`USER_AGENTS`]; `None`: no `userAgent`.
     pub ua: Option<usize>,
+    /// `products`: (category, product, quantity, price) entries.
+    pub products: Vec<(&'static str, &'static str, i64, f64)>,
+    /// `purchaseID`.
+    pub purchase_id: Option<String>,
 }
+
+/// The products of the generated purchases, by `ts % 3`.
+const BASKETS: [&[(&str, &str, i64, f64)]; 3] = [
+    &[("Shoes", "Boot", 2, 120.5)],
+    &[("Shoes", "Sandal", 1, 30.0), ("Hats", "Cap", 3, 15.0)],
+    &[("", "Gift", 1, 10.0)],
+];
 
 /// A user agent and what it is known to be: (user agent, browser, browser
 /// version, OS, device type).
@@ -196,6 +207,13 @@ pub fn generate_with(seed: u64, visitors: usize, start: i64, referrers: usize) -
                 prop5: rng
                     .maybe(50)
                     .then(|| rng.pick(&["en", "fr", "de"]).to_string()),
+                products: if events.iter().any(|(n, _)| n == "purchase") {
+                    BASKETS[(ts % 3) as usize].to_vec()
+                } else {
+                    Vec::new()
+                },
+                // Purchase IDs repeat: some purchases are duplicates.
+                purchase_id: (ts % 4 != 0).then(|| format!("ORD-{}", ts % 40)),
                 events,
                 ua,
             });
@@ -227,6 +245,16 @@ pub fn to_hit(row: u64, r: &Input) -> Hit {
                 .join(","),
         );
     }
+    if !r.products.is_empty() {
+        vars[Field::Products as usize] = Some(
+            r.products
+                .iter()
+                .map(|(c, p, q, price)| format!("{c};{p};{q};{price}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        );
+    }
+    vars[Field::PurchaseId as usize] = r.purchase_id.clone();
     Hit {
         row,
         timestamp: r.ts,
@@ -274,6 +302,11 @@ pub struct Sessionized<'a> {
     pub first: bool,
     pub local_day: String,
     pub local_hour: String,
+    /// eVar3's persisted value: the most recent value sent in the visit.
+    pub post_evar3: Option<String>,
+    /// The row's purchase counts: it has one, and its purchase ID (if any)
+    /// was not counted before in the suite.
+    pub order: bool,
 }
 
 fn kind_name(k: VisitorKind) -> &'static str {
@@ -290,6 +323,9 @@ fn kind_name(k: VisitorKind) -> &'static str {
 pub fn sessionize<'a>(rows: &'a [(String, Input)], suite: &str, tz: &str) -> Vec<Sessionized<'a>> {
     let tz = TimeZone::get(tz).unwrap();
     let mut state: HashMap<(String, String), (u32, i64, i64)> = HashMap::new();
+    // eVar3 by visitor: (visit that set it, value).
+    let mut evar3: HashMap<(String, String), (u32, String)> = HashMap::new();
+    let mut purchase_ids: HashSet<String> = HashSet::new();
     let mut out = Vec::new();
     for (seq, (file_id, r)) in rows.iter().enumerate() {
         if !r.suites.iter().any(|s| s == suite) {
@@ -311,6 +347,17 @@ pub fn sessionize<'a>(rows: &'a [(String, Input)], suite: &str, tz: &str) -> Vec
             }
         };
         let local = tz.to_datetime(jiff::Timestamp::from_second(r.ts).unwrap());
+        if let Some(v) = &r.evar3 {
+            evar3.insert(key.clone(), (visit, v.clone()));
+        }
+        let post_evar3 = evar3
+            .get(&key)
+            .filter(|(n, _)| *n == visit)
+            .map(|(_, v)| v.clone());
+        let order = r.events.iter().any(|(n, _)| n == "purchase")
+            && r.purchase_id
+                .as_ref()
+                .is_none_or(|id| purchase_ids.insert(id.clone()));
         out.push(Sessionized {
             input: r,
             seq,
@@ -320,6 +367,8 @@ pub fn sessionize<'a>(rows: &'a [(String, Input)], suite: &str, tz: &str) -> Vec
             first,
             local_day: local.strftime("%Y-%m-%d").to_string(),
             local_hour: local.strftime("%Y-%m-%dT%H:00").to_string(),
+            post_evar3,
+            order,
         });
     }
     out
@@ -421,7 +470,7 @@ pub fn dimension(dim: &str, s: &Sessionized<'_>, v: &Visits) -> Option<String> {
         "channel" => r.channel.clone(),
         "campaign" => r.campaign.clone(),
         "referrer_host" => r.referrer.as_deref().and_then(host),
-        "evar3" => r.evar3.clone(),
+        "evar3" => s.post_evar3.clone(),
         "prop5" => r.prop5.clone(),
         "evar7" => None,
         "visitor_id_type" => Some(s.visitor.0.clone()),
@@ -448,6 +497,9 @@ pub const METRICS: &[&str] = &[
     "total_seconds_spent",
     "time_spent_per_visit",
 ];
+
+/// The commerce metrics (not in lakes written before they existed).
+pub const COMMERCE: &[&str] = &["revenue", "orders", "units", "conversion_rate"];
 
 /// Expected rows (dimension value -> metric -> value) and totals of a
 /// report over the rows whose local day is in `from..=to`, robots' rows
@@ -510,11 +562,27 @@ pub fn report_with(
             .count();
         let event = |name: &str| -> f64 {
             rows.iter()
-                .flat_map(|s| s.input.events.iter())
+                .flat_map(|s| {
+                    s.input
+                        .events
+                        .iter()
+                        .filter(move |(n, _)| n != "purchase" || s.order)
+                })
                 .filter(|(n, _)| n == name)
                 .map(|(_, v)| v.unwrap_or(1.0))
                 .sum()
         };
+        let orders: Vec<&&Sessionized<'_>> = rows.iter().filter(|s| s.order).collect();
+        let revenue: f64 = orders
+            .iter()
+            .flat_map(|s| &s.input.products)
+            .map(|p| p.3)
+            .sum();
+        let units: i64 = orders
+            .iter()
+            .flat_map(|s| &s.input.products)
+            .map(|p| p.2)
+            .sum();
         out.insert("pageviews".into(), pv as f64);
         out.insert("visits".into(), visits as f64);
         out.insert("visitors".into(), visitors as f64);
@@ -524,6 +592,9 @@ pub fn report_with(
         out.insert("events:purchase".into(), event("purchase"));
         out.insert("events:event2".into(), event("event2"));
         out.insert("events:nothing".into(), 0.0);
+        out.insert("revenue".into(), revenue);
+        out.insert("orders".into(), orders.len() as f64);
+        out.insert("units".into(), units as f64);
         let entries = rows.iter().filter(|s| s.first).count() as f64;
         let seconds: i64 = rows.iter().map(|s| v.spent[&s.seq]).sum();
         let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
@@ -533,6 +604,10 @@ pub fn report_with(
         out.insert(
             "time_spent_per_visit".into(),
             ratio(seconds as f64, visits as f64 - bounces as f64),
+        );
+        out.insert(
+            "conversion_rate".into(),
+            ratio(orders.len() as f64, visits as f64),
         );
         out
     };
@@ -551,4 +626,30 @@ pub fn report_with(
     }
     let totals = compute(&in_range);
     (rows, totals)
+}
+
+/// Revenue, orders and units by product (`category`: by category) over
+/// the rows whose local day is in `from..=to`: a purchase of several
+/// products counts one order in each product's row.
+pub fn by_product(all: &[Sessionized<'_>], category: bool, from: &str, to: &str) -> Rows {
+    let mut rows = Rows::new();
+    for s in all
+        .iter()
+        .filter(|s| s.local_day.as_str() >= from && s.local_day.as_str() <= to)
+        .filter(|s| !is_bot(s.input))
+    {
+        for (c, p, q, price) in &s.input.products {
+            let key = if category { *c } else { *p };
+            let row = rows.entry(Some(key.to_string())).or_default();
+            let (revenue, orders, units) = if s.order {
+                (*price, 1.0, *q as f64)
+            } else {
+                (0.0, 0.0, 0.0)
+            };
+            *row.entry("revenue".into()).or_default() += revenue;
+            *row.entry("orders".into()).or_default() += orders;
+            *row.entry("units".into()).or_default() += units;
+        }
+    }
+    rows
 }

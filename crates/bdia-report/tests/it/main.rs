@@ -90,7 +90,20 @@ async fn check_with(
     to: &str,
     include_bots: bool,
 ) {
-    let metrics = METRICS.join(",");
+    check_metrics(engine, all, dim, from, to, include_bots, METRICS).await
+}
+
+/// [`check_with`] of the metrics `asked`.
+async fn check_metrics(
+    engine: &ReportEngine,
+    all: &[expected::Sessionized<'_>],
+    dim: &str,
+    from: &str,
+    to: &str,
+    include_bots: bool,
+    asked: &[&str],
+) {
+    let metrics = asked.join(",");
     let req = ReportRequest::parse(
         WEB,
         Some(&metrics),
@@ -113,7 +126,7 @@ async fn check_with(
     for row in json["rows"].as_array().unwrap() {
         let obj = row.as_object().unwrap();
         let key = obj[dim].as_str().map(str::to_string);
-        let values = METRICS
+        let values = asked
             .iter()
             .map(|m| (m.to_string(), as_f64(&obj[*m])))
             .collect();
@@ -126,15 +139,17 @@ async fn check_with(
     let want_keys: Vec<_> = want_rows.keys().collect();
     assert_eq!(got_keys, want_keys, "{dim} {from}..{to}: row keys");
     for (key, want) in &want_rows {
-        for (metric, w) in want {
-            let g = got_rows[key][metric];
+        for metric in asked {
+            let w = want[*metric];
+            let g = got_rows[key][*metric];
             assert!(
                 (g - w).abs() < 1e-9,
                 "{dim} {from}..{to} row {key:?} {metric}: got {g}, want {w}"
             );
         }
     }
-    for (metric, w) in &want_totals {
+    for metric in asked {
+        let w = want_totals[*metric];
         let g = as_f64(&json["totals"][metric]);
         assert!(
             (g - w).abs() < 1e-9,
@@ -149,7 +164,7 @@ async fn check_with(
         sorted.sort();
         assert_eq!(keys, sorted);
     } else {
-        let firsts: Vec<f64> = rows.iter().map(|r| as_f64(&r[METRICS[0]])).collect();
+        let firsts: Vec<f64> = rows.iter().map(|r| as_f64(&r[asked[0]])).collect();
         assert!(
             firsts.windows(2).all(|w| w[0] >= w[1]),
             "{dim}: order {firsts:?}"
@@ -197,8 +212,52 @@ async fn every_metric_and_dimension_matches_an_independent_computation() {
         "some visitor has a second visit"
     );
     let engine = ReportEngine::with_partitions(lake, 2).unwrap();
+    let every: Vec<&str> = METRICS.iter().chain(COMMERCE).copied().collect();
     for dim in DIMENSIONS {
-        check(&engine, &all, dim, "2026-03-05", "2026-03-12").await;
+        check_metrics(
+            &engine,
+            &all,
+            dim,
+            "2026-03-05",
+            "2026-03-12",
+            false,
+            &every,
+        )
+        .await;
+    }
+    assert!(
+        all.iter()
+            .any(|s| s.input.events.iter().any(|(n, _)| n == "purchase") && !s.order),
+        "some purchases repeat a purchase ID"
+    );
+    assert!(
+        all.iter()
+            .any(|s| s.post_evar3.is_some() && s.input.evar3.is_none()),
+        "some eVar3 values persist to later hits"
+    );
+    // Revenue, orders and units by product and by category.
+    for (dim, category) in [("product", false), ("category", true)] {
+        let want = expected::by_product(&all, category, "2026-03-05", "2026-03-12");
+        assert!(want.len() >= 3, "{dim}: {want:?}");
+        let got = rows_in(
+            &engine,
+            "revenue,orders,units",
+            dim,
+            "2026-03-05",
+            "2026-03-12",
+        )
+        .await;
+        let got: expected::Rows = got
+            .into_iter()
+            .map(|(k, row)| {
+                let m = ["revenue", "orders", "units"]
+                    .iter()
+                    .map(|m| (m.to_string(), as_f64(&row[*m])))
+                    .collect();
+                (k, m)
+            })
+            .collect();
+        assert_eq!(got, want, "{dim}");
     }
     // A sub-range: visits that began before it are not counted by day, and
     // bounces only see the range's hits.
@@ -228,13 +287,24 @@ async fn rows_of(
     metrics: &str,
     dim: &str,
 ) -> BTreeMap<Option<String>, serde_json::Value> {
+    rows_in(engine, metrics, dim, "2026-03-01", "2026-03-31").await
+}
+
+/// [`rows_of`] over `from..=to`.
+async fn rows_in(
+    engine: &ReportEngine,
+    metrics: &str,
+    dim: &str,
+    from: &str,
+    to: &str,
+) -> BTreeMap<Option<String>, serde_json::Value> {
     let req = ReportRequest::parse(
         WEB,
         Some(metrics),
         Some(dim),
-        Some("2026-03-01"),
-        Some("2026-03-31"),
-        None,
+        Some(from),
+        Some(to),
+        Some("10000"),
     )
     .unwrap();
     let r = serde_json::to_value(engine.run(COMPANY, &req, WEB_TZ).await.unwrap()).unwrap();
@@ -338,6 +408,7 @@ async fn a_lake_written_before_the_device_columns_is_still_read() {
     let mut rows = generate_with(5, 12, 1_772_798_400, 4);
     for r in &mut rows {
         r.ua = None;
+        r.purchase_id = None;
     }
     let processed: Vec<(String, Input)> = rows
         .iter()
