@@ -247,6 +247,15 @@ enum SuiteCommand {
         /// processed afterwards.
         #[arg(long, value_name = "LIST")]
         internal_url_filters: Option<String>,
+        /// The expiration and allocation of one eVar, repeatable:
+        /// `N=EXPIRATION[,ALLOCATION]` with EXPIRATION `hit`, `visit`,
+        /// `never`, `day`, `week`, `month`, `quarter`, `year`, `<N>d` or
+        /// `event:<name>`, ALLOCATION `most_recent` or `original`;
+        /// `N=default` puts eVar N back to the defaults (`visit`,
+        /// `most_recent`). Other eVars keep their settings. Applies to
+        /// files processed afterwards.
+        #[arg(long = "evar", value_name = "N=EXPIRATION[,ALLOCATION]")]
+        evars: Vec<String>,
     },
 }
 
@@ -398,6 +407,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 company,
                 accept_single_hits,
                 internal_url_filters,
+                evars,
             }) => {
                 let rsid = rsid.as_str();
                 let mut owners: Vec<_> = store
@@ -438,6 +448,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                             .await?
                     }
                     None => suite,
+                };
+                let suite = if evars.is_empty() {
+                    suite
+                } else {
+                    let settings = merge_evar_settings(&suite.evar_settings, &evars)?;
+                    store
+                        .set_evar_settings(&suite.company_id, rsid, &settings)
+                        .await?
                 };
                 print(json!(suite));
             }
@@ -650,4 +668,36 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A suite's eVar settings with `changes` (`N=EXPIRATION[,ALLOCATION]` or
+/// `N=default`) applied, checked like the API's.
+fn merge_evar_settings(
+    current: &[bdia_model::conversion::EvarSetting],
+    changes: &[String],
+) -> anyhow::Result<Vec<bdia_model::conversion::EvarSetting>> {
+    use bdia_model::conversion::EvarSetting;
+    let mut by_evar: std::collections::BTreeMap<u16, EvarSetting> =
+        current.iter().map(|s| (s.evar, s.clone())).collect();
+    for change in changes {
+        match change.split_once('=') {
+            Some((n, "default")) => {
+                let s = EvarSetting::parse(&format!("{n}=visit")).map_err(anyhow::Error::msg)?;
+                by_evar.remove(&s.evar);
+            }
+            _ => {
+                let s = EvarSetting::parse(change).map_err(anyhow::Error::msg)?;
+                by_evar.insert(s.evar, s);
+            }
+        }
+    }
+    let wire: Vec<bdia_wire::EvarSetting> = by_evar
+        .into_values()
+        .map(|s| bdia_wire::EvarSetting {
+            evar: s.evar,
+            expiration: s.expiration.to_string(),
+            allocation: s.allocation.as_str().to_string(),
+        })
+        .collect();
+    bdia_server::reports::parse_evar_settings(&wire).map_err(anyhow::Error::msg)
 }

@@ -4,8 +4,12 @@
 //! (commas, doubled quotes, line breaks, non-ASCII), page views and link
 //! hits, a spread of user agents ([`USER_AGENTS`]: desktops, phones,
 //! tablets, robots) and referrers (search engines, social networks, other
-//! sites, the site itself, none), and a chosen rate of invalid rows of
-//! chosen kinds.
+//! sites, the site itself, none), commerce (purchases of one to three
+//! products with per-product events and merchandising eVars, purchase IDs
+//! that repeat, product views, cart adds with a serialized event whose IDs
+//! repeat, a numeric event), eVars set on some hits only (so that their
+//! values persist to the visitor's later hits), and a chosen rate of
+//! invalid rows of chosen kinds.
 //!
 //! The output is deterministic for a given [`GenOptions`] (seeded RNG), and
 //! the returned [`GenSummary`] says exactly which rows were made invalid, so
@@ -123,6 +127,7 @@ pub const HEADER: &[&str] = &[
     "contextData.app.version",
     "language",
     "queryString",
+    "purchaseID",
 ];
 
 /// The user agents of generated rows (one per visitor, by visitor number)
@@ -163,6 +168,7 @@ pub fn referrer(section: &str, n: u32) -> Option<String> {
 const SECTIONS: &[&str] = &[
     "home", "products", "cart", "checkout", "support", "blog", "café",
 ];
+const CATEGORIES: &[&str] = &["Shoes", "Hats", "Bags", ""];
 const CHANNELS: &[&str] = &["Home", "Products", "Checkout", "Support", "Blog"];
 const LANGUAGES: &[&str] = &["en-US", "de-DE", "fr-FR", "ja-JP"];
 
@@ -346,12 +352,43 @@ pub fn generate<W: Write>(opts: &GenOptions, out: W) -> io::Result<GenSummary> {
         if n.is_multiple_of(11) {
             set(&mut row, 16, &format!("email-{}", n % 5));
         }
+        // Commerce, by page number: purchases of one to three products
+        // (per-product currency event5, a merchandising eVar), with
+        // purchase IDs that repeat (a page reloaded); product views; cart
+        // adds with a serialized event3 whose IDs repeat; a numeric event4.
         match n % 17 {
             0 => {
-                set(&mut row, 17, "purchase,event1,event2=5");
-                set(&mut row, 18, &format!(";SKU-{n};1;{}.99", n % 90 + 9));
+                set(&mut row, 17, "purchase,event1,event2=5,event5");
+                let products: Vec<String> = (0..=(n % 3))
+                    .map(|i| {
+                        let sku = (n + i * 7) % 50;
+                        format!(
+                            "{};SKU-{sku};{};{}.99;event5={}|event6=1;eVar20=size-{}",
+                            CATEGORIES[sku as usize % CATEGORIES.len()],
+                            i + 1,
+                            (sku % 90 + 9) * (i + 1),
+                            sku % 4 + 1,
+                            sku % 3
+                        )
+                    })
+                    .collect();
+                set(&mut row, 18, &products.join(","));
+                set(&mut row, 27, &format!("ORD-{visitor}-{}", n % 3));
             }
-            1 => set(&mut row, 17, "prodView,event1"),
+            1 => {
+                set(&mut row, 17, "prodView,event1");
+                set(
+                    &mut row,
+                    18,
+                    &format!(
+                        "{};SKU-{}",
+                        CATEGORIES[n as usize % CATEGORIES.len()],
+                        n % 50
+                    ),
+                );
+            }
+            2 => set(&mut row, 17, &format!("scAdd,event3:{visitor}-{}", n % 5)),
+            3 => set(&mut row, 17, &format!("event4={}.5", n % 10)),
             _ => {}
         }
         set(&mut row, 20, &format!("segment-{}", visitor % 13));

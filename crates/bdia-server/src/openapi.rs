@@ -205,16 +205,16 @@ pub fn document() -> Value {
             } },
             "/api/v1/report-suites/{rsid}/report": { "get": {
                 "summary": "A report over the suite's processed hits: metrics by one dimension over a date range",
-                "description": "Days and hours are in the suite's time zone. visits: by day/hour, visits whose first hit is in the row; otherwise distinct visits with a hit in the row. visitors: distinct visitors in the row. bounces: visits with one hit. entries: visits whose first hit is in the row. bounce_rate: bounces / entries. total_seconds_spent: seconds from each hit to the next hit of its visit. time_spent_per_visit: total_seconds_spent / (visits - bounces). events:<name>: each occurrence adds its value, or 1. Robots' hits (device_type bot) are left out unless include_bots=true. totals cover the whole range (not only the rows returned). Rows by day/hour are in time order (every day of the range for day); otherwise by the first metric, descending.",
+                "description": "Days and hours are in the suite's time zone. visits: by day/hour, visits whose first hit is in the row; otherwise distinct visits with a hit in the row. visitors: distinct visitors in the row. bounces: visits with one hit. entries: visits whose first hit is in the row. bounce_rate: bounces / entries. total_seconds_spent: seconds from each hit to the next hit of its visit. time_spent_per_visit: total_seconds_spent / (visits - bounces). events:<name>: each occurrence that counts adds its value, or 1 (a serialized event once per ID). revenue, orders, units: of counted purchases (a repeated purchaseID is not counted again). conversion_rate: orders / visits. evarN: the persisted value (the eVar's expiration and allocation). product, category: one row per product of a hit; revenue and units are the product's. Robots' hits (device_type bot) are left out unless include_bots=true. totals cover the whole range (not only the rows returned). Rows by day/hour are in time order (every day of the range for day); otherwise by the first metric, descending.",
                 "security": security,
                 "parameters": [api_key,
                     { "name": "rsid", "in": "path", "required": true,
                       "description": "One of the caller's company's report suites (IDs are per company)",
                       "schema": { "type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$" } },
                     { "name": "metrics", "in": "query", "required": true, "schema": { "type": "string" },
-                      "description": "Comma separated: pageviews, visits, visitors, link_hits, hits, bounces, entries, bounce_rate, total_seconds_spent, time_spent_per_visit, events:<name> (at most 20)" },
+                      "description": "Comma separated: pageviews, visits, visitors, link_hits, hits, bounces, entries, bounce_rate, total_seconds_spent, time_spent_per_visit, revenue, orders, units, conversion_rate, events:<name> (at most 20)" },
                     { "name": "dimension", "in": "query", "schema": { "type": "string", "default": "day" },
-                      "description": "day, hour, page, page_url, link_name, link_type, channel, campaign, referrer_host, evar1..evar250, prop1..prop75, visitor_id_type, file_id, browser, browser_version, os, device_type, referrer_type, search_engine, entry_page, exit_page" },
+                      "description": "day, hour, page, page_url, link_name, link_type, channel, campaign, referrer_host, evar1..evar250, prop1..prop75, visitor_id_type, file_id, browser, browser_version, os, device_type, referrer_type, search_engine, entry_page, exit_page, product, category" },
                     { "name": "from", "in": "query", "required": true, "schema": { "type": "string", "format": "date" } },
                     { "name": "to", "in": "query", "required": true, "schema": { "type": "string", "format": "date" },
                       "description": "Included; at most 731 days after from" },
@@ -266,12 +266,18 @@ pub fn document() -> Value {
                     "database_calls": { "type": "integer", "description": "database calls waiting or running" } } },
                 "ReportSuites": { "type": "object", "required": ["report_suites"], "properties": { "report_suites": { "type": "array", "items": {
                     "$ref": "#/components/schemas/ReportSuite" } } } },
-                "ReportSuite": { "type": "object", "required": ["rsid", "time_zone", "accept_single_hits", "internal_url_filters"], "properties": {
+                "ReportSuite": { "type": "object", "required": ["rsid", "time_zone", "accept_single_hits", "internal_url_filters", "evar_settings"], "properties": {
+                    "evar_settings": { "type": "array", "items": { "$ref": "#/components/schemas/EvarSetting" },
+                        "description": "The eVars whose settings are not the defaults (expiration visit, allocation most_recent)" },
                     "internal_url_filters": { "type": "array", "items": { "type": "string" },
                         "description": "A referrer whose host contains one of these is internal; empty: only the hit's own page host" },
                     "rsid": { "type": "string" },
                     "time_zone": { "type": "string", "description": "IANA name" },
                     "accept_single_hits": { "type": "boolean", "description": "Takes hits from the single-hit Data Insertion API (/b/ss/...)" } } },
+                "EvarSetting": { "type": "object", "required": ["evar", "expiration", "allocation"], "properties": {
+                    "evar": { "type": "integer", "minimum": 1, "maximum": 250 },
+                    "expiration": { "type": "string", "description": "hit, visit, never, day, week, month (31 days), quarter (93), year (365), <N>d, or event:<name>" },
+                    "allocation": { "type": "string", "enum": ["most_recent", "original"] } } },
                 "Groups": { "type": "object", "required": ["groups"], "properties": { "groups": { "type": "array", "items": {
                     "$ref": "#/components/schemas/Group" } } } },
                 "Group": { "type": "object", "required": ["visitor_group_id", "queued", "in_progress", "errors",
@@ -749,14 +755,14 @@ fn single_hit_paths(doc: &mut Value, security: &Value, api_key: &Value) {
                 },
                 "patch": {
                     "summary": "Change a report suite's settings",
-                    "description": "Settings left out are kept. internal_url_filters: at most 100, each 1 to 255 characters without spaces or commas; they apply to files processed afterwards. accept_single_hits: take hits from /b/ss/{rsid}/...; at most one company's suite of an rsid may (409 single_hits_taken otherwise). Nodes pick a change up within single_hits.suite_cache_secs.",
+                    "description": "Settings left out are kept. internal_url_filters: at most 100, each 1 to 255 characters without spaces or commas; they apply to files processed afterwards. accept_single_hits: take hits from /b/ss/{rsid}/...; at most one company's suite of an rsid may (409 single_hits_taken otherwise). evar_settings: replaces every eVar's expiration and allocation ([] puts them all back to visit, most_recent); applies to files processed afterwards (a value already stored expires by the new setting, counted from when it was set). Nodes pick a change up within single_hits.suite_cache_secs.",
                     "security": security,
                     "parameters": [api_key, rsid],
                     "requestBody": { "required": true, "content": { "application/json": { "schema": {
                         "$ref": "#/components/schemas/SuiteSettings" } } } },
                     "responses": merge(json!({
                         "200": json_ok("The report suite as changed", "ReportSuite"),
-                        "400": error_response("Malformed report suite id, or code malformed_body or invalid_internal_url_filters"),
+                        "400": error_response("Malformed report suite id, or code malformed_body, invalid_internal_url_filters or invalid_evar_settings"),
                         "404": not_found,
                         "409": error_response("code single_hits_taken: another company's suite of this rsid takes its single hits")
                     }), auth_errors())
@@ -773,7 +779,13 @@ fn single_hit_paths(doc: &mut Value, security: &Value, api_key: &Value) {
                 "accept_single_hits": { "type": "boolean" },
                 "internal_url_filters": { "type": "array", "maxItems": 100,
                     "items": { "type": "string", "minLength": 1, "maxLength": 255 },
-                    "description": "Replaces the filters; [] clears them" } } }
+                    "description": "Replaces the filters; [] clears them" },
+                "evar_settings": { "type": "array", "maxItems": 250,
+                    "items": { "type": "object", "required": ["evar", "expiration"], "properties": {
+                        "evar": { "type": "integer", "minimum": 1, "maximum": 250 },
+                        "expiration": { "type": "string" },
+                        "allocation": { "type": "string", "enum": ["most_recent", "original"], "default": "most_recent" } } },
+                    "description": "Replaces every eVar's settings; [] puts them all back to the defaults" } } }
         }),
     );
 }
@@ -955,6 +967,11 @@ mod tests {
                 time_zone: "UTC".into(),
                 accept_single_hits: false,
                 internal_url_filters: vec!["shop.example".into()],
+                evar_settings: vec![bdia_wire::EvarSetting {
+                    evar: 3,
+                    expiration: "31d".into(),
+                    allocation: "original".into(),
+                }],
             }],
         };
         let token = AccessToken {
@@ -1039,11 +1056,19 @@ mod tests {
                 pair(suites.report_suites[0].clone(), suites.report_suites[0].clone()),
             ),
             (
+                "/components/schemas/EvarSetting",
+                pair(
+                    suites.report_suites[0].evar_settings[0].clone(),
+                    suites.report_suites[0].evar_settings[0].clone(),
+                ),
+            ),
+            (
                 "/components/schemas/SuiteSettings",
                 pair(
                     bdia_wire::SuiteSettings {
                         accept_single_hits: Some(true),
                         internal_url_filters: Some(vec!["shop.example".into()]),
+                        evar_settings: Some(vec![]),
                     },
                     bdia_wire::SuiteSettings::default(),
                 ),

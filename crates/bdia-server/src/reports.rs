@@ -67,7 +67,51 @@ fn suite_answer(s: bdia_store::ReportSuite) -> ReportSuite {
         time_zone: s.time_zone,
         accept_single_hits: s.accept_single_hits,
         internal_url_filters: s.internal_url_filters,
+        evar_settings: s
+            .evar_settings
+            .into_iter()
+            .map(|e| bdia_wire::EvarSetting {
+                evar: e.evar,
+                expiration: e.expiration.to_string(),
+                allocation: e.allocation.as_str().to_string(),
+            })
+            .collect(),
     }
+}
+
+/// Checks and reads a suite's eVar settings: each eVar 1 to 250 at most
+/// once, a known expiration and allocation. Settings equal to the
+/// defaults are dropped.
+pub fn parse_evar_settings(
+    list: &[bdia_wire::EvarSetting],
+) -> Result<Vec<bdia_model::conversion::EvarSetting>, String> {
+    use bdia_model::conversion::EvarSetting;
+    let mut out: Vec<EvarSetting> = Vec::with_capacity(list.len());
+    let mut named = std::collections::HashSet::new();
+    for e in list {
+        if !(1..=bdia_format::fields::MAX_EVAR).contains(&e.evar) {
+            return Err(format!("eVar {}: the eVar number is 1 to 250", e.evar));
+        }
+        if !named.insert(e.evar) {
+            return Err(format!("eVar {} is set twice", e.evar));
+        }
+        let setting = EvarSetting {
+            evar: e.evar,
+            expiration: e
+                .expiration
+                .parse()
+                .map_err(|m| format!("eVar {}: {m}", e.evar))?,
+            allocation: e
+                .allocation
+                .parse()
+                .map_err(|m| format!("eVar {}: {m}", e.evar))?,
+        };
+        if setting != EvarSetting::default_for(e.evar) {
+            out.push(setting);
+        }
+    }
+    out.sort_by_key(|s| s.evar);
+    Ok(out)
 }
 
 /// Most internal URL filters a suite may have.
@@ -165,6 +209,19 @@ pub async fn update_report_suite(
                 .set_internal_url_filters(company, rsid.as_str(), &filters)
                 .await?;
             tracing::info!(report_suite = %rsid.as_str(), filters = filters.len(), "internal URL filters changed");
+        }
+    }
+    if let Some(list) = body.evar_settings {
+        let settings = parse_evar_settings(&list).map_err(|message| ApiError::Invalid {
+            code: "invalid_evar_settings",
+            message,
+        })?;
+        if settings != suite.evar_settings {
+            suite = state
+                .store
+                .set_evar_settings(company, rsid.as_str(), &settings)
+                .await?;
+            tracing::info!(report_suite = %rsid.as_str(), evars = settings.len(), "eVar settings changed");
         }
     }
     Ok(Json(suite_answer(suite)).into_response())

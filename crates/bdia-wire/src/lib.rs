@@ -34,7 +34,8 @@ pub use group::{
 pub use health::{Readiness, Usage};
 pub use privacy::{IdentifierType, PrivacyDeletion, PrivacyDeletionList, PrivacyDeletionRequest};
 pub use report::{
-    Group, Groups, JsonObject, Report, ReportQuery, ReportSuite, ReportSuites, SuiteSettings,
+    EvarSetting, Group, Groups, JsonObject, Report, ReportQuery, ReportSuite, ReportSuites,
+    SuiteSettings,
 };
 pub use status::{FileStatus, UnknownStatus};
 pub use token::AccessToken;

@@ -145,6 +145,30 @@ pub struct ReportSuite {
     /// sources); empty: only the hit's own page host.
     #[serde(default)]
     pub internal_url_filters: Vec<String>,
+    /// The eVars whose expiration or allocation is not the default
+    /// (`visit`, `most_recent`), by eVar number.
+    #[serde(default)]
+    pub evar_settings: Vec<EvarSetting>,
+}
+
+/// The expiration and allocation of one eVar of a report suite.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvarSetting {
+    /// The eVar number, 1 to 250.
+    pub evar: u16,
+    /// `hit`, `visit`, `never`, `day`, `week`, `month` (31 days),
+    /// `quarter` (93), `year` (365), `<N>d`, or `event:<name>`
+    /// (`event:purchase`); answered as `hit`, `visit`, `never`, `<N>d` or
+    /// `event:<name>`.
+    pub expiration: String,
+    /// `most_recent` (default) or `original`.
+    #[serde(default = "most_recent")]
+    pub allocation: String,
+}
+
+fn most_recent() -> String {
+    "most_recent".into()
 }
 
 /// The body of `PATCH /api/v1/report-suites/{rsid}`: the settings to
@@ -158,6 +182,9 @@ pub struct SuiteSettings {
     /// Replace the internal URL filters (`[]` clears them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub internal_url_filters: Option<Vec<String>>,
+    /// Replace the eVar settings (`[]`: every eVar back to the defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evar_settings: Option<Vec<EvarSetting>>,
 }
 
 /// The answer of `GET /api/v1/report-suites`.
@@ -273,12 +300,13 @@ mod tests {
                 time_zone: "Europe/Paris".into(),
                 accept_single_hits: false,
                 internal_url_filters: vec![],
+                evar_settings: vec![],
             }],
         };
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(
             json,
-            r#"{"report_suites":[{"rsid":"rs1","time_zone":"Europe/Paris","accept_single_hits":false,"internal_url_filters":[]}]}"#
+            r#"{"report_suites":[{"rsid":"rs1","time_zone":"Europe/Paris","accept_single_hits":false,"internal_url_filters":[],"evar_settings":[]}]}"#
         );
         assert_eq!(serde_json::from_str::<ReportSuites>(&json).unwrap(), s);
         let g = Groups {

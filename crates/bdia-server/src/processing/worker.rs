@@ -43,6 +43,8 @@ use bdia_format::engine::{process, Encoding, EngineError, FileReport, Limits, Op
 use bdia_format::hit::Hit;
 use bdia_format::row::RowRules;
 use bdia_lake::{LakeWriter, SpooledFile, SuiteZones};
+use bdia_model::commerce::{SeenId, PURCHASE_ID};
+use bdia_model::conversion::EvarSetting;
 use bdia_model::{FileEnricher, Identity, StateDelta, VisitState, VisitorStates};
 use bdia_store::{Company, Completion, FileRecord, GroupLease, MetadataStore, StoreError};
 
@@ -88,6 +90,8 @@ pub enum Outcome {
 /// instead of building a key.
 struct Prefetched {
     states: HashMap<String, HashMap<String, Option<VisitState>>>,
+    /// Serials and purchase IDs: whether each was counted before the file.
+    seen: HashMap<SeenId, bool>,
     store: Arc<dyn MetadataStore>,
     handle: tokio::runtime::Handle,
     company_id: String,
@@ -98,7 +102,18 @@ impl Prefetched {
         self.states
             .get(report_suite)
             .and_then(|m| m.get(visitor_key))
-            .copied()
+            .cloned()
+    }
+
+    fn prefetch_seen(&mut self, keys: Vec<SeenId>) -> Result<(), StoreError> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let found = self
+            .handle
+            .block_on(self.store.seen_ids(&self.company_id, keys.clone()))?;
+        self.seen.extend(keys.into_iter().zip(found));
+        Ok(())
     }
 
     fn prefetch(&mut self, keys: Vec<(String, String)>) -> Result<(), StoreError> {
@@ -136,6 +151,19 @@ impl VisitorStates for Prefetched {
         self.prefetch(vec![(report_suite.to_string(), visitor_key.to_string())])?;
         Ok(self.known(report_suite, visitor_key).flatten())
     }
+
+    fn seen(&mut self, report_suite: &str, kind: &str, id: &str) -> Result<bool, StoreError> {
+        let key = SeenId {
+            report_suite: report_suite.to_string(),
+            kind: kind.to_string(),
+            id: id.to_string(),
+        };
+        if let Some(v) = self.seen.get(&key) {
+            return Ok(*v);
+        }
+        self.prefetch_seen(vec![key.clone()])?;
+        Ok(self.seen.get(&key).copied().unwrap_or(false))
+    }
 }
 
 /// What `load` gathers before the file is read.
@@ -148,6 +176,8 @@ struct Loaded {
     owned: HashSet<String>,
     /// The internal URL filters of the suites that have some.
     filters: Vec<(String, Vec<String>)>,
+    /// The eVar settings of the suites that have some.
+    evars: Vec<(String, Vec<EvarSetting>)>,
     /// The staged file's blob key.
     blob_key: String,
     /// The staged file, open.
@@ -162,8 +192,9 @@ struct Enriched {
     rows: u64,
     /// The visitor states the file changed.
     delta: StateDelta,
-    /// Processing log lines for rows that went back in time.
-    out_of_order: Vec<String>,
+    /// Processing log lines: rows that went back in time, events and
+    /// purchases not counted again.
+    notes: Vec<String>,
     /// When the reader finished (unix seconds).
     reader_complete: i64,
 }
@@ -200,7 +231,7 @@ pub async fn run(
         rec,
         lease,
         out.delta,
-        &out.out_of_order,
+        &out.notes,
         out.reader_complete,
         release,
     )
@@ -244,6 +275,11 @@ async fn load(shared: &Shared, rec: &FileRecord) -> Result<Loaded, Failure> {
         .filter(|s| !s.internal_url_filters.is_empty())
         .map(|s| (s.rsid.clone(), s.internal_url_filters.clone()))
         .collect();
+    let evars = suites
+        .iter()
+        .filter(|s| !s.evar_settings.is_empty())
+        .map(|s| (s.rsid.clone(), s.evar_settings.clone()))
+        .collect();
     let owned: HashSet<String> = suites.into_iter().map(|s| s.rsid).collect();
     let blob_key = rec.blob_key.clone().ok_or_else(|| {
         Failure::new(
@@ -261,6 +297,7 @@ async fn load(shared: &Shared, rec: &FileRecord) -> Result<Loaded, Failure> {
         zones,
         owned,
         filters,
+        evars,
         blob_key,
         input,
     })
@@ -280,6 +317,7 @@ async fn read_and_enrich(
         zones,
         owned,
         filters,
+        evars,
         input,
         ..
     } = loaded;
@@ -293,11 +331,20 @@ async fn read_and_enrich(
         store: shared.store.clone(),
         handle: tokio::runtime::Handle::current(),
         company_id: company.id.clone(),
+        seen: HashMap::new(),
     };
     let throttles = shared.throttles.clone();
     let out = tokio::task::spawn_blocking(move || {
         enrich_file(
-            input, writer, company, owned, filters, limits, states, throttles, cancel,
+            input,
+            writer,
+            company,
+            owned,
+            SuiteSettings { filters, evars },
+            limits,
+            states,
+            throttles,
+            cancel,
         )
     })
     .await
@@ -387,7 +434,7 @@ fn crash_point_after_lake_commit() {
 }
 
 /// Step 4, commit metadata: one transaction marks the file `COMPLETE` (its
-/// upload log followed by the out-of-order notes), stores the visitor state
+/// upload log followed by the processing notes), stores the visitor state
 /// delta and, with `release`, drops the staged file's key from the record;
 /// only while `lease` is current (a node that lost the group to another
 /// one gets [`FailureCode::StoreFenced`] and commits nothing).
@@ -396,12 +443,12 @@ async fn commit(
     rec: &FileRecord,
     lease: &GroupLease,
     delta: StateDelta,
-    out_of_order: &[String],
+    notes: &[String],
     reader_complete: i64,
     release: bool,
 ) -> Result<(), Failure> {
     let mut log = bdia_store::upload_log(&rec.processing_log).to_string();
-    for line in out_of_order {
+    for line in notes {
         if !log.is_empty() {
             log.push('\n');
         }
@@ -516,6 +563,36 @@ impl Enrichment<'_> {
         }
         drop(seen);
         self.states.prefetch(keys).map_err(Failure::store)?;
+        // The serials and purchase IDs of the batch, in one lookup.
+        let mut ids: HashSet<SeenId> = HashSet::new();
+        for h in self.batch.iter() {
+            let purchase_id = h
+                .get(bdia_format::fields::Field::PurchaseId)
+                .filter(|_| h.events.iter().any(|e| e.name == "purchase"));
+            for s in &h.report_suites {
+                let mut add = |kind: String, id: &str| {
+                    let key = SeenId {
+                        report_suite: s.clone(),
+                        kind,
+                        id: id.to_string(),
+                    };
+                    if !self.states.seen.contains_key(&key) {
+                        ids.insert(key);
+                    }
+                };
+                for e in &h.events {
+                    if let Some(serial) = &e.serial {
+                        add(SeenId::event_kind(&e.name), serial);
+                    }
+                }
+                if let Some(id) = purchase_id {
+                    add(PURCHASE_ID.to_string(), id);
+                }
+            }
+        }
+        self.states
+            .prefetch_seen(ids.into_iter().collect())
+            .map_err(Failure::store)?;
         for h in self.batch.drain(..) {
             let hits = self
                 .enricher
@@ -526,6 +603,29 @@ impl Enrichment<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// The report suites' processing settings.
+struct SuiteSettings {
+    /// Internal URL filters, of the suites that have some.
+    filters: Vec<(String, Vec<String>)>,
+    /// eVar settings, of the suites that have some.
+    evars: Vec<(String, Vec<EvarSetting>)>,
+}
+
+impl SuiteSettings {
+    /// An enricher of one file with these settings.
+    fn enricher(self, identity: &Identity) -> FileEnricher<'_> {
+        let e = self
+            .filters
+            .into_iter()
+            .fold(FileEnricher::new(identity), |e, (suite, f)| {
+                e.with_internal_url_filters(&suite, f)
+            });
+        self.evars
+            .iter()
+            .fold(e, |e, (suite, s)| e.with_evar_settings(suite, s))
     }
 }
 
@@ -545,7 +645,7 @@ fn enrich_file(
     writer: LakeWriter,
     company: Company,
     owned: HashSet<String>,
-    filters: Vec<(String, Vec<String>)>,
+    settings: SuiteSettings,
     limits: Limits,
     states: Prefetched,
     throttles: Arc<Throttles>,
@@ -559,11 +659,7 @@ fn enrich_file(
         rate: company.settings.rows_per_second,
         unpaid: 0,
     };
-    let enricher = filters
-        .into_iter()
-        .fold(FileEnricher::new(&identity), |e, (suite, f)| {
-            e.with_internal_url_filters(&suite, f)
-        });
+    let enricher = settings.enricher(&identity);
     let mut work = Enrichment {
         enricher,
         states,
@@ -595,12 +691,15 @@ fn enrich_file(
     meter.settle(&cancel);
     let reader_complete = super::now();
     let spooled = work.writer.finish().map_err(Failure::lake)?;
+    let commerce = work.enricher.commerce_log_lines();
     let (delta, ooo) = work.enricher.finish();
+    let mut notes = ooo.log_lines();
+    notes.extend(commerce);
     Ok(Some(Enriched {
         spooled,
         rows: report.rows,
         delta,
-        out_of_order: ooo.log_lines(),
+        notes,
         reader_complete,
     }))
 }
