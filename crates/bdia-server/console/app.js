@@ -25,10 +25,16 @@ function signOut() {
   route();
 }
 
-async function api(path, asText, method) {
+async function api(path, asText, method, body) {
   const s = session();
   if (!s) { signOut(); throw new Error("Signed out"); }
-  const r = await fetch(path, { method: method || "GET", headers: { "Authorization": "Bearer " + s.token, "x-api-key": s.clientId } });
+  const headers = { "Authorization": "Bearer " + s.token, "x-api-key": s.clientId };
+  const init = { method: method || "GET", headers };
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const r = await fetch(path, init);
   if (r.status === 401) { signOut(); throw new Error("Session expired: sign in again"); }
   if (!r.ok) {
     let msg = r.status + " " + r.statusText;
@@ -366,6 +372,67 @@ async function runReport(ev) {
   }
 }
 
+// ---- report suite settings ----
+
+let settingsSuites = [];
+
+async function loadSettings() {
+  const sel = $("settings-suite");
+  const j = await api("/api/v1/report-suites");
+  settingsSuites = j.report_suites;
+  const keep = sel.value;
+  sel.replaceChildren();
+  for (const s of settingsSuites) {
+    const o = el("option", s.rsid);
+    o.value = s.rsid;
+    sel.append(o);
+  }
+  if (keep) sel.value = keep;
+  showSettings();
+}
+
+function showSettings() {
+  const suite = settingsSuites.find((s) => s.rsid === $("settings-suite").value);
+  const body = $("settings-table").tBodies[0];
+  body.replaceChildren();
+  const list = suite ? suite.evar_settings : [];
+  for (const e of list) {
+    const tr = el("tr");
+    const reset = el("button", "Reset to defaults");
+    reset.type = "button";
+    reset.dataset.evar = e.evar;
+    reset.addEventListener("click", () => saveEvar(e.evar, null));
+    const td = el("td");
+    td.append(reset);
+    tr.append(el("td", "eVar" + e.evar), el("td", e.expiration), el("td", e.allocation === "original" ? "original value" : "most recent"), td);
+    body.append(tr);
+  }
+  $("settings-empty").hidden = list.length > 0;
+}
+
+// Replaces one eVar's setting (null: back to the defaults), keeping the others.
+async function saveEvar(evar, setting) {
+  $("settings-error").textContent = "";
+  const rsid = $("settings-suite").value;
+  const suite = settingsSuites.find((s) => s.rsid === rsid);
+  if (!suite) return;
+  const list = suite.evar_settings.filter((e) => e.evar !== evar);
+  if (setting) list.push(setting);
+  try {
+    const updated = await api("/api/v1/report-suites/" + encodeURIComponent(rsid), false, "PATCH", { evar_settings: list });
+    settingsSuites = settingsSuites.map((s) => (s.rsid === rsid ? updated : s));
+    showSettings();
+  } catch (e) {
+    $("settings-error").textContent = e.message;
+  }
+}
+
+async function submitSettings(ev) {
+  ev.preventDefault();
+  const evar = Number($("settings-evar").value);
+  await saveEvar(evar, { evar, expiration: $("settings-expiration").value.trim(), allocation: $("settings-allocation").value });
+}
+
 // ---- routing ----
 
 async function route() {
@@ -387,6 +454,7 @@ async function route() {
       showStart(hasFiles);
     }
     if (page === "reports") await loadSuites();
+    if (page === "settings") await loadSettings();
   } catch (e) {
     const err = $("report-error");
     if (page === "reports" && err) err.textContent = e.message;
@@ -403,5 +471,7 @@ for (const action of ["pause", "resume", "cancel"]) {
   $("group-" + action).addEventListener("click", () => groupAction(action));
 }
 $("report-form").addEventListener("submit", runReport);
+$("settings-form").addEventListener("submit", submitSettings);
+$("settings-suite").addEventListener("change", showSettings);
 window.addEventListener("hashchange", route);
 route();

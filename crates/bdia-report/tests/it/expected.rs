@@ -212,8 +212,10 @@ pub fn generate_with(seed: u64, visitors: usize, start: i64, referrers: usize) -
                 } else {
                     Vec::new()
                 },
-                // Purchase IDs repeat: some purchases are duplicates.
-                purchase_id: (ts % 4 != 0).then(|| format!("ORD-{}", ts % 40)),
+                // Purchase IDs repeat within a visitor's purchases (one
+                // visitor group, processed in order): some purchases are
+                // duplicates.
+                purchase_id: (ts % 4 != 0).then(|| format!("ORD-{visitor}-{}", ts % 5)),
                 events,
                 ua,
             });

@@ -534,6 +534,60 @@ async fn console_in_headless_chromium() {
         assert_eq!(row[1].as_f64().unwrap(), *pv, "{page}");
     }
 
+    // Suite settings: set eVar4 to a month, original value; a bad
+    // expiration is refused with the server's message; then reset.
+    browser.click("#nav-settings").await;
+    browser
+        .wait_for(
+            "document.getElementById('settings-suite').options.length > 0 && !document.getElementById('settings-empty').hidden",
+            "the settings page",
+        )
+        .await;
+    browser.type_into("#settings-evar", "4").await;
+    browser.type_into("#settings-expiration", "month").await;
+    browser
+        .js("document.getElementById('settings-allocation').value = 'original'; return true;")
+        .await;
+    browser.click("#settings-save").await;
+    browser
+        .wait_for(
+            "document.querySelectorAll('#settings-table tbody tr').length === 1",
+            "the eVar4 row",
+        )
+        .await;
+    let row = browser
+        .js("return [...document.querySelectorAll('#settings-table tbody tr td')].slice(0, 3).map(td => td.textContent);")
+        .await;
+    assert_eq!(row, json!(["eVar4", "31d", "original value"]));
+    browser.screenshot("07-suite-settings").await;
+    let api = Api::default_client(&s).await;
+    let (st, suite) = api
+        .get_json(&format!("/api/v1/report-suites/{}", expected::WEB))
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(
+        suite["evar_settings"],
+        json!([{"evar": 4, "expiration": "31d", "allocation": "original"}])
+    );
+    browser
+        .js("document.getElementById('settings-expiration').value = ''; return true;")
+        .await;
+    browser.type_into("#settings-expiration", "soon").await;
+    browser.click("#settings-save").await;
+    browser
+        .wait_for(
+            "document.getElementById('settings-error').textContent.includes(\"'soon' is not an expiration\")",
+            "the refusal",
+        )
+        .await;
+    browser.click("#settings-table button[data-evar='4']").await;
+    browser
+        .wait_for(
+            "!document.getElementById('settings-empty').hidden",
+            "the reset",
+        )
+        .await;
+
     // Sign out: back to the sign-in page, token gone.
     browser.click("#signout").await;
     browser

@@ -5,6 +5,7 @@
 mod auth;
 mod common;
 mod console;
+mod conversion;
 mod groups;
 mod lifecycle;
 mod lookups;

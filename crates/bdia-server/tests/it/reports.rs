@@ -17,9 +17,9 @@ use crate::common::*;
 #[path = "../../../bdia-report/tests/it/expected.rs"]
 pub mod expected;
 
-use expected::{Input, METRICS, WEB, WEB_TZ};
+use expected::{Input, COMMERCE, METRICS, WEB, WEB_TZ};
 
-const HEADER: &str = "timestamp,visitorID,IPAddress,reportSuiteID,userAgent,pageName,pageURL,linkType,linkName,channel,campaign,referrer,eVar3,prop5,events";
+const HEADER: &str = "timestamp,visitorID,IPAddress,reportSuiteID,userAgent,pageName,pageURL,linkType,linkName,channel,campaign,referrer,eVar3,prop5,events,products,purchaseID";
 
 /// The rows as a gzipped batch file.
 pub fn batch_file(rows: &[&Input]) -> Vec<u8> {
@@ -59,13 +59,19 @@ pub fn batch_file(rows: &[&Input]) -> Vec<u8> {
             o(&r.evar3),
             o(&r.prop5),
             events,
+            r.products
+                .iter()
+                .map(|(c, p, q, price)| format!("{c};{p};{q};{price}"))
+                .collect::<Vec<_>>()
+                .join(","),
+            o(&r.purchase_id),
         ])
         .unwrap();
     }
     gz(&w.into_inner().unwrap())
 }
 
-async fn start_processing() -> TestServer {
+pub(crate) async fn start_processing() -> TestServer {
     start_with(|c| {
         c.processing.enabled = true;
         c.processing.poll_interval_ms = 50;
@@ -143,7 +149,8 @@ async fn reports_over_uploaded_files_match_an_independent_computation() {
     ordered.sort_by_key(|(_, r)| r.ts);
     let all = expected::sessionize(&ordered, WEB, WEB_TZ);
 
-    let metrics = METRICS.join(",");
+    let asked: Vec<&str> = METRICS.iter().chain(COMMERCE).copied().collect();
+    let metrics = asked.join(",");
     for dim in [
         "day",
         "hour",
