@@ -1,7 +1,8 @@
 //! Rules shared by the metadata backends: paging of listings, the changes
 //! a status update, a failure or a retraction makes to a record (each
 //! backend reads the record, applies one of these, and writes it back in
-//! the same transaction), and the checks of a group lease.
+//! the same transaction), the checks of a group lease, and the stored form
+//! of a visitor's eVars.
 
 use bdia_model::commerce::SeenId;
 use bdia_model::conversion::PersistedEvar;
@@ -268,9 +269,9 @@ impl<'a> tokio_postgres::types::FromSql<'a> for StoredEvars {
     }
 }
 
-/// The IDs of a completion's `delta.seen`, sorted and without repeats: one
-/// statement may insert each once, and two completions insert shared IDs
-/// in the same order (no lock cycle).
+/// The IDs of a completion's `delta.seen`, sorted and without repeats:
+/// each is inserted once, and two completions insert the IDs they share in
+/// the same order (no lock cycle).
 pub(crate) fn distinct_seen(seen: &[SeenId]) -> Vec<&SeenId> {
     let mut out: Vec<&SeenId> = seen.iter().collect();
     out.sort();
