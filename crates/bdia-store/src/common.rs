@@ -1,7 +1,11 @@
 //! Rules shared by the metadata backends: paging of listings, the changes
 //! a status update, a failure or a retraction makes to a record (each
 //! backend reads the record, applies one of these, and writes it back in
-//! the same transaction), and the checks of a group lease.
+//! the same transaction), the checks of a group lease, and the stored form
+//! of a visitor's eVars.
+
+use bdia_model::commerce::SeenId;
+use bdia_model::conversion::PersistedEvar;
 
 use crate::{
     FileRecord, FileStatus, GroupLease, GroupRef, StatusUpdate, StoreError, StoreResult,
@@ -210,4 +214,67 @@ pub(crate) fn group_state(paused: bool) -> crate::GroupState {
 /// another company's suite already takes.
 pub(crate) fn single_hit_conflict(rsid: &str) -> String {
     format!("single hits for report suite '{rsid}' already go to another company's suite")
+}
+
+/// A visitor's eVars as `visitor_states.evars` holds them: JSON text,
+/// `NULL` (`None`) for none.
+pub(crate) fn evars_text(evars: &[PersistedEvar]) -> StoreResult<Option<String>> {
+    if evars.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_string(evars)
+        .map(Some)
+        .map_err(|e| StoreError::backend("encode a visitor's eVars", e))
+}
+
+/// `visitor_states.evars` as read, in either backend: `NULL` is no eVars;
+/// text that is not the JSON of a list of eVars is a conversion error of
+/// the driver (so a [`StoreError::Backend`] of the read, never a panic).
+pub(crate) struct StoredEvars(pub Vec<PersistedEvar>);
+
+impl StoredEvars {
+    fn decode(text: &[u8]) -> Result<StoredEvars, serde_json::Error> {
+        serde_json::from_slice(text).map(StoredEvars)
+    }
+}
+
+impl rusqlite::types::FromSql for StoredEvars {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        match value {
+            rusqlite::types::ValueRef::Null => Ok(StoredEvars(Vec::new())),
+            rusqlite::types::ValueRef::Text(text) => StoredEvars::decode(text)
+                .map_err(|e| rusqlite::types::FromSqlError::Other(e.into())),
+            _ => Err(rusqlite::types::FromSqlError::InvalidType),
+        }
+    }
+}
+
+impl<'a> tokio_postgres::types::FromSql<'a> for StoredEvars {
+    fn from_sql(
+        ty: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        let text = <&str as tokio_postgres::types::FromSql>::from_sql(ty, raw)?;
+        Ok(StoredEvars::decode(text.as_bytes())?)
+    }
+
+    fn from_sql_null(
+        _: &tokio_postgres::types::Type,
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(StoredEvars(Vec::new()))
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <&str as tokio_postgres::types::FromSql>::accepts(ty)
+    }
+}
+
+/// The IDs of a completion's `delta.seen`, sorted and without repeats:
+/// each is inserted once, and two completions insert the IDs they share in
+/// the same order (no lock cycle).
+pub(crate) fn distinct_seen(seen: &[SeenId]) -> Vec<&SeenId> {
+    let mut out: Vec<&SeenId> = seen.iter().collect();
+    out.sort();
+    out.dedup();
+    out
 }

@@ -23,6 +23,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use bdia_model::commerce::{SeenId, PURCHASE_ID};
+use bdia_model::conversion::{EvarSetting, PersistedEvar};
 use bdia_model::enrich::StateEntry;
 use bdia_model::{StateDelta, VisitState};
 
@@ -60,6 +62,9 @@ where
     group_claims_in_order(make().await).await;
     concurrent_claims(make().await).await;
     completion_and_visitor_state(make().await).await;
+    visitor_evars(make().await).await;
+    seen_ids(make().await).await;
+    evar_settings(make().await).await;
     leases_and_fencing(make().await).await;
     content_hashes(make().await).await;
     concurrent_lease_claims(make().await).await;
@@ -835,6 +840,7 @@ fn entry(suite: &str, key: &str, t: i64, n: u32) -> StateEntry {
             visit_num: n,
             visit_start_time: t - 10,
             visit_page_num: 2,
+            evars: Vec::new(),
         },
     }
 }
@@ -844,7 +850,10 @@ fn done(entries: Vec<StateEntry>) -> Completion {
         file_reader_complete_date: 20,
         processing_end_date: 21,
         processing_log: "final log".into(),
-        delta: StateDelta { entries },
+        delta: StateDelta {
+            entries,
+            seen: Vec::new(),
+        },
         release_blob: true,
         lease: None,
     }
@@ -982,8 +991,8 @@ pub async fn completion_and_visitor_state(s: Arc<dyn MetadataStore>) {
         ("rs1".to_string(), "vid:a".to_string()),
     ];
     let got = s.visitor_states("acme", keys.clone()).await.unwrap();
-    assert_eq!(got[0].unwrap().last_hit_time, 200);
-    assert_eq!(got[0].unwrap().visit_num, 3);
+    assert_eq!(got[0].as_ref().unwrap().last_hit_time, 200);
+    assert_eq!(got[0].as_ref().unwrap().visit_num, 3);
     assert_eq!(got[1], None);
     assert_eq!(got[2], Some(entry("rs1", "vid:a", 100, 1).state));
     assert_eq!(
@@ -1034,6 +1043,305 @@ pub async fn completion_and_visitor_state(s: Arc<dyn MetadataStore>) {
         .await
         .unwrap()
         .is_empty());
+}
+
+fn evar(n: u16, value: &str, set_at: i64, visit_num: u32) -> PersistedEvar {
+    PersistedEvar {
+        evar: n,
+        value: value.into(),
+        set_at,
+        visit_num,
+    }
+}
+
+fn with_evars(mut e: StateEntry, evars: Vec<PersistedEvar>) -> StateEntry {
+    e.state.evars = evars;
+    e
+}
+
+/// A visitor's eVars: stored by the completion with its state, read back
+/// by `visitor_states` and `list_visitor_states`, replaced whole by a later
+/// file (also by none).
+pub async fn visitor_evars(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    for id in ["a1", "a2"] {
+        inserted(&*s, sample_file("acme", id, "g", None)).await;
+    }
+    let g = group("acme", "g");
+    let live = vec![
+        evar(1, "spring sale", 100, 1),
+        evar(3, "tier \"gold\" / é", 90, 1),
+    ];
+    let a = with_evars(entry("rs1", "vid:a", 100, 1), live.clone());
+    let b = entry("rs1", "vid:b", 50, 1);
+    s.claim_next_file(&g, None, 1).await.unwrap();
+    s.complete_file("a1", done(vec![a.clone(), b.clone()]))
+        .await
+        .unwrap();
+    let keys = vec![
+        ("rs1".to_string(), "vid:a".to_string()),
+        ("rs1".to_string(), "vid:b".to_string()),
+    ];
+    assert_eq!(
+        s.visitor_states("acme", keys.clone()).await.unwrap(),
+        [Some(a.state.clone()), Some(b.state.clone())],
+        "eVars round trip with the visit state"
+    );
+    let listed = s.list_visitor_states("acme", None, 10).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert_eq!(listed[0].evars, live);
+    assert_eq!(listed[0].state(), a.state);
+    assert!(listed[1].evars.is_empty());
+    assert_eq!(listed[1].state(), b.state);
+    // A later file replaces them: vid:a has none left, vid:b gets one.
+    let a2 = entry("rs1", "vid:a", 4_000, 2);
+    let b2 = with_evars(entry("rs1", "vid:b", 60, 1), vec![evar(250, "x", 60, 1)]);
+    s.claim_next_file(&g, None, 2).await.unwrap();
+    s.complete_file("a2", done(vec![a2.clone(), b2.clone()]))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.visitor_states("acme", keys).await.unwrap(),
+        [Some(a2.state.clone()), Some(b2.state.clone())],
+        "an update to no eVars leaves none"
+    );
+    let listed = s.list_visitor_states("acme", None, 10).await.unwrap();
+    assert!(listed[0].evars.is_empty());
+    assert_eq!(listed[1].evars, b2.state.evars);
+}
+
+fn seen_id(suite: &str, kind: &str, id: &str) -> SeenId {
+    SeenId {
+        report_suite: suite.into(),
+        kind: kind.into(),
+        id: id.into(),
+    }
+}
+
+fn done_seen(seen: Vec<SeenId>) -> Completion {
+    let mut c = done(vec![]);
+    c.delta.seen = seen;
+    c
+}
+
+/// IDs counted once: stored by a completion (only), looked up in batches
+/// in request order, per company, per (report suite, kind, id).
+pub async fn seen_ids(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    with_company(&*s, "beta").await;
+    for id in ["a1", "a2", "a3"] {
+        inserted(&*s, sample_file("acme", id, "g", None)).await;
+    }
+    let g = group("acme", "g");
+    let order = seen_id("rs1", PURCHASE_ID, "ORD-1");
+    let serial = seen_id("rs1", &SeenId::event_kind("event1"), "S-9");
+    let other_suite = seen_id("rs2", PURCHASE_ID, "ORD-1");
+    assert!(
+        s.seen_ids("acme", vec![]).await.unwrap().is_empty(),
+        "no keys, no answers"
+    );
+    // Nothing is stored by a completion that does not happen.
+    assert!(matches!(
+        s.complete_file("a1", done_seen(vec![order.clone()])).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        s.seen_ids("acme", vec![order.clone()]).await.unwrap(),
+        [false],
+        "only a completion stores IDs"
+    );
+    s.claim_next_file(&g, None, 1).await.unwrap();
+    // Repeats within one delta are harmless.
+    s.complete_file(
+        "a1",
+        done_seen(vec![
+            order.clone(),
+            serial.clone(),
+            order.clone(),
+            other_suite.clone(),
+        ]),
+    )
+    .await
+    .unwrap();
+    let asked = vec![
+        serial.clone(),
+        seen_id("rs1", PURCHASE_ID, "ORD-2"),
+        order.clone(),
+        seen_id("rs1", &SeenId::event_kind("event2"), "S-9"),
+        seen_id("rs3", PURCHASE_ID, "ORD-1"),
+        other_suite.clone(),
+        order.clone(),
+    ];
+    assert_eq!(
+        s.seen_ids("acme", asked.clone()).await.unwrap(),
+        [true, false, true, false, false, true, true],
+        "answers in request order; kind and suite are part of the key"
+    );
+    assert_eq!(
+        s.seen_ids("beta", asked).await.unwrap(),
+        [false; 7],
+        "another company's IDs are not seen"
+    );
+    // A later completion may name stored IDs again, with new ones.
+    s.claim_next_file(&g, None, 2).await.unwrap();
+    let many: Vec<SeenId> = (0..1_500)
+        .map(|i| seen_id("rs1", PURCHASE_ID, &format!("B-{i}")))
+        .collect();
+    let mut again = many.clone();
+    again.push(order.clone());
+    s.complete_file("a2", done_seen(again)).await.unwrap();
+    let mut asked: Vec<SeenId> = Vec::new();
+    let mut expected = Vec::new();
+    for i in (0..3_000).rev() {
+        asked.push(seen_id("rs1", PURCHASE_ID, &format!("B-{i}")));
+        expected.push(i < 1_500);
+    }
+    asked.push(order);
+    expected.push(true);
+    assert_eq!(
+        s.seen_ids("acme", asked).await.unwrap(),
+        expected,
+        "a large batch answers each key in order"
+    );
+    // A completion with no IDs stores none and keeps the rest.
+    s.claim_next_file(&g, None, 3).await.unwrap();
+    s.complete_file("a3", done_seen(vec![])).await.unwrap();
+    assert_eq!(s.seen_ids("acme", vec![serial]).await.unwrap(), [true]);
+}
+
+/// eVar settings: none by default, replaced whole, on every read of the
+/// suite, per company; other settings left alone.
+pub async fn evar_settings(s: Arc<dyn MetadataStore>) {
+    with_company(&*s, "acme").await;
+    with_company(&*s, "beta").await;
+    let created = s.create_report_suite("acme", "web", "UTC").await.unwrap();
+    assert!(created.evar_settings.is_empty());
+    s.create_report_suite("beta", "web", "UTC").await.unwrap();
+    let settings: Vec<EvarSetting> = ["2=7d", "3=month,original", "7=event:purchase", "9=never"]
+        .iter()
+        .map(|t| EvarSetting::parse(t).unwrap())
+        .collect();
+    let filters = vec!["shop.example".to_string()];
+    s.set_internal_url_filters("acme", "web", &filters)
+        .await
+        .unwrap();
+    let set = s.set_evar_settings("acme", "web", &settings).await.unwrap();
+    assert_eq!(set.evar_settings, settings);
+    assert_eq!(set.internal_url_filters, filters, "other settings kept");
+    assert_eq!(
+        s.get_report_suite("acme", "web")
+            .await
+            .unwrap()
+            .unwrap()
+            .evar_settings,
+        settings
+    );
+    let listed = s.list_report_suites(Some("acme")).await.unwrap();
+    assert_eq!(listed[0].evar_settings, settings);
+    s.set_accept_single_hits("acme", "web", true).await.unwrap();
+    assert_eq!(
+        s.single_hit_suite("web")
+            .await
+            .unwrap()
+            .unwrap()
+            .evar_settings,
+        settings
+    );
+    assert!(
+        s.get_report_suite("beta", "web")
+            .await
+            .unwrap()
+            .unwrap()
+            .evar_settings
+            .is_empty(),
+        "another company's suite of the same rsid is its own"
+    );
+    let filters2 = vec!["pay.example".to_string()];
+    let refiltered = s
+        .set_internal_url_filters("acme", "web", &filters2)
+        .await
+        .unwrap();
+    assert_eq!(refiltered.evar_settings, settings, "kept by other settings");
+    let fewer = vec![EvarSetting::parse("5=hit").unwrap()];
+    assert_eq!(
+        s.set_evar_settings("acme", "web", &fewer)
+            .await
+            .unwrap()
+            .evar_settings,
+        fewer,
+        "the list is replaced whole"
+    );
+    assert!(s
+        .set_evar_settings("acme", "web", &[])
+        .await
+        .unwrap()
+        .evar_settings
+        .is_empty());
+    for (company, rsid) in [("acme", "nope"), ("ghost", "web")] {
+        match s.set_evar_settings(company, rsid, &settings).await {
+            Err(StoreError::NotFound(_)) => {}
+            other => panic!("suite {rsid} of {company}: {other:?}"),
+        }
+    }
+    assert!(s
+        .get_report_suite("beta", "web")
+        .await
+        .unwrap()
+        .unwrap()
+        .evar_settings
+        .is_empty());
+}
+
+/// Stored JSON that does not decode (written by hand or by another tool)
+/// is a [`StoreError::Backend`] of the read that meets it, never a panic,
+/// and the store goes on answering. Not part of [`run_all`]: `corrupt`
+/// runs one SQL statement on the store's database directly.
+pub async fn undecodable_values<F, Fut>(s: Arc<dyn MetadataStore>, corrupt: F)
+where
+    F: Fn(&'static str) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    with_company(&*s, "acme").await;
+    s.create_report_suite("acme", "web", "UTC").await.unwrap();
+    inserted(&*s, sample_file("acme", "a1", "g", None)).await;
+    s.claim_next_file(&group("acme", "g"), None, 1)
+        .await
+        .unwrap();
+    let a = with_evars(entry("web", "vid:a", 100, 1), vec![evar(1, "x", 100, 1)]);
+    s.complete_file("a1", done(vec![a, entry("web", "vid:b", 100, 1)]))
+        .await
+        .unwrap();
+    let vid = |k: &str| vec![("web".to_string(), k.to_string())];
+    for bad in [
+        "UPDATE visitor_states SET evars = 'not json' WHERE visitor_key = 'vid:a'",
+        "UPDATE visitor_states SET evars = '[{\"n\":1}]' WHERE visitor_key = 'vid:a'",
+    ] {
+        corrupt(bad).await;
+        match s.visitor_states("acme", vid("vid:a")).await {
+            Err(StoreError::Backend { .. }) => {}
+            other => panic!("{bad}: visitor_states answered {other:?}"),
+        }
+        match s.list_visitor_states("acme", None, 10).await {
+            Err(StoreError::Backend { .. }) => {}
+            other => panic!("{bad}: list_visitor_states answered {other:?}"),
+        }
+        let b = s.visitor_states("acme", vid("vid:b")).await.unwrap();
+        assert_eq!(b[0].as_ref().map(|st| st.evars.len()), Some(0), "{bad}");
+    }
+    corrupt(
+        "UPDATE report_suites SET evar_settings = '[{\"evar\":2,\"expiration\":\"soon\"}]' \
+         WHERE rsid = 'web'",
+    )
+    .await;
+    match s.get_report_suite("acme", "web").await {
+        Err(StoreError::Backend { .. }) => {}
+        other => panic!("undecodable eVar settings: {other:?}"),
+    }
+    s.ping().await.expect("the store goes on answering");
+    assert_eq!(
+        s.seen_ids("acme", vec![]).await.unwrap(),
+        Vec::<bool>::new()
+    );
 }
 
 /// An ERROR stops its group (later files wait) until retried; other
@@ -1240,7 +1548,11 @@ pub async fn visitor_state_deletion(s: Arc<dyn MetadataStore>) {
         .unwrap();
     assert_eq!(after[0], None);
     assert_eq!(after[1], None);
-    assert_eq!(after[2].map(|st| st.visit_num), Some(2), "others stay");
+    assert_eq!(
+        after[2].as_ref().map(|st| st.visit_num),
+        Some(2),
+        "others stay"
+    );
     let beta = s.list_visitor_states("beta", None, 10).await.unwrap();
     assert_eq!(beta.len(), 3, "another company's states stay");
 }

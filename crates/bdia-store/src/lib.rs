@@ -45,6 +45,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use async_trait::async_trait;
+use bdia_model::commerce::SeenId;
+use bdia_model::conversion::{EvarSetting, PersistedEvar};
 use bdia_model::{StateDelta, VisitState};
 use serde::{Deserialize, Serialize};
 
@@ -298,6 +300,10 @@ pub struct ReportSuite {
     /// is internal (traffic sources). Empty: only the hit's own page host.
     #[serde(default)]
     pub internal_url_filters: Vec<String>,
+    /// The expiration and allocation of the suite's eVars; an eVar not
+    /// listed has the defaults (visit, most recent).
+    #[serde(default)]
+    pub evar_settings: Vec<EvarSetting>,
 }
 
 /// What [`MetadataStore::claim_report_suite`] found.
@@ -556,7 +562,7 @@ pub struct LeaseClaim {
 }
 
 /// One stored visitor state.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StoredState {
     /// Report suite ID.
     pub report_suite: String,
@@ -570,6 +576,9 @@ pub struct StoredState {
     pub visit_start_time: i64,
     /// Page views so far in the current visit.
     pub visit_page_num: u32,
+    /// The visitor's live eVar values, sorted by eVar.
+    #[serde(default)]
+    pub evars: Vec<PersistedEvar>,
 }
 
 impl StoredState {
@@ -580,6 +589,7 @@ impl StoredState {
             visit_num: self.visit_num,
             visit_start_time: self.visit_start_time,
             visit_page_num: self.visit_page_num,
+            evars: self.evars.clone(),
         }
     }
 }
@@ -892,6 +902,15 @@ pub trait MetadataStore: Send + Sync + 'static {
         rsid: &str,
         filters: &[String],
     ) -> StoreResult<ReportSuite>;
+    /// Replaces a report suite's eVar settings (the whole list) and
+    /// returns the suite; [`StoreError::NotFound`] for a suite the company
+    /// does not have. The settings are checked by the caller.
+    async fn set_evar_settings(
+        &self,
+        company_id: &str,
+        rsid: &str,
+        settings: &[EvarSetting],
+    ) -> StoreResult<ReportSuite>;
     /// The report suite that takes single hits for `rsid`, whichever
     /// company owns it; `None` when no suite of that rsid takes them.
     async fn single_hit_suite(&self, rsid: &str) -> StoreResult<Option<ReportSuite>>;
@@ -1000,9 +1019,15 @@ pub trait MetadataStore: Send + Sync + 'static {
         company_id: &str,
         keys: Vec<(String, String)>,
     ) -> StoreResult<Vec<Option<VisitState>>>;
+    /// Whether each of `keys` (report suite, kind, id) was counted in one
+    /// of the company's completed files (stored by
+    /// [`MetadataStore::complete_file`] from `delta.seen`), answered in the
+    /// same order. Other companies' IDs are never seen.
+    async fn seen_ids(&self, company_id: &str, keys: Vec<SeenId>) -> StoreResult<Vec<bool>>;
     /// One transaction: a `PROCESSING` file becomes `COMPLETE` with its
-    /// dates and final log, and every entry of `completion.delta` is stored
-    /// as the new state of its visitor (in the file's company).
+    /// dates and final log, every entry of `completion.delta` is stored
+    /// as the new state of its visitor (its eVars included), and every ID
+    /// of `completion.delta.seen` is remembered (in the file's company).
     /// [`StoreError::Conflict`] when the file is not `PROCESSING`.
     async fn complete_file(&self, file_id: &str, completion: Completion)
         -> StoreResult<FileRecord>;

@@ -2,7 +2,7 @@
 //! bdia nodes use at once.
 //!
 //! Layout: the tables of the SQLite backend (`companies`, `report_suites`,
-//! `clients`, `files`, `visitor_states`, `jwt_assertions`,
+//! `clients`, `files`, `visitor_states`, `seen_ids`, `jwt_assertions`,
 //! `privacy_deletions`, `lease_claims`, `shared_secrets`, `nodes`) with
 //! PostgreSQL types, plus `visitor_groups`, one row per (company, visitor
 //! group) holding the last `group_seq` handed out and the group's lease
@@ -64,6 +64,8 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
+use bdia_model::commerce::SeenId;
+use bdia_model::conversion::EvarSetting;
 use bdia_model::VisitState;
 
 use crate::{
@@ -379,6 +381,15 @@ impl MetadataStore for PgStore {
         tenants::set_internal_url_filters(&self.conn().await?, company_id, rsid, filters).await
     }
 
+    async fn set_evar_settings(
+        &self,
+        company_id: &str,
+        rsid: &str,
+        settings: &[EvarSetting],
+    ) -> StoreResult<ReportSuite> {
+        tenants::set_evar_settings(&self.conn().await?, company_id, rsid, settings).await
+    }
+
     async fn single_hit_suite(&self, rsid: &str) -> StoreResult<Option<ReportSuite>> {
         tenants::single_hit_suite(&self.conn().await?, rsid).await
     }
@@ -499,6 +510,10 @@ impl MetadataStore for PgStore {
         keys: Vec<(String, String)>,
     ) -> StoreResult<Vec<Option<VisitState>>> {
         processing::visitor_states(&self.conn().await?, company_id, &keys).await
+    }
+
+    async fn seen_ids(&self, company_id: &str, keys: Vec<SeenId>) -> StoreResult<Vec<bool>> {
+        processing::seen_ids(&self.conn().await?, company_id, &keys).await
     }
 
     async fn complete_file(

@@ -10,13 +10,14 @@
 //! file's row before checking that it is `PROCESSING`, so a file is
 //! completed or failed once. Visitor states are read, written and deleted
 //! in batches (one statement over arrays of keys), the write in the
-//! completion's transaction.
+//! completion's transaction; so are the IDs a file counted (`seen_ids`).
 
 use std::collections::BTreeMap;
 
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
+use bdia_model::commerce::SeenId;
 use bdia_model::enrich::StateEntry;
 use bdia_model::VisitState;
 
@@ -24,10 +25,13 @@ use super::files::{by_id_for_update, files_from_rows, FILE_COLUMNS};
 use super::groups::is_paused;
 use super::leases::{lock_holder, release_all_leases, GroupLock};
 use super::{big, db, exec, map_rows, query_all, query_one};
-use crate::common::{apply_failure, check_file_group, check_holder, group_of, require_processing};
+use crate::common::{
+    apply_failure, check_file_group, check_holder, distinct_seen, evars_text, group_of,
+    require_processing, StoredEvars,
+};
 use crate::{Completion, FileRecord, FileStatus, GroupLease, GroupRef, StoreResult, StoredState};
 
-/// Visitor states written per statement of a completion.
+/// Rows (visitor states, seen IDs) written per statement of a completion.
 const STATE_BATCH: usize = 5_000;
 
 pub(super) async fn runnable_groups(
@@ -135,6 +139,7 @@ fn visit_state_from_row(r: &Row) -> Result<Option<VisitState>, tokio_postgres::E
         visit_num: r.try_get::<_, i64>("visit_num")? as u32,
         visit_start_time: r.try_get("visit_start_time")?,
         visit_page_num: r.try_get::<_, i64>("visit_page_num")? as u32,
+        evars: r.try_get::<_, StoredEvars>("evars")?.0,
     }))
 }
 
@@ -154,7 +159,7 @@ pub(super) async fn visitor_states(
     let rows = query_all(
         c,
         "look up visitor states",
-        "SELECT v.last_hit_time, v.visit_num, v.visit_start_time, v.visit_page_num \
+        "SELECT v.last_hit_time, v.visit_num, v.visit_start_time, v.visit_page_num, v.evars \
          FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS k(report_suite, visitor_key, i) \
          LEFT JOIN visitor_states v ON v.company_id = $1 \
            AND v.report_suite = k.report_suite AND v.visitor_key = k.visitor_key \
@@ -163,6 +168,30 @@ pub(super) async fn visitor_states(
     )
     .await?;
     map_rows(rows, "look up visitor states", visit_state_from_row)
+}
+
+pub(super) async fn seen_ids(
+    c: &impl GenericClient,
+    company_id: &str,
+    keys: &[SeenId],
+) -> StoreResult<Vec<bool>> {
+    // One statement, as `visitor_states`.
+    let suites: Vec<&str> = keys.iter().map(|k| k.report_suite.as_str()).collect();
+    let kinds: Vec<&str> = keys.iter().map(|k| k.kind.as_str()).collect();
+    let ids: Vec<&str> = keys.iter().map(|k| k.id.as_str()).collect();
+    let rows = query_all(
+        c,
+        "look up seen IDs",
+        "SELECT s.id IS NOT NULL AS seen \
+         FROM unnest($2::text[], $3::text[], $4::text[]) WITH ORDINALITY \
+           AS k(report_suite, kind, id, i) \
+         LEFT JOIN seen_ids s ON s.company_id = $1 AND s.report_suite = k.report_suite \
+           AND s.kind = k.kind AND s.id = k.id \
+         ORDER BY k.i",
+        &[&company_id, &suites, &kinds, &ids],
+    )
+    .await?;
+    map_rows(rows, "look up seen IDs", |r| r.try_get("seen"))
 }
 
 /// The file, locked, which must be `PROCESSING` (and in `lease`'s group,
@@ -222,6 +251,9 @@ pub(super) async fn complete_file(
     for batch in last_per_visitor(&completion.delta.entries).chunks(STATE_BATCH) {
         store_states(&tx, &rec.company_id, batch).await?;
     }
+    for batch in distinct_seen(&completion.delta.seen).chunks(STATE_BATCH) {
+        store_seen(&tx, &rec.company_id, batch).await?;
+    }
     tx.commit().await.map_err(db("commit a completion"))?;
     Ok(rec)
 }
@@ -253,18 +285,52 @@ async fn store_states(
         .iter()
         .map(|e| i64::from(e.state.visit_page_num))
         .collect();
+    let evars: Vec<Option<String>> = batch
+        .iter()
+        .map(|e| evars_text(&e.state.evars))
+        .collect::<StoreResult<_>>()?;
     exec(
         c,
         "store visitor states",
         "INSERT INTO visitor_states (company_id, report_suite, visitor_key, \
-         last_hit_time, visit_num, visit_start_time, visit_page_num) \
+         last_hit_time, visit_num, visit_start_time, visit_page_num, evars) \
          SELECT $1, s.* FROM unnest($2::text[], $3::text[], $4::bigint[], $5::bigint[], \
-           $6::bigint[], $7::bigint[]) AS s \
+           $6::bigint[], $7::bigint[], $8::text[]) AS s \
          ON CONFLICT (company_id, report_suite, visitor_key) DO UPDATE SET \
          last_hit_time = EXCLUDED.last_hit_time, visit_num = EXCLUDED.visit_num, \
          visit_start_time = EXCLUDED.visit_start_time, \
-         visit_page_num = EXCLUDED.visit_page_num",
-        &[&company_id, &suites, &visitors, &last, &num, &start, &page],
+         visit_page_num = EXCLUDED.visit_page_num, evars = EXCLUDED.evars",
+        &[
+            &company_id,
+            &suites,
+            &visitors,
+            &last,
+            &num,
+            &start,
+            &page,
+            &evars,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Stores one batch of counted IDs in one statement (kept when stored).
+async fn store_seen(
+    c: &impl GenericClient,
+    company_id: &str,
+    batch: &[&SeenId],
+) -> StoreResult<()> {
+    let suites: Vec<&str> = batch.iter().map(|k| k.report_suite.as_str()).collect();
+    let kinds: Vec<&str> = batch.iter().map(|k| k.kind.as_str()).collect();
+    let ids: Vec<&str> = batch.iter().map(|k| k.id.as_str()).collect();
+    exec(
+        c,
+        "store seen IDs",
+        "INSERT INTO seen_ids (company_id, report_suite, kind, id) \
+         SELECT $1, s.* FROM unnest($2::text[], $3::text[], $4::text[]) AS s \
+         ON CONFLICT DO NOTHING",
+        &[&company_id, &suites, &kinds, &ids],
     )
     .await?;
     Ok(())
@@ -382,7 +448,7 @@ pub(super) async fn list_visitor_states(
         c,
         "list visitor states",
         "SELECT report_suite, visitor_key, last_hit_time, visit_num, \
-         visit_start_time, visit_page_num FROM visitor_states \
+         visit_start_time, visit_page_num, evars FROM visitor_states \
          WHERE company_id = $1 \
          AND ($2::text IS NULL OR (report_suite, visitor_key) > ($2::text, $3::text)) \
          ORDER BY report_suite, visitor_key LIMIT $4",
@@ -397,6 +463,7 @@ pub(super) async fn list_visitor_states(
             visit_num: r.try_get::<_, i64>("visit_num")? as u32,
             visit_start_time: r.try_get("visit_start_time")?,
             visit_page_num: r.try_get::<_, i64>("visit_page_num")? as u32,
+            evars: r.try_get::<_, StoredEvars>("evars")?.0,
         })
     })
 }

@@ -369,6 +369,27 @@ const V8_INTERNAL_URL_FILTERS: &str = r#"
 ALTER TABLE report_suites ADD COLUMN internal_url_filters JSONB NOT NULL DEFAULT '[]'::jsonb;
 "#;
 
+/// Version 9: eVars and IDs counted once.
+///
+/// - `visitor_states.evars`: the visitor's live eVar values (JSON text,
+///   `NULL` for none; rows of older versions have none).
+/// - `seen_ids`: the serials of serialized events and the purchase IDs
+///   each (company, report suite) has counted, written by the completion
+///   of the file that counted them.
+/// - `report_suites.evar_settings`: eVar expiration and allocation (a JSON
+///   list; empty: every eVar has the defaults).
+const V9_EVARS_AND_SEEN_IDS: &str = r#"
+ALTER TABLE visitor_states ADD COLUMN evars TEXT;
+CREATE TABLE seen_ids (
+    company_id TEXT COLLATE "C" NOT NULL,
+    report_suite TEXT COLLATE "C" NOT NULL,
+    kind TEXT COLLATE "C" NOT NULL,
+    id TEXT COLLATE "C" NOT NULL,
+    PRIMARY KEY (company_id, report_suite, kind, id)
+);
+ALTER TABLE report_suites ADD COLUMN evar_settings JSONB NOT NULL DEFAULT '[]'::jsonb;
+"#;
+
 /// The migrations, in order: entry `i` takes a database from version `i` to
 /// version `i + 1`. Append only.
 const MIGRATIONS: &[&str] = &[
@@ -380,6 +401,7 @@ const MIGRATIONS: &[&str] = &[
     V6_GROUP_WEBHOOKS,
     V7_SINGLE_HITS,
     V8_INTERNAL_URL_FILTERS,
+    V9_EVARS_AND_SEEN_IDS,
 ];
 
 /// The schema version this build writes and the highest one it opens.

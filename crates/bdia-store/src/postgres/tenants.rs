@@ -8,6 +8,7 @@
 //! other finds the row (`Owned`); token generations move up inside the
 //! `UPDATE` that disables or rotates.
 
+use bdia_model::conversion::EvarSetting;
 use deadpool_postgres::GenericClient;
 use tokio_postgres::types::Json;
 use tokio_postgres::Row;
@@ -25,8 +26,8 @@ const COMPANY_COLUMNS: &str = "id, salt, settings, created";
 
 const SUITE_COLUMNS: &str = "company_id, rsid, time_zone, created";
 
-const SUITE_READ: &str =
-    "company_id, rsid, time_zone, created, accept_single_hits, internal_url_filters";
+const SUITE_READ: &str = "company_id, rsid, time_zone, created, accept_single_hits, \
+     internal_url_filters, evar_settings";
 
 const CLIENT_COLUMNS: &str = "client_id, company_id, secret_hash, technical_account, \
      public_key_pem, disabled, created, token_generation";
@@ -61,6 +62,7 @@ fn suite_from_row(row: &Row) -> Result<ReportSuite, tokio_postgres::Error> {
         internal_url_filters: row
             .try_get::<_, Json<Vec<String>>>("internal_url_filters")?
             .0,
+        evar_settings: row.try_get::<_, Json<Vec<EvarSetting>>>("evar_settings")?.0,
     })
 }
 
@@ -193,6 +195,7 @@ pub(super) async fn create_report_suite(
             created,
             accept_single_hits: false,
             internal_url_filters: Vec::new(),
+            evar_settings: Vec::new(),
         }),
         Err(e) if backend_unique_violation(&e) => Err(StoreError::Conflict(format!(
             "report suite '{rsid}' of company '{company_id}'"
@@ -302,18 +305,39 @@ pub(super) async fn set_internal_url_filters(
     rsid: &str,
     filters: &[String],
 ) -> StoreResult<ReportSuite> {
-    let json = Json(filters);
+    set_suite_json(c, company_id, rsid, "internal_url_filters", &Json(filters)).await
+}
+
+pub(super) async fn set_evar_settings(
+    c: &impl GenericClient,
+    company_id: &str,
+    rsid: &str,
+    settings: &[EvarSetting],
+) -> StoreResult<ReportSuite> {
+    set_suite_json(c, company_id, rsid, "evar_settings", &Json(settings)).await
+}
+
+/// Replaces one JSONB column of a company's suite (`column` is one of
+/// this module's names) and returns the suite; [`StoreError::NotFound`]
+/// for a suite the company does not have.
+async fn set_suite_json(
+    c: &impl GenericClient,
+    company_id: &str,
+    rsid: &str,
+    column: &'static str,
+    json: &(dyn tokio_postgres::types::ToSql + Sync),
+) -> StoreResult<ReportSuite> {
     let row = query_opt(
         c,
-        "set a suite's internal URL filters",
+        "set a suite's settings",
         &format!(
-            "UPDATE report_suites SET internal_url_filters = $3 \
+            "UPDATE report_suites SET {column} = $3 \
              WHERE company_id = $1 AND rsid = $2 RETURNING {SUITE_READ}"
         ),
-        &[&company_id, &rsid, &json],
+        &[&company_id, &rsid, json],
     )
     .await?;
-    map_opt(row, "set a suite's internal URL filters", suite_from_row)?.ok_or_else(|| {
+    map_opt(row, "set a suite's settings", suite_from_row)?.ok_or_else(|| {
         StoreError::NotFound(format!("report suite '{rsid}' of company '{company_id}'"))
     })
 }

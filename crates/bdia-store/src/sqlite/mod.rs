@@ -1,7 +1,8 @@
 //! The embedded metadata backend: one SQLite database file.
 //!
 //! Layout: tables `companies`, `report_suites`, `clients`, `files`,
-//! `visitor_states`, `jwt_assertions` and `privacy_deletions`, created and versioned by [`schema`] (`PRAGMA
+//! `visitor_states`, `seen_ids`, `jwt_assertions` and `privacy_deletions`
+//! (and more, see [`schema`]), created and versioned by [`schema`] (`PRAGMA
 //! user_version`; a database of a newer release is refused at open). The
 //! database runs in WAL mode with `synchronous=FULL`, so a committed
 //! transaction survives a power loss.
@@ -20,6 +21,9 @@
 //! it touches, in batches ([`MetadataStore::visitor_states`]). Rows change
 //! only in [`MetadataStore::complete_file`]'s transaction, and are removed
 //! by a privacy deletion ([`MetadataStore::delete_visitor_states`]).
+//! `seen_ids` (the serials and purchase IDs each suite has counted) is
+//! written by the same transaction and looked up the same way
+//! ([`MetadataStore::seen_ids`]).
 //!
 //! Code map: [`schema`] (DDL and migrations), `tenants` (companies, report
 //! suites, clients), `files` (file records, idempotency, group sequence),
@@ -62,6 +66,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Params, Row, Transaction, TransactionBehavior};
 
+use bdia_model::commerce::SeenId;
+use bdia_model::conversion::EvarSetting;
 use bdia_model::VisitState;
 
 #[cfg(doc)]
@@ -391,6 +397,18 @@ impl MetadataStore for SqliteStore {
             .await
     }
 
+    async fn set_evar_settings(
+        &self,
+        company_id: &str,
+        rsid: &str,
+        settings: &[EvarSetting],
+    ) -> StoreResult<ReportSuite> {
+        let (company_id, rsid, settings) =
+            (company_id.to_string(), rsid.to_string(), settings.to_vec());
+        self.with(move |conn| tenants::set_evar_settings(conn, &company_id, &rsid, &settings))
+            .await
+    }
+
     async fn single_hit_suite(&self, rsid: &str) -> StoreResult<Option<ReportSuite>> {
         let rsid = rsid.to_string();
         self.with(move |conn| tenants::single_hit_suite(conn, &rsid))
@@ -542,6 +560,12 @@ impl MetadataStore for SqliteStore {
     ) -> StoreResult<Vec<Option<VisitState>>> {
         let company_id = company_id.to_string();
         self.with(move |conn| processing::visitor_states(conn, &company_id, &keys))
+            .await
+    }
+
+    async fn seen_ids(&self, company_id: &str, keys: Vec<SeenId>) -> StoreResult<Vec<bool>> {
+        let company_id = company_id.to_string();
+        self.with(move |conn| processing::seen_ids(conn, &company_id, &keys))
             .await
     }
 

@@ -4,22 +4,27 @@
 //! A group runs one file at a time, in `group_seq` order: a group with a
 //! `PROCESSING` or an `ERROR` file is not runnable, and [`claim_next_file`]
 //! checks that and moves the next `UPLOADED` file to `PROCESSING` in one
-//! `IMMEDIATE` transaction. [`complete_file`] marks the file `COMPLETE` and
-//! upserts every visitor state of its delta in one transaction: that commit
-//! is the only writer of `visitor_states`, so the stored state is always
+//! `IMMEDIATE` transaction. [`complete_file`] marks the file `COMPLETE`,
+//! upserts every visitor state of its delta and stores the IDs it counted
+//! (`seen_ids`) in one transaction: that commit is the only writer of
+//! `visitor_states` and `seen_ids`, so the stored state is always
 //! the state after the group's last completed file. The one other change
 //! is [`delete_visitor_states`] (a privacy deletion), after which the
 //! visitor is one never seen.
 
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
+use bdia_model::commerce::SeenId;
 use bdia_model::VisitState;
 
 use super::files::{by_id, file_from_row, FILE_COLUMNS};
 use super::groups::{is_paused, PAUSED_FILTER};
 use super::leases::{check_lease, release_all_leases};
 use super::{commit, db, exec, query_all, query_one, query_opt, write_tx};
-use crate::common::{apply_failure, check_file_group, group_of, require_processing};
+use crate::common::{
+    apply_failure, check_file_group, distinct_seen, evars_text, group_of, require_processing,
+    StoredEvars,
+};
 use crate::{Completion, FileRecord, FileStatus, GroupLease, GroupRef, StoreResult, StoredState};
 
 pub(super) fn runnable_groups(conn: &Connection, limit: u32) -> StoreResult<Vec<GroupRef>> {
@@ -110,6 +115,7 @@ fn visit_state_from_row(r: &Row<'_>) -> rusqlite::Result<VisitState> {
         visit_num: r.get::<_, i64>("visit_num")? as u32,
         visit_start_time: r.get("visit_start_time")?,
         visit_page_num: r.get::<_, i64>("visit_page_num")? as u32,
+        evars: r.get::<_, StoredEvars>("evars")?.0,
     })
 }
 
@@ -126,7 +132,7 @@ pub(super) fn visitor_states(
     {
         let mut stmt = tx
             .prepare_cached(
-                "SELECT last_hit_time, visit_num, visit_start_time, visit_page_num \
+                "SELECT last_hit_time, visit_num, visit_start_time, visit_page_num, evars \
                  FROM visitor_states WHERE company_id = ?1 AND report_suite = ?2 \
                  AND visitor_key = ?3",
             )
@@ -140,6 +146,33 @@ pub(super) fn visitor_states(
         }
     }
     commit(tx, "end a visitor state lookup")?;
+    Ok(out)
+}
+
+pub(super) fn seen_ids(
+    conn: &mut Connection,
+    company_id: &str,
+    keys: &[SeenId],
+) -> StoreResult<Vec<bool>> {
+    // As `visitor_states`: one read transaction, one cached point lookup
+    // per key (in-process, so a round trip costs no more than a row).
+    let tx = conn.transaction().map_err(db("begin a seen ID lookup"))?;
+    let mut out = Vec::with_capacity(keys.len());
+    {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT 1 FROM seen_ids WHERE company_id = ?1 AND report_suite = ?2 \
+                 AND kind = ?3 AND id = ?4",
+            )
+            .map_err(db("prepare a seen ID lookup"))?;
+        for k in keys {
+            let found = stmt
+                .exists(params![company_id, k.report_suite, k.kind, k.id])
+                .map_err(db("look up a seen ID"))?;
+            out.push(found);
+        }
+    }
+    commit(tx, "end a seen ID lookup")?;
     Ok(out)
 }
 
@@ -195,12 +228,12 @@ pub(super) fn complete_file(
         let mut stmt = tx
             .prepare_cached(
                 "INSERT INTO visitor_states (company_id, report_suite, visitor_key, \
-                 last_hit_time, visit_num, visit_start_time, visit_page_num) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+                 last_hit_time, visit_num, visit_start_time, visit_page_num, evars) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
                  ON CONFLICT (company_id, report_suite, visitor_key) DO UPDATE SET \
                  last_hit_time = excluded.last_hit_time, visit_num = excluded.visit_num, \
                  visit_start_time = excluded.visit_start_time, \
-                 visit_page_num = excluded.visit_page_num",
+                 visit_page_num = excluded.visit_page_num, evars = excluded.evars",
             )
             .map_err(db("prepare the visitor state upsert"))?;
         for e in &completion.delta.entries {
@@ -211,9 +244,20 @@ pub(super) fn complete_file(
                 e.state.last_hit_time,
                 e.state.visit_num as i64,
                 e.state.visit_start_time,
-                e.state.visit_page_num as i64
+                e.state.visit_page_num as i64,
+                evars_text(&e.state.evars)?
             ])
             .map_err(db("store a visitor state"))?;
+        }
+        let mut stmt = tx
+            .prepare_cached(
+                "INSERT INTO seen_ids (company_id, report_suite, kind, id) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+            )
+            .map_err(db("prepare the seen ID insert"))?;
+        for k in distinct_seen(&completion.delta.seen) {
+            stmt.execute(params![rec.company_id, k.report_suite, k.kind, k.id])
+                .map_err(db("store a seen ID"))?;
         }
     }
     commit(tx, "commit a completion")?;
@@ -325,7 +369,7 @@ pub(super) fn list_visitor_states(
         conn,
         "list visitor states",
         "SELECT report_suite, visitor_key, last_hit_time, visit_num, \
-         visit_start_time, visit_page_num FROM visitor_states \
+         visit_start_time, visit_page_num, evars FROM visitor_states \
          WHERE company_id = ?1 AND (?2 IS NULL OR (report_suite, visitor_key) > (?2, ?3)) \
          ORDER BY report_suite, visitor_key LIMIT ?4",
         params![company_id, suite, key, limit as i64],
@@ -337,6 +381,7 @@ pub(super) fn list_visitor_states(
                 visit_num: r.get::<_, i64>("visit_num")? as u32,
                 visit_start_time: r.get("visit_start_time")?,
                 visit_page_num: r.get::<_, i64>("visit_page_num")? as u32,
+                evars: r.get::<_, StoredEvars>("evars")?.0,
             })
         },
     )

@@ -412,6 +412,27 @@ const V12_INTERNAL_URL_FILTERS: &str = r#"
 ALTER TABLE report_suites ADD COLUMN internal_url_filters TEXT NOT NULL DEFAULT '[]';
 "#;
 
+/// Version 13: eVars and IDs counted once.
+///
+/// - `visitor_states.evars`: the visitor's live eVar values (JSON list,
+///   `NULL` for none; rows of older versions have none).
+/// - `seen_ids`: the serials of serialized events and the purchase IDs
+///   each (company, report suite) has counted, written by the completion
+///   of the file that counted them.
+/// - `report_suites.evar_settings`: eVar expiration and allocation (a JSON
+///   list; empty: every eVar has the defaults).
+const V13_EVARS_AND_SEEN_IDS: &str = r#"
+ALTER TABLE visitor_states ADD COLUMN evars TEXT;
+CREATE TABLE seen_ids (
+    company_id TEXT NOT NULL,
+    report_suite TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    PRIMARY KEY (company_id, report_suite, kind, id)
+) WITHOUT ROWID;
+ALTER TABLE report_suites ADD COLUMN evar_settings TEXT NOT NULL DEFAULT '[]';
+"#;
+
 /// The migrations, in order: entry `i` takes a database from version `i` to
 /// version `i + 1`. Append only.
 const MIGRATIONS: &[&str] = &[
@@ -427,6 +448,7 @@ const MIGRATIONS: &[&str] = &[
     V10_GROUP_WEBHOOKS,
     V11_SINGLE_HITS,
     V12_INTERNAL_URL_FILTERS,
+    V13_EVARS_AND_SEEN_IDS,
 ];
 
 /// The schema version this build writes and the highest one it opens.

@@ -10,6 +10,7 @@
 //! uploads of one company racing for a new rsid get one `Created` and one
 //! `Owned`.
 
+use bdia_model::conversion::EvarSetting;
 use rusqlite::{params, Connection, Row};
 
 use super::{commit, db, exec, is_unique_violation, query_all, query_opt, write_tx};
@@ -22,8 +23,8 @@ const COMPANY_COLUMNS: &str = "id, salt, settings, created";
 
 const SUITE_COLUMNS: &str = "company_id, rsid, time_zone, created";
 
-const SUITE_READ: &str =
-    "company_id, rsid, time_zone, created, accept_single_hits, internal_url_filters";
+const SUITE_READ: &str = "company_id, rsid, time_zone, created, accept_single_hits, \
+     internal_url_filters, evar_settings";
 
 const CLIENT_COLUMNS: &str = "client_id, company_id, secret_hash, technical_account, \
      public_key_pem, disabled, created, token_generation";
@@ -66,16 +67,16 @@ fn suite_from_row(row: &Row<'_>) -> rusqlite::Result<ReportSuite> {
         time_zone: row.get("time_zone")?,
         created: row.get("created")?,
         accept_single_hits: row.get::<_, i64>("accept_single_hits")? != 0,
-        internal_url_filters: {
-            let text: String = row.get("internal_url_filters")?;
-            serde_json::from_str(&text).map_err(|e| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    0,
-                    rusqlite::types::Type::Text,
-                    Box::new(e),
-                )
-            })?
-        },
+        internal_url_filters: json_column(row, "internal_url_filters")?,
+        evar_settings: json_column(row, "evar_settings")?,
+    })
+}
+
+/// A JSON text column, decoded (a conversion error when it does not decode).
+fn json_column<T: serde::de::DeserializeOwned>(row: &Row<'_>, name: &str) -> rusqlite::Result<T> {
+    let text: String = row.get(name)?;
+    serde_json::from_str(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
     })
 }
 
@@ -183,6 +184,7 @@ pub(super) fn create_report_suite(
             created,
             accept_single_hits: false,
             internal_url_filters: Vec::new(),
+            evar_settings: Vec::new(),
         }),
         Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(format!(
             "report suite '{rsid}' of company '{company_id}'"
@@ -280,12 +282,34 @@ pub(super) fn set_internal_url_filters(
     rsid: &str,
     filters: &[String],
 ) -> StoreResult<ReportSuite> {
-    let json = serde_json::to_string(filters)
-        .map_err(|e| StoreError::backend("encode internal URL filters", e))?;
+    set_suite_json(conn, company_id, rsid, "internal_url_filters", filters)
+}
+
+pub(super) fn set_evar_settings(
+    conn: &Connection,
+    company_id: &str,
+    rsid: &str,
+    settings: &[EvarSetting],
+) -> StoreResult<ReportSuite> {
+    set_suite_json(conn, company_id, rsid, "evar_settings", settings)
+}
+
+/// Replaces one JSON column of a company's suite (`column` is one of this
+/// module's names) and returns the suite; [`StoreError::NotFound`] for a
+/// suite the company does not have.
+fn set_suite_json<T: serde::Serialize + ?Sized>(
+    conn: &Connection,
+    company_id: &str,
+    rsid: &str,
+    column: &'static str,
+    value: &T,
+) -> StoreResult<ReportSuite> {
+    let json = serde_json::to_string(value)
+        .map_err(|e| StoreError::backend(format!("encode a suite's {column}"), e))?;
     let n = exec(
         conn,
-        "set a suite's internal URL filters",
-        "UPDATE report_suites SET internal_url_filters = ?3 WHERE company_id = ?1 AND rsid = ?2",
+        "set a suite's settings",
+        &format!("UPDATE report_suites SET {column} = ?3 WHERE company_id = ?1 AND rsid = ?2"),
         params![company_id, rsid, json],
     )?;
     if n == 0 {

@@ -96,6 +96,18 @@ async fn postgres_passes_the_conformance_suite() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_stored_values_are_backend_errors() {
+    let url = fresh_database().await;
+    let s = Arc::new(store(&url).await);
+    let db = admin(&url).await;
+    conformance::undecodable_values(s, |sql| {
+        let db = &db;
+        async move { db.batch_execute(sql).await.unwrap() }
+    })
+    .await;
+}
+
 /// Two nodes (two stores, two pools) commit uploads of one group at once,
 /// each key sent to both: every key is stored once, both nodes answer with
 /// the same record for it, and the group is numbered 1..=n without a gap
@@ -447,8 +459,10 @@ async fn a_takeover_and_a_completion_racing_never_both_win() {
                             visit_num: 1,
                             visit_start_time: 10,
                             visit_page_num: 1,
+                            evars: Vec::new(),
                         },
                     }],
+                    seen: Vec::new(),
                 },
                 release_blob: true,
                 lease: Some(l),

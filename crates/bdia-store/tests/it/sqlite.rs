@@ -26,6 +26,23 @@ async fn sqlite_on_disk_passes_the_conformance_suite() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undecodable_stored_values_are_backend_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("meta.sqlite");
+    let s = Arc::new(SqliteStore::open(&path).unwrap());
+    conformance::undecodable_values(s, |sql| {
+        let path = path.clone();
+        async move {
+            rusqlite::Connection::open(&path)
+                .unwrap()
+                .execute_batch(sql)
+                .unwrap();
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn records_survive_reopening() {
     let dir = tempfile::tempdir().unwrap();
@@ -192,7 +209,26 @@ async fn an_unversioned_database_opens_with_its_data_and_is_brought_to_the_curre
         .visitor_states("acme", vec![("acme.prod".into(), "v1".into())])
         .await
         .unwrap();
-    assert_eq!(states[0].map(|st| st.visit_num), Some(2));
+    assert_eq!(states[0].as_ref().map(|st| st.visit_num), Some(2));
+    assert_eq!(
+        states[0].as_ref().map(|st| st.evars.len()),
+        Some(0),
+        "a state stored before eVars has none"
+    );
+    assert!(suite.evar_settings.is_empty());
+    assert_eq!(
+        s.seen_ids(
+            "acme",
+            vec![bdia_model::commerce::SeenId {
+                report_suite: "acme.prod".into(),
+                kind: bdia_model::commerce::PURCHASE_ID.into(),
+                id: "ORD-1".into(),
+            }]
+        )
+        .await
+        .unwrap(),
+        [false]
+    );
 
     // The migrated database keeps working: keys and group sequence continue.
     let again = s
