@@ -373,7 +373,8 @@ pub fn generate<W: Write>(opts: &GenOptions, out: W) -> io::Result<GenSummary> {
                     })
                     .collect();
                 set(&mut row, 18, &products.join(","));
-                set(&mut row, 27, &format!("ORD-{visitor}-{}", n % 3));
+                // IDs of one visitor: its rows stay in one visitor group.
+                set(&mut row, 27, &format!("O{vkey:x}-{}", n % 3));
             }
             1 => {
                 set(&mut row, 17, "prodView,event1");
@@ -387,7 +388,7 @@ pub fn generate<W: Write>(opts: &GenOptions, out: W) -> io::Result<GenSummary> {
                     ),
                 );
             }
-            2 => set(&mut row, 17, &format!("scAdd,event3:{visitor}-{}", n % 5)),
+            2 => set(&mut row, 17, &format!("scAdd,event3:{vkey:x}-{}", n % 5)),
             3 => set(&mut row, 17, &format!("event4={}.5", n % 10)),
             _ => {}
         }

@@ -543,6 +543,13 @@ async fn console_in_headless_chromium() {
             "the settings page",
         )
         .await;
+    // The suite the reports above are about (the company has others).
+    browser
+        .js(&format!(
+            "const s = document.getElementById('settings-suite'); s.value = '{}'; s.dispatchEvent(new Event('change')); return s.value;",
+            expected::WEB
+        ))
+        .await;
     browser.type_into("#settings-evar", "4").await;
     browser.type_into("#settings-expiration", "month").await;
     browser

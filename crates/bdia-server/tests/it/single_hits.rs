@@ -43,7 +43,7 @@ async fn accepting_suite(s: &TestServer, api: &Api, rsid: &str) {
     let v: Value = r.json().await.unwrap();
     assert_eq!(
         v,
-        json!({"rsid": rsid, "time_zone": "UTC", "accept_single_hits": true, "internal_url_filters": []})
+        json!({"rsid": rsid, "time_zone": "UTC", "accept_single_hits": true, "internal_url_filters": [], "evar_settings": []})
     );
 }
 
