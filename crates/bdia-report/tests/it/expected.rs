@@ -100,22 +100,23 @@ pub const REFERRERS: &[(&str, &str, Option<&str>)] = &[
     ),
 ];
 
-struct Rng(u64);
+/// A small xorshift, so the rows do not depend on any crate's RNG.
+pub struct Rng(pub u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
     }
-    fn below(&mut self, n: u64) -> u64 {
+    pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
-    fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
+    pub fn pick<'a>(&mut self, xs: &[&'a str]) -> &'a str {
         xs[self.below(xs.len() as u64) as usize]
     }
-    fn maybe(&mut self, percent: u64) -> bool {
+    pub fn maybe(&mut self, percent: u64) -> bool {
         self.below(100) < percent
     }
 }

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde_json::{json, Value};
 
 use crate::common::*;
+use crate::reports::expected::Rng;
 use crate::reports::{start_processing, wait_complete};
 
 const SUITE: &str = "shop";
@@ -33,24 +34,6 @@ const BASKETS: [&[(&str, &str, i64, f64)]; 3] = [
     &[("Shoes", "Sandal", 1, 30.0), ("Hats", "Cap", 3, 15.0)],
     &[("Bags", "Tote", 1, 45.25)],
 ];
-
-/// A small xorshift, so the rows do not depend on any crate's RNG.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn maybe(&mut self, percent: u64) -> bool {
-        self.below(100) < percent
-    }
-}
 
 /// Rows of `visitors` visitors in time order: gaps that continue a visit,
 /// end it (over 30 minutes), cross a day and cross a week; eVars set on
