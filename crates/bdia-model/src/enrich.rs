@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use bdia_format::commerce::parse_products;
+use bdia_format::commerce::{parse_products, Product};
 use bdia_format::fields::Field;
 use bdia_format::hit::{Hit, HitType, Visitor, VisitorKind};
 use serde::{Deserialize, Serialize};
@@ -267,6 +267,8 @@ pub struct FileEnricher<'a> {
     duplicate_events: u64,
     /// Purchases not counted again (their purchase ID was counted).
     duplicate_purchases: u64,
+    /// The products of every hit without any (shared, not allocated per hit).
+    no_products: Arc<Vec<Product>>,
 }
 
 impl<'a> FileEnricher<'a> {
@@ -283,6 +285,7 @@ impl<'a> FileEnricher<'a> {
             seen: HashSet::new(),
             duplicate_events: 0,
             duplicate_purchases: 0,
+            no_products: Arc::default(),
         }
     }
 
@@ -369,11 +372,10 @@ impl<'a> FileEnricher<'a> {
                 suites.push(s);
             }
         }
-        let products = Arc::new(
-            hit.get(Field::Products)
-                .map(parse_products)
-                .unwrap_or_default(),
-        );
+        let products = match hit.get(Field::Products) {
+            Some(p) => Arc::new(parse_products(p)),
+            None => self.no_products.clone(),
+        };
         let purchase_id = hit.get(Field::PurchaseId);
         let mut visits = Vec::with_capacity(suites.len());
         let mut conversions = Vec::with_capacity(suites.len());
