@@ -159,7 +159,13 @@ pub async fn upload(
         Some(name_tx),
     )
     .await;
-    let outcome = job.await.map_err(ApiError::internal)?;
+    let outcome = match job.await.map_err(ApiError::internal)? {
+        // Refused a pass: the body was never going to be read, so how its
+        // reading ended (the client may already have closed it) is not
+        // the answer.
+        Err(e @ ApiError::Busy { .. }) => return Err(e),
+        other => other,
+    };
     pumped?;
     outcome
 }
@@ -454,7 +460,11 @@ pub async fn validate(
         None,
     )
     .await;
-    let pass = job.await.map_err(ApiError::internal)?;
+    let pass = match job.await.map_err(ApiError::internal)? {
+        // Refused a pass: that is the answer, however the body ended.
+        Err(e @ ApiError::Busy { .. }) => return Err(e),
+        other => other,
+    };
     pumped?;
     let pass = pass?.map_err(pass_error)?;
     let report = &pass.report;
