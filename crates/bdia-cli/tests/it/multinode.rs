@@ -240,7 +240,7 @@ fn three_nodes_killed_and_paused_process_every_row_once_like_one_node() {
             "settings",
             company,
             "--rows-per-second",
-            "900",
+            "600",
         ])
         .arg("--data-dir")
         .arg(work.path().join("admin"))
