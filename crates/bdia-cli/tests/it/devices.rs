@@ -302,14 +302,7 @@ fn devices_traffic_sources_and_visits_match_an_independent_computation() {
     // Two groups of several files each, so that visits run across files.
     let (dir, summary) = prepared_exports(tmp.path(), 900, 600, 0.0, "2", "500");
     assert_eq!(summary["written_rows"], 2700);
-    let server = BdiaServe::start(&tmp.path().join("data"), &[]);
-    let creds = server.credentials();
-    crate::common::upload(
-        &server.url(),
-        &creds,
-        &[dir.as_os_str(), "--wait".as_ref(), "--json".as_ref()],
-    );
-    let rows = read_prepared(&dir);
+    let (server, rows) = serve_prepared(tmp.path(), &dir);
     assert_eq!(rows.len(), 2700);
     for t in ["desktop", "mobile", "tablet", "bot"] {
         assert!(rows.iter().any(|r| r.device_type == t), "no {t} rows");
@@ -368,6 +361,19 @@ fn devices_traffic_sources_and_visits_match_an_independent_computation() {
     );
     let totals = &got_entry[&Some("(total)".to_string())];
     assert!(totals["bounces"] > 0.0 && totals["total_seconds_spent"] > 0.0);
+}
+
+/// A real `bdia serve` in `work/data` with the prepared files of `dir`
+/// uploaded and processed, and those files' rows as read here.
+fn serve_prepared(work: &Path, dir: &Path) -> (BdiaServe, Vec<Row>) {
+    let server = BdiaServe::start(&work.join("data"), &[]);
+    let creds = server.credentials();
+    crate::common::upload(
+        &server.url(),
+        &creds,
+        &[dir.as_os_str(), "--wait".as_ref(), "--json".as_ref()],
+    );
+    (server, read_prepared(dir))
 }
 
 /// One `products` entry, read here: (category, product, quantity, price,
@@ -467,14 +473,7 @@ fn count(rows: &[Row]) -> Vec<Counted> {
 fn evars_events_and_commerce_of_generated_files_match_an_independent_computation() {
     let tmp = tempfile::tempdir().unwrap();
     let (dir, _) = prepared_exports(tmp.path(), 1500, 300, 0.0, "2", "500");
-    let server = BdiaServe::start(&tmp.path().join("data"), &[]);
-    let creds = server.credentials();
-    crate::common::upload(
-        &server.url(),
-        &creds,
-        &[dir.as_os_str(), "--wait".as_ref(), "--json".as_ref()],
-    );
-    let rows = read_prepared(&dir);
+    let (server, rows) = serve_prepared(tmp.path(), &dir);
     let counted = count(&rows);
     let people: Vec<(&Row, &Counted)> = rows
         .iter()
