@@ -5,7 +5,11 @@
 # machines are noisy: only ratios are meaningful).
 #
 #   bash bench/process.sh [ROWS]        (default 1,000,000 rows; RUNS=3;
-#                                        BDIA_BIN=path skips the release build)
+#                                        BDIA_BIN=path skips the release build;
+#                                        PERF_OUT=path records the processing
+#                                        server with `perf record`: use a
+#                                        `profiling` build, and ignore the
+#                                        times of such a run)
 #
 # Per run:
 #   bdia:   the files are uploaded to a server with processing off, which is
@@ -78,6 +82,11 @@ for run in $(seq "$RUNS"); do
   BDIA_RATE_LIMIT_ENABLED=false BDIA_PROCESSING_POLL_MS=20 \
     "$BDIA" serve --data-dir "$DATA" --listen "127.0.0.1:$PORT" >>"$WORK/process-server.log" 2>&1 &
   SERVER=$!
+  PERF=
+  if [ -n "${PERF_OUT:-}" ]; then
+    perf record -q --call-graph dwarf -F 1999 -p "$SERVER" -o "$PERF_OUT.$run" 2>/dev/null &
+    PERF=$!
+  fi
   wait_ready "$BASE"
   # A light poll (curl + grep, 5 per second) so the measuring loop takes
   # next to no CPU from the server.
@@ -88,6 +97,7 @@ for run in $(seq "$RUNS"); do
     sleep 0.2
   done
   t1=$(date +%s.%N)
+  [ -n "$PERF" ] && { kill -INT "$PERF"; wait "$PERF" || true; }
   HWM_KB=$(awk '/VmHWM/ {print $2}' /proc/$SERVER/status)
   TOTAL=$(curl -sf "${H[@]}" "$BASE/aa/collect/v1/events?limit=100" \
     | python3 -c 'import json,sys; print(sum(f["rows"] for f in json.load(sys.stdin)["files"]))')

@@ -46,11 +46,43 @@ pub struct Visitor {
 
 impl Visitor {
     /// A key unique across kinds: a visitorID and an equal-looking IP never merge.
+    ///
+    /// ```
+    /// use bdia_format::hit::{Visitor, VisitorKind};
+    /// let v = |kind, t: Option<&str>, id: &str| Visitor {
+    ///     kind,
+    ///     customer_id_type: t.map(str::to_string),
+    ///     id: id.to_string(),
+    /// };
+    /// assert_eq!(v(VisitorKind::Vid, None, "a:b").key(), "vid:a:b");
+    /// assert_eq!(v(VisitorKind::Ip, None, "1.2.3.4").key(), "ip:1.2.3.4");
+    /// assert_eq!(v(VisitorKind::Customer, Some("crm"), "7").key(), "customer:crm:7");
+    /// let mut buf = "left over".to_string();
+    /// v(VisitorKind::Mcid, None, "9").write_key(&mut buf);
+    /// assert_eq!(buf, "mcid:9");
+    /// ```
     pub fn key(&self) -> String {
-        match &self.customer_id_type {
-            Some(t) => format!("customer:{t}:{}", self.id),
-            None => format!("{}:{}", self.kind.as_str(), self.id),
+        let mut k = String::new();
+        self.write_key(&mut k);
+        k
+    }
+
+    /// Writes [`Visitor::key`] into `out` (cleared first): a caller that
+    /// keys every row reuses one buffer.
+    pub fn write_key(&self, out: &mut String) {
+        out.clear();
+        let (prefix, t) = match &self.customer_id_type {
+            Some(t) => ("customer", t.as_str()),
+            None => (self.kind.as_str(), ""),
+        };
+        out.reserve(prefix.len() + t.len() + self.id.len() + 2);
+        out.push_str(prefix);
+        out.push(':');
+        if self.customer_id_type.is_some() {
+            out.push_str(t);
+            out.push(':');
         }
+        out.push_str(&self.id);
     }
 }
 

@@ -217,9 +217,18 @@ fn product_list() -> ListBuilder<StructBuilder> {
     ListBuilder::new(product).with_field(product_item())
 }
 
-/// `eVar<n>`, the key of `post_evars` and of a product's `evars`.
-fn evar_key(n: u16) -> String {
-    format!("eVar{n}")
+/// `eVar<n>`, the key of `post_evars` and of a product's `evars` (built
+/// once: it is written for every persisted value of every hit).
+fn evar_key(n: u16) -> std::borrow::Cow<'static, str> {
+    static KEYS: std::sync::LazyLock<Vec<String>> = std::sync::LazyLock::new(|| {
+        (0..=bdia_format::fields::MAX_EVAR)
+            .map(|n| format!("eVar{n}"))
+            .collect()
+    });
+    match KEYS.get(usize::from(n)) {
+        Some(k) => std::borrow::Cow::Borrowed(k),
+        None => std::borrow::Cow::Owned(format!("eVar{n}")),
+    }
 }
 
 fn string_map() -> MapBuilder<StringBuilder, StringBuilder> {

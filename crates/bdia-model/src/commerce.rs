@@ -39,7 +39,127 @@ pub struct SeenId {
 impl SeenId {
     /// The kind of the serials of `event`.
     pub fn event_kind(event: &str) -> String {
-        format!("event:{event}")
+        IdKind::Event(event).to_string()
+    }
+}
+
+/// The kind of a [`SeenId`], borrowed: what a lookup is made with, so
+/// that no key is built for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdKind<'a> {
+    /// The serials of this event (`event:<name>`).
+    Event(&'a str),
+    /// Purchase IDs ([`PURCHASE_ID`]).
+    PurchaseId,
+}
+
+impl IdKind<'_> {
+    /// Whether `kind` (as stored in a [`SeenId`]) is this kind.
+    pub fn matches(self, kind: &str) -> bool {
+        match self {
+            IdKind::Event(e) => kind.strip_prefix("event:") == Some(e),
+            IdKind::PurchaseId => kind == PURCHASE_ID,
+        }
+    }
+}
+
+impl std::fmt::Display for IdKind<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            IdKind::Event(e) => write!(f, "event:{e}"),
+            IdKind::PurchaseId => f.write_str(PURCHASE_ID),
+        }
+    }
+}
+
+/// IDs by (report suite, kind), each with a value, looked up by borrowed
+/// strings (a lookup allocates nothing). A file names few suites and
+/// kinds, so those are searched linearly; the IDs of one are hashed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeenSet<V> {
+    by: Vec<(String, String, foldhash::HashMap<String, V>)>,
+}
+
+impl<V> Default for SeenSet<V> {
+    fn default() -> SeenSet<V> {
+        SeenSet { by: Vec::new() }
+    }
+}
+
+impl<V> SeenSet<V> {
+    fn ids(&self, report_suite: &str, kind: IdKind<'_>) -> Option<&foldhash::HashMap<String, V>> {
+        self.by
+            .iter()
+            .find(|(s, k, _)| s == report_suite && kind.matches(k))
+            .map(|(_, _, m)| m)
+    }
+
+    /// The value of an ID, `None` when it is not in the set.
+    pub fn get(&self, report_suite: &str, kind: IdKind<'_>, id: &str) -> Option<&V> {
+        self.ids(report_suite, kind)?.get(id)
+    }
+
+    /// Adds an ID (replacing its value when it is there).
+    pub fn insert(&mut self, report_suite: &str, kind: IdKind<'_>, id: &str, value: V) {
+        let i = match self
+            .by
+            .iter()
+            .position(|(s, k, _)| s == report_suite && kind.matches(k))
+        {
+            Some(i) => i,
+            None => {
+                self.by.push((
+                    report_suite.to_string(),
+                    kind.to_string(),
+                    foldhash::HashMap::default(),
+                ));
+                self.by.len() - 1
+            }
+        };
+        self.by[i].2.insert(id.to_string(), value);
+    }
+
+    /// Adds an ID given as a [`SeenId`].
+    pub fn insert_id(&mut self, id: SeenId, value: V) {
+        let i = match self
+            .by
+            .iter()
+            .position(|(s, k, _)| *s == id.report_suite && *k == id.kind)
+        {
+            Some(i) => i,
+            None => {
+                self.by
+                    .push((id.report_suite, id.kind, foldhash::HashMap::default()));
+                self.by.len() - 1
+            }
+        };
+        self.by[i].2.insert(id.id, value);
+    }
+
+    /// Number of IDs.
+    pub fn len(&self) -> usize {
+        self.by.iter().map(|(_, _, m)| m.len()).sum()
+    }
+
+    /// True when there is no ID.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every ID with its value, in no particular order.
+    pub fn into_ids(self) -> impl Iterator<Item = (SeenId, V)> {
+        self.by.into_iter().flat_map(|(suite, kind, m)| {
+            m.into_iter().map(move |(id, v)| {
+                (
+                    SeenId {
+                        report_suite: suite.clone(),
+                        kind: kind.clone(),
+                        id,
+                    },
+                    v,
+                )
+            })
+        })
     }
 }
 
@@ -75,7 +195,7 @@ pub fn resolve<E>(
     sent: &[Event],
     products: &Arc<Vec<Product>>,
     purchase_id: Option<&str>,
-    mut seen: impl FnMut(String, &str) -> Result<bool, E>,
+    mut seen: impl FnMut(IdKind<'_>, &str) -> Result<bool, E>,
 ) -> Result<Commerce, E> {
     let mut c = Commerce {
         products: products.clone(),
@@ -86,14 +206,14 @@ pub fn resolve<E>(
     }
     for e in sent {
         if let Some(serial) = &e.serial {
-            if seen(SeenId::event_kind(&e.name), serial)? {
+            if seen(IdKind::Event(&e.name), serial)? {
                 c.duplicate_events += 1;
                 continue;
             }
         }
         if e.name == "purchase" {
             if let Some(id) = purchase_id.filter(|id| !id.is_empty()) {
-                if c.order || seen(PURCHASE_ID.to_string(), id)? {
+                if c.order || seen(IdKind::PurchaseId, id)? {
                     c.duplicate_purchase = !c.order;
                     continue;
                 }
@@ -153,7 +273,7 @@ mod tests {
     ) -> Commerce {
         let p = Arc::new(parse_products(products));
         resolve::<Infallible>(&parse_event_list(events), &p, purchase_id, |k, id| {
-            Ok(!seen.insert((k, id.to_string())))
+            Ok(!seen.insert((k.to_string(), id.to_string())))
         })
         .unwrap()
     }
@@ -227,6 +347,32 @@ mod tests {
         );
         assert!(!c.order);
         assert_eq!(c.revenue, None);
+    }
+
+    #[test]
+    fn a_seen_set_keys_ids_by_suite_and_kind() {
+        let mut set = SeenSet::default();
+        set.insert("rs1", IdKind::Event("event1"), "X", 1);
+        set.insert("rs1", IdKind::PurchaseId, "X", 2);
+        set.insert_id(
+            SeenId {
+                report_suite: "rs2".into(),
+                kind: SeenId::event_kind("event1"),
+                id: "X".into(),
+            },
+            3,
+        );
+        assert_eq!(set.get("rs1", IdKind::Event("event1"), "X"), Some(&1));
+        assert_eq!(set.get("rs1", IdKind::PurchaseId, "X"), Some(&2));
+        assert_eq!(set.get("rs2", IdKind::Event("event1"), "X"), Some(&3));
+        assert_eq!(set.get("rs1", IdKind::Event("event2"), "X"), None);
+        assert_eq!(set.get("rs2", IdKind::PurchaseId, "X"), None);
+        assert_eq!(set.len(), 3);
+        let mut ids: Vec<(SeenId, i32)> = set.into_ids().collect();
+        ids.sort();
+        assert_eq!(ids[0].0.kind, "event:event1");
+        assert_eq!(ids[1].0.kind, PURCHASE_ID);
+        assert_eq!(ids[2].0.report_suite, "rs2");
     }
 
     #[test]

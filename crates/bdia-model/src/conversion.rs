@@ -23,6 +23,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -258,9 +259,9 @@ pub struct PersistedEvar {
     /// The eVar number.
     #[serde(rename = "n")]
     pub evar: u16,
-    /// The value.
+    /// The value (shared with the hits it is persisted on).
     #[serde(rename = "v")]
-    pub value: String,
+    pub value: Arc<str>,
     /// When it was set (unix seconds).
     #[serde(rename = "t")]
     pub set_at: i64,
@@ -273,7 +274,8 @@ pub struct PersistedEvar {
 /// and returns the hit's persisted values, sorted by eVar.
 ///
 /// `sent` are the eVars the hit carries, `events` the names of the events
-/// that count on it, `time` and `visit_num` its time and visit.
+/// that count on it, `time` and `visit_num` its time and visit. A value is
+/// copied once, when it changes: the hits it persists on share it.
 pub fn persist(
     stored: &mut Vec<PersistedEvar>,
     settings: &EvarSettings,
@@ -281,7 +283,7 @@ pub fn persist(
     events: &[&str],
     time: i64,
     visit_num: u32,
-) -> Vec<(u16, String)> {
+) -> Vec<(u16, Arc<str>)> {
     if stored.is_empty() && sent.is_empty() {
         return Vec::new();
     }
@@ -291,15 +293,17 @@ pub fn persist(
         Expiration::Days(d) => time - p.set_at < i64::from(*d) * DAY_SECS,
         Expiration::Event(_) | Expiration::Never => true,
     });
-    let mut post: Vec<(u16, String)> = Vec::with_capacity(stored.len() + sent.len());
+    let mut post: Vec<(u16, Arc<str>)> = Vec::with_capacity(stored.len() + sent.len());
     for (&n, v) in sent {
         match settings.expiration(n) {
-            Expiration::Hit => post.push((n, v.clone())),
+            Expiration::Hit => post.push((n, Arc::from(v.as_str()))),
             _ => match stored.binary_search_by_key(&n, |p| p.evar) {
                 Ok(i) => {
                     if settings.allocation(n) == Allocation::MostRecent {
                         let p = &mut stored[i];
-                        p.value.clone_from(v);
+                        if *p.value != **v {
+                            p.value = Arc::from(v.as_str());
+                        }
                         p.set_at = time;
                         p.visit_num = visit_num;
                     }
@@ -308,7 +312,7 @@ pub fn persist(
                     i,
                     PersistedEvar {
                         evar: n,
-                        value: v.clone(),
+                        value: Arc::from(v.as_str()),
                         set_at: time,
                         visit_num,
                     },
@@ -316,8 +320,11 @@ pub fn persist(
             },
         }
     }
+    let hit_only = !post.is_empty();
     post.extend(stored.iter().map(|p| (p.evar, p.value.clone())));
-    post.sort_by_key(|(n, _)| *n);
+    if hit_only {
+        post.sort_by_key(|(n, _)| *n);
+    }
     if !settings.expiring_events.is_empty()
         && events
             .iter()
@@ -356,7 +363,7 @@ mod tests {
                 persist(&mut stored, &settings, &s, ev, *t, *v)
                     .into_iter()
                     .find(|(n, _)| *n == 1)
-                    .map(|(_, v)| v)
+                    .map(|(_, v)| v.to_string())
             })
             .collect()
     }

@@ -16,16 +16,16 @@
 //! A row naming several report suites becomes one hit per suite (duplicates
 //! in the list are ignored), each with its own visit state.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 
 use bdia_format::commerce::{parse_products, Product};
 use bdia_format::fields::Field;
-use bdia_format::hit::{Hit, HitType, Visitor, VisitorKind};
+use bdia_format::hit::{Hit, HitType, VisitorKind};
 use serde::{Deserialize, Serialize};
 
-use crate::commerce::{resolve, Commerce, SeenId};
+use crate::commerce::{resolve, Commerce, IdKind, SeenId, SeenSet};
 use crate::conversion::{persist, EvarSetting, EvarSettings};
 use crate::device::{Device, DeviceCache};
 use crate::identity::Identity;
@@ -50,7 +50,8 @@ pub trait VisitorStates {
 
     /// Whether `id` of `kind` ([`SeenId`]) was counted in `report_suite`
     /// before the file.
-    fn seen(&mut self, report_suite: &str, kind: &str, id: &str) -> Result<bool, Self::Error>;
+    fn seen(&mut self, report_suite: &str, kind: IdKind<'_>, id: &str)
+        -> Result<bool, Self::Error>;
 }
 
 impl<S: VisitorStates + ?Sized> VisitorStates for &mut S {
@@ -64,7 +65,12 @@ impl<S: VisitorStates + ?Sized> VisitorStates for &mut S {
         (**self).get(report_suite, visitor_key)
     }
 
-    fn seen(&mut self, report_suite: &str, kind: &str, id: &str) -> Result<bool, Self::Error> {
+    fn seen(
+        &mut self,
+        report_suite: &str,
+        kind: IdKind<'_>,
+        id: &str,
+    ) -> Result<bool, Self::Error> {
         (**self).seen(report_suite, kind, id)
     }
 }
@@ -73,7 +79,7 @@ impl<S: VisitorStates + ?Sized> VisitorStates for &mut S {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MemoryStates {
     suites: HashMap<String, HashMap<String, VisitState>>,
-    seen: HashSet<SeenId>,
+    seen: SeenSet<()>,
 }
 
 impl MemoryStates {
@@ -85,7 +91,9 @@ impl MemoryStates {
                 .or_default()
                 .insert(e.visitor_key.clone(), e.state.clone());
         }
-        self.seen.extend(delta.seen.iter().cloned());
+        for id in &delta.seen {
+            self.seen.insert_id(id.clone(), ());
+        }
     }
 
     /// The stored state of one visitor in one suite.
@@ -115,12 +123,8 @@ impl VisitorStates for MemoryStates {
         Ok(self.state(report_suite, visitor_key))
     }
 
-    fn seen(&mut self, report_suite: &str, kind: &str, id: &str) -> Result<bool, Infallible> {
-        Ok(self.seen.contains(&SeenId {
-            report_suite: report_suite.to_string(),
-            kind: kind.to_string(),
-            id: id.to_string(),
-        }))
+    fn seen(&mut self, report_suite: &str, kind: IdKind<'_>, id: &str) -> Result<bool, Infallible> {
+        Ok(self.seen.get(report_suite, kind, id).is_some())
     }
 }
 
@@ -144,7 +148,7 @@ pub struct EnrichedHit {
     pub traffic: Traffic,
     /// The persisted value of every eVar live on this hit (`post_evarN`),
     /// sorted by eVar.
-    pub post_evars: Vec<(u16, String)>,
+    pub post_evars: Vec<(u16, Arc<str>)>,
     /// The events that count and the purchase, in this report suite.
     pub commerce: Commerce,
 }
@@ -262,7 +266,7 @@ pub struct FileEnricher<'a> {
     /// eVar settings by report suite (a suite not listed has the defaults).
     evar_settings: Vec<(String, EvarSettings)>,
     /// Serials and purchase IDs first counted by this file.
-    seen: HashSet<SeenId>,
+    seen: SeenSet<()>,
     /// Serialized events not counted again.
     duplicate_events: u64,
     /// Purchases not counted again (their purchase ID was counted).
@@ -282,7 +286,7 @@ impl<'a> FileEnricher<'a> {
             devices: DeviceCache::default(),
             internal_url_filters: Vec::new(),
             evar_settings: Vec::new(),
-            seen: HashSet::new(),
+            seen: SeenSet::default(),
             duplicate_events: 0,
             duplicate_purchases: 0,
             no_products: Arc::default(),
@@ -345,15 +349,6 @@ impl<'a> FileEnricher<'a> {
         self.hits
     }
 
-    /// Whether this file already touched `visitor_key` in `report_suite`:
-    /// [`FileEnricher::enrich`] will not ask the [`VisitorStates`] about it.
-    pub fn has_touched(&self, report_suite: &str, visitor_key: &str) -> bool {
-        self.touched
-            .iter()
-            .find(|(s, _)| s == report_suite)
-            .is_some_and(|(_, m)| m.contains_key(visitor_key))
-    }
-
     /// Enriches one row: one [`EnrichedHit`] per distinct report suite, in
     /// the row's order. `states` is only asked about pairs this file has not
     /// touched yet, so it must answer with state as of before the file.
@@ -362,7 +357,7 @@ impl<'a> FileEnricher<'a> {
         hit: Hit,
         states: &mut S,
     ) -> Result<Vec<EnrichedHit>, S::Error> {
-        let key = visitor_key(&hit.visitor);
+        let key = hit.visitor.key();
         let visitor_id = self.identity.visitor_id(&hit.visitor);
         let kind = hit.visitor.kind;
         let is_page_view = hit.hit_type == HitType::PageView;
@@ -393,15 +388,10 @@ impl<'a> FileEnricher<'a> {
             // Commerce first: the events that count may expire eVars.
             let seen = &mut self.seen;
             let commerce = resolve(&hit.events, &products, purchase_id, |kind, id| {
-                let key = SeenId {
-                    report_suite: suite.to_string(),
-                    kind,
-                    id: id.to_string(),
-                };
-                if seen.contains(&key) || states.seen(suite, &key.kind, id)? {
+                if seen.get(suite, kind, id).is_some() || states.seen(suite, kind, id)? {
                     return Ok(true);
                 }
-                seen.insert(key);
+                seen.insert(suite, kind, id, ());
                 Ok(false)
             })?;
             self.duplicate_events += u64::from(commerce.duplicate_events);
@@ -520,32 +510,9 @@ impl<'a> FileEnricher<'a> {
         entries.sort_by(|a, b| {
             (&a.report_suite, &a.visitor_key).cmp(&(&b.report_suite, &b.visitor_key))
         });
-        let mut seen: Vec<SeenId> = self.seen.into_iter().collect();
+        let mut seen: Vec<SeenId> = self.seen.into_ids().map(|(id, ())| id).collect();
         seen.sort();
         (StateDelta { entries, seen }, self.out_of_order)
-    }
-}
-
-/// [`bdia_format::hit::Visitor::key`], built without the formatting machinery
-/// (it runs once per row).
-fn visitor_key(v: &Visitor) -> String {
-    match &v.customer_id_type {
-        Some(t) => {
-            let mut k = String::with_capacity(10 + t.len() + v.id.len());
-            k.push_str("customer:");
-            k.push_str(t);
-            k.push(':');
-            k.push_str(&v.id);
-            k
-        }
-        None => {
-            let kind = v.kind.as_str();
-            let mut k = String::with_capacity(kind.len() + 1 + v.id.len());
-            k.push_str(kind);
-            k.push(':');
-            k.push_str(&v.id);
-            k
-        }
     }
 }
 
@@ -666,7 +633,7 @@ mod tests {
             &mut states,
         )
         .unwrap();
-        assert_eq!(f1.hits[1].post_evars, [(1, "promo".to_string())]);
+        assert_eq!(f1.hits[1].post_evars, [(1, Arc::from("promo"))]);
         assert!(f1.hits[1].commerce.order);
         assert_eq!(f1.hits[1].commerce.revenue, Some(100.0));
         assert_eq!(f1.delta.seen.len(), 2);
@@ -694,7 +661,7 @@ mod tests {
         let rs1 = &out[0];
         assert_eq!(
             rs1.post_evars,
-            [(1, "promo".to_string())],
+            [(1, Arc::from("promo"))],
             "persisted from the stored state"
         );
         assert!(rs1.commerce.events.is_empty());
@@ -866,19 +833,6 @@ mod tests {
     }
 
     #[test]
-    fn state_keys_are_the_format_crates_visitor_keys() {
-        for kind in [
-            VisitorKind::Customer,
-            VisitorKind::Vid,
-            VisitorKind::Mcid,
-            VisitorKind::Ip,
-        ] {
-            let v = hit(1, 0, &["rs1"], kind, "id:with:colons", true).visitor;
-            assert_eq!(visitor_key(&v), v.key());
-        }
-    }
-
-    #[test]
     fn state_lookups_are_made_only_for_untouched_pairs() {
         struct Counting(MemoryStates, usize);
         impl VisitorStates for Counting {
@@ -887,7 +841,7 @@ mod tests {
                 self.1 += 1;
                 self.0.get(s, k)
             }
-            fn seen(&mut self, s: &str, k: &str, id: &str) -> Result<bool, Infallible> {
+            fn seen(&mut self, s: &str, k: IdKind<'_>, id: &str) -> Result<bool, Infallible> {
                 self.0.seen(s, k, id)
             }
         }
@@ -905,7 +859,7 @@ mod tests {
             fn get(&mut self, _: &str, _: &str) -> Result<Option<VisitState>, &'static str> {
                 Err("disk on fire")
             }
-            fn seen(&mut self, _: &str, _: &str, _: &str) -> Result<bool, &'static str> {
+            fn seen(&mut self, _: &str, _: IdKind<'_>, _: &str) -> Result<bool, &'static str> {
                 Err("disk on fire")
             }
         }

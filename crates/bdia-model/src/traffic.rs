@@ -272,12 +272,16 @@ pub fn classify(
     let Some(r) = referrer.map(str::trim).filter(|r| !r.is_empty()) else {
         return Traffic::of(ReferrerType::TypedBookmarked);
     };
-    let scheme = r.split_once("://").map(|(s, _)| s.to_ascii_lowercase());
-    match scheme.as_deref() {
-        Some("imap" | "mail") => return Traffic::of(ReferrerType::Email),
-        Some("file") => return Traffic::of(ReferrerType::HardDrive),
-        Some("http" | "https") => {}
-        _ => return Traffic::of(ReferrerType::TypedBookmarked),
+    let scheme = r.split_once("://").map(|(s, _)| s);
+    let is = |name: &str| scheme.is_some_and(|s| s.eq_ignore_ascii_case(name));
+    if is("imap") || is("mail") {
+        return Traffic::of(ReferrerType::Email);
+    }
+    if is("file") {
+        return Traffic::of(ReferrerType::HardDrive);
+    }
+    if !(is("http") || is("https")) {
+        return Traffic::of(ReferrerType::TypedBookmarked);
     }
     let Some(host) = host_of(r) else {
         return Traffic::of(ReferrerType::TypedBookmarked);

@@ -300,6 +300,9 @@ pub async fn run_scheduler(
     config: ProcessingConfig,
     cancel: CancellationToken,
 ) {
+    // The user-agent rules are compiled once per process: now, next to the
+    // first lookups, rather than inside the first file's first batch.
+    tokio::task::spawn_blocking(bdia_model::device::warm_up);
     let poll = Duration::from_millis(config.poll_interval_ms.max(10));
     let lease_ms = config.lease_ms;
     let renew_every = Duration::from_millis((lease_ms / 3).max(10));

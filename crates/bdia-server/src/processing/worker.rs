@@ -34,7 +34,7 @@
 //! suite, visitor) pairs the file touches (needed for its delta anyway),
 //! and the lake writer's bounded buffers.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io::BufReader;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -43,7 +43,7 @@ use bdia_format::engine::{process, Encoding, EngineError, FileReport, Limits, Op
 use bdia_format::hit::Hit;
 use bdia_format::row::RowRules;
 use bdia_lake::{LakeWriter, SpooledFile, SuiteZones};
-use bdia_model::commerce::{SeenId, PURCHASE_ID};
+use bdia_model::commerce::{IdKind, SeenId, SeenSet};
 use bdia_model::conversion::EvarSetting;
 use bdia_model::{FileEnricher, Identity, StateDelta, VisitState, VisitorStates};
 use bdia_store::{Company, Completion, FileRecord, GroupLease, MetadataStore, StoreError};
@@ -89,20 +89,34 @@ pub enum Outcome {
 /// on its own. Keyed by report suite, then visitor key, so a lookup borrows
 /// instead of building a key.
 struct Prefetched {
-    states: HashMap<String, HashMap<String, Option<VisitState>>>,
+    /// By report suite (a file names few: searched linearly), then
+    /// visitor key; every pair the enricher touched was looked up here.
+    states: Vec<(String, foldhash::HashMap<String, Option<VisitState>>)>,
     /// Serials and purchase IDs: whether each was counted before the file.
-    seen: HashMap<SeenId, bool>,
+    seen: SeenSet<bool>,
     store: Arc<dyn MetadataStore>,
     handle: tokio::runtime::Handle,
     company_id: String,
 }
 
 impl Prefetched {
-    fn known(&self, report_suite: &str, visitor_key: &str) -> Option<Option<VisitState>> {
+    fn suite(&self, report_suite: &str) -> Option<&foldhash::HashMap<String, Option<VisitState>>> {
         self.states
-            .get(report_suite)
+            .iter()
+            .find(|(s, _)| s == report_suite)
+            .map(|(_, m)| m)
+    }
+
+    fn known(&self, report_suite: &str, visitor_key: &str) -> Option<Option<VisitState>> {
+        self.suite(report_suite)
             .and_then(|m| m.get(visitor_key))
             .cloned()
+    }
+
+    /// Whether the state of the pair was looked up (found or not).
+    fn is_known(&self, report_suite: &str, visitor_key: &str) -> bool {
+        self.suite(report_suite)
+            .is_some_and(|m| m.contains_key(visitor_key))
     }
 
     fn prefetch_seen(&mut self, keys: Vec<SeenId>) -> Result<(), StoreError> {
@@ -112,7 +126,9 @@ impl Prefetched {
         let found = self
             .handle
             .block_on(self.store.seen_ids(&self.company_id, keys.clone()))?;
-        self.seen.extend(keys.into_iter().zip(found));
+        for (k, v) in keys.into_iter().zip(found) {
+            self.seen.insert_id(k, v);
+        }
         Ok(())
     }
 
@@ -124,13 +140,13 @@ impl Prefetched {
             .handle
             .block_on(self.store.visitor_states(&self.company_id, keys.clone()))?;
         for ((suite, key), v) in keys.into_iter().zip(found) {
-            match self.states.get_mut(&suite) {
-                Some(m) => {
+            match self.states.iter_mut().find(|(s, _)| *s == suite) {
+                Some((_, m)) => {
                     m.insert(key, v);
                 }
-                None => {
-                    self.states.insert(suite, HashMap::from([(key, v)]));
-                }
+                None => self
+                    .states
+                    .push((suite, foldhash::HashMap::from_iter([(key, v)]))),
             }
         }
         Ok(())
@@ -152,17 +168,20 @@ impl VisitorStates for Prefetched {
         Ok(self.known(report_suite, visitor_key).flatten())
     }
 
-    fn seen(&mut self, report_suite: &str, kind: &str, id: &str) -> Result<bool, StoreError> {
-        let key = SeenId {
+    fn seen(&mut self, report_suite: &str, kind: IdKind<'_>, id: &str) -> Result<bool, StoreError> {
+        if let Some(v) = self.seen.get(report_suite, kind, id) {
+            return Ok(*v);
+        }
+        self.prefetch_seen(vec![SeenId {
             report_suite: report_suite.to_string(),
             kind: kind.to_string(),
             id: id.to_string(),
-        };
-        if let Some(v) = self.seen.get(&key) {
-            return Ok(*v);
-        }
-        self.prefetch_seen(vec![key.clone()])?;
-        Ok(self.seen.get(&key).copied().unwrap_or(false))
+        }])?;
+        Ok(self
+            .seen
+            .get(report_suite, kind, id)
+            .copied()
+            .unwrap_or(false))
     }
 }
 
@@ -327,11 +346,11 @@ async fn read_and_enrich(
         .map_err(Failure::lake)?;
     let limits = shared.limits.engine_limits();
     let states = Prefetched {
-        states: HashMap::new(),
+        states: Vec::new(),
         store: shared.store.clone(),
         handle: tokio::runtime::Handle::current(),
         company_id: company.id.clone(),
-        seen: HashMap::new(),
+        seen: SeenSet::default(),
     };
     let throttles = shared.throttles.clone();
     let out = tokio::task::spawn_blocking(move || {
@@ -547,51 +566,41 @@ impl Enrichment<'_> {
     /// store call), then enriches each hit and writes it to the lake.
     fn flush(&mut self) -> Result<(), Failure> {
         let mut keys: Vec<(String, String)> = Vec::new();
-        let mut seen: HashSet<(&str, String)> = HashSet::new();
+        let mut asked: foldhash::HashSet<(&str, String)> = foldhash::HashSet::default();
+        // The serials and purchase IDs of the batch not known yet.
+        let mut ids: SeenSet<()> = SeenSet::default();
+        let mut key = String::new();
         for h in self.batch.iter() {
-            let key = h.visitor.key();
-            for s in &h.report_suites {
-                // Most hits are of a visitor the file has already seen:
-                // the enricher knows its state, the store is not asked.
-                if !self.enricher.has_touched(s, &key)
-                    && self.states.known(s, &key).is_none()
-                    && seen.insert((s.as_str(), key.clone()))
-                {
-                    keys.push((s.clone(), key.clone()));
-                }
-            }
-        }
-        drop(seen);
-        self.states.prefetch(keys).map_err(Failure::store)?;
-        // The serials and purchase IDs of the batch, in one lookup.
-        let mut ids: HashSet<SeenId> = HashSet::new();
-        for h in self.batch.iter() {
+            h.visitor.write_key(&mut key);
             let purchase_id = h
                 .get(bdia_format::fields::Field::PurchaseId)
                 .filter(|_| h.events.iter().any(|e| e.name == "purchase"));
             for s in &h.report_suites {
-                let mut add = |kind: String, id: &str| {
-                    let key = SeenId {
-                        report_suite: s.clone(),
-                        kind,
-                        id: id.to_string(),
-                    };
-                    if !self.states.seen.contains_key(&key) {
-                        ids.insert(key);
+                // Most hits are of a visitor the file has already seen
+                // (and looked up): the store is not asked again.
+                if !self.states.is_known(s, &key) && !asked.contains(&(s.as_str(), key.clone())) {
+                    asked.insert((s.as_str(), key.clone()));
+                    keys.push((s.clone(), key.clone()));
+                }
+                let mut add = |kind: IdKind<'_>, id: &str| {
+                    if self.states.seen.get(s, kind, id).is_none() {
+                        ids.insert(s, kind, id, ());
                     }
                 };
                 for e in &h.events {
                     if let Some(serial) = &e.serial {
-                        add(SeenId::event_kind(&e.name), serial);
+                        add(IdKind::Event(&e.name), serial);
                     }
                 }
                 if let Some(id) = purchase_id {
-                    add(PURCHASE_ID.to_string(), id);
+                    add(IdKind::PurchaseId, id);
                 }
             }
         }
+        drop(asked);
+        self.states.prefetch(keys).map_err(Failure::store)?;
         self.states
-            .prefetch_seen(ids.into_iter().collect())
+            .prefetch_seen(ids.into_ids().map(|(id, ())| id).collect())
             .map_err(Failure::store)?;
         for h in self.batch.drain(..) {
             let hits = self
