@@ -349,6 +349,15 @@ impl<'a> FileEnricher<'a> {
         self.hits
     }
 
+    /// Whether this file already touched `visitor_key` in `report_suite`:
+    /// [`FileEnricher::enrich`] will not ask the [`VisitorStates`] about it.
+    pub fn has_touched(&self, report_suite: &str, visitor_key: &str) -> bool {
+        self.touched
+            .iter()
+            .find(|(s, _)| s == report_suite)
+            .is_some_and(|(_, m)| m.contains_key(visitor_key))
+    }
+
     /// Enriches one row: one [`EnrichedHit`] per distinct report suite, in
     /// the row's order. `states` is only asked about pairs this file has not
     /// touched yet, so it must answer with state as of before the file.

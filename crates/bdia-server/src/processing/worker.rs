@@ -576,9 +576,14 @@ impl Enrichment<'_> {
                 .get(bdia_format::fields::Field::PurchaseId)
                 .filter(|_| h.events.iter().any(|e| e.name == "purchase"));
             for s in &h.report_suites {
-                // Most hits are of a visitor the file has already seen
-                // (and looked up): the store is not asked again.
-                if !self.states.is_known(s, &key) && !asked.contains(&(s.as_str(), key.clone())) {
+                // Most hits are of a visitor the file has already seen:
+                // the enricher knows its state, the store is not asked.
+                // (Asking the enricher's map first also brings the entry
+                // it is about to update into the cache.)
+                if !self.enricher.has_touched(s, &key)
+                    && !self.states.is_known(s, &key)
+                    && !asked.contains(&(s.as_str(), key.clone()))
+                {
                     asked.insert((s.as_str(), key.clone()));
                     keys.push((s.clone(), key.clone()));
                 }
