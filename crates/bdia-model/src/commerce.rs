@@ -99,40 +99,40 @@ impl<V> SeenSet<V> {
         self.ids(report_suite, kind)?.get(id)
     }
 
-    /// Adds an ID (replacing its value when it is there).
-    pub fn insert(&mut self, report_suite: &str, kind: IdKind<'_>, id: &str, value: V) {
-        let i = match self
+    /// The index of the IDs of (`report_suite`, the kind `is_kind`
+    /// accepts), added (kind named by `kind`) when missing.
+    fn slot(
+        &mut self,
+        report_suite: &str,
+        is_kind: impl Fn(&str) -> bool,
+        kind: impl FnOnce() -> String,
+    ) -> usize {
+        match self
             .by
             .iter()
-            .position(|(s, k, _)| s == report_suite && kind.matches(k))
+            .position(|(s, k, _)| s == report_suite && is_kind(k))
         {
             Some(i) => i,
             None => {
                 self.by.push((
                     report_suite.to_string(),
-                    kind.to_string(),
+                    kind(),
                     foldhash::HashMap::default(),
                 ));
                 self.by.len() - 1
             }
-        };
+        }
+    }
+
+    /// Adds an ID (replacing its value when it is there).
+    pub fn insert(&mut self, report_suite: &str, kind: IdKind<'_>, id: &str, value: V) {
+        let i = self.slot(report_suite, |k| kind.matches(k), || kind.to_string());
         self.by[i].2.insert(id.to_string(), value);
     }
 
     /// Adds an ID given as a [`SeenId`].
     pub fn insert_id(&mut self, id: SeenId, value: V) {
-        let i = match self
-            .by
-            .iter()
-            .position(|(s, k, _)| *s == id.report_suite && *k == id.kind)
-        {
-            Some(i) => i,
-            None => {
-                self.by
-                    .push((id.report_suite, id.kind, foldhash::HashMap::default()));
-                self.by.len() - 1
-            }
-        };
+        let i = self.slot(&id.report_suite, |k| k == id.kind, || id.kind.clone());
         self.by[i].2.insert(id.id, value);
     }
 

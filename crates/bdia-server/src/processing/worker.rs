@@ -582,9 +582,8 @@ impl Enrichment<'_> {
                 // it is about to update into the cache.)
                 if !self.enricher.has_touched(s, &key)
                     && !self.states.is_known(s, &key)
-                    && !asked.contains(&(s.as_str(), key.clone()))
+                    && asked.insert((s.as_str(), key.clone()))
                 {
-                    asked.insert((s.as_str(), key.clone()));
                     keys.push((s.clone(), key.clone()));
                 }
                 let mut add = |kind: IdKind<'_>, id: &str| {
