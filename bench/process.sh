@@ -84,7 +84,7 @@ for run in $(seq "$RUNS"); do
   SERVER=$!
   PERF=
   if [ -n "${PERF_OUT:-}" ]; then
-    perf record -q --call-graph dwarf -F 1999 -p "$SERVER" -o "$PERF_OUT.$run" 2>/dev/null &
+    perf record -q ${PERF_ARGS:---call-graph dwarf -p $SERVER} -F 1999 -o "$PERF_OUT.$run" 2>/dev/null &
     PERF=$!
   fi
   wait_ready "$BASE"
@@ -99,6 +99,9 @@ for run in $(seq "$RUNS"); do
   t1=$(date +%s.%N)
   [ -n "$PERF" ] && { kill -INT "$PERF"; wait "$PERF" || true; }
   HWM_KB=$(awk '/VmHWM/ {print $2}' /proc/$SERVER/status)
+  # CPU seconds of the server (user + system), a steadier figure than
+  # the wall time on a noisy machine.
+  CPU_S=$(awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' /proc/$SERVER/stat)
   TOTAL=$(curl -sf "${H[@]}" "$BASE/aa/collect/v1/events?limit=100" \
     | python3 -c 'import json,sys; print(sum(f["rows"] for f in json.load(sys.stdin)["files"]))')
   LAKE_MB=$(du -sm "$DATA/lake" | cut -f1)
@@ -123,7 +126,7 @@ print(f"{t1 - t0:.3f} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}")
 PY
 )
   rm -rf "$OUT"
-  echo "$run $(python3 -c "print($t1 - $t0)") $HWM_KB $TOTAL $LAKE_MB $DUCK" | tee -a "$RESULTS"
+  echo "$run $(python3 -c "print($t1 - $t0)") $HWM_KB $TOTAL $LAKE_MB $DUCK $CPU_S" | tee -a "$RESULTS"
 done
 
 python3 - "$RESULTS" <<'PY'
@@ -136,7 +139,9 @@ print(f"rows: {n} in 4 groups; lake: {rows[0][4]} MB")
 print("| | median time (s) | rows/s | peak RSS (MiB) |")
 print("|---|---|---|---|")
 print(f"| bdia processing (UPLOADED -> COMPLETE) | {b:.2f} | {n / b:,.0f} | {max(bk) / 1024:.0f} |")
+cpu = statistics.median(float(r[7]) for r in rows)
 print(f"| DuckDB CSV -> Parquet | {d:.2f} | {n / d:,.0f} | {max(dk) / 1024:.0f} |")
+print(f"bdia server CPU time (user + system), median: {cpu:.2f} s")
 print(f"time ratio bdia/DuckDB: {b / d:.2f} (target <= 1.0)")
 print(f"peak RSS ratio bdia/DuckDB: {max(bk) / max(dk):.2f} (target < 0.5)")
 PY

@@ -273,14 +273,14 @@ pub struct PersistedEvar {
 /// Applies one hit to a visitor's live values (`stored`, sorted by eVar)
 /// and returns the hit's persisted values, sorted by eVar.
 ///
-/// `sent` are the eVars the hit carries, `events` the names of the events
-/// that count on it, `time` and `visit_num` its time and visit. A value is
+/// `sent` are the eVars the hit carries, `counts(name)` whether the event
+/// `name` counts on it, `time` and `visit_num` its time and visit. A value is
 /// copied once, when it changes: the hits it persists on share it.
 pub fn persist(
     stored: &mut Vec<PersistedEvar>,
     settings: &EvarSettings,
     sent: &BTreeMap<u16, String>,
-    events: &[&str],
+    counts: impl Fn(&str) -> bool,
     time: i64,
     visit_num: u32,
 ) -> Vec<(u16, Arc<str>)> {
@@ -325,13 +325,9 @@ pub fn persist(
     if hit_only {
         post.sort_by_key(|(n, _)| *n);
     }
-    if !settings.expiring_events.is_empty()
-        && events
-            .iter()
-            .any(|e| settings.expiring_events.iter().any(|x| x == e))
-    {
+    if settings.expiring_events.iter().any(|e| counts(e)) {
         stored.retain(|p| match settings.expiration(p.evar) {
-            Expiration::Event(e) => !events.contains(&e.as_str()),
+            Expiration::Event(e) => !counts(e),
             _ => true,
         });
     }
@@ -360,7 +356,7 @@ mod tests {
                     Some(x) => sent(&[(1, x)]),
                     None => BTreeMap::new(),
                 };
-                persist(&mut stored, &settings, &s, ev, *t, *v)
+                persist(&mut stored, &settings, &s, |e| ev.contains(&e), *t, *v)
                     .into_iter()
                     .find(|(n, _)| *n == 1)
                     .map(|(_, v)| v.to_string())

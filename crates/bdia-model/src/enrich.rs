@@ -29,7 +29,7 @@ use crate::commerce::{resolve, Commerce, IdKind, SeenId, SeenSet};
 use crate::conversion::{persist, EvarSetting, EvarSettings};
 use crate::device::{Device, DeviceCache};
 use crate::identity::Identity;
-use crate::traffic::{classify, Traffic};
+use crate::traffic::{Traffic, TrafficCache};
 use crate::visit::{advance_in_place, first_hit, VisitInfo, VisitState};
 
 /// How many out-of-order rows are listed by row number in the processing log.
@@ -248,19 +248,72 @@ impl OutOfOrderReport {
     }
 }
 
+/// What one row gives in one of its report suites (the row itself is
+/// added when its hits are built).
+#[derive(Debug)]
+struct SuitePart {
+    /// The suite's index in the row's `report_suites`.
+    suite: usize,
+    visit: VisitInfo,
+    traffic: Traffic,
+    post_evars: Vec<(u16, Arc<str>)>,
+    commerce: Commerce,
+}
+
+/// The state of one (report suite, visitor) in a [`FileEnricher`].
+#[derive(Debug)]
+enum Slot {
+    /// As it was before the file (`None`: never seen), not touched yet.
+    Before(Option<VisitState>),
+    /// Touched by the file: as of its last hit so far.
+    Touched(VisitState),
+}
+
+impl Slot {
+    /// Applies one hit: the hit's visit, and the state it leaves (touched
+    /// from now on).
+    fn advance(&mut self, time: i64, is_page_view: bool) -> (VisitInfo, &mut VisitState) {
+        let info = match self {
+            Slot::Touched(s) => advance_in_place(s, time, is_page_view),
+            Slot::Before(before) => {
+                let (s, info) = match before.take() {
+                    Some(mut s) => {
+                        let info = advance_in_place(&mut s, time, is_page_view);
+                        (s, info)
+                    }
+                    None => first_hit(time, is_page_view),
+                };
+                *self = Slot::Touched(s);
+                info
+            }
+        };
+        match self {
+            Slot::Touched(s) => (info, s),
+            Slot::Before(_) => unreachable!("touched above"),
+        }
+    }
+}
+
 /// Enriches the hits of one file, one at a time, in file order.
 #[derive(Debug)]
 pub struct FileEnricher<'a> {
     identity: &'a Identity,
-    /// State of every touched (suite, visitor key), as of the last hit seen;
-    /// a file names few suites, so they are searched linearly. Looked up
-    /// once per hit: hashed with foldhash, several times faster than the
-    /// default SipHash on short keys (the map is sorted before it leaves).
-    touched: Vec<(String, foldhash::HashMap<String, VisitState>)>,
+    /// Every (suite, visitor key) the file touched or was given the state
+    /// of ([`FileEnricher::preload`]); a file names few suites, so they are
+    /// searched linearly. One map serves both, so a hit costs one lookup:
+    /// hashed with foldhash, several times faster than the default SipHash
+    /// on short keys (the map is sorted before it leaves).
+    touched: Vec<(String, foldhash::HashMap<String, Slot>)>,
+    /// The visitor key of the hit being enriched (one buffer for all).
+    key: String,
+    /// The row being enriched, per report suite (one buffer for all).
+    parts: Vec<SuitePart>,
     out_of_order: OutOfOrderReport,
     hits: u64,
     /// Each distinct user agent of the file, parsed once.
     devices: DeviceCache,
+    /// The referrer hosts of the file, matched against the traffic tables.
+    traffic: TrafficCache,
     /// Internal URL filters by report suite (a suite not listed has none).
     internal_url_filters: Vec<(String, Vec<String>)>,
     /// eVar settings by report suite (a suite not listed has the defaults).
@@ -281,9 +334,12 @@ impl<'a> FileEnricher<'a> {
         FileEnricher {
             identity,
             touched: Vec::new(),
+            key: String::new(),
+            parts: Vec::new(),
             out_of_order: OutOfOrderReport::default(),
             hits: 0,
             devices: DeviceCache::default(),
+            traffic: TrafficCache::default(),
             internal_url_filters: Vec::new(),
             evar_settings: Vec::new(),
             seen: SeenSet::default(),
@@ -337,9 +393,9 @@ impl<'a> FileEnricher<'a> {
         self
     }
 
-    fn filters(&self, report_suite: &str) -> &[String] {
-        self.internal_url_filters
-            .iter()
+    /// The internal URL filters of `report_suite` in `all`.
+    fn filters<'f>(all: &'f [(String, Vec<String>)], report_suite: &str) -> &'f [String] {
+        all.iter()
             .find(|(s, _)| s == report_suite)
             .map_or(&[], |(_, f)| f.as_slice())
     }
@@ -349,13 +405,39 @@ impl<'a> FileEnricher<'a> {
         self.hits
     }
 
-    /// Whether this file already touched `visitor_key` in `report_suite`:
-    /// [`FileEnricher::enrich`] will not ask the [`VisitorStates`] about it.
-    pub fn has_touched(&self, report_suite: &str, visitor_key: &str) -> bool {
-        self.touched
+    /// Whether [`FileEnricher::enrich`] would ask the [`VisitorStates`]
+    /// about `visitor_key` in `report_suite`: the file has not touched the
+    /// pair and it was not preloaded.
+    pub fn needs_state(&self, report_suite: &str, visitor_key: &str) -> bool {
+        !self
+            .touched
             .iter()
             .find(|(s, _)| s == report_suite)
             .is_some_and(|(_, m)| m.contains_key(visitor_key))
+    }
+
+    /// Hands over the state of a pair as it was before the file (`None`:
+    /// never seen), looked up ahead of its hits (a batch at a time), so
+    /// that [`FileEnricher::enrich`] does not ask the [`VisitorStates`]. A
+    /// pair already touched or preloaded keeps what it has.
+    pub fn preload(&mut self, report_suite: &str, visitor_key: String, state: Option<VisitState>) {
+        let t = self.suite_index(report_suite);
+        self.touched[t]
+            .1
+            .entry(visitor_key)
+            .or_insert(Slot::Before(state));
+    }
+
+    /// The index of `report_suite` in `touched`, added if missing.
+    fn suite_index(&mut self, report_suite: &str) -> usize {
+        match self.touched.iter().position(|(s, _)| s == report_suite) {
+            Some(t) => t,
+            None => {
+                self.touched
+                    .push((report_suite.to_string(), foldhash::HashMap::default()));
+                self.touched.len() - 1
+            }
+        }
     }
 
     /// Enriches one row: one [`EnrichedHit`] per distinct report suite, in
@@ -366,34 +448,54 @@ impl<'a> FileEnricher<'a> {
         hit: Hit,
         states: &mut S,
     ) -> Result<Vec<EnrichedHit>, S::Error> {
-        let key = hit.visitor.key();
-        let visitor_id = self.identity.visitor_id(&hit.visitor);
-        let kind = hit.visitor.kind;
+        let mut out = Vec::with_capacity(1);
+        self.enrich_into(hit, states, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`FileEnricher::enrich`], appending the row's hits to `out` (a
+    /// caller that enriches every row of a file reuses one vector).
+    pub fn enrich_into<S: VisitorStates>(
+        &mut self,
+        hit: Hit,
+        states: &mut S,
+        out: &mut Vec<EnrichedHit>,
+    ) -> Result<(), S::Error> {
+        let mut key = std::mem::take(&mut self.key);
+        hit.visitor.write_key(&mut key);
+        let mut parts = std::mem::take(&mut self.parts);
+        let r = self.enrich_keyed(hit, &key, states, &mut parts, out);
+        parts.clear();
+        self.parts = parts;
+        self.key = key;
+        r
+    }
+
+    fn enrich_keyed<S: VisitorStates>(
+        &mut self,
+        hit: Hit,
+        key: &str,
+        states: &mut S,
+        parts: &mut Vec<SuitePart>,
+        out: &mut Vec<EnrichedHit>,
+    ) -> Result<(), S::Error> {
         let is_page_view = hit.hit_type == HitType::PageView;
-        let mut suites: Vec<&str> = Vec::with_capacity(hit.report_suites.len());
-        for s in &hit.report_suites {
-            if !suites.contains(&s.as_str()) {
-                suites.push(s);
-            }
-        }
         let products = match hit.get(Field::Products) {
             Some(p) => Arc::new(parse_products(p)),
             None => self.no_products.clone(),
         };
         let purchase_id = hit.get(Field::PurchaseId);
-        let mut visits = Vec::with_capacity(suites.len());
-        let mut conversions = Vec::with_capacity(suites.len());
+        let referrer = hit.get(Field::Referrer);
+        let page_url = hit.get(Field::PageUrl);
         let mut first_out_of_order: Option<(usize, i64)> = None;
         const NO_SETTINGS: &EvarSettings = &EvarSettings::EMPTY;
-        for (i, suite) in suites.iter().enumerate() {
-            let t = match self.touched.iter().position(|(s, _)| s == suite) {
-                Some(t) => t,
-                None => {
-                    self.touched
-                        .push((suite.to_string(), foldhash::HashMap::default()));
-                    self.touched.len() - 1
-                }
-            };
+        for (i, suite) in hit.report_suites.iter().enumerate() {
+            // A suite named twice in the row gets one hit.
+            if hit.report_suites[..i].contains(suite) {
+                continue;
+            }
+            let suite = suite.as_str();
+            let t = self.suite_index(suite);
             // Commerce first: the events that count may expire eVars.
             let seen = &mut self.seen;
             let commerce = resolve(&hit.events, &products, purchase_id, |kind, id| {
@@ -406,100 +508,86 @@ impl<'a> FileEnricher<'a> {
             self.duplicate_events += u64::from(commerce.duplicate_events);
             self.duplicate_purchases += u64::from(commerce.duplicate_purchase);
             let map = &mut self.touched[t].1;
-            let (info, last_before, state) = match map.get_mut(key.as_str()) {
-                Some(slot) => {
-                    let last = slot.last_hit_time;
-                    (
-                        advance_in_place(slot, hit.timestamp, is_page_view),
-                        last,
-                        slot,
-                    )
-                }
-                None => {
-                    let (state, info, last) = match states.get(suite, &key)? {
-                        Some(mut s) => {
-                            let last = s.last_hit_time;
-                            let info = advance_in_place(&mut s, hit.timestamp, is_page_view);
-                            (s, info, last)
-                        }
-                        None => {
-                            let (s, info) = first_hit(hit.timestamp, is_page_view);
-                            (s, info, 0)
-                        }
-                    };
-                    (info, last, map.entry(key.clone()).or_insert(state))
-                }
+            if !map.contains_key(key) {
+                // Neither touched nor preloaded: asked on its own.
+                let before = states.get(suite, key)?;
+                map.insert(key.to_string(), Slot::Before(before));
+            }
+            let slot = map.get_mut(key).expect("inserted above");
+            let last_before = match slot {
+                Slot::Touched(s) => s.last_hit_time,
+                Slot::Before(b) => b.as_ref().map_or(0, |s| s.last_hit_time),
             };
+            let (visit, state) = slot.advance(hit.timestamp, is_page_view);
             let settings = self
                 .evar_settings
                 .iter()
                 .find(|(s, _)| s == suite)
                 .map_or(NO_SETTINGS, |(_, s)| s);
-            let counted: Vec<&str> = commerce.events.iter().map(|e| e.name.as_str()).collect();
-            let post = persist(
+            let post_evars = persist(
                 &mut state.evars,
                 settings,
                 &hit.evars,
-                &counted,
+                |name| commerce.counts(name),
                 hit.timestamp,
-                info.visit_num,
+                visit.visit_num,
             );
-            drop(counted);
-            if info.out_of_order && first_out_of_order.is_none() {
+            if visit.out_of_order && first_out_of_order.is_none() {
                 first_out_of_order = Some((i, last_before));
             }
-            visits.push(info);
-            conversions.push((post, commerce));
+            let filters = Self::filters(&self.internal_url_filters, suite);
+            parts.push(SuitePart {
+                suite: i,
+                visit,
+                traffic: self.traffic.classify(referrer, page_url, filters),
+                post_evars,
+                commerce,
+            });
         }
         if let Some((i, last)) = first_out_of_order {
             self.out_of_order.rows += 1;
             if self.out_of_order.examples.len() < MAX_OUT_OF_ORDER_EXAMPLES {
                 self.out_of_order.examples.push(OutOfOrder {
                     row: hit.row,
-                    report_suite: suites[i].to_string(),
-                    visitor_key: key.clone(),
+                    report_suite: hit.report_suites[i].clone(),
+                    visitor_key: key.to_string(),
                     hit_time: hit.timestamp,
                     last_hit_time: last,
                 });
             }
         }
+        let mut visitor_id = self.identity.visitor_id(&hit.visitor);
+        let kind = hit.visitor.kind;
         let device = hit.get(Field::UserAgent).map(|ua| self.devices.get(ua));
-        let referrer = hit.get(Field::Referrer);
-        let page_url = hit.get(Field::PageUrl);
-        let traffic: Vec<Traffic> = suites
-            .iter()
-            .map(|s| classify(referrer, page_url, self.filters(s)))
-            .collect();
-        let suites: Vec<String> = suites.into_iter().map(str::to_string).collect();
-        let n = suites.len();
-        let mut out = Vec::with_capacity(n);
+        let n = parts.len();
+        out.reserve(n);
         let mut hit = Some(hit);
-        for (i, (((suite, visit), traffic), (post_evars, commerce))) in suites
-            .into_iter()
-            .zip(visits)
-            .zip(traffic)
-            .zip(conversions)
-            .enumerate()
-        {
-            let h = if i + 1 == n {
+        for (i, p) in parts.drain(..).enumerate() {
+            let last = i + 1 == n;
+            let report_suite = hit.as_ref().expect("still here").report_suites[p.suite].clone();
+            let h = if last {
                 hit.take().expect("moved once, at the end")
             } else {
                 hit.as_ref().expect("still here").clone()
             };
             out.push(EnrichedHit {
                 hit: h,
-                report_suite: suite,
-                visitor_id: visitor_id.clone(),
+                report_suite,
+                visitor_id: if last {
+                    std::mem::take(&mut visitor_id)
+                } else {
+                    visitor_id.clone()
+                },
                 visitor_id_type: kind,
-                visit,
+                visit: p.visit,
                 device: device.clone(),
-                traffic,
-                post_evars,
-                commerce,
+                traffic: p.traffic,
+                post_evars: p.post_evars,
+                commerce: p.commerce,
             });
         }
-        self.hits += out.len() as u64;
-        Ok(out)
+        self.hits += n as u64;
+        Ok(())
     }
 
     /// Ends the file: the new state of every touched pair, and the
@@ -509,11 +597,16 @@ impl<'a> FileEnricher<'a> {
             .touched
             .into_iter()
             .flat_map(|(suite, m)| {
-                m.into_iter().map(move |(visitor_key, state)| StateEntry {
-                    report_suite: suite.clone(),
-                    visitor_key,
-                    state,
-                })
+                m.into_iter()
+                    .filter_map(move |(visitor_key, slot)| match slot {
+                        Slot::Touched(state) => Some(StateEntry {
+                            report_suite: suite.clone(),
+                            visitor_key,
+                            state,
+                        }),
+                        // Preloaded for a hit that never came (a stopped file).
+                        Slot::Before(_) => None,
+                    })
             })
             .collect();
         entries.sort_by(|a, b| {
@@ -858,6 +951,46 @@ mod tests {
         let mut c = Counting(MemoryStates::default(), 0);
         enrich_file((1..=100).map(|i| vid(i, i as i64, "a")), &identity, &mut c).unwrap();
         assert_eq!(c.1, 1);
+    }
+
+    #[test]
+    fn preloaded_states_are_used_without_asking_and_only_touched_pairs_leave() {
+        struct Refusing;
+        impl VisitorStates for Refusing {
+            type Error = &'static str;
+            fn get(&mut self, _: &str, _: &str) -> Result<Option<VisitState>, &'static str> {
+                Err("asked about a preloaded pair")
+            }
+            fn seen(&mut self, _: &str, _: IdKind<'_>, _: &str) -> Result<bool, &'static str> {
+                Ok(false)
+            }
+        }
+        let identity = Identity::new(*b"s");
+        let mut e = FileEnricher::new(&identity);
+        let (before, _) = first_hit(100, true);
+        assert!(e.needs_state("rs1", "vid:a"));
+        e.preload("rs1", "vid:a".into(), Some(before));
+        e.preload("rs1", "vid:b".into(), None);
+        // Preloaded and never touched (a file stopped before its hits).
+        e.preload("rs1", "vid:c".into(), None);
+        assert!(!e.needs_state("rs1", "vid:a") && e.needs_state("rs2", "vid:a"));
+        let a = e.enrich(vid(1, 200, "a"), &mut Refusing).unwrap();
+        let b = e.enrich(vid(2, 200, "b"), &mut Refusing).unwrap();
+        // vid:a continues its visit from the preloaded state; vid:b is new.
+        assert_eq!((a[0].visit.visit_num, a[0].visit.visit_page_num), (1, 2));
+        assert!(!a[0].visit.new_visit);
+        assert!(b[0].visit.new_visit);
+        // A second preload of a touched pair changes nothing.
+        e.preload("rs1", "vid:a".into(), None);
+        let a = e.enrich(vid(3, 300, "a"), &mut Refusing).unwrap();
+        assert_eq!(a[0].visit.visit_page_num, 3);
+        let (delta, _) = e.finish();
+        let keys: Vec<&str> = delta
+            .entries
+            .iter()
+            .map(|e| e.visitor_key.as_str())
+            .collect();
+        assert_eq!(keys, ["vid:a", "vid:b"]);
     }
 
     #[test]

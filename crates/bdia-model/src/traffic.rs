@@ -269,6 +269,16 @@ pub fn classify(
     page_url: Option<&str>,
     internal_url_filters: &[String],
 ) -> Traffic {
+    classify_with(referrer, page_url, internal_url_filters, HostSources::of)
+}
+
+/// [`classify`], with `sources` giving the table matches of a host.
+fn classify_with(
+    referrer: Option<&str>,
+    page_url: Option<&str>,
+    internal_url_filters: &[String],
+    sources: impl FnOnce(&str) -> HostSources,
+) -> Traffic {
     let Some(r) = referrer.map(str::trim).filter(|r| !r.is_empty()) else {
         return Traffic::of(ReferrerType::TypedBookmarked);
     };
@@ -302,20 +312,84 @@ pub fn classify(
     if internal {
         return Traffic::of(ReferrerType::Internal);
     }
-    for engine in SEARCH_ENGINES {
-        if engine.domains.iter().any(|d| matches_domain(host, d))
-            && engine.keywords.iter().any(|k| has_param(r, k))
-        {
+    external(r, sources(host))
+}
+
+/// Rules 5 to 7 for an external referrer `r` whose host has `sources`.
+fn external(r: &str, sources: HostSources) -> Traffic {
+    let mut engines = sources.engines;
+    while engines != 0 {
+        let engine = &SEARCH_ENGINES[engines.trailing_zeros() as usize];
+        if engine.keywords.iter().any(|k| has_param(r, k)) {
             return Traffic {
                 referrer_type: ReferrerType::SearchEngine,
                 search_engine: Some(engine.name),
             };
         }
+        engines &= engines - 1;
     }
-    if SOCIAL_NETWORKS.iter().any(|d| matches_domain(host, d)) {
+    if sources.social {
         return Traffic::of(ReferrerType::Social);
     }
     Traffic::of(ReferrerType::OtherWebSite)
+}
+
+/// What the tables say about one host: the search engines whose domains it
+/// matches (bit `i`: `SEARCH_ENGINES[i]`), and whether it is a social
+/// network's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HostSources {
+    engines: u32,
+    social: bool,
+}
+
+impl HostSources {
+    fn of(host: &str) -> HostSources {
+        const _: () = assert!(SEARCH_ENGINES.len() <= 32, "engines are a u32 mask");
+        let engines = SEARCH_ENGINES
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.domains.iter().any(|d| matches_domain(host, d)))
+            .fold(0u32, |m, (i, _)| m | 1 << i);
+        HostSources {
+            engines,
+            social: SOCIAL_NETWORKS.iter().any(|d| matches_domain(host, d)),
+        }
+    }
+}
+
+/// [`classify`] for the hits of one file: the search engine and social
+/// network tables are matched once per distinct referrer host (a file has
+/// few), not once per hit. Same answers as [`classify`].
+#[derive(Debug, Default)]
+pub struct TrafficCache {
+    hosts: foldhash::HashMap<String, HostSources>,
+}
+
+impl TrafficCache {
+    /// Hosts remembered at most (then forgotten all at once): bounds the
+    /// memory of a file with a new host on every row.
+    const MAX_HOSTS: usize = 4_096;
+
+    /// [`classify`], with the host's table matches remembered.
+    pub fn classify(
+        &mut self,
+        referrer: Option<&str>,
+        page_url: Option<&str>,
+        internal_url_filters: &[String],
+    ) -> Traffic {
+        classify_with(referrer, page_url, internal_url_filters, |host| {
+            if let Some(s) = self.hosts.get(host) {
+                return *s;
+            }
+            if self.hosts.len() >= Self::MAX_HOSTS {
+                self.hosts.clear();
+            }
+            let s = HostSources::of(host);
+            self.hosts.insert(host.to_string(), s);
+            s
+        })
+    }
 }
 
 #[cfg(test)]
@@ -389,6 +463,35 @@ mod tests {
             classify(Some("https://www.google.com/search?q=a"), PAGE, &google).referrer_type,
             ReferrerType::Internal
         );
+    }
+
+    #[test]
+    fn the_per_file_cache_answers_as_classify() {
+        let referrers = [
+            None,
+            Some("https://www.google.co.uk/search?q=shoes"),
+            Some("https://www.google.co.uk/maps"),
+            Some("https://WWW.Google.co.uk/search?q=boots"),
+            Some("https://search.aol.com/x?query=a"),
+            Some("https://search.aol.com/x?q=a"),
+            Some("https://search.aol.com/x"),
+            Some("https://m.facebook.com/"),
+            Some("https://shop.example.com/home"),
+            Some("https://partner.example.org/"),
+            Some("mail://inbox"),
+            Some("www.google.com/search?q=x"),
+        ];
+        let filters = ["partner".to_string()];
+        let mut cache = TrafficCache::default();
+        // Twice over, so the second pass is answered from the cache.
+        for _ in 0..2 {
+            for r in referrers {
+                for f in [&[][..], &filters[..]] {
+                    assert_eq!(cache.classify(r, PAGE, f), classify(r, PAGE, f), "{r:?}");
+                }
+            }
+        }
+        assert_eq!(cache.hosts.len(), 5, "one entry per external host");
     }
 
     #[test]

@@ -83,15 +83,13 @@ pub enum Outcome {
     Cancelled,
 }
 
-/// States as they were before the file: every pair a batch needs is
-/// fetched from the store in one lookup before the batch is enriched, and
-/// kept for the file's duration; a pair missed by the prefetch is looked up
-/// on its own. Keyed by report suite, then visitor key, so a lookup borrows
-/// instead of building a key.
+/// The store as it was before the file: the states of the (report suite,
+/// visitor) pairs a batch needs are fetched in one lookup before the batch
+/// is enriched and handed to the enricher ([`FileEnricher::preload`]), which
+/// keeps them for the file's duration; a pair missed by the prefetch is
+/// looked up on its own ([`VisitorStates::get`]). Serials and purchase IDs
+/// likewise.
 struct Prefetched {
-    /// By report suite (a file names few: searched linearly), then
-    /// visitor key; every pair the enricher touched was looked up here.
-    states: Vec<(String, foldhash::HashMap<String, Option<VisitState>>)>,
     /// Serials and purchase IDs: whether each was counted before the file.
     seen: SeenSet<bool>,
     store: Arc<dyn MetadataStore>,
@@ -100,25 +98,6 @@ struct Prefetched {
 }
 
 impl Prefetched {
-    fn suite(&self, report_suite: &str) -> Option<&foldhash::HashMap<String, Option<VisitState>>> {
-        self.states
-            .iter()
-            .find(|(s, _)| s == report_suite)
-            .map(|(_, m)| m)
-    }
-
-    fn known(&self, report_suite: &str, visitor_key: &str) -> Option<Option<VisitState>> {
-        self.suite(report_suite)
-            .and_then(|m| m.get(visitor_key))
-            .cloned()
-    }
-
-    /// Whether the state of the pair was looked up (found or not).
-    fn is_known(&self, report_suite: &str, visitor_key: &str) -> bool {
-        self.suite(report_suite)
-            .is_some_and(|m| m.contains_key(visitor_key))
-    }
-
     fn prefetch_seen(&mut self, keys: Vec<SeenId>) -> Result<(), StoreError> {
         if keys.is_empty() {
             return Ok(());
@@ -132,24 +111,14 @@ impl Prefetched {
         Ok(())
     }
 
-    fn prefetch(&mut self, keys: Vec<(String, String)>) -> Result<(), StoreError> {
+    /// The states of `keys` (report suite, visitor key) before the file,
+    /// in one store call.
+    fn states(&self, keys: Vec<(String, String)>) -> Result<Vec<Option<VisitState>>, StoreError> {
         if keys.is_empty() {
-            return Ok(());
+            return Ok(Vec::new());
         }
-        let found = self
-            .handle
-            .block_on(self.store.visitor_states(&self.company_id, keys.clone()))?;
-        for ((suite, key), v) in keys.into_iter().zip(found) {
-            match self.states.iter_mut().find(|(s, _)| *s == suite) {
-                Some((_, m)) => {
-                    m.insert(key, v);
-                }
-                None => self
-                    .states
-                    .push((suite, foldhash::HashMap::from_iter([(key, v)]))),
-            }
-        }
-        Ok(())
+        self.handle
+            .block_on(self.store.visitor_states(&self.company_id, keys))
     }
 }
 
@@ -161,11 +130,8 @@ impl VisitorStates for Prefetched {
         report_suite: &str,
         visitor_key: &str,
     ) -> Result<Option<VisitState>, StoreError> {
-        if let Some(v) = self.known(report_suite, visitor_key) {
-            return Ok(v);
-        }
-        self.prefetch(vec![(report_suite.to_string(), visitor_key.to_string())])?;
-        Ok(self.known(report_suite, visitor_key).flatten())
+        let found = self.states(vec![(report_suite.to_string(), visitor_key.to_string())])?;
+        Ok(found.into_iter().next().flatten())
     }
 
     fn seen(&mut self, report_suite: &str, kind: IdKind<'_>, id: &str) -> Result<bool, StoreError> {
@@ -346,7 +312,6 @@ async fn read_and_enrich(
         .map_err(Failure::lake)?;
     let limits = shared.limits.engine_limits();
     let states = Prefetched {
-        states: Vec::new(),
         store: shared.store.clone(),
         handle: tokio::runtime::Handle::current(),
         company_id: company.id.clone(),
@@ -578,12 +543,9 @@ impl Enrichment<'_> {
             for s in &h.report_suites {
                 // Most hits are of a visitor the file has already seen:
                 // the enricher knows its state, the store is not asked.
-                // (Asking the enricher's map first also brings the entry
-                // it is about to update into the cache.)
-                if !self.enricher.has_touched(s, &key)
-                    && !self.states.is_known(s, &key)
-                    && asked.insert((s.as_str(), key.clone()))
-                {
+                // (This lookup also brings the entry the enricher is about
+                // to update into the cache.)
+                if self.enricher.needs_state(s, &key) && asked.insert((s.as_str(), key.clone())) {
                     keys.push((s.clone(), key.clone()));
                 }
                 let mut add = |kind: IdKind<'_>, id: &str| {
@@ -602,17 +564,20 @@ impl Enrichment<'_> {
             }
         }
         drop(asked);
-        self.states.prefetch(keys).map_err(Failure::store)?;
+        let found = self.states.states(keys.clone()).map_err(Failure::store)?;
+        for ((suite, key), state) in keys.into_iter().zip(found) {
+            self.enricher.preload(&suite, key, state);
+        }
         self.states
             .prefetch_seen(ids.into_ids().map(|(id, ())| id).collect())
             .map_err(Failure::store)?;
+        let mut hits = Vec::new();
         for h in self.batch.drain(..) {
-            let hits = self
-                .enricher
-                .enrich(h, &mut self.states)
+            self.enricher
+                .enrich_into(h, &mut self.states, &mut hits)
                 .map_err(Failure::store)?;
-            for eh in &hits {
-                self.writer.push(eh).map_err(Failure::lake)?;
+            for eh in hits.drain(..) {
+                self.writer.push(&eh).map_err(Failure::lake)?;
             }
         }
         Ok(())
