@@ -5,6 +5,7 @@
 # machines are noisy: only ratios are meaningful).
 #
 #   bash bench/process.sh [ROWS]        (default 1,000,000 rows; RUNS=3;
+#                                        NO_DUCKDB=1 leaves DuckDB out;
 #                                        BDIA_BIN=path skips the release build;
 #                                        PERF_OUT=path records the processing
 #                                        server with `perf record`: use a
@@ -110,8 +111,10 @@ for run in $(seq "$RUNS"); do
   kill -TERM $SERVER; wait $SERVER || true
   rm -rf "$DATA"
 
-  # DuckDB on the same files, in the same run.
+  # DuckDB on the same files, in the same run (NO_DUCKDB=1: not run, its
+  # columns are 0; for comparing bdia builds with each other).
   OUT=$(mktemp -d "$WORK/process-duckdb.XXXXXX")
+  if [ -n "${NO_DUCKDB:-}" ]; then DUCK="0 0"; else
   DUCK=$(python3 - "$OUT" "${FILES[@]}" <<'PY'
 import resource, sys, time
 import duckdb
@@ -125,6 +128,7 @@ t1 = time.perf_counter()
 print(f"{t1 - t0:.3f} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}")
 PY
 )
+  fi
   rm -rf "$OUT"
   echo "$run $(python3 -c "print($t1 - $t0)") $HWM_KB $TOTAL $LAKE_MB $DUCK $CPU_S" | tee -a "$RESULTS"
 done
@@ -140,8 +144,10 @@ print("| | median time (s) | rows/s | peak RSS (MiB) |")
 print("|---|---|---|---|")
 print(f"| bdia processing (UPLOADED -> COMPLETE) | {b:.2f} | {n / b:,.0f} | {max(bk) / 1024:.0f} |")
 cpu = statistics.median(float(r[7]) for r in rows)
-print(f"| DuckDB CSV -> Parquet | {d:.2f} | {n / d:,.0f} | {max(dk) / 1024:.0f} |")
+if d > 0:
+    print(f"| DuckDB CSV -> Parquet | {d:.2f} | {n / d:,.0f} | {max(dk) / 1024:.0f} |")
 print(f"bdia server CPU time (user + system), median: {cpu:.2f} s")
-print(f"time ratio bdia/DuckDB: {b / d:.2f} (target <= 1.0)")
-print(f"peak RSS ratio bdia/DuckDB: {max(bk) / max(dk):.2f} (target < 0.5)")
+if d > 0:
+    print(f"time ratio bdia/DuckDB: {b / d:.2f} (target <= 1.0)")
+    print(f"peak RSS ratio bdia/DuckDB: {max(bk) / max(dk):.2f} (target < 0.5)")
 PY

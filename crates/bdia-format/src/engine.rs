@@ -19,7 +19,7 @@
 use std::convert::Infallible;
 use std::io::{self, BufReader, Read};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use bdia_wire::FileStatus;
 
@@ -239,9 +239,12 @@ impl<R: Read> Read for Limited<'_, R> {
 
 const CHUNK: usize = 256 * 1024;
 
-/// Reads chunks decoded on another thread.
+/// Reads chunks decoded on another thread, and hands each one back when
+/// read (`free`) so that the thread decodes into it again rather than into
+/// a newly allocated and zeroed one.
 struct ChannelReader {
     rx: Receiver<io::Result<Vec<u8>>>,
+    free: SyncSender<Vec<u8>>,
     chunk: Vec<u8>,
     pos: usize,
     done: bool,
@@ -255,7 +258,11 @@ impl Read for ChannelReader {
             }
             match self.rx.recv() {
                 Ok(Ok(c)) => {
-                    self.chunk = c;
+                    let read = std::mem::replace(&mut self.chunk, c);
+                    if read.capacity() > 0 {
+                        // Full or the thread is gone: it is dropped.
+                        let _ = self.free.try_send(read);
+                    }
                     self.pos = 0;
                 }
                 Ok(Err(e)) => {
@@ -347,10 +354,12 @@ where
         };
         if opts.threaded {
             let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(4);
+            let (free_tx, free_rx) = sync_channel::<Vec<u8>>(4);
             scope.spawn(move || {
                 let mut src = csv_input;
                 loop {
-                    let mut chunk = vec![0u8; CHUNK];
+                    let mut chunk = free_rx.try_recv().unwrap_or_default();
+                    chunk.resize(CHUNK, 0);
                     let mut filled = 0;
                     let res = loop {
                         match src.read(&mut chunk[filled..]) {
@@ -381,6 +390,7 @@ where
             });
             let reader = ChannelReader {
                 rx,
+                free: free_tx,
                 chunk: Vec::new(),
                 pos: 0,
                 done: false,

@@ -253,6 +253,11 @@ impl EvarSettings {
     }
 }
 
+/// A visitor's live eVar values in a report suite, sorted by eVar: a few
+/// are kept inside the state itself, so reading them costs no cache miss
+/// of its own (they are read on every hit).
+pub type Evars = smallvec::SmallVec<[PersistedEvar; 3]>;
+
 /// One live eVar value of a visitor in a report suite.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PersistedEvar {
@@ -277,7 +282,7 @@ pub struct PersistedEvar {
 /// `name` counts on it, `time` and `visit_num` its time and visit. A value is
 /// copied once, when it changes: the hits it persists on share it.
 pub fn persist(
-    stored: &mut Vec<PersistedEvar>,
+    stored: &mut Evars,
     settings: &EvarSettings,
     sent: &BTreeMap<u16, String>,
     counts: impl Fn(&str) -> bool,
@@ -349,7 +354,7 @@ mod tests {
         hits: &[(i64, u32, Option<&str>, &[&str])],
     ) -> Vec<Option<String>> {
         let settings = EvarSettings::new(settings);
-        let mut stored = Vec::new();
+        let mut stored = Evars::new();
         hits.iter()
             .map(|(t, v, s, ev)| {
                 let s = match s {

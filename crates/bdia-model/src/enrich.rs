@@ -248,6 +248,14 @@ impl OutOfOrderReport {
     }
 }
 
+/// A 64-bit hash of a (report suite, visitor key) pair, the same in every
+/// process ([`FileEnricher::needs_state`]).
+fn fingerprint(report_suite: &str, visitor_key: &str) -> u64 {
+    use std::hash::BuildHasher;
+    const STATE: foldhash::fast::FixedState = foldhash::fast::FixedState::with_seed(0x6264_6961);
+    STATE.hash_one((report_suite, visitor_key))
+}
+
 /// What one row gives in one of its report suites (the row itself is
 /// added when its hits are built).
 #[derive(Debug)]
@@ -304,6 +312,8 @@ pub struct FileEnricher<'a> {
     /// hashed with foldhash, several times faster than the default SipHash
     /// on short keys (the map is sorted before it leaves).
     touched: Vec<(String, foldhash::HashMap<String, Slot>)>,
+    /// [`fingerprint`]s of the pairs in `touched`.
+    known: foldhash::HashSet<u64>,
     /// The visitor key of the hit being enriched (one buffer for all).
     key: String,
     /// The row being enriched, per report suite (one buffer for all).
@@ -334,6 +344,7 @@ impl<'a> FileEnricher<'a> {
         FileEnricher {
             identity,
             touched: Vec::new(),
+            known: foldhash::HashSet::default(),
             key: String::new(),
             parts: Vec::new(),
             out_of_order: OutOfOrderReport::default(),
@@ -408,12 +419,14 @@ impl<'a> FileEnricher<'a> {
     /// Whether [`FileEnricher::enrich`] would ask the [`VisitorStates`]
     /// about `visitor_key` in `report_suite`: the file has not touched the
     /// pair and it was not preloaded.
+    ///
+    /// Asks a set of 64-bit fingerprints of the pairs, small enough to stay
+    /// in the CPU cache, rather than the states (one cache miss or more per
+    /// hit): on the rare collision of two fingerprints, the pair is not
+    /// preloaded and [`FileEnricher::enrich`] asks the [`VisitorStates`]
+    /// about it on its own, so the answer is the same.
     pub fn needs_state(&self, report_suite: &str, visitor_key: &str) -> bool {
-        !self
-            .touched
-            .iter()
-            .find(|(s, _)| s == report_suite)
-            .is_some_and(|(_, m)| m.contains_key(visitor_key))
+        !self.known.contains(&fingerprint(report_suite, visitor_key))
     }
 
     /// Hands over the state of a pair as it was before the file (`None`:
@@ -422,6 +435,7 @@ impl<'a> FileEnricher<'a> {
     /// pair already touched or preloaded keeps what it has.
     pub fn preload(&mut self, report_suite: &str, visitor_key: String, state: Option<VisitState>) {
         let t = self.suite_index(report_suite);
+        self.known.insert(fingerprint(report_suite, &visitor_key));
         self.touched[t]
             .1
             .entry(visitor_key)
@@ -512,6 +526,7 @@ impl<'a> FileEnricher<'a> {
                 // Neither touched nor preloaded: asked on its own.
                 let before = states.get(suite, key)?;
                 map.insert(key.to_string(), Slot::Before(before));
+                self.known.insert(fingerprint(suite, key));
             }
             let slot = map.get_mut(key).expect("inserted above");
             let last_before = match slot {
@@ -842,7 +857,7 @@ mod tests {
                 visit_num: 2,
                 visit_start_time: 4_201,
                 visit_page_num: 1,
-                evars: Vec::new(),
+                evars: Default::default(),
             })
         );
         assert_eq!(states.len(), 2);

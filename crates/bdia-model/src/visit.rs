@@ -18,7 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::conversion::PersistedEvar;
+use crate::conversion::Evars;
 
 /// More than this many seconds since the visitor's previous hit starts a new visit.
 pub const VISIT_TIMEOUT_SECS: i64 = 1_800;
@@ -39,8 +39,8 @@ pub struct VisitState {
     pub visit_page_num: u32,
     /// The visitor's live eVar values, sorted by eVar
     /// ([`crate::conversion::persist`]).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub evars: Vec<PersistedEvar>,
+    #[serde(default, skip_serializing_if = "Evars::is_empty")]
+    pub evars: Evars,
 }
 
 /// What one hit learns about its visit.
@@ -92,7 +92,7 @@ pub fn first_hit(time: i64, is_page_view: bool) -> (VisitState, VisitInfo) {
         visit_num: 1,
         visit_start_time: time,
         visit_page_num: u32::from(is_page_view),
-        evars: Vec::new(),
+        evars: Evars::new(),
     };
     let info = VisitInfo {
         visit_num: 1,

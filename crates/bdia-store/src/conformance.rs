@@ -840,7 +840,7 @@ fn entry(suite: &str, key: &str, t: i64, n: u32) -> StateEntry {
             visit_num: n,
             visit_start_time: t - 10,
             visit_page_num: 2,
-            evars: Vec::new(),
+            evars: Default::default(),
         },
     }
 }
@@ -1055,7 +1055,7 @@ fn evar(n: u16, value: &str, set_at: i64, visit_num: u32) -> PersistedEvar {
 }
 
 fn with_evars(mut e: StateEntry, evars: Vec<PersistedEvar>) -> StateEntry {
-    e.state.evars = evars;
+    e.state.evars = evars.into();
     e
 }
 
@@ -1107,7 +1107,7 @@ pub async fn visitor_evars(s: Arc<dyn MetadataStore>) {
     );
     let listed = s.list_visitor_states("acme", None, 10).await.unwrap();
     assert!(listed[0].evars.is_empty());
-    assert_eq!(listed[1].evars, b2.state.evars);
+    assert_eq!(listed[1].evars[..], b2.state.evars[..]);
 }
 
 fn seen_id(suite: &str, kind: &str, id: &str) -> SeenId {

@@ -589,7 +589,7 @@ impl StoredState {
             visit_num: self.visit_num,
             visit_start_time: self.visit_start_time,
             visit_page_num: self.visit_page_num,
-            evars: self.evars.clone(),
+            evars: self.evars.as_slice().into(),
         }
     }
 }

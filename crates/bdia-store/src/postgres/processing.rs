@@ -139,7 +139,7 @@ fn visit_state_from_row(r: &Row) -> Result<Option<VisitState>, tokio_postgres::E
         visit_num: r.try_get::<_, i64>("visit_num")? as u32,
         visit_start_time: r.try_get("visit_start_time")?,
         visit_page_num: r.try_get::<_, i64>("visit_page_num")? as u32,
-        evars: r.try_get::<_, StoredEvars>("evars")?.0,
+        evars: r.try_get::<_, StoredEvars>("evars")?.0.into(),
     }))
 }
 

@@ -115,7 +115,7 @@ fn visit_state_from_row(r: &Row<'_>) -> rusqlite::Result<VisitState> {
         visit_num: r.get::<_, i64>("visit_num")? as u32,
         visit_start_time: r.get("visit_start_time")?,
         visit_page_num: r.get::<_, i64>("visit_page_num")? as u32,
-        evars: r.get::<_, StoredEvars>("evars")?.0,
+        evars: r.get::<_, StoredEvars>("evars")?.0.into(),
     })
 }
 
@@ -149,27 +149,53 @@ pub(super) fn visitor_states(
     Ok(out)
 }
 
+/// IDs asked per statement of a seen ID lookup (a power of two).
+const SEEN_LOOKUP_CHUNK: usize = 256;
+
 pub(super) fn seen_ids(
     conn: &mut Connection,
     company_id: &str,
     keys: &[SeenId],
 ) -> StoreResult<Vec<bool>> {
-    // As `visitor_states`: one read transaction, one cached point lookup
-    // per key (in-process, so a round trip costs no more than a row).
+    // As `visitor_states`: one read transaction. The keys are grouped by
+    // (report suite, kind) and asked a chunk at a time (`id IN (...)`):
+    // one statement per chunk rather than one per ID.
+    let mut groups: Vec<((&str, &str), Vec<usize>)> = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        let g = (k.report_suite.as_str(), k.kind.as_str());
+        match groups.iter_mut().find(|(key, _)| *key == g) {
+            Some((_, idx)) => idx.push(i),
+            None => groups.push((g, vec![i])),
+        }
+    }
     let tx = conn.transaction().map_err(db("begin a seen ID lookup"))?;
-    let mut out = Vec::with_capacity(keys.len());
-    {
-        let mut stmt = tx
-            .prepare_cached(
-                "SELECT 1 FROM seen_ids WHERE company_id = ?1 AND report_suite = ?2 \
-                 AND kind = ?3 AND id = ?4",
-            )
-            .map_err(db("prepare a seen ID lookup"))?;
-        for k in keys {
-            let found = stmt
-                .exists(params![company_id, k.report_suite, k.kind, k.id])
-                .map_err(db("look up a seen ID"))?;
-            out.push(found);
+    let mut out = vec![false; keys.len()];
+    for ((suite, kind), idx) in &groups {
+        for chunk in idx.chunks(SEEN_LOOKUP_CHUNK) {
+            // The list is padded to a power of two with its last ID: a
+            // few statement texts, all kept in the statement cache.
+            let width = chunk.len().next_power_of_two();
+            let marks = vec!["?"; width].join(", ");
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "SELECT id FROM seen_ids WHERE company_id = ? AND report_suite = ? \
+                     AND kind = ? AND id IN ({marks})"
+                ))
+                .map_err(db("prepare a seen ID lookup"))?;
+            let last = chunk[chunk.len() - 1];
+            let params = [company_id, suite, kind].into_iter().chain(
+                chunk
+                    .iter()
+                    .chain(std::iter::repeat_n(&last, width - chunk.len()))
+                    .map(|&i| keys[i].id.as_str()),
+            );
+            let found: std::collections::HashSet<String> = stmt
+                .query_map(rusqlite::params_from_iter(params), |r| r.get(0))
+                .and_then(|rows| rows.collect())
+                .map_err(db("look up seen IDs"))?;
+            for &i in chunk {
+                out[i] = found.contains(&keys[i].id);
+            }
         }
     }
     commit(tx, "end a seen ID lookup")?;

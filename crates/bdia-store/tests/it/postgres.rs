@@ -459,7 +459,7 @@ async fn a_takeover_and_a_completion_racing_never_both_win() {
                             visit_num: 1,
                             visit_start_time: 10,
                             visit_page_num: 1,
-                            evars: Vec::new(),
+                            evars: Default::default(),
                         },
                     }],
                     seen: Vec::new(),
