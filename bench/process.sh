@@ -8,7 +8,9 @@
 #                                        NO_DUCKDB=1 leaves DuckDB out;
 #                                        BDIA_BIN=path skips the release build;
 #                                        PERF_OUT=path records the processing
-#                                        server with `perf record`: use a
+#                                        server with `perf record` (options
+#                                        from PERF_ARGS, default
+#                                        `--call-graph dwarf -p SERVER`): use a
 #                                        `profiling` build, and ignore the
 #                                        times of such a run)
 #
