@@ -968,18 +968,33 @@ mod tests {
         assert_eq!(c.1, 1);
     }
 
-    #[test]
-    fn preloaded_states_are_used_without_asking_and_only_touched_pairs_leave() {
-        struct Refusing;
-        impl VisitorStates for Refusing {
-            type Error = &'static str;
-            fn get(&mut self, _: &str, _: &str) -> Result<Option<VisitState>, &'static str> {
-                Err("asked about a preloaded pair")
-            }
-            fn seen(&mut self, _: &str, _: IdKind<'_>, _: &str) -> Result<bool, &'static str> {
+    /// States whose every lookup fails with `error`; the ID lookups too
+    /// with `ids_too` (else no ID was seen).
+    struct Failing {
+        error: &'static str,
+        ids_too: bool,
+    }
+
+    impl VisitorStates for Failing {
+        type Error = &'static str;
+        fn get(&mut self, _: &str, _: &str) -> Result<Option<VisitState>, &'static str> {
+            Err(self.error)
+        }
+        fn seen(&mut self, _: &str, _: IdKind<'_>, _: &str) -> Result<bool, &'static str> {
+            if self.ids_too {
+                Err(self.error)
+            } else {
                 Ok(false)
             }
         }
+    }
+
+    #[test]
+    fn preloaded_states_are_used_without_asking_and_only_touched_pairs_leave() {
+        let mut refusing = Failing {
+            error: "asked about a preloaded pair",
+            ids_too: false,
+        };
         let identity = Identity::new(*b"s");
         let mut e = FileEnricher::new(&identity);
         let (before, _) = first_hit(100, true);
@@ -989,15 +1004,15 @@ mod tests {
         // Preloaded and never touched (a file stopped before its hits).
         e.preload("rs1", "vid:c".into(), None);
         assert!(!e.needs_state("rs1", "vid:a") && e.needs_state("rs2", "vid:a"));
-        let a = e.enrich(vid(1, 200, "a"), &mut Refusing).unwrap();
-        let b = e.enrich(vid(2, 200, "b"), &mut Refusing).unwrap();
+        let a = e.enrich(vid(1, 200, "a"), &mut refusing).unwrap();
+        let b = e.enrich(vid(2, 200, "b"), &mut refusing).unwrap();
         // vid:a continues its visit from the preloaded state; vid:b is new.
         assert_eq!((a[0].visit.visit_num, a[0].visit.visit_page_num), (1, 2));
         assert!(!a[0].visit.new_visit);
         assert!(b[0].visit.new_visit);
         // A second preload of a touched pair changes nothing.
         e.preload("rs1", "vid:a".into(), None);
-        let a = e.enrich(vid(3, 300, "a"), &mut Refusing).unwrap();
+        let a = e.enrich(vid(3, 300, "a"), &mut refusing).unwrap();
         assert_eq!(a[0].visit.visit_page_num, 3);
         let (delta, _) = e.finish();
         let keys: Vec<&str> = delta
@@ -1010,19 +1025,13 @@ mod tests {
 
     #[test]
     fn storage_errors_are_passed_through() {
-        struct Broken;
-        impl VisitorStates for Broken {
-            type Error = &'static str;
-            fn get(&mut self, _: &str, _: &str) -> Result<Option<VisitState>, &'static str> {
-                Err("disk on fire")
-            }
-            fn seen(&mut self, _: &str, _: IdKind<'_>, _: &str) -> Result<bool, &'static str> {
-                Err("disk on fire")
-            }
-        }
+        let broken = Failing {
+            error: "disk on fire",
+            ids_too: true,
+        };
         let identity = Identity::new(*b"s");
         assert_eq!(
-            enrich_file([vid(1, 0, "a")], &identity, Broken).unwrap_err(),
+            enrich_file([vid(1, 0, "a")], &identity, broken).unwrap_err(),
             "disk on fire"
         );
     }

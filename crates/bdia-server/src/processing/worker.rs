@@ -543,8 +543,6 @@ impl Enrichment<'_> {
             for s in &h.report_suites {
                 // Most hits are of a visitor the file has already seen:
                 // the enricher knows its state, the store is not asked.
-                // (This lookup also brings the entry the enricher is about
-                // to update into the cache.)
                 if self.enricher.needs_state(s, &key) && asked.insert((s.as_str(), key.clone())) {
                     keys.push((s.clone(), key.clone()));
                 }
