@@ -189,13 +189,23 @@ impl Column {
     /// unknown or a marker (`AQB`, `AQE`, `ce`). Only variables that have a
     /// queryString key can be set this way.
     pub fn from_query_key(key: &str) -> Option<Column> {
-        if let Some(f) = Field::ALL
-            .iter()
-            .find(|f| f.query_key().is_some_and(|k| k.eq_ignore_ascii_case(key)))
-        {
+        /// The variables by lower-cased queryString key (the first in
+        /// [`Field::ALL`] order for a key named twice): one lookup per key
+        /// of every row's queryString, not a scan of every variable.
+        static BY_KEY: std::sync::LazyLock<std::collections::HashMap<String, Field>> =
+            std::sync::LazyLock::new(|| {
+                let mut by_key = std::collections::HashMap::new();
+                for f in Field::ALL {
+                    if let Some(k) = f.query_key() {
+                        by_key.entry(k.to_ascii_lowercase()).or_insert(*f);
+                    }
+                }
+                by_key
+            });
+        let lower = key.to_ascii_lowercase();
+        if let Some(f) = BY_KEY.get(&lower) {
             return Some(Column::Field(*f));
         }
-        let lower = key.to_ascii_lowercase();
         if let Some(n) = numbered(&lower, "v", MAX_EVAR) {
             return Some(Column::EVar(n));
         }
@@ -383,6 +393,25 @@ mod tests {
         assert_eq!(Column::from_query_key("ce"), None);
         assert_eq!(Column::from_query_key("ts"), None, "ts is never used");
         assert_eq!(Column::from_query_key("ipaddress"), None);
+        // Every variable's key, in any case, maps as a scan of the
+        // variables in order would.
+        for f in Field::ALL {
+            let Some(k) = f.query_key() else { continue };
+            for key in [
+                k.to_string(),
+                k.to_ascii_uppercase(),
+                k.to_ascii_lowercase(),
+            ] {
+                let first = Field::ALL
+                    .iter()
+                    .find(|g| g.query_key().is_some_and(|q| q.eq_ignore_ascii_case(&key)));
+                assert_eq!(
+                    Column::from_query_key(&key),
+                    first.map(|g| Column::Field(*g)),
+                    "{key}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -23,7 +23,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -258,15 +257,26 @@ impl EvarSettings {
 /// of its own (they are read on every hit).
 pub type Evars = smallvec::SmallVec<[PersistedEvar; 3]>;
 
+/// The persisted values of one hit, sorted by eVar: a few are kept inline,
+/// so a hit costs no allocation for them.
+pub type PostEvars = smallvec::SmallVec<[(u16, EvarValue); 4]>;
+
+/// An eVar value: kept inline up to 23 bytes (most values: codes, names,
+/// campaign IDs), so comparing it with the value sent, copying it onto
+/// each hit it persists on and dropping it touch no memory of its own; a
+/// longer one is shared by reference count. Stored and serialized as a
+/// string.
+pub type EvarValue = smol_str::SmolStr;
+
 /// One live eVar value of a visitor in a report suite.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PersistedEvar {
     /// The eVar number.
     #[serde(rename = "n")]
     pub evar: u16,
-    /// The value (shared with the hits it is persisted on).
+    /// The value (copied onto, or shared with, the hits it persists on).
     #[serde(rename = "v")]
-    pub value: Arc<str>,
+    pub value: EvarValue,
     /// When it was set (unix seconds).
     #[serde(rename = "t")]
     pub set_at: i64,
@@ -280,7 +290,7 @@ pub struct PersistedEvar {
 ///
 /// `sent` are the eVars the hit carries, `counts(name)` whether the event
 /// `name` counts on it, `time` and `visit_num` its time and visit. A value is
-/// copied once, when it changes: the hits it persists on share it.
+/// made once, when it changes ([`EvarValue`]).
 pub fn persist(
     stored: &mut Evars,
     settings: &EvarSettings,
@@ -288,9 +298,9 @@ pub fn persist(
     counts: impl Fn(&str) -> bool,
     time: i64,
     visit_num: u32,
-) -> Vec<(u16, Arc<str>)> {
+) -> PostEvars {
     if stored.is_empty() && sent.is_empty() {
-        return Vec::new();
+        return PostEvars::new();
     }
     stored.retain(|p| match settings.expiration(p.evar) {
         Expiration::Hit => false,
@@ -298,16 +308,16 @@ pub fn persist(
         Expiration::Days(d) => time - p.set_at < i64::from(*d) * DAY_SECS,
         Expiration::Event(_) | Expiration::Never => true,
     });
-    let mut post: Vec<(u16, Arc<str>)> = Vec::with_capacity(stored.len() + sent.len());
+    let mut post = PostEvars::new();
     for (&n, v) in sent {
         match settings.expiration(n) {
-            Expiration::Hit => post.push((n, Arc::from(v.as_str()))),
+            Expiration::Hit => post.push((n, EvarValue::new(v))),
             _ => match stored.binary_search_by_key(&n, |p| p.evar) {
                 Ok(i) => {
                     if settings.allocation(n) == Allocation::MostRecent {
                         let p = &mut stored[i];
-                        if *p.value != **v {
-                            p.value = Arc::from(v.as_str());
+                        if p.value != v.as_str() {
+                            p.value = EvarValue::new(v);
                         }
                         p.set_at = time;
                         p.visit_num = visit_num;
@@ -317,7 +327,7 @@ pub fn persist(
                     i,
                     PersistedEvar {
                         evar: n,
-                        value: Arc::from(v.as_str()),
+                        value: EvarValue::new(v),
                         set_at: time,
                         visit_num,
                     },

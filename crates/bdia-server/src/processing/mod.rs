@@ -98,7 +98,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{LimitsConfig, ProcessingConfig};
 use crate::storage::Storage;
-use throttle::Throttles;
+use throttle::{Throttles, WorkerSlot};
 
 pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
@@ -346,12 +346,12 @@ pub async fn run_scheduler(
                     let stop = Arc::new(AtomicBool::new(false));
                     held.running
                         .insert(lease.group.clone(), (lease.clone(), stop.clone()));
-                    shared.throttles.started();
+                    let mut slot = shared.throttles.start();
                     let shared = shared.clone();
                     let done = done_tx.clone();
                     tracker.spawn(async move {
-                        process_one(&shared, rec, &lease, stop).await;
-                        shared.throttles.finished();
+                        process_one(&shared, rec, &lease, stop, &mut slot).await;
+                        drop(slot);
                         // Given back after every file: the group's next
                         // file waits for its turn behind the groups held
                         // less recently, on whichever node claims it.
@@ -466,10 +466,11 @@ async fn process_one(
     rec: bdia_store::FileRecord,
     lease: &GroupLease,
     stop: Arc<AtomicBool>,
+    slot: &mut WorkerSlot,
 ) {
     use tracing::Instrument;
     let span = tracing::info_span!("process_file", file_id = %rec.file_id, visitor_group = ?rec.visitor_group_id, epoch = lease.epoch);
-    match worker::run(shared, &rec, lease, stop.clone())
+    match worker::run(shared, &rec, lease, stop.clone(), slot)
         .instrument(span)
         .await
     {

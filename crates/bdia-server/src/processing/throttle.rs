@@ -11,7 +11,10 @@
 //! made by an operator).
 //!
 //! Fairness: `processing.workers` bounds the files *working* at once, not
-//! the files in flight. A file that waits for its company's throttle gives
+//! the files in flight. A file holds a worker slot ([`WorkerSlot`]) while
+//! it is read, enriched and encoded, and gives it back once that is done:
+//! its publication and metadata commit, mostly waits on storage, overlap
+//! the next file's work. A file that waits for its company's throttle gives
 //! its worker slot back for the wait ([`Throttles::take`]) and wakes the
 //! scheduler, which may then start another file (of another company: it
 //! prefers companies not behind their throttle, [`Throttles::behind`]);
@@ -33,11 +36,56 @@ pub const IN_FLIGHT_PER_WORKER: usize = 4;
 /// A wait shorter than this keeps its worker slot.
 const YIELD_AFTER: Duration = Duration::from_millis(200);
 
-/// Files started and files waiting for their throttle.
+/// Files started, files waiting for their throttle and files finishing
+/// (publication and commit, their slot given back).
 #[derive(Debug, Default)]
 struct Counts {
     started: usize,
     waiting: usize,
+    finishing: usize,
+}
+
+impl Counts {
+    /// Files holding a worker slot.
+    fn working(&self) -> usize {
+        self.started - self.waiting - self.finishing
+    }
+}
+
+/// A started file's hold on a worker slot ([`Throttles::start`]). The
+/// slot is given back by [`WorkerSlot::release`] once the file no longer
+/// needs a core, or when it is dropped; the file counts as in flight until
+/// it is dropped.
+#[derive(Debug)]
+pub struct WorkerSlot {
+    throttles: Arc<Throttles>,
+    released: bool,
+}
+
+impl WorkerSlot {
+    /// Gives the slot back early: the file's CPU work is done, what is left
+    /// (publication, metadata commit) waits on storage. The scheduler is
+    /// woken to start another file in it.
+    pub fn release(&mut self) {
+        if std::mem::replace(&mut self.released, true) {
+            return;
+        }
+        self.throttles.counts().finishing += 1;
+        self.throttles.freed.notify_all();
+        self.throttles.wake.notify_one();
+    }
+}
+
+impl Drop for WorkerSlot {
+    fn drop(&mut self) {
+        let mut c = self.throttles.counts();
+        c.started = c.started.saturating_sub(1);
+        if self.released {
+            c.finishing = c.finishing.saturating_sub(1);
+        }
+        drop(c);
+        self.throttles.freed.notify_all();
+    }
 }
 
 /// The throttles of every company, and the worker slots.
@@ -87,26 +135,23 @@ impl Throttles {
     /// than `workers x IN_FLIGHT_PER_WORKER` files are in flight.
     pub fn can_start(&self) -> bool {
         let c = self.counts();
-        c.started - c.waiting < self.workers && c.started < self.workers * IN_FLIGHT_PER_WORKER
+        c.working() < self.workers && c.started < self.workers * IN_FLIGHT_PER_WORKER
     }
 
-    /// A file starts (the scheduler claimed it).
-    pub fn started(&self) {
+    /// A file starts (the scheduler claimed it): it holds a worker slot
+    /// until the returned guard gives it back, and is in flight until the
+    /// guard is dropped (whatever the file's outcome).
+    pub fn start(self: &Arc<Self>) -> WorkerSlot {
         self.counts().started += 1;
+        WorkerSlot {
+            throttles: self.clone(),
+            released: false,
+        }
     }
 
-    /// A file ended (whatever its outcome).
-    pub fn finished(&self) {
-        let mut c = self.counts();
-        c.started = c.started.saturating_sub(1);
-        drop(c);
-        self.freed.notify_all();
-    }
-
-    /// Files working now (not waiting for their throttle).
+    /// Files working now (not waiting for their throttle, not finishing).
     pub fn working(&self) -> usize {
-        let c = self.counts();
-        c.started - c.waiting
+        self.counts().working()
     }
 
     /// True when `company`'s reservation clock is more than a second
@@ -170,7 +215,7 @@ impl Throttles {
     /// Takes a worker slot again after a throttle wait, waiting for one.
     fn resume(&self, cancel: &AtomicBool) {
         let mut c = self.counts();
-        while c.started - c.waiting >= self.workers && !cancel.load(Ordering::Relaxed) {
+        while c.working() >= self.workers && !cancel.load(Ordering::Relaxed) {
             c = self
                 .freed
                 .wait_timeout(c, Duration::from_millis(100))
@@ -199,7 +244,7 @@ mod tests {
         assert_eq!(t.take("a", Some(1_000), 10, &cancel).waited, Duration::ZERO);
         let before = *t.clocks.lock().unwrap().get("a").unwrap();
         cancel.store(true, Ordering::Relaxed);
-        t.started();
+        let _a = t.start();
         let second = t.take("a", Some(1_000), 500, &cancel);
         assert!(
             second.waited > Duration::ZERO,
@@ -220,7 +265,7 @@ mod tests {
         assert!(t.behind("c"));
         assert!(!t.behind("d"));
         // File X of company a works, and is put 300 ms behind.
-        t.started();
+        let _x = t.start();
         assert!(!t.can_start(), "one worker, one file working");
         t.take("a", Some(10), 3, &cancel);
         let (t2, c2) = (t.clone(), cancel.clone());
@@ -233,11 +278,11 @@ mod tests {
         assert_eq!(t.working(), 0);
         // File Y starts in the freed slot; X's wait ends, but X resumes
         // only once Y finishes.
-        t.started();
+        let y = t.start();
         assert!(!t.can_start());
         std::thread::sleep(Duration::from_millis(600));
         assert!(!x.is_finished(), "X resumed while Y held the only slot");
-        t.finished();
+        drop(y);
         assert!(x.join().unwrap().waited >= YIELD_AFTER);
         assert_eq!(t.working(), 1);
     }
@@ -245,12 +290,56 @@ mod tests {
     #[test]
     fn files_in_flight_are_bounded() {
         let t = throttles(1);
+        let mut slots = Vec::new();
         for _ in 0..IN_FLIGHT_PER_WORKER {
             assert!(t.can_start());
-            t.started();
+            slots.push(t.start());
             // As if it were waiting for its throttle.
             t.counts().waiting += 1;
         }
         assert!(!t.can_start(), "in flight bounded even with free slots");
+    }
+    #[test]
+    fn a_finishing_file_gives_its_slot_back_and_stays_in_flight() {
+        let wake = Arc::new(Notify::new());
+        let t = Throttles::new(1, wake.clone(), Default::default());
+        let mut x = t.start();
+        assert!(!t.can_start(), "one worker, one file working");
+        x.release();
+        assert_eq!(
+            t.working(),
+            0,
+            "a file publishing and committing is not working"
+        );
+        assert!(t.can_start(), "its slot is free for the next file");
+        // The scheduler was woken to use it (the permit waits for it).
+        let woken = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+            .block_on(tokio::time::timeout(
+                Duration::from_secs(5),
+                wake.notified(),
+            ));
+        assert!(woken.is_ok(), "the scheduler was not woken");
+        x.release();
+        let y = t.start();
+        assert_eq!(t.working(), 1, "a second release counts once");
+        assert_eq!(
+            t.counts().started,
+            2,
+            "the finishing file is still in flight"
+        );
+        drop(x);
+        assert_eq!(t.counts().started, 1);
+        assert_eq!(t.working(), 1);
+        drop(y);
+        assert_eq!(t.working(), 0);
+        assert!(t.can_start());
+        // Dropped without a release (a failed file): the slot comes back too.
+        let z = t.start();
+        drop(z);
+        let c = t.counts();
+        assert_eq!((c.started, c.waiting, c.finishing), (0, 0, 0));
     }
 }

@@ -15,6 +15,10 @@
 //! 4. `commit`: one metadata transaction (`COMPLETE`, log, visitor state
 //!    delta), then the staged file is deleted (`release_staged`).
 //!
+//! The file's worker slot is given back after step 2 ([`WorkerSlot`]):
+//! steps 3 and 4 wait mostly on storage, so they overlap the next file's
+//! reading.
+//!
 //! Each step fails with a [`Failure`] whose [`FailureCode`] keeps the
 //! precise cause.
 //!
@@ -49,7 +53,7 @@ use bdia_model::{FileEnricher, Identity, StateDelta, VisitState, VisitorStates};
 use bdia_store::{Company, Completion, FileRecord, GroupLease, MetadataStore, StoreError};
 
 pub use super::failure::{Failure, FailureCode};
-use super::throttle::Throttles;
+use super::throttle::{Throttles, WorkerSlot};
 use super::Shared;
 
 /// Hits whose visitor states are looked up together.
@@ -191,6 +195,7 @@ pub async fn run(
     rec: &FileRecord,
     lease: &GroupLease,
     cancel: Arc<AtomicBool>,
+    slot: &mut WorkerSlot,
 ) -> Result<Outcome, Failure> {
     let loaded = load(shared, rec).await?;
     let blob_key = loaded.blob_key.clone();
@@ -198,6 +203,10 @@ pub async fn run(
     let t = std::time::Instant::now();
     let out = read_and_enrich(shared, rec, loaded, cancel.clone()).await?;
     timings.encode = t.elapsed();
+    // The file's CPU work is done: the next file starts in its worker
+    // slot while this one is published and committed (the group stays
+    // held until then, so its own next file waits).
+    slot.release();
     let Some(out) = out else {
         return Ok(Outcome::Cancelled);
     };
