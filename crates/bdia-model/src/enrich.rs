@@ -258,10 +258,10 @@ fn fingerprint(report_suite: &str, visitor_key: &str) -> u64 {
 }
 
 /// A visitor key as [`FileEnricher`]'s map holds it: the bytes of the
-/// key, inside the map's entry when they fit (every key of a visitor ID,
-/// an Experience Cloud ID or a short customer ID does). A lookup then
-/// compares the key where the entry is, rather than in a string of its
-/// own elsewhere in memory: one cache miss less per hit.
+/// key, inside the map's entry when they fit in 48 bytes (the key of a
+/// 38-digit Experience Cloud ID takes 43), on the heap otherwise. A lookup
+/// then compares the key where the entry is, rather than in a string of
+/// its own elsewhere in memory: one cache miss less per hit.
 type VisitorKey = smallvec::SmallVec<[u8; 48]>;
 
 /// What one row gives in one of its report suites (the row itself is

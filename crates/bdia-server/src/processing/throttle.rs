@@ -317,10 +317,9 @@ mod tests {
             .enable_time()
             .build()
             .unwrap()
-            .block_on(tokio::time::timeout(
-                Duration::from_secs(5),
-                wake.notified(),
-            ));
+            .block_on(async {
+                tokio::time::timeout(Duration::from_secs(5), wake.notified()).await
+            });
         assert!(woken.is_ok(), "the scheduler was not woken");
         x.release();
         let y = t.start();
