@@ -89,7 +89,7 @@ for run in $(seq "$RUNS"); do
   SERVER=$!
   PERF=
   if [ -n "${PERF_OUT:-}" ]; then
-    perf record -q ${PERF_ARGS:---call-graph dwarf -p $SERVER} -F 1999 -o "$PERF_OUT.$run" 2>/dev/null &
+    perf record -q ${PERF_ARGS:---call-graph dwarf -p $SERVER} -F ${PERF_FREQ:-1999} -o "$PERF_OUT.$run" 2>/dev/null &
     PERF=$!
   fi
   wait_ready "$BASE"

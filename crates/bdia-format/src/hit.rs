@@ -199,6 +199,11 @@ impl HitType {
     }
 }
 
+/// The value of a variable: kept inline up to 23 bytes (most values are
+/// short), longer ones shared through a reference count, so that a hit
+/// costs few allocations and copying it for a second report suite fewer.
+pub type Value = smol_str::SmolStr;
+
 /// One event of the `events` list: `name[:serial][=value]`
 /// (see [`crate::commerce`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -230,15 +235,15 @@ pub struct Hit {
     pub hit_type: HitType,
     /// Simple variables, indexed by [`Field`] (`vars[Field::PageName as usize]`);
     /// `None` when absent or empty.
-    pub vars: Vec<Option<String>>,
+    pub vars: Vec<Option<Value>>,
     /// `eVar1..=250`.
-    pub evars: BTreeMap<u16, String>,
+    pub evars: BTreeMap<u16, Value>,
     /// `prop1..=75`.
-    pub props: BTreeMap<u16, String>,
+    pub props: BTreeMap<u16, Value>,
     /// `hier1..=5`.
-    pub hiers: BTreeMap<u16, String>,
+    pub hiers: BTreeMap<u16, Value>,
     /// `list1..=3`.
-    pub lists: BTreeMap<u16, String>,
+    pub lists: BTreeMap<u16, Value>,
     /// `contextData.*` / `c.*`.
     pub context_data: BTreeMap<String, String>,
     /// `hints.*` / `h.*`, by lower-case hint name.

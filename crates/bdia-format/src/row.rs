@@ -10,7 +10,7 @@ use csv::StringRecord;
 use crate::error::{FileError, RowProblem};
 use crate::fields::{CidAttr, Column, Field};
 use crate::hit::{
-    parse_events, parse_is_mc_seed, AuthState, CustomerId, Hit, HitType, LinkType, Visitor,
+    parse_events, parse_is_mc_seed, AuthState, CustomerId, Hit, HitType, LinkType, Value, Visitor,
     VisitorKind,
 };
 use crate::query::{self, Pair};
@@ -542,12 +542,12 @@ impl ValidRow<'_> {
 
 /// Sets one variable of a hit unless it already has a value.
 fn put(hit: &mut Hit, column: &Column, value: &str) {
-    fn first(map: &mut BTreeMap<u16, String>, n: u16, value: &str) {
-        map.entry(n).or_insert_with(|| value.to_string());
+    fn first(map: &mut BTreeMap<u16, Value>, n: u16, value: &str) {
+        map.entry(n).or_insert_with(|| Value::new(value));
     }
     match column {
         Column::Field(f) => {
-            hit.vars[*f as usize].get_or_insert_with(|| value.to_string());
+            hit.vars[*f as usize].get_or_insert_with(|| Value::new(value));
         }
         Column::EVar(n) => first(&mut hit.evars, *n, value),
         Column::Prop(n) => first(&mut hit.props, *n, value),

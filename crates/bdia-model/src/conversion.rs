@@ -266,7 +266,7 @@ pub type PostEvars = smallvec::SmallVec<[(u16, EvarValue); 4]>;
 /// each hit it persists on and dropping it touch no memory of its own; a
 /// longer one is shared by reference count. Stored and serialized as a
 /// string.
-pub type EvarValue = smol_str::SmolStr;
+pub type EvarValue = bdia_format::hit::Value;
 
 /// One live eVar value of a visitor in a report suite.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -294,7 +294,7 @@ pub struct PersistedEvar {
 pub fn persist(
     stored: &mut Evars,
     settings: &EvarSettings,
-    sent: &BTreeMap<u16, String>,
+    sent: &BTreeMap<u16, EvarValue>,
     counts: impl Fn(&str) -> bool,
     time: i64,
     visit_num: u32,
@@ -311,13 +311,13 @@ pub fn persist(
     let mut post = PostEvars::new();
     for (&n, v) in sent {
         match settings.expiration(n) {
-            Expiration::Hit => post.push((n, EvarValue::new(v))),
+            Expiration::Hit => post.push((n, v.clone())),
             _ => match stored.binary_search_by_key(&n, |p| p.evar) {
                 Ok(i) => {
                     if settings.allocation(n) == Allocation::MostRecent {
                         let p = &mut stored[i];
-                        if p.value != v.as_str() {
-                            p.value = EvarValue::new(v);
+                        if p.value != *v {
+                            p.value = v.clone();
                         }
                         p.set_at = time;
                         p.visit_num = visit_num;
@@ -327,7 +327,7 @@ pub fn persist(
                     i,
                     PersistedEvar {
                         evar: n,
-                        value: EvarValue::new(v),
+                        value: v.clone(),
                         set_at: time,
                         visit_num,
                     },
@@ -353,8 +353,8 @@ pub fn persist(
 mod tests {
     use super::*;
 
-    fn sent(pairs: &[(u16, &str)]) -> BTreeMap<u16, String> {
-        pairs.iter().map(|(n, v)| (*n, v.to_string())).collect()
+    fn sent(pairs: &[(u16, &str)]) -> BTreeMap<u16, EvarValue> {
+        pairs.iter().map(|(n, v)| (*n, EvarValue::new(v))).collect()
     }
 
     /// Runs hits `(time, visit, sent eVar1, events)` and returns eVar1's

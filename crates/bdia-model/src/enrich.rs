@@ -743,11 +743,11 @@ mod tests {
     ) -> Hit {
         let mut h = hit(row, ts, suites, VisitorKind::Vid, "a", true);
         if let Some(v) = evar1 {
-            h.evars.insert(1, v.to_string());
+            h.evars.insert(1, v.into());
         }
         h.events = bdia_format::hit::parse_events(events);
         h.vars[Field::Products as usize] = Some(";Boot;2;100".into());
-        h.vars[Field::PurchaseId as usize] = pid.map(str::to_string);
+        h.vars[Field::PurchaseId as usize] = pid.map(Into::into);
         h
     }
 
@@ -1071,8 +1071,8 @@ mod tests {
                 "a",
                 true,
             );
-            h.vars[Field::UserAgent as usize] = ua.map(str::to_string);
-            h.vars[Field::Referrer as usize] = referrer.map(str::to_string);
+            h.vars[Field::UserAgent as usize] = ua.map(Into::into);
+            h.vars[Field::Referrer as usize] = referrer.map(Into::into);
             h.vars[Field::PageUrl as usize] = Some("https://www.example.com/cart".into());
             hits.push(h);
         }

@@ -86,8 +86,8 @@ fn hit(rng: &mut Rng, row: u64, ts: i64, visitor: u64) -> Hit {
         } else {
             HitType::PageView
         },
-        vars,
-        evars: [(1, format!("segment {}", visitor % 7))].into(),
+        vars: vars.into_iter().map(|v| v.map(Into::into)).collect(),
+        evars: [(1, format!("segment {}", visitor % 7).into())].into(),
         props: Default::default(),
         hiers: Default::default(),
         lists: Default::default(),

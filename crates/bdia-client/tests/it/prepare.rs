@@ -58,9 +58,10 @@ fn valid_rows(path: &Path) -> (Vec<(String, i64, String)>, u64) {
     let report = process(&bytes[..], &opts, |ev| {
         if let RowEvent::Valid { row, valid } = ev {
             let hit = valid.to_hit(row);
-            let mut content: Vec<String> = hit.vars.iter().flatten().cloned().collect();
-            content.extend(hit.evars.values().cloned());
-            content.extend(hit.props.values().cloned());
+            let mut content: Vec<String> =
+                hit.vars.iter().flatten().map(|v| v.to_string()).collect();
+            content.extend(hit.evars.values().map(|v| v.to_string()));
+            content.extend(hit.props.values().map(|v| v.to_string()));
             content.extend(hit.context_data.values().cloned());
             rows.push((valid.visitor().key(), valid.timestamp(), content.join("|")));
         }

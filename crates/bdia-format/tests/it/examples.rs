@@ -28,8 +28,8 @@ fn query_string_example_is_valid_and_decoded() {
     assert_eq!(hit.get(Field::ColorDepth), Some("1024"));
     assert_eq!(hit.get(Field::State), Some("UT"));
     assert_eq!(hit.get(Field::CurrencyCode), Some("USD"));
-    assert_eq!(hit.evars.get(&2).map(String::as_str), Some("Var21"));
-    assert_eq!(hit.props.get(&3).map(String::as_str), Some("val31"));
+    assert_eq!(hit.evars.get(&2).map(|v| v.as_str()), Some("Var21"));
+    assert_eq!(hit.props.get(&3).map(|v| v.as_str()), Some("val31"));
     assert_eq!(
         hit.events
             .iter()
@@ -67,7 +67,7 @@ fn column_example_with_multiline_quoted_user_agent() {
         hit.context_data.get("frame").map(String::as_str),
         Some("Carbon")
     );
-    assert_eq!(hit.props.get(&1).map(String::as_str), Some("p2"));
+    assert_eq!(hit.props.get(&1).map(|v| v.as_str()), Some("p2"));
     assert_eq!(hit.get(Field::Channel), Some("Mobile"));
     assert_eq!(hit.visitor.id, "142805255");
     assert!(r
