@@ -204,6 +204,119 @@ impl HitType {
 /// costs few allocations and copying it for a second report suite fewer.
 pub type Value = smol_str::SmolStr;
 
+/// The numbered variables of one kind on a hit (`eVar1..=250`,
+/// `prop1..=75`...): `(number, value)` pairs sorted by number, at most one
+/// per number. A hit has a handful, so a sorted vector is both smaller and
+/// faster to fill, read and drop than a tree. Serialized as a map.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VarMap(Vec<(u16, Value)>);
+
+impl VarMap {
+    /// An empty map (no allocation).
+    pub const fn new() -> VarMap {
+        VarMap(Vec::new())
+    }
+
+    /// The value of variable `n`.
+    pub fn get(&self, n: &u16) -> Option<&Value> {
+        self.find(*n).ok().map(|i| &self.0[i].1)
+    }
+
+    /// Sets variable `n`; the value it had before, if any.
+    pub fn insert(&mut self, n: u16, value: Value) -> Option<Value> {
+        match self.find(n) {
+            Ok(i) => Some(std::mem::replace(&mut self.0[i].1, value)),
+            Err(i) => {
+                self.0.insert(i, (n, value));
+                None
+            }
+        }
+    }
+
+    /// Sets variable `n` unless it has a value already (the first value
+    /// of a variable wins); `value` is only called when it is set.
+    pub fn insert_first(&mut self, n: u16, value: impl FnOnce() -> Value) {
+        if let Err(i) = self.find(n) {
+            if self.0.is_empty() {
+                self.0.reserve_exact(4);
+            }
+            self.0.insert(i, (n, value()));
+        }
+    }
+
+    /// The variables set, by number.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&u16, &Value)> + '_ {
+        self.0.iter().map(|(n, v)| (n, v))
+    }
+
+    /// The values, by variable number.
+    pub fn values(&self) -> impl ExactSizeIterator<Item = &Value> + '_ {
+        self.0.iter().map(|(_, v)| v)
+    }
+
+    /// How many variables are set.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether none is set.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn find(&self, n: u16) -> Result<usize, usize> {
+        // Columns usually come in increasing order: look at the end first.
+        match self.0.last() {
+            None => Err(0),
+            Some((last, _)) if *last < n => Err(self.0.len()),
+            _ => self.0.binary_search_by_key(&n, |(k, _)| *k),
+        }
+    }
+}
+
+impl<'a> IntoIterator for &'a VarMap {
+    type Item = (&'a u16, &'a Value);
+    type IntoIter = std::iter::Map<
+        std::slice::Iter<'a, (u16, Value)>,
+        fn(&'a (u16, Value)) -> (&'a u16, &'a Value),
+    >;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter().map(|(n, v)| (n, v))
+    }
+}
+
+impl FromIterator<(u16, Value)> for VarMap {
+    /// The first value of a number wins, as in a row.
+    fn from_iter<I: IntoIterator<Item = (u16, Value)>>(iter: I) -> VarMap {
+        let mut m = VarMap::new();
+        for (n, v) in iter {
+            m.insert_first(n, || v);
+        }
+        m
+    }
+}
+
+impl<const N: usize> From<[(u16, Value); N]> for VarMap {
+    fn from(pairs: [(u16, Value); N]) -> VarMap {
+        pairs.into_iter().collect()
+    }
+}
+
+impl std::ops::Index<&u16> for VarMap {
+    type Output = Value;
+
+    fn index(&self, n: &u16) -> &Value {
+        self.get(n).expect("no value for this variable")
+    }
+}
+
+impl Serialize for VarMap {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.iter())
+    }
+}
+
 /// One event of the `events` list: `name[:serial][=value]`
 /// (see [`crate::commerce`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -228,7 +341,7 @@ pub struct Hit {
     pub timestamp: i64,
     /// The report suites the hit goes to (at least one; from a checked row,
     /// each a valid [`crate::ReportSuiteId`]).
-    pub report_suites: Vec<String>,
+    pub report_suites: Vec<Value>,
     /// The visitor identity chosen by priority.
     pub visitor: Visitor,
     /// Page view or link hit.
@@ -237,13 +350,13 @@ pub struct Hit {
     /// `None` when absent or empty.
     pub vars: Vec<Option<Value>>,
     /// `eVar1..=250`.
-    pub evars: BTreeMap<u16, Value>,
+    pub evars: VarMap,
     /// `prop1..=75`.
-    pub props: BTreeMap<u16, Value>,
+    pub props: VarMap,
     /// `hier1..=5`.
-    pub hiers: BTreeMap<u16, Value>,
+    pub hiers: VarMap,
     /// `list1..=3`.
-    pub lists: BTreeMap<u16, Value>,
+    pub lists: VarMap,
     /// `contextData.*` / `c.*`.
     pub context_data: BTreeMap<String, String>,
     /// `hints.*` / `h.*`, by lower-case hint name.
@@ -258,5 +371,47 @@ impl Hit {
     /// A simple variable's value.
     pub fn get(&self, field: Field) -> Option<&str> {
         self.vars[field as usize].as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_var_map_keeps_numbers_sorted_and_the_first_value_of_each() {
+        let mut m = VarMap::new();
+        for (n, v) in [
+            (10, "a"),
+            (2, "b"),
+            (250, "c"),
+            (2, "late"),
+            (1, "d"),
+            (10, "x"),
+        ] {
+            m.insert_first(n, || Value::new(v));
+        }
+        let pairs: Vec<(u16, &str)> = m.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        assert_eq!(pairs, [(1, "d"), (2, "b"), (10, "a"), (250, "c")]);
+        assert_eq!(m.get(&2).map(Value::as_str), Some("b"));
+        assert_eq!(m.get(&3), None);
+        assert_eq!(m.insert(2, "new".into()).as_deref(), Some("b"));
+        assert_eq!(m.insert(3, "three".into()), None);
+        assert_eq!(&m[&3], "three");
+        assert_eq!(m.len(), 5);
+        let collected: VarMap = [(5, Value::new("x")), (5, Value::new("y"))].into();
+        assert_eq!(collected.values().collect::<Vec<_>>(), ["x"]);
+        assert_eq!(
+            serde_json::to_string(&m).unwrap(),
+            r#"{"1":"d","2":"new","3":"three","10":"a","250":"c"}"#
+        );
+    }
+
+    #[test]
+    fn long_values_are_kept_whole() {
+        let long = "https://www.example.com/a/rather/long/path?with=a&query=string";
+        let v = Value::new(long);
+        assert_eq!(v.as_str(), long);
+        assert_eq!(v.clone(), long);
     }
 }

@@ -10,8 +10,8 @@ use csv::StringRecord;
 use crate::error::{FileError, RowProblem};
 use crate::fields::{CidAttr, Column, Field};
 use crate::hit::{
-    parse_events, parse_is_mc_seed, AuthState, CustomerId, Hit, HitType, LinkType, Value, Visitor,
-    VisitorKind,
+    parse_events, parse_is_mc_seed, AuthState, CustomerId, Hit, HitType, LinkType, Value, VarMap,
+    Visitor, VisitorKind,
 };
 use crate::query::{self, Pair};
 use crate::suite::ReportSuiteId;
@@ -498,14 +498,14 @@ impl ValidRow<'_> {
         let mut hit = Hit {
             row,
             timestamp: self.timestamp,
-            report_suites: self.report_suites().map(str::to_string).collect(),
+            report_suites: self.report_suites().map(Value::new).collect(),
             visitor: self.visitor.clone(),
             hit_type: HitType::PageView,
             vars: vec![None; Field::COUNT],
-            evars: BTreeMap::new(),
-            props: BTreeMap::new(),
-            hiers: BTreeMap::new(),
-            lists: BTreeMap::new(),
+            evars: VarMap::new(),
+            props: VarMap::new(),
+            hiers: VarMap::new(),
+            lists: VarMap::new(),
             context_data: BTreeMap::new(),
             hints: BTreeMap::new(),
             customer_ids: BTreeMap::new(),
@@ -542,8 +542,8 @@ impl ValidRow<'_> {
 
 /// Sets one variable of a hit unless it already has a value.
 fn put(hit: &mut Hit, column: &Column, value: &str) {
-    fn first(map: &mut BTreeMap<u16, Value>, n: u16, value: &str) {
-        map.entry(n).or_insert_with(|| Value::new(value));
+    fn first(map: &mut VarMap, n: u16, value: &str) {
+        map.insert_first(n, || Value::new(value));
     }
     match column {
         Column::Field(f) => {

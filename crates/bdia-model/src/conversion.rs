@@ -294,7 +294,7 @@ pub struct PersistedEvar {
 pub fn persist(
     stored: &mut Evars,
     settings: &EvarSettings,
-    sent: &BTreeMap<u16, EvarValue>,
+    sent: &bdia_format::hit::VarMap,
     counts: impl Fn(&str) -> bool,
     time: i64,
     visit_num: u32,
@@ -353,7 +353,7 @@ pub fn persist(
 mod tests {
     use super::*;
 
-    fn sent(pairs: &[(u16, &str)]) -> BTreeMap<u16, EvarValue> {
+    fn sent(pairs: &[(u16, &str)]) -> bdia_format::hit::VarMap {
         pairs.iter().map(|(n, v)| (*n, EvarValue::new(v))).collect()
     }
 
@@ -369,7 +369,7 @@ mod tests {
             .map(|(t, v, s, ev)| {
                 let s = match s {
                     Some(x) => sent(&[(1, x)]),
-                    None => BTreeMap::new(),
+                    None => Default::default(),
                 };
                 persist(&mut stored, &settings, &s, |e| ev.contains(&e), *t, *v)
                     .into_iter()

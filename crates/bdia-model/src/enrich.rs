@@ -134,8 +134,8 @@ impl VisitorStates for MemoryStates {
 pub struct EnrichedHit {
     /// The normalized row (lineage: `hit.row`).
     pub hit: Hit,
-    /// The report suite of this copy of the row.
-    pub report_suite: String,
+    /// The report suite of this copy of the row (inline: no allocation).
+    pub report_suite: bdia_format::hit::Value,
     /// The visitor ID stored in the lake (seeded for customer IDs).
     pub visitor_id: String,
     /// Which kind of identifier identified the visitor.
@@ -577,7 +577,7 @@ impl<'a> FileEnricher<'a> {
             if self.out_of_order.examples.len() < MAX_OUT_OF_ORDER_EXAMPLES {
                 self.out_of_order.examples.push(OutOfOrder {
                     row: hit.row,
-                    report_suite: hit.report_suites[i].clone(),
+                    report_suite: hit.report_suites[i].to_string(),
                     visitor_key: key.to_string(),
                     hit_time: hit.timestamp,
                     last_hit_time: last,
@@ -691,7 +691,7 @@ mod tests {
         Hit {
             row,
             timestamp: ts,
-            report_suites: suites.iter().map(|s| s.to_string()).collect(),
+            report_suites: suites.iter().map(|s| (*s).into()).collect(),
             visitor: Visitor {
                 kind,
                 customer_id_type: (kind == VisitorKind::Customer).then(|| "CRM".to_string()),

@@ -62,7 +62,7 @@ pub fn rich_hit(row: u64, ts: i64, suites: &[&str], visitor: &str) -> Hit {
     let mut hit = Hit {
         row,
         timestamp: ts,
-        report_suites: suites.iter().map(|s| s.to_string()).collect(),
+        report_suites: suites.iter().map(|s| (*s).into()).collect(),
         visitor: Visitor {
             kind: VisitorKind::Vid,
             customer_id_type: None,

@@ -48,7 +48,7 @@ proptest! {
             .iter()
             .map(|h| {
                 let day = local_date(z.zone(&h.report_suite), h.hit.timestamp).unwrap();
-                (h.report_suite.clone(), h.hit.row as i64, day.to_string())
+                (h.report_suite.to_string(), h.hit.row as i64, day.to_string())
             })
             .collect();
         expected.sort();

@@ -177,7 +177,7 @@ fn many_rows_over_many_partitions_keep_every_row_once() {
     }
     let mut expected: Vec<(String, i64)> = hits
         .iter()
-        .map(|h| (h.report_suite.clone(), h.hit.row as i64))
+        .map(|h| (h.report_suite.to_string(), h.hit.row as i64))
         .collect();
     seen.sort();
     expected.sort();

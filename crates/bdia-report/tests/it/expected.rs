@@ -261,7 +261,7 @@ pub fn to_hit(row: u64, r: &Input) -> Hit {
     Hit {
         row,
         timestamp: r.ts,
-        report_suites: r.suites.clone(),
+        report_suites: r.suites.iter().map(Into::into).collect(),
         visitor: Visitor {
             kind: r.kind,
             customer_id_type: None,

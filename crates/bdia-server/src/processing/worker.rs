@@ -553,7 +553,7 @@ impl Enrichment<'_> {
                 // Most hits are of a visitor the file has already seen:
                 // the enricher knows its state, the store is not asked.
                 if self.enricher.needs_state(s, &key) && asked.insert((s.as_str(), key.clone())) {
-                    keys.push((s.clone(), key.clone()));
+                    keys.push((s.to_string(), key.clone()));
                 }
                 let mut add = |kind: IdKind<'_>, id: &str| {
                     if self.states.seen.get(s, kind, id).is_none() {
@@ -583,9 +583,12 @@ impl Enrichment<'_> {
             self.enricher
                 .enrich_into(h, &mut self.states, &mut hits)
                 .map_err(Failure::store)?;
-            for eh in hits.drain(..) {
-                self.writer.push(&eh).map_err(Failure::lake)?;
+            // Read in place: an enriched hit is large, moving it out of
+            // the vector would copy it once more.
+            for eh in &hits {
+                self.writer.push(eh).map_err(Failure::lake)?;
             }
+            hits.clear();
         }
         Ok(())
     }

@@ -77,9 +77,12 @@ impl Collected {
             let date = bdia_lake::partition::local_date(zones.zone(suite), t)
                 .map(|d| d.to_string())
                 .unwrap_or_else(|_| "out of range".to_string());
-            *self.by_suite_day.entry((suite.clone(), date)).or_default() += 1;
+            *self
+                .by_suite_day
+                .entry((suite.to_string(), date))
+                .or_default() += 1;
             self.visitors
-                .entry((suite.clone(), key.clone()))
+                .entry((suite.to_string(), key.clone()))
                 .or_default()
                 .push(t);
         }

@@ -563,7 +563,7 @@ fn expected(files_in_order: &[Vec<u8>]) -> Stats {
             if let RowEvent::Valid { row, valid } = e {
                 let hit = valid.to_hit(row);
                 let key = hit.visitor.key();
-                let mut suites: Vec<&String> = Vec::new();
+                let mut suites: Vec<&bdia_format::hit::Value> = Vec::new();
                 for s in &hit.report_suites {
                     if !suites.contains(&s) {
                         suites.push(s);
@@ -571,7 +571,7 @@ fn expected(files_in_order: &[Vec<u8>]) -> Stats {
                 }
                 for s in suites {
                     let t = hit.timestamp;
-                    let k = (s.clone(), key.clone());
+                    let k = (s.to_string(), key.clone());
                     let new_visit = match state.get(&k) {
                         None => true,
                         Some(&(last, start)) => t - last > 1_800 || t - start >= 43_200,
@@ -583,7 +583,7 @@ fn expected(files_in_order: &[Vec<u8>]) -> Stats {
                         entry.0 = entry.0.max(t);
                     }
                     let d = day(t);
-                    let st = stats.entry((s.clone(), d.clone())).or_default();
+                    let st = stats.entry((s.to_string(), d.clone())).or_default();
                     if hit.hit_type == HitType::PageView {
                         st.0 += 1;
                     } else {
@@ -593,7 +593,7 @@ fn expected(files_in_order: &[Vec<u8>]) -> Stats {
                         st.2 += 1;
                     }
                     visitors
-                        .entry((s.clone(), d))
+                        .entry((s.to_string(), d))
                         .or_default()
                         .insert(key.clone());
                 }
