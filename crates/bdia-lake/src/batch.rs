@@ -324,7 +324,7 @@ impl HitBatchBuilder {
         let hit = &h.hit;
         self.report_suite.append(&h.report_suite);
         self.hit_time.append_value(micros(hit.timestamp));
-        self.visitor_id.append(&h.visitor_id);
+        self.visitor_id.append(h.visitor_id());
         self.visitor_id_type.append(h.visitor_id_type.as_str());
         self.visit_num
             .append_value(i32::try_from(h.visit.visit_num).unwrap_or(i32::MAX));

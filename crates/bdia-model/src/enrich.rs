@@ -136,8 +136,10 @@ pub struct EnrichedHit {
     pub hit: Hit,
     /// The report suite of this copy of the row (inline: no allocation).
     pub report_suite: bdia_format::hit::Value,
-    /// The visitor ID stored in the lake (seeded for customer IDs).
-    pub visitor_id: String,
+    /// The seeded visitor ID of a customer ([`crate::Identity::seeded`]);
+    /// `None` when the stored ID is the visitor's own, `hit.visitor.id`
+    /// (not copied). Read it with [`EnrichedHit::visitor_id`].
+    pub seeded_visitor_id: Option<String>,
     /// Which kind of identifier identified the visitor.
     pub visitor_id_type: VisitorKind,
     /// The hit's visit.
@@ -158,6 +160,13 @@ impl EnrichedHit {
     /// Whether this hit is a page view (link hits are not).
     pub fn is_page_view(&self) -> bool {
         self.hit.hit_type == HitType::PageView
+    }
+
+    /// The visitor ID stored in the lake (seeded for customer IDs).
+    pub fn visitor_id(&self) -> &str {
+        self.seeded_visitor_id
+            .as_deref()
+            .unwrap_or(&self.hit.visitor.id)
     }
 }
 
@@ -584,7 +593,7 @@ impl<'a> FileEnricher<'a> {
                 });
             }
         }
-        let mut visitor_id = self.identity.visitor_id(&hit.visitor);
+        let mut seeded = self.identity.seeded(&hit.visitor);
         let kind = hit.visitor.kind;
         let device = hit.get(Field::UserAgent).map(|ua| self.devices.get(ua));
         let n = parts.len();
@@ -601,11 +610,7 @@ impl<'a> FileEnricher<'a> {
             out.push(EnrichedHit {
                 hit: h,
                 report_suite,
-                visitor_id: if last {
-                    std::mem::take(&mut visitor_id)
-                } else {
-                    visitor_id.clone()
-                },
+                seeded_visitor_id: if last { seeded.take() } else { seeded.clone() },
                 visitor_id_type: kind,
                 visit: p.visit,
                 device: device.clone(),
@@ -955,11 +960,11 @@ mod tests {
             .all(|h| h.visit.new_visit && h.visit.visit_num == 1));
         assert_eq!(out.delta.entries.len(), 4);
         assert_eq!(
-            out.hits[3].visitor_id,
+            out.hits[3].visitor_id(),
             seeded_visitor_id(b"salt", "CRM", "x")
         );
         assert_eq!(out.hits[3].visitor_id_type, VisitorKind::Customer);
-        assert_eq!(out.hits[1].visitor_id, "x");
+        assert_eq!(out.hits[1].visitor_id(), "x");
         assert_eq!(out.hits[1].visitor_id_type, VisitorKind::Ip);
     }
 

@@ -74,10 +74,19 @@ impl Identity {
     /// The visitor ID stored with each hit: the seeded ID for a customer,
     /// the raw identifier otherwise.
     pub fn visitor_id(&self, visitor: &Visitor) -> String {
+        self.seeded(visitor).unwrap_or_else(|| visitor.id.clone())
+    }
+
+    /// The seeded ID of a customer; `None` for every other visitor, whose
+    /// stored ID is its own (`visitor.id`).
+    pub fn seeded(&self, visitor: &Visitor) -> Option<String> {
         match (visitor.kind, &visitor.customer_id_type) {
-            (VisitorKind::Customer, Some(t)) => seeded_visitor_id(&self.salt, t, &visitor.id),
-            (VisitorKind::Customer, None) => seeded_visitor_id(&self.salt, "", &visitor.id),
-            _ => visitor.id.clone(),
+            (VisitorKind::Customer, t) => Some(seeded_visitor_id(
+                &self.salt,
+                t.as_deref().unwrap_or(""),
+                &visitor.id,
+            )),
+            _ => None,
         }
     }
 }

@@ -86,8 +86,8 @@ fn another_engine_reads_the_same_snapshot_through_deletes_and_compaction() {
         let out = enrich_file(hits, &identity, &mut states).unwrap();
         states.apply(&out.delta);
         expected += out.hits.len() as u64;
-        of_v3 += out.hits.iter().filter(|h| h.visitor_id == "v3").count() as u64;
-        of_v1 += out.hits.iter().filter(|h| h.visitor_id == "v1").count() as u64;
+        of_v3 += out.hits.iter().filter(|h| h.visitor_id() == "v3").count() as u64;
+        of_v1 += out.hits.iter().filter(|h| h.visitor_id() == "v1").count() as u64;
         write_file(&lake, &format!("f{f}"), &out.hits, zones());
     }
     assert_eq!(bdia_rows(&lake), expected);

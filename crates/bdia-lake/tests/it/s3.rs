@@ -118,7 +118,7 @@ fn retraction_privacy_deletion_compaction_and_vacuum_work_on_s3() {
         of_v3 += out
             .hits
             .iter()
-            .filter(|h| h.visitor_id == "v3" && f != 2)
+            .filter(|h| h.visitor_id() == "v3" && f != 2)
             .count() as u64;
         write_file(&lake, &format!("f{f}"), &out.hits, zones());
     }
