@@ -54,7 +54,7 @@ pub fn parse_event_list(s: &str) -> Vec<Event> {
                 None => (head, None),
             };
             (!name.is_empty()).then(|| Event {
-                name: name.to_string(),
+                name: name.into(),
                 value,
                 serial: serial.filter(|s| !s.is_empty()),
             })

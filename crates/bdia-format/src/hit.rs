@@ -321,8 +321,8 @@ impl Serialize for VarMap {
 /// (see [`crate::commerce`]).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Event {
-    /// `purchase`, `event1`, `prodView`...
-    pub name: String,
+    /// `purchase`, `event1`, `prodView`... (inline: no allocation).
+    pub name: Value,
     /// The value of `event2=5`, when given and numeric.
     pub value: Option<f64>,
     /// The serial ID of `event3:ORDER-17`, when given (at most

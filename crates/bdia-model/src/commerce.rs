@@ -279,7 +279,10 @@ mod tests {
     }
 
     fn names(c: &Commerce) -> Vec<(String, Option<f64>)> {
-        c.events.iter().map(|e| (e.name.clone(), e.value)).collect()
+        c.events
+            .iter()
+            .map(|e| (e.name.to_string(), e.value))
+            .collect()
     }
 
     #[test]

@@ -285,7 +285,7 @@ pub fn to_hit(row: u64, r: &Input) -> Hit {
             .events
             .iter()
             .map(|(n, v)| Event {
-                name: n.clone(),
+                name: n.into(),
                 value: *v,
                 serial: None,
             })
