@@ -294,12 +294,6 @@ enum Slot {
     Touched(VisitState),
 }
 
-/// Adds a state to `slots`; its index.
-fn push_slot(slots: &mut Vec<Slot>, slot: Slot) -> usize {
-    slots.push(slot);
-    slots.len() - 1
-}
-
 impl Slot {
     /// Applies one hit: the hit's visit, and the state it leaves (touched
     /// from now on).
@@ -334,14 +328,8 @@ pub struct FileEnricher<'a> {
     /// searched linearly. One map serves both, so a hit costs one lookup:
     /// hashed with foldhash, several times faster than the default SipHash
     /// on short keys (the map is sorted before it leaves). Keys are kept
-    /// inside the map's entries ([`VisitorKey`]); the entries hold the
-    /// index of the pair's state in `slots`, not the state: a state with
-    /// its inline eVars is three times the size of a key, and entries that
-    /// small keep a file's map (tens of thousands of visitors) in the CPU's
-    /// cache while its probes compare keys.
-    touched: Vec<(String, foldhash::HashMap<VisitorKey, usize>)>,
-    /// The state of each pair of `touched`, by index.
-    slots: Vec<Slot>,
+    /// inside the map's entries ([`VisitorKey`]).
+    touched: Vec<(String, foldhash::HashMap<VisitorKey, Slot>)>,
     /// [`fingerprint`]s of the pairs in `touched`.
     known: foldhash::HashSet<u64>,
     /// The visitor key of the hit being enriched (one buffer for all).
@@ -374,7 +362,6 @@ impl<'a> FileEnricher<'a> {
         FileEnricher {
             identity,
             touched: Vec::new(),
-            slots: Vec::new(),
             known: foldhash::HashSet::default(),
             key: String::new(),
             parts: Vec::new(),
@@ -467,11 +454,10 @@ impl<'a> FileEnricher<'a> {
     pub fn preload(&mut self, report_suite: &str, visitor_key: String, state: Option<VisitState>) {
         let t = self.suite_index(report_suite);
         self.known.insert(fingerprint(report_suite, &visitor_key));
-        let slots = &mut self.slots;
         self.touched[t]
             .1
             .entry(VisitorKey::from_slice(visitor_key.as_bytes()))
-            .or_insert_with(|| push_slot(slots, Slot::Before(state)));
+            .or_insert(Slot::Before(state));
     }
 
     /// The index of `report_suite` in `touched`, added if missing.
@@ -553,19 +539,18 @@ impl<'a> FileEnricher<'a> {
             })?;
             self.duplicate_events += u64::from(commerce.duplicate_events);
             self.duplicate_purchases += u64::from(commerce.duplicate_purchase);
-            let index = match self.touched[t]
+            let slot = match self.touched[t]
                 .1
                 .entry(VisitorKey::from_slice(key.as_bytes()))
             {
-                Entry::Occupied(o) => *o.get(),
+                Entry::Occupied(o) => o.into_mut(),
                 Entry::Vacant(v) => {
                     // Neither touched nor preloaded: asked on its own.
                     let before = states.get(suite, key)?;
                     self.known.insert(fingerprint(suite, key));
-                    *v.insert(push_slot(&mut self.slots, Slot::Before(before)))
+                    v.insert(Slot::Before(before))
                 }
             };
-            let slot = &mut self.slots[index];
             let last_before = match slot {
                 Slot::Touched(s) => s.last_hit_time,
                 Slot::Before(b) => b.as_ref().map_or(0, |s| s.last_hit_time),
@@ -641,20 +626,11 @@ impl<'a> FileEnricher<'a> {
     /// Ends the file: the new state of every touched pair, and the
     /// out-of-order report.
     pub fn finish(self) -> (StateDelta, OutOfOrderReport) {
-        let mut slots = self.slots;
         let mut entries: Vec<StateEntry> = self
             .touched
             .into_iter()
             .flat_map(|(suite, m)| {
                 m.into_iter()
-                    .map(|(key, index)| {
-                        (
-                            key,
-                            std::mem::replace(&mut slots[index], Slot::Before(None)),
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .into_iter()
                     .filter_map(move |(visitor_key, slot)| match slot {
                         Slot::Touched(state) => Some(StateEntry {
                             report_suite: suite.clone(),
