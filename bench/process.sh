@@ -121,7 +121,7 @@ PY
   # The file records (start, reader complete, end), for a closer look.
   curl -sf "${H[@]}" "$BASE/aa/collect/v1/events?limit=100" > "$WORK/process-records.json"
   kill -TERM $SERVER; wait $SERVER || true
-  rm -rf "$DATA"
+  [ -n "${KEEP_DATA:-}" ] && echo "data kept: $DATA" >&2 || rm -rf "$DATA"
 
   # DuckDB on the same files, in the same run (NO_DUCKDB=1: not run, its
   # columns are 0; for comparing bdia builds with each other).

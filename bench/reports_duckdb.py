@@ -14,7 +14,8 @@ files = [l for l in open(parts_file).read().splitlines() if l]
 con = duckdb.connect()
 # A view cannot take parameters: the file list is spliced in, quoted.
 listing = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
-con.execute(f"CREATE VIEW hits AS SELECT * FROM read_parquet({listing}, hive_partitioning = true)")
+# A part holds only the columns valued in its file: read by column name.
+con.execute(f"CREATE VIEW hits AS SELECT * FROM read_parquet({listing}, hive_partitioning = true, union_by_name = true)")
 
 DAILY = [
     """SELECT date,

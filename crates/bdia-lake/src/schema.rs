@@ -12,7 +12,9 @@
 
 use std::sync::{Arc, OnceLock};
 
-use arrow_schema::{DataType, Field as ArrowField, Fields, Schema, SchemaRef, TimeUnit};
+use arrow_schema::{
+    ArrowError, DataType, Field as ArrowField, Fields, Schema, SchemaRef, TimeUnit,
+};
 use bdia_format::fields::{Field, MAX_EVAR, MAX_HIER, MAX_LIST, MAX_PROP};
 
 /// Time zone of the timestamp columns (`hit_time`, `visit_start_time`).
@@ -214,6 +216,53 @@ fn build_schema() -> SchemaRef {
         });
     }
     Arc::new(Schema::new(fields))
+}
+
+/// `batch` (read from a part) with every column of [`hits_schema`], in
+/// schema order: a part holds only the columns with a value in some row
+/// (`crate::writer`), and a column it lacks is null in each of its rows.
+/// A column of the batch that the schema does not have is an error, as is
+/// one of another type.
+///
+/// ```
+/// # use std::sync::Arc;
+/// use arrow_array::{RecordBatch, StringArray};
+/// let schema = bdia_lake::hits_schema();
+/// let page = schema.index_of("page_name").unwrap();
+/// let part = RecordBatch::try_new(
+///     Arc::new(schema.project(&[page]).unwrap()),
+///     vec![Arc::new(StringArray::from(vec![Some("home")]))],
+/// )
+/// .unwrap();
+/// let all = bdia_lake::schema::conform(&part).unwrap();
+/// assert_eq!(all.schema(), schema);
+/// assert!(all.column_by_name("eVar1").unwrap().is_null(0));
+/// ```
+pub fn conform(batch: &arrow_array::RecordBatch) -> Result<arrow_array::RecordBatch, ArrowError> {
+    let schema = hits_schema();
+    for f in batch.schema().fields() {
+        match schema.field_with_name(f.name()) {
+            Ok(ours) if ours.data_type() == f.data_type() => {}
+            Ok(ours) => {
+                return Err(ArrowError::SchemaError(format!(
+                    "column {} is {}, the hit schema has {}",
+                    f.name(),
+                    f.data_type(),
+                    ours.data_type()
+                )))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(c) => c.clone(),
+            None => arrow_array::new_null_array(f.data_type(), batch.num_rows()),
+        })
+        .collect();
+    arrow_array::RecordBatch::try_new(schema, columns)
 }
 
 #[cfg(test)]

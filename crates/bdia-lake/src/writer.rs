@@ -25,6 +25,16 @@
 //! (open a part, write a batch, close a part) in the same order, so they
 //! produce the same bytes.
 //!
+//! A part holds only the columns that have a value in some row of the file
+//! so far: most of the ~360 variable columns are null in every row of a
+//! file, and a column chunk costs its writer, its pages and its footer
+//! entry whether it holds values or not. Readers map columns by name and
+//! read a column a part lacks as null (as in a part written before the
+//! column was added to the schema; [`crate::schema::conform`]). The
+//! columns of a part are fixed by its first batch (with those of the
+//! file's earlier batches); a later batch with a value in a column the
+//! part lacks ends the part, and the partition goes on in its next part.
+//!
 //! Part names are a pure function of the company, the file id, the hits and
 //! the configuration, so writing the same file again yields the same objects.
 
@@ -172,12 +182,11 @@ pub struct SpooledFile {
 
 /// What the row side asks of the encoder. Applied in order, by one encoder.
 enum Command {
-    /// Start part `seq` of a partition under id `id`.
+    /// Start the next part of a partition under id `id`.
     Open {
         id: u64,
         report_suite: String,
         date: Date,
-        seq: u32,
     },
     /// Encode a batch into part `id`; `clock` orders partitions by recency.
     Batch {
@@ -194,10 +203,20 @@ struct EncodedPart {
     report_suite: String,
     date: Date,
     seq: u32,
-    writer: ArrowWriter<BufWriter<File>>,
-    spooled: tempfile::TempPath,
+    /// Created by the part's first batch.
+    file: Option<PartFile>,
     rows: u64,
     last_used: u64,
+}
+
+/// The Parquet file of a part, and which columns of the hit schema it has.
+struct PartFile {
+    writer: ArrowWriter<BufWriter<File>>,
+    spooled: tempfile::TempPath,
+    /// Indexes into [`hits_schema`], ascending.
+    columns: Vec<usize>,
+    /// `has[i]`: column `i` of [`hits_schema`] is in `columns`.
+    has: Vec<bool>,
 }
 
 /// Owns the Parquet writers of one file's open parts.
@@ -209,6 +228,19 @@ struct Encoder {
     memory_budget_bytes: usize,
     open: Vec<EncodedPart>,
     done: Vec<SpooledPart>,
+    /// The next part number of each partition.
+    next_seq: HashMap<(String, Date), u32>,
+    /// `valued[i]`: column `i` of [`hits_schema`] had a value in a batch
+    /// of the file so far (the columns of the parts opened from now on).
+    valued: Vec<bool>,
+}
+
+/// Whether each column of `batch` has a value (not null) in some row.
+fn valued_columns(batch: &RecordBatch) -> impl Iterator<Item = bool> + '_ {
+    batch
+        .columns()
+        .iter()
+        .map(|c| !c.is_empty() && c.null_count() < c.len())
 }
 
 impl Encoder {
@@ -218,54 +250,104 @@ impl Encoder {
                 id,
                 report_suite,
                 date,
-                seq,
             } => {
-                std::fs::create_dir_all(&self.spool_dir)?;
-                let (file, spooled) = tempfile::Builder::new()
-                    .prefix(SPOOL_PREFIX)
-                    .tempfile_in(&self.spool_dir)?
-                    .into_parts();
-                let writer = ArrowWriter::try_new(
-                    BufWriter::with_capacity(64 * 1024, file),
-                    hits_schema(),
-                    Some(self.props.clone()),
-                )?;
+                let seq = self.take_seq(&report_suite, date);
                 self.open.push(EncodedPart {
                     id,
                     report_suite,
                     date,
                     seq,
-                    writer,
-                    spooled,
+                    file: None,
                     rows: 0,
                     last_used: 0,
                 });
             }
             Command::Batch { id, batch, clock } => {
-                let part = self.part(id)?;
-                part.writer.write(&batch)?;
+                for (v, b) in self.valued.iter_mut().zip(valued_columns(&batch)) {
+                    *v |= b;
+                }
+                let i = self.index(id)?;
+                let part = &self.open[i];
+                let lacks = part.file.as_ref().is_none_or(|f| {
+                    valued_columns(&batch)
+                        .zip(&f.has)
+                        .any(|(valued, has)| valued && !has)
+                });
+                if lacks {
+                    if self.open[i].file.is_some() {
+                        // A value in a column the part lacks: the part
+                        // ends, the partition goes on in its next part.
+                        let (suite, date) = (self.open[i].report_suite.clone(), self.open[i].date);
+                        let seq = self.take_seq(&suite, date);
+                        let part = &mut self.open[i];
+                        let ended = EncodedPart {
+                            id: part.id,
+                            report_suite: suite,
+                            date,
+                            seq: std::mem::replace(&mut part.seq, seq),
+                            file: part.file.take(),
+                            rows: std::mem::take(&mut part.rows),
+                            last_used: part.last_used,
+                        };
+                        let done = close(&self.company, &self.file_id, ended)?;
+                        self.done.extend(done);
+                    }
+                    let file = self.new_file()?;
+                    self.open[i].file = Some(file);
+                }
+                let part = &mut self.open[i];
+                let file = part.file.as_mut().expect("created above");
+                file.writer.write(&batch.project(&file.columns)?)?;
                 part.rows += batch.num_rows() as u64;
                 part.last_used = clock;
                 self.enforce_memory_budget()?;
             }
             Command::Close { id } => {
-                let i = self
-                    .open
-                    .iter()
-                    .position(|p| p.id == id)
-                    .ok_or_else(|| unknown_part(id))?;
+                let i = self.index(id)?;
                 let part = self.open.swap_remove(i);
                 let done = close(&self.company, &self.file_id, part)?;
-                self.done.push(done);
+                self.done.extend(done);
             }
         }
         Ok(())
     }
 
-    fn part(&mut self, id: u64) -> Result<&mut EncodedPart, LakeError> {
+    /// The next part number of a partition, taken.
+    fn take_seq(&mut self, report_suite: &str, date: Date) -> u32 {
+        let seq = self
+            .next_seq
+            .entry((report_suite.to_string(), date))
+            .or_insert(0);
+        *seq += 1;
+        *seq - 1
+    }
+
+    /// A new spooled Parquet file with the columns valued so far.
+    fn new_file(&self) -> Result<PartFile, LakeError> {
+        std::fs::create_dir_all(&self.spool_dir)?;
+        let (file, spooled) = tempfile::Builder::new()
+            .prefix(SPOOL_PREFIX)
+            .tempfile_in(&self.spool_dir)?
+            .into_parts();
+        let columns: Vec<usize> = (0..self.valued.len()).filter(|&c| self.valued[c]).collect();
+        let schema = hits_schema().project(&columns)?;
+        let writer = ArrowWriter::try_new(
+            BufWriter::with_capacity(64 * 1024, file),
+            std::sync::Arc::new(schema),
+            Some(self.props.clone()),
+        )?;
+        Ok(PartFile {
+            writer,
+            spooled,
+            has: self.valued.clone(),
+            columns,
+        })
+    }
+
+    fn index(&self, id: u64) -> Result<usize, LakeError> {
         self.open
-            .iter_mut()
-            .find(|p| p.id == id)
+            .iter()
+            .position(|p| p.id == id)
             .ok_or_else(|| unknown_part(id))
     }
 
@@ -276,7 +358,8 @@ impl Encoder {
     /// budget is left.
     fn enforce_memory_budget(&mut self) -> Result<(), LakeError> {
         let budget = self.memory_budget_bytes;
-        let mut total: usize = self.open.iter().map(|p| p.writer.memory_size()).sum();
+        let size = |p: &EncodedPart| p.file.as_ref().map_or(0, |f| f.writer.memory_size());
+        let mut total: usize = self.open.iter().map(size).sum();
         if total <= budget {
             return Ok(());
         }
@@ -286,10 +369,9 @@ impl Encoder {
             if total <= budget / 2 {
                 break;
             }
-            let part = &mut self.open[i];
-            let before = part.writer.memory_size();
-            if before > 0 {
-                part.writer.flush()?;
+            let before = size(&self.open[i]);
+            if let Some(f) = self.open[i].file.as_mut().filter(|_| before > 0) {
+                f.writer.flush()?;
                 total = total.saturating_sub(before);
             }
         }
@@ -299,7 +381,7 @@ impl Encoder {
     fn finish(mut self) -> Result<Vec<SpooledPart>, LakeError> {
         for part in std::mem::take(&mut self.open) {
             let done = close(&self.company, &self.file_id, part)?;
-            self.done.push(done);
+            self.done.extend(done);
         }
         Ok(self.done)
     }
@@ -312,20 +394,28 @@ fn unknown_part(id: u64) -> LakeError {
     }
 }
 
-fn close(company: &str, file_id: &str, part: EncodedPart) -> Result<SpooledPart, LakeError> {
-    let buf = part.writer.into_inner()?;
+/// Ends a part's file; `None` for a part that got no batch (no file).
+fn close(
+    company: &str,
+    file_id: &str,
+    part: EncodedPart,
+) -> Result<Option<SpooledPart>, LakeError> {
+    let Some(f) = part.file else {
+        return Ok(None);
+    };
+    let buf = f.writer.into_inner()?;
     let mut file = buf.into_inner().map_err(|e| e.into_error())?;
     file.flush()?;
     let bytes = file.seek(SeekFrom::End(0))?;
     drop(file);
-    Ok(SpooledPart {
+    Ok(Some(SpooledPart {
         path: part_path(company, &part.report_suite, part.date, file_id, part.seq),
         report_suite: part.report_suite,
         date: part.date,
         rows: part.rows,
         bytes,
-        file: part.spooled,
-    })
+        file: f.spooled,
+    }))
 }
 
 /// Removes spooled part files left in `dir` by a process that stopped
@@ -431,7 +521,6 @@ pub struct LakeWriter {
     config: LakeConfig,
     days: DayCache,
     open: Vec<Slot>,
-    next_seq: HashMap<(String, Date), u32>,
     next_id: u64,
     sink: Sink,
     clock: u64,
@@ -466,6 +555,8 @@ impl LakeWriter {
             memory_budget_bytes: config.memory_budget_bytes,
             open: Vec::new(),
             done: Vec::new(),
+            next_seq: HashMap::new(),
+            valued: vec![false; hits_schema().fields().len()],
         };
         let sink = if config.encode_thread {
             let (tx, rx) = sync_channel::<Command>(4);
@@ -492,7 +583,6 @@ impl LakeWriter {
             config,
             days: DayCache::default(),
             open: Vec::new(),
-            next_seq: HashMap::new(),
             next_id: 0,
             sink,
             clock: 0,
@@ -547,16 +637,13 @@ impl LakeWriter {
         while self.open.len() >= self.config.max_open_partitions {
             self.close_least_recent()?;
         }
-        let seq = self.next_seq.entry(key.clone()).or_insert(0);
         let id = self.next_id;
         self.next_id += 1;
         self.sink.send(Command::Open {
             id,
             report_suite: key.0.clone(),
             date: key.1,
-            seq: *seq,
         })?;
-        *seq += 1;
         self.open.push(Slot {
             id,
             report_suite: key.0,

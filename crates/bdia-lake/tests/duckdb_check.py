@@ -3,7 +3,8 @@
 Usage: python3 duckdb_check.py LAKE_DIR COMPANY
 Prints `hits=N page_views=M` for the company's hits and checks the contract
 columns and types (the partition columns `company`, `report_suite` and
-`date` included).
+`date` included). A part holds only the columns with a value in some of
+its file's rows, so the parts are read by column name (`union_by_name`).
 """
 import sys
 
@@ -12,7 +13,7 @@ import duckdb
 root, company = sys.argv[1], sys.argv[2]
 glob = f"{root}/hits/**/*.parquet"
 con = duckdb.connect()
-everything = f"read_parquet('{glob}', hive_partitioning = true)"
+everything = f"read_parquet('{glob}', hive_partitioning = true, union_by_name = true)"
 # Report suite IDs are per company: always filter on the company partition.
 rel = f"(SELECT * FROM {everything} WHERE company = '{company}')"
 
@@ -21,7 +22,7 @@ for name in [
     "report_suite", "hit_time", "visitor_id", "visitor_id_type", "visit_num",
     "visit_page_num", "visit_start_time", "new_visit", "hit_type", "page_name",
     "page_url", "link_name", "link_url", "events", "file_id", "row_number",
-    "eVar1", "eVar250", "prop75", "hier5", "list3", "context_data",
+    "eVar1", "eVar250", "prop75", "hier2", "list3", "context_data",
     "customer_ids", "hints", "date", "company",
 ]:
     assert name in cols, f"missing column {name}: {sorted(cols)}"

@@ -236,7 +236,8 @@ pub fn lake_hits_at(storage_url: &str) -> anyhow::Result<Vec<LakeHit>> {
         let bytes = bytes.expect("read with bytes");
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)?.build()?;
         for batch in reader {
-            let batch = batch?;
+            // Every column of the hit schema, the part's missing ones null.
+            let batch = bdia_lake::schema::conform(&batch?)?;
             let schema = batch.schema();
             let col = |name: &str| {
                 batch

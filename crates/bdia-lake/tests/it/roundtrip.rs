@@ -26,7 +26,8 @@ pub fn read_suite(lake: &Lake, suite: &str) -> Vec<RecordBatch> {
             .build()
             .unwrap();
         for b in reader {
-            out.push(b.unwrap());
+            // A part holds only its valued columns: the others read null.
+            out.push(bdia_lake::schema::conform(&b.unwrap()).unwrap());
         }
     }
     out
@@ -268,4 +269,93 @@ fn invalid_names_are_refused_before_anything_is_written() {
     hits[0].report_suite = "a/b".into();
     let err = w.push(&hits[0]).unwrap_err();
     assert_eq!(err.code(), "lake_invalid_name");
+}
+
+/// The schema of every committed part of a suite, as written (not conformed),
+/// by part path.
+fn part_schemas(lake: &Lake, suite: &str) -> Vec<(String, arrow_schema::SchemaRef, usize)> {
+    let parts = block_on(lake.reader().parts(
+        COMPANY,
+        suite,
+        "1970-01-01".parse::<Date>().unwrap(),
+        "2100-01-01".parse::<Date>().unwrap(),
+    ))
+    .unwrap();
+    parts
+        .iter()
+        .map(|p| {
+            let bytes = block_on(async { lake.store().get(&p.path).await?.bytes().await }).unwrap();
+            let b = ParquetRecordBatchReaderBuilder::try_new(bytes).unwrap();
+            let rows = b.metadata().file_metadata().num_rows() as usize;
+            (p.path.to_string(), b.schema().clone(), rows)
+        })
+        .collect()
+}
+
+#[test]
+fn parts_omit_the_columns_null_in_every_row_and_split_when_one_gets_a_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let lake = Lake::local(dir.path(), small_config()).unwrap();
+    // One suite, one day: 30 rows, eVar7 only from row 20 on (after the
+    // part's first batches of 7 rows were written).
+    let raw: Vec<_> = (1..=30u64)
+        .map(|row| {
+            let mut h = rich_hit(row, 1_700_000_000 + row as i64, &["rs1"], "v1");
+            if row >= 20 {
+                h.evars.insert(7, format!("late-{row}").into());
+            }
+            h
+        })
+        .collect();
+    write_file(&lake, "file-1", &enrich(raw), SuiteZones::utc());
+    let parts = part_schemas(&lake, "rs1");
+    assert_eq!(
+        parts.len(),
+        2,
+        "{:?}",
+        parts.iter().map(|p| &p.0).collect::<Vec<_>>()
+    );
+    let (first, second) = (&parts[0], &parts[1]);
+    assert!(first.0.ends_with("-0000.parquet") && second.0.ends_with("-0001.parquet"));
+    // Rows 1..=14 (two batches) in the first part, the rest in the second.
+    assert_eq!((first.2, second.2), (14, 16));
+    for (_, schema, _) in &parts {
+        // Null in every row: not in the part.
+        for absent in ["eVar2", "prop1", "hier5", "campaign", "search_engine"] {
+            assert!(
+                schema.field_with_name(absent).is_err(),
+                "{absent} is in the part"
+            );
+        }
+        for present in ["report_suite", "eVar1", "eVar250", "prop75", "page_name"] {
+            assert!(
+                schema.field_with_name(present).is_ok(),
+                "{present} is not in the part"
+            );
+        }
+    }
+    assert!(first.1.field_with_name("eVar7").is_err());
+    assert!(second.1.field_with_name("eVar7").is_ok());
+    assert!(
+        second.1.fields().len() < hits_schema().fields().len() / 4,
+        "{} columns",
+        second.1.fields().len()
+    );
+
+    // Read back with every column: each row once, eVar7 where it was sent.
+    let batches = read_suite(&lake, "rs1");
+    let mut seen = Vec::new();
+    for b in &batches {
+        assert_eq!(b.schema(), hits_schema());
+        let rows = col(b, "row_number").as_primitive::<Int64Type>();
+        let e7 = col(b, "eVar7").as_string::<i32>();
+        for i in 0..b.num_rows() {
+            let row = rows.value(i);
+            let want = (row >= 20).then(|| format!("late-{row}"));
+            assert_eq!(e7.is_valid(i).then(|| e7.value(i).to_string()), want);
+            seen.push(row);
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, (1..=30).collect::<Vec<i64>>());
 }
