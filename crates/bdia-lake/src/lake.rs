@@ -145,6 +145,9 @@ type Tables = Arc<Mutex<HashMap<String, Arc<AsyncMutex<HitTable>>>>>;
 #[derive(Debug, Clone)]
 pub struct Lake {
     store: Arc<dyn ObjectStore>,
+    /// The same store when it is a local directory ([`Lake::local`]):
+    /// spooled parts are moved into it rather than copied.
+    local: Option<Arc<object_store::local::LocalFileSystem>>,
     root: Path,
     config: LakeConfig,
     location: TableLocation,
@@ -174,6 +177,7 @@ impl Lake {
                 backend: Some(store.clone()),
             },
             store,
+            local: None,
             root,
             config,
             tables: Arc::default(),
@@ -184,13 +188,14 @@ impl Lake {
     pub fn local(dir: impl AsRef<std::path::Path>, config: LakeConfig) -> Result<Lake, LakeError> {
         std::fs::create_dir_all(dir.as_ref())?;
         let abs = std::fs::canonicalize(dir.as_ref())?;
-        let store = object_store::local::LocalFileSystem::new_with_prefix(&abs)?;
+        let store = Arc::new(object_store::local::LocalFileSystem::new_with_prefix(&abs)?);
         let lake_url = Url::from_directory_path(&abs).map_err(|()| LakeError::Corrupt {
             path: abs.display().to_string(),
             reason: "not an absolute directory path".into(),
         })?;
         Ok(Lake {
-            store: Arc::new(store),
+            local: Some(store.clone()),
+            store,
             root: Path::default(),
             config,
             location: TableLocation {
@@ -315,8 +320,32 @@ impl Lake {
             bytes,
             file: spooled,
         } = part;
-        let mut file = std::fs::File::open(&spooled)?;
         let target = self.path(&path);
+        let entry = PartEntry {
+            path,
+            report_suite,
+            date,
+            rows,
+            bytes,
+        };
+        if let Some(local) = &self.local {
+            // A local lake: the spooled file is renamed into place (on the
+            // same file system; copied otherwise). Atomic, as a put is.
+            let dest = local.path_to_filesystem(&target)?;
+            if let Some(dir) = dest.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            match std::fs::rename(&spooled, &dest) {
+                Ok(()) => {
+                    // Moved: nothing left to delete.
+                    let _ = spooled.keep();
+                    return Ok(entry);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let mut file = std::fs::File::open(&spooled)?;
         let chunk = self.config.upload_part_bytes.max(1);
         if bytes as usize <= chunk {
             let mut buf = Vec::with_capacity(bytes as usize);
@@ -342,13 +371,7 @@ impl Lake {
                 return Err(e);
             }
         }
-        Ok(PartEntry {
-            path,
-            report_suite,
-            date,
-            rows,
-            bytes,
-        })
+        Ok(entry)
     }
 
     /// The transaction version `app_id` last committed to `company`'s

@@ -325,10 +325,13 @@ impl Encoder {
     /// A new spooled Parquet file with the columns valued so far.
     fn new_file(&self) -> Result<PartFile, LakeError> {
         std::fs::create_dir_all(&self.spool_dir)?;
-        let (file, spooled) = tempfile::Builder::new()
-            .prefix(SPOOL_PREFIX)
-            .tempfile_in(&self.spool_dir)?
-            .into_parts();
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(SPOOL_PREFIX);
+        // The permissions of any new file (0666 less the umask), not a
+        // temporary file's 0600: a local lake gets the file itself.
+        #[cfg(unix)]
+        builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666));
+        let (file, spooled) = builder.tempfile_in(&self.spool_dir)?.into_parts();
         let columns: Vec<usize> = (0..self.valued.len()).filter(|&c| self.valued[c]).collect();
         let schema = hits_schema().project(&columns)?;
         let writer = ArrowWriter::try_new(

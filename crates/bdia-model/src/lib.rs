@@ -37,6 +37,7 @@ pub mod commerce;
 pub mod conversion;
 pub mod device;
 pub mod enrich;
+pub mod fingerprints;
 pub mod identity;
 pub mod traffic;
 pub mod visit;

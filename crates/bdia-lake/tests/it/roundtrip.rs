@@ -198,7 +198,13 @@ fn large_parts_are_uploaded_in_multipart_chunks() {
         upload_part_bytes: 4 * 1024,
         ..small_config()
     };
-    let lake = Lake::local(dir.path(), config).unwrap();
+    // An object store (a local lake moves spooled parts into place instead).
+    let config = LakeConfig {
+        spool_dir: Some(dir.path().join("spool")),
+        ..config
+    };
+    let store = std::sync::Arc::new(object_store::memory::InMemory::new());
+    let lake = Lake::new(store, object_store::path::Path::default(), config);
     let hits = enrich(sample_file(300, 1_700_000_000, 10));
     write_file(&lake, "mp", &hits, SuiteZones::utc());
     let files = block_on(lake.files(COMPANY)).unwrap();
@@ -358,4 +364,42 @@ fn parts_omit_the_columns_null_in_every_row_and_split_when_one_gets_a_value() {
     }
     seen.sort();
     assert_eq!(seen, (1..=30).collect::<Vec<i64>>());
+}
+
+#[test]
+fn a_local_lake_gets_the_spooled_parts_moved_with_the_usual_permissions() {
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let config = LakeConfig {
+        spool_dir: Some(spool.clone()),
+        ..small_config()
+    };
+    let lake = Lake::local(dir.path().join("lake"), config).unwrap();
+    let hits = enrich(sample_file(50, 1_700_000_000, 10));
+    write_file(&lake, "mv", &hits, SuiteZones::utc());
+    // Published: nothing is left in the spool.
+    let left: Vec<_> = std::fs::read_dir(&spool).unwrap().flatten().collect();
+    assert!(left.is_empty(), "{left:?}");
+    let files = block_on(lake.files(COMPANY)).unwrap();
+    assert!(!files.is_empty());
+    let table = dir.path().join("lake/hits/company=acme");
+    for f in &files {
+        let meta = std::fs::metadata(table.join(&f.path)).unwrap();
+        assert_eq!(meta.len(), f.bytes, "{}", f.path);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            // As any new file (0666 less the umask), not a temporary
+            // file's 0600.
+            let mode = meta.permissions().mode() & 0o777;
+            assert_ne!(mode, 0o600, "{}", f.path);
+            assert_eq!(mode & 0o600, 0o600, "{mode:o}");
+        }
+    }
+    let rows: usize = ["rs1", "rs2"]
+        .iter()
+        .flat_map(|s| read_suite(&lake, s))
+        .map(|b| b.num_rows())
+        .sum();
+    assert_eq!(rows, hits.len());
 }
