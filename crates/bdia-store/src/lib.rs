@@ -1019,6 +1019,15 @@ pub trait MetadataStore: Send + Sync + 'static {
         company_id: &str,
         keys: Vec<(String, String)>,
     ) -> StoreResult<Vec<Option<VisitState>>>;
+    /// Hits a processing worker reads between two lookups
+    /// ([`MetadataStore::visitor_states`], [`MetadataStore::seen_ids`]).
+    /// A lookup costs a call; a larger batch of hits has left the CPU cache
+    /// by the time it is enriched (each hit is read again then), which on
+    /// one machine costs more than the calls saved. The default suits a
+    /// database across a network, where a call is a round trip.
+    fn lookup_batch(&self) -> usize {
+        1_024
+    }
     /// Whether each of `keys` (report suite, kind, id) was counted in one
     /// of the company's completed files (stored by
     /// [`MetadataStore::complete_file`] from `delta.seen`), answered in the

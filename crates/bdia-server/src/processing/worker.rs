@@ -34,7 +34,8 @@
 //! row count must equal the upload's, else the file fails
 //! (`staged_file_changed`).
 //!
-//! Memory: one batch of [`LOOKUP_BATCH`] hits, the states of the (report
+//! Memory: one batch of hits ([`MetadataStore::lookup_batch`]: 256 on
+//! SQLite, 1,024 on PostgreSQL), the states of the (report
 //! suite, visitor) pairs the file touches (needed for its delta anyway),
 //! and the lake writer's bounded buffers.
 
@@ -55,9 +56,6 @@ use bdia_store::{Company, Completion, FileRecord, GroupLease, MetadataStore, Sto
 pub use super::failure::{Failure, FailureCode};
 use super::throttle::{Throttles, WorkerSlot};
 use super::Shared;
-
-/// Hits whose visitor states are looked up together.
-pub const LOOKUP_BATCH: usize = 1_024;
 
 /// Rows taken from the throttle at once.
 const THROTTLE_CHUNK: u64 = 256;
@@ -648,17 +646,19 @@ fn enrich_file(
         unpaid: 0,
     };
     let enricher = settings.enricher(&identity);
+    // Hits whose visitor states and IDs are looked up together.
+    let lookup_batch = states.store.lookup_batch().max(1);
     let mut work = Enrichment {
         enricher,
         states,
         writer,
-        batch: Vec::with_capacity(LOOKUP_BATCH),
+        batch: Vec::with_capacity(lookup_batch),
     };
     let report = process(BufReader::new(input), &opts, |event| {
         meter.count(&cancel);
         if let RowEvent::Valid { row, valid } = event {
             work.batch.push(valid.to_hit(row));
-            if work.batch.len() >= LOOKUP_BATCH {
+            if work.batch.len() >= lookup_batch {
                 if cancel.load(Ordering::Relaxed) {
                     return Err(Stop::Cancelled);
                 }
