@@ -1203,6 +1203,26 @@ pub async fn seen_ids(s: Arc<dyn MetadataStore>) {
         expected,
         "a large batch answers each key in order"
     );
+    // Both lookups in one call answer as each alone.
+    let states = vec![("rs1".to_string(), "v:nobody".to_string())];
+    let ids = vec![serial.clone(), seen_id("rs1", PURCHASE_ID, "ORD-2")];
+    assert_eq!(
+        s.lookups("acme", states.clone(), ids.clone())
+            .await
+            .unwrap(),
+        (
+            s.visitor_states("acme", states.clone()).await.unwrap(),
+            s.seen_ids("acme", ids.clone()).await.unwrap()
+        )
+    );
+    assert_eq!(
+        s.lookups("acme", vec![], ids).await.unwrap(),
+        (vec![], vec![true, false])
+    );
+    assert_eq!(
+        s.lookups("acme", states, vec![]).await.unwrap(),
+        (vec![None], vec![])
+    );
     // A completion with no IDs stores none and keeps the rest.
     s.claim_next_file(&g, None, 3).await.unwrap();
     s.complete_file("a3", done_seen(vec![])).await.unwrap();

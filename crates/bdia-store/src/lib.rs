@@ -1019,6 +1019,29 @@ pub trait MetadataStore: Send + Sync + 'static {
         company_id: &str,
         keys: Vec<(String, String)>,
     ) -> StoreResult<Vec<Option<VisitState>>>;
+    /// [`MetadataStore::visitor_states`] of `states` and
+    /// [`MetadataStore::seen_ids`] of `seen` (the two lookups of each batch
+    /// of hits a processing worker reads), in one call where the backend
+    /// can; either list may be empty (its answer is then empty, with no
+    /// query).
+    async fn lookups(
+        &self,
+        company_id: &str,
+        states: Vec<(String, String)>,
+        seen: Vec<SeenId>,
+    ) -> StoreResult<(Vec<Option<VisitState>>, Vec<bool>)> {
+        let found = if states.is_empty() {
+            Vec::new()
+        } else {
+            self.visitor_states(company_id, states).await?
+        };
+        let counted = if seen.is_empty() {
+            Vec::new()
+        } else {
+            self.seen_ids(company_id, seen).await?
+        };
+        Ok((found, counted))
+    }
     /// Hits a processing worker reads between two lookups
     /// ([`MetadataStore::visitor_states`], [`MetadataStore::seen_ids`]).
     /// A lookup costs a call; a larger batch of hits has left the CPU cache

@@ -113,6 +113,20 @@ impl Prefetched {
         Ok(())
     }
 
+    /// The states of `states` (report suite, visitor key) before the file
+    /// and whether each of `seen` was counted, in one store call.
+    fn lookups(
+        &self,
+        states: Vec<(String, String)>,
+        seen: Vec<SeenId>,
+    ) -> Result<(Vec<Option<VisitState>>, Vec<bool>), StoreError> {
+        if states.is_empty() && seen.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        self.handle
+            .block_on(self.store.lookups(&self.company_id, states, seen))
+    }
+
     /// The states of `keys` (report suite, visitor key) before the file,
     /// in one store call.
     fn states(&self, keys: Vec<(String, String)>) -> Result<Vec<Option<VisitState>>, StoreError> {
@@ -569,13 +583,17 @@ impl Enrichment<'_> {
             }
         }
         drop(asked);
-        let found = self.states.states(keys.clone()).map_err(Failure::store)?;
+        let ids: Vec<SeenId> = ids.into_ids().map(|(id, ())| id).collect();
+        let (found, counted) = self
+            .states
+            .lookups(keys.clone(), ids.clone())
+            .map_err(Failure::store)?;
         for ((suite, key), state) in keys.into_iter().zip(found) {
             self.enricher.preload(&suite, key, state);
         }
-        self.states
-            .prefetch_seen(ids.into_ids().map(|(id, ())| id).collect())
-            .map_err(Failure::store)?;
+        for (id, counted) in ids.into_iter().zip(counted) {
+            self.states.seen.insert_id(id, counted);
+        }
         let mut hits = Vec::new();
         for h in self.batch.drain(..) {
             self.enricher

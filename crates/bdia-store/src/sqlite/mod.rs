@@ -578,6 +578,33 @@ impl MetadataStore for SqliteStore {
             .await
     }
 
+    async fn lookups(
+        &self,
+        company_id: &str,
+        states: Vec<(String, String)>,
+        seen: Vec<SeenId>,
+    ) -> StoreResult<(Vec<Option<VisitState>>, Vec<bool>)> {
+        if states.is_empty() && seen.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let company_id = company_id.to_string();
+        // One call to the database thread for both.
+        self.with(move |conn| {
+            let found = if states.is_empty() {
+                Vec::new()
+            } else {
+                processing::visitor_states(conn, &company_id, &states)?
+            };
+            let counted = if seen.is_empty() {
+                Vec::new()
+            } else {
+                processing::seen_ids(conn, &company_id, &seen)?
+            };
+            Ok((found, counted))
+        })
+        .await
+    }
+
     async fn complete_file(
         &self,
         file_id: &str,
