@@ -12,7 +12,9 @@
 #                                        from PERF_ARGS, default
 #                                        `--call-graph dwarf -p SERVER`): use a
 #                                        `profiling` build, and ignore the
-#                                        times of such a run)
+#                                        times of such a run;
+#                                        KEEP_DATA=1 keeps each run's data
+#                                        dir, lake included, and names it)
 #
 # Per run:
 #   bdia:   the files are uploaded to a server with processing off, which is
