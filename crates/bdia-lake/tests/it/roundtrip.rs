@@ -9,17 +9,30 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
 use crate::common::*;
 
-/// Reads every committed part of a suite.
-pub fn read_suite(lake: &Lake, suite: &str) -> Vec<RecordBatch> {
-    let parts = block_on(lake.reader().parts(
+/// Every committed part of a suite.
+fn suite_parts(lake: &Lake, suite: &str) -> Vec<bdia_lake::PartRef> {
+    block_on(lake.reader().parts(
         COMPANY,
         suite,
         "1970-01-01".parse::<Date>().unwrap(),
         "2100-01-01".parse::<Date>().unwrap(),
     ))
-    .unwrap();
+    .unwrap()
+}
+
+/// Rows of suites `rs1` and `rs2`.
+fn rows_of_both_suites(lake: &Lake) -> usize {
+    ["rs1", "rs2"]
+        .iter()
+        .flat_map(|s| read_suite(lake, s))
+        .map(|b| b.num_rows())
+        .sum()
+}
+
+/// Reads every committed part of a suite.
+pub fn read_suite(lake: &Lake, suite: &str) -> Vec<RecordBatch> {
     let mut out = Vec::new();
-    for p in parts {
+    for p in suite_parts(lake, suite) {
         let bytes = block_on(async { lake.store().get(&p.path).await?.bytes().await }).unwrap();
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
             .unwrap()
@@ -209,12 +222,7 @@ fn large_parts_are_uploaded_in_multipart_chunks() {
     write_file(&lake, "mp", &hits, SuiteZones::utc());
     let files = block_on(lake.files(COMPANY)).unwrap();
     assert!(files.iter().any(|f| f.bytes > 4 * 1024));
-    let rows: usize = ["rs1", "rs2"]
-        .iter()
-        .flat_map(|s| read_suite(&lake, s))
-        .map(|b| b.num_rows())
-        .sum();
-    assert_eq!(rows, hits.len());
+    assert_eq!(rows_of_both_suites(&lake), hits.len());
 }
 
 #[test]
@@ -280,14 +288,7 @@ fn invalid_names_are_refused_before_anything_is_written() {
 /// The schema of every committed part of a suite, as written (not conformed),
 /// by part path.
 fn part_schemas(lake: &Lake, suite: &str) -> Vec<(String, arrow_schema::SchemaRef, usize)> {
-    let parts = block_on(lake.reader().parts(
-        COMPANY,
-        suite,
-        "1970-01-01".parse::<Date>().unwrap(),
-        "2100-01-01".parse::<Date>().unwrap(),
-    ))
-    .unwrap();
-    parts
+    suite_parts(lake, suite)
         .iter()
         .map(|p| {
             let bytes = block_on(async { lake.store().get(&p.path).await?.bytes().await }).unwrap();
@@ -396,10 +397,5 @@ fn a_local_lake_gets_the_spooled_parts_moved_with_the_usual_permissions() {
             assert_eq!(mode & 0o600, 0o600, "{mode:o}");
         }
     }
-    let rows: usize = ["rs1", "rs2"]
-        .iter()
-        .flat_map(|s| read_suite(&lake, s))
-        .map(|b| b.num_rows())
-        .sum();
-    assert_eq!(rows, hits.len());
+    assert_eq!(rows_of_both_suites(&lake), hits.len());
 }

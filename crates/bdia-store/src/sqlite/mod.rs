@@ -590,17 +590,10 @@ impl MetadataStore for SqliteStore {
         let company_id = company_id.to_string();
         // One call to the database thread for both.
         self.with(move |conn| {
-            let found = if states.is_empty() {
-                Vec::new()
-            } else {
-                processing::visitor_states(conn, &company_id, &states)?
-            };
-            let counted = if seen.is_empty() {
-                Vec::new()
-            } else {
-                processing::seen_ids(conn, &company_id, &seen)?
-            };
-            Ok((found, counted))
+            Ok((
+                processing::visitor_states(conn, &company_id, &states)?,
+                processing::seen_ids(conn, &company_id, &seen)?,
+            ))
         })
         .await
     }

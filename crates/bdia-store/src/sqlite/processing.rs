@@ -124,6 +124,9 @@ pub(super) fn visitor_states(
     company_id: &str,
     keys: &[(String, String)],
 ) -> StoreResult<Vec<Option<VisitState>>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
     // One read transaction: every answer comes from the same state.
     let tx = conn
         .transaction()
@@ -157,6 +160,9 @@ pub(super) fn seen_ids(
     company_id: &str,
     keys: &[SeenId],
 ) -> StoreResult<Vec<bool>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
     // As `visitor_states`: one read transaction. The keys are grouped by
     // (report suite, kind) and asked a chunk at a time (`id IN (...)`):
     // one statement per chunk rather than one per ID.
