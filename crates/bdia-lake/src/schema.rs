@@ -221,22 +221,28 @@ fn build_schema() -> SchemaRef {
 /// `batch` (read from a part) with every column of [`hits_schema`], in
 /// schema order: a part holds only the columns with a value in some row
 /// (`crate::writer`), and a column it lacks is null in each of its rows.
-/// A column of the batch that the schema does not have is an error, as is
-/// one of another type.
+/// An error when the batch has a column the schema does not have, one of
+/// another type, or lacks one that cannot be null.
 ///
 /// ```
 /// # use std::sync::Arc;
 /// use arrow_array::{RecordBatch, StringArray};
+/// use bdia_lake::schema::conform;
 /// let schema = bdia_lake::hits_schema();
+/// // A part (of no rows) with every column but eVar1.
+/// let keep: Vec<usize> = (0..schema.fields().len())
+///     .filter(|&i| schema.field(i).name() != "eVar1")
+///     .collect();
+/// let part = RecordBatch::new_empty(schema.clone()).project(&keep).unwrap();
+/// assert_eq!(conform(&part).unwrap().schema(), schema);
+/// // A part without the columns that cannot be null is refused.
 /// let page = schema.index_of("page_name").unwrap();
-/// let part = RecordBatch::try_new(
+/// let bad = RecordBatch::try_new(
 ///     Arc::new(schema.project(&[page]).unwrap()),
 ///     vec![Arc::new(StringArray::from(vec![Some("home")]))],
 /// )
 /// .unwrap();
-/// let all = bdia_lake::schema::conform(&part).unwrap();
-/// assert_eq!(all.schema(), schema);
-/// assert!(all.column_by_name("eVar1").unwrap().is_null(0));
+/// assert!(conform(&bad).is_err());
 /// ```
 pub fn conform(batch: &arrow_array::RecordBatch) -> Result<arrow_array::RecordBatch, ArrowError> {
     let schema = hits_schema();
