@@ -236,11 +236,12 @@ struct Encoder {
 }
 
 /// Whether each column of `batch` has a value (not null) in some row.
-fn valued_columns(batch: &RecordBatch) -> impl Iterator<Item = bool> + '_ {
+fn valued_columns(batch: &RecordBatch) -> Vec<bool> {
     batch
         .columns()
         .iter()
         .map(|c| !c.is_empty() && c.null_count() < c.len())
+        .collect()
 }
 
 impl Encoder {
@@ -263,15 +264,17 @@ impl Encoder {
                 });
             }
             Command::Batch { id, batch, clock } => {
-                for (v, b) in self.valued.iter_mut().zip(valued_columns(&batch)) {
+                let valued = valued_columns(&batch);
+                for (v, b) in self.valued.iter_mut().zip(&valued) {
                     *v |= b;
                 }
                 let i = self.index(id)?;
                 let part = &self.open[i];
                 let lacks = part.file.as_ref().is_none_or(|f| {
-                    valued_columns(&batch)
+                    valued
+                        .iter()
                         .zip(&f.has)
-                        .any(|(valued, has)| valued && !has)
+                        .any(|(valued, has)| *valued && !has)
                 });
                 if lacks {
                     if self.open[i].file.is_some() {

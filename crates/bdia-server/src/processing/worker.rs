@@ -100,41 +100,24 @@ struct Prefetched {
 }
 
 impl Prefetched {
-    fn prefetch_seen(&mut self, keys: Vec<SeenId>) -> Result<(), StoreError> {
-        if keys.is_empty() {
-            return Ok(());
-        }
-        let found = self
-            .handle
-            .block_on(self.store.seen_ids(&self.company_id, keys.clone()))?;
-        for (k, v) in keys.into_iter().zip(found) {
-            self.seen.insert_id(k, v);
-        }
-        Ok(())
-    }
-
-    /// The states of `states` (report suite, visitor key) before the file
-    /// and whether each of `seen` was counted, in one store call.
+    /// The states of `states` (report suite, visitor key) before the file,
+    /// answered in order, and whether each of `seen` was counted before
+    /// it (kept in `self.seen`), in one store call.
     fn lookups(
-        &self,
+        &mut self,
         states: Vec<(String, String)>,
         seen: Vec<SeenId>,
-    ) -> Result<(Vec<Option<VisitState>>, Vec<bool>), StoreError> {
+    ) -> Result<Vec<Option<VisitState>>, StoreError> {
         if states.is_empty() && seen.is_empty() {
-            return Ok((Vec::new(), Vec::new()));
-        }
-        self.handle
-            .block_on(self.store.lookups(&self.company_id, states, seen))
-    }
-
-    /// The states of `keys` (report suite, visitor key) before the file,
-    /// in one store call.
-    fn states(&self, keys: Vec<(String, String)>) -> Result<Vec<Option<VisitState>>, StoreError> {
-        if keys.is_empty() {
             return Ok(Vec::new());
         }
-        self.handle
-            .block_on(self.store.visitor_states(&self.company_id, keys))
+        let (found, counted) =
+            self.handle
+                .block_on(self.store.lookups(&self.company_id, states, seen.clone()))?;
+        for (k, v) in seen.into_iter().zip(counted) {
+            self.seen.insert_id(k, v);
+        }
+        Ok(found)
     }
 }
 
@@ -146,7 +129,10 @@ impl VisitorStates for Prefetched {
         report_suite: &str,
         visitor_key: &str,
     ) -> Result<Option<VisitState>, StoreError> {
-        let found = self.states(vec![(report_suite.to_string(), visitor_key.to_string())])?;
+        let found = self.lookups(
+            vec![(report_suite.to_string(), visitor_key.to_string())],
+            Vec::new(),
+        )?;
         Ok(found.into_iter().next().flatten())
     }
 
@@ -154,11 +140,14 @@ impl VisitorStates for Prefetched {
         if let Some(v) = self.seen.get(report_suite, kind, id) {
             return Ok(*v);
         }
-        self.prefetch_seen(vec![SeenId {
-            report_suite: report_suite.to_string(),
-            kind: kind.to_string(),
-            id: id.to_string(),
-        }])?;
+        self.lookups(
+            Vec::new(),
+            vec![SeenId {
+                report_suite: report_suite.to_string(),
+                kind: kind.to_string(),
+                id: id.to_string(),
+            }],
+        )?;
         Ok(self
             .seen
             .get(report_suite, kind, id)
@@ -584,15 +573,12 @@ impl Enrichment<'_> {
         }
         drop(asked);
         let ids: Vec<SeenId> = ids.into_ids().map(|(id, ())| id).collect();
-        let (found, counted) = self
+        let found = self
             .states
-            .lookups(keys.clone(), ids.clone())
+            .lookups(keys.clone(), ids)
             .map_err(Failure::store)?;
         for ((suite, key), state) in keys.into_iter().zip(found) {
             self.enricher.preload(&suite, key, state);
-        }
-        for (id, counted) in ids.into_iter().zip(counted) {
-            self.states.seen.insert_id(id, counted);
         }
         let mut hits = Vec::new();
         for h in self.batch.drain(..) {
